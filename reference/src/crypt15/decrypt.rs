@@ -1,0 +1,291 @@
+//! Streaming decryption with bounded memory: the last trailer-length bytes are held back
+//! until the input ends, then the trailer layout is decided and the file is classified.
+
+use super::header::{read_full, read_header, BackupFormat, BackupHeader};
+use super::payload::{InnerKind, PayloadKind, PayloadReport, PayloadSink, ZlibState};
+use super::{Crypt15Error, DEFAULT_BLOCK_SIZE};
+use crate::key::BackupKey;
+use openssl::hash::{Hasher, MessageDigest};
+use openssl::symm::{Cipher, Crypter, Mode};
+use serde::Serialize;
+use std::io::{Read, Write};
+use zeroize::Zeroizing;
+
+const TAG_LEN: usize = 16;
+const MD5_LEN: usize = 16;
+
+/// Options for [`decrypt`].
+#[derive(Debug, Clone)]
+pub struct DecryptOptions {
+    /// Inflate a zlib payload (the default). When false, the decrypted payload is written
+    /// as is; it is still inflated internally to classify failures.
+    pub decompress: bool,
+    /// Size of the blocks read from the input.
+    pub block_size: usize,
+}
+
+impl Default for DecryptOptions {
+    fn default() -> Self {
+        DecryptOptions {
+            decompress: true,
+            block_size: DEFAULT_BLOCK_SIZE,
+        }
+    }
+}
+
+/// Whether the file carried an MD5 trailer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Md5Status {
+    /// Present and matching.
+    Verified,
+    /// Absent (older multi-file backups end with the tag).
+    Absent,
+}
+
+/// The result of a successful decryption.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecryptSummary {
+    /// The header.
+    pub header: BackupHeader,
+    /// What the payload was.
+    pub payload: PayloadKind,
+    /// For zlib payloads, what they inflated to.
+    pub inner: Option<InnerKind>,
+    /// The MD5 trailer.
+    pub md5: Md5Status,
+    /// crypt12 only: the 4-byte footer (dashes and the last two phone digits).
+    pub crypt12_footer: Option<String>,
+    /// Bytes read, the whole file.
+    pub input_bytes: u64,
+    /// Ciphertext bytes.
+    pub ciphertext_bytes: u64,
+    /// Bytes written to the output.
+    pub output_bytes: u64,
+}
+
+/// The AES key for this file from the key the user gave.
+fn file_key(key: &BackupKey, header: &BackupHeader) -> Result<Zeroizing<[u8; 32]>, Crypt15Error> {
+    match (key, header.format) {
+        (BackupKey::Root(root), BackupFormat::Crypt15) => Ok(root.crypt15_file_key()),
+        (BackupKey::Legacy(_), BackupFormat::Crypt15) => Err(Crypt15Error::WrongKey(
+            "this is a crypt15 backup: it needs the 64-digit key or encrypted_backup.key, not a crypt12/14 key file"
+                .into(),
+        )),
+        // For crypt12/14 a 32-byte key is the AES key itself (the last 32 bytes of `key`).
+        (BackupKey::Root(root), _) => Ok(Zeroizing::new(*root.as_bytes())),
+        (BackupKey::Legacy(legacy), format) => {
+            let (server_salt, google_id_salt) = match (&header.prefix, &header.crypt12) {
+                (Some(prefix), _) => match &prefix.c14_cipher {
+                    Some(c14) => (c14.server_salt.as_slice(), c14.google_id_salt.as_slice()),
+                    None => return Err(Crypt15Error::Malformed("crypt14 header without cipher block".into())),
+                },
+                (None, Some(c12)) => (c12.server_salt.as_slice(), c12.google_id_salt.as_slice()),
+                (None, None) => return Err(Crypt15Error::Malformed("header without salts".into())),
+            };
+            if server_salt != legacy.server_salt || google_id_salt != legacy.google_id_salt {
+                return Err(Crypt15Error::WrongKey(format!(
+                    "this key file belongs to another account or key: the {} header's server salt or Google id salt differs from the key file's",
+                    format.as_str()
+                )));
+            }
+            Ok(Zeroizing::new(legacy.aes_key))
+        }
+    }
+}
+
+/// Decrypts a crypt15, crypt14 or crypt12 backup from `input` to `output`.
+///
+/// Memory is bounded by `options.block_size` plus a few hundred KiB whatever the input size.
+/// `progress` is called with the number of input bytes consumed so far.
+/// On `Err`, whatever was written to `output` is unauthenticated and must be discarded.
+pub fn decrypt<R: Read, W: Write>(
+    key: &BackupKey,
+    mut input: R,
+    output: W,
+    options: &DecryptOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<DecryptSummary, Crypt15Error> {
+    let header = read_header(&mut input)?;
+    let aes_key = file_key(key, &header)?;
+    let mut md5 = Hasher::new(MessageDigest::md5())?;
+    md5.update(&header.raw)?;
+    let mut gcm = Crypter::new(
+        Cipher::aes_256_gcm(),
+        Mode::Decrypt,
+        aes_key.as_slice(),
+        Some(&header.iv),
+    )?;
+    let mut sink = PayloadSink::new(output, options.decompress);
+
+    let trailer = header.format.trailer_len();
+    let block = options.block_size.max(4096);
+    let mut buf = vec![0u8; trailer + block];
+    let mut plain = vec![0u8; block + 32];
+    let mut held = 0usize;
+    let mut released = 0u64;
+    loop {
+        let n = read_full(&mut input, &mut buf[held..])
+            .map_err(Crypt15Error::io("reading the backup"))?;
+        if n == 0 {
+            break;
+        }
+        let total = held + n;
+        if total > trailer {
+            let release = total - trailer;
+            md5.update(&buf[..release])?;
+            let count = gcm.update(&buf[..release], &mut plain)?;
+            sink.write(&plain[..count])
+                .map_err(Crypt15Error::io("writing the output"))?;
+            released += release as u64;
+            buf.copy_within(release..total, 0);
+            held = trailer;
+        } else {
+            held = total;
+        }
+        progress(header.len() as u64 + released + held as u64);
+    }
+    let tail = &buf[..held];
+    let body_len = released + held as u64;
+    let input_bytes = header.len() as u64 + body_len;
+
+    // Layout A: ciphertext, tag, MD5 (and for crypt12 a 4-byte footer).
+    let mut md5_matched = false;
+    if held == trailer {
+        let mut with_tag = md5.clone();
+        with_tag.update(&tail[..TAG_LEN])?;
+        md5_matched = *with_tag.finish()? == tail[TAG_LEN..TAG_LEN + MD5_LEN];
+    }
+    let (authenticated, md5_status, ciphertext_bytes) = if md5_matched {
+        gcm.set_tag(&tail[..TAG_LEN])?;
+        (
+            gcm.finalize(&mut plain).is_ok(),
+            Md5Status::Verified,
+            released,
+        )
+    } else if header.format != BackupFormat::Crypt12 && held >= TAG_LEN {
+        // Layout B: ciphertext then tag, no MD5.
+        let extra = held - TAG_LEN;
+        let count = gcm.update(&tail[..extra], &mut plain)?;
+        sink.write(&plain[..count])
+            .map_err(Crypt15Error::io("writing the output"))?;
+        gcm.set_tag(&tail[extra..])?;
+        (
+            gcm.finalize(&mut plain).is_ok(),
+            Md5Status::Absent,
+            released + extra as u64,
+        )
+    } else {
+        (false, Md5Status::Absent, released)
+    };
+    let (_, report) = sink
+        .finish()
+        .map_err(Crypt15Error::io("writing the output"))?;
+
+    if !authenticated {
+        return Err(classify_failure(
+            &header,
+            &report,
+            body_len,
+            held,
+            md5_matched,
+        ));
+    }
+    check_authenticated_payload(&report)?;
+    let crypt12_footer = (header.format == BackupFormat::Crypt12)
+        .then(|| String::from_utf8_lossy(&tail[TAG_LEN + MD5_LEN..]).into_owned());
+    Ok(DecryptSummary {
+        header,
+        payload: report.kind,
+        inner: report.inner,
+        md5: md5_status,
+        crypt12_footer,
+        input_bytes,
+        ciphertext_bytes,
+        output_bytes: report.written,
+    })
+}
+
+/// A file whose tag verified can still carry a broken zlib stream (the writer's fault).
+fn check_authenticated_payload(report: &PayloadReport) -> Result<(), Crypt15Error> {
+    match &report.zlib {
+        Some(ZlibState::Failed(why)) => Err(Crypt15Error::Corrupt(format!(
+            "the file authenticates, but its payload is not a valid zlib stream ({why})"
+        ))),
+        Some(ZlibState::Running) => Err(Crypt15Error::Corrupt(
+            "the file authenticates, but its zlib stream is incomplete".into(),
+        )),
+        Some(ZlibState::Ended { at }) if *at != report.received => {
+            Err(Crypt15Error::Corrupt(format!(
+                "the file authenticates, but {} bytes follow the end of its zlib stream",
+                report.received - at
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Names the failure of a file whose tag did not verify (`spec/crypt15.md`, "Classifying failures").
+fn classify_failure(
+    header: &BackupHeader,
+    report: &PayloadReport,
+    body_len: u64,
+    held: usize,
+    md5_matched: bool,
+) -> Crypt15Error {
+    let trailer = header.format.trailer_len() as u64;
+    if held < TAG_LEN {
+        return Crypt15Error::Truncated(format!(
+            "the file ends {body_len} bytes after the header, before an authentication tag could fit"
+        ));
+    }
+    if md5_matched {
+        return if report.plausible() {
+            Crypt15Error::Corrupt(
+                "the MD5 matches but the authentication tag does not, and the data decrypts to a valid payload start: \
+                 the file was modified and its MD5 recomputed"
+                    .into(),
+            )
+        } else {
+            Crypt15Error::WrongKey(
+                "the file is intact (its MD5 matches) but the key does not open it".into(),
+            )
+        };
+    }
+    match (&report.kind, &report.zlib) {
+        (PayloadKind::Zlib, Some(ZlibState::Ended { at })) => {
+            let expected = at + trailer;
+            if body_len > expected {
+                Crypt15Error::TrailingData(format!(
+                    "{} bytes follow the end of the backup (its compressed stream ends at byte {})",
+                    body_len - expected,
+                    header.len() as u64 + at
+                ))
+            } else if body_len < expected {
+                Crypt15Error::Truncated(format!(
+                    "the file ends {} bytes before its trailer is complete",
+                    expected - body_len
+                ))
+            } else {
+                Crypt15Error::Corrupt("the MD5 and authentication tag do not match: the file was modified".into())
+            }
+        }
+        (PayloadKind::Zlib, Some(ZlibState::Failed(why))) => Crypt15Error::Corrupt(format!(
+            "the MD5 does not match and the data does not decompress ({why}): the file was modified"
+        )),
+        (PayloadKind::Zlib, _) => Crypt15Error::Truncated(format!(
+            "the file ends inside its compressed stream, after {body_len} bytes of ciphertext"
+        )),
+        (PayloadKind::Zip, _) if report.zip_complete => {
+            Crypt15Error::Corrupt("the authentication tag does not match: the file was modified".into())
+        }
+        (PayloadKind::Zip, _) => {
+            Crypt15Error::Truncated("the file ends before its ZIP archive's end record".into())
+        }
+        (PayloadKind::Empty | PayloadKind::Unknown, _) => Crypt15Error::Corrupt(
+            "neither the MD5 nor the authentication tag matches and the data does not decrypt to a known payload: \
+             the file is damaged (or, for an MD5-less multi-file backup, the key is wrong)"
+                .into(),
+        ),
+    }
+}

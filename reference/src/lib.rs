@@ -1,0 +1,13 @@
+//! Coffer reference implementation.
+//!
+//! - [`key`]: the 32-byte root key, its 64-digit form, key files, HKDF derivations.
+//! - [`crypt15`]: the WhatsApp-compatible backup profile (crypt15 read/write, crypt14/12 read).
+//! - [`error`]: the error classes shared by every layer.
+//!
+//! The library never prints; the `coffer` binary does.
+
+pub mod crypt15;
+pub mod error;
+pub mod key;
+
+pub use error::{Classify, ErrorClass};
