@@ -1,0 +1,202 @@
+//! The `key`, `decrypt` and `encrypt` commands.
+
+use super::failure::{CliResult, Failure};
+use super::output::{flush, progress_bar, AtomicOutput};
+use super::{key_arg, DecryptArgs, EncryptArgs, KeyFileForm, Report};
+use coffer::crypt15::{self, header, DecryptOptions, EncryptOptions, HeaderSpec, PayloadEncoding};
+use coffer::key::{BackupKey, RootKey};
+use coffer::ErrorClass;
+use serde_json::json;
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::path::Path;
+
+/// The serde name of a unit enum value (the same word the JSON output uses).
+pub fn name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => format!("{other:?}"),
+    }
+}
+
+pub fn open_input(path: &Path) -> CliResult<(File, u64)> {
+    let file = File::open(path).map_err(|e| Failure::io(format!("cannot open {}", path.display()), e))?;
+    let size = file.metadata().map_err(|e| Failure::io(format!("cannot stat {}", path.display()), e))?.len();
+    Ok((file, size))
+}
+
+/// `coffer key new`
+pub fn key_new(out: Option<&Path>, form: KeyFileForm, force: bool) -> CliResult<Report> {
+    let key = RootKey::generate().map_err(|e| Failure::from_lib("key generation", e))?;
+    if let Some(path) = out {
+        let target = AtomicOutput::create(path, force)?;
+        let bytes = match form {
+            KeyFileForm::Java => key.to_encrypted_backup_key(),
+            KeyFileForm::Hex => format!("{}\n", key.to_grouped().as_str()).into_bytes(),
+        };
+        let mut writer = target.writer();
+        writer.write_all(&bytes).map_err(|e| Failure::io(format!("cannot write {}", path.display()), e))?;
+        flush(writer, path)?;
+        target.commit()?;
+    }
+    let grouped = key.to_grouped();
+    let saved = out.map(|p| format!("\nsaved to {}", p.display())).unwrap_or_default();
+    Ok(Report {
+        text: format!("{}{saved}", grouped.as_str()),
+        json: json!({"key": key.to_hex().as_str(), "grouped": grouped.as_str(), "file": out}),
+    })
+}
+
+/// `coffer key show`
+pub fn key_show(spec: &str) -> CliResult<Report> {
+    match key_arg::resolve(spec)? {
+        BackupKey::Root(root) => {
+            let grouped = root.to_grouped();
+            Ok(Report {
+                text: grouped.as_str().to_owned(),
+                json: json!({"kind": "root", "key": root.to_hex().as_str(), "grouped": grouped.as_str()}),
+            })
+        }
+        BackupKey::Legacy(legacy) => {
+            let root = RootKey::from_bytes(legacy.aes_key);
+            let grouped = root.to_grouped();
+            Ok(Report {
+                text: format!(
+                    "{}\n(crypt12/14 key file: this is its AES key; server salt {})",
+                    grouped.as_str(),
+                    hex::encode(legacy.server_salt)
+                ),
+                json: json!({
+                    "kind": "legacy",
+                    "key": root.to_hex().as_str(),
+                    "grouped": grouped.as_str(),
+                    "server_salt": hex::encode(legacy.server_salt),
+                    "google_id_salt": hex::encode(legacy.google_id_salt),
+                }),
+            })
+        }
+    }
+}
+
+/// `coffer decrypt`
+pub fn decrypt(args: &DecryptArgs) -> CliResult<Report> {
+    let key = key_arg::resolve(&args.key.key)?;
+    let (input, size) = open_input(&args.input)?;
+    let target = AtomicOutput::create(&args.output, args.force)?;
+    let bar = progress_bar(size, "decrypting");
+    let options = DecryptOptions { decompress: !args.raw, ..DecryptOptions::default() };
+    let mut writer = target.writer();
+    let summary = crypt15::decrypt(&key, input, &mut writer, &options, &mut |done| bar.set_position(done))
+        .map_err(|e| Failure::from_lib(&format!("cannot decrypt {}", args.input.display()), e))?;
+    flush(writer, &args.output)?;
+    bar.finish_and_clear();
+    target.commit()?;
+    let inner = summary.inner.map(|k| format!(" -> {}", name(&k))).unwrap_or_default();
+    Ok(Report {
+        text: format!(
+            "{}: {} backup, {} payload{inner}, MD5 {}; {} bytes -> {} bytes in {}",
+            args.input.display(),
+            summary.header.format.as_str(),
+            name(&summary.payload),
+            name(&summary.md5),
+            summary.input_bytes,
+            summary.output_bytes,
+            args.output.display()
+        ),
+        json: json!({
+            "command": "decrypt",
+            "input": args.input,
+            "output": args.output,
+            "format": summary.header.format,
+            "payload": summary.payload,
+            "inner": summary.inner,
+            "md5": summary.md5,
+            "crypt12_footer": summary.crypt12_footer,
+            "input_bytes": summary.input_bytes,
+            "ciphertext_bytes": summary.ciphertext_bytes,
+            "output_bytes": summary.output_bytes,
+        }),
+    })
+}
+
+fn parse_iv(text: &str) -> CliResult<[u8; header::IV_LEN]> {
+    let bytes = hex::decode(text.trim())
+        .map_err(|e| Failure::new(ErrorClass::Malformed, format!("--iv is not hex: {e}")))?;
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| Failure::new(ErrorClass::Malformed, format!("--iv must be 16 bytes, not {}", b.len())))
+}
+
+fn random_iv() -> CliResult<[u8; header::IV_LEN]> {
+    let mut iv = [0u8; header::IV_LEN];
+    getrandom::fill(&mut iv).map_err(|e| Failure::new(ErrorClass::Io, format!("OS random generator: {e}")))?;
+    Ok(iv)
+}
+
+/// The exact header bytes for `coffer encrypt`.
+fn output_header(args: &EncryptArgs) -> CliResult<Vec<u8>> {
+    if let Some(like) = &args.like {
+        let (file, _) = open_input(like)?;
+        let reference = crypt15::read_header(&mut BufReader::new(file))
+            .map_err(|e| Failure::from_lib(&format!("cannot read the header of {}", like.display()), e))?;
+        if args.keep_iv {
+            if reference.format != crypt15::BackupFormat::Crypt15 {
+                return Err(Failure::new(ErrorClass::Unsupported, "--like needs a crypt15 backup"));
+            }
+            return Ok(reference.raw);
+        }
+        let iv = match &args.iv {
+            Some(text) => parse_iv(text)?,
+            None => random_iv()?,
+        };
+        return header::with_new_iv(&reference, &iv).map_err(|e| Failure::from_lib("--like", e));
+    }
+    if args.jid_suffix.len() != 2 || !args.jid_suffix.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Failure::new(ErrorClass::Malformed, "--jid-suffix must be two digits"));
+    }
+    let iv = match &args.iv {
+        Some(text) => parse_iv(text)?,
+        None => random_iv()?,
+    };
+    Ok(HeaderSpec::new(iv, &args.app_version, &args.jid_suffix, args.backup_version).encode())
+}
+
+/// `coffer encrypt`
+pub fn encrypt(args: &EncryptArgs) -> CliResult<Report> {
+    let root = key_arg::resolve_root(&args.key.key)?;
+    let header = output_header(args)?;
+    let (input, size) = open_input(&args.input)?;
+    let target = AtomicOutput::create(&args.output, args.force)?;
+    let options = EncryptOptions {
+        payload: if args.stored { PayloadEncoding::Stored } else { PayloadEncoding::Zlib { level: args.level } },
+        md5: !args.no_md5,
+        ..EncryptOptions::default()
+    };
+    let bar = progress_bar(size, "encrypting");
+    let mut writer = target.writer();
+    let summary = crypt15::encrypt(&root, &header, input, &mut writer, &options, &mut |done| bar.set_position(done))
+        .map_err(|e| Failure::from_lib(&format!("cannot encrypt {}", args.input.display()), e))?;
+    flush(writer, &args.output)?;
+    bar.finish_and_clear();
+    target.commit()?;
+    Ok(Report {
+        text: format!(
+            "{}: {} bytes -> crypt15 backup of {} bytes in {}",
+            args.input.display(),
+            summary.input_bytes,
+            summary.output_bytes,
+            args.output.display()
+        ),
+        json: json!({
+            "command": "encrypt",
+            "input": args.input,
+            "output": args.output,
+            "format": "crypt15",
+            "payload": options.payload,
+            "md5": options.md5,
+            "input_bytes": summary.input_bytes,
+            "ciphertext_bytes": summary.ciphertext_bytes,
+            "output_bytes": summary.output_bytes,
+        }),
+    })
+}

@@ -1,0 +1,29 @@
+//! A failed command: its error class (which fixes the exit code) and a readable message.
+
+use coffer::{Classify, ErrorClass};
+use std::fmt::Display;
+
+/// Why a command failed.
+#[derive(Debug)]
+pub struct Failure {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        Failure { class, message: message.into() }
+    }
+
+    /// Wraps a library error, prefixing what was being done.
+    pub fn from_lib<E: Classify + Display>(context: &str, error: E) -> Self {
+        Failure { class: error.class(), message: format!("{context}: {error}") }
+    }
+
+    /// An I/O failure on a named path.
+    pub fn io(context: impl Display, error: std::io::Error) -> Self {
+        Failure { class: ErrorClass::Io, message: format!("{context}: {error}") }
+    }
+}
+
+pub type CliResult<T> = Result<T, Failure>;

@@ -1,0 +1,216 @@
+//! Command-line interface: argument parsing, dispatch, and output (text or `--json`).
+
+mod commands;
+mod failure;
+mod info;
+mod key_arg;
+mod output;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   success
+  2   usage error (bad arguments)
+  10  wrong_key      the key does not open the file
+  11  corrupt        the file was modified or damaged
+  12  truncated      the file ends early
+  13  trailing_data  bytes follow the end of the backup
+  14  unsupported    a format feature this version does not support
+  15  malformed      not a backup (or key) of the expected form
+  22  io             a file could not be read or written
+(16-21 are vault classes; see spec/errors.md.)";
+
+/// Open, inspect and write WhatsApp-compatible encrypted chat backups.
+///
+/// Coffer reads crypt15, crypt14 and crypt12 backups and writes crypt15, streaming, with
+/// bounded memory. A decrypted file only ever appears at OUTPUT once the backup has
+/// authenticated; on any failure OUTPUT is left untouched.
+#[derive(Debug, Parser)]
+#[command(name = "coffer", version, after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    /// Print one JSON object on stdout instead of text (errors too: {"ok": false, "error": CLASS, ...}).
+    #[arg(long, global = true)]
+    json: bool,
+    /// More log output on stderr (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create or show backup keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Decrypt a crypt15, crypt14 or crypt12 backup (the format is read from the bytes).
+    #[command(after_help = "Example:\n  coffer decrypt --key encrypted_backup.key msgstore.db.crypt15 -o msgstore.db")]
+    Decrypt(DecryptArgs),
+    /// Encrypt a file as a crypt15 backup.
+    #[command(after_help = "Examples:\n  coffer encrypt --key encrypted_backup.key msgstore.db -o msgstore.db.crypt15\n  \
+        coffer encrypt --key KEY --like old.crypt15 msgstore.db -o new.crypt15\n  \
+        coffer encrypt --key KEY --like old.crypt15 --keep-iv msgstore.db -o same.crypt15   # byte-exact copy")]
+    Encrypt(EncryptArgs),
+    /// Show a backup's format, header fields and sizes (no key needed).
+    Info(InfoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Generate a new random 32-byte key and print its 64 digits.
+    New {
+        /// Also save it to FILE.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Form of FILE: `java` is WhatsApp's 59-byte encrypted_backup.key, `hex` a text file.
+        #[arg(long, value_enum, default_value_t = KeyFileForm::Java, requires = "out")]
+        form: KeyFileForm,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the 64 digits of a key file (or a key) in groups of four.
+    Show {
+        /// encrypted_backup.key, a crypt12/14 `key` file, a text file, or 64 hex digits.
+        key: String,
+    },
+}
+
+/// Key file forms `coffer key new` can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyFileForm {
+    /// 59-byte Java-serialized byte[] (WhatsApp's encrypted_backup.key).
+    Java,
+    /// 64 hex digits in groups of four, one line.
+    Hex,
+}
+
+#[derive(Debug, Args)]
+struct KeyArg {
+    /// The key: 64 hex digits (spaces and dashes allowed), a key file (encrypted_backup.key,
+    /// or `key` for crypt12/14), or `-` to read it from standard input.
+    #[arg(long, short, env = "COFFER_KEY", hide_env_values = true)]
+    key: String,
+}
+
+#[derive(Debug, Args)]
+struct DecryptArgs {
+    #[command(flatten)]
+    key: KeyArg,
+    /// The backup to decrypt.
+    input: PathBuf,
+    /// Where to write the plaintext (created only once the backup authenticates).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Replace OUTPUT if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Write the decrypted payload as is (the zlib stream) instead of inflating it.
+    #[arg(long)]
+    raw: bool,
+}
+
+#[derive(Debug, Args)]
+struct EncryptArgs {
+    #[command(flatten)]
+    key: KeyArg,
+    /// The file to encrypt (e.g. msgstore.db).
+    input: PathBuf,
+    /// Where to write the crypt15 backup (created only when complete).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Replace OUTPUT if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Copy the header (app version, phone digits, feature flags...) from this backup.
+    #[arg(long, value_name = "FILE")]
+    like: Option<PathBuf>,
+    /// With --like, also reuse its IV: reproduces that file byte for byte from the same plaintext.
+    /// Never use it for different plaintext: reusing an IV under the same key breaks AES-GCM.
+    #[arg(long, requires = "like")]
+    keep_iv: bool,
+    /// The IV as 32 hex digits (default: random). For test vectors; never reuse one.
+    #[arg(long, value_name = "HEX", conflicts_with = "keep_iv")]
+    iv: Option<String>,
+    /// Header: WhatsApp version that "wrote" the backup.
+    #[arg(long, default_value = "2.22.5.13", conflicts_with = "like")]
+    app_version: String,
+    /// Header: the last two digits of the phone number.
+    #[arg(long, default_value = "00", conflicts_with = "like")]
+    jid_suffix: String,
+    /// Header: backup version.
+    #[arg(long, default_value_t = 0, conflicts_with = "like")]
+    backup_version: u64,
+    /// zlib compression level 0-9 (WhatsApp writes 1).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=9))]
+    level: u32,
+    /// Store INPUT without compression (older multi-file backups: a ZIP stored as is).
+    #[arg(long, conflicts_with = "level")]
+    stored: bool,
+    /// Omit the MD5 trailer (older multi-file backups have none).
+    #[arg(long)]
+    no_md5: bool,
+}
+
+#[derive(Debug, Args)]
+struct InfoArgs {
+    /// The backup to inspect.
+    input: PathBuf,
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "coffer=debug",
+        _ => "coffer=trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Key(KeyCommand::New { out, form, force }) => commands::key_new(out.as_deref(), form, force),
+        Command::Key(KeyCommand::Show { key }) => commands::key_show(&key),
+        Command::Decrypt(args) => commands::decrypt(&args),
+        Command::Encrypt(args) => commands::encrypt(&args),
+        Command::Info(args) => info::run(&args.input),
+    };
+    match result {
+        Ok(report) => {
+            if cli.json {
+                let mut value = report.json;
+                if let Some(object) = value.as_object_mut() {
+                    object.insert("ok".into(), true.into());
+                }
+                println!("{value}");
+            } else {
+                println!("{}", report.text);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            tracing::debug!(class = %failure.class, "command failed");
+            if cli.json {
+                let body = serde_json::json!({"ok": false, "error": failure.class, "message": failure.message});
+                println!("{body}");
+            } else {
+                eprintln!("coffer: {} ({})", failure.message, failure.class);
+            }
+            ExitCode::from(failure.class.exit_code())
+        }
+    }
+}
+
+/// What a successful command reports: a text form and a JSON form.
+pub struct Report {
+    pub text: String,
+    pub json: serde_json::Value,
+}

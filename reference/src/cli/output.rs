@@ -1,0 +1,71 @@
+//! Output files that appear only when complete, and progress bars.
+
+use super::failure::{CliResult, Failure};
+use coffer::ErrorClass;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use tempfile::NamedTempFile;
+
+/// A file written beside its final path and renamed into place by [`AtomicOutput::commit`].
+/// Dropped without commit, the temporary file is removed and the final path is untouched.
+pub struct AtomicOutput {
+    path: PathBuf,
+    force: bool,
+    temp: NamedTempFile,
+}
+
+impl AtomicOutput {
+    /// Refuses an existing `path` unless `force`.
+    pub fn create(path: &Path, force: bool) -> CliResult<Self> {
+        if path.exists() && !force {
+            return Err(Failure::new(
+                ErrorClass::Io,
+                format!("{} already exists; pass --force to replace it", path.display()),
+            ));
+        }
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".partial")
+            .tempfile_in(dir)
+            .map_err(|e| Failure::io(format!("cannot create a temporary file in {}", dir.display()), e))?;
+        Ok(AtomicOutput { path: path.to_owned(), force, temp })
+    }
+
+    /// A buffered writer to the temporary file.
+    pub fn writer(&self) -> BufWriter<&File> {
+        BufWriter::with_capacity(1 << 20, self.temp.as_file())
+    }
+
+    /// Makes the file durable and moves it to its final path.
+    pub fn commit(self) -> CliResult<()> {
+        let target = self.path.display().to_string();
+        self.temp.as_file().sync_all().map_err(|e| Failure::io(format!("cannot sync {target}"), e))?;
+        let result = if self.force { self.temp.persist(&self.path) } else { self.temp.persist_noclobber(&self.path) };
+        result.map_err(|e| Failure::io(format!("cannot move the output to {target}"), e.error))?;
+        Ok(())
+    }
+}
+
+/// A byte progress bar on stderr, drawn only when stderr is a terminal.
+pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} [{bar:32}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Flushes a writer, mapping the error.
+pub fn flush(mut writer: impl Write, what: &Path) -> CliResult<()> {
+    writer.flush().map_err(|e| Failure::io(format!("cannot write {}", what.display()), e))
+}
