@@ -20,8 +20,12 @@ pub fn name<T: serde::Serialize>(value: &T) -> String {
 }
 
 pub fn open_input(path: &Path) -> CliResult<(File, u64)> {
-    let file = File::open(path).map_err(|e| Failure::io(format!("cannot open {}", path.display()), e))?;
-    let size = file.metadata().map_err(|e| Failure::io(format!("cannot stat {}", path.display()), e))?.len();
+    let file =
+        File::open(path).map_err(|e| Failure::io(format!("cannot open {}", path.display()), e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| Failure::io(format!("cannot stat {}", path.display()), e))?
+        .len();
     Ok((file, size))
 }
 
@@ -35,12 +39,16 @@ pub fn key_new(out: Option<&Path>, form: KeyFileForm, force: bool) -> CliResult<
             KeyFileForm::Hex => format!("{}\n", key.to_grouped().as_str()).into_bytes(),
         };
         let mut writer = target.writer();
-        writer.write_all(&bytes).map_err(|e| Failure::io(format!("cannot write {}", path.display()), e))?;
+        writer
+            .write_all(&bytes)
+            .map_err(|e| Failure::io(format!("cannot write {}", path.display()), e))?;
         flush(writer, path)?;
         target.commit()?;
     }
     let grouped = key.to_grouped();
-    let saved = out.map(|p| format!("\nsaved to {}", p.display())).unwrap_or_default();
+    let saved = out
+        .map(|p| format!("\nsaved to {}", p.display()))
+        .unwrap_or_default();
     Ok(Report {
         text: format!("{}{saved}", grouped.as_str()),
         json: json!({"key": key.to_hex().as_str(), "grouped": grouped.as_str(), "file": out}),
@@ -84,14 +92,22 @@ pub fn decrypt(args: &DecryptArgs) -> CliResult<Report> {
     let (input, size) = open_input(&args.input)?;
     let target = AtomicOutput::create(&args.output, args.force)?;
     let bar = progress_bar(size, "decrypting");
-    let options = DecryptOptions { decompress: !args.raw, ..DecryptOptions::default() };
+    let options = DecryptOptions {
+        decompress: !args.raw,
+        ..DecryptOptions::default()
+    };
     let mut writer = target.writer();
-    let summary = crypt15::decrypt(&key, input, &mut writer, &options, &mut |done| bar.set_position(done))
-        .map_err(|e| Failure::from_lib(&format!("cannot decrypt {}", args.input.display()), e))?;
+    let summary = crypt15::decrypt(&key, input, &mut writer, &options, &mut |done| {
+        bar.set_position(done)
+    })
+    .map_err(|e| Failure::from_lib(&format!("cannot decrypt {}", args.input.display()), e))?;
     flush(writer, &args.output)?;
     bar.finish_and_clear();
     target.commit()?;
-    let inner = summary.inner.map(|k| format!(" -> {}", name(&k))).unwrap_or_default();
+    let inner = summary
+        .inner
+        .map(|k| format!(" -> {}", name(&k)))
+        .unwrap_or_default();
     Ok(Report {
         text: format!(
             "{}: {} backup, {} payload{inner}, MD5 {}; {} bytes -> {} bytes in {}",
@@ -122,14 +138,18 @@ pub fn decrypt(args: &DecryptArgs) -> CliResult<Report> {
 fn parse_iv(text: &str) -> CliResult<[u8; header::IV_LEN]> {
     let bytes = hex::decode(text.trim())
         .map_err(|e| Failure::new(ErrorClass::Malformed, format!("--iv is not hex: {e}")))?;
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| Failure::new(ErrorClass::Malformed, format!("--iv must be 16 bytes, not {}", b.len())))
+    bytes.try_into().map_err(|b: Vec<u8>| {
+        Failure::new(
+            ErrorClass::Malformed,
+            format!("--iv must be 16 bytes, not {}", b.len()),
+        )
+    })
 }
 
 fn random_iv() -> CliResult<[u8; header::IV_LEN]> {
     let mut iv = [0u8; header::IV_LEN];
-    getrandom::fill(&mut iv).map_err(|e| Failure::new(ErrorClass::Io, format!("OS random generator: {e}")))?;
+    getrandom::fill(&mut iv)
+        .map_err(|e| Failure::new(ErrorClass::Io, format!("OS random generator: {e}")))?;
     Ok(iv)
 }
 
@@ -137,11 +157,15 @@ fn random_iv() -> CliResult<[u8; header::IV_LEN]> {
 fn output_header(args: &EncryptArgs) -> CliResult<Vec<u8>> {
     if let Some(like) = &args.like {
         let (file, _) = open_input(like)?;
-        let reference = crypt15::read_header(&mut BufReader::new(file))
-            .map_err(|e| Failure::from_lib(&format!("cannot read the header of {}", like.display()), e))?;
+        let reference = crypt15::read_header(&mut BufReader::new(file)).map_err(|e| {
+            Failure::from_lib(&format!("cannot read the header of {}", like.display()), e)
+        })?;
         if args.keep_iv {
             if reference.format != crypt15::BackupFormat::Crypt15 {
-                return Err(Failure::new(ErrorClass::Unsupported, "--like needs a crypt15 backup"));
+                return Err(Failure::new(
+                    ErrorClass::Unsupported,
+                    "--like needs a crypt15 backup",
+                ));
             }
             return Ok(reference.raw);
         }
@@ -152,7 +176,10 @@ fn output_header(args: &EncryptArgs) -> CliResult<Vec<u8>> {
         return header::with_new_iv(&reference, &iv).map_err(|e| Failure::from_lib("--like", e));
     }
     if args.jid_suffix.len() != 2 || !args.jid_suffix.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Failure::new(ErrorClass::Malformed, "--jid-suffix must be two digits"));
+        return Err(Failure::new(
+            ErrorClass::Malformed,
+            "--jid-suffix must be two digits",
+        ));
     }
     let iv = match &args.iv {
         Some(text) => parse_iv(text)?,
@@ -168,14 +195,20 @@ pub fn encrypt(args: &EncryptArgs) -> CliResult<Report> {
     let (input, size) = open_input(&args.input)?;
     let target = AtomicOutput::create(&args.output, args.force)?;
     let options = EncryptOptions {
-        payload: if args.stored { PayloadEncoding::Stored } else { PayloadEncoding::Zlib { level: args.level } },
+        payload: if args.stored {
+            PayloadEncoding::Stored
+        } else {
+            PayloadEncoding::Zlib { level: args.level }
+        },
         md5: !args.no_md5,
         ..EncryptOptions::default()
     };
     let bar = progress_bar(size, "encrypting");
     let mut writer = target.writer();
-    let summary = crypt15::encrypt(&root, &header, input, &mut writer, &options, &mut |done| bar.set_position(done))
-        .map_err(|e| Failure::from_lib(&format!("cannot encrypt {}", args.input.display()), e))?;
+    let summary = crypt15::encrypt(&root, &header, input, &mut writer, &options, &mut |done| {
+        bar.set_position(done)
+    })
+    .map_err(|e| Failure::from_lib(&format!("cannot encrypt {}", args.input.display()), e))?;
     flush(writer, &args.output)?;
     bar.finish_and_clear();
     target.commit()?;

@@ -12,17 +12,26 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
-        Failure { class, message: message.into() }
+        Failure {
+            class,
+            message: message.into(),
+        }
     }
 
     /// Wraps a library error, prefixing what was being done.
     pub fn from_lib<E: Classify + Display>(context: &str, error: E) -> Self {
-        Failure { class: error.class(), message: format!("{context}: {error}") }
+        Failure {
+            class: error.class(),
+            message: format!("{context}: {error}"),
+        }
     }
 
     /// An I/O failure on a named path.
     pub fn io(context: impl Display, error: std::io::Error) -> Self {
-        Failure { class: ErrorClass::Io, message: format!("{context}: {error}") }
+        Failure {
+            class: ErrorClass::Io,
+            message: format!("{context}: {error}"),
+        }
     }
 }
 

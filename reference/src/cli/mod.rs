@@ -47,12 +47,16 @@ enum Command {
     #[command(subcommand)]
     Key(KeyCommand),
     /// Decrypt a crypt15, crypt14 or crypt12 backup (the format is read from the bytes).
-    #[command(after_help = "Example:\n  coffer decrypt --key encrypted_backup.key msgstore.db.crypt15 -o msgstore.db")]
+    #[command(
+        after_help = "Example:\n  coffer decrypt --key encrypted_backup.key msgstore.db.crypt15 -o msgstore.db"
+    )]
     Decrypt(DecryptArgs),
     /// Encrypt a file as a crypt15 backup.
-    #[command(after_help = "Examples:\n  coffer encrypt --key encrypted_backup.key msgstore.db -o msgstore.db.crypt15\n  \
+    #[command(
+        after_help = "Examples:\n  coffer encrypt --key encrypted_backup.key msgstore.db -o msgstore.db.crypt15\n  \
         coffer encrypt --key KEY --like old.crypt15 msgstore.db -o new.crypt15\n  \
-        coffer encrypt --key KEY --like old.crypt15 --keep-iv msgstore.db -o same.crypt15   # byte-exact copy")]
+        coffer encrypt --key KEY --like old.crypt15 --keep-iv msgstore.db -o same.crypt15   # byte-exact copy"
+    )]
     Encrypt(EncryptArgs),
     /// Show a backup's format, header fields and sizes (no key needed).
     Info(InfoArgs),
@@ -150,8 +154,8 @@ struct EncryptArgs {
     /// Store INPUT without compression (older multi-file backups: a ZIP stored as is).
     #[arg(long, conflicts_with = "level")]
     stored: bool,
-    /// Omit the MD5 trailer (older multi-file backups have none).
-    #[arg(long)]
+    /// Omit the MD5 trailer (older multi-file backups have none; only with --stored).
+    #[arg(long, requires = "stored")]
     no_md5: bool,
 }
 
@@ -169,7 +173,10 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -177,7 +184,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Key(KeyCommand::New { out, form, force }) => commands::key_new(out.as_deref(), form, force),
+        Command::Key(KeyCommand::New { out, form, force }) => {
+            commands::key_new(out.as_deref(), form, force)
+        }
         Command::Key(KeyCommand::Show { key }) => commands::key_show(&key),
         Command::Decrypt(args) => commands::decrypt(&args),
         Command::Encrypt(args) => commands::encrypt(&args),

@@ -22,20 +22,35 @@ impl AtomicOutput {
         if path.exists() && !force {
             return Err(Failure::new(
                 ErrorClass::Io,
-                format!("{} already exists; pass --force to replace it", path.display()),
+                format!(
+                    "{} already exists; pass --force to replace it",
+                    path.display()
+                ),
             ));
         }
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let temp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".partial")
             .tempfile_in(dir)
-            .map_err(|e| Failure::io(format!("cannot create a temporary file in {}", dir.display()), e))?;
-        Ok(AtomicOutput { path: path.to_owned(), force, temp })
+            .map_err(|e| {
+                Failure::io(
+                    format!("cannot create a temporary file in {}", dir.display()),
+                    e,
+                )
+            })?;
+        Ok(AtomicOutput {
+            path: path.to_owned(),
+            force,
+            temp,
+        })
     }
 
     /// A buffered writer to the temporary file.
@@ -46,8 +61,15 @@ impl AtomicOutput {
     /// Makes the file durable and moves it to its final path.
     pub fn commit(self) -> CliResult<()> {
         let target = self.path.display().to_string();
-        self.temp.as_file().sync_all().map_err(|e| Failure::io(format!("cannot sync {target}"), e))?;
-        let result = if self.force { self.temp.persist(&self.path) } else { self.temp.persist_noclobber(&self.path) };
+        self.temp
+            .as_file()
+            .sync_all()
+            .map_err(|e| Failure::io(format!("cannot sync {target}"), e))?;
+        let result = if self.force {
+            self.temp.persist(&self.path)
+        } else {
+            self.temp.persist_noclobber(&self.path)
+        };
         result.map_err(|e| Failure::io(format!("cannot move the output to {target}"), e.error))?;
         Ok(())
     }
@@ -67,5 +89,7 @@ pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
 
 /// Flushes a writer, mapping the error.
 pub fn flush(mut writer: impl Write, what: &Path) -> CliResult<()> {
-    writer.flush().map_err(|e| Failure::io(format!("cannot write {}", what.display()), e))
+    writer
+        .flush()
+        .map_err(|e| Failure::io(format!("cannot write {}", what.display()), e))
 }

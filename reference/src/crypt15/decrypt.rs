@@ -119,7 +119,7 @@ pub fn decrypt<R: Read, W: Write>(
     let mut sink = PayloadSink::new(output, options.decompress);
 
     let trailer = header.format.trailer_len();
-    let block = options.block_size.max(4096);
+    let block = options.block_size.max(1);
     let mut buf = vec![0u8; trailer + block];
     let mut plain = vec![0u8; block + 32];
     let mut held = 0usize;
@@ -189,6 +189,12 @@ pub fn decrypt<R: Read, W: Write>(
             body_len,
             held,
             md5_matched,
+        ));
+    }
+    if md5_status == Md5Status::Absent && report.kind == PayloadKind::Zlib {
+        return Err(Crypt15Error::Truncated(
+            "the file authenticates without an MD5 trailer, but zlib payloads always carry one: its last 16 bytes are missing"
+                .into(),
         ));
     }
     check_authenticated_payload(&report)?;
@@ -282,6 +288,9 @@ fn classify_failure(
         (PayloadKind::Zip, _) => {
             Crypt15Error::Truncated("the file ends before its ZIP archive's end record".into())
         }
+        (PayloadKind::Empty | PayloadKind::Unknown, _) if report.received < 4 => Crypt15Error::Truncated(format!(
+            "the file ends {body_len} bytes after its header, too short for a payload and its trailer"
+        )),
         (PayloadKind::Empty | PayloadKind::Unknown, _) => Crypt15Error::Corrupt(
             "neither the MD5 nor the authentication tag matches and the data does not decrypt to a known payload: \
              the file is damaged (or, for an MD5-less multi-file backup, the key is wrong)"

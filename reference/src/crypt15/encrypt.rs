@@ -132,6 +132,11 @@ pub fn encrypt<R: Read, W: Write>(
     options: &EncryptOptions,
     progress: &mut dyn FnMut(u64),
 ) -> Result<EncryptSummary, Crypt15Error> {
+    if !options.md5 && options.payload != PayloadEncoding::Stored {
+        return Err(Crypt15Error::Unsupported(
+            "only a stored payload may omit the MD5 trailer (readers treat a zlib payload without it as truncated)".into(),
+        ));
+    }
     let parsed = super::read_header(&mut &header[..])?;
     if parsed.format != BackupFormat::Crypt15 || parsed.len() != header.len() {
         return Err(Crypt15Error::Unsupported(
@@ -158,7 +163,7 @@ pub fn encrypt<R: Read, W: Write>(
         .map_err(Crypt15Error::io("writing the output"))?;
     writer.ciphertext = 0;
 
-    let mut block = vec![0u8; options.block_size.max(4096)];
+    let mut block = vec![0u8; options.block_size.max(1)];
     let mut input_bytes = 0u64;
     let mut pump = |sink: &mut dyn Write| -> Result<(), Crypt15Error> {
         loop {
