@@ -1,0 +1,220 @@
+//! crypt15 decrypt and encrypt throughput, with the ceilings that bound them measured in the
+//! same run: raw AES-256-GCM (OpenSSL, the crate Coffer uses), MD5, memcpy, and inflate/deflate
+//! with each candidate zlib backend. All throughputs count plaintext bytes so ratios compare.
+
+use coffer::crypt15::{self, DecryptOptions, EncryptOptions, HeaderSpec};
+use coffer::key::{BackupKey, RootKey};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use openssl::symm::{decrypt_aead, encrypt_aead, Cipher};
+use std::hint::black_box;
+use std::io::Write;
+use std::time::Duration;
+
+const SIZE: usize = 16 << 20;
+
+struct Workload {
+    plain: Vec<u8>,
+    zlib: Vec<u8>,
+    file: Vec<u8>,
+    key: RootKey,
+}
+
+fn workload() -> Workload {
+    let plain = coffer_bench::chat_sqlite(SIZE);
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(1));
+    encoder.write_all(&plain).unwrap();
+    let zlib = encoder.finish().unwrap();
+    let key = RootKey::from_bytes([5u8; 32]);
+    let header = HeaderSpec::new([1u8; 16], "2.24.1.1", "00", 0).encode();
+    let mut file = Vec::new();
+    crypt15::encrypt(
+        &key,
+        &header,
+        &plain[..],
+        &mut file,
+        &EncryptOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    Workload {
+        plain,
+        zlib,
+        file,
+        key,
+    }
+}
+
+fn configure<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    group.throughput(Throughput::Bytes(SIZE as u64));
+    group
+}
+
+fn decrypt_path(c: &mut Criterion) {
+    let w = workload();
+    let key = BackupKey::Root(w.key.clone());
+    let file_key = w.key.crypt15_file_key();
+    let iv = [1u8; 16];
+    let aes_ct = encrypt_aead(
+        Cipher::aes_256_gcm(),
+        file_key.as_slice(),
+        Some(&iv),
+        &[],
+        &w.plain,
+        &mut [0u8; 16],
+    )
+    .unwrap();
+    let mut tag = [0u8; 16];
+    let aes_ct2 = encrypt_aead(
+        Cipher::aes_256_gcm(),
+        file_key.as_slice(),
+        Some(&iv),
+        &[],
+        &w.zlib,
+        &mut tag,
+    )
+    .unwrap();
+
+    let mut group = configure(c, "crypt15_decrypt");
+    group.bench_function("coffer_decrypt", |b| {
+        let mut out = Vec::with_capacity(SIZE);
+        b.iter(|| {
+            out.clear();
+            crypt15::decrypt(
+                &key,
+                &w.file[..],
+                &mut out,
+                &DecryptOptions::default(),
+                &mut |_| {},
+            )
+            .unwrap();
+            black_box(out.len())
+        })
+    });
+    group.bench_function("ceiling_aes256gcm_openssl_ciphertext_only", |b| {
+        b.iter(|| {
+            decrypt_aead(
+                Cipher::aes_256_gcm(),
+                file_key.as_slice(),
+                Some(&iv),
+                &[],
+                &aes_ct2,
+                &tag,
+            )
+            .unwrap()
+        })
+    });
+    group.bench_function("ceiling_aes256gcm_openssl_full_plaintext", |b| {
+        let mut t = [0u8; 16];
+        b.iter(|| {
+            encrypt_aead(
+                Cipher::aes_256_gcm(),
+                file_key.as_slice(),
+                Some(&iv),
+                &[],
+                black_box(&w.plain),
+                &mut t,
+            )
+            .unwrap()
+        })
+    });
+    let _ = aes_ct;
+    group.bench_function("ceiling_md5_ciphertext", |b| {
+        b.iter(|| {
+            openssl::hash::hash(openssl::hash::MessageDigest::md5(), black_box(&w.file)).unwrap()
+        })
+    });
+    group.bench_function("ceiling_inflate_zlib_rs", |b| {
+        let mut out = vec![0u8; SIZE + 1024];
+        b.iter(|| {
+            let (done, status) =
+                zlib_rs::decompress_slice(&mut out, &w.zlib, zlib_rs::InflateConfig::default());
+            assert_eq!(status, zlib_rs::ReturnCode::Ok);
+            black_box(done.len())
+        })
+    });
+    group.bench_function("ceiling_inflate_miniz_oxide", |b| {
+        b.iter(|| {
+            black_box(
+                miniz_oxide::inflate::decompress_to_vec_zlib(&w.zlib)
+                    .unwrap()
+                    .len(),
+            )
+        })
+    });
+    group.bench_function("ceiling_inflate_c_zlib", |b| {
+        let mut out = Vec::with_capacity(SIZE);
+        b.iter(|| {
+            out.clear();
+            let mut decoder = flate2::write::ZlibDecoder::new(&mut out);
+            decoder.write_all(&w.zlib).unwrap();
+            decoder.finish().unwrap();
+        })
+    });
+    group.bench_function("ceiling_memcpy", |b| {
+        let mut out = vec![0u8; SIZE];
+        b.iter(|| {
+            out.copy_from_slice(black_box(&w.plain));
+            black_box(out[SIZE - 1])
+        })
+    });
+    group.finish();
+}
+
+fn encrypt_path(c: &mut Criterion) {
+    let w = workload();
+    let header = HeaderSpec::new([1u8; 16], "2.24.1.1", "00", 0).encode();
+    let file_key = w.key.crypt15_file_key();
+    let mut group = configure(c, "crypt15_encrypt");
+    group.bench_function("coffer_encrypt_level1", |b| {
+        let mut out = Vec::with_capacity(SIZE);
+        b.iter(|| {
+            out.clear();
+            crypt15::encrypt(
+                &w.key,
+                &header,
+                &w.plain[..],
+                &mut out,
+                &EncryptOptions::default(),
+                &mut |_| {},
+            )
+            .unwrap();
+            black_box(out.len())
+        })
+    });
+    group.bench_function("ceiling_deflate_c_zlib_level1", |b| {
+        b.iter(|| {
+            let mut encoder = flate2::write::ZlibEncoder::new(
+                Vec::with_capacity(SIZE / 4),
+                flate2::Compression::new(1),
+            );
+            encoder.write_all(&w.plain).unwrap();
+            black_box(encoder.finish().unwrap().len())
+        })
+    });
+    group.bench_function("ceiling_aes256gcm_openssl_full_plaintext", |b| {
+        let mut t = [0u8; 16];
+        b.iter(|| {
+            encrypt_aead(
+                Cipher::aes_256_gcm(),
+                file_key.as_slice(),
+                Some(&[1u8; 16]),
+                &[],
+                black_box(&w.plain),
+                &mut t,
+            )
+            .unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decrypt_path, encrypt_path);
+criterion_main!(benches);

@@ -1,0 +1,361 @@
+//! The `coffer` binary as a user meets it: exit codes, --json, and no partial output.
+
+mod common;
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn coffer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(args)
+        .env_remove("COFFER_KEY")
+        .output()
+        .expect("run coffer")
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn decrypt_sample_and_reencrypt_byte_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = common::sample("encrypted_backup.key");
+    let original = common::sample("msgstore.db.crypt15");
+    let db = dir.path().join("msgstore.db");
+    let out = coffer(&[
+        "--json",
+        "decrypt",
+        "--key",
+        s(&key),
+        s(&original),
+        "-o",
+        s(&db),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out);
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["format"], "crypt15");
+    assert_eq!(report["inner"], "sqlite");
+    assert_eq!(std::fs::read(&db).unwrap(), common::msgstore());
+
+    let again = dir.path().join("again.crypt15");
+    let out = coffer(&[
+        "encrypt",
+        "--key",
+        s(&key),
+        "--like",
+        s(&original),
+        "--keep-iv",
+        s(&db),
+        "-o",
+        s(&again),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&again).unwrap() == common::read("msgstore.db.crypt15"),
+        "not byte-exact"
+    );
+
+    // Without --keep-iv the header is copied but the IV is fresh.
+    let fresh = dir.path().join("fresh.crypt15");
+    assert!(coffer(&[
+        "encrypt",
+        "--key",
+        s(&key),
+        "--like",
+        s(&original),
+        s(&db),
+        "-o",
+        s(&fresh)
+    ])
+    .status
+    .success());
+    let fresh_bytes = std::fs::read(&fresh).unwrap();
+    let original_bytes = common::read("msgstore.db.crypt15");
+    assert_eq!(fresh_bytes.len(), original_bytes.len());
+    assert_eq!(fresh_bytes[..8], original_bytes[..8]);
+    assert_ne!(fresh_bytes[8..24], original_bytes[8..24], "IV must differ");
+    assert_eq!(fresh_bytes[24..131], original_bytes[24..131]);
+    let back = dir.path().join("back.db");
+    assert!(
+        coffer(&["decrypt", "--key", s(&key), s(&fresh), "-o", s(&back)])
+            .status
+            .success()
+    );
+    assert_eq!(std::fs::read(&back).unwrap(), common::msgstore());
+}
+
+#[test]
+fn every_format_decrypts_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = common::sample("key");
+    for name in [
+        "msgstore.db.crypt14",
+        "msgstore-noexpiry.db.crypt14",
+        "msgstore.db.crypt12",
+    ] {
+        let out_path = dir.path().join(format!("{name}.db"));
+        let out = coffer(&[
+            "decrypt",
+            "--key",
+            s(&legacy),
+            s(&common::sample(name)),
+            "-o",
+            s(&out_path),
+        ]);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read(&out_path).unwrap(),
+            common::msgstore(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn failures_leave_no_output_and_use_the_class_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = common::read("msgstore.db.crypt15");
+    let key = common::sample("encrypted_backup.key");
+    let cases: Vec<(&str, Vec<u8>, &str, i32)> = vec![
+        (
+            "truncated",
+            original[..original.len() / 2].to_vec(),
+            "truncated",
+            12,
+        ),
+        (
+            "trailing",
+            [original.as_slice(), b"garbage"].concat(),
+            "trailing_data",
+            13,
+        ),
+        ("empty", Vec::new(), "truncated", 12),
+        ("plain", common::msgstore(), "malformed", 15),
+        (
+            "flipped",
+            {
+                let mut f = original.clone();
+                f[100_000] ^= 1;
+                f
+            },
+            "corrupt",
+            11,
+        ),
+    ];
+    for (name, bytes, class, code) in cases {
+        let input = dir.path().join(format!("{name}.crypt15"));
+        std::fs::write(&input, &bytes).unwrap();
+        let output = dir.path().join(format!("{name}.db"));
+        let out = coffer(&[
+            "--json",
+            "decrypt",
+            "--key",
+            s(&key),
+            s(&input),
+            "-o",
+            s(&output),
+        ]);
+        assert_eq!(out.status.code(), Some(code), "{name}");
+        let report = json(&out);
+        assert_eq!(report["ok"], false, "{name}");
+        assert_eq!(report["error"], class, "{name}");
+        assert!(report["message"].as_str().unwrap().len() > 10);
+        assert!(
+            !output.exists(),
+            "{name}: OUTPUT must not exist after a failure"
+        );
+    }
+    // Wrong key, given as 64 digits; an existing OUTPUT survives a failed --force run.
+    let output = dir.path().join("keep.db");
+    std::fs::write(&output, b"precious").unwrap();
+    let wrong = "00".repeat(32);
+    let input = common::sample("msgstore.db.crypt15");
+    let out = coffer(&[
+        "decrypt",
+        "--force",
+        "--key",
+        &wrong,
+        s(&input),
+        "-o",
+        s(&output),
+    ]);
+    assert_eq!(out.status.code(), Some(10));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong_key"));
+    assert_eq!(std::fs::read(&output).unwrap(), b"precious");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn existing_output_needs_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("exists.db");
+    std::fs::write(&output, b"x").unwrap();
+    let key = common::sample("encrypted_backup.key");
+    let input = common::sample("msgstore.db.crypt15");
+    let out = coffer(&[
+        "--json",
+        "decrypt",
+        "--key",
+        s(&key),
+        s(&input),
+        "-o",
+        s(&output),
+    ]);
+    assert_eq!(out.status.code(), Some(22));
+    assert_eq!(json(&out)["error"], "io");
+    assert_eq!(std::fs::read(&output).unwrap(), b"x");
+    assert!(coffer(&[
+        "decrypt",
+        "--force",
+        "--key",
+        s(&key),
+        s(&input),
+        "-o",
+        s(&output)
+    ])
+    .status
+    .success());
+    assert_eq!(std::fs::read(&output).unwrap(), common::msgstore());
+}
+
+#[test]
+fn bad_keys_are_malformed_with_position() {
+    let input = common::sample("msgstore.db.crypt15");
+    let mut key = "6730a595a1484d0c39c101dc0ac82ec5e401bb6f0e1b8ee2dc104a6b3687f017".to_string();
+    key.replace_range(4..5, "z");
+    let out = coffer(&[
+        "--json",
+        "decrypt",
+        "--key",
+        &key,
+        s(&input),
+        "-o",
+        "/nonexistent/x",
+    ]);
+    assert_eq!(out.status.code(), Some(15));
+    let report = json(&out);
+    assert_eq!(report["error"], "malformed");
+    assert!(
+        report["message"].as_str().unwrap().contains("position 5"),
+        "{report}"
+    );
+    let out = coffer(&[
+        "--json",
+        "decrypt",
+        "--key",
+        "abcd",
+        s(&input),
+        "-o",
+        "/nonexistent/x",
+    ]);
+    assert_eq!(json(&out)["error"], "malformed");
+}
+
+#[test]
+fn info_needs_no_key() {
+    let out = coffer(&["--json", "info", s(&common::sample("msgstore.db.crypt15"))]);
+    assert!(out.status.success());
+    let report = json(&out);
+    assert_eq!(report["format"], "crypt15");
+    assert_eq!(report["header_bytes"], 131);
+    assert_eq!(report["md5_trailer"], true);
+    assert_eq!(report["ciphertext_bytes"], 240_366);
+    assert_eq!(report["header"]["iv"], "c395ee009cf8b68ac0ea760550f6559c");
+    let text = coffer(&["info", s(&common::sample("msgstore.db.crypt12"))]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("crypt12"));
+    let bad = coffer(&["--json", "info", s(&common::sample("msgstore.db"))]);
+    assert_eq!(bad.status.code(), Some(15));
+}
+
+#[test]
+fn key_new_and_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("encrypted_backup.key");
+    let out = coffer(&["--json", "key", "new", "--out", s(&path)]);
+    assert!(out.status.success());
+    let created = json(&out);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 59);
+    let shown = json(&coffer(&["--json", "key", "show", s(&path)]));
+    assert_eq!(shown["key"], created["key"]);
+    let text = coffer(&["key", "show", s(&path)]);
+    let line = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(line.trim().split(' ').count(), 16);
+    // A fresh key encrypts and decrypts.
+    let plain = dir.path().join("plain.bin");
+    std::fs::write(&plain, common::chat_like(100_000)).unwrap();
+    let enc = dir.path().join("plain.crypt15");
+    let dec = dir.path().join("plain.out");
+    assert!(coffer(&[
+        "encrypt",
+        "--key",
+        s(&path),
+        s(&plain),
+        "-o",
+        s(&enc),
+        "--jid-suffix",
+        "12"
+    ])
+    .status
+    .success());
+    assert!(
+        coffer(&["decrypt", "--key", s(&path), s(&enc), "-o", s(&dec)])
+            .status
+            .success()
+    );
+    assert_eq!(std::fs::read(&dec).unwrap(), common::chat_like(100_000));
+    // The legacy key file shows its AES key.
+    let legacy = json(&coffer(&[
+        "--json",
+        "key",
+        "show",
+        s(&common::sample("key")),
+    ]));
+    assert_eq!(legacy["kind"], "legacy");
+}
+
+#[test]
+fn help_teaches() {
+    let out = coffer(&["--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in [
+        "decrypt",
+        "encrypt",
+        "info",
+        "key",
+        "Exit codes",
+        "wrong_key",
+    ] {
+        assert!(text.contains(word), "--help lacks {word}");
+    }
+    let out = coffer(&["decrypt", "--help"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Example"));
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs every Coffer test on a fresh Debian machine, installing what the tests need first:
+# Debian packages (OpenSSL and zlib headers), and the real wa-crypt-tools from PyPI in a venv.
+#
+# Opt-outs, by name only: COFFER_SKIP_INTEROP=1 (no wa-crypt-tools), COFFER_SKIP_BIGFILE=1
+# (no >= 1 GiB peak-memory check). Anything else missing is a failure, not a skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Debian packages"
+packages=(pkg-config libssl-dev zlib1g-dev time)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+if [[ "${COFFER_SKIP_INTEROP:-}" != 1 ]]; then
+  step "wa-crypt-tools (PyPI) in .venv/wa-crypt-tools"
+  venv="$root/.venv/wa-crypt-tools"
+  if [[ ! -x "$venv/bin/wadecrypt" ]]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "wa-crypt-tools==0.1.0"
+  fi
+  export COFFER_WA_CRYPT_TOOLS="$venv/bin"
+fi
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+cargo test --workspace --locked
+
+if [[ "${COFFER_SKIP_BIGFILE:-}" != 1 ]]; then
+  step "peak memory decrypting a >= 1 GiB crypt15 file"
+  cargo build --release --locked -p coffer
+  benches/peak-memory.sh target/release/coffer
+fi
+
+step "all tests passed"
