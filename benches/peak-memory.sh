@@ -7,13 +7,13 @@ limit_mib=${2:-64}
 work=$(mktemp -d "${TMPDIR:-/tmp}/coffer-peak.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-# 1.1 GiB of plaintext: three parts random (incompressible) to one part chat-like text, so the
+# 1.5 GiB of plaintext: three parts random (incompressible) to one part chat-like text, so the
 # crypt15 file itself exceeds 1 GiB.
 python3 - "$work/plain" <<'PY'
 import os, sys
 chat = b"".join(b"msg %d: see you at %d o'clock, ok?\n" % (i, i % 24) for i in range(30000))[:1 << 20]
 with open(sys.argv[1], "wb") as f:
-    for i in range(1100):
+    for i in range(1500):
         f.write(chat if i % 4 == 0 else os.urandom(1 << 20))
 PY
 "$coffer" key new --out "$work/key" > /dev/null

@@ -387,3 +387,33 @@ fn empty_plaintext_round_trips() {
         );
     }
 }
+
+#[test]
+fn new_iv_replaces_the_iv_field_even_when_its_bytes_repeat_later() {
+    use coffer::crypt15::{header::with_new_iv, HeaderSpec, MetaField, MetaValue};
+    let iv = [0x5au8; 16];
+    let mut spec = HeaderSpec::new(iv, "2.24.1.1", "42", 1);
+    // Field 40 (hash salt) happens to hold the same 16 bytes as the IV.
+    spec.metadata.push(MetaField {
+        number: 40,
+        name: "backup_encrypted_hash_salt",
+        value: MetaValue::Blob(iv.to_vec()),
+    });
+    let raw = spec.encode();
+    let header = coffer::crypt15::read_header(&mut &raw[..]).unwrap();
+    let replaced = with_new_iv(&header, &[0x11u8; 16]).unwrap();
+    let reparsed = coffer::crypt15::read_header(&mut &replaced[..]).unwrap();
+    assert_eq!(reparsed.iv, vec![0x11u8; 16]);
+    let salt = reparsed
+        .prefix
+        .unwrap()
+        .metadata
+        .into_iter()
+        .find(|f| f.number == 40)
+        .unwrap();
+    assert_eq!(
+        salt.value,
+        MetaValue::Blob(iv.to_vec()),
+        "the metadata copy must be untouched"
+    );
+}

@@ -199,9 +199,9 @@ pub fn main() -> ExitCode {
                 if let Some(object) = value.as_object_mut() {
                     object.insert("ok".into(), true.into());
                 }
-                println!("{value}");
+                print_line(&value.to_string());
             } else {
-                println!("{}", report.text);
+                print_line(&report.text);
             }
             ExitCode::SUCCESS
         }
@@ -209,13 +209,20 @@ pub fn main() -> ExitCode {
             tracing::debug!(class = %failure.class, "command failed");
             if cli.json {
                 let body = serde_json::json!({"ok": false, "error": failure.class, "message": failure.message});
-                println!("{body}");
+                print_line(&body.to_string());
             } else {
                 eprintln!("coffer: {} ({})", failure.message, failure.class);
             }
             ExitCode::from(failure.class.exit_code())
         }
     }
+}
+
+/// Writes a line to stdout; a closed pipe (`coffer ... | head`) is not an error worth a panic.
+fn print_line(line: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
 }
 
 /// What a successful command reports: a text form and a JSON form.

@@ -182,6 +182,9 @@ pub struct BackupHeader {
     /// The exact header bytes as found (length prefix included): where the ciphertext starts.
     #[serde(skip)]
     pub raw: Vec<u8>,
+    /// Offset of the IV inside `raw`.
+    #[serde(skip)]
+    pub iv_offset: usize,
 }
 
 impl BackupHeader {
@@ -301,13 +304,14 @@ pub fn read_header<R: Read>(input: &mut R) -> Result<BackupHeader, Crypt15Error>
     read_more(input, &mut raw, needed - have, "header")?;
     let mut prefix = parse_prefix(&raw[body_start..needed])?;
     prefix.legacy_flag_byte = legacy_flag_byte;
-    let (format, iv) = prefix_format_and_iv(&raw[body_start..needed])?;
+    let (format, iv, iv_in_body) = prefix_format_and_iv(&raw[body_start..needed])?;
     Ok(BackupHeader {
         format,
         iv,
         prefix: Some(prefix),
         crypt12: None,
         raw,
+        iv_offset: body_start + iv_in_body,
     })
 }
 
@@ -335,6 +339,7 @@ fn read_crypt12<R: Read>(input: &mut R, mut raw: Vec<u8>) -> Result<BackupHeader
             google_id_salt: raw[35..51].to_vec(),
         }),
         raw,
+        iv_offset: 51,
     })
 }
 
@@ -425,9 +430,15 @@ pub fn parse_prefix(body: &[u8]) -> Result<BackupPrefix, Crypt15Error> {
     Ok(prefix)
 }
 
-/// Finds the IV and decides crypt14 vs crypt15 (exactly one of fields 2 and 3).
-fn prefix_format_and_iv(body: &[u8]) -> Result<(BackupFormat, Vec<u8>), Crypt15Error> {
-    let mut found: Option<(BackupFormat, Vec<u8>)> = None;
+/// Offset of `part` inside `whole`; `part` must be a subslice of it.
+fn offset_in(whole: &[u8], part: &[u8]) -> usize {
+    part.as_ptr() as usize - whole.as_ptr() as usize
+}
+
+/// Finds the IV (and its offset in `body`) and decides crypt14 vs crypt15 (exactly one of
+/// fields 2 and 3).
+fn prefix_format_and_iv(body: &[u8]) -> Result<(BackupFormat, Vec<u8>, usize), Crypt15Error> {
+    let mut found: Option<(BackupFormat, &[u8])> = None;
     for field in protobuf::fields(body) {
         let field = field.map_err(malformed)?;
         let candidate = match field.number {
@@ -436,7 +447,7 @@ fn prefix_format_and_iv(body: &[u8]) -> Result<(BackupFormat, Vec<u8>), Crypt15E
                 for inner in protobuf::fields(bytes_of(&field, "c14 cipher")?) {
                     let inner = inner.map_err(malformed)?;
                     if inner.number == 5 {
-                        set_once(&mut iv, bytes_of(&inner, "c14 iv")?.to_vec(), "c14 iv")?;
+                        set_once(&mut iv, bytes_of(&inner, "c14 iv")?, "c14 iv")?;
                     }
                 }
                 (
@@ -449,7 +460,7 @@ fn prefix_format_and_iv(body: &[u8]) -> Result<(BackupFormat, Vec<u8>), Crypt15E
                 for inner in protobuf::fields(bytes_of(&field, "c15 iv")?) {
                     let inner = inner.map_err(malformed)?;
                     if inner.number == 1 {
-                        set_once(&mut iv, bytes_of(&inner, "c15 iv")?.to_vec(), "c15 iv")?;
+                        set_once(&mut iv, bytes_of(&inner, "c15 iv")?, "c15 iv")?;
                     }
                 }
                 (
@@ -472,7 +483,7 @@ fn prefix_format_and_iv(body: &[u8]) -> Result<(BackupFormat, Vec<u8>), Crypt15E
             iv.len()
         )));
     }
-    Ok((format, iv))
+    Ok((format, iv.to_vec(), offset_in(body, iv)))
 }
 
 fn parse_c14(body: &[u8]) -> Result<C14Cipher, Crypt15Error> {
@@ -661,11 +672,10 @@ pub fn with_new_iv(header: &BackupHeader, iv: &[u8; IV_LEN]) -> Result<Vec<u8>, 
             header.format.as_str()
         )));
     }
-    let position = header
-        .raw
-        .windows(IV_LEN)
-        .rposition(|w| w == header.iv.as_slice())
-        .ok_or_else(|| malformed("IV not found in header bytes"))?;
+    let position = header.iv_offset;
+    if header.raw.get(position..position + IV_LEN) != Some(header.iv.as_slice()) {
+        return Err(malformed("IV offset does not match the header bytes"));
+    }
     let mut raw = header.raw.clone();
     raw[position..position + IV_LEN].copy_from_slice(iv);
     Ok(raw)
