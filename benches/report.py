@@ -1,0 +1,33 @@
+#!/usr/bin/env python3
+"""Prints the latest criterion results as a Markdown table of throughput and of ratios to the
+group's baseline measured in the same run (raw AES-256-GCM over the full plaintext).
+
+Usage: cargo bench -p coffer-bench && python3 benches/report.py [target/criterion]
+"""
+import json
+import pathlib
+import sys
+
+BASELINE = "ceiling_aes256gcm_openssl_full_plaintext"
+root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "target/criterion")
+groups = sorted(p for p in root.iterdir() if p.is_dir() and p.name != "report")
+if not groups:
+    sys.exit(f"no criterion results under {root}: run cargo bench -p coffer-bench first")
+for group in groups:
+    rows = {}
+    for bench in sorted(group.iterdir()):
+        estimates = bench / "new" / "estimates.json"
+        benchmark = bench / "new" / "benchmark.json"
+        if not estimates.exists():
+            continue
+        seconds = json.loads(estimates.read_text())["median"]["point_estimate"] / 1e9
+        size = json.loads(benchmark.read_text())["throughput"]["Bytes"]
+        rows[bench.name] = size / seconds
+    if BASELINE not in rows:
+        continue
+    base = rows[BASELINE]
+    print(f"\n### {group.name} (plaintext bytes; ratio to raw AES-256-GCM in the same run)\n")
+    print("| bench | MiB/s | ratio |")
+    print("|---|---:|---:|")
+    for name, rate in sorted(rows.items(), key=lambda kv: -kv[1]):
+        print(f"| {name} | {rate / 2**20:,.0f} | {rate / base:.2f} |")
