@@ -430,6 +430,18 @@ pub fn parse_prefix(body: &[u8]) -> Result<BackupPrefix, Crypt15Error> {
     Ok(prefix)
 }
 
+/// The IV (field `number`) inside a cipher block.
+fn block_iv<'a>(block: &Field<'a>, number: u32, name: &str) -> Result<&'a [u8], Crypt15Error> {
+    let mut iv = None;
+    for inner in protobuf::fields(bytes_of(block, name)?) {
+        let inner = inner.map_err(malformed)?;
+        if inner.number == number {
+            set_once(&mut iv, bytes_of(&inner, name)?, name)?;
+        }
+    }
+    iv.ok_or_else(|| malformed(format!("{name} has no IV")))
+}
+
 /// Offset of `part` inside `whole`; `part` must be a subslice of it.
 fn offset_in(whole: &[u8], part: &[u8]) -> usize {
     part.as_ptr() as usize - whole.as_ptr() as usize
@@ -442,32 +454,14 @@ fn prefix_format_and_iv(body: &[u8]) -> Result<(BackupFormat, Vec<u8>, usize), C
     for field in protobuf::fields(body) {
         let field = field.map_err(malformed)?;
         let candidate = match field.number {
-            2 => {
-                let mut iv = None;
-                for inner in protobuf::fields(bytes_of(&field, "c14 cipher")?) {
-                    let inner = inner.map_err(malformed)?;
-                    if inner.number == 5 {
-                        set_once(&mut iv, bytes_of(&inner, "c14 iv")?, "c14 iv")?;
-                    }
-                }
-                (
-                    BackupFormat::Crypt14,
-                    iv.ok_or_else(|| malformed("crypt14 cipher block has no IV"))?,
-                )
-            }
-            3 => {
-                let mut iv = None;
-                for inner in protobuf::fields(bytes_of(&field, "c15 iv")?) {
-                    let inner = inner.map_err(malformed)?;
-                    if inner.number == 1 {
-                        set_once(&mut iv, bytes_of(&inner, "c15 iv")?, "c15 iv")?;
-                    }
-                }
-                (
-                    BackupFormat::Crypt15,
-                    iv.ok_or_else(|| malformed("crypt15 IV block has no IV"))?,
-                )
-            }
+            2 => (
+                BackupFormat::Crypt14,
+                block_iv(&field, 5, "crypt14 cipher block")?,
+            ),
+            3 => (
+                BackupFormat::Crypt15,
+                block_iv(&field, 1, "crypt15 IV block")?,
+            ),
             _ => continue,
         };
         if found.replace(candidate).is_some() {
