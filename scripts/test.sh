@@ -37,7 +37,10 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests"
-cargo test --workspace --locked
+test_log=$(mktemp)
+trap 'rm -f "$test_log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$test_log"
+read -r passed failed < <(awk '/^test result:/ {p += $4; f += $6} END {print p + 0, f + 0}' "$test_log")
 
 if [[ "${COFFER_SKIP_BIGFILE:-}" != 1 ]]; then
   step "peak memory decrypting a >= 1 GiB crypt15 file"
@@ -46,3 +49,4 @@ if [[ "${COFFER_SKIP_BIGFILE:-}" != 1 ]]; then
 fi
 
 step "all tests passed"
+echo "tests: $passed passed, $failed failed"
