@@ -191,13 +191,7 @@ pub fn decrypt<R: Read, W: Write>(
             md5_matched,
         ));
     }
-    if md5_status == Md5Status::Absent && report.kind == PayloadKind::Zlib {
-        return Err(Crypt15Error::Truncated(
-            "the file authenticates without an MD5 trailer, but zlib payloads always carry one: its last 16 bytes are missing"
-                .into(),
-        ));
-    }
-    check_authenticated_payload(&report)?;
+    check_authenticated_payload(&report, md5_status)?;
     let crypt12_footer = (header.format == BackupFormat::Crypt12)
         .then(|| String::from_utf8_lossy(&tail[TAG_LEN + MD5_LEN..]).into_owned());
     Ok(DecryptSummary {
@@ -212,8 +206,15 @@ pub fn decrypt<R: Read, W: Write>(
     })
 }
 
-/// A file whose tag verified can still carry a broken zlib stream (the writer's fault).
-fn check_authenticated_payload(report: &PayloadReport) -> Result<(), Crypt15Error> {
+/// Checks a file whose tag verified: a zlib payload must carry its MD5 (cutting exactly the MD5
+/// off leaves a file that still authenticates), and its stream must be whole and end the payload.
+fn check_authenticated_payload(report: &PayloadReport, md5: Md5Status) -> Result<(), Crypt15Error> {
+    if md5 == Md5Status::Absent && report.kind == PayloadKind::Zlib {
+        return Err(Crypt15Error::Truncated(
+            "the file authenticates without an MD5 trailer, but zlib payloads always carry one: its last 16 bytes are missing"
+                .into(),
+        ));
+    }
     match &report.zlib {
         Some(ZlibState::Failed(why)) => Err(Crypt15Error::Corrupt(format!(
             "the file authenticates, but its payload is not a valid zlib stream ({why})"

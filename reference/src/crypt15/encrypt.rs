@@ -56,6 +56,18 @@ pub struct EncryptSummary {
     pub ciphertext_bytes: u64,
 }
 
+fn emit_to(
+    out: &mut impl Write,
+    md5: &mut Hasher,
+    written: &mut u64,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    md5.update(bytes).map_err(std::io::Error::other)?;
+    out.write_all(bytes)?;
+    *written += bytes.len() as u64;
+    Ok(())
+}
+
 /// Encrypts ciphertext as it is written, hashing what it emits.
 struct GcmWriter<W: Write> {
     out: W,
@@ -67,11 +79,9 @@ struct GcmWriter<W: Write> {
 }
 
 impl<W: Write> GcmWriter<W> {
+    /// Writes bytes that are part of the file, adding them to the MD5.
     fn emit(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.md5.update(bytes).map_err(std::io::Error::other)?;
-        self.out.write_all(bytes)?;
-        self.written += bytes.len() as u64;
-        Ok(())
+        emit_to(&mut self.out, &mut self.md5, &mut self.written, bytes)
     }
 
     fn finish(mut self, with_md5: bool) -> Result<(W, u64, u64), Crypt15Error> {
@@ -105,10 +115,12 @@ impl<W: Write> Write for GcmWriter<W> {
             .gcm
             .update(&data[..take], &mut self.buf)
             .map_err(std::io::Error::other)?;
-        let ciphertext = std::mem::take(&mut self.buf);
-        let result = self.emit(&ciphertext[..count]);
-        self.buf = ciphertext;
-        result?;
+        emit_to(
+            &mut self.out,
+            &mut self.md5,
+            &mut self.written,
+            &self.buf[..count],
+        )?;
         self.ciphertext += take as u64;
         Ok(take)
     }
@@ -161,7 +173,6 @@ pub fn encrypt<R: Read, W: Write>(
     writer
         .emit(header)
         .map_err(Crypt15Error::io("writing the output"))?;
-    writer.ciphertext = 0;
 
     let mut block = vec![0u8; options.block_size.max(1)];
     let mut input_bytes = 0u64;
