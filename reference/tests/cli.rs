@@ -14,6 +14,17 @@ fn coffer(args: &[&str]) -> Output {
         .expect("run coffer")
 }
 
+/// Runs coffer and fails the test, showing stderr, unless it succeeded.
+fn coffer_ok(args: &[&str]) -> Output {
+    let out = coffer(args);
+    assert!(
+        out.status.success(),
+        "coffer {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn json(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
@@ -33,7 +44,7 @@ fn decrypt_sample_and_reencrypt_byte_exact() {
     let key = common::sample("encrypted_backup.key");
     let original = common::sample("msgstore.db.crypt15");
     let db = dir.path().join("msgstore.db");
-    let out = coffer(&[
+    let out = coffer_ok(&[
         "--json",
         "decrypt",
         "--key",
@@ -42,11 +53,6 @@ fn decrypt_sample_and_reencrypt_byte_exact() {
         "-o",
         s(&db),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let report = json(&out);
     assert_eq!(report["ok"], true);
     assert_eq!(report["format"], "crypt15");
@@ -54,7 +60,7 @@ fn decrypt_sample_and_reencrypt_byte_exact() {
     assert_eq!(std::fs::read(&db).unwrap(), common::msgstore());
 
     let again = dir.path().join("again.crypt15");
-    let out = coffer(&[
+    coffer_ok(&[
         "encrypt",
         "--key",
         s(&key),
@@ -66,18 +72,13 @@ fn decrypt_sample_and_reencrypt_byte_exact() {
         s(&again),
     ]);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
         std::fs::read(&again).unwrap() == common::read("msgstore.db.crypt15"),
         "not byte-exact"
     );
 
     // Without --keep-iv the header is copied but the IV is fresh.
     let fresh = dir.path().join("fresh.crypt15");
-    assert!(coffer(&[
+    coffer_ok(&[
         "encrypt",
         "--key",
         s(&key),
@@ -85,10 +86,8 @@ fn decrypt_sample_and_reencrypt_byte_exact() {
         s(&original),
         s(&db),
         "-o",
-        s(&fresh)
-    ])
-    .status
-    .success());
+        s(&fresh),
+    ]);
     let fresh_bytes = std::fs::read(&fresh).unwrap();
     let original_bytes = common::read("msgstore.db.crypt15");
     assert_eq!(fresh_bytes.len(), original_bytes.len());
@@ -96,11 +95,7 @@ fn decrypt_sample_and_reencrypt_byte_exact() {
     assert_ne!(fresh_bytes[8..24], original_bytes[8..24], "IV must differ");
     assert_eq!(fresh_bytes[24..131], original_bytes[24..131]);
     let back = dir.path().join("back.db");
-    assert!(
-        coffer(&["decrypt", "--key", s(&key), s(&fresh), "-o", s(&back)])
-            .status
-            .success()
-    );
+    coffer_ok(&["decrypt", "--key", s(&key), s(&fresh), "-o", s(&back)]);
     assert_eq!(std::fs::read(&back).unwrap(), common::msgstore());
 }
 
@@ -114,7 +109,7 @@ fn every_format_decrypts_through_the_cli() {
         "msgstore.db.crypt12",
     ] {
         let out_path = dir.path().join(format!("{name}.db"));
-        let out = coffer(&[
+        coffer_ok(&[
             "decrypt",
             "--key",
             s(&legacy),
@@ -122,11 +117,6 @@ fn every_format_decrypts_through_the_cli() {
             "-o",
             s(&out_path),
         ]);
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         assert_eq!(
             std::fs::read(&out_path).unwrap(),
             common::msgstore(),
@@ -233,17 +223,15 @@ fn existing_output_needs_force() {
     assert_eq!(out.status.code(), Some(22));
     assert_eq!(json(&out)["error"], "io");
     assert_eq!(std::fs::read(&output).unwrap(), b"x");
-    assert!(coffer(&[
+    coffer_ok(&[
         "decrypt",
         "--force",
         "--key",
         s(&key),
         s(&input),
         "-o",
-        s(&output)
-    ])
-    .status
-    .success());
+        s(&output),
+    ]);
     assert_eq!(std::fs::read(&output).unwrap(), common::msgstore());
 }
 
@@ -282,8 +270,7 @@ fn bad_keys_are_malformed_with_position() {
 
 #[test]
 fn info_needs_no_key() {
-    let out = coffer(&["--json", "info", s(&common::sample("msgstore.db.crypt15"))]);
-    assert!(out.status.success());
+    let out = coffer_ok(&["--json", "info", s(&common::sample("msgstore.db.crypt15"))]);
     let report = json(&out);
     assert_eq!(report["format"], "crypt15");
     assert_eq!(report["header_bytes"], 131);
@@ -300,8 +287,7 @@ fn info_needs_no_key() {
 fn key_new_and_show() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("encrypted_backup.key");
-    let out = coffer(&["--json", "key", "new", "--out", s(&path)]);
-    assert!(out.status.success());
+    let out = coffer_ok(&["--json", "key", "new", "--out", s(&path)]);
     let created = json(&out);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 59);
     let shown = json(&coffer(&["--json", "key", "show", s(&path)]));
@@ -314,7 +300,7 @@ fn key_new_and_show() {
     std::fs::write(&plain, common::chat_like(100_000)).unwrap();
     let enc = dir.path().join("plain.crypt15");
     let dec = dir.path().join("plain.out");
-    assert!(coffer(&[
+    coffer_ok(&[
         "encrypt",
         "--key",
         s(&path),
@@ -322,15 +308,9 @@ fn key_new_and_show() {
         "-o",
         s(&enc),
         "--jid-suffix",
-        "12"
-    ])
-    .status
-    .success());
-    assert!(
-        coffer(&["decrypt", "--key", s(&path), s(&enc), "-o", s(&dec)])
-            .status
-            .success()
-    );
+        "12",
+    ]);
+    coffer_ok(&["decrypt", "--key", s(&path), s(&enc), "-o", s(&dec)]);
     assert_eq!(std::fs::read(&dec).unwrap(), common::chat_like(100_000));
     // The legacy key file shows its AES key.
     let legacy = json(&coffer(&[
@@ -358,4 +338,24 @@ fn help_teaches() {
     }
     let out = coffer(&["decrypt", "--help"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Example"));
+}
+
+#[test]
+fn like_needs_a_crypt15_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("x.crypt15");
+    for keep_iv in [true, false] {
+        let key = common::sample("encrypted_backup.key");
+        let like = common::sample("msgstore.db.crypt14");
+        let input = common::sample("msgstore.db");
+        let mut args = vec!["--json", "encrypt", "--key", s(&key), "--like", s(&like)];
+        if keep_iv {
+            args.push("--keep-iv");
+        }
+        args.extend([s(&input), "-o", s(&output)]);
+        let out = coffer(&args);
+        assert_eq!(out.status.code(), Some(14), "keep_iv {keep_iv}");
+        assert_eq!(json(&out)["error"], "unsupported");
+        assert!(!output.exists());
+    }
 }

@@ -153,7 +153,16 @@ fn random_iv() -> CliResult<[u8; header::IV_LEN]> {
     Ok(iv)
 }
 
-/// The exact header bytes for `coffer encrypt`.
+/// `--iv` if given, else a fresh random IV.
+fn chosen_iv(args: &EncryptArgs) -> CliResult<[u8; header::IV_LEN]> {
+    match &args.iv {
+        Some(text) => parse_iv(text),
+        None => random_iv(),
+    }
+}
+
+/// The exact header bytes for `coffer encrypt`. A non-crypt15 `--like` file is refused by
+/// `crypt15::encrypt` (`unsupported`).
 fn output_header(args: &EncryptArgs) -> CliResult<Vec<u8>> {
     if let Some(like) = &args.like {
         let (file, _) = open_input(like)?;
@@ -161,19 +170,10 @@ fn output_header(args: &EncryptArgs) -> CliResult<Vec<u8>> {
             Failure::from_lib(&format!("cannot read the header of {}", like.display()), e)
         })?;
         if args.keep_iv {
-            if reference.format != crypt15::BackupFormat::Crypt15 {
-                return Err(Failure::new(
-                    ErrorClass::Unsupported,
-                    "--like needs a crypt15 backup",
-                ));
-            }
             return Ok(reference.raw);
         }
-        let iv = match &args.iv {
-            Some(text) => parse_iv(text)?,
-            None => random_iv()?,
-        };
-        return header::with_new_iv(&reference, &iv).map_err(|e| Failure::from_lib("--like", e));
+        return header::with_new_iv(&reference, &chosen_iv(args)?)
+            .map_err(|e| Failure::from_lib("--like", e));
     }
     if args.jid_suffix.len() != 2 || !args.jid_suffix.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Failure::new(
@@ -181,11 +181,13 @@ fn output_header(args: &EncryptArgs) -> CliResult<Vec<u8>> {
             "--jid-suffix must be two digits",
         ));
     }
-    let iv = match &args.iv {
-        Some(text) => parse_iv(text)?,
-        None => random_iv()?,
-    };
-    Ok(HeaderSpec::new(iv, &args.app_version, &args.jid_suffix, args.backup_version).encode())
+    Ok(HeaderSpec::new(
+        chosen_iv(args)?,
+        &args.app_version,
+        &args.jid_suffix,
+        args.backup_version,
+    )
+    .encode())
 }
 
 /// `coffer encrypt`
