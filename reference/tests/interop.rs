@@ -73,58 +73,67 @@ fn payloads() -> Vec<(String, Vec<u8>)> {
     ]
 }
 
-#[test]
-fn wadecrypt_opens_what_coffer_writes() {
-    let Some(tools) = tools() else { return };
+/// Encrypts every payload with one tool and decrypts it with the other, under a fresh key.
+fn round_trip(
+    label: &str,
+    encrypt: impl Fn(&Path, &Path, &Path),
+    decrypt: impl Fn(&Path, &Path, &Path),
+) {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("encrypted_backup.key");
     coffer(&[Path::new("key"), Path::new("new"), Path::new("--out"), &key]);
     for (i, (name, plain)) in payloads().into_iter().enumerate() {
         let input = dir.path().join(format!("in{i}"));
-        let encrypted = dir.path().join(format!("coffer{i}.crypt15"));
-        let decrypted = dir.path().join(format!("wadecrypt{i}.db"));
+        let encrypted = dir.path().join(format!("{i}.crypt15"));
+        let decrypted = dir.path().join(format!("{i}.out"));
         std::fs::write(&input, &plain).unwrap();
-        coffer(&[
-            Path::new("encrypt"),
-            Path::new("--key"),
-            &key,
-            &input,
-            Path::new("-o"),
-            &encrypted,
-        ]);
-        run(&tools.join("wadecrypt"), &[&key, &encrypted, &decrypted]);
+        encrypt(&key, &input, &encrypted);
+        decrypt(&key, &encrypted, &decrypted);
         assert!(
             std::fs::read(&decrypted).unwrap() == plain,
-            "{name}: wadecrypt output differs"
+            "{label}, {name}: output differs"
         );
     }
+}
+
+fn coffer_encrypt(key: &Path, input: &Path, output: &Path) {
+    coffer(&[
+        Path::new("encrypt"),
+        Path::new("--key"),
+        key,
+        input,
+        Path::new("-o"),
+        output,
+    ]);
+}
+
+fn coffer_decrypt(key: &Path, input: &Path, output: &Path) {
+    coffer(&[
+        Path::new("decrypt"),
+        Path::new("--key"),
+        key,
+        input,
+        Path::new("-o"),
+        output,
+    ]);
+}
+
+#[test]
+fn wadecrypt_opens_what_coffer_writes() {
+    let Some(tools) = tools() else { return };
+    let wadecrypt = |key: &Path, input: &Path, output: &Path| {
+        run(&tools.join("wadecrypt"), &[key, input, output])
+    };
+    round_trip("coffer encrypt -> wadecrypt", coffer_encrypt, wadecrypt);
 }
 
 #[test]
 fn coffer_opens_what_waencrypt_writes() {
     let Some(tools) = tools() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("encrypted_backup.key");
-    coffer(&[Path::new("key"), Path::new("new"), Path::new("--out"), &key]);
-    for (i, (name, plain)) in payloads().into_iter().enumerate() {
-        let input = dir.path().join(format!("in{i}"));
-        let encrypted = dir.path().join(format!("wa{i}.crypt15"));
-        let decrypted = dir.path().join(format!("coffer{i}.db"));
-        std::fs::write(&input, &plain).unwrap();
-        run(&tools.join("waencrypt"), &[&key, &input, &encrypted]);
-        coffer(&[
-            Path::new("decrypt"),
-            Path::new("--key"),
-            &key,
-            &encrypted,
-            Path::new("-o"),
-            &decrypted,
-        ]);
-        assert!(
-            std::fs::read(&decrypted).unwrap() == plain,
-            "{name}: coffer output differs"
-        );
-    }
+    let waencrypt = |key: &Path, input: &Path, output: &Path| {
+        run(&tools.join("waencrypt"), &[key, input, output])
+    };
+    round_trip("waencrypt -> coffer decrypt", waencrypt, coffer_decrypt);
 }
 
 #[test]
@@ -144,13 +153,6 @@ fn waencrypt_with_reference_header_round_trips() {
             &common::sample("msgstore.db.crypt15"),
         ],
     );
-    coffer(&[
-        Path::new("decrypt"),
-        Path::new("--key"),
-        &key,
-        &encrypted,
-        Path::new("-o"),
-        &decrypted,
-    ]);
+    coffer_decrypt(&key, &encrypted, &decrypted);
     assert!(std::fs::read(&decrypted).unwrap() == common::msgstore());
 }
