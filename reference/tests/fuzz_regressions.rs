@@ -1,7 +1,9 @@
-//! Replays `tests/fuzz_regressions/*`: every input is rejected with a class, without panicking.
+//! Replays `tests/fuzz_regressions/CLASS--name`: every input is rejected, without panicking,
+//! with the class its file name starts with.
 
 use coffer::crypt15::{self, DecryptOptions};
 use coffer::key::{BackupKey, RootKey};
+use coffer::{Classify, ErrorClass};
 
 #[test]
 fn fuzz_regressions_are_rejected_cleanly() {
@@ -20,7 +22,15 @@ fn fuzz_regressions_are_rejected_cleanly() {
             ..DecryptOptions::default()
         };
         let result = crypt15::decrypt(&key, &data[..], &mut Vec::new(), &options, &mut |_| {});
-        assert!(result.is_err(), "{} decrypted", path.display());
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let expected = name
+            .split_once("--")
+            .and_then(|(class, _)| ErrorClass::from_name(class))
+            .unwrap_or_else(|| panic!("{name}: file names start with an error class and --"));
+        match result {
+            Ok(_) => panic!("{name} decrypted"),
+            Err(e) => assert_eq!(e.class(), expected, "{name}: {e}"),
+        }
         count += 1;
     }
     assert!(count >= 5, "expected the regression inputs, found {count}");

@@ -170,19 +170,24 @@ mod tests {
 
     #[test]
     fn rejects_bad_lengths_and_garbage() {
+        use crate::error::{Classify, ErrorClass};
+        let malformed = |bytes: &[u8], what: &str| match KeyFile::parse(bytes) {
+            Err(e) => assert_eq!(e.class(), ErrorClass::Malformed, "{what}: {e}"),
+            Ok(parsed) => panic!("{what}: accepted as {parsed:?}"),
+        };
         let key = RootKey::generate().unwrap();
         let bytes = key.to_encrypted_backup_key();
         for cut in [4, 26, 27, 58] {
-            assert!(KeyFile::parse(&bytes[..cut]).is_err(), "cut at {cut}");
+            malformed(&bytes[..cut], &format!("cut at {cut}"));
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(KeyFile::parse(&longer).is_err());
+        malformed(&longer, "one byte too many");
         let mut wrong_len = bytes.clone();
         wrong_len[26] = 31;
-        assert!(KeyFile::parse(&wrong_len).is_err());
-        assert!(KeyFile::parse(&[0xff, 0xfe, 0x00]).is_err());
-        assert!(KeyFile::parse(b"not a key\n").is_err());
+        malformed(&wrong_len, "declared length 31");
+        malformed(&[0xff, 0xfe, 0x00], "binary garbage");
+        malformed(b"not a key\n", "text that is not hex");
     }
 
     #[test]
