@@ -1,0 +1,505 @@
+//! Coffer files as streaming `Write` / `Read` adapters: header, C2SP body, footer, and
+//! optional zstd compression of the plaintext before encryption.
+
+use super::cobblestone::{commitment_matches, derive, ChunkCipher, COMMITMENT_LEN, PREFIX_LEN, SALT_LEN};
+use super::header::{
+    check_footer, encode_footer, header_check, key_id, key_id_matches, parse_context, parse_fixed,
+    validate_fixed, Compression, FooterState, Header, CHECK_LEN, FIXED_LEN, FOOTER_LEN, INFO_FILE_KEY,
+    KEY_ID_LEN, MAGIC,
+};
+use super::stream::{read_full, BodyFault, ChunkedReader, ChunkedWriter};
+use super::FormatError;
+use crate::key::RootKey;
+use std::io::{self, BufReader, Read, Write};
+use subtle::ConstantTimeEq;
+
+/// zstd windows above 2^24 bytes are refused, so decompression memory stays bounded
+/// (levels 1..=19 without long mode never exceed 2^23).
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 24;
+
+/// How to write a file.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    /// zstd level (1..=19) when the header asks for compression.
+    pub zstd_level: i32,
+    /// Fixed salt, for test vectors only; `None` draws 24 bytes from the OS.
+    pub salt: Option<[u8; SALT_LEN]>,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            zstd_level: 3,
+            salt: None,
+        }
+    }
+}
+
+/// Sizes of a finished file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct FileSummary {
+    /// Plaintext bytes (before compression).
+    pub plaintext_len: u64,
+    /// Bytes of the whole Coffer file.
+    pub file_len: u64,
+}
+
+struct Counting<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+enum Sink<W: Write> {
+    Plain(ChunkedWriter<Counting<W>>),
+    Zstd(zstd::stream::write::Encoder<'static, ChunkedWriter<Counting<W>>>),
+}
+
+/// Encrypts what is written to it into a Coffer file. [`Writer::finish`] must be called;
+/// a file without its final chunk and footer reads as truncated.
+pub struct Writer<W: Write> {
+    sink: Sink<W>,
+    plaintext_len: u64,
+}
+
+impl<W: Write> Writer<W> {
+    /// Writes the header and prepares the body. `header.key_id` is computed here.
+    pub fn new(inner: W, root: &RootKey, mut header: Header, options: &WriteOptions) -> Result<Self, FormatError> {
+        let salt = match options.salt {
+            Some(s) => s,
+            None => {
+                let mut s = [0u8; SALT_LEN];
+                getrandom::fill(&mut s).map_err(|e| FormatError::Crypto(format!("OS random: {e}")))?;
+                s
+            }
+        };
+        header.key_id = key_id(root, &salt);
+        let context = header.encode_context()?;
+        let file_key = root.derive(INFO_FILE_KEY);
+        let keys = derive(&file_key, &salt, &context);
+        let check = header_check(&context, &salt, &keys.commitment);
+        let mut out = Counting { inner, count: 0 };
+        out.write_all(&context).map_err(FormatError::Io)?;
+        out.write_all(&check).map_err(FormatError::Io)?;
+        let body = ChunkedWriter::new(out, &file_key, &salt, &context)?;
+        let sink = match header.compression {
+            Compression::None => Sink::Plain(body),
+            Compression::Zstd => {
+                let level = options.zstd_level;
+                if !(1..=19).contains(&level) {
+                    return Err(FormatError::Unsupported(format!("zstd level {level} (use 1..=19)")));
+                }
+                let mut enc = zstd::stream::write::Encoder::new(body, level).map_err(FormatError::Io)?;
+                enc.include_checksum(false).map_err(FormatError::Io)?;
+                Sink::Zstd(enc)
+            }
+        };
+        Ok(Writer { sink, plaintext_len: 0 })
+    }
+
+    /// Ends the compressed stream, seals the final chunk, writes the footer.
+    pub fn finish(self) -> Result<(W, FileSummary), FormatError> {
+        let body = match self.sink {
+            Sink::Plain(body) => body,
+            Sink::Zstd(enc) => enc.finish().map_err(FormatError::from_io)?,
+        };
+        let (mut out, _) = body.finish()?;
+        let file_len = out.count + FOOTER_LEN as u64;
+        out.write_all(&encode_footer(file_len)).map_err(FormatError::Io)?;
+        out.flush().map_err(FormatError::Io)?;
+        Ok((
+            out.inner,
+            FileSummary {
+                plaintext_len: self.plaintext_len,
+                file_len,
+            },
+        ))
+    }
+}
+
+impl<W: Write> Write for Writer<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = match &mut self.sink {
+            Sink::Plain(w) => w.write(buf)?,
+            Sink::Zstd(w) => w.write(buf)?,
+        };
+        self.plaintext_len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.sink {
+            Sink::Plain(w) => w.flush(),
+            Sink::Zstd(w) => w.flush(),
+        }
+    }
+}
+
+/// Encrypts all of `input` into `output` as one Coffer file.
+pub fn encrypt<R: Read, W: Write>(
+    root: &RootKey,
+    header: Header,
+    input: &mut R,
+    output: W,
+    options: &WriteOptions,
+) -> Result<(W, FileSummary), FormatError> {
+    let mut writer = Writer::new(output, root, header, options)?;
+    io::copy(input, &mut writer).map_err(FormatError::from_io)?;
+    writer.finish()
+}
+
+/// A header that has been read and checked against the key, ready for the body.
+pub(crate) struct Opened {
+    pub header: Header,
+    /// Bytes before the first chunk: header and C2SP prefix.
+    pub body_offset: u64,
+    pub cipher: ChunkCipher,
+}
+
+/// Reads and checks everything before the first chunk (`spec/format.md` §7 steps 1-7).
+pub(crate) fn read_preamble(input: &mut impl Read, root: &RootKey) -> Result<Opened, FormatError> {
+    let mut fixed = [0u8; FIXED_LEN];
+    let n = read_full(input, &mut fixed).map_err(FormatError::Io)?;
+    if n < FIXED_LEN {
+        let seen = n.min(MAGIC.len());
+        return Err(if n > 0 && fixed[..seen] == MAGIC[..seen] {
+            FormatError::Truncated(format!("the file ends inside its {FIXED_LEN}-byte fixed header"))
+        } else if n == 0 {
+            FormatError::Truncated("the input is empty".into())
+        } else {
+            FormatError::NotCoffer
+        });
+    }
+    let header_len = parse_fixed(&fixed)?;
+    let mut rest = vec![0u8; header_len - FIXED_LEN + PREFIX_LEN];
+    let n = read_full(input, &mut rest).map_err(FormatError::Io)?;
+    if n < rest.len() {
+        return Err(FormatError::Truncated(format!(
+            "the file ends inside its {header_len}-byte header or the 56-byte salt and commitment"
+        )));
+    }
+    let mut context = Vec::with_capacity(header_len - CHECK_LEN);
+    context.extend_from_slice(&fixed);
+    context.extend_from_slice(&rest[..header_len - FIXED_LEN - CHECK_LEN]);
+    let stored_check = &rest[header_len - FIXED_LEN - CHECK_LEN..header_len - FIXED_LEN];
+    let prefix = &rest[header_len - FIXED_LEN..];
+    let (salt, commitment) = prefix.split_at(SALT_LEN);
+    if !bool::from(header_check(&context, salt, commitment).ct_eq(stored_check)) {
+        return Err(FormatError::HeaderDamaged);
+    }
+    let compression = validate_fixed(&fixed)?;
+    let header = parse_context(&context, compression)?;
+    let mut salt_arr = [0u8; SALT_LEN];
+    salt_arr.copy_from_slice(salt);
+    let mut stored_id = [0u8; KEY_ID_LEN];
+    stored_id.copy_from_slice(&header.key_id);
+    if !key_id_matches(root, &salt_arr, &stored_id) {
+        return Err(FormatError::WrongKey);
+    }
+    let file_key = root.derive(INFO_FILE_KEY);
+    let keys = derive(&file_key, &salt_arr, &context);
+    debug_assert_eq!(commitment.len(), COMMITMENT_LEN);
+    if !commitment_matches(&keys, commitment) {
+        return Err(FormatError::Tampered);
+    }
+    Ok(Opened {
+        header,
+        body_offset: (header_len + PREFIX_LEN) as u64,
+        cipher: ChunkCipher::new(&keys)?,
+    })
+}
+
+/// Passes a stream through except its last [`FOOTER_LEN`] bytes, which it keeps for the
+/// footer check, and counts everything it read.
+pub struct HoldBack<R> {
+    inner: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    total: u64,
+}
+
+impl<R: Read> HoldBack<R> {
+    /// Wraps `inner`; `already` is the number of bytes read from the file before it.
+    pub fn new(inner: R, already: u64) -> Self {
+        HoldBack {
+            inner,
+            buf: vec![0u8; 64 * 1024],
+            start: 0,
+            end: 0,
+            eof: false,
+            total: already,
+        }
+    }
+
+    /// At end of input: the held-back tail and the total file length.
+    pub fn tail(&self) -> Option<(&[u8], u64)> {
+        self.eof.then(|| (&self.buf[self.start..self.end], self.total))
+    }
+
+    /// Reads to the end of the input (after a failure, to inspect the footer), keeping
+    /// memory bounded: only the tail is kept.
+    pub fn drain(&mut self) -> io::Result<()> {
+        let mut sink = [0u8; 8192];
+        while self.read(&mut sink)? > 0 {}
+        Ok(())
+    }
+}
+
+impl<R: Read> HoldBack<R> {
+    /// Fast path for large reads: the input is read straight into `out`, and only the
+    /// last bytes are copied aside. Requires at most [`FOOTER_LEN`] bytes buffered.
+    fn read_direct(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let held = self.end - self.start;
+            out[..held].copy_from_slice(&self.buf[self.start..self.end]);
+            let n = loop {
+                match self.inner.read(&mut out[held..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            };
+            self.total += n as u64;
+            let filled = held + n;
+            if n == 0 {
+                self.eof = true;
+            }
+            let keep = filled.min(FOOTER_LEN);
+            self.buf[..keep].copy_from_slice(&out[filled - keep..filled]);
+            self.start = 0;
+            self.end = keep;
+            if filled > FOOTER_LEN || self.eof {
+                return Ok(filled - keep);
+            }
+        }
+    }
+}
+
+impl<R: Read> Read for HoldBack<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if !self.eof && self.end - self.start <= FOOTER_LEN && out.len() > 2 * FOOTER_LEN {
+            return self.read_direct(out);
+        }
+        while !self.eof && self.end - self.start <= FOOTER_LEN {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    self.end += n;
+                    self.total += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let available = (self.end - self.start).saturating_sub(FOOTER_LEN);
+        let n = available.min(out.len());
+        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+        Ok(n)
+    }
+}
+
+type Body<R> = ChunkedReader<HoldBack<R>>;
+
+enum Source<R: Read> {
+    Plain(Body<R>),
+    Zstd(Box<zstd::stream::read::Decoder<'static, BufReader<Body<R>>>>),
+}
+
+impl<R: Read> Source<R> {
+    fn body(&self) -> &Body<R> {
+        match self {
+            Source::Plain(b) => b,
+            Source::Zstd(d) => d.get_ref().get_ref(),
+        }
+    }
+    fn body_mut(&mut self) -> &mut Body<R> {
+        match self {
+            Source::Plain(b) => b,
+            Source::Zstd(d) => d.get_mut().get_mut(),
+        }
+    }
+}
+
+/// Decrypts a Coffer file as a stream. Plaintext comes out chunk by chunk, each chunk
+/// authenticated; the end of the stream is reported only after the final chunk and the
+/// footer check out. Errors carry a [`FormatError`] (see [`FormatError::from_io`]).
+pub struct Reader<R: Read> {
+    header: Header,
+    source: Source<R>,
+    plaintext_len: u64,
+    failed: Option<(crate::ErrorClass, String)>,
+    done: bool,
+}
+
+/// Opens a Coffer file for streaming decryption, checking everything before the body.
+pub fn open<R: Read>(mut input: R, root: &RootKey) -> Result<Reader<R>, FormatError> {
+    let opened = read_preamble(&mut input, root)?;
+    resume(input, opened)
+}
+
+/// A streaming reader for the body of a file whose preamble has been read.
+pub(crate) fn resume<R: Read>(input: R, opened: Opened) -> Result<Reader<R>, FormatError> {
+    let body = ChunkedReader::after_prefix(HoldBack::new(input, opened.body_offset), opened.cipher);
+    let source = match opened.header.compression {
+        Compression::None => Source::Plain(body),
+        Compression::Zstd => {
+            let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::new(body)).map_err(FormatError::Io)?;
+            dec.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(FormatError::Io)?;
+            Source::Zstd(Box::new(dec.single_frame()))
+        }
+    };
+    Ok(Reader {
+        header: opened.header,
+        source,
+        plaintext_len: 0,
+        failed: None,
+        done: false,
+    })
+}
+
+/// The error for a body failure, given what the footer says (`None`: input not at its
+/// end). Only a failure in the last block needs the footer: a missing footer means the
+/// file was cut, a present one means the last chunk itself is damaged.
+pub(crate) fn fault_to_error(fault: BodyFault, footer: Option<FooterState>) -> FormatError {
+    match fault {
+        BodyFault::ChunkAuth { at_end: true, .. } | BodyFault::Truncated { .. } => match footer {
+            Some(FooterState::Complete) => {
+                FormatError::Corrupt("the last chunk fails authentication although the footer says the file is complete".into())
+            }
+            Some(FooterState::LengthMismatch { declared }) => {
+                FormatError::Corrupt(format!("the footer declares {declared} bytes, the file has a different length"))
+            }
+            _ => match fault {
+                BodyFault::Truncated { .. } => FormatError::from(fault),
+                _ => FormatError::Truncated("the file ends inside a chunk and has no footer".into()),
+            },
+        },
+        other => FormatError::from(other),
+    }
+}
+
+/// The error for a body that ended well but whose footer does not match.
+pub(crate) fn footer_error(footer: Option<FooterState>) -> FormatError {
+    match footer {
+        Some(FooterState::LengthMismatch { declared }) => {
+            FormatError::Corrupt(format!("the footer declares {declared} bytes, the file has a different length"))
+        }
+        _ => FormatError::Corrupt("the footer is missing or damaged after a valid final chunk".into()),
+    }
+}
+
+/// Copies all plaintext of `reader` into `output`.
+pub(crate) fn drain_into<R: Read, W: Write>(mut reader: Reader<R>, output: &mut W) -> Result<(Header, FileSummary), FormatError> {
+    io::copy(&mut reader, output).map_err(FormatError::from_io)?;
+    let file_len = reader.source.body().get_ref().tail().map_or(0, |(_, total)| total);
+    Ok((
+        reader.header.clone(),
+        FileSummary {
+            plaintext_len: reader.plaintext_len,
+            file_len,
+        },
+    ))
+}
+
+impl<R: Read> Reader<R> {
+    /// The authenticated header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Plaintext bytes released so far.
+    pub fn plaintext_len(&self) -> u64 {
+        self.plaintext_len
+    }
+
+    /// Turns a body failure into the documented class (`spec/format.md` §7).
+    fn classify(&mut self, err: io::Error) -> FormatError {
+        let err = FormatError::from_io(err);
+        let body = self.source.body();
+        match (err, body.fault()) {
+            (_, Some(fault)) => {
+                let footer = body.get_ref().tail().map(|(tail, total)| check_footer(tail, total));
+                fault_to_error(fault, footer)
+            }
+            (FormatError::Io(e), None) if self.header.compression == Compression::Zstd && !body.saw_io_error() => {
+                FormatError::Decompress(e.to_string())
+            }
+            (other, None) => other,
+        }
+    }
+
+    /// At the end of the plaintext: the body must be complete and the footer must match.
+    fn finish_checks(&mut self) -> Result<(), FormatError> {
+        let body = self.source.body_mut();
+        if !body.is_done() {
+            // zstd stopped before the body ended: anything left is not part of the frame.
+            let mut probe = [0u8; 1];
+            let n = body.read(&mut probe).map_err(FormatError::from_io)?;
+            if n > 0 || !body.is_done() {
+                return Err(FormatError::Decompress("authenticated bytes follow the compressed frame".into()));
+            }
+        }
+        match body.get_ref().tail().map(|(tail, total)| check_footer(tail, total)) {
+            Some(FooterState::Complete) => Ok(()),
+            other => Err(footer_error(other)),
+        }
+    }
+}
+
+impl<R: Read> Read for Reader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if let Some((class, msg)) = &self.failed {
+            return Err(FormatError::Failed {
+                class: *class,
+                message: msg.clone(),
+            }.into_io());
+        }
+        if self.done {
+            return Ok(0);
+        }
+        let result = match &mut self.source {
+            Source::Plain(b) => b.read(out),
+            Source::Zstd(d) => d.read(out),
+        };
+        let err = match result {
+            Ok(0) if !out.is_empty() => match self.finish_checks() {
+                Ok(()) => {
+                    self.done = true;
+                    return Ok(0);
+                }
+                Err(e) => e,
+            },
+            Ok(n) => {
+                self.plaintext_len += n as u64;
+                return Ok(n);
+            }
+            Err(e) => self.classify(e),
+        };
+        use crate::Classify;
+        self.failed = Some((err.class(), err.to_string()));
+        Err(err.into_io())
+    }
+}
+
+/// Decrypts a whole Coffer file from `input` to `output`, streaming. The output holds only
+/// authenticated chunks, but on error it may hold a valid prefix: discard it.
+pub fn decrypt<R: Read, W: Write>(input: R, root: &RootKey, output: &mut W) -> Result<(Header, FileSummary), FormatError> {
+    drain_into(open(input, root)?, output)
+}

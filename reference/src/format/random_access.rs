@@ -1,0 +1,234 @@
+//! Random access into an uncompressed Coffer file: `read_at` authenticates only the chunks
+//! it touches, after the length check C2SP requires (the final chunk is authenticated when
+//! the file is opened, so the plaintext length is known to be the written one).
+
+use super::cobblestone::{
+    commitment_matches, derive, ChunkCipher, CHUNK_SIZE, KEY_LEN, MAX_CHUNKS, PREFIX_LEN, SALT_LEN,
+    SEALED_CHUNK_SIZE, TAG_LEN,
+};
+use super::file::read_preamble;
+use super::header::{check_footer, Compression, FooterState, Header, FOOTER_LEN};
+use super::FormatError;
+use crate::key::RootKey;
+use std::io::{self, Read};
+use zeroize::Zeroizing;
+
+/// Positional reads, as files and byte slices offer them.
+pub trait ReadAt {
+    /// Reads up to `buf.len()` bytes at `offset`; 0 means end of input.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Total length in bytes.
+    fn size(&self) -> io::Result<u64>;
+}
+
+impl ReadAt for std::fs::File {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(self, buf, offset)
+    }
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+}
+
+impl ReadAt for [u8] {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(self.len());
+        let n = buf.len().min(self.len() - start);
+        buf[..n].copy_from_slice(&self[start..start + n]);
+        Ok(n)
+    }
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.len() as u64)
+    }
+}
+
+impl<T: ReadAt + ?Sized> ReadAt for &T {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        (**self).read_at(buf, offset)
+    }
+    fn size(&self) -> io::Result<u64> {
+        (**self).size()
+    }
+}
+
+/// Fills `buf` from `offset` or fails with `UnexpectedEof`.
+fn read_exact_at<F: ReadAt + ?Sized>(input: &F, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match input.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A sequential `Read` over a `ReadAt`, for the header.
+struct Cursor<'a, F: ?Sized> {
+    input: &'a F,
+    offset: u64,
+}
+
+impl<F: ReadAt + ?Sized> Read for Cursor<'_, F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.input.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// An opened file whose plaintext can be read at any offset.
+pub struct RandomAccess<F: ReadAt> {
+    input: F,
+    header: Header,
+    body_offset: u64,
+    cipher: ChunkCipher,
+    /// Number of full chunks; the final (short) chunk has this index.
+    full_chunks: u64,
+    final_sealed_len: usize,
+    plaintext_len: u64,
+    scratch: Zeroizing<Vec<u8>>,
+    cached: Option<u64>,
+}
+
+impl<F: ReadAt> RandomAccess<F> {
+    /// Checks the header, the footer and the final chunk; reads nothing else.
+    pub fn open(input: F, root: &RootKey) -> Result<Self, FormatError> {
+        let opened = read_preamble(&mut Cursor { input: &input, offset: 0 }, root)?;
+        if opened.header.compression != Compression::None {
+            return Err(FormatError::Unsupported(
+                "random access needs an uncompressed file (this one is zstd-compressed); decrypt it whole".into(),
+            ));
+        }
+        let size = input.size().map_err(FormatError::Io)?;
+        let body_offset = opened.body_offset;
+        let min = body_offset + FOOTER_LEN as u64;
+        if size < min + TAG_LEN as u64 {
+            return Err(FormatError::Truncated(format!(
+                "{size} bytes: too short for a header, one chunk and a footer"
+            )));
+        }
+        let mut tail = [0u8; FOOTER_LEN];
+        read_exact_at(&input, &mut tail, size - FOOTER_LEN as u64).map_err(FormatError::Io)?;
+        match check_footer(&tail, size) {
+            FooterState::Complete => {}
+            FooterState::LengthMismatch { declared } => {
+                return Err(FormatError::Corrupt(format!(
+                    "the footer declares {declared} bytes but the file has {size}"
+                )))
+            }
+            FooterState::Missing => {
+                return Err(FormatError::Truncated(
+                    "no footer at the end: the file was cut short (or bytes were appended; `coffer verify` tells which)".into(),
+                ))
+            }
+        }
+        Self::from_body(input, opened.header, body_offset, size - min, opened.cipher)
+    }
+
+    /// Random access to a bare C2SP message (`salt || commitment || chunks`, no Coffer
+    /// header or footer), as the Wycheproof vectors are applied.
+    pub fn open_c2sp(input: F, input_key: &[u8; KEY_LEN], context: &[u8]) -> Result<Self, FormatError> {
+        let mut prefix = [0u8; PREFIX_LEN];
+        let size = input.size().map_err(FormatError::Io)?;
+        if size < PREFIX_LEN as u64 {
+            return Err(FormatError::Truncated(format!("{size} bytes, shorter than the salt and commitment")));
+        }
+        read_exact_at(&input, &mut prefix, 0).map_err(FormatError::Io)?;
+        let mut salt = [0u8; SALT_LEN];
+        salt.copy_from_slice(&prefix[..SALT_LEN]);
+        let keys = derive(input_key, &salt, context);
+        if !commitment_matches(&keys, &prefix[SALT_LEN..]) {
+            return Err(FormatError::Commitment);
+        }
+        let header = Header::new(Compression::None, Vec::new());
+        Self::from_body(input, header, PREFIX_LEN as u64, size - PREFIX_LEN as u64, ChunkCipher::new(&keys)?)
+    }
+
+    /// Applies the C2SP length rules to a body of `body_len` bytes at `body_offset` and
+    /// authenticates its final chunk.
+    fn from_body(input: F, header: Header, body_offset: u64, body_len: u64, cipher: ChunkCipher) -> Result<Self, FormatError> {
+        let full_chunks = body_len / SEALED_CHUNK_SIZE as u64;
+        let final_sealed_len = (body_len % SEALED_CHUNK_SIZE as u64) as usize;
+        if final_sealed_len < TAG_LEN {
+            return Err(FormatError::Truncated(format!(
+                "the body ends after {full_chunks} full chunk(s) without a final chunk"
+            )));
+        }
+        if full_chunks >= MAX_CHUNKS {
+            return Err(FormatError::TooLong);
+        }
+        let mut access = RandomAccess {
+            input,
+            header,
+            body_offset,
+            cipher,
+            full_chunks,
+            final_sealed_len,
+            plaintext_len: full_chunks * CHUNK_SIZE as u64 + (final_sealed_len - TAG_LEN) as u64,
+            scratch: Zeroizing::new(vec![0u8; SEALED_CHUNK_SIZE]),
+            cached: None,
+        };
+        access.load(full_chunks)?;
+        Ok(access)
+    }
+
+    /// The authenticated header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The authenticated plaintext length.
+    pub fn len(&self) -> u64 {
+        self.plaintext_len
+    }
+
+    /// True for an empty plaintext.
+    pub fn is_empty(&self) -> bool {
+        self.plaintext_len == 0
+    }
+
+    /// Decrypts chunk `index` into the scratch buffer; returns its plaintext length.
+    fn load(&mut self, index: u64) -> Result<usize, FormatError> {
+        let sealed_len = if index == self.full_chunks {
+            self.final_sealed_len
+        } else {
+            SEALED_CHUNK_SIZE
+        };
+        if self.cached == Some(index) {
+            return Ok(sealed_len - TAG_LEN);
+        }
+        self.cached = None;
+        let offset = self.body_offset + index * SEALED_CHUNK_SIZE as u64;
+        let sealed = &mut self.scratch[..sealed_len];
+        read_exact_at(&self.input, sealed, offset).map_err(FormatError::Io)?;
+        let plain = self.cipher.open(index, sealed).ok_or(FormatError::ChunkAuth {
+            index,
+            at_end: index == self.full_chunks,
+        })?;
+        self.cached = Some(index);
+        Ok(plain)
+    }
+
+    /// Reads plaintext at `offset` into `buf`; returns the bytes read (fewer only at the
+    /// end, 0 at or past the end). Every byte returned comes from an authenticated chunk.
+    pub fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, FormatError> {
+        if offset >= self.plaintext_len {
+            return Ok(0);
+        }
+        let end = self.plaintext_len.min(offset.saturating_add(buf.len() as u64));
+        let mut at = offset;
+        while at < end {
+            let index = at / CHUNK_SIZE as u64;
+            let plain = self.load(index)?;
+            let within = (at % CHUNK_SIZE as u64) as usize;
+            let take = (plain - within).min((end - at) as usize);
+            let dst = (at - offset) as usize;
+            buf[dst..dst + take].copy_from_slice(&self.scratch[within..within + take]);
+            at += take as u64;
+        }
+        Ok((end - offset) as usize)
+    }
+}
