@@ -11,7 +11,9 @@ use std::io::Read;
 use std::path::PathBuf;
 
 fn load(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vectors/external/wycheproof").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../vectors/external/wycheproof")
+        .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("vector file is JSON")
 }
@@ -21,7 +23,10 @@ fn hex_field(t: &Value, k: &str) -> Vec<u8> {
 }
 
 fn flags(t: &Value) -> Vec<String> {
-    t["flags"].as_array().map(|a| a.iter().map(|f| f.as_str().unwrap().to_string()).collect()).unwrap_or_default()
+    t["flags"]
+        .as_array()
+        .map(|a| a.iter().map(|f| f.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
 }
 
 struct C2spCase {
@@ -47,7 +52,9 @@ fn c2sp_cases() -> Vec<C2spCase> {
         for t in group["tests"].as_array().unwrap() {
             let compressed = hex_field(t, "ct");
             let mut ct = Vec::new();
-            flate2::read::ZlibDecoder::new(&compressed[..]).read_to_end(&mut ct).expect("ct is zlib");
+            flate2::read::ZlibDecoder::new(&compressed[..])
+                .read_to_end(&mut ct)
+                .expect("ct is zlib");
             out.push(C2spCase {
                 id: t["tcId"].as_u64().unwrap(),
                 comment: t["comment"].as_str().unwrap().to_string(),
@@ -82,14 +89,26 @@ fn c2sp_whole_message_decryption() {
             assert_eq!(Some(sha512(&msg)), case.msg_sha, "tc {}", case.id);
             valid += 1;
         } else {
-            assert!(result.is_err(), "tc {} ({}) must be rejected", case.id, case.comment);
+            assert!(
+                result.is_err(),
+                "tc {} ({}) must be rejected",
+                case.id,
+                case.comment
+            );
             if case.flags.iter().any(|f| f == "InvalidKeySize") {
-                assert!(matches!(result, Err(FormatError::KeySize(_))), "tc {}", case.id);
+                assert!(
+                    matches!(result, Err(FormatError::KeySize(_))),
+                    "tc {}",
+                    case.id
+                );
             }
             invalid += 1;
         }
     }
-    assert!(valid >= 10 && invalid >= 20, "{valid} valid, {invalid} invalid");
+    assert!(
+        valid >= 10 && invalid >= 20,
+        "{valid} valid, {invalid} invalid"
+    );
 }
 
 /// Streaming: a reader may release only the valid prefix the vector names, must fail, and
@@ -97,7 +116,9 @@ fn c2sp_whole_message_decryption() {
 #[test]
 fn c2sp_streaming_partial_plaintext_rule() {
     for case in c2sp_cases() {
-        let Ok(key) = <[u8; 32]>::try_from(&case.key[..]) else { continue };
+        let Ok(key) = <[u8; 32]>::try_from(&case.key[..]) else {
+            continue;
+        };
         let mut released = Vec::new();
         let outcome = match ChunkedReader::new(&case.ct[..], &key, &case.ctx) {
             Err(e) => Err(e),
@@ -109,7 +130,11 @@ fn c2sp_streaming_partial_plaintext_rule() {
                         Ok(0) => break Ok(()),
                         Ok(n) => released.extend_from_slice(&buf[..n]),
                         Err(e) => {
-                            assert!(reader.read(&mut buf).is_err(), "tc {}: must keep failing", case.id);
+                            assert!(
+                                reader.read(&mut buf).is_err(),
+                                "tc {}: must keep failing",
+                                case.id
+                            );
                             break Err(FormatError::from_io(e));
                         }
                     }
@@ -120,9 +145,23 @@ fn c2sp_streaming_partial_plaintext_rule() {
             assert!(outcome.is_ok(), "tc {}: {outcome:?}", case.id);
             assert_eq!(Some(sha512(&released)), case.msg_sha, "tc {}", case.id);
         } else {
-            assert!(outcome.is_err(), "tc {} ({}) must fail", case.id, case.comment);
-            let prefix_len = if case.flags.iter().any(|f| f == "PartialPlaintext") { case.msg_len.unwrap() } else { 0 };
-            assert!(released.len() <= prefix_len, "tc {}: released {} > {prefix_len}", case.id, released.len());
+            assert!(
+                outcome.is_err(),
+                "tc {} ({}) must fail",
+                case.id,
+                case.comment
+            );
+            let prefix_len = if case.flags.iter().any(|f| f == "PartialPlaintext") {
+                case.msg_len.unwrap()
+            } else {
+                0
+            };
+            assert!(
+                released.len() <= prefix_len,
+                "tc {}: released {} > {prefix_len}",
+                case.id,
+                released.len()
+            );
             if released.len() == prefix_len && prefix_len > 0 {
                 assert_eq!(Some(sha512(&released)), case.msg_sha, "tc {}", case.id);
             }
@@ -133,19 +172,29 @@ fn c2sp_streaming_partial_plaintext_rule() {
 #[test]
 fn c2sp_random_access() {
     for case in c2sp_cases() {
-        let Ok(key) = <[u8; 32]>::try_from(&case.key[..]) else { continue };
+        let Ok(key) = <[u8; 32]>::try_from(&case.key[..]) else {
+            continue;
+        };
         let opened = RandomAccess::open_c2sp(&case.ct[..], &key, &case.ctx);
         let length_ok = case.valid || case.flags.iter().any(|f| f == "ValidFinalChunk");
         match opened {
             Ok(mut access) => {
-                assert!(length_ok, "tc {} ({}): the length must not authenticate", case.id, case.comment);
+                assert!(
+                    length_ok,
+                    "tc {} ({}): the length must not authenticate",
+                    case.id, case.comment
+                );
                 let mut all = vec![0u8; access.len() as usize];
                 let read = access.read_at(0, &mut all);
                 if case.valid {
                     assert_eq!(read.unwrap(), all.len());
                     assert_eq!(Some(sha512(&all)), case.msg_sha, "tc {}", case.id);
                 } else {
-                    assert!(read.is_err(), "tc {}: reading everything must fail", case.id);
+                    assert!(
+                        read.is_err(),
+                        "tc {}: reading everything must fail",
+                        case.id
+                    );
                 }
             }
             Err(e) => assert!(!case.valid, "tc {} ({}): {e}", case.id, case.comment),
@@ -153,17 +202,20 @@ fn c2sp_random_access() {
     }
 }
 
-
 /// Raw mode: the derivation reproduces aeadKey/baseNonce, and decrypting the body with them
 /// gives the same verdict.
 #[test]
 fn c2sp_raw_mode_and_derivation() {
     let mut checked = 0;
     for case in c2sp_cases() {
-        let (Some(aead_key), Some(base_nonce)) = (&case.aead_key, &case.base_nonce) else { continue };
+        let (Some(aead_key), Some(base_nonce)) = (&case.aead_key, &case.base_nonce) else {
+            continue;
+        };
         let aead_key: [u8; 32] = aead_key[..].try_into().unwrap();
         let base_nonce: [u8; 12] = base_nonce[..].try_into().unwrap();
-        if let (Ok(key), Some(salt)) = (<[u8; 32]>::try_from(&case.key[..]), case.ct.get(..SALT_LEN)) {
+        if let (Ok(key), Some(salt)) =
+            (<[u8; 32]>::try_from(&case.key[..]), case.ct.get(..SALT_LEN))
+        {
             let keys = cobblestone::derive(&key, salt.try_into().unwrap(), &case.ctx);
             if case.valid {
                 assert_eq!(*keys.aead_key, aead_key, "tc {}", case.id);
@@ -215,12 +267,18 @@ fn c2sp_encryption_with_injected_salt() {
         let again = cobblestone::encrypt_with_salt(&key, &salt, &case.ctx, &msg).unwrap();
         assert!(again == case.ct, "tc {}: re-encryption differs", case.id);
         let mut streamed = Vec::new();
-        let mut writer = coffer::format::stream::ChunkedWriter::new(&mut streamed, &key, &salt, &case.ctx).unwrap();
+        let mut writer =
+            coffer::format::stream::ChunkedWriter::new(&mut streamed, &key, &salt, &case.ctx)
+                .unwrap();
         for piece in msg.chunks(5000) {
             std::io::Write::write_all(&mut writer, piece).unwrap();
         }
         writer.finish().unwrap();
-        assert!(streamed == case.ct, "tc {}: streaming re-encryption differs", case.id);
+        assert!(
+            streamed == case.ct,
+            "tc {}: streaming re-encryption differs",
+            case.id
+        );
         checked += 1;
     }
     assert!(checked >= 10);
@@ -245,8 +303,14 @@ fn aes_gcm_vectors() {
             _ => continue,
         };
         for t in group["tests"].as_array().unwrap() {
-            let (key, iv, aad, msg, ct, tag) =
-                (hex_field(t, "key"), hex_field(t, "iv"), hex_field(t, "aad"), hex_field(t, "msg"), hex_field(t, "ct"), hex_field(t, "tag"));
+            let (key, iv, aad, msg, ct, tag) = (
+                hex_field(t, "key"),
+                hex_field(t, "iv"),
+                hex_field(t, "aad"),
+                hex_field(t, "msg"),
+                hex_field(t, "ct"),
+                hex_field(t, "tag"),
+            );
             let valid = t["result"] == "valid";
             if !(iv.len() == 12 || iv.len() == 16) || tag.len() != 16 {
                 // Coffer uses 12-byte (C2SP) and 16-byte (crypt15) IVs with 16-byte tags only.
@@ -262,7 +326,11 @@ fn aes_gcm_vectors() {
             }
             checked += 1;
             if key_size == 256 && iv.len() == 12 && aad.is_empty() && tag_size == 16 {
-                let mut chunk = ChunkCipher::from_raw(&key[..].try_into().unwrap(), &iv[..].try_into().unwrap()).unwrap();
+                let mut chunk = ChunkCipher::from_raw(
+                    &key[..].try_into().unwrap(),
+                    &iv[..].try_into().unwrap(),
+                )
+                .unwrap();
                 let mut sealed = [ct.clone(), tag.clone()].concat();
                 match chunk.open(0, &mut sealed) {
                     Some(n) => {
@@ -271,7 +339,11 @@ fn aes_gcm_vectors() {
                     }
                     None => {
                         assert!(!valid, "tc {} rejected by the chunk cipher", t["tcId"]);
-                        assert_eq!(sealed, [ct, tag].concat(), "failed open must restore the ciphertext");
+                        assert_eq!(
+                            sealed,
+                            [ct, tag].concat(),
+                            "failed open must restore the ciphertext"
+                        );
                     }
                 }
                 via_chunk += 1;
@@ -342,7 +414,9 @@ fn hkdf_sha512_vectors() {
 fn c2sp_invalid_vectors_get_the_class_their_flags_name() {
     use coffer::{Classify, ErrorClass};
     for case in c2sp_cases().into_iter().filter(|c| !c.valid) {
-        let class = cobblestone::decrypt(&case.key, &case.ctx, &case.ct).unwrap_err().class();
+        let class = cobblestone::decrypt(&case.key, &case.ctx, &case.ct)
+            .unwrap_err()
+            .class();
         let has = |f: &str| case.flags.iter().any(|x| x == f);
         let expected = if has("InvalidKeySize") {
             ErrorClass::Malformed
@@ -363,8 +437,16 @@ fn c2sp_invalid_vectors_get_the_class_their_flags_name() {
         } else {
             // ModifiedCiphertext, ChunkReordering; a damaged salt or commitment reads as a
             // commitment mismatch, which the bare C2SP layer cannot tell from a wrong key.
-            if has("HeaderFailure") { ErrorClass::WrongKey } else { ErrorClass::Corrupt }
+            if has("HeaderFailure") {
+                ErrorClass::WrongKey
+            } else {
+                ErrorClass::Corrupt
+            }
         };
-        assert_eq!(class, expected, "tc {} ({}) flags {:?}", case.id, case.comment, case.flags);
+        assert_eq!(
+            class, expected,
+            "tc {} ({}) flags {:?}",
+            case.id, case.comment, case.flags
+        );
     }
 }

@@ -26,6 +26,12 @@ impl Failure {
         }
     }
 
+    /// An `io::Error` from a Coffer-format reader or writer, which may carry a
+    /// [`coffer::format::FormatError`] (and then its class).
+    pub fn from_io_lib(context: &str, error: std::io::Error) -> Self {
+        Self::from_lib(context, coffer::format::FormatError::from_io(error))
+    }
+
     /// An I/O failure on a named path.
     pub fn io(context: impl Display, error: std::io::Error) -> Self {
         Failure {

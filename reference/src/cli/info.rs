@@ -46,6 +46,9 @@ fn md5_trailer_matches(path: &Path, format: BackupFormat, size: u64) -> CliResul
 
 /// `coffer info`
 pub fn run(path: &Path) -> CliResult<Report> {
+    if super::coffer_file::is_coffer(path)? {
+        return super::coffer_file::info(path);
+    }
     let (file, size) = open_input(path)?;
     let header = crypt15::read_header(&mut BufReader::new(file)).map_err(|e| {
         Failure::from_lib(&format!("{} is not a readable backup", path.display()), e)

@@ -69,7 +69,7 @@ pub fn resolve_root(spec: &str) -> CliResult<RootKey> {
         BackupKey::Root(root) => Ok(root),
         BackupKey::Legacy(_) => Err(Failure::new(
             ErrorClass::WrongKey,
-            "crypt15 needs the 64-digit key or encrypted_backup.key; this is a crypt12/14 key file",
+            "crypt15 and Coffer files need the 64-digit key or encrypted_backup.key; this is a crypt12/14 key file",
         )),
     }
 }

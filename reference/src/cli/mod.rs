@@ -1,5 +1,6 @@
 //! Command-line interface: argument parsing, dispatch, and output (text or `--json`).
 
+mod coffer_file;
 mod commands;
 mod failure;
 mod info;
@@ -23,11 +24,14 @@ Exit codes:
   22  io             a file could not be read or written
 (16-21 are vault classes; see spec/errors.md.)";
 
-/// Open, inspect and write WhatsApp-compatible encrypted chat backups.
+/// Open, inspect and write encrypted chat backups: WhatsApp-compatible crypt15/14/12 and
+/// Coffer's own format.
 ///
-/// Coffer reads crypt15, crypt14 and crypt12 backups and writes crypt15, streaming, with
-/// bounded memory. A decrypted file only ever appears at OUTPUT once the backup has
-/// authenticated; on any failure OUTPUT is left untouched.
+/// Coffer reads crypt15, crypt14 and crypt12 backups and writes crypt15; it reads and writes
+/// Coffer files (authenticated header + C2SP chunked encryption: truncation detection,
+/// random access, parallel decryption). Everything streams with bounded memory. A decrypted
+/// file only ever appears at OUTPUT once the backup has authenticated; on any failure OUTPUT
+/// is left untouched.
 #[derive(Debug, Parser)]
 #[command(name = "coffer", version, after_help = EXIT_CODES, propagate_version = true)]
 pub struct Cli {
@@ -46,18 +50,25 @@ enum Command {
     /// Create or show backup keys.
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Decrypt a crypt15, crypt14 or crypt12 backup (the format is read from the bytes).
+    /// Decrypt a Coffer, crypt15, crypt14 or crypt12 backup (the format is read from the bytes).
     #[command(
-        after_help = "Example:\n  coffer decrypt --key encrypted_backup.key msgstore.db.crypt15 -o msgstore.db"
+        after_help = "Examples:\n  coffer decrypt --key encrypted_backup.key msgstore.db.crypt15 -o msgstore.db\n  \
+        coffer decrypt --key KEY backup.coffer -o msgstore.db             # all cores when uncompressed\n  \
+        coffer decrypt --key KEY backup.coffer --range 4096:8192 -o page  # random access (uncompressed files)"
     )]
     Decrypt(DecryptArgs),
-    /// Encrypt a file as a crypt15 backup.
+    /// Encrypt a file (or, as a Coffer file, a whole directory) as a backup.
     #[command(
         after_help = "Examples:\n  coffer encrypt --key encrypted_backup.key msgstore.db -o msgstore.db.crypt15\n  \
         coffer encrypt --key KEY --like old.crypt15 msgstore.db -o new.crypt15\n  \
-        coffer encrypt --key KEY --like old.crypt15 --keep-iv msgstore.db -o same.crypt15   # byte-exact copy"
+        coffer encrypt --key KEY --like old.crypt15 --keep-iv msgstore.db -o same.crypt15   # byte-exact copy\n  \
+        coffer encrypt --format coffer --key KEY msgstore.db -o backup.coffer\n  \
+        coffer encrypt --format coffer --compress none --key KEY Media/ -o media.coffer   # tar of the folder"
     )]
     Encrypt(EncryptArgs),
+    /// Authenticate a whole backup without writing any plaintext.
+    #[command(after_help = "Example:\n  coffer verify --key KEY backup.coffer && echo intact")]
+    Verify(VerifyArgs),
     /// Show a backup's format, header fields and sizes (no key needed).
     Info(InfoArgs),
 }
@@ -81,6 +92,24 @@ enum KeyCommand {
         /// encrypted_backup.key, a crypt12/14 `key` file, a text file, or 64 hex digits.
         key: String,
     },
+}
+
+/// Backup formats `coffer encrypt` can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// WhatsApp-compatible crypt15.
+    Crypt15,
+    /// Coffer's own format (spec/format.md).
+    Coffer,
+}
+
+/// Compression before encryption in the Coffer format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressArg {
+    /// Store as is: needed for --range and parallel decryption.
+    None,
+    /// Zstandard (see --zstd-level).
+    Zstd,
 }
 
 /// Key file forms `coffer key new` can write.
@@ -112,23 +141,51 @@ struct DecryptArgs {
     /// Replace OUTPUT if it exists.
     #[arg(long)]
     force: bool,
-    /// Write the decrypted payload as is (the zlib stream) instead of inflating it.
+    /// crypt15/14/12: write the decrypted payload as is (the zlib stream) instead of inflating it.
     #[arg(long)]
     raw: bool,
+    /// Coffer: only plaintext bytes START..END (END exclusive, either may be omitted), read by
+    /// random access; only the chunks in the range are decrypted. Uncompressed files only.
+    #[arg(long, value_name = "START:END")]
+    range: Option<String>,
+    /// Coffer: decryption threads (0 = one per core, 1 = streaming on this thread).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    key: KeyArg,
+    /// The backup to authenticate.
+    input: PathBuf,
+    /// Coffer: threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 #[derive(Debug, Args)]
 struct EncryptArgs {
     #[command(flatten)]
     key: KeyArg,
-    /// The file to encrypt (e.g. msgstore.db).
+    /// The file to encrypt (e.g. msgstore.db), or with --format coffer a directory (packed as tar).
     input: PathBuf,
-    /// Where to write the crypt15 backup (created only when complete).
+    /// Where to write the backup (created only when complete).
     #[arg(short, long)]
     output: PathBuf,
     /// Replace OUTPUT if it exists.
     #[arg(long)]
     force: bool,
+    /// Backup format to write.
+    #[arg(long, value_enum, default_value_t = FormatArg::Crypt15)]
+    format: FormatArg,
+    /// Coffer: compression before encryption (zstd is smaller; none allows --range and
+    /// parallel decryption).
+    #[arg(long, value_enum, default_value_t = CompressArg::Zstd)]
+    compress: CompressArg,
+    /// Coffer: zstd level 1-19.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    zstd_level: i32,
     /// Copy the header (app version, phone digits, feature flags...) from this backup.
     #[arg(long, value_name = "FILE")]
     like: Option<PathBuf>,
@@ -190,6 +247,7 @@ pub fn main() -> ExitCode {
         Command::Key(KeyCommand::Show { key }) => commands::key_show(&key),
         Command::Decrypt(args) => commands::decrypt(&args),
         Command::Encrypt(args) => commands::encrypt(&args),
+        Command::Verify(args) => commands::verify(&args),
         Command::Info(args) => info::run(&args.input),
     };
     match result {

@@ -51,11 +51,15 @@ pub struct MessageKeys {
 pub fn hkdf_expand_sha512(prk: &[u8], info: &[&[u8]], okm: &mut [u8]) -> Result<(), FormatError> {
     const HASH_LEN: usize = 64;
     if okm.len() > 255 * HASH_LEN {
-        return Err(FormatError::Crypto(format!("HKDF-Expand cannot give {} bytes", okm.len())));
+        return Err(FormatError::Crypto(format!(
+            "HKDF-Expand cannot give {} bytes",
+            okm.len()
+        )));
     }
     let mut previous = Zeroizing::new([0u8; HASH_LEN]);
     for (i, block) in okm.chunks_mut(HASH_LEN).enumerate() {
-        let mut mac = <Hmac<Sha512> as Mac>::new_from_slice(prk).map_err(|e| FormatError::Crypto(e.to_string()))?;
+        let mut mac = <Hmac<Sha512> as Mac>::new_from_slice(prk)
+            .map_err(|e| FormatError::Crypto(e.to_string()))?;
         if i > 0 {
             mac.update(&previous[..]);
         }
@@ -73,8 +77,12 @@ pub fn hkdf_expand_sha512(prk: &[u8], info: &[&[u8]], okm: &mut [u8]) -> Result<
 /// `info = "c2sp.org/chunked-encryption@v1+" || "AEAD_AES_256_GCM" || 0x00 || salt || context`.
 pub fn derive(input_key: &[u8; KEY_LEN], salt: &[u8; SALT_LEN], context: &[u8]) -> MessageKeys {
     let mut okm = Zeroizing::new([0u8; KEY_LEN + NONCE_LEN + COMMITMENT_LEN]);
-    hkdf_expand_sha512(input_key, &[INFO_PREFIX, AEAD_NAME, &[0], salt, context], &mut okm[..])
-        .expect("76 bytes is within HKDF-Expand's limit");
+    hkdf_expand_sha512(
+        input_key,
+        &[INFO_PREFIX, AEAD_NAME, &[0], salt, context],
+        &mut okm[..],
+    )
+    .expect("76 bytes is within HKDF-Expand's limit");
     let mut aead_key = Zeroizing::new([0u8; KEY_LEN]);
     aead_key.copy_from_slice(&okm[..KEY_LEN]);
     let mut base_nonce = [0u8; NONCE_LEN];
@@ -106,7 +114,10 @@ impl ChunkCipher {
     }
 
     /// Raw mode: chunk cipher straight from an AEAD key and base nonce (no commitment).
-    pub fn from_raw(aead_key: &[u8; KEY_LEN], base_nonce: &[u8; NONCE_LEN]) -> Result<Self, FormatError> {
+    pub fn from_raw(
+        aead_key: &[u8; KEY_LEN],
+        base_nonce: &[u8; NONCE_LEN],
+    ) -> Result<Self, FormatError> {
         let mut ctx = CipherCtx::new()?;
         ctx.encrypt_init(Some(Cipher::aes_256_gcm()), Some(aead_key), None)?;
         Ok(ChunkCipher {
@@ -218,7 +229,11 @@ pub fn encrypt_with_salt(
 }
 
 /// Decrypts a whole in-memory C2SP ciphertext. On failure nothing is returned.
-pub fn decrypt(input_key: &[u8], context: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, FormatError> {
+pub fn decrypt(
+    input_key: &[u8],
+    context: &[u8],
+    ciphertext: &[u8],
+) -> Result<Vec<u8>, FormatError> {
     let input_key: &[u8; KEY_LEN] = input_key
         .try_into()
         .map_err(|_| FormatError::KeySize(input_key.len()))?;

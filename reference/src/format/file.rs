@@ -1,11 +1,13 @@
 //! Coffer files as streaming `Write` / `Read` adapters: header, C2SP body, footer, and
 //! optional zstd compression of the plaintext before encryption.
 
-use super::cobblestone::{commitment_matches, derive, ChunkCipher, COMMITMENT_LEN, PREFIX_LEN, SALT_LEN};
+use super::cobblestone::{
+    commitment_matches, derive, ChunkCipher, COMMITMENT_LEN, PREFIX_LEN, SALT_LEN,
+};
 use super::header::{
     check_footer, encode_footer, header_check, key_id, key_id_matches, parse_context, parse_fixed,
-    validate_fixed, Compression, FooterState, Header, CHECK_LEN, FIXED_LEN, FOOTER_LEN, INFO_FILE_KEY,
-    KEY_ID_LEN, MAGIC,
+    validate_fixed, Compression, FooterState, Header, CHECK_LEN, FIXED_LEN, FOOTER_LEN,
+    INFO_FILE_KEY, KEY_ID_LEN, MAGIC,
 };
 use super::stream::{read_full, BodyFault, ChunkedReader, ChunkedWriter};
 use super::FormatError;
@@ -74,12 +76,18 @@ pub struct Writer<W: Write> {
 
 impl<W: Write> Writer<W> {
     /// Writes the header and prepares the body. `header.key_id` is computed here.
-    pub fn new(inner: W, root: &RootKey, mut header: Header, options: &WriteOptions) -> Result<Self, FormatError> {
+    pub fn new(
+        inner: W,
+        root: &RootKey,
+        mut header: Header,
+        options: &WriteOptions,
+    ) -> Result<Self, FormatError> {
         let salt = match options.salt {
             Some(s) => s,
             None => {
                 let mut s = [0u8; SALT_LEN];
-                getrandom::fill(&mut s).map_err(|e| FormatError::Crypto(format!("OS random: {e}")))?;
+                getrandom::fill(&mut s)
+                    .map_err(|e| FormatError::Crypto(format!("OS random: {e}")))?;
                 s
             }
         };
@@ -97,14 +105,20 @@ impl<W: Write> Writer<W> {
             Compression::Zstd => {
                 let level = options.zstd_level;
                 if !(1..=19).contains(&level) {
-                    return Err(FormatError::Unsupported(format!("zstd level {level} (use 1..=19)")));
+                    return Err(FormatError::Unsupported(format!(
+                        "zstd level {level} (use 1..=19)"
+                    )));
                 }
-                let mut enc = zstd::stream::write::Encoder::new(body, level).map_err(FormatError::Io)?;
+                let mut enc =
+                    zstd::stream::write::Encoder::new(body, level).map_err(FormatError::Io)?;
                 enc.include_checksum(false).map_err(FormatError::Io)?;
                 Sink::Zstd(enc)
             }
         };
-        Ok(Writer { sink, plaintext_len: 0 })
+        Ok(Writer {
+            sink,
+            plaintext_len: 0,
+        })
     }
 
     /// Ends the compressed stream, seals the final chunk, writes the footer.
@@ -115,7 +129,8 @@ impl<W: Write> Writer<W> {
         };
         let (mut out, _) = body.finish()?;
         let file_len = out.count + FOOTER_LEN as u64;
-        out.write_all(&encode_footer(file_len)).map_err(FormatError::Io)?;
+        out.write_all(&encode_footer(file_len))
+            .map_err(FormatError::Io)?;
         out.flush().map_err(FormatError::Io)?;
         Ok((
             out.inner,
@@ -172,7 +187,9 @@ pub(crate) fn read_preamble(input: &mut impl Read, root: &RootKey) -> Result<Ope
     if n < FIXED_LEN {
         let seen = n.min(MAGIC.len());
         return Err(if n > 0 && fixed[..seen] == MAGIC[..seen] {
-            FormatError::Truncated(format!("the file ends inside its {FIXED_LEN}-byte fixed header"))
+            FormatError::Truncated(format!(
+                "the file ends inside its {FIXED_LEN}-byte fixed header"
+            ))
         } else if n == 0 {
             FormatError::Truncated("the input is empty".into())
         } else {
@@ -244,7 +261,8 @@ impl<R: Read> HoldBack<R> {
 
     /// At end of input: the held-back tail and the total file length.
     pub fn tail(&self) -> Option<(&[u8], u64)> {
-        self.eof.then(|| (&self.buf[self.start..self.end], self.total))
+        self.eof
+            .then(|| (&self.buf[self.start..self.end], self.total))
     }
 
     /// Reads to the end of the input (after a failure, to inspect the footer), keeping
@@ -360,8 +378,10 @@ pub(crate) fn resume<R: Read>(input: R, opened: Opened) -> Result<Reader<R>, For
     let source = match opened.header.compression {
         Compression::None => Source::Plain(body),
         Compression::Zstd => {
-            let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::new(body)).map_err(FormatError::Io)?;
-            dec.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(FormatError::Io)?;
+            let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::new(body))
+                .map_err(FormatError::Io)?;
+            dec.window_log_max(ZSTD_WINDOW_LOG_MAX)
+                .map_err(FormatError::Io)?;
             Source::Zstd(Box::new(dec.single_frame()))
         }
     };
@@ -380,15 +400,18 @@ pub(crate) fn resume<R: Read>(input: R, opened: Opened) -> Result<Reader<R>, For
 pub(crate) fn fault_to_error(fault: BodyFault, footer: Option<FooterState>) -> FormatError {
     match fault {
         BodyFault::ChunkAuth { at_end: true, .. } | BodyFault::Truncated { .. } => match footer {
-            Some(FooterState::Complete) => {
-                FormatError::Corrupt("the last chunk fails authentication although the footer says the file is complete".into())
-            }
-            Some(FooterState::LengthMismatch { declared }) => {
-                FormatError::Corrupt(format!("the footer declares {declared} bytes, the file has a different length"))
-            }
+            Some(FooterState::Complete) => FormatError::Corrupt(
+                "the last chunk fails authentication although the footer says the file is complete"
+                    .into(),
+            ),
+            Some(FooterState::LengthMismatch { declared }) => FormatError::Corrupt(format!(
+                "the footer declares {declared} bytes, the file has a different length"
+            )),
             _ => match fault {
                 BodyFault::Truncated { .. } => FormatError::from(fault),
-                _ => FormatError::Truncated("the file ends inside a chunk and has no footer".into()),
+                _ => {
+                    FormatError::Truncated("the file ends inside a chunk and has no footer".into())
+                }
             },
         },
         other => FormatError::from(other),
@@ -398,17 +421,27 @@ pub(crate) fn fault_to_error(fault: BodyFault, footer: Option<FooterState>) -> F
 /// The error for a body that ended well but whose footer does not match.
 pub(crate) fn footer_error(footer: Option<FooterState>) -> FormatError {
     match footer {
-        Some(FooterState::LengthMismatch { declared }) => {
-            FormatError::Corrupt(format!("the footer declares {declared} bytes, the file has a different length"))
-        }
-        _ => FormatError::Corrupt("the footer is missing or damaged after a valid final chunk".into()),
+        Some(FooterState::LengthMismatch { declared }) => FormatError::Corrupt(format!(
+            "the footer declares {declared} bytes, the file has a different length"
+        )),
+        _ => FormatError::Corrupt(
+            "the footer is missing or damaged after a valid final chunk".into(),
+        ),
     }
 }
 
 /// Copies all plaintext of `reader` into `output`.
-pub(crate) fn drain_into<R: Read, W: Write>(mut reader: Reader<R>, output: &mut W) -> Result<(Header, FileSummary), FormatError> {
+pub(crate) fn drain_into<R: Read, W: Write>(
+    mut reader: Reader<R>,
+    output: &mut W,
+) -> Result<(Header, FileSummary), FormatError> {
     io::copy(&mut reader, output).map_err(FormatError::from_io)?;
-    let file_len = reader.source.body().get_ref().tail().map_or(0, |(_, total)| total);
+    let file_len = reader
+        .source
+        .body()
+        .get_ref()
+        .tail()
+        .map_or(0, |(_, total)| total);
     Ok((
         reader.header.clone(),
         FileSummary {
@@ -435,10 +468,15 @@ impl<R: Read> Reader<R> {
         let body = self.source.body();
         match (err, body.fault()) {
             (_, Some(fault)) => {
-                let footer = body.get_ref().tail().map(|(tail, total)| check_footer(tail, total));
+                let footer = body
+                    .get_ref()
+                    .tail()
+                    .map(|(tail, total)| check_footer(tail, total));
                 fault_to_error(fault, footer)
             }
-            (FormatError::Io(e), None) if self.header.compression == Compression::Zstd && !body.saw_io_error() => {
+            (FormatError::Io(e), None)
+                if self.header.compression == Compression::Zstd && !body.saw_io_error() =>
+            {
                 FormatError::Decompress(e.to_string())
             }
             (other, None) => other,
@@ -453,10 +491,16 @@ impl<R: Read> Reader<R> {
             let mut probe = [0u8; 1];
             let n = body.read(&mut probe).map_err(FormatError::from_io)?;
             if n > 0 || !body.is_done() {
-                return Err(FormatError::Decompress("authenticated bytes follow the compressed frame".into()));
+                return Err(FormatError::Decompress(
+                    "authenticated bytes follow the compressed frame".into(),
+                ));
             }
         }
-        match body.get_ref().tail().map(|(tail, total)| check_footer(tail, total)) {
+        match body
+            .get_ref()
+            .tail()
+            .map(|(tail, total)| check_footer(tail, total))
+        {
             Some(FooterState::Complete) => Ok(()),
             other => Err(footer_error(other)),
         }
@@ -469,7 +513,8 @@ impl<R: Read> Read for Reader<R> {
             return Err(FormatError::Failed {
                 class: *class,
                 message: msg.clone(),
-            }.into_io());
+            }
+            .into_io());
         }
         if self.done {
             return Ok(0);
@@ -500,6 +545,10 @@ impl<R: Read> Read for Reader<R> {
 
 /// Decrypts a whole Coffer file from `input` to `output`, streaming. The output holds only
 /// authenticated chunks, but on error it may hold a valid prefix: discard it.
-pub fn decrypt<R: Read, W: Write>(input: R, root: &RootKey, output: &mut W) -> Result<(Header, FileSummary), FormatError> {
+pub fn decrypt<R: Read, W: Write>(
+    input: R,
+    root: &RootKey,
+    output: &mut W,
+) -> Result<(Header, FileSummary), FormatError> {
     drain_into(open(input, root)?, output)
 }

@@ -138,7 +138,10 @@ impl Header {
 
     /// The value of a metadata tag.
     pub fn meta(&self, wanted: u8) -> Option<&MetaValue> {
-        self.metadata.iter().find(|(t, _)| *t == wanted).map(|(_, v)| v)
+        self.metadata
+            .iter()
+            .find(|(t, _)| *t == wanted)
+            .map(|(_, v)| v)
     }
 
     /// Encodes the header up to (not including) the check: the C2SP context.
@@ -147,7 +150,9 @@ impl Header {
         let mut last: Option<u8> = None;
         for (t, value) in &self.metadata {
             if last.is_some_and(|l| l >= *t) {
-                return Err(FormatError::Malformed(format!("metadata tag {t:#04x} repeated or out of order")));
+                return Err(FormatError::Malformed(format!(
+                    "metadata tag {t:#04x} repeated or out of order"
+                )));
             }
             last = Some(*t);
             let (kind, bytes) = match value {
@@ -155,15 +160,18 @@ impl Header {
                 MetaValue::Text(s) => (2, s.as_bytes().to_vec()),
                 MetaValue::Bytes(b) => (3, b.clone()),
             };
-            let len = u16::try_from(bytes.len())
-                .map_err(|_| FormatError::Malformed(format!("metadata tag {t:#04x} longer than 65535 bytes")))?;
+            let len = u16::try_from(bytes.len()).map_err(|_| {
+                FormatError::Malformed(format!("metadata tag {t:#04x} longer than 65535 bytes"))
+            })?;
             meta.extend_from_slice(&[*t, kind]);
             meta.extend_from_slice(&len.to_be_bytes());
             meta.extend_from_slice(&bytes);
         }
         let total = MIN_HEADER_LEN + meta.len();
         if total > MAX_HEADER_LEN {
-            return Err(FormatError::Malformed(format!("header of {total} bytes exceeds {MAX_HEADER_LEN}")));
+            return Err(FormatError::Malformed(format!(
+                "header of {total} bytes exceeds {MAX_HEADER_LEN}"
+            )));
         }
         let mut out = Vec::with_capacity(total);
         out.extend_from_slice(&MAGIC);
@@ -216,7 +224,10 @@ pub fn parse_fixed(fixed: &[u8; FIXED_LEN]) -> Result<usize, FormatError> {
         return Err(FormatError::NotCoffer);
     }
     if fixed[8] != VERSION {
-        return Err(FormatError::Unsupported(format!("format version {} (this reader knows 1)", fixed[8])));
+        return Err(FormatError::Unsupported(format!(
+            "format version {} (this reader knows 1)",
+            fixed[8]
+        )));
     }
     let len = u32::from_be_bytes([fixed[12], fixed[13], fixed[14], fixed[15]]) as usize;
     if !(MIN_HEADER_LEN..=MAX_HEADER_LEN).contains(&len) {
@@ -230,12 +241,18 @@ pub fn parse_fixed(fixed: &[u8; FIXED_LEN]) -> Result<usize, FormatError> {
 /// Second step: suite, compression and flags of a header whose check has passed.
 pub fn validate_fixed(fixed: &[u8]) -> Result<Compression, FormatError> {
     if fixed[9] != SUITE_COBBLESTONE_256 {
-        return Err(FormatError::Unsupported(format!("cipher suite {} (this reader knows 1)", fixed[9])));
+        return Err(FormatError::Unsupported(format!(
+            "cipher suite {} (this reader knows 1)",
+            fixed[9]
+        )));
     }
     let compression = Compression::from_id(fixed[10])
         .ok_or_else(|| FormatError::Unsupported(format!("compression id {}", fixed[10])))?;
     if fixed[11] != 0 {
-        return Err(FormatError::Unsupported(format!("header flags {:#04x} (none are defined)", fixed[11])));
+        return Err(FormatError::Unsupported(format!(
+            "header flags {:#04x} (none are defined)",
+            fixed[11]
+        )));
     }
     Ok(compression)
 }
@@ -252,29 +269,34 @@ pub fn parse_context(context: &[u8], compression: Compression) -> Result<Header,
         }
         let (t, kind) = (rest[0], rest[1]);
         let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
-        let value = rest
-            .get(4..4 + len)
-            .ok_or_else(|| FormatError::Malformed(format!("metadata tag {t:#04x} runs past the header")))?;
+        let value = rest.get(4..4 + len).ok_or_else(|| {
+            FormatError::Malformed(format!("metadata tag {t:#04x} runs past the header"))
+        })?;
         rest = &rest[4 + len..];
         if metadata.last().is_some_and(|(l, _)| *l >= t) {
-            return Err(FormatError::Malformed(format!("metadata tag {t:#04x} repeated or out of order")));
+            return Err(FormatError::Malformed(format!(
+                "metadata tag {t:#04x} repeated or out of order"
+            )));
         }
         let value = match kind {
-            1 => MetaValue::U64(u64::from_be_bytes(
-                value
-                    .try_into()
-                    .map_err(|_| FormatError::Malformed(format!("metadata tag {t:#04x}: u64 of {len} bytes")))?,
-            )),
-            2 => MetaValue::Text(
-                String::from_utf8(value.to_vec())
-                    .map_err(|_| FormatError::Malformed(format!("metadata tag {t:#04x}: text is not UTF-8")))?,
-            ),
+            1 => MetaValue::U64(u64::from_be_bytes(value.try_into().map_err(|_| {
+                FormatError::Malformed(format!("metadata tag {t:#04x}: u64 of {len} bytes"))
+            })?)),
+            2 => MetaValue::Text(String::from_utf8(value.to_vec()).map_err(|_| {
+                FormatError::Malformed(format!("metadata tag {t:#04x}: text is not UTF-8"))
+            })?),
             3 => MetaValue::Bytes(value.to_vec()),
-            other => return Err(FormatError::Malformed(format!("metadata tag {t:#04x}: unknown type {other}"))),
+            other => {
+                return Err(FormatError::Malformed(format!(
+                    "metadata tag {t:#04x}: unknown type {other}"
+                )))
+            }
         };
         let known = matches!(t, tag::CREATED | tag::CONTENT | tag::GENERATOR);
         if !known && t & 0x80 != 0 {
-            return Err(FormatError::Unsupported(format!("critical metadata tag {t:#04x}")));
+            return Err(FormatError::Unsupported(format!(
+                "critical metadata tag {t:#04x}"
+            )));
         }
         let typed_ok = match t {
             tag::CREATED => matches!(value, MetaValue::U64(_)),
@@ -332,3 +354,55 @@ pub fn check_footer(tail: &[u8], file_len: u64) -> FooterState {
     }
 }
 
+/// The header of a file as read without the key (for `coffer info`).
+#[derive(Debug, Clone)]
+pub struct HeaderInfo {
+    /// The parsed header.
+    pub header: Header,
+    /// Its length in bytes, check included.
+    pub header_len: usize,
+    /// Whether the unkeyed header check matches.
+    pub check_ok: bool,
+}
+
+impl HeaderInfo {
+    /// Chunk count and payload length implied by a file size, if the size is a valid one.
+    pub fn layout(&self, file_len: u64) -> Option<(u64, u64)> {
+        use super::cobblestone::{CHUNK_SIZE, PREFIX_LEN, SEALED_CHUNK_SIZE, TAG_LEN};
+        let body = file_len.checked_sub((self.header_len + PREFIX_LEN + FOOTER_LEN) as u64)?;
+        let full = body / SEALED_CHUNK_SIZE as u64;
+        let last = body % SEALED_CHUNK_SIZE as u64;
+        (last >= TAG_LEN as u64)
+            .then(|| (full + 1, full * CHUNK_SIZE as u64 + last - TAG_LEN as u64))
+    }
+}
+
+/// Reads and checks a header without the key: structure, versions and the header check.
+pub fn inspect(input: &mut impl std::io::Read, file_len: u64) -> Result<HeaderInfo, FormatError> {
+    use super::cobblestone::PREFIX_LEN;
+    let mut fixed = [0u8; FIXED_LEN];
+    input.read_exact(&mut fixed).map_err(|_| {
+        if file_len >= FIXED_LEN as u64 {
+            FormatError::NotCoffer
+        } else {
+            FormatError::Truncated(format!("{file_len} bytes"))
+        }
+    })?;
+    let header_len = parse_fixed(&fixed)?;
+    let mut rest = vec![0u8; header_len - FIXED_LEN + PREFIX_LEN];
+    input
+        .read_exact(&mut rest)
+        .map_err(|_| FormatError::Truncated("the file ends inside its header".into()))?;
+    let mut context = fixed.to_vec();
+    context.extend_from_slice(&rest[..header_len - FIXED_LEN - CHECK_LEN]);
+    let stored = &rest[header_len - FIXED_LEN - CHECK_LEN..header_len - FIXED_LEN];
+    let (salt, commitment) = rest[header_len - FIXED_LEN..].split_at(SALT_LEN);
+    let check_ok = bool::from(header_check(&context, salt, commitment).ct_eq(stored));
+    let compression = validate_fixed(&fixed)?;
+    let header = parse_context(&context, compression)?;
+    Ok(HeaderInfo {
+        header,
+        header_len,
+        check_ok,
+    })
+}

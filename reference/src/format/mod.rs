@@ -134,7 +134,9 @@ impl From<openssl::error::ErrorStack> for FormatError {
 impl Classify for FormatError {
     fn class(&self) -> ErrorClass {
         match self {
-            FormatError::NotCoffer | FormatError::Malformed(_) | FormatError::KeySize(_) => ErrorClass::Malformed,
+            FormatError::NotCoffer | FormatError::Malformed(_) | FormatError::KeySize(_) => {
+                ErrorClass::Malformed
+            }
             FormatError::Unsupported(_) | FormatError::TooLong => ErrorClass::Unsupported,
             FormatError::HeaderDamaged
             | FormatError::Tampered

@@ -167,7 +167,9 @@ pub fn decrypt_parallel<R: Read + Send, W: Write>(
         let mut plaintext_len = 0u64;
         let outcome: Result<(), Stop> = 'write: loop {
             let Ok(result) = done_rx.recv() else {
-                break 'write Err(Stop::Error(FormatError::Crypto("decryption workers stopped early".into())));
+                break 'write Err(Stop::Error(FormatError::Crypto(
+                    "decryption workers stopped early".into(),
+                )));
             };
             pending.insert(result.batch.seq, result);
             while let Some(result) = pending.remove(&next_seq) {
@@ -192,7 +194,9 @@ pub fn decrypt_parallel<R: Read + Send, W: Write>(
         // Stop the pipeline: the reader and the workers see closed channels and return.
         drop(free_tx);
         drop(done_rx);
-        let tail = reader.join().map_err(|_| FormatError::Crypto("reader thread panicked".into()))?;
+        let tail = reader
+            .join()
+            .map_err(|_| FormatError::Crypto("reader thread panicked".into()))?;
         let footer = match &tail {
             Ok(Some((t, total))) => Some(check_footer(t, *total)),
             _ => None,

@@ -32,7 +32,9 @@ impl ReadAt for std::fs::File {
 
 impl ReadAt for [u8] {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(self.len());
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.len());
         let n = buf.len().min(self.len() - start);
         buf[..n].copy_from_slice(&self[start..start + n]);
         Ok(n)
@@ -96,7 +98,13 @@ pub struct RandomAccess<F: ReadAt> {
 impl<F: ReadAt> RandomAccess<F> {
     /// Checks the header, the footer and the final chunk; reads nothing else.
     pub fn open(input: F, root: &RootKey) -> Result<Self, FormatError> {
-        let opened = read_preamble(&mut Cursor { input: &input, offset: 0 }, root)?;
+        let opened = read_preamble(
+            &mut Cursor {
+                input: &input,
+                offset: 0,
+            },
+            root,
+        )?;
         if opened.header.compression != Compression::None {
             return Err(FormatError::Unsupported(
                 "random access needs an uncompressed file (this one is zstd-compressed); decrypt it whole".into(),
@@ -130,11 +138,17 @@ impl<F: ReadAt> RandomAccess<F> {
 
     /// Random access to a bare C2SP message (`salt || commitment || chunks`, no Coffer
     /// header or footer), as the Wycheproof vectors are applied.
-    pub fn open_c2sp(input: F, input_key: &[u8; KEY_LEN], context: &[u8]) -> Result<Self, FormatError> {
+    pub fn open_c2sp(
+        input: F,
+        input_key: &[u8; KEY_LEN],
+        context: &[u8],
+    ) -> Result<Self, FormatError> {
         let mut prefix = [0u8; PREFIX_LEN];
         let size = input.size().map_err(FormatError::Io)?;
         if size < PREFIX_LEN as u64 {
-            return Err(FormatError::Truncated(format!("{size} bytes, shorter than the salt and commitment")));
+            return Err(FormatError::Truncated(format!(
+                "{size} bytes, shorter than the salt and commitment"
+            )));
         }
         read_exact_at(&input, &mut prefix, 0).map_err(FormatError::Io)?;
         let mut salt = [0u8; SALT_LEN];
@@ -144,12 +158,24 @@ impl<F: ReadAt> RandomAccess<F> {
             return Err(FormatError::Commitment);
         }
         let header = Header::new(Compression::None, Vec::new());
-        Self::from_body(input, header, PREFIX_LEN as u64, size - PREFIX_LEN as u64, ChunkCipher::new(&keys)?)
+        Self::from_body(
+            input,
+            header,
+            PREFIX_LEN as u64,
+            size - PREFIX_LEN as u64,
+            ChunkCipher::new(&keys)?,
+        )
     }
 
     /// Applies the C2SP length rules to a body of `body_len` bytes at `body_offset` and
     /// authenticates its final chunk.
-    fn from_body(input: F, header: Header, body_offset: u64, body_len: u64, cipher: ChunkCipher) -> Result<Self, FormatError> {
+    fn from_body(
+        input: F,
+        header: Header,
+        body_offset: u64,
+        body_len: u64,
+        cipher: ChunkCipher,
+    ) -> Result<Self, FormatError> {
         let full_chunks = body_len / SEALED_CHUNK_SIZE as u64;
         let final_sealed_len = (body_len % SEALED_CHUNK_SIZE as u64) as usize;
         if final_sealed_len < TAG_LEN {
@@ -204,10 +230,13 @@ impl<F: ReadAt> RandomAccess<F> {
         let offset = self.body_offset + index * SEALED_CHUNK_SIZE as u64;
         let sealed = &mut self.scratch[..sealed_len];
         read_exact_at(&self.input, sealed, offset).map_err(FormatError::Io)?;
-        let plain = self.cipher.open(index, sealed).ok_or(FormatError::ChunkAuth {
-            index,
-            at_end: index == self.full_chunks,
-        })?;
+        let plain = self
+            .cipher
+            .open(index, sealed)
+            .ok_or(FormatError::ChunkAuth {
+                index,
+                at_end: index == self.full_chunks,
+            })?;
         self.cached = Some(index);
         Ok(plain)
     }
@@ -218,7 +247,9 @@ impl<F: ReadAt> RandomAccess<F> {
         if offset >= self.plaintext_len {
             return Ok(0);
         }
-        let end = self.plaintext_len.min(offset.saturating_add(buf.len() as u64));
+        let end = self
+            .plaintext_len
+            .min(offset.saturating_add(buf.len() as u64));
         let mut at = offset;
         while at < end {
             let index = at / CHUNK_SIZE as u64;

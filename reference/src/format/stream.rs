@@ -2,8 +2,8 @@
 //! holding one chunk in memory.
 
 use super::cobblestone::{
-    commitment_matches, derive, ChunkCipher, KEY_LEN, MAX_CHUNKS, PREFIX_LEN, SALT_LEN,
-    SEALED_CHUNK_SIZE, TAG_LEN, CHUNK_SIZE,
+    commitment_matches, derive, ChunkCipher, CHUNK_SIZE, KEY_LEN, MAX_CHUNKS, PREFIX_LEN, SALT_LEN,
+    SEALED_CHUNK_SIZE, TAG_LEN,
 };
 use super::FormatError;
 use std::io::{self, Read, Write};
@@ -125,7 +125,11 @@ pub(crate) struct Block {
 
 /// Reads the next sealed block into `buf` (which must hold [`SEALED_CHUNK_SIZE`] bytes) and
 /// returns its length. A block shorter than a full chunk can only come at the end.
-pub(crate) fn next_block(reader: &mut impl Read, buf: &mut [u8], index: u64) -> io::Result<(Block, usize)> {
+pub(crate) fn next_block(
+    reader: &mut impl Read,
+    buf: &mut [u8],
+    index: u64,
+) -> io::Result<(Block, usize)> {
     let n = read_full(reader, &mut buf[..SEALED_CHUNK_SIZE])?;
     Ok((
         Block {
@@ -184,7 +188,11 @@ enum ReadState {
 
 impl<R: Read> ChunkedReader<R> {
     /// Reads and checks `salt || commitment`, then reads chunks on demand.
-    pub fn new(mut inner: R, input_key: &[u8; KEY_LEN], context: &[u8]) -> Result<Self, FormatError> {
+    pub fn new(
+        mut inner: R,
+        input_key: &[u8; KEY_LEN],
+        context: &[u8],
+    ) -> Result<Self, FormatError> {
         let mut prefix = [0u8; PREFIX_LEN];
         let n = read_full(&mut inner, &mut prefix).map_err(FormatError::Io)?;
         if n < PREFIX_LEN {
@@ -267,7 +275,11 @@ impl<R: Read> ChunkedReader<R> {
 
 /// A chunk that fails may be a valid final chunk followed by extra bytes: look for one in
 /// the failed block's ciphertext.
-pub(crate) fn refine_fault(cipher: &mut ChunkCipher, fault: BodyFault, original: &[u8]) -> BodyFault {
+pub(crate) fn refine_fault(
+    cipher: &mut ChunkCipher,
+    fault: BodyFault,
+    original: &[u8],
+) -> BodyFault {
     match fault {
         BodyFault::ChunkAuth { index, .. } => match cipher.find_final_chunk(index, original) {
             Some(_) => BodyFault::TrailingData { index },

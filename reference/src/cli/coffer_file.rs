@@ -1,0 +1,413 @@
+//! The Coffer-format side of `encrypt`, `decrypt`, `verify` and `info`.
+
+use super::commands::{name, open_input};
+use super::failure::{CliResult, Failure};
+use super::output::{flush, progress_bar, AtomicOutput};
+use super::{CompressArg, DecryptArgs, EncryptArgs, Report};
+use coffer::format::header::{self as fheader, tag, FOOTER_LEN};
+use coffer::format::parallel::decrypt_parallel;
+use coffer::format::{
+    self, Compression, Content, FileSummary, Header, MetaValue, RandomAccess, WriteOptions,
+};
+use coffer::key::RootKey;
+use coffer::ErrorClass;
+use indicatif::ProgressBar;
+use serde_json::json;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+/// Counts bytes read for the progress bar.
+struct Progress<R> {
+    inner: R,
+    bar: ProgressBar,
+}
+
+impl<R: Read> Read for Progress<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}
+
+fn lib_err<'a>(what: &'a str, path: &'a Path) -> impl FnOnce(format::FormatError) -> Failure + 'a {
+    move |e| Failure::from_lib(&format!("cannot {what} {}", path.display()), e)
+}
+
+/// True when the file at `path` starts with the Coffer magic.
+pub fn is_coffer(path: &Path) -> CliResult<bool> {
+    let (mut file, _) = open_input(path)?;
+    let mut magic = [0u8; 8];
+    let mut got = 0;
+    while got < magic.len() {
+        match file.read(&mut magic[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Failure::io(format!("cannot read {}", path.display()), e)),
+        }
+    }
+    Ok(format::looks_like_coffer(&magic[..got]))
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `coffer encrypt --format coffer`: a file as is, a directory as a tar stream.
+pub fn encrypt(args: &EncryptArgs, root: &RootKey) -> CliResult<Report> {
+    let crypt15_only = [
+        (args.like.is_some(), "--like"),
+        (args.iv.is_some(), "--iv"),
+        (args.stored, "--stored"),
+        (args.no_md5, "--no-md5"),
+    ];
+    if let Some((_, flag)) = crypt15_only.iter().find(|(set, _)| *set) {
+        return Err(Failure::new(
+            ErrorClass::Unsupported,
+            format!("{flag} applies to crypt15 only"),
+        ));
+    }
+    let is_dir = args.input.is_dir();
+    let compression = match args.compress {
+        CompressArg::None => Compression::None,
+        CompressArg::Zstd => Compression::Zstd,
+    };
+    let content = if is_dir { Content::Tar } else { Content::File };
+    let header = Header::new(
+        compression,
+        vec![
+            (tag::CREATED, MetaValue::U64(now_unix())),
+            (
+                tag::GENERATOR,
+                MetaValue::Text(format!("coffer {}", env!("CARGO_PKG_VERSION"))),
+            ),
+            (tag::CONTENT, MetaValue::U64(u64::from(is_dir))),
+        ],
+    );
+    let options = WriteOptions {
+        zstd_level: args.zstd_level,
+        ..WriteOptions::default()
+    };
+    let target = AtomicOutput::create(&args.output, args.force)?;
+    let mut out = target.writer();
+    let mut writer = format::Writer::new(&mut out, root, header, &options)
+        .map_err(lib_err("encrypt", &args.input))?;
+    if is_dir {
+        let bar = ProgressBar::new_spinner();
+        bar.set_message("packing and encrypting");
+        let mut builder = tar::Builder::new(&mut writer);
+        builder.follow_symlinks(false);
+        builder
+            .append_dir_all(".", &args.input)
+            .and_then(|()| builder.finish())
+            .map_err(|e| {
+                Failure::from_io_lib(&format!("cannot pack {}", args.input.display()), e)
+            })?;
+        drop(builder);
+        bar.finish_and_clear();
+    } else {
+        let (input, size) = open_input(&args.input)?;
+        let bar = progress_bar(size, "encrypting");
+        let mut input = Progress {
+            inner: input,
+            bar: bar.clone(),
+        };
+        io::copy(&mut input, &mut writer).map_err(|e| {
+            Failure::from_io_lib(&format!("cannot encrypt {}", args.input.display()), e)
+        })?;
+        bar.finish_and_clear();
+    }
+    let (_, summary) = writer.finish().map_err(lib_err("encrypt", &args.input))?;
+    flush(out, &args.output)?;
+    target.commit()?;
+    Ok(Report {
+        text: format!(
+            "{}: {} bytes{} -> Coffer file of {} bytes in {} ({}, {})",
+            args.input.display(),
+            summary.plaintext_len,
+            if is_dir {
+                " (tar of the directory)"
+            } else {
+                ""
+            },
+            summary.file_len,
+            args.output.display(),
+            name(&compression),
+            name(&content),
+        ),
+        json: json!({
+            "command": "encrypt",
+            "input": args.input,
+            "output": args.output,
+            "format": "coffer",
+            "compression": compression,
+            "content": content,
+            "plaintext_bytes": summary.plaintext_len,
+            "output_bytes": summary.file_len,
+        }),
+    })
+}
+
+/// Parses `START:END` (END exclusive; either side may be empty: `:100`, `100:`).
+fn parse_range(text: &str) -> CliResult<(u64, Option<u64>)> {
+    let bad = || {
+        Failure::new(
+            ErrorClass::Malformed,
+            format!("--range {text:?}: expected START:END byte offsets"),
+        )
+    };
+    let (start, end) = text.split_once(':').ok_or_else(bad)?;
+    let start = if start.is_empty() {
+        0
+    } else {
+        start.trim().parse().map_err(|_| bad())?
+    };
+    let end = if end.is_empty() {
+        None
+    } else {
+        Some(end.trim().parse().map_err(|_| bad())?)
+    };
+    if end.is_some_and(|e| e < start) {
+        return Err(Failure::new(
+            ErrorClass::Malformed,
+            format!("--range {text}: END is before START"),
+        ));
+    }
+    Ok((start, end))
+}
+
+/// `coffer decrypt` of a Coffer file: whole (parallel when uncompressed) or a byte range.
+pub fn decrypt(args: &DecryptArgs, root: &RootKey) -> CliResult<Report> {
+    if args.raw {
+        return Err(Failure::new(
+            ErrorClass::Unsupported,
+            "--raw applies to crypt15/14/12 only",
+        ));
+    }
+    if let Some(range) = &args.range {
+        return decrypt_range(args, root, range);
+    }
+    let (input, size) = open_input(&args.input)?;
+    let target = AtomicOutput::create(&args.output, args.force)?;
+    let bar = progress_bar(size, "decrypting");
+    let input = Progress {
+        inner: input,
+        bar: bar.clone(),
+    };
+    let mut out = target.writer();
+    let (header, summary) = if args.threads == 1 {
+        format::decrypt(input, root, &mut out)
+    } else {
+        decrypt_parallel(input, root, &mut out, args.threads)
+    }
+    .map_err(lib_err("decrypt", &args.input))?;
+    flush(out, &args.output)?;
+    bar.finish_and_clear();
+    target.commit()?;
+    Ok(report("decrypt", args, &header, &summary, None))
+}
+
+fn decrypt_range(args: &DecryptArgs, root: &RootKey, range: &str) -> CliResult<Report> {
+    let (start, end) = parse_range(range)?;
+    let (input, _) = open_input(&args.input)?;
+    let mut access = RandomAccess::open(input, root).map_err(lib_err("open", &args.input))?;
+    let total = access.len();
+    // Like an HTTP range, an END past the plaintext is cut to its length.
+    let end = end.unwrap_or(total).min(total);
+    let start = start.min(end);
+    let target = AtomicOutput::create(&args.output, args.force)?;
+    let mut out = target.writer();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = start;
+    while at < end {
+        let want = buf.len().min((end - at) as usize);
+        let n = access
+            .read_at(at, &mut buf[..want])
+            .map_err(lib_err("decrypt", &args.input))?;
+        out.write_all(&buf[..n])
+            .map_err(|e| Failure::io(format!("cannot write {}", args.output.display()), e))?;
+        at += n as u64;
+    }
+    flush(out, &args.output)?;
+    target.commit()?;
+    let header = access.header().clone();
+    let summary = FileSummary {
+        plaintext_len: total,
+        file_len: 0,
+    };
+    Ok(report(
+        "decrypt",
+        args,
+        &header,
+        &summary,
+        Some((start, end)),
+    ))
+}
+
+fn report(
+    command: &str,
+    args: &DecryptArgs,
+    header: &Header,
+    summary: &FileSummary,
+    range: Option<(u64, u64)>,
+) -> Report {
+    let what = match range {
+        Some((s, e)) => format!(
+            "bytes {s}..{e} of {} ({} bytes)",
+            summary.plaintext_len,
+            e - s
+        ),
+        None => format!("{} bytes", summary.plaintext_len),
+    };
+    let hint = if header.content() == Content::Tar {
+        " (a tar stream: tar -xf it)"
+    } else {
+        ""
+    };
+    Report {
+        text: format!(
+            "{}: Coffer file, {} -> {what} in {}{hint}",
+            args.input.display(),
+            name(&header.compression),
+            args.output.display()
+        ),
+        json: json!({
+            "command": command,
+            "input": args.input,
+            "output": args.output,
+            "format": "coffer",
+            "compression": header.compression,
+            "content": header.content(),
+            "plaintext_bytes": summary.plaintext_len,
+            "range": range.map(|(s, e)| json!({"start": s, "end": e})),
+        }),
+    }
+}
+
+/// `coffer verify` of a Coffer file: authenticate everything, write nothing.
+pub fn verify(path: &Path, root: &RootKey, threads: usize) -> CliResult<Report> {
+    let (input, size) = open_input(path)?;
+    let bar = progress_bar(size, "verifying");
+    let input = Progress {
+        inner: input,
+        bar: bar.clone(),
+    };
+    let (header, summary) = if threads == 1 {
+        format::decrypt(input, root, &mut io::sink())
+    } else {
+        decrypt_parallel(input, root, &mut io::sink(), threads)
+    }
+    .map_err(lib_err("verify", path))?;
+    bar.finish_and_clear();
+    Ok(Report {
+        text: format!(
+            "{}: OK, Coffer file authenticated ({} plaintext bytes, {}, {})",
+            path.display(),
+            summary.plaintext_len,
+            name(&header.compression),
+            name(&header.content())
+        ),
+        json: json!({
+            "command": "verify",
+            "input": path,
+            "format": "coffer",
+            "authenticated": true,
+            "compression": header.compression,
+            "content": header.content(),
+            "plaintext_bytes": summary.plaintext_len,
+            "file_bytes": summary.file_len,
+        }),
+    })
+}
+
+/// `coffer info` of a Coffer file: the header, checked without the key.
+pub fn info(path: &Path) -> CliResult<Report> {
+    let (mut file, size) = open_input(path)?;
+    let info = fheader::inspect(&mut file, size).map_err(lib_err("read", path))?;
+    let mut tail = [0u8; FOOTER_LEN];
+    let footer = if size >= FOOTER_LEN as u64 {
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut tail, size - FOOTER_LEN as u64)
+            .map_err(|e| Failure::io(format!("cannot read {}", path.display()), e))?;
+        fheader::check_footer(&tail, size)
+    } else {
+        fheader::FooterState::Missing
+    };
+    let footer_text = match footer {
+        fheader::FooterState::Complete => "present, length matches".to_string(),
+        fheader::FooterState::LengthMismatch { declared } => {
+            format!("declares {declared} bytes: damaged or spliced")
+        }
+        fheader::FooterState::Missing => {
+            "missing: the file is cut short or has bytes appended".to_string()
+        }
+    };
+    let layout = info.layout(size);
+    let mut lines = vec![
+        format!("file            {} ({size} bytes)", path.display()),
+        "format          coffer v1, suite 1 (Cobblestone-256: AES-256-GCM, HKDF-SHA-512, 16 KiB chunks)".to_string(),
+        format!("header          {} bytes, check {}", info.header_len, if info.check_ok { "OK" } else { "FAILED (damaged)" }),
+        format!("key id          {}", hex::encode(info.header.key_id)),
+        format!("compression     {}", name(&info.header.compression)),
+        format!("content         {}", name(&info.header.content())),
+    ];
+    for (t, value) in &info.header.metadata {
+        let label = match *t {
+            tag::CREATED => "created".to_string(),
+            tag::GENERATOR => "generator".to_string(),
+            tag::CONTENT => continue,
+            other => format!("tag {other:#04x}"),
+        };
+        let shown = match value {
+            MetaValue::U64(v) => v.to_string(),
+            MetaValue::Text(s) => s.clone(),
+            MetaValue::Bytes(b) => hex::encode(b),
+        };
+        lines.push(format!("{label:<16}{shown}"));
+    }
+    lines.push(format!("footer          {footer_text}"));
+    if let Some((chunks, plain)) = layout {
+        lines.push(format!("chunks          {chunks}"));
+        lines.push(format!(
+            "payload         {plain} bytes{}",
+            if info.header.compression == Compression::Zstd {
+                " (compressed)"
+            } else {
+                ""
+            }
+        ));
+    }
+    let metadata: serde_json::Map<String, serde_json::Value> = info
+        .header
+        .metadata
+        .iter()
+        .map(|(t, v)| {
+            (
+                format!("{t:#04x}"),
+                serde_json::to_value(v).unwrap_or_default(),
+            )
+        })
+        .collect();
+    Ok(Report {
+        text: lines.join("\n"),
+        json: json!({
+            "command": "info",
+            "input": path,
+            "size": size,
+            "format": "coffer",
+            "version": 1,
+            "suite": "cobblestone-256",
+            "header_bytes": info.header_len,
+            "header_check": info.check_ok,
+            "key_id": hex::encode(info.header.key_id),
+            "compression": info.header.compression,
+            "content": info.header.content(),
+            "metadata": metadata,
+            "footer": match footer { fheader::FooterState::Complete => "complete", fheader::FooterState::LengthMismatch { .. } => "length_mismatch", fheader::FooterState::Missing => "missing" },
+            "chunks": layout.map(|l| l.0),
+            "payload_bytes": layout.map(|l| l.1),
+        }),
+    })
+}
