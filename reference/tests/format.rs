@@ -1,0 +1,579 @@
+//! The Coffer format: round trips, random access, parallel = sequential, and every way a
+//! file can be wrong, each with its documented class (spec/format.md §7).
+
+use coffer::format::cobblestone::{derive, CHUNK_SIZE, PREFIX_LEN, SALT_LEN, SEALED_CHUNK_SIZE};
+use coffer::format::header::{self, encode_footer, header_check, key_id, tag, INFO_FILE_KEY};
+use coffer::format::parallel::decrypt_parallel;
+use coffer::format::stream::ChunkedWriter;
+use coffer::format::{
+    self, Compression, FormatError, Header, MetaValue, RandomAccess, WriteOptions,
+};
+use coffer::key::RootKey;
+use coffer::{Classify, ErrorClass};
+use proptest::prelude::*;
+use std::io::{Read, Write};
+
+fn root() -> RootKey {
+    RootKey::from_bytes([7u8; 32])
+}
+
+fn plaintext(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[1])
+        .collect()
+}
+
+fn encrypt(plain: &[u8], compression: Compression) -> Vec<u8> {
+    let header = Header::new(
+        compression,
+        vec![(tag::CREATED, MetaValue::U64(1_700_000_000))],
+    );
+    let options = WriteOptions {
+        salt: Some([9u8; SALT_LEN]),
+        ..WriteOptions::default()
+    };
+    let (out, summary) =
+        format::encrypt(&root(), header, &mut &plain[..], Vec::new(), &options).unwrap();
+    assert_eq!(summary.plaintext_len, plain.len() as u64);
+    assert_eq!(summary.file_len, out.len() as u64);
+    out
+}
+
+/// Sequential decryption: the plaintext released before the result.
+fn sequential(file: &[u8], key: &RootKey) -> (Vec<u8>, Result<(), FormatError>) {
+    let mut out = Vec::new();
+    let result = format::decrypt(file, key, &mut out).map(|_| ());
+    (out, result)
+}
+
+fn parallel(file: &[u8], key: &RootKey, threads: usize) -> (Vec<u8>, Result<(), FormatError>) {
+    let mut out = Vec::new();
+    let result = decrypt_parallel(file, key, &mut out, threads).map(|_| ());
+    (out, result)
+}
+
+/// The class every reader gives; they must agree, and release only a prefix of `plain`.
+fn class_of(file: &[u8], plain: &[u8]) -> ErrorClass {
+    let (seq_out, seq) = sequential(file, &root());
+    let (par_out, par) = parallel(file, &root(), 3);
+    let seq_class = seq.as_ref().map_err(|e| e.class()).expect_err("must fail");
+    let par_class = par.as_ref().map_err(|e| e.class()).expect_err("must fail");
+    assert_eq!(
+        seq_class, par_class,
+        "sequential {seq:?} vs parallel {par:?}"
+    );
+    assert_eq!(seq_out, par_out, "both readers release the same prefix");
+    assert!(
+        plain.starts_with(&seq_out),
+        "released bytes must be a prefix of the plaintext"
+    );
+    seq_class
+}
+
+const SIZES: [usize; 9] = [
+    0,
+    1,
+    100,
+    CHUNK_SIZE - 1,
+    CHUNK_SIZE,
+    CHUNK_SIZE + 1,
+    2 * CHUNK_SIZE,
+    5 * CHUNK_SIZE + 7,
+    70 * CHUNK_SIZE + 3,
+];
+
+#[test]
+fn round_trips_at_chunk_boundaries_all_readers() {
+    for compression in [Compression::None, Compression::Zstd] {
+        for len in SIZES {
+            let plain = plaintext(len);
+            let file = encrypt(&plain, compression);
+            let (out, result) = sequential(&file, &root());
+            result.unwrap_or_else(|e| panic!("{len} {compression:?}: {e}"));
+            assert_eq!(out, plain, "{len}");
+            for threads in [1, 2, 4] {
+                let (out, result) = parallel(&file, &root(), threads);
+                result.unwrap();
+                assert_eq!(out, plain, "{len} parallel {threads}");
+            }
+            if compression == Compression::None {
+                let mut access = RandomAccess::open(&file[..], &root()).unwrap();
+                assert_eq!(access.len(), len as u64);
+                let mut all = vec![0u8; len + 10];
+                assert_eq!(access.read_at(0, &mut all).unwrap(), len);
+                assert_eq!(&all[..len], &plain[..]);
+                assert_eq!(access.read_at(len as u64, &mut all).unwrap(), 0);
+                // The file size follows C2SP exactly: header + 56 + chunks + footer.
+                let chunks = len / CHUNK_SIZE + 1;
+                let header_len = file.len() - PREFIX_LEN - len - chunks * 16 - header::FOOTER_LEN;
+                assert!(header_len >= header::MIN_HEADER_LEN);
+            }
+        }
+    }
+}
+
+#[test]
+fn salt_is_random_when_not_fixed() {
+    let header = || Header::new(Compression::None, vec![]);
+    let a = format::encrypt(
+        &root(),
+        header(),
+        &mut &b"same"[..],
+        Vec::new(),
+        &WriteOptions::default(),
+    )
+    .unwrap()
+    .0;
+    let b = format::encrypt(
+        &root(),
+        header(),
+        &mut &b"same"[..],
+        Vec::new(),
+        &WriteOptions::default(),
+    )
+    .unwrap()
+    .0;
+    assert_ne!(a, b);
+    // Key ids differ too: files made with one key are not linkable by their headers.
+    assert_ne!(a[16..32], b[16..32]);
+}
+
+#[test]
+fn header_metadata_round_trips_and_nothing_identifying_is_written() {
+    let header = Header::new(
+        Compression::Zstd,
+        vec![
+            (tag::GENERATOR, MetaValue::Text("coffer test".into())),
+            (tag::CREATED, MetaValue::U64(5)),
+            (tag::CONTENT, MetaValue::U64(1)),
+            (0x30, MetaValue::Bytes(vec![1, 2, 3])),
+        ],
+    );
+    let (file, _) = format::encrypt(
+        &root(),
+        header.clone(),
+        &mut &b"x"[..],
+        Vec::new(),
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    let reader = format::open(&file[..], &root()).unwrap();
+    assert_eq!(reader.header().metadata, header.metadata);
+    assert_eq!(reader.header().content(), format::Content::Tar);
+}
+
+// ---- negative cases ----
+
+/// A five-and-a-bit-chunk uncompressed file and its layout.
+struct Sample {
+    plain: Vec<u8>,
+    file: Vec<u8>,
+    header_len: usize,
+}
+
+impl Sample {
+    fn new() -> Self {
+        let plain = plaintext(5 * CHUNK_SIZE + 1000);
+        let file = encrypt(&plain, Compression::None);
+        let header_len = u32::from_be_bytes(file[12..16].try_into().unwrap()) as usize;
+        Sample {
+            plain,
+            file,
+            header_len,
+        }
+    }
+    fn body(&self) -> usize {
+        self.header_len + PREFIX_LEN
+    }
+    fn chunk(&self, k: usize) -> usize {
+        self.body() + k * SEALED_CHUNK_SIZE
+    }
+    fn footer(&self) -> usize {
+        self.file.len() - header::FOOTER_LEN
+    }
+    fn flipped(&self, at: usize) -> Vec<u8> {
+        let mut f = self.file.clone();
+        f[at] ^= 0x01;
+        f
+    }
+}
+
+#[test]
+fn every_header_byte_flip_is_caught_with_its_class() {
+    let s = Sample::new();
+    for at in 0..s.body() {
+        let class = class_of(&s.flipped(at), &s.plain);
+        let expected = match at {
+            0..=7 => ErrorClass::Malformed, // magic: not a Coffer file
+            8 => ErrorClass::Unsupported,   // version 0 is not 1
+            12..=15 => class,               // header length: checked below
+            _ => ErrorClass::Corrupt,       // everything else fails the header check
+        };
+        assert_eq!(class, expected, "flip at {at}");
+        if (12..=15).contains(&at) {
+            assert!(
+                matches!(
+                    class,
+                    ErrorClass::Malformed | ErrorClass::Corrupt | ErrorClass::Truncated
+                ),
+                "{at}: {class:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn flips_in_chunks_tags_and_footer_are_corrupt() {
+    let s = Sample::new();
+    for k in 0..=5 {
+        let last = if k == 5 {
+            s.footer() - 1
+        } else {
+            s.chunk(k + 1) - 1
+        };
+        for at in [s.chunk(k), s.chunk(k) + 500, last - 15, last] {
+            assert_eq!(
+                class_of(&s.flipped(at), &s.plain),
+                ErrorClass::Corrupt,
+                "chunk {k} byte {at}"
+            );
+        }
+    }
+    for at in s.footer()..s.file.len() {
+        assert_eq!(
+            class_of(&s.flipped(at), &s.plain),
+            ErrorClass::Corrupt,
+            "footer byte {at}"
+        );
+    }
+}
+
+#[test]
+fn swapped_and_duplicated_chunks_are_corrupt() {
+    let s = Sample::new();
+    let mut swapped = s.file.clone();
+    let (a, b) = (s.chunk(1), s.chunk(2));
+    let first = s.file[a..b].to_vec();
+    swapped.copy_within(b..b + SEALED_CHUNK_SIZE, a);
+    swapped[b..b + SEALED_CHUNK_SIZE].copy_from_slice(&first);
+    assert_eq!(class_of(&swapped, &s.plain), ErrorClass::Corrupt);
+    let mut dup = s.file.clone();
+    dup.copy_within(a..b, b);
+    assert_eq!(class_of(&dup, &s.plain), ErrorClass::Corrupt);
+    // Output stops after the last good chunk.
+    let (out, _) = sequential(&dup, &root());
+    assert_eq!(out.len(), 2 * CHUNK_SIZE);
+}
+
+#[test]
+fn truncation_anywhere_is_truncated() {
+    let s = Sample::new();
+    let mut cuts: Vec<usize> = vec![
+        0,
+        1,
+        7,
+        8,
+        15,
+        16,
+        40,
+        s.header_len - 1,
+        s.header_len,
+        s.body() - 1,
+        s.body(),
+    ];
+    for k in 0..=5 {
+        cuts.extend([
+            s.chunk(k),
+            s.chunk(k) + 1,
+            s.chunk(k) + 15,
+            s.chunk(k) + 16,
+            s.chunk(k) + 8000,
+        ]);
+    }
+    cuts.extend([s.footer() - 1, s.footer(), s.footer() + 1, s.file.len() - 1]);
+    cuts.retain(|&c| c < s.file.len());
+    assert!(cuts.len() > 30);
+    for cut in cuts {
+        let file = &s.file[..cut];
+        assert_eq!(
+            class_of(file, &s.plain),
+            ErrorClass::Truncated,
+            "cut at {cut} of {}",
+            s.file.len()
+        );
+        if cut >= s.body() {
+            assert!(
+                matches!(
+                    RandomAccess::open(file, &root()).map_err(|e| e.class()),
+                    Err(ErrorClass::Truncated)
+                ),
+                "cut {cut}"
+            );
+        }
+    }
+}
+
+#[test]
+fn appended_data_is_trailing_data() {
+    let s = Sample::new();
+    let tails: Vec<Vec<u8>> = vec![
+        vec![0],
+        vec![0xAA; 16],
+        vec![1; 100],
+        vec![2; 20000],
+        s.file.clone(),
+    ];
+    for tail in tails {
+        let file = [s.file.clone(), tail.clone()].concat();
+        assert_eq!(
+            class_of(&file, &s.plain),
+            ErrorClass::TrailingData,
+            "{} bytes appended",
+            tail.len()
+        );
+    }
+}
+
+#[test]
+fn wrong_key_is_wrong_key_before_any_chunk() {
+    let s = Sample::new();
+    let other = RootKey::from_bytes([8u8; 32]);
+    let (out, result) = sequential(&s.file, &other);
+    assert_eq!(result.unwrap_err().class(), ErrorClass::WrongKey);
+    assert!(out.is_empty());
+    assert_eq!(
+        RandomAccess::open(&s.file[..], &other)
+            .err()
+            .map(|e| e.class()),
+        Some(ErrorClass::WrongKey)
+    );
+}
+
+/// Writes a file around a hand-made header context (key id at 16..32 is filled in here),
+/// so that structurally odd headers still pass the check and commitment.
+fn craft(mut context: Vec<u8>, body: &[u8]) -> Vec<u8> {
+    let salt = [3u8; SALT_LEN];
+    context[16..32].copy_from_slice(&key_id(&root(), &salt));
+    let total = (context.len() + 8) as u32;
+    context[12..16].copy_from_slice(&total.to_be_bytes());
+    let file_key = root().derive(INFO_FILE_KEY);
+    let keys = derive(&file_key, &salt, &context);
+    let mut out = context.clone();
+    out.extend_from_slice(&header_check(&context, &salt, &keys.commitment));
+    let mut writer = ChunkedWriter::new(&mut out, &file_key, &salt, &context).unwrap();
+    writer.write_all(body).unwrap();
+    writer.finish().unwrap();
+    let len = out.len() as u64 + 16;
+    out.extend_from_slice(&encode_footer(len));
+    out
+}
+
+fn context(suite: u8, compression: u8, flags: u8, meta: &[u8]) -> Vec<u8> {
+    let mut c = header::MAGIC.to_vec();
+    c.extend_from_slice(&[1, suite, compression, flags, 0, 0, 0, 0]);
+    c.extend_from_slice(&[0u8; 16]);
+    c.extend_from_slice(meta);
+    c
+}
+
+fn open_class(file: &[u8]) -> Result<Vec<u8>, ErrorClass> {
+    let mut out = Vec::new();
+    format::decrypt(file, &root(), &mut out)
+        .map(|_| out)
+        .map_err(|e| e.class())
+}
+
+#[test]
+fn crafted_headers_get_their_classes() {
+    let ok = craft(context(1, 0, 0, &[]), b"hello");
+    assert_eq!(
+        open_class(&ok),
+        Ok(b"hello".to_vec()),
+        "the crafting itself is right"
+    );
+    let cases: Vec<(&str, Vec<u8>, ErrorClass)> = vec![
+        (
+            "suite 2",
+            craft(context(2, 0, 0, &[]), b"x"),
+            ErrorClass::Unsupported,
+        ),
+        (
+            "compression 9",
+            craft(context(1, 9, 0, &[]), b"x"),
+            ErrorClass::Unsupported,
+        ),
+        (
+            "flags set",
+            craft(context(1, 0, 4, &[]), b"x"),
+            ErrorClass::Unsupported,
+        ),
+        (
+            "unknown critical tag",
+            craft(context(1, 0, 0, &[0x90, 3, 0, 1, 0]), b"x"),
+            ErrorClass::Unsupported,
+        ),
+        (
+            "content kind 7",
+            craft(
+                context(1, 0, 0, &[0x81, 1, 0, 8, 0, 0, 0, 0, 0, 0, 0, 7]),
+                b"x",
+            ),
+            ErrorClass::Unsupported,
+        ),
+        (
+            "tags out of order",
+            craft(
+                context(
+                    1,
+                    0,
+                    0,
+                    &[2, 2, 0, 1, b'a', 1, 1, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1],
+                ),
+                b"x",
+            ),
+            ErrorClass::Malformed,
+        ),
+        (
+            "repeated tag",
+            craft(
+                context(1, 0, 0, &[2, 2, 0, 1, b'a', 2, 2, 0, 1, b'b']),
+                b"x",
+            ),
+            ErrorClass::Malformed,
+        ),
+        (
+            "entry past the header",
+            craft(context(1, 0, 0, &[2, 2, 0, 200, b'a']), b"x"),
+            ErrorClass::Malformed,
+        ),
+        (
+            "cut entry",
+            craft(context(1, 0, 0, &[2, 2]), b"x"),
+            ErrorClass::Malformed,
+        ),
+        (
+            "text not UTF-8",
+            craft(context(1, 0, 0, &[2, 2, 0, 1, 0xff]), b"x"),
+            ErrorClass::Malformed,
+        ),
+        (
+            "u64 of 3 bytes",
+            craft(context(1, 0, 0, &[1, 1, 0, 3, 0, 0, 0]), b"x"),
+            ErrorClass::Malformed,
+        ),
+        (
+            "unknown type",
+            craft(context(1, 0, 0, &[0x30, 9, 0, 0]), b"x"),
+            ErrorClass::Malformed,
+        ),
+        (
+            "zstd flag on plain bytes",
+            craft(context(1, 1, 0, &[]), b"not zstd at all"),
+            ErrorClass::Corrupt,
+        ),
+    ];
+    for (what, file, class) in cases {
+        assert_eq!(open_class(&file).err(), Some(class), "{what}");
+    }
+    // Unknown non-critical tags are skipped.
+    let extra = craft(context(1, 0, 0, &[0x30, 3, 0, 2, 1, 2]), b"ok");
+    assert_eq!(open_class(&extra), Ok(b"ok".to_vec()));
+}
+
+#[test]
+fn oversized_declared_lengths_are_refused_without_allocating() {
+    let s = Sample::new();
+    for len in [0u32, 39, 65537, u32::MAX] {
+        let mut f = s.file.clone();
+        f[12..16].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(
+            open_class(&f).err(),
+            Some(ErrorClass::Malformed),
+            "header length {len}"
+        );
+    }
+    assert!(format::Writer::new(
+        Vec::new(),
+        &root(),
+        Header::new(
+            Compression::None,
+            vec![(0x30, MetaValue::Bytes(vec![0; 70000]))]
+        ),
+        &WriteOptions::default()
+    )
+    .is_err());
+}
+
+#[test]
+fn a_failed_reader_keeps_failing() {
+    let s = Sample::new();
+    let bad = s.flipped(s.chunk(2) + 3);
+    let mut reader = format::open(&bad[..], &root()).unwrap();
+    let mut sink = Vec::new();
+    let first = reader.read_to_end(&mut sink).unwrap_err();
+    assert_eq!(FormatError::from_io(first).class(), ErrorClass::Corrupt);
+    let mut buf = [0u8; 10];
+    let again = reader.read(&mut buf).unwrap_err();
+    assert_eq!(FormatError::from_io(again).class(), ErrorClass::Corrupt);
+}
+
+#[test]
+fn random_access_refuses_compressed_files_and_touches_only_its_chunks() {
+    let plain = plaintext(3 * CHUNK_SIZE);
+    let zstd = encrypt(&plain, Compression::Zstd);
+    assert_eq!(
+        RandomAccess::open(&zstd[..], &root())
+            .err()
+            .map(|e| e.class()),
+        Some(ErrorClass::Unsupported)
+    );
+    // Damage chunk 0: reads in chunk 2 still work, reads in chunk 0 fail.
+    let s = Sample::new();
+    let bad = s.flipped(s.chunk(0) + 10);
+    let mut access = RandomAccess::open(&bad[..], &root()).unwrap();
+    let mut buf = vec![0u8; 100];
+    assert_eq!(
+        access.read_at(2 * CHUNK_SIZE as u64 + 5, &mut buf).unwrap(),
+        100
+    );
+    assert_eq!(&buf[..], &s.plain[2 * CHUNK_SIZE + 5..2 * CHUNK_SIZE + 105]);
+    assert_eq!(
+        access.read_at(10, &mut buf).map_err(|e| e.class()),
+        Err(ErrorClass::Corrupt)
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn round_trip_any_size(len in prop_oneof![0usize..100, (CHUNK_SIZE-2)..(CHUNK_SIZE+2), 0usize..(6 * CHUNK_SIZE)], zstd in any::<bool>(), write_size in 1usize..40000) {
+        let plain = plaintext(len);
+        let compression = if zstd { Compression::Zstd } else { Compression::None };
+        let mut writer = format::Writer::new(Vec::new(), &root(), Header::new(compression, vec![]), &WriteOptions::default()).unwrap();
+        for piece in plain.chunks(write_size) {
+            writer.write_all(piece).unwrap();
+        }
+        let (file, _) = writer.finish().unwrap();
+        let (out, result) = sequential(&file, &root());
+        prop_assert!(result.is_ok());
+        prop_assert_eq!(&out, &plain);
+        let (out, result) = parallel(&file, &root(), 2);
+        prop_assert!(result.is_ok());
+        prop_assert_eq!(out, plain);
+    }
+
+    #[test]
+    fn read_at_equals_the_slice(len in 0usize..(5 * CHUNK_SIZE), ranges in proptest::collection::vec((0usize..(6 * CHUNK_SIZE), 0usize..(3 * CHUNK_SIZE)), 1..8)) {
+        let plain = plaintext(len);
+        let file = encrypt(&plain, Compression::None);
+        let mut access = RandomAccess::open(&file[..], &root()).unwrap();
+        for (start, want) in ranges {
+            let mut buf = vec![0u8; want];
+            let n = access.read_at(start as u64, &mut buf).unwrap();
+            let end = (start + want).min(len);
+            let expected = if start >= len { &[][..] } else { &plain[start..end] };
+            prop_assert_eq!(&buf[..n], expected);
+        }
+    }
+}
