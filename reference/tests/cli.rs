@@ -359,3 +359,256 @@ fn like_needs_a_crypt15_reference() {
         assert!(!output.exists());
     }
 }
+
+const COFFER_KEY: &str = "0001020304050607 08090a0b0c0d0e0f-1011121314151617 18191a1b1c1d1e1f";
+
+#[test]
+fn coffer_format_encrypt_info_decrypt_range_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("msgstore.db");
+    std::fs::write(&db, common::msgstore()).unwrap();
+    for compress in ["zstd", "none"] {
+        let file = dir.path().join(format!("backup-{compress}.coffer"));
+        let report = json(&coffer_ok(&[
+            "--json",
+            "encrypt",
+            "--format",
+            "coffer",
+            "--compress",
+            compress,
+            "--key",
+            COFFER_KEY,
+            s(&db),
+            "-o",
+            s(&file),
+        ]));
+        assert_eq!(report["format"], "coffer");
+        assert_eq!(report["compression"], compress);
+        let info = json(&coffer_ok(&["--json", "info", s(&file)]));
+        assert_eq!(info["format"], "coffer");
+        assert_eq!(info["header_check"], true);
+        assert_eq!(info["footer"], "complete");
+        let out = dir.path().join(format!("out-{compress}.db"));
+        coffer_ok(&["decrypt", "--key", COFFER_KEY, s(&file), "-o", s(&out)]);
+        assert_eq!(std::fs::read(&out).unwrap(), common::msgstore());
+        let verified = json(&coffer_ok(&[
+            "--json",
+            "verify",
+            "--key",
+            COFFER_KEY,
+            s(&file),
+        ]));
+        assert_eq!(verified["authenticated"], true);
+        assert_eq!(verified["plaintext_bytes"], common::msgstore().len());
+    }
+    // Random access on the uncompressed file, END past the end is cut to the length.
+    let file = dir.path().join("backup-none.coffer");
+    let part = dir.path().join("part");
+    let report = json(&coffer_ok(&[
+        "--json",
+        "decrypt",
+        "--key",
+        COFFER_KEY,
+        s(&file),
+        "--range",
+        "20000:40000",
+        "-o",
+        s(&part),
+    ]));
+    assert_eq!(report["range"]["end"], 40000);
+    assert_eq!(
+        std::fs::read(&part).unwrap(),
+        common::msgstore()[20000..40000]
+    );
+    let tail = dir.path().join("tail");
+    coffer_ok(&[
+        "decrypt",
+        "--key",
+        COFFER_KEY,
+        s(&file),
+        "--range",
+        "100000:",
+        "-o",
+        s(&tail),
+    ]);
+    assert_eq!(std::fs::read(&tail).unwrap(), common::msgstore()[100000..]);
+    // Random access on a compressed file is refused as unsupported.
+    let zstd = dir.path().join("backup-zstd.coffer");
+    let out = coffer(&[
+        "decrypt",
+        "--key",
+        COFFER_KEY,
+        s(&zstd),
+        "--range",
+        "0:10",
+        "-o",
+        s(&dir.path().join("no")),
+    ]);
+    assert_eq!(out.status.code(), Some(14));
+    assert!(!dir.path().join("no").exists());
+}
+
+#[test]
+fn coffer_failures_have_their_exit_codes_and_leave_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("msgstore.db");
+    std::fs::write(&db, common::msgstore()).unwrap();
+    let file = dir.path().join("b.coffer");
+    coffer_ok(&[
+        "encrypt",
+        "--format",
+        "coffer",
+        "--compress",
+        "none",
+        "--key",
+        COFFER_KEY,
+        s(&db),
+        "-o",
+        s(&file),
+    ]);
+    let bytes = std::fs::read(&file).unwrap();
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 2] ^= 4;
+    let cases: Vec<(&str, Vec<u8>, i32, &str)> = vec![
+        (
+            "truncated",
+            bytes[..bytes.len() - 100].to_vec(),
+            12,
+            "truncated",
+        ),
+        (
+            "appended",
+            [bytes.clone(), b"extra".to_vec()].concat(),
+            13,
+            "trailing_data",
+        ),
+        ("flipped", flipped, 11, "corrupt"),
+    ];
+    for (what, content, code, class) in cases {
+        let bad = dir.path().join(format!("{what}.coffer"));
+        std::fs::write(&bad, content).unwrap();
+        for threads in ["1", "0"] {
+            let out_path = dir.path().join(format!("{what}-{threads}.db"));
+            let out = coffer(&[
+                "--json",
+                "decrypt",
+                "--threads",
+                threads,
+                "--key",
+                COFFER_KEY,
+                s(&bad),
+                "-o",
+                s(&out_path),
+            ]);
+            assert_eq!(out.status.code(), Some(code), "{what}");
+            assert_eq!(json(&out)["error"], class, "{what}");
+            assert!(!out_path.exists(), "{what}: no output on failure");
+            let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+                .collect();
+            assert!(leftovers.is_empty(), "{what}: temporary file left behind");
+        }
+        let out = coffer(&["verify", "--key", COFFER_KEY, s(&bad)]);
+        assert_eq!(out.status.code(), Some(code), "verify {what}");
+    }
+    let wrong = "ff".repeat(32);
+    let out = coffer(&["verify", "--key", &wrong, s(&file)]);
+    assert_eq!(out.status.code(), Some(10));
+    // crypt15-only options are refused for the Coffer format.
+    let out = coffer(&[
+        "encrypt",
+        "--format",
+        "coffer",
+        "--stored",
+        "--key",
+        COFFER_KEY,
+        s(&db),
+        "-o",
+        s(&dir.path().join("x")),
+    ]);
+    assert_eq!(out.status.code(), Some(14));
+}
+
+#[test]
+fn a_directory_becomes_one_tar_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let media = dir.path().join("Media");
+    std::fs::create_dir_all(media.join("WhatsApp Images")).unwrap();
+    std::fs::write(
+        media.join("WhatsApp Images/IMG-1.jpg"),
+        vec![0xFFu8; 50_000],
+    )
+    .unwrap();
+    std::fs::write(media.join("note.txt"), b"hello").unwrap();
+    let file = dir.path().join("media.coffer");
+    let report = json(&coffer_ok(&[
+        "--json",
+        "encrypt",
+        "--format",
+        "coffer",
+        "--key",
+        COFFER_KEY,
+        s(&media),
+        "-o",
+        s(&file),
+    ]));
+    assert_eq!(report["content"], "tar");
+    let tar_path = dir.path().join("media.tar");
+    let report = json(&coffer_ok(&[
+        "--json",
+        "decrypt",
+        "--key",
+        COFFER_KEY,
+        s(&file),
+        "-o",
+        s(&tar_path),
+    ]));
+    assert_eq!(report["content"], "tar");
+    let mut archive = tar::Archive::new(std::fs::File::open(&tar_path).unwrap());
+    let mut names: Vec<(String, u64)> = archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.path().unwrap().to_string_lossy().into_owned(),
+                e.header().size().unwrap(),
+            )
+        })
+        .filter(|(_, size)| *size > 0)
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            ("WhatsApp Images/IMG-1.jpg".to_string(), 50_000),
+            ("note.txt".to_string(), 5)
+        ]
+    );
+    // crypt15 cannot hold a directory.
+    let out = coffer(&[
+        "encrypt",
+        "--key",
+        COFFER_KEY,
+        s(&media),
+        "-o",
+        s(&dir.path().join("m.crypt15")),
+    ]);
+    assert_eq!(out.status.code(), Some(14));
+}
+
+#[test]
+fn verify_authenticates_crypt15_too() {
+    let key = common::sample("encrypted_backup.key");
+    let report = json(&coffer_ok(&[
+        "--json",
+        "verify",
+        "--key",
+        s(&key),
+        s(&common::sample("msgstore.db.crypt15")),
+    ]));
+    assert_eq!(report["authenticated"], true);
+    assert_eq!(report["format"], "crypt15");
+}
