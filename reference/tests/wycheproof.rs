@@ -353,7 +353,10 @@ fn aes_gcm_vectors() {
     assert!(checked > 200 && via_chunk > 20, "{checked} {via_chunk}");
 }
 
-fn hkdf_cases(name: &str) -> Vec<(u64, Vec<u8>, Vec<u8>, Vec<u8>, usize, Vec<u8>, bool)> {
+/// One HKDF vector: id, ikm, salt, info, size, okm, valid.
+type HkdfCase = (u64, Vec<u8>, Vec<u8>, Vec<u8>, usize, Vec<u8>, bool);
+
+fn hkdf_cases(name: &str) -> Vec<HkdfCase> {
     let file = load(name);
     let mut out = Vec::new();
     for group in file["testGroups"].as_array().unwrap() {
