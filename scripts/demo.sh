@@ -27,3 +27,23 @@ echo "== coffer encrypt --like --keep-iv (byte-exact reproduction)"
 $coffer encrypt --key "$samples/encrypted_backup.key" --like "$samples/msgstore.db.crypt15" --keep-iv \
   "$work/msgstore.db" -o "$work/again.crypt15"
 cmp "$work/again.crypt15" "$samples/msgstore.db.crypt15" && echo "identical to the WhatsApp-made file"
+echo
+echo "== the Coffer format: the same database as a Coffer file (zstd, and uncompressed)"
+key="$samples/encrypted_backup.key"
+$coffer encrypt --format coffer --key "$key" "$work/msgstore.db" -o "$work/msgstore.coffer"
+$coffer encrypt --format coffer --compress none --key "$key" "$work/msgstore.db" -o "$work/plain.coffer"
+$coffer info "$work/msgstore.coffer"
+$coffer verify --key "$key" "$work/msgstore.coffer"
+$coffer decrypt --key "$key" "$work/msgstore.coffer" -o "$work/back.db"
+cmp "$work/back.db" "$samples/msgstore.db" && echo "back.db matches the original database"
+echo
+echo "== random access: the SQLite header page only (decrypts one 16 KiB chunk)"
+$coffer decrypt --key "$key" "$work/plain.coffer" --range 0:100 -o "$work/page"
+head -c 16 "$work/page"; echo
+echo
+echo "== what a damaged copy reports (exit code = error class)"
+head -c -5000 "$work/plain.coffer" > "$work/cut.coffer"
+$coffer verify --key "$key" "$work/cut.coffer" || echo "exit code $?"
+cp "$work/plain.coffer" "$work/longer.coffer"; printf 'appended' >> "$work/longer.coffer"
+$coffer verify --key "$key" "$work/longer.coffer" || echo "exit code $?"
+$coffer verify --key "$(printf '0%.0s' {1..64})" "$work/plain.coffer" || echo "exit code $?"

@@ -331,21 +331,24 @@ fn aes_gcm_vectors() {
                     &iv[..].try_into().unwrap(),
                 )
                 .unwrap();
-                let mut sealed = [ct.clone(), tag.clone()].concat();
-                match chunk.open(0, &mut sealed) {
-                    Some(n) => {
-                        assert!(valid, "tc {} accepted by the chunk cipher", t["tcId"]);
-                        assert_eq!(sealed[..n], msg[..]);
-                    }
-                    None => {
-                        assert!(!valid, "tc {} rejected by the chunk cipher", t["tcId"]);
-                        assert_eq!(
-                            sealed,
-                            [ct, tag].concat(),
-                            "failed open must restore the ciphertext"
-                        );
+                let sealed = [ct.clone(), tag.clone()].concat();
+                // In place, and out of place (which must leave the input untouched).
+                let mut in_place = sealed.clone();
+                let mut out = vec![0u8; sealed.len()];
+                let results = [
+                    chunk.open(0, &mut in_place),
+                    chunk.open_into(0, &sealed, &mut out),
+                ];
+                for (result, plain) in results.into_iter().zip([&in_place, &out]) {
+                    match result {
+                        Some(n) => {
+                            assert!(valid, "tc {} accepted by the chunk cipher", t["tcId"]);
+                            assert_eq!(plain[..n], msg[..]);
+                        }
+                        None => assert!(!valid, "tc {} rejected by the chunk cipher", t["tcId"]),
                     }
                 }
+                assert_eq!(sealed, [ct, tag].concat());
                 via_chunk += 1;
             }
         }

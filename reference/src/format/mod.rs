@@ -125,12 +125,6 @@ impl FormatError {
     }
 }
 
-impl From<openssl::error::ErrorStack> for FormatError {
-    fn from(e: openssl::error::ErrorStack) -> Self {
-        FormatError::Crypto(e.to_string())
-    }
-}
-
 impl Classify for FormatError {
     fn class(&self) -> ErrorClass {
         match self {

@@ -140,12 +140,14 @@ pub(crate) fn next_block(
     ))
 }
 
-/// Authenticates and decrypts one block in place. Returns the plaintext length and whether
-/// it was the final chunk. On failure the block holds its ciphertext again.
+/// Authenticates and decrypts one block into `plain` (at least [`CHUNK_SIZE`] bytes),
+/// leaving `sealed` as it was. Returns the plaintext length and whether it was the final
+/// chunk.
 pub(crate) fn open_block(
-    cipher: &mut ChunkCipher,
+    cipher: &ChunkCipher,
     block: &Block,
-    sealed: &mut [u8],
+    sealed: &[u8],
+    plain: &mut [u8],
 ) -> Result<(usize, bool), BodyFault> {
     if block.index >= MAX_CHUNKS {
         return Err(BodyFault::TooLong);
@@ -157,13 +159,17 @@ pub(crate) fn open_block(
             chunks: block.index,
         });
     }
-    if let Some(plain) = cipher.open(block.index, sealed) {
-        return Ok((plain, len < SEALED_CHUNK_SIZE));
+    match cipher.open_into(block.index, sealed, plain) {
+        Some(n) => Ok((n, len < SEALED_CHUNK_SIZE)),
+        None => Err(refine_fault(
+            cipher,
+            BodyFault::ChunkAuth {
+                index: block.index,
+                at_end: block.at_end,
+            },
+            sealed,
+        )),
     }
-    Err(BodyFault::ChunkAuth {
-        index: block.index,
-        at_end: block.at_end,
-    })
 }
 
 /// Decrypts a C2SP message from a reader, one chunk at a time. Plaintext is released only
@@ -171,7 +177,8 @@ pub(crate) fn open_block(
 pub struct ChunkedReader<R: Read> {
     inner: R,
     cipher: ChunkCipher,
-    sealed: Zeroizing<Vec<u8>>,
+    sealed: Vec<u8>,
+    plain: Zeroizing<Vec<u8>>,
     start: usize,
     end: usize,
     index: u64,
@@ -214,7 +221,8 @@ impl<R: Read> ChunkedReader<R> {
         ChunkedReader {
             inner,
             cipher,
-            sealed: Zeroizing::new(vec![0u8; SEALED_CHUNK_SIZE]),
+            sealed: vec![0u8; SEALED_CHUNK_SIZE],
+            plain: Zeroizing::new(vec![0u8; CHUNK_SIZE]),
             start: 0,
             end: 0,
             index: 0,
@@ -254,7 +262,7 @@ impl<R: Read> ChunkedReader<R> {
                 return Err(FormatError::Io(e));
             }
         };
-        match open_block(&mut self.cipher, &block, &mut self.sealed[..n]) {
+        match open_block(&self.cipher, &block, &self.sealed[..n], &mut self.plain) {
             Ok((plain, is_final)) => {
                 self.start = 0;
                 self.end = plain;
@@ -265,7 +273,6 @@ impl<R: Read> ChunkedReader<R> {
                 Ok(())
             }
             Err(fault) => {
-                let fault = refine_fault(&mut self.cipher, fault, &self.sealed[..n]);
                 self.state = ReadState::Failed(fault);
                 Err(fault.into())
             }
@@ -275,11 +282,7 @@ impl<R: Read> ChunkedReader<R> {
 
 /// A chunk that fails may be a valid final chunk followed by extra bytes: look for one in
 /// the failed block's ciphertext.
-pub(crate) fn refine_fault(
-    cipher: &mut ChunkCipher,
-    fault: BodyFault,
-    original: &[u8],
-) -> BodyFault {
+pub(crate) fn refine_fault(cipher: &ChunkCipher, fault: BodyFault, original: &[u8]) -> BodyFault {
     match fault {
         BodyFault::ChunkAuth { index, .. } => match cipher.find_final_chunk(index, original) {
             Some(_) => BodyFault::TrailingData { index },
@@ -294,7 +297,7 @@ impl<R: Read> Read for ChunkedReader<R> {
         loop {
             if self.start < self.end {
                 let n = out.len().min(self.end - self.start);
-                out[..n].copy_from_slice(&self.sealed[self.start..self.start + n]);
+                out[..n].copy_from_slice(&self.plain[self.start..self.start + n]);
                 self.start += n;
                 return Ok(n);
             }
