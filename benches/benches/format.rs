@@ -186,7 +186,7 @@ fn in_memory(c: &mut Criterion, size: usize, label: &str) {
         b.iter(|| format::decrypt(&file[..], &root, &mut io::sink()).unwrap())
     });
     group.bench_function("decrypt_parallel", |b| {
-        b.iter(|| decrypt_parallel(&file[..], &root, &mut io::sink(), 0).unwrap())
+        b.iter(|| decrypt_parallel(&file[..], &root, &mut io::sink(), 0, &|_| {}).unwrap())
     });
     group.bench_function("encrypt_zstd3", |b| {
         let mut out = Vec::with_capacity(file.len());
@@ -247,7 +247,8 @@ fn one_gib(c: &mut Criterion) {
     aes_baseline(&mut group, &plain);
     group.bench_function("decrypt_sequential_from_file", |b| {
         b.iter(|| {
-            let input = BufReader::with_capacity(MIB, std::fs::File::open(&path).unwrap());
+            let input =
+                BufReader::with_capacity(format::READ_BUFFER, std::fs::File::open(&path).unwrap());
             format::decrypt(input, &root, &mut io::sink()).unwrap()
         })
     });
@@ -258,6 +259,7 @@ fn one_gib(c: &mut Criterion) {
                 &root,
                 &mut io::sink(),
                 0,
+                &|_| {},
             )
             .unwrap()
         })

@@ -6,7 +6,7 @@ use coffer::format::header::{self, encode_footer, header_check, key_id, tag, INF
 use coffer::format::parallel::decrypt_parallel;
 use coffer::format::stream::ChunkedWriter;
 use coffer::format::{
-    self, Compression, FormatError, Header, MetaValue, RandomAccess, WriteOptions,
+    self, Compression, FormatError, Header, MetaValue, RandomAccess, ReadAt, WriteOptions,
 };
 use coffer::key::RootKey;
 use coffer::{Classify, ErrorClass};
@@ -46,9 +46,30 @@ fn sequential(file: &[u8], key: &RootKey) -> (Vec<u8>, Result<(), FormatError>) 
     (out, result)
 }
 
+/// A positional input that is not a slice: the workers read their batches themselves, as
+/// from a file.
+struct Positional<'a>(&'a [u8]);
+
+impl ReadAt for Positional<'_> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        self.0.read_at(buf, offset)
+    }
+    fn size(&self) -> std::io::Result<u64> {
+        Ok(self.0.len() as u64)
+    }
+}
+
+/// Parallel decryption, from a slice (in place) and from a positional reader; both must agree.
 fn parallel(file: &[u8], key: &RootKey, threads: usize) -> (Vec<u8>, Result<(), FormatError>) {
     let mut out = Vec::new();
-    let result = decrypt_parallel(file, key, &mut out, threads).map(|_| ());
+    let result = decrypt_parallel(file, key, &mut out, threads, &|_| {}).map(|_| ());
+    let mut out2 = Vec::new();
+    let result2 = decrypt_parallel(Positional(file), key, &mut out2, threads, &|_| {}).map(|_| ());
+    assert_eq!(out, out2);
+    assert_eq!(
+        result.as_ref().map_err(|e| e.class()),
+        result2.as_ref().map_err(|e| e.class())
+    );
     (out, result)
 }
 

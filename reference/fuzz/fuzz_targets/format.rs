@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     let sequential = format::decrypt(&file[..], &root, &mut out);
     let mut par_out = Vec::new();
-    let parallel = decrypt_parallel(&file[..], &root, &mut par_out, 2);
+    let parallel = decrypt_parallel(&file[..], &root, &mut par_out, 2, &|_| {});
     assert_eq!(sequential.is_ok(), parallel.is_ok());
     assert_eq!(out, par_out);
     if let Ok(mut access) = RandomAccess::open(&file[..], &root) {

@@ -151,6 +151,28 @@ pub fn encrypt(args: &EncryptArgs, root: &RootKey) -> CliResult<Report> {
     })
 }
 
+/// Streaming on this thread (`threads == 1`) or on all cores; progress on `bar`.
+fn decrypt_file<W: Write>(
+    file: std::fs::File,
+    root: &RootKey,
+    out: &mut W,
+    threads: usize,
+    bar: &ProgressBar,
+) -> Result<(Header, FileSummary), format::FormatError> {
+    if threads == 1 {
+        let input = io::BufReader::with_capacity(
+            format::READ_BUFFER,
+            Progress {
+                inner: file,
+                bar: bar.clone(),
+            },
+        );
+        format::decrypt(input, root, out)
+    } else {
+        decrypt_parallel(&file, root, out, threads, &|n| bar.set_position(n))
+    }
+}
+
 /// Parses `START:END` (END exclusive; either side may be empty: `:100`, `100:`).
 fn parse_range(text: &str) -> CliResult<(u64, Option<u64>)> {
     let bad = || {
@@ -193,17 +215,9 @@ pub fn decrypt(args: &DecryptArgs, root: &RootKey) -> CliResult<Report> {
     let (input, size) = open_input(&args.input)?;
     let target = AtomicOutput::create(&args.output, args.force)?;
     let bar = progress_bar(size, "decrypting");
-    let input = Progress {
-        inner: input,
-        bar: bar.clone(),
-    };
     let mut out = target.writer();
-    let (header, summary) = if args.threads == 1 {
-        format::decrypt(input, root, &mut out)
-    } else {
-        decrypt_parallel(input, root, &mut out, args.threads)
-    }
-    .map_err(lib_err("decrypt", &args.input))?;
+    let (header, summary) = decrypt_file(input, root, &mut out, args.threads, &bar)
+        .map_err(lib_err("decrypt", &args.input))?;
     flush(out, &args.output)?;
     bar.finish_and_clear();
     target.commit()?;
@@ -291,16 +305,8 @@ fn report(
 pub fn verify(path: &Path, root: &RootKey, threads: usize) -> CliResult<Report> {
     let (input, size) = open_input(path)?;
     let bar = progress_bar(size, "verifying");
-    let input = Progress {
-        inner: input,
-        bar: bar.clone(),
-    };
-    let (header, summary) = if threads == 1 {
-        format::decrypt(input, root, &mut io::sink())
-    } else {
-        decrypt_parallel(input, root, &mut io::sink(), threads)
-    }
-    .map_err(lib_err("verify", path))?;
+    let (header, summary) = decrypt_file(input, root, &mut io::sink(), threads, &bar)
+        .map_err(lib_err("verify", path))?;
     bar.finish_and_clear();
     Ok(Report {
         text: format!(

@@ -5,14 +5,14 @@ use super::cobblestone::{
     commitment_matches, derive, ChunkCipher, COMMITMENT_LEN, PREFIX_LEN, SALT_LEN,
 };
 use super::header::{
-    check_footer, encode_footer, header_check, key_id, key_id_matches, parse_context, parse_fixed,
-    validate_fixed, Compression, FooterState, Header, CHECK_LEN, FIXED_LEN, FOOTER_LEN,
-    INFO_FILE_KEY, KEY_ID_LEN, MAGIC,
+    encode_footer, header_check, key_id, key_id_matches, parse_context, parse_fixed,
+    validate_fixed, Compression, Header, CHECK_LEN, FIXED_LEN, FOOTER_LEN, INFO_FILE_KEY,
+    KEY_ID_LEN, MAGIC,
 };
-use super::stream::{read_full, BodyFault, ChunkedReader, ChunkedWriter};
+use super::stream::{read_full, ChunkedReader, ChunkedWriter, Ending};
 use super::FormatError;
 use crate::key::RootKey;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use subtle::ConstantTimeEq;
 
 /// zstd windows above 2^24 bytes are refused, so decompression memory stays bounded
@@ -235,112 +235,14 @@ pub(crate) fn read_preamble(input: &mut impl Read, root: &RootKey) -> Result<Ope
     })
 }
 
-/// Passes a stream through except its last [`FOOTER_LEN`] bytes, which it keeps for the
-/// footer check, and counts everything it read.
-pub struct HoldBack<R> {
-    inner: R,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    eof: bool,
-    total: u64,
-}
+type Body<R> = ChunkedReader<R>;
 
-impl<R: Read> HoldBack<R> {
-    /// Wraps `inner`; `already` is the number of bytes read from the file before it.
-    pub fn new(inner: R, already: u64) -> Self {
-        HoldBack {
-            inner,
-            buf: vec![0u8; 64 * 1024],
-            start: 0,
-            end: 0,
-            eof: false,
-            total: already,
-        }
-    }
-
-    /// At end of input: the held-back tail and the total file length.
-    pub fn tail(&self) -> Option<(&[u8], u64)> {
-        self.eof
-            .then(|| (&self.buf[self.start..self.end], self.total))
-    }
-
-    /// Reads to the end of the input (after a failure, to inspect the footer), keeping
-    /// memory bounded: only the tail is kept.
-    pub fn drain(&mut self) -> io::Result<()> {
-        let mut sink = [0u8; 8192];
-        while self.read(&mut sink)? > 0 {}
-        Ok(())
-    }
-}
-
-impl<R: Read> HoldBack<R> {
-    /// Fast path for large reads: the input is read straight into `out`, and only the
-    /// last bytes are copied aside. Requires at most [`FOOTER_LEN`] bytes buffered.
-    fn read_direct(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        loop {
-            let held = self.end - self.start;
-            out[..held].copy_from_slice(&self.buf[self.start..self.end]);
-            let n = loop {
-                match self.inner.read(&mut out[held..]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            };
-            self.total += n as u64;
-            let filled = held + n;
-            if n == 0 {
-                self.eof = true;
-            }
-            let keep = filled.min(FOOTER_LEN);
-            self.buf[..keep].copy_from_slice(&out[filled - keep..filled]);
-            self.start = 0;
-            self.end = keep;
-            if filled > FOOTER_LEN || self.eof {
-                return Ok(filled - keep);
-            }
-        }
-    }
-}
-
-impl<R: Read> Read for HoldBack<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if !self.eof && self.end - self.start <= FOOTER_LEN && out.len() > 2 * FOOTER_LEN {
-            return self.read_direct(out);
-        }
-        while !self.eof && self.end - self.start <= FOOTER_LEN {
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            match self.inner.read(&mut self.buf[self.end..]) {
-                Ok(0) => self.eof = true,
-                Ok(n) => {
-                    self.end += n;
-                    self.total += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let available = (self.end - self.start).saturating_sub(FOOTER_LEN);
-        let n = available.min(out.len());
-        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
-        self.start += n;
-        Ok(n)
-    }
-}
-
-type Body<R> = ChunkedReader<HoldBack<R>>;
-
-enum Source<R: Read> {
+enum Source<R: BufRead> {
     Plain(Body<R>),
-    Zstd(Box<zstd::stream::read::Decoder<'static, BufReader<Body<R>>>>),
+    Zstd(Box<zstd::stream::read::Decoder<'static, io::BufReader<Body<R>>>>),
 }
 
-impl<R: Read> Source<R> {
+impl<R: BufRead> Source<R> {
     fn body(&self) -> &Body<R> {
         match self {
             Source::Plain(b) => b,
@@ -358,28 +260,37 @@ impl<R: Read> Source<R> {
 /// Decrypts a Coffer file as a stream. Plaintext comes out chunk by chunk, each chunk
 /// authenticated; the end of the stream is reported only after the final chunk and the
 /// footer check out. Errors carry a [`FormatError`] (see [`FormatError::from_io`]).
-pub struct Reader<R: Read> {
+pub struct Reader<R: BufRead> {
     header: Header,
     source: Source<R>,
+    body_offset: u64,
     plaintext_len: u64,
     failed: Option<(crate::ErrorClass, String)>,
     done: bool,
 }
 
 /// Opens a Coffer file for streaming decryption, checking everything before the body.
-pub fn open<R: Read>(mut input: R, root: &RootKey) -> Result<Reader<R>, FormatError> {
+/// Give a slice or a `BufReader` (of at least 64 KiB for speed): whole chunks are decrypted
+/// straight out of its buffer.
+pub fn open<R: BufRead>(mut input: R, root: &RootKey) -> Result<Reader<R>, FormatError> {
     let opened = read_preamble(&mut input, root)?;
     resume(input, opened)
 }
 
 /// A streaming reader for the body of a file whose preamble has been read.
-pub(crate) fn resume<R: Read>(input: R, opened: Opened) -> Result<Reader<R>, FormatError> {
-    let body = ChunkedReader::after_prefix(HoldBack::new(input, opened.body_offset), opened.cipher);
+pub(crate) fn resume<R: BufRead>(input: R, opened: Opened) -> Result<Reader<R>, FormatError> {
+    let ending = Ending::Footer {
+        body_offset: opened.body_offset,
+    };
+    let body = ChunkedReader::after_prefix(input, opened.cipher, ending);
     let source = match opened.header.compression {
         Compression::None => Source::Plain(body),
         Compression::Zstd => {
-            let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::new(body))
-                .map_err(FormatError::Io)?;
+            let mut dec = zstd::stream::read::Decoder::with_buffer(io::BufReader::with_capacity(
+                2 * super::cobblestone::CHUNK_SIZE,
+                body,
+            ))
+            .map_err(FormatError::Io)?;
             dec.window_log_max(ZSTD_WINDOW_LOG_MAX)
                 .map_err(FormatError::Io)?;
             Source::Zstd(Box::new(dec.single_frame()))
@@ -388,70 +299,14 @@ pub(crate) fn resume<R: Read>(input: R, opened: Opened) -> Result<Reader<R>, For
     Ok(Reader {
         header: opened.header,
         source,
+        body_offset: opened.body_offset,
         plaintext_len: 0,
         failed: None,
         done: false,
     })
 }
 
-/// The error for a body failure, given what the footer says (`None`: input not at its
-/// end). Only a failure in the last block needs the footer: a missing footer means the
-/// file was cut, a present one means the last chunk itself is damaged.
-pub(crate) fn fault_to_error(fault: BodyFault, footer: Option<FooterState>) -> FormatError {
-    match fault {
-        BodyFault::ChunkAuth { at_end: true, .. } | BodyFault::Truncated { .. } => match footer {
-            Some(FooterState::Complete) => FormatError::Corrupt(
-                "the last chunk fails authentication although the footer says the file is complete"
-                    .into(),
-            ),
-            Some(FooterState::LengthMismatch { declared }) => FormatError::Corrupt(format!(
-                "the footer declares {declared} bytes, the file has a different length"
-            )),
-            _ => match fault {
-                BodyFault::Truncated { .. } => FormatError::from(fault),
-                _ => {
-                    FormatError::Truncated("the file ends inside a chunk and has no footer".into())
-                }
-            },
-        },
-        other => FormatError::from(other),
-    }
-}
-
-/// The error for a body that ended well but whose footer does not match.
-pub(crate) fn footer_error(footer: Option<FooterState>) -> FormatError {
-    match footer {
-        Some(FooterState::LengthMismatch { declared }) => FormatError::Corrupt(format!(
-            "the footer declares {declared} bytes, the file has a different length"
-        )),
-        _ => FormatError::Corrupt(
-            "the footer is missing or damaged after a valid final chunk".into(),
-        ),
-    }
-}
-
-/// Copies all plaintext of `reader` into `output`.
-pub(crate) fn drain_into<R: Read, W: Write>(
-    mut reader: Reader<R>,
-    output: &mut W,
-) -> Result<(Header, FileSummary), FormatError> {
-    io::copy(&mut reader, output).map_err(FormatError::from_io)?;
-    let file_len = reader
-        .source
-        .body()
-        .get_ref()
-        .tail()
-        .map_or(0, |(_, total)| total);
-    Ok((
-        reader.header.clone(),
-        FileSummary {
-            plaintext_len: reader.plaintext_len,
-            file_len,
-        },
-    ))
-}
-
-impl<R: Read> Reader<R> {
+impl<R: BufRead> Reader<R> {
     /// The authenticated header.
     pub fn header(&self) -> &Header {
         &self.header
@@ -462,18 +317,18 @@ impl<R: Read> Reader<R> {
         self.plaintext_len
     }
 
-    /// Turns a body failure into the documented class (`spec/format.md` §7).
+    /// Bytes of the file read so far (the whole file once the reader is done).
+    pub fn file_len(&self) -> u64 {
+        self.body_offset + self.source.body().consumed()
+    }
+
+    /// Turns a failure into its documented class (`spec/format.md` §7): the body reader has
+    /// already classified its own failures; anything else from zstd is a broken payload.
     fn classify(&mut self, err: io::Error) -> FormatError {
         let err = FormatError::from_io(err);
         let body = self.source.body();
         match (err, body.fault()) {
-            (_, Some(fault)) => {
-                let footer = body
-                    .get_ref()
-                    .tail()
-                    .map(|(tail, total)| check_footer(tail, total));
-                fault_to_error(fault, footer)
-            }
+            (_, Some(fault)) => FormatError::from(fault.clone()),
             (FormatError::Io(e), None)
                 if self.header.compression == Compression::Zstd && !body.saw_io_error() =>
             {
@@ -483,11 +338,11 @@ impl<R: Read> Reader<R> {
         }
     }
 
-    /// At the end of the plaintext: the body must be complete and the footer must match.
+    /// At the end of the plaintext the body must be complete (its reader checked the
+    /// footer): a zstd frame that ends before the body does is a broken payload.
     fn finish_checks(&mut self) -> Result<(), FormatError> {
         let body = self.source.body_mut();
         if !body.is_done() {
-            // zstd stopped before the body ended: anything left is not part of the frame.
             let mut probe = [0u8; 1];
             let n = body.read(&mut probe).map_err(FormatError::from_io)?;
             if n > 0 || !body.is_done() {
@@ -496,18 +351,11 @@ impl<R: Read> Reader<R> {
                 ));
             }
         }
-        match body
-            .get_ref()
-            .tail()
-            .map(|(tail, total)| check_footer(tail, total))
-        {
-            Some(FooterState::Complete) => Ok(()),
-            other => Err(footer_error(other)),
-        }
+        Ok(())
     }
 }
 
-impl<R: Read> Read for Reader<R> {
+impl<R: BufRead> Read for Reader<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if let Some((class, msg)) = &self.failed {
             return Err(FormatError::Failed {
@@ -543,9 +391,38 @@ impl<R: Read> Read for Reader<R> {
     }
 }
 
+/// Copies all plaintext of `reader` into `output` through a buffer large enough for the
+/// reader to decrypt straight into it.
+pub(crate) fn drain_into<R: BufRead, W: Write>(
+    mut reader: Reader<R>,
+    output: &mut W,
+) -> Result<(Header, FileSummary), FormatError> {
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; COPY_BUFFER]);
+    loop {
+        let n = reader.read(&mut buf).map_err(FormatError::from_io)?;
+        if n == 0 {
+            break;
+        }
+        output.write_all(&buf[..n]).map_err(FormatError::Io)?;
+    }
+    Ok((
+        reader.header.clone(),
+        FileSummary {
+            plaintext_len: reader.plaintext_len,
+            file_len: reader.file_len(),
+        },
+    ))
+}
+
+/// A good `BufReader` capacity for a Coffer input: 16 chunks.
+pub const READ_BUFFER: usize = 16 * super::cobblestone::SEALED_CHUNK_SIZE;
+
+/// Size of the buffer plaintext is decrypted into when copying (8 chunks).
+const COPY_BUFFER: usize = 8 * super::cobblestone::CHUNK_SIZE;
+
 /// Decrypts a whole Coffer file from `input` to `output`, streaming. The output holds only
 /// authenticated chunks, but on error it may hold a valid prefix: discard it.
-pub fn decrypt<R: Read, W: Write>(
+pub fn decrypt<R: BufRead, W: Write>(
     input: R,
     root: &RootKey,
     output: &mut W,

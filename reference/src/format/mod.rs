@@ -20,7 +20,7 @@ pub mod parallel;
 pub mod random_access;
 pub mod stream;
 
-pub use file::{decrypt, encrypt, open, FileSummary, Reader, WriteOptions, Writer};
+pub use file::{decrypt, encrypt, open, FileSummary, Reader, WriteOptions, Writer, READ_BUFFER};
 pub use header::{Compression, Content, Header, MetaValue};
 pub use random_access::{RandomAccess, ReadAt};
 

@@ -1,240 +1,293 @@
-//! Parallel decryption: one thread reads batches of chunks, worker threads authenticate and
-//! decrypt them, the calling thread writes them in order. The output, and the error on a bad
-//! file, are identical to the streaming [`super::Reader`]; memory is a fixed pool of batches.
+//! Parallel decryption of a file that can be read at any offset: worker threads each take
+//! a batch of chunks, read it themselves (or decrypt it in place from a slice), and the
+//! calling thread writes the plaintext in order. The output, and the error on a bad file,
+//! are identical to the streaming [`super::Reader`]; memory is a fixed pool of batches.
 
-use super::cobblestone::{ChunkCipher, CHUNK_SIZE, SEALED_CHUNK_SIZE};
-use super::file::{fault_to_error, read_preamble, FileSummary, HoldBack};
-use super::header::{check_footer, Compression, FooterState, Header};
-use super::stream::{open_block, read_full, Block, BodyFault};
+use super::cobblestone::{ChunkCipher, CHUNK_SIZE, SEALED_CHUNK_SIZE, TAG_LEN};
+use super::file::{drain_into, read_preamble, resume, FileSummary, Opened};
+use super::header::{check_footer, Compression, FooterState, Header, FOOTER_LEN};
+use super::random_access::{read_exact_at, Cursor, ReadAt};
 use super::FormatError;
 use crate::key::RootKey;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::{BufReader, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// Chunks per batch (256 KiB of plaintext: fits a core's L2 cache, and small files still
 /// spread over the workers).
-pub const BATCH_CHUNKS: usize = 16;
+pub const BATCH_CHUNKS: u64 = 16;
 
-struct Batch {
-    seq: u64,
-    first_index: u64,
-    buf: Vec<u8>,
-    /// Where the plaintext goes: chunk `i` at `i * CHUNK_SIZE`.
-    plain: Vec<u8>,
-    /// Bytes of ciphertext in `buf`; less than the batch capacity only at the end.
-    len: usize,
-}
+/// Buffers a worker needs for one batch: ciphertext (unused for slices) and plaintext.
+type Buffers = (Vec<u8>, Vec<u8>);
 
 struct Decrypted {
-    batch: Batch,
-    /// Plaintext bytes at the start of `batch.plain` that authenticated.
+    seq: u64,
+    buffers: Buffers,
+    /// Plaintext bytes at the start of the plaintext buffer that authenticated.
     plain_len: usize,
-    fault: Option<BodyFault>,
-    done: bool,
+    /// The first chunk of the batch that failed, if any.
+    failed_at: Option<u64>,
 }
 
-/// Decrypts the chunks of one batch into its plaintext buffer.
-fn decrypt_batch(cipher: &ChunkCipher, mut batch: Batch) -> Decrypted {
-    let capacity = batch.buf.len();
-    let mut plain_len = 0;
-    let mut fault = None;
-    let mut done = false;
-    let at_end_of_input = batch.len < capacity;
-    let blocks = if at_end_of_input {
-        batch.len / SEALED_CHUNK_SIZE + 1
-    } else {
-        BATCH_CHUNKS
+/// Where the chunks are: `full` chunks of 16400 bytes from `body_offset`, then the final one.
+#[derive(Clone, Copy)]
+struct Layout {
+    body_offset: u64,
+    full: u64,
+    final_sealed: usize,
+}
+
+impl Layout {
+    fn chunks(&self) -> u64 {
+        self.full + 1
+    }
+    fn sealed_len(&self, index: u64) -> usize {
+        if index == self.full {
+            self.final_sealed
+        } else {
+            SEALED_CHUNK_SIZE
+        }
+    }
+}
+
+/// The layout a complete file must have, or `None` (missing footer, impossible lengths):
+/// then the streaming reader handles the file and classifies what is wrong.
+fn layout<F: ReadAt + ?Sized>(input: &F, body_offset: u64) -> Result<Option<Layout>, FormatError> {
+    let size = input.size().map_err(FormatError::Io)?;
+    let Some(body) = size.checked_sub(body_offset + FOOTER_LEN as u64) else {
+        return Ok(None);
     };
-    for i in 0..blocks {
-        let start = i * SEALED_CHUNK_SIZE;
-        let end = (start + SEALED_CHUNK_SIZE).min(batch.len);
-        let block = Block {
-            index: batch.first_index + i as u64,
-            at_end: at_end_of_input && i + 1 == blocks,
-        };
-        let out = &mut batch.plain[i * CHUNK_SIZE..(i + 1) * CHUNK_SIZE];
-        match open_block(cipher, &block, &batch.buf[start..end], out) {
-            Ok((n, is_final)) => {
-                plain_len += n;
-                if is_final {
-                    done = true;
-                    break;
-                }
-            }
-            Err(f) => {
-                fault = Some(f);
+    let mut tail = [0u8; FOOTER_LEN];
+    read_exact_at(input, &mut tail, size - FOOTER_LEN as u64).map_err(FormatError::Io)?;
+    if check_footer(&tail, size) != FooterState::Complete {
+        return Ok(None);
+    }
+    let full = body / SEALED_CHUNK_SIZE as u64;
+    let final_sealed = (body % SEALED_CHUNK_SIZE as u64) as usize;
+    Ok((final_sealed >= TAG_LEN).then_some(Layout {
+        body_offset,
+        full,
+        final_sealed,
+    }))
+}
+
+/// Decrypts batch `seq` into its plaintext buffer.
+fn decrypt_batch<F: ReadAt + ?Sized>(
+    input: &F,
+    cipher: &ChunkCipher,
+    layout: Layout,
+    seq: u64,
+    (mut sealed, mut plain): Buffers,
+) -> Result<Decrypted, FormatError> {
+    let first = seq * BATCH_CHUNKS;
+    let last = (first + BATCH_CHUNKS).min(layout.chunks());
+    let start = layout.body_offset + first * SEALED_CHUNK_SIZE as u64;
+    let span: usize = (first..last).map(|i| layout.sealed_len(i)).sum();
+    let bytes: &[u8] = match input.as_slice() {
+        Some(all) => usize::try_from(start)
+            .ok()
+            .and_then(|s| all.get(s..s + span))
+            .ok_or_else(|| {
+                FormatError::Truncated("the input changed size while being read".into())
+            })?,
+        None => {
+            sealed.resize(span, 0);
+            read_exact_at(input, &mut sealed[..span], start).map_err(FormatError::Io)?;
+            &sealed[..span]
+        }
+    };
+    let mut plain_len = 0;
+    let mut failed_at = None;
+    let mut at = 0;
+    for index in first..last {
+        let len = layout.sealed_len(index);
+        let out = &mut plain[plain_len..plain_len + CHUNK_SIZE];
+        match cipher.open_into(index, &bytes[at..at + len], out) {
+            Some(n) => plain_len += n,
+            None => {
+                failed_at = Some(index);
                 break;
             }
         }
+        at += len;
     }
-    Decrypted {
-        batch,
+    Ok(Decrypted {
+        seq,
+        buffers: (sealed, plain),
         plain_len,
-        fault,
-        done,
-    }
+        failed_at,
+    })
 }
 
-/// Why the writing loop stopped early.
-enum Stop {
-    Fault(BodyFault),
-    Error(FormatError),
-}
-
-/// What the reading thread saw at the end of the input.
-type Tail = Option<(Vec<u8>, u64)>;
-
-fn read_batches<R: Read>(
-    mut hold: HoldBack<R>,
-    free: Receiver<(Vec<u8>, Vec<u8>)>,
-    work: SyncSender<Batch>,
-) -> Result<Tail, FormatError> {
-    let mut seq = 0u64;
-    loop {
-        let Ok((mut buf, plain)) = free.recv() else {
-            return Ok(None);
-        };
-        let len = read_full(&mut hold, &mut buf).map_err(FormatError::Io)?;
-        let last = len < buf.len();
-        let batch = Batch {
-            seq,
-            first_index: seq * BATCH_CHUNKS as u64,
-            buf,
-            plain,
-            len,
-        };
-        if work.send(batch).is_err() {
-            return Ok(None);
-        }
-        seq += 1;
-        if last {
-            return Ok(hold.tail().map(|(t, total)| (t.to_vec(), total)));
-        }
-    }
-}
-
-/// Decrypts a Coffer file using `threads` worker threads (0 = all cores). Compressed
-/// files are decompressed on one thread, so they take the streaming path.
-pub fn decrypt_parallel<R: Read + Send, W: Write>(
-    mut input: R,
+/// Decrypts a Coffer file using `threads` worker threads (0 = one per core). Files the
+/// streaming reader must look at closely (no valid footer) and compressed files (zstd
+/// decompresses on one thread) take the streaming path. `progress` is called with the
+/// plaintext bytes written so far.
+pub fn decrypt_parallel<F: ReadAt + Sync, W: Write>(
+    input: F,
     root: &RootKey,
     output: &mut W,
     threads: usize,
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(Header, FileSummary), FormatError> {
     let threads = if threads == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     } else {
         threads
     };
-    let opened = read_preamble(&mut input, root)?;
-    if opened.header.compression != Compression::None {
-        let reader = super::file::resume(input, opened)?;
-        return super::file::drain_into(reader, output);
-    }
-    let header = opened.header.clone();
-    let hold = HoldBack::new(input, opened.body_offset);
-    let pool = 2 * threads + 2;
-    // The pool starts with two batches and grows to `pool` only while all are in flight.
-    let (free_tx, free_rx) = sync_channel::<(Vec<u8>, Vec<u8>)>(pool);
-    let new_buffers = || {
-        (
-            vec![0u8; BATCH_CHUNKS * SEALED_CHUNK_SIZE],
-            vec![0u8; BATCH_CHUNKS * CHUNK_SIZE],
-        )
+    let opened = read_preamble(&mut Cursor::new(&input, 0), root)?;
+    let plan = match opened.header.compression {
+        Compression::None => layout(&input, opened.body_offset)?,
+        Compression::Zstd => None,
     };
-    for _ in 0..2 {
-        free_tx
-            .send(new_buffers())
-            .map_err(|_| FormatError::Crypto("buffer pool".into()))?;
+    let Some(layout) = plan else {
+        return streaming(&input, opened, output);
+    };
+    let header = opened.header.clone();
+    let batches = layout.chunks().div_ceil(BATCH_CHUNKS);
+    let pool = 2 * threads + 2;
+    let (free_tx, free_rx) = sync_channel::<Buffers>(pool);
+    for _ in 0..pool {
+        let sealed = if input.as_slice().is_some() {
+            Vec::new()
+        } else {
+            Vec::with_capacity(BATCH_CHUNKS as usize * SEALED_CHUNK_SIZE)
+        };
+        let _ = free_tx.send((sealed, vec![0u8; BATCH_CHUNKS as usize * CHUNK_SIZE]));
     }
-    let mut allocated = 2;
-    let (work_tx, work_rx) = sync_channel::<Batch>(threads);
-    let work_rx = Arc::new(Mutex::new(work_rx));
-    let (done_tx, done_rx) = sync_channel::<Decrypted>(pool);
+    let free_rx = Mutex::new(free_rx);
+    let next = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let (done_tx, done_rx) = sync_channel::<Result<Decrypted, FormatError>>(pool);
     let mut ciphers = Vec::with_capacity(threads);
     for _ in 0..threads {
         ciphers.push(opened.cipher.try_clone()?);
     }
 
-    std::thread::scope(|scope| {
-        let reader = scope.spawn(move || read_batches(hold, free_rx, work_tx));
+    let written = std::thread::scope(|scope| {
         for cipher in ciphers {
-            let work_rx = Arc::clone(&work_rx);
-            let done_tx = done_tx.clone();
-            scope.spawn(move || loop {
-                let next = work_rx.lock().map(|rx| rx.recv());
-                let Ok(Ok(batch)) = next else { return };
-                if done_tx.send(decrypt_batch(&cipher, batch)).is_err() {
-                    return;
-                }
+            let done_tx: SyncSender<_> = done_tx.clone();
+            let (input, free_rx, next, stop) = (&input, &free_rx, &next, &stop);
+            scope.spawn(move || {
+                worker(
+                    input, &cipher, layout, batches, free_rx, next, stop, &done_tx,
+                )
             });
         }
         drop(done_tx);
-        drop(work_rx);
-
-        let mut pending: BTreeMap<u64, Decrypted> = BTreeMap::new();
-        let mut next_seq = 0u64;
-        let mut plaintext_len = 0u64;
-        let outcome: Result<(), Stop> = 'write: loop {
-            // Keep every worker busy: add a buffer while the pool is short of the limit.
-            if allocated < pool {
-                if free_tx.try_send(new_buffers()).is_ok() {
-                    allocated += 1;
-                }
-            }
-            let Ok(result) = done_rx.recv() else {
-                break 'write Err(Stop::Error(FormatError::Crypto(
-                    "decryption workers stopped early".into(),
-                )));
-            };
-            pending.insert(result.batch.seq, result);
-            while let Some(result) = pending.remove(&next_seq) {
-                if let Err(e) = output.write_all(&result.batch.plain[..result.plain_len]) {
-                    break 'write Err(Stop::Error(FormatError::Io(e)));
-                }
-                plaintext_len += result.plain_len as u64;
-                if let Some(fault) = result.fault {
-                    break 'write Err(Stop::Fault(fault));
-                }
-                if result.done {
-                    break 'write Ok(());
-                }
-                next_seq += 1;
-                // Recycle the buffer; if the reader already stopped, nobody needs it.
-                let _ = free_tx.send((result.batch.buf, result.batch.plain));
-            }
-        };
-        // Stop the pipeline: the reader and the workers see closed channels and return.
+        let result = write_in_order(&done_rx, &free_tx, batches, output, progress);
+        stop.store(true, Ordering::Relaxed);
         drop(free_tx);
         drop(done_rx);
-        let tail = reader
-            .join()
-            .map_err(|_| FormatError::Crypto("reader thread panicked".into()))?;
-        let footer = match &tail {
-            Ok(Some((t, total))) => Some(check_footer(t, *total)),
-            _ => None,
-        };
-        match outcome {
-            Ok(()) => match footer {
-                Some(FooterState::Complete) => {
-                    let file_len = tail.ok().flatten().map_or(0, |(_, total)| total);
-                    Ok((
-                        header,
-                        FileSummary {
-                            plaintext_len,
-                            file_len,
-                        },
-                    ))
-                }
-                other => Err(super::file::footer_error(other)),
-            },
-            Err(Stop::Fault(fault)) => Err(fault_to_error(fault, footer)),
-            Err(Stop::Error(e)) => Err(match tail {
-                Err(io) => io,
-                Ok(_) => e,
-            }),
+        result
+    });
+    match written {
+        Ok(plaintext_len) => {
+            let file_len = input.size().map_err(FormatError::Io)?;
+            Ok((
+                header,
+                FileSummary {
+                    plaintext_len,
+                    file_len,
+                },
+            ))
         }
-    })
+        Err(Stop::Chunk) => {
+            // The plaintext before the failed chunk is out; the streaming reader gives the
+            // exact class (it fails on the same chunk).
+            let again = read_preamble(&mut Cursor::new(&input, 0), root)?;
+            match streaming(&input, again, &mut std::io::sink()) {
+                Err(e) => Err(e),
+                Ok(_) => Err(FormatError::Crypto(
+                    "a chunk failed in parallel but not when streamed".into(),
+                )),
+            }
+        }
+        Err(Stop::Error(e)) => Err(e),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn worker<F: ReadAt + ?Sized>(
+    input: &F,
+    cipher: &ChunkCipher,
+    layout: Layout,
+    batches: u64,
+    free_rx: &Mutex<Receiver<Buffers>>,
+    next: &AtomicU64,
+    stop: &AtomicBool,
+    done_tx: &SyncSender<Result<Decrypted, FormatError>>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        // A buffer first, then a batch: whoever holds a batch can always finish it.
+        let buffers = match free_rx.lock().map(|rx| rx.recv()) {
+            Ok(Ok(b)) => b,
+            _ => return,
+        };
+        let seq = next.fetch_add(1, Ordering::Relaxed);
+        if seq >= batches {
+            return;
+        }
+        if done_tx
+            .send(decrypt_batch(input, cipher, layout, seq, buffers))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Why writing stopped early.
+enum Stop {
+    /// A chunk failed authentication.
+    Chunk,
+    /// Reading or writing failed.
+    Error(FormatError),
+}
+
+fn write_in_order<W: Write>(
+    done_rx: &Receiver<Result<Decrypted, FormatError>>,
+    free_tx: &SyncSender<Buffers>,
+    batches: u64,
+    output: &mut W,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<u64, Stop> {
+    let mut pending: BTreeMap<u64, Decrypted> = BTreeMap::new();
+    let mut next_seq = 0u64;
+    let mut written = 0u64;
+    while next_seq < batches {
+        let Ok(result) = done_rx.recv() else {
+            return Err(Stop::Error(FormatError::Crypto(
+                "decryption workers stopped early".into(),
+            )));
+        };
+        let batch = result.map_err(Stop::Error)?;
+        pending.insert(batch.seq, batch);
+        while let Some(batch) = pending.remove(&next_seq) {
+            output
+                .write_all(&batch.buffers.1[..batch.plain_len])
+                .map_err(|e| Stop::Error(FormatError::Io(e)))?;
+            written += batch.plain_len as u64;
+            progress(written);
+            if batch.failed_at.is_some() {
+                return Err(Stop::Chunk);
+            }
+            next_seq += 1;
+            let _ = free_tx.try_send(batch.buffers);
+        }
+    }
+    Ok(written)
+}
+
+/// The streaming reader over a positional input, from the end of the preamble.
+fn streaming<F: ReadAt + ?Sized, W: Write>(
+    input: &F,
+    opened: Opened,
+    output: &mut W,
+) -> Result<(Header, FileSummary), FormatError> {
+    let offset = opened.body_offset;
+    let body = BufReader::with_capacity(super::file::READ_BUFFER, Cursor::new(input, offset));
+    drain_into(resume(body, opened)?, output)
 }

@@ -19,6 +19,10 @@ pub trait ReadAt {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// Total length in bytes.
     fn size(&self) -> io::Result<u64>;
+    /// The whole input, when it is already in memory (lets readers decrypt in place).
+    fn as_slice(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 impl ReadAt for std::fs::File {
@@ -42,6 +46,9 @@ impl ReadAt for [u8] {
     fn size(&self) -> io::Result<u64> {
         Ok(self.len() as u64)
     }
+    fn as_slice(&self) -> Option<&[u8]> {
+        Some(self)
+    }
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for &T {
@@ -51,10 +58,17 @@ impl<T: ReadAt + ?Sized> ReadAt for &T {
     fn size(&self) -> io::Result<u64> {
         (**self).size()
     }
+    fn as_slice(&self) -> Option<&[u8]> {
+        (**self).as_slice()
+    }
 }
 
 /// Fills `buf` from `offset` or fails with `UnexpectedEof`.
-fn read_exact_at<F: ReadAt + ?Sized>(input: &F, buf: &mut [u8], offset: u64) -> io::Result<()> {
+pub(crate) fn read_exact_at<F: ReadAt + ?Sized>(
+    input: &F,
+    buf: &mut [u8],
+    offset: u64,
+) -> io::Result<()> {
     let mut done = 0;
     while done < buf.len() {
         match input.read_at(&mut buf[done..], offset + done as u64) {
@@ -67,10 +81,17 @@ fn read_exact_at<F: ReadAt + ?Sized>(input: &F, buf: &mut [u8], offset: u64) -> 
     Ok(())
 }
 
-/// A sequential `Read` over a `ReadAt`, for the header.
-struct Cursor<'a, F: ?Sized> {
+/// A sequential `Read` over a `ReadAt`.
+pub(crate) struct Cursor<'a, F: ?Sized> {
     input: &'a F,
     offset: u64,
+}
+
+impl<'a, F: ?Sized> Cursor<'a, F> {
+    /// Reads from `offset` on.
+    pub(crate) fn new(input: &'a F, offset: u64) -> Self {
+        Cursor { input, offset }
+    }
 }
 
 impl<F: ReadAt + ?Sized> Read for Cursor<'_, F> {

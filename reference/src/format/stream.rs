@@ -1,12 +1,15 @@
 //! Streaming C2SP encryption and decryption as `std::io::Write` / `std::io::Read` adapters,
-//! holding one chunk in memory.
+//! holding one chunk in memory. The reader takes a `BufRead` and decrypts whole chunks
+//! straight out of its buffer (and, for large reads, straight into the caller's buffer), so
+//! a slice or a well-sized `BufReader` costs no extra copy.
 
 use super::cobblestone::{
     commitment_matches, derive, ChunkCipher, CHUNK_SIZE, KEY_LEN, MAX_CHUNKS, PREFIX_LEN, SALT_LEN,
     SEALED_CHUNK_SIZE, TAG_LEN,
 };
+use super::header::{check_footer, encode_footer, FooterState, FOOTER_LEN};
 use super::FormatError;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use zeroize::Zeroizing;
 
 /// Encrypts everything written to it as one C2SP message. Call [`ChunkedWriter::finish`]:
@@ -90,15 +93,18 @@ pub(crate) fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<us
 
 /// Why a message failed after its commitment checked out. Kept by readers so that every
 /// later read fails the same way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyFault {
-    /// Chunk `index` did not authenticate; `at_end` when it was the short block at the end
-    /// of the input (a cut inside a chunk looks like this).
+    /// Chunk `index` did not authenticate; `at_end` when it was the last block of the input.
     ChunkAuth { index: u64, at_end: bool },
-    /// The input ended after `chunks` full chunks, or inside a tag: no valid final chunk.
-    Truncated { chunks: u64 },
+    /// The input ended without a valid final chunk (or, for a Coffer file, without its
+    /// footer): `what` says where.
+    Truncated { what: String },
     /// Chunk `index` is a valid final chunk, but more bytes follow it.
     TrailingData { index: u64 },
+    /// The message ended well but the Coffer footer is wrong, or the last chunk is damaged
+    /// in a file whose footer says it is complete.
+    Corrupt { what: String },
     /// The counter reached 2^38.
     TooLong,
 }
@@ -107,94 +113,125 @@ impl From<BodyFault> for FormatError {
     fn from(fault: BodyFault) -> Self {
         match fault {
             BodyFault::ChunkAuth { index, at_end } => FormatError::ChunkAuth { index, at_end },
-            BodyFault::Truncated { chunks } => FormatError::Truncated(format!(
-                "the message ends after {chunks} full chunk(s) without a valid final chunk"
-            )),
+            BodyFault::Truncated { what } => FormatError::Truncated(what),
             BodyFault::TrailingData { index } => FormatError::TrailingData { index },
+            BodyFault::Corrupt { what } => FormatError::Corrupt(what),
             BodyFault::TooLong => FormatError::TooLong,
         }
     }
 }
 
-/// One sealed block as read from the input.
-pub(crate) struct Block {
-    pub index: u64,
-    /// True when the input ended within or right after this block.
-    pub at_end: bool,
+/// How the end of a body is recognised: bare C2SP (the message ends with the input) or a
+/// Coffer file (a 16-byte footer stating the file length follows the final chunk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Bare C2SP ciphertext.
+    Bare,
+    /// Coffer body and footer; `body_offset` bytes of the file precede the body.
+    Footer { body_offset: u64 },
 }
 
-/// Reads the next sealed block into `buf` (which must hold [`SEALED_CHUNK_SIZE`] bytes) and
-/// returns its length. A block shorter than a full chunk can only come at the end.
-pub(crate) fn next_block(
-    reader: &mut impl Read,
-    buf: &mut [u8],
-    index: u64,
-) -> io::Result<(Block, usize)> {
-    let n = read_full(reader, &mut buf[..SEALED_CHUNK_SIZE])?;
-    Ok((
-        Block {
-            index,
-            at_end: n < SEALED_CHUNK_SIZE,
-        },
-        n,
-    ))
-}
-
-/// Authenticates and decrypts one block into `plain` (at least [`CHUNK_SIZE`] bytes),
-/// leaving `sealed` as it was. Returns the plaintext length and whether it was the final
-/// chunk.
-pub(crate) fn open_block(
+/// Classifies the last block of the input, `tail` (everything from the start of chunk
+/// `index` to the end of the input), after it did not open as a full chunk: a final chunk
+/// (and footer), trailing data, damage or truncation (`spec/format.md` §7). Returns the
+/// final chunk's sealed length when the message ends well.
+pub(crate) fn classify_tail(
     cipher: &ChunkCipher,
-    block: &Block,
-    sealed: &[u8],
-    plain: &mut [u8],
-) -> Result<(usize, bool), BodyFault> {
-    if block.index >= MAX_CHUNKS {
-        return Err(BodyFault::TooLong);
+    index: u64,
+    tail: &[u8],
+    ending: Ending,
+    file_len: u64,
+    scratch: &mut [u8],
+) -> Result<usize, BodyFault> {
+    let trailer = match ending {
+        Ending::Bare => 0,
+        Ending::Footer { .. } => FOOTER_LEN,
+    };
+    let footer = (ending != Ending::Bare && tail.len() >= FOOTER_LEN)
+        .then(|| check_footer(&tail[tail.len() - FOOTER_LEN..], file_len));
+    // The final chunk is everything but the trailer.
+    if let Some(final_len) = tail.len().checked_sub(trailer) {
+        if (TAG_LEN..SEALED_CHUNK_SIZE).contains(&final_len)
+            && cipher
+                .open_into(index, &tail[..final_len], scratch)
+                .is_some()
+        {
+            return match footer {
+                None | Some(FooterState::Complete) => Ok(final_len),
+                Some(FooterState::LengthMismatch { declared }) => Err(BodyFault::Corrupt {
+                    what: format!("the footer declares {declared} bytes, the file has {file_len}"),
+                }),
+                Some(FooterState::Missing) => Err(BodyFault::Corrupt {
+                    what: "the footer is damaged after a valid final chunk".into(),
+                }),
+            };
+        }
     }
-    let len = sealed.len();
-    if block.at_end && len < TAG_LEN {
-        // Either nothing followed the last full chunk or the final chunk lost bytes of its tag.
+    // A valid final chunk followed by something else than exactly its footer: trailing data,
+    // unless what follows is the start of the right footer (the file was cut inside it).
+    if let Some(final_len) = cipher.find_final_chunk(index, tail) {
+        let rest = &tail[final_len..];
+        if let Ending::Footer { .. } = ending {
+            let complete_len = file_len - tail.len() as u64 + (final_len + FOOTER_LEN) as u64;
+            if rest.len() < FOOTER_LEN && encode_footer(complete_len).starts_with(rest) {
+                return Err(BodyFault::Truncated {
+                    what: "the file ends inside its footer".into(),
+                });
+            }
+        }
+        return Err(BodyFault::TrailingData { index });
+    }
+    if tail.len() < trailer + TAG_LEN && footer != Some(FooterState::Complete) {
         return Err(BodyFault::Truncated {
-            chunks: block.index,
+            what: format!(
+                "the input ends {} byte(s) into chunk {index}, before a final chunk and footer fit",
+                tail.len()
+            ),
         });
     }
-    match cipher.open_into(block.index, sealed, plain) {
-        Some(n) => Ok((n, len < SEALED_CHUNK_SIZE)),
-        None => Err(refine_fault(
-            cipher,
-            BodyFault::ChunkAuth {
-                index: block.index,
-                at_end: block.at_end,
-            },
-            sealed,
-        )),
+    match (ending, footer) {
+        (Ending::Bare, _) if tail.len() < TAG_LEN => Err(BodyFault::Truncated {
+            what: format!("the final chunk {index} is shorter than its tag"),
+        }),
+        (Ending::Bare, _) => Err(BodyFault::ChunkAuth { index, at_end: true }),
+        (_, Some(FooterState::Complete)) => Err(BodyFault::Corrupt {
+            what: format!("the final chunk {index} fails authentication although the footer says the file is complete"),
+        }),
+        (_, Some(FooterState::LengthMismatch { declared })) => Err(BodyFault::Corrupt {
+            what: format!("the footer declares {declared} bytes, the file has {file_len}"),
+        }),
+        _ => Err(BodyFault::Truncated {
+            what: format!("the file ends inside chunk {index} and has no footer"),
+        }),
     }
 }
 
-/// Decrypts a C2SP message from a reader, one chunk at a time. Plaintext is released only
+/// Decrypts a C2SP body from a `BufRead`, one chunk at a time. Plaintext is released only
 /// chunk by chunk after each chunk authenticates; a failed message keeps failing.
-pub struct ChunkedReader<R: Read> {
+pub struct ChunkedReader<R: BufRead> {
     inner: R,
     cipher: ChunkCipher,
-    sealed: Vec<u8>,
+    ending: Ending,
+    stage: Vec<u8>,
     plain: Zeroizing<Vec<u8>>,
     start: usize,
     end: usize,
     index: u64,
+    consumed: u64,
     state: ReadState,
     io_error: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum ReadState {
     Reading,
     Done,
     Failed(BodyFault),
 }
 
-impl<R: Read> ChunkedReader<R> {
-    /// Reads and checks `salt || commitment`, then reads chunks on demand.
+impl<R: BufRead> ChunkedReader<R> {
+    /// Reads and checks `salt || commitment` of a bare C2SP ciphertext, then reads chunks on
+    /// demand.
     pub fn new(
         mut inner: R,
         input_key: &[u8; KEY_LEN],
@@ -213,33 +250,39 @@ impl<R: Read> ChunkedReader<R> {
         if !commitment_matches(&keys, &prefix[SALT_LEN..]) {
             return Err(FormatError::Commitment);
         }
-        Ok(Self::after_prefix(inner, ChunkCipher::new(&keys)?))
+        Ok(Self::after_prefix(
+            inner,
+            ChunkCipher::new(&keys)?,
+            Ending::Bare,
+        ))
     }
 
     /// A reader positioned after a prefix the caller has already checked.
-    pub(crate) fn after_prefix(inner: R, cipher: ChunkCipher) -> Self {
+    pub(crate) fn after_prefix(inner: R, cipher: ChunkCipher, ending: Ending) -> Self {
         ChunkedReader {
             inner,
             cipher,
-            sealed: vec![0u8; SEALED_CHUNK_SIZE],
+            ending,
+            stage: vec![0u8; SEALED_CHUNK_SIZE + FOOTER_LEN],
             plain: Zeroizing::new(vec![0u8; CHUNK_SIZE]),
             start: 0,
             end: 0,
             index: 0,
+            consumed: 0,
             state: ReadState::Reading,
             io_error: false,
         }
     }
 
     /// The failure this reader has stopped on, if any.
-    pub fn fault(&self) -> Option<BodyFault> {
-        match self.state {
+    pub fn fault(&self) -> Option<&BodyFault> {
+        match &self.state {
             ReadState::Failed(f) => Some(f),
             _ => None,
         }
     }
 
-    /// True once the final chunk has authenticated.
+    /// True once the final chunk (and footer) checked out.
     pub fn is_done(&self) -> bool {
         self.state == ReadState::Done
     }
@@ -249,50 +292,167 @@ impl<R: Read> ChunkedReader<R> {
         self.io_error
     }
 
-    /// The wrapped reader (for the footer held back by the Coffer layer).
-    pub fn get_ref(&self) -> &R {
-        &self.inner
+    /// Bytes of body (and footer) read so far.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
     }
 
-    fn fill(&mut self) -> Result<(), FormatError> {
-        let (block, n) = match next_block(&mut self.inner, &mut self.sealed, self.index) {
-            Ok(read) => read,
-            Err(e) => {
-                self.io_error = true;
-                return Err(FormatError::Io(e));
-            }
+    fn io(&mut self, e: io::Error) -> FormatError {
+        self.io_error = true;
+        FormatError::Io(e)
+    }
+
+    /// Decrypts the next chunk into `dest` (the caller's buffer, at least a chunk long) and
+    /// returns the length written there; without `dest`, or for the final chunk, the
+    /// plaintext goes to the internal buffer (`start..end`) and 0 is returned.
+    fn step(&mut self, dest: Option<&mut [u8]>) -> Result<usize, FormatError> {
+        let index = self.index;
+        if index >= MAX_CHUNKS {
+            return Err(self.fail(BodyFault::TooLong));
+        }
+        let avail = match self.inner.fill_buf() {
+            Ok(a) => a,
+            Err(e) => return Err(self.io(e)),
         };
-        match open_block(&self.cipher, &block, &self.sealed[..n], &mut self.plain) {
-            Ok((plain, is_final)) => {
-                self.start = 0;
-                self.end = plain;
+        let internal = dest.is_none();
+        let out = match dest {
+            Some(d) => d,
+            None => &mut self.plain[..],
+        };
+        // Fast path: a whole chunk in the reader's buffer is decrypted where it lies.
+        if avail.len() >= SEALED_CHUNK_SIZE {
+            if let Some(n) = self
+                .cipher
+                .open_into(index, &avail[..SEALED_CHUNK_SIZE], out)
+            {
+                self.inner.consume(SEALED_CHUNK_SIZE);
+                self.consumed += SEALED_CHUNK_SIZE as u64;
                 self.index += 1;
-                if is_final {
-                    self.state = ReadState::Done;
-                }
-                Ok(())
+                return Ok(self.landed(n, internal));
             }
-            Err(fault) => {
-                self.state = ReadState::Failed(fault);
-                Err(fault.into())
+            self.stage[..SEALED_CHUNK_SIZE].copy_from_slice(&avail[..SEALED_CHUNK_SIZE]);
+            self.inner.consume(SEALED_CHUNK_SIZE);
+            self.consumed += SEALED_CHUNK_SIZE as u64;
+            return self.at_failure(SEALED_CHUNK_SIZE);
+        }
+        // Slow path: assemble the block in the stage.
+        let mut staged = 0;
+        while staged < SEALED_CHUNK_SIZE {
+            let avail = match self.inner.fill_buf() {
+                Ok(a) => a,
+                Err(e) => return Err(self.io(e)),
+            };
+            if avail.is_empty() {
+                break;
             }
+            let take = avail.len().min(SEALED_CHUNK_SIZE - staged);
+            self.stage[staged..staged + take].copy_from_slice(&avail[..take]);
+            self.inner.consume(take);
+            staged += take;
+        }
+        self.consumed += staged as u64;
+        if staged == SEALED_CHUNK_SIZE {
+            if let Some(n) = self
+                .cipher
+                .open_into(index, &self.stage[..SEALED_CHUNK_SIZE], out)
+            {
+                self.index += 1;
+                return Ok(self.landed(n, internal));
+            }
+            return self.at_failure(SEALED_CHUNK_SIZE);
+        }
+        // The input ended inside this block: it is the tail of the message.
+        self.finish_tail(staged)
+    }
+
+    /// A full-size block did not open as a full chunk. If the input ends within a footer's
+    /// length after it, it is the tail (a long final chunk and its footer); otherwise it is
+    /// damage in the middle, or a final chunk followed by extra bytes.
+    fn at_failure(&mut self, staged: usize) -> Result<usize, FormatError> {
+        let trailer = if self.ending == Ending::Bare {
+            0
+        } else {
+            FOOTER_LEN
+        };
+        let mut staged = staged;
+        let limit = SEALED_CHUNK_SIZE + trailer;
+        while staged <= limit {
+            let avail = match self.inner.fill_buf() {
+                Ok(a) => a,
+                Err(e) => return Err(self.io(e)),
+            };
+            if avail.is_empty() {
+                self.consumed += (staged - SEALED_CHUNK_SIZE) as u64;
+                return self.finish_tail(staged);
+            }
+            if staged == limit {
+                break;
+            }
+            let take = avail.len().min(limit - staged);
+            self.stage[staged..staged + take].copy_from_slice(&avail[..take]);
+            self.inner.consume(take);
+            staged += take;
+        }
+        // More input follows: not the tail.
+        let fault = match self
+            .cipher
+            .find_final_chunk(self.index, &self.stage[..SEALED_CHUNK_SIZE])
+        {
+            Some(_) => BodyFault::TrailingData { index: self.index },
+            None => BodyFault::ChunkAuth {
+                index: self.index,
+                at_end: false,
+            },
+        };
+        Err(self.fail(fault))
+    }
+
+    /// The last `staged` bytes of the input are in the stage: the final chunk (and footer).
+    fn finish_tail(&mut self, staged: usize) -> Result<usize, FormatError> {
+        let file_len = match self.ending {
+            Ending::Bare => 0,
+            Ending::Footer { body_offset } => body_offset + self.consumed,
+        };
+        let mut plain = std::mem::take(&mut self.plain);
+        let result = classify_tail(
+            &self.cipher,
+            self.index,
+            &self.stage[..staged],
+            self.ending,
+            file_len,
+            &mut plain,
+        );
+        self.plain = plain;
+        match result {
+            Ok(final_len) => {
+                self.index += 1;
+                self.state = ReadState::Done;
+                self.start = 0;
+                self.end = final_len - TAG_LEN;
+                Ok(0)
+            }
+            Err(fault) => Err(self.fail(fault)),
         }
     }
-}
 
-/// A chunk that fails may be a valid final chunk followed by extra bytes: look for one in
-/// the failed block's ciphertext.
-pub(crate) fn refine_fault(cipher: &ChunkCipher, fault: BodyFault, original: &[u8]) -> BodyFault {
-    match fault {
-        BodyFault::ChunkAuth { index, .. } => match cipher.find_final_chunk(index, original) {
-            Some(_) => BodyFault::TrailingData { index },
-            None => fault,
-        },
-        other => other,
+    /// Where `n` decrypted bytes went: the caller's buffer, or the internal one.
+    fn landed(&mut self, n: usize, internal: bool) -> usize {
+        if internal {
+            self.start = 0;
+            self.end = n;
+            0
+        } else {
+            n
+        }
+    }
+
+    fn fail(&mut self, fault: BodyFault) -> FormatError {
+        self.state = ReadState::Failed(fault.clone());
+        fault.into()
     }
 }
 
-impl<R: Read> Read for ChunkedReader<R> {
+impl<R: BufRead> Read for ChunkedReader<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
             if self.start < self.end {
@@ -301,13 +461,19 @@ impl<R: Read> Read for ChunkedReader<R> {
                 self.start += n;
                 return Ok(n);
             }
-            match self.state {
+            match &self.state {
                 ReadState::Done => return Ok(0),
-                ReadState::Failed(fault) => return Err(FormatError::from(fault).into_io()),
-                ReadState::Reading => self.fill().map_err(FormatError::into_io)?,
+                ReadState::Failed(fault) => return Err(FormatError::from(fault.clone()).into_io()),
+                ReadState::Reading => {}
             }
             if out.is_empty() {
                 return Ok(0);
+            }
+            // Large reads get chunks decrypted straight into the caller's buffer.
+            let dest = (out.len() >= CHUNK_SIZE).then_some(&mut *out);
+            let n = self.step(dest).map_err(FormatError::into_io)?;
+            if n > 0 {
+                return Ok(n);
             }
         }
     }
