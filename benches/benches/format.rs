@@ -7,7 +7,7 @@
 
 use aws_lc_rs::aead as aws;
 use coffer::format::header::tag;
-use coffer::format::parallel::decrypt_parallel;
+use coffer::format::parallel::{decrypt_parallel, decrypt_parallel_at, Discard, Parallelism};
 use coffer::format::{self, Compression, Header, MetaValue, WriteOptions};
 use coffer::key::RootKey;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
@@ -185,8 +185,23 @@ fn in_memory(c: &mut Criterion, size: usize, label: &str) {
     group.bench_function("decrypt_sequential", |b| {
         b.iter(|| format::decrypt(&file[..], &root, &mut io::sink()).unwrap())
     });
-    group.bench_function("decrypt_parallel", |b| {
-        b.iter(|| decrypt_parallel(&file[..], &root, &mut io::sink(), 0, &|_| {}).unwrap())
+    group.bench_function("decrypt_parallel_ordered_to_sink", |b| {
+        b.iter(|| {
+            decrypt_parallel(
+                &file[..],
+                &root,
+                &mut io::sink(),
+                Parallelism::threads(0),
+                &|_| {},
+            )
+            .unwrap()
+        })
+    });
+    group.bench_function("decrypt_parallel_positional_verify", |b| {
+        b.iter(|| {
+            decrypt_parallel_at(&file[..], &root, &Discard, Parallelism::threads(0), &|_| {})
+                .unwrap()
+        })
     });
     group.bench_function("encrypt_zstd3", |b| {
         let mut out = Vec::with_capacity(file.len());
@@ -252,16 +267,10 @@ fn one_gib(c: &mut Criterion) {
             format::decrypt(input, &root, &mut io::sink()).unwrap()
         })
     });
-    group.bench_function("decrypt_parallel_from_file", |b| {
+    group.bench_function("decrypt_parallel_positional_from_file_verify", |b| {
         b.iter(|| {
-            decrypt_parallel(
-                std::fs::File::open(&path).unwrap(),
-                &root,
-                &mut io::sink(),
-                0,
-                &|_| {},
-            )
-            .unwrap()
+            let input = std::fs::File::open(&path).unwrap();
+            decrypt_parallel_at(input, &root, &Discard, Parallelism::threads(0), &|_| {}).unwrap()
         })
     });
     group.bench_function("encrypt_sequential_to_sink", |b| {

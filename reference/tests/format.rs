@@ -3,7 +3,7 @@
 
 use coffer::format::cobblestone::{derive, CHUNK_SIZE, PREFIX_LEN, SALT_LEN, SEALED_CHUNK_SIZE};
 use coffer::format::header::{self, encode_footer, header_check, key_id, tag, INFO_FILE_KEY};
-use coffer::format::parallel::decrypt_parallel;
+use coffer::format::parallel::{decrypt_parallel, decrypt_parallel_at, Parallelism, WriteAt};
 use coffer::format::stream::ChunkedWriter;
 use coffer::format::{
     self, Compression, FormatError, Header, MetaValue, RandomAccess, ReadAt, WriteOptions,
@@ -12,6 +12,7 @@ use coffer::key::RootKey;
 use coffer::{Classify, ErrorClass};
 use proptest::prelude::*;
 use std::io::{Read, Write};
+use std::sync::Mutex;
 
 fn root() -> RootKey {
     RootKey::from_bytes([7u8; 32])
@@ -59,17 +60,55 @@ impl ReadAt for Positional<'_> {
     }
 }
 
-/// Parallel decryption, from a slice (in place) and from a positional reader; both must agree.
+/// A positional output in memory.
+struct MemOut(Mutex<Vec<u8>>);
+
+impl WriteAt for MemOut {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        let mut v = self.0.lock().unwrap();
+        let end = offset as usize + buf.len();
+        if v.len() < end {
+            v.resize(end, 0);
+        }
+        v[offset as usize..end].copy_from_slice(buf);
+        Ok(())
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.lock().unwrap().resize(len as usize, 0);
+        Ok(())
+    }
+}
+
+/// Parallel decryption every way: ordered output and positional output, from a slice (in
+/// place) and from a positional reader, with workers even for tiny files. All must agree.
 fn parallel(file: &[u8], key: &RootKey, threads: usize) -> (Vec<u8>, Result<(), FormatError>) {
+    let how = Parallelism {
+        threads,
+        min_chunks: 0,
+    };
+    let class = |r: &Result<(), FormatError>| r.as_ref().map_err(|e| e.class()).err();
     let mut out = Vec::new();
-    let result = decrypt_parallel(file, key, &mut out, threads, &|_| {}).map(|_| ());
+    let result = decrypt_parallel(file, key, &mut out, how, &|_| {}).map(|_| ());
     let mut out2 = Vec::new();
-    let result2 = decrypt_parallel(Positional(file), key, &mut out2, threads, &|_| {}).map(|_| ());
+    let result2 = decrypt_parallel(Positional(file), key, &mut out2, how, &|_| {}).map(|_| ());
     assert_eq!(out, out2);
+    assert_eq!(class(&result), class(&result2));
+    let positional = MemOut(Mutex::new(Vec::new()));
+    let result3 = decrypt_parallel_at(file, key, &positional, how, &|_| {}).map(|_| ());
     assert_eq!(
-        result.as_ref().map_err(|e| e.class()),
-        result2.as_ref().map_err(|e| e.class())
+        out,
+        *positional.0.lock().unwrap(),
+        "positional output, slice input"
     );
+    assert_eq!(class(&result), class(&result3));
+    let positional = MemOut(Mutex::new(Vec::new()));
+    let result4 = decrypt_parallel_at(Positional(file), key, &positional, how, &|_| {}).map(|_| ());
+    assert_eq!(
+        out,
+        *positional.0.lock().unwrap(),
+        "positional output, positional input"
+    );
+    assert_eq!(class(&result), class(&result4));
     (out, result)
 }
 

@@ -7,7 +7,7 @@
 
 use coffer::format::cobblestone::{derive, SALT_LEN};
 use coffer::format::header::{header_check, inspect, key_id, MAGIC, INFO_FILE_KEY};
-use coffer::format::parallel::decrypt_parallel;
+use coffer::format::parallel::{decrypt_parallel, Parallelism};
 use coffer::format::{self, RandomAccess};
 use coffer::key::RootKey;
 use libfuzzer_sys::fuzz_target;
@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     let sequential = format::decrypt(&file[..], &root, &mut out);
     let mut par_out = Vec::new();
-    let parallel = decrypt_parallel(&file[..], &root, &mut par_out, 2, &|_| {});
+    let parallel = decrypt_parallel(&file[..], &root, &mut par_out, Parallelism { threads: 2, min_chunks: 0 }, &|_| {});
     assert_eq!(sequential.is_ok(), parallel.is_ok());
     assert_eq!(out, par_out);
     if let Ok(mut access) = RandomAccess::open(&file[..], &root) {

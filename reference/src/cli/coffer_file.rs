@@ -5,7 +5,7 @@ use super::failure::{CliResult, Failure};
 use super::output::{flush, progress_bar, AtomicOutput};
 use super::{CompressArg, DecryptArgs, EncryptArgs, Report};
 use coffer::format::header::{self as fheader, tag, FOOTER_LEN};
-use coffer::format::parallel::decrypt_parallel;
+use coffer::format::parallel::{decrypt_parallel_at, Discard, Parallelism, WriteAt};
 use coffer::format::{
     self, Compression, Content, FileSummary, Header, MetaValue, RandomAccess, WriteOptions,
 };
@@ -151,26 +151,18 @@ pub fn encrypt(args: &EncryptArgs, root: &RootKey) -> CliResult<Report> {
     })
 }
 
-/// Streaming on this thread (`threads == 1`) or on all cores; progress on `bar`.
-fn decrypt_file<W: Write>(
+/// Streaming on this thread (`threads == 1`) or on all cores, into a file or nowhere;
+/// progress on `bar`.
+fn decrypt_file<O: WriteAt + Sync>(
     file: std::fs::File,
     root: &RootKey,
-    out: &mut W,
+    out: &O,
     threads: usize,
     bar: &ProgressBar,
 ) -> Result<(Header, FileSummary), format::FormatError> {
-    if threads == 1 {
-        let input = io::BufReader::with_capacity(
-            format::READ_BUFFER,
-            Progress {
-                inner: file,
-                bar: bar.clone(),
-            },
-        );
-        format::decrypt(input, root, out)
-    } else {
-        decrypt_parallel(&file, root, out, threads, &|n| bar.set_position(n))
-    }
+    decrypt_parallel_at(&file, root, out, Parallelism::threads(threads), &|n| {
+        bar.set_position(n)
+    })
 }
 
 /// Parses `START:END` (END exclusive; either side may be empty: `:100`, `100:`).
@@ -215,10 +207,8 @@ pub fn decrypt(args: &DecryptArgs, root: &RootKey) -> CliResult<Report> {
     let (input, size) = open_input(&args.input)?;
     let target = AtomicOutput::create(&args.output, args.force)?;
     let bar = progress_bar(size, "decrypting");
-    let mut out = target.writer();
-    let (header, summary) = decrypt_file(input, root, &mut out, args.threads, &bar)
+    let (header, summary) = decrypt_file(input, root, target.file(), args.threads, &bar)
         .map_err(lib_err("decrypt", &args.input))?;
-    flush(out, &args.output)?;
     bar.finish_and_clear();
     target.commit()?;
     Ok(report("decrypt", args, &header, &summary, None))
@@ -305,8 +295,8 @@ fn report(
 pub fn verify(path: &Path, root: &RootKey, threads: usize) -> CliResult<Report> {
     let (input, size) = open_input(path)?;
     let bar = progress_bar(size, "verifying");
-    let (header, summary) = decrypt_file(input, root, &mut io::sink(), threads, &bar)
-        .map_err(lib_err("verify", path))?;
+    let (header, summary) =
+        decrypt_file(input, root, &Discard, threads, &bar).map_err(lib_err("verify", path))?;
     bar.finish_and_clear();
     Ok(Report {
         text: format!(

@@ -53,6 +53,11 @@ impl AtomicOutput {
         })
     }
 
+    /// The temporary file itself (for positional writes).
+    pub fn file(&self) -> &File {
+        self.temp.as_file()
+    }
+
     /// A buffered writer to the temporary file.
     pub fn writer(&self) -> BufWriter<&File> {
         BufWriter::with_capacity(1 << 20, self.temp.as_file())

@@ -15,9 +15,40 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
-/// Chunks per batch (256 KiB of plaintext: fits a core's L2 cache, and small files still
-/// spread over the workers).
-pub const BATCH_CHUNKS: u64 = 16;
+/// Files of fewer chunks (4 MiB) are decrypted on one thread: starting workers would cost
+/// more than it saves.
+pub const PARALLEL_MIN_CHUNKS: u64 = 256;
+
+/// How to run a parallel decryption.
+#[derive(Debug, Clone, Copy)]
+pub struct Parallelism {
+    /// Worker threads; 0 = one per core.
+    pub threads: usize,
+    /// Smaller files take the streaming path.
+    pub min_chunks: u64,
+}
+
+impl Parallelism {
+    /// `threads` workers (0 = one per core) for files of at least [`PARALLEL_MIN_CHUNKS`].
+    pub fn threads(threads: usize) -> Self {
+        Parallelism {
+            threads,
+            min_chunks: PARALLEL_MIN_CHUNKS,
+        }
+    }
+
+    fn workers(&self) -> usize {
+        if self.threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            self.threads
+        }
+    }
+}
+
+/// Chunks per batch (1 MiB of plaintext): large enough that handing a batch between
+/// threads costs little, small enough to stay in a core's L2 cache.
+pub const BATCH_CHUNKS: u64 = 64;
 
 /// Buffers a worker needs for one batch: ciphertext (unused for slices) and plaintext.
 type Buffers = (Vec<u8>, Vec<u8>);
@@ -121,27 +152,25 @@ fn decrypt_batch<F: ReadAt + ?Sized>(
     })
 }
 
-/// Decrypts a Coffer file using `threads` worker threads (0 = one per core). Files the
-/// streaming reader must look at closely (no valid footer) and compressed files (zstd
-/// decompresses on one thread) take the streaming path. `progress` is called with the
-/// plaintext bytes written so far.
+/// Decrypts a Coffer file using `threads` worker threads (0 = one per core) into any
+/// `Write`, in order (the calling thread writes). Files the streaming reader must look at
+/// closely (no valid footer), compressed files (zstd decompresses on one thread) and small
+/// files take the streaming path. `progress` is called with the plaintext bytes written so
+/// far. With a file or nothing as output, [`decrypt_parallel_at`] is faster: no thread waits.
 pub fn decrypt_parallel<F: ReadAt + Sync, W: Write>(
     input: F,
     root: &RootKey,
     output: &mut W,
-    threads: usize,
+    parallelism: Parallelism,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(Header, FileSummary), FormatError> {
-    let threads = if threads == 0 {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
-    } else {
-        threads
-    };
+    let threads = parallelism.workers();
     let opened = read_preamble(&mut Cursor::new(&input, 0), root)?;
     let plan = match opened.header.compression {
         Compression::None => layout(&input, opened.body_offset)?,
         Compression::Zstd => None,
     };
+    let plan = plan.filter(|l| threads > 1 && l.chunks() >= parallelism.min_chunks);
     let Some(layout) = plan else {
         return streaming(&input, opened, output);
     };
@@ -290,4 +319,161 @@ fn streaming<F: ReadAt + ?Sized, W: Write>(
     let offset = opened.body_offset;
     let body = BufReader::with_capacity(super::file::READ_BUFFER, Cursor::new(input, offset));
     drain_into(resume(body, opened)?, output)
+}
+
+/// Positional writes, as files offer them; the parallel decryptor writes each batch at its
+/// own offset, so no thread waits for another.
+pub trait WriteAt {
+    /// Writes all of `buf` at `offset`.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()>;
+    /// Cuts or extends the output to `len` bytes.
+    fn set_len(&self, len: u64) -> std::io::Result<()>;
+}
+
+impl WriteAt for std::fs::File {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(self, buf, offset)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        std::fs::File::set_len(self, len)
+    }
+}
+
+/// An output that keeps nothing: authenticate a file without writing plaintext.
+pub struct Discard;
+
+impl WriteAt for Discard {
+    fn write_all_at(&self, _: &[u8], _: u64) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn set_len(&self, _: u64) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A sequential `Write` over a `WriteAt` (for the streaming fallback), reporting progress.
+struct WriteCursor<'a, O: ?Sized> {
+    output: &'a O,
+    offset: u64,
+    progress: &'a (dyn Fn(u64) + Sync),
+}
+
+impl<O: WriteAt + ?Sized> Write for WriteCursor<'_, O> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.output.write_all_at(buf, self.offset)?;
+        self.offset += buf.len() as u64;
+        (self.progress)(self.offset);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Decrypts a Coffer file on worker threads, each reading its
+/// own batches and writing the plaintext at its offset in `output` (a file, or [`Discard`]
+/// to verify). On failure `output` is cut to the valid prefix the streaming reader would
+/// have released, and the streaming reader names the class. Compressed files, files without
+/// a valid footer and small files take the streaming path.
+pub fn decrypt_parallel_at<F: ReadAt + Sync, O: WriteAt + Sync>(
+    input: F,
+    root: &RootKey,
+    output: &O,
+    parallelism: Parallelism,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(Header, FileSummary), FormatError> {
+    let threads = parallelism.workers();
+    let opened = read_preamble(&mut Cursor::new(&input, 0), root)?;
+    let plan = match opened.header.compression {
+        Compression::None => layout(&input, opened.body_offset)?,
+        Compression::Zstd => None,
+    };
+    let plan = plan.filter(|l| threads > 1 && l.chunks() >= parallelism.min_chunks);
+    let Some(layout) = plan else {
+        let mut cursor = WriteCursor {
+            output,
+            offset: 0,
+            progress,
+        };
+        let result = streaming(&input, opened, &mut cursor);
+        output.set_len(cursor.offset).map_err(FormatError::Io)?;
+        return result;
+    };
+    let header = opened.header.clone();
+    let batches = layout.chunks().div_ceil(BATCH_CHUNKS);
+    let next = AtomicU64::new(0);
+    let first_failure = AtomicU64::new(u64::MAX);
+    let done = AtomicU64::new(0);
+    let mut ciphers = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        ciphers.push(opened.cipher.try_clone()?);
+    }
+    let results: Vec<Result<(), FormatError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ciphers
+            .into_iter()
+            .map(|cipher| {
+                let (input, next, first_failure, done) = (&input, &next, &first_failure, &done);
+                scope.spawn(move || -> Result<(), FormatError> {
+                    let mut buffers = (Vec::new(), vec![0u8; BATCH_CHUNKS as usize * CHUNK_SIZE]);
+                    loop {
+                        let seq = next.fetch_add(1, Ordering::Relaxed);
+                        // Batches after a failure are not needed: the output stops before it.
+                        if seq >= batches
+                            || seq * BATCH_CHUNKS > first_failure.load(Ordering::Relaxed)
+                        {
+                            return Ok(());
+                        }
+                        let batch = decrypt_batch(input, &cipher, layout, seq, buffers)?;
+                        let offset = seq * BATCH_CHUNKS * CHUNK_SIZE as u64;
+                        output
+                            .write_all_at(&batch.buffers.1[..batch.plain_len], offset)
+                            .map_err(FormatError::Io)?;
+                        if let Some(index) = batch.failed_at {
+                            first_failure.fetch_min(index, Ordering::Relaxed);
+                        }
+                        progress(
+                            done.fetch_add(batch.plain_len as u64, Ordering::Relaxed)
+                                + batch.plain_len as u64,
+                        );
+                        buffers = batch.buffers;
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(FormatError::Crypto("a decryption thread panicked".into()))
+                })
+            })
+            .collect()
+    });
+    for result in results {
+        result?;
+    }
+    let failed = first_failure.load(Ordering::Relaxed);
+    if failed != u64::MAX {
+        // Keep exactly the chunks before the failed one, as the streaming reader would.
+        output
+            .set_len(failed * CHUNK_SIZE as u64)
+            .map_err(FormatError::Io)?;
+        let again = read_preamble(&mut Cursor::new(&input, 0), root)?;
+        return match streaming(&input, again, &mut std::io::sink()) {
+            Err(e) => Err(e),
+            Ok(_) => Err(FormatError::Crypto(
+                "a chunk failed in parallel but not when streamed".into(),
+            )),
+        };
+    }
+    let plaintext_len = layout.full * CHUNK_SIZE as u64 + (layout.final_sealed - TAG_LEN) as u64;
+    output.set_len(plaintext_len).map_err(FormatError::Io)?;
+    let file_len = input.size().map_err(FormatError::Io)?;
+    Ok((
+        header,
+        FileSummary {
+            plaintext_len,
+            file_len,
+        },
+    ))
 }
