@@ -32,3 +32,8 @@ for group in groups:
     print("|---|---:|---:|")
     for name, rate in sorted(rows.items(), key=lambda kv: -kv[1]):
         print(f"| {name} | {rate / 2**20:,.0f} | {rate / base:.2f} |")
+
+ratios = root / "compression-ratios.md"
+if ratios.exists():
+    print("\n### Compressed sizes (written by the compression bench)\n")
+    print(ratios.read_text())

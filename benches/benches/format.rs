@@ -221,6 +221,30 @@ fn in_memory(c: &mut Criterion, size: usize, label: &str) {
     group.bench_function("decrypt_zstd3", |b| {
         b.iter(|| format::decrypt(&zstd[..], &root, &mut io::sink()).unwrap())
     });
+    group.bench_function("ceiling_aws_lc_rs_open_chunks_out_of_place", |b| {
+        // The primitive under the readers: open each 16400-byte chunk of the body into a
+        // small reused buffer (no reading, no framing).
+        let key =
+            aws::LessSafeKey::new(aws::UnboundKey::new(&aws::AES_256_GCM, &[3u8; 32]).unwrap());
+        let mut sealed = plain.clone();
+        let mut tags = Vec::new();
+        for (i, chunk) in sealed.chunks_mut(16384).enumerate() {
+            let nonce = aws::Nonce::assume_unique_for_key(nonce_of(i));
+            tags.push(
+                key.seal_in_place_separate_tag(nonce, aws::Aad::empty(), chunk)
+                    .unwrap(),
+            );
+        }
+        let mut out = vec![0u8; 8 * 16384];
+        b.iter(|| {
+            for (i, (chunk, tag)) in sealed.chunks(16384).zip(&tags).enumerate() {
+                let nonce = aws::Nonce::assume_unique_for_key(nonce_of(i));
+                let dst = &mut out[(i % 8) * 16384..(i % 8) * 16384 + chunk.len()];
+                key.open_separate_gather(nonce, aws::Aad::empty(), chunk, tag.as_ref(), dst)
+                    .unwrap();
+            }
+        })
+    });
     group.bench_function("ceiling_zstd3_decompress", |b| {
         let compressed = zstd::bulk::compress(&plain, 3).unwrap();
         b.iter(|| black_box(zstd::bulk::decompress(&compressed, size).unwrap().len()))

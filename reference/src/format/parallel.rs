@@ -317,6 +317,14 @@ fn streaming<F: ReadAt + ?Sized, W: Write>(
     output: &mut W,
 ) -> Result<(Header, FileSummary), FormatError> {
     let offset = opened.body_offset;
+    if let Some(all) = input.as_slice() {
+        // In memory: the streaming reader decrypts straight from the slice.
+        let body = usize::try_from(offset)
+            .ok()
+            .and_then(|o| all.get(o..))
+            .unwrap_or_default();
+        return drain_into(resume(body, opened)?, output);
+    }
     let body = BufReader::with_capacity(super::file::READ_BUFFER, Cursor::new(input, offset));
     drain_into(resume(body, opened)?, output)
 }
