@@ -8,7 +8,7 @@ import json
 import pathlib
 import sys
 
-BASELINES = ["ceiling_aes256gcm_aws_lc_rs_full_plaintext", "ceiling_aes256gcm_openssl_full_plaintext"]
+BASELINES = ["ceiling_aes256gcm_aws_lc_rs_full_plaintext", "ceiling_aes256gcm_openssl_full_plaintext", "ceiling_memcpy"]
 root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "target/criterion")
 groups = sorted(p for p in root.iterdir() if p.is_dir() and p.name != "report")
 if not groups:

@@ -417,8 +417,9 @@ pub(crate) fn drain_into<R: BufRead, W: Write>(
 /// A good `BufReader` capacity for a Coffer input: 16 chunks.
 pub const READ_BUFFER: usize = 16 * super::cobblestone::SEALED_CHUNK_SIZE;
 
-/// Size of the buffer plaintext is decrypted into when copying (8 chunks).
-const COPY_BUFFER: usize = 8 * super::cobblestone::CHUNK_SIZE;
+/// Size of the buffer plaintext is decrypted into when copying: 4 chunks, below the
+/// allocator's mmap threshold, so small files do not pay for fresh pages.
+const COPY_BUFFER: usize = 4 * super::cobblestone::CHUNK_SIZE;
 
 /// Decrypts a whole Coffer file from `input` to `output`, streaming. The output holds only
 /// authenticated chunks, but on error it may hold a valid prefix: discard it.
