@@ -612,3 +612,32 @@ fn verify_authenticates_crypt15_too() {
     assert_eq!(report["authenticated"], true);
     assert_eq!(report["format"], "crypt15");
 }
+
+#[test]
+fn info_shows_a_damaged_header_instead_of_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    std::fs::write(&db, b"some bytes").unwrap();
+    let file = dir.path().join("b.coffer");
+    coffer_ok(&[
+        "encrypt",
+        "--format",
+        "coffer",
+        "--key",
+        COFFER_KEY,
+        s(&db),
+        "-o",
+        s(&file),
+    ]);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[9] ^= 0x40; // the suite byte
+    std::fs::write(&file, &bytes).unwrap();
+    let info = json(&coffer_ok(&["--json", "info", s(&file)]));
+    assert_eq!(info["header_check"], false);
+    let out = coffer(&["verify", "--key", COFFER_KEY, s(&file)]);
+    assert_eq!(
+        out.status.code(),
+        Some(11),
+        "damage is corrupt, not unsupported"
+    );
+}

@@ -637,3 +637,106 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn bytes_after_the_zstd_frame_or_a_skippable_frame_are_corrupt() {
+    let frame = zstd::bulk::compress(b"hello", 3).unwrap();
+    let good = craft(context(1, 1, 0, &[]), &frame);
+    assert_eq!(open_class(&good), Ok(b"hello".to_vec()));
+    let junk = craft(
+        context(1, 1, 0, &[]),
+        &[frame.clone(), b"junk".to_vec()].concat(),
+    );
+    assert_eq!(open_class(&junk).err(), Some(ErrorClass::Corrupt));
+    let two = craft(
+        context(1, 1, 0, &[]),
+        &[frame.clone(), frame.clone()].concat(),
+    );
+    assert_eq!(open_class(&two).err(), Some(ErrorClass::Corrupt));
+    // A skippable frame first: the real frame would follow it, which is not allowed.
+    let skippable = [&[0x50, 0x2a, 0x4d, 0x18, 0, 0, 0, 0][..], &frame].concat();
+    let skip = craft(context(1, 1, 0, &[]), &skippable);
+    assert_eq!(open_class(&skip).err(), Some(ErrorClass::Corrupt));
+    let empty = craft(context(1, 1, 0, &[]), b"");
+    assert_eq!(open_class(&empty).err(), Some(ErrorClass::Corrupt));
+}
+
+#[test]
+fn a_short_tail_with_a_footer_for_another_length_is_corrupt() {
+    let s = Sample::new();
+    let mut f = s.file[..s.chunk(5) + 4].to_vec();
+    f.extend_from_slice(&encode_footer(12345));
+    assert_eq!(class_of(&f, &s.plain), ErrorClass::Corrupt);
+    // The same tail with no footer at all is a cut file.
+    let cut = &s.file[..s.chunk(5) + 20];
+    assert_eq!(class_of(cut, &s.plain), ErrorClass::Truncated);
+}
+
+/// A sink that fails once, then accepts everything.
+struct FlakySink {
+    calls: usize,
+    data: Vec<u8>,
+}
+
+impl Write for FlakySink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.calls += 1;
+        if self.calls == 3 {
+            return Err(std::io::Error::other("disk full"));
+        }
+        self.data.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn an_encryptor_that_failed_once_refuses_to_go_on() {
+    let sink = FlakySink {
+        calls: 0,
+        data: Vec::new(),
+    };
+    let key = [1u8; 32];
+    let mut writer = ChunkedWriter::new(sink, &key, &[2u8; SALT_LEN], b"").unwrap();
+    let chunk = vec![7u8; CHUNK_SIZE];
+    // Salt and commitment were calls 1 and 2; the first chunk's write fails.
+    assert!(writer.write(&chunk).is_err());
+    // Sealing that chunk again would reuse its nonce: everything now fails.
+    assert!(writer.write(&chunk).is_err());
+    assert!(writer.write(b"x").is_err());
+    assert!(writer.finish().is_err());
+}
+
+#[test]
+fn writers_refuse_headers_their_readers_would_refuse() {
+    let bad = [
+        (tag::CREATED, MetaValue::Text("yesterday".into())),
+        (tag::CONTENT, MetaValue::U64(9)),
+        (0x90, MetaValue::U64(1)),
+    ];
+    for entry in bad {
+        let header = Header::new(Compression::None, vec![entry.clone()]);
+        assert!(
+            format::Writer::new(Vec::new(), &root(), header, &WriteOptions::default()).is_err(),
+            "{entry:?}"
+        );
+    }
+    let level = WriteOptions {
+        zstd_level: 30,
+        ..WriteOptions::default()
+    };
+    let mut out = Vec::new();
+    assert!(format::Writer::new(
+        &mut out,
+        &root(),
+        Header::new(Compression::Zstd, vec![]),
+        &level
+    )
+    .is_err());
+    assert!(
+        out.is_empty(),
+        "nothing written before the options are checked"
+    );
+}

@@ -50,10 +50,12 @@ pub fn is_coffer(path: &Path) -> CliResult<bool> {
     Ok(format::looks_like_coffer(&magic[..got]))
 }
 
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
+/// Today (UTC midnight) in Unix seconds: the header is public, so the time is coarse.
+fn today_unix() -> u64 {
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_secs());
+    now - now % 86_400
 }
 
 /// `coffer encrypt --format coffer`: a file as is, a directory as a tar stream.
@@ -79,7 +81,7 @@ pub fn encrypt(args: &EncryptArgs, root: &RootKey) -> CliResult<Report> {
     let header = Header::new(
         compression,
         vec![
-            (tag::CREATED, MetaValue::U64(now_unix())),
+            (tag::CREATED, MetaValue::U64(today_unix())),
             (
                 tag::GENERATOR,
                 MetaValue::Text(format!("coffer {}", env!("CARGO_PKG_VERSION"))),
@@ -340,7 +342,10 @@ pub fn info(path: &Path) -> CliResult<Report> {
             "missing: the file is cut short or has bytes appended".to_string()
         }
     };
-    let layout = info.layout(size);
+    // Chunk count and payload length follow from the size only for a complete file.
+    let layout = info
+        .layout(size)
+        .filter(|_| footer == fheader::FooterState::Complete);
     let mut lines = vec![
         format!("file            {} ({size} bytes)", path.display()),
         "format          coffer v1, suite 1 (Cobblestone-256: AES-256-GCM, HKDF-SHA-512, 16 KiB chunks)".to_string(),

@@ -91,8 +91,16 @@ impl<W: Write> Writer<W> {
                 s
             }
         };
+        let level = options.zstd_level;
+        if header.compression == Compression::Zstd && !(1..=19).contains(&level) {
+            return Err(FormatError::Unsupported(format!(
+                "zstd level {level} (use 1..=19)"
+            )));
+        }
         header.key_id = key_id(root, &salt);
         let context = header.encode_context()?;
+        // Never write a header this reader would refuse (wrong types, unknown critical tags).
+        parse_context(&context, header.compression)?;
         let file_key = root.derive(INFO_FILE_KEY);
         let keys = derive(&file_key, &salt, &context);
         let check = header_check(&context, &salt, &keys.commitment);
@@ -103,12 +111,6 @@ impl<W: Write> Writer<W> {
         let sink = match header.compression {
             Compression::None => Sink::Plain(body),
             Compression::Zstd => {
-                let level = options.zstd_level;
-                if !(1..=19).contains(&level) {
-                    return Err(FormatError::Unsupported(format!(
-                        "zstd level {level} (use 1..=19)"
-                    )));
-                }
                 let mut enc =
                     zstd::stream::write::Encoder::new(body, level).map_err(FormatError::Io)?;
                 enc.include_checksum(false).map_err(FormatError::Io)?;
@@ -341,6 +343,14 @@ impl<R: BufRead> Reader<R> {
     /// At the end of the plaintext the body must be complete (its reader checked the
     /// footer): a zstd frame that ends before the body does is a broken payload.
     fn finish_checks(&mut self) -> Result<(), FormatError> {
+        if let Source::Zstd(d) = &self.source {
+            // Bytes the decoder read ahead but did not use: not part of the one frame.
+            if !d.get_ref().buffer().is_empty() {
+                return Err(FormatError::Decompress(
+                    "authenticated bytes follow the compressed frame".into(),
+                ));
+            }
+        }
         let body = self.source.body_mut();
         if !body.is_done() {
             let mut probe = [0u8; 1];

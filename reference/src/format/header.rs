@@ -378,28 +378,49 @@ impl HeaderInfo {
 }
 
 /// Reads and checks a header without the key: structure, versions and the header check.
+/// A header whose check fails is still shown as far as it parses (`check_ok` false).
 pub fn inspect(input: &mut impl std::io::Read, file_len: u64) -> Result<HeaderInfo, FormatError> {
     use super::cobblestone::PREFIX_LEN;
     let mut fixed = [0u8; FIXED_LEN];
-    input.read_exact(&mut fixed).map_err(|_| {
-        if file_len >= FIXED_LEN as u64 {
-            FormatError::NotCoffer
+    let n = super::stream::read_full(input, &mut fixed).map_err(FormatError::Io)?;
+    if n < FIXED_LEN {
+        let seen = n.min(MAGIC.len());
+        return Err(if fixed[..seen] == MAGIC[..seen] {
+            FormatError::Truncated(format!(
+                "{file_len} bytes: the file ends inside its fixed header"
+            ))
         } else {
-            FormatError::Truncated(format!("{file_len} bytes"))
-        }
-    })?;
+            FormatError::NotCoffer
+        });
+    }
     let header_len = parse_fixed(&fixed)?;
     let mut rest = vec![0u8; header_len - FIXED_LEN + PREFIX_LEN];
-    input
-        .read_exact(&mut rest)
-        .map_err(|_| FormatError::Truncated("the file ends inside its header".into()))?;
+    let n = super::stream::read_full(input, &mut rest).map_err(FormatError::Io)?;
+    if n < rest.len() {
+        return Err(FormatError::Truncated(
+            "the file ends inside its header".into(),
+        ));
+    }
     let mut context = fixed.to_vec();
     context.extend_from_slice(&rest[..header_len - FIXED_LEN - CHECK_LEN]);
     let stored = &rest[header_len - FIXED_LEN - CHECK_LEN..header_len - FIXED_LEN];
     let (salt, commitment) = rest[header_len - FIXED_LEN..].split_at(SALT_LEN);
     let check_ok = bool::from(header_check(&context, salt, commitment).ct_eq(stored));
-    let compression = validate_fixed(&fixed)?;
-    let header = parse_context(&context, compression)?;
+    let header = if check_ok {
+        parse_context(&context, validate_fixed(&fixed)?)?
+    } else {
+        // Damaged: show what can be read, refuse nothing more.
+        let compression = validate_fixed(&fixed).unwrap_or(Compression::None);
+        parse_context(&context, compression).unwrap_or_else(|_| {
+            let mut key_id = [0u8; KEY_ID_LEN];
+            key_id.copy_from_slice(&context[FIXED_LEN..FIXED_LEN + KEY_ID_LEN]);
+            Header {
+                compression,
+                key_id,
+                metadata: Vec::new(),
+            }
+        })
+    };
     Ok(HeaderInfo {
         header,
         header_len,

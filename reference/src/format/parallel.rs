@@ -457,8 +457,10 @@ pub fn decrypt_parallel_at<F: ReadAt + Sync, O: WriteAt + Sync>(
             })
             .collect()
     });
-    for result in results {
-        result?;
+    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+        // Reading or writing failed: what the workers wrote is not a prefix; keep nothing.
+        let _ = output.set_len(0);
+        return Err(e);
     }
     let failed = first_failure.load(Ordering::Relaxed);
     if failed != u64::MAX {

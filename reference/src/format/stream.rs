@@ -20,6 +20,9 @@ pub struct ChunkedWriter<W: Write> {
     buf: Zeroizing<Vec<u8>>,
     index: u64,
     written: u64,
+    /// Set by the first failure: a chunk may have been sealed but not written, and sealing
+    /// anything again under its nonce would reuse it, so every later call fails.
+    failed: bool,
 }
 
 impl<W: Write> ChunkedWriter<W> {
@@ -39,16 +42,26 @@ impl<W: Write> ChunkedWriter<W> {
             buf: Zeroizing::new(Vec::with_capacity(SEALED_CHUNK_SIZE)),
             index: 0,
             written: PREFIX_LEN as u64,
+            failed: false,
         })
     }
 
     fn seal_buffer(&mut self) -> Result<(), FormatError> {
+        if self.failed {
+            return Err(FormatError::Io(io::Error::other(
+                "an earlier write to this encryptor failed",
+            )));
+        }
+        // Poisoned until the chunk is out: a failure below must never lead to a second seal
+        // under the same nonce.
+        self.failed = true;
         let tag = self.cipher.seal(self.index, &mut self.buf)?;
         self.buf.extend_from_slice(&tag);
         self.inner.write_all(&self.buf).map_err(FormatError::Io)?;
         self.written += self.buf.len() as u64;
         self.buf.clear();
         self.index += 1;
+        self.failed = false;
         Ok(())
     }
 
@@ -63,7 +76,12 @@ impl<W: Write> ChunkedWriter<W> {
 
 impl<W: Write> Write for ChunkedWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let take = data.len().min(CHUNK_SIZE - self.buf.len());
+        if self.failed {
+            return Err(io::Error::other(
+                "an earlier write to this encryptor failed",
+            ));
+        }
+        let take = data.len().min(CHUNK_SIZE.saturating_sub(self.buf.len()));
         self.buf.extend_from_slice(&data[..take]);
         // A full buffer is never the final chunk, so it can be sealed right away.
         if self.buf.len() == CHUNK_SIZE {
@@ -107,6 +125,8 @@ pub enum BodyFault {
     Corrupt { what: String },
     /// The counter reached 2^38.
     TooLong,
+    /// Reading the input failed (kept so that later reads fail too).
+    Io { what: String },
 }
 
 impl From<BodyFault> for FormatError {
@@ -117,6 +137,7 @@ impl From<BodyFault> for FormatError {
             BodyFault::TrailingData { index } => FormatError::TrailingData { index },
             BodyFault::Corrupt { what } => FormatError::Corrupt(what),
             BodyFault::TooLong => FormatError::TooLong,
+            BodyFault::Io { what } => FormatError::Io(io::Error::other(what)),
         }
     }
 }
@@ -181,7 +202,7 @@ pub(crate) fn classify_tail(
         }
         return Err(BodyFault::TrailingData { index });
     }
-    if tail.len() < trailer + TAG_LEN && footer != Some(FooterState::Complete) {
+    if tail.len() < trailer + TAG_LEN && matches!(footer, None | Some(FooterState::Missing)) {
         return Err(BodyFault::Truncated {
             what: format!(
                 "the input ends {} byte(s) into chunk {index}, before a final chunk and footer fit",
@@ -297,9 +318,24 @@ impl<R: BufRead> ChunkedReader<R> {
         self.consumed
     }
 
+    /// Reading failed: the reader stops for good (a retry would start mid-chunk).
     fn io(&mut self, e: io::Error) -> FormatError {
         self.io_error = true;
+        self.state = ReadState::Failed(BodyFault::Io {
+            what: e.to_string(),
+        });
         FormatError::Io(e)
+    }
+
+    /// Makes the reader's buffer non-empty unless at the end, retrying interrupted reads.
+    fn refill(&mut self) -> Result<(), FormatError> {
+        loop {
+            match self.inner.fill_buf() {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.io(e)),
+            }
+        }
     }
 
     /// Decrypts the next chunk into `dest` (the caller's buffer, at least a chunk long) and
@@ -310,17 +346,15 @@ impl<R: BufRead> ChunkedReader<R> {
         if index >= MAX_CHUNKS {
             return Err(self.fail(BodyFault::TooLong));
         }
-        let avail = match self.inner.fill_buf() {
-            Ok(a) => a,
-            Err(e) => return Err(self.io(e)),
-        };
+        self.refill()?;
         let internal = dest.is_none();
-        let out = match dest {
-            Some(d) => d,
-            None => &mut self.plain[..],
-        };
         // Fast path: a whole chunk in the reader's buffer is decrypted where it lies.
+        let avail = self.inner.fill_buf().unwrap_or_default();
         if avail.len() >= SEALED_CHUNK_SIZE {
+            let out = match dest {
+                Some(d) => d,
+                None => &mut self.plain[..],
+            };
             if let Some(n) = self
                 .cipher
                 .open_into(index, &avail[..SEALED_CHUNK_SIZE], out)
@@ -338,10 +372,8 @@ impl<R: BufRead> ChunkedReader<R> {
         // Slow path: assemble the block in the stage.
         let mut staged = 0;
         while staged < SEALED_CHUNK_SIZE {
-            let avail = match self.inner.fill_buf() {
-                Ok(a) => a,
-                Err(e) => return Err(self.io(e)),
-            };
+            self.refill()?;
+            let avail = self.inner.fill_buf().unwrap_or_default();
             if avail.is_empty() {
                 break;
             }
@@ -352,6 +384,10 @@ impl<R: BufRead> ChunkedReader<R> {
         }
         self.consumed += staged as u64;
         if staged == SEALED_CHUNK_SIZE {
+            let out = match dest {
+                Some(d) => d,
+                None => &mut self.plain[..],
+            };
             if let Some(n) = self
                 .cipher
                 .open_into(index, &self.stage[..SEALED_CHUNK_SIZE], out)
@@ -377,10 +413,8 @@ impl<R: BufRead> ChunkedReader<R> {
         let mut staged = staged;
         let limit = SEALED_CHUNK_SIZE + trailer;
         while staged <= limit {
-            let avail = match self.inner.fill_buf() {
-                Ok(a) => a,
-                Err(e) => return Err(self.io(e)),
-            };
+            self.refill()?;
+            let avail = self.inner.fill_buf().unwrap_or_default();
             if avail.is_empty() {
                 self.consumed += (staged - SEALED_CHUNK_SIZE) as u64;
                 return self.finish_tail(staged);
