@@ -408,6 +408,10 @@ pub fn decrypt_parallel_at<F: ReadAt + Sync, O: WriteAt + Sync>(
         return result;
     };
     let header = opened.header.clone();
+    let plaintext_len = layout.full * CHUNK_SIZE as u64 + (layout.final_sealed - TAG_LEN) as u64;
+    // Size the output first: writes that extend a file out of order are slow on most file
+    // systems.
+    output.set_len(plaintext_len).map_err(FormatError::Io)?;
     let batches = layout.chunks().div_ceil(BATCH_CHUNKS);
     let next = AtomicU64::new(0);
     let first_failure = AtomicU64::new(u64::MAX);
@@ -476,8 +480,6 @@ pub fn decrypt_parallel_at<F: ReadAt + Sync, O: WriteAt + Sync>(
             )),
         };
     }
-    let plaintext_len = layout.full * CHUNK_SIZE as u64 + (layout.final_sealed - TAG_LEN) as u64;
-    output.set_len(plaintext_len).map_err(FormatError::Io)?;
     let file_len = input.size().map_err(FormatError::Io)?;
     Ok((
         header,
