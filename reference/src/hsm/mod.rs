@@ -1,0 +1,43 @@
+//! The HSM abstraction the vault seals its secrets with (`spec/vault.md` §7; the full
+//! PKCS#11 profile is `spec/hsm.md`, a later issue). A backend holds one AES-256 master key
+//! it never reveals and offers authenticated sealing with associated data.
+
+mod soft;
+
+pub use soft::SoftHsm;
+
+use crate::error::{Classify, ErrorClass};
+
+/// Errors of an HSM backend.
+#[derive(Debug, thiserror::Error)]
+pub enum HsmError {
+    /// A sealed blob does not open under this key with this associated data.
+    #[error("sealed data does not authenticate (wrong master key, wrong binding, or damaged)")]
+    Unseal,
+    /// The sealed blob is not of the sealed form at all.
+    #[error("sealed data is malformed: {0}")]
+    Malformed(String),
+    /// The key material could not be created, read or used.
+    #[error("HSM backend: {0}")]
+    Backend(String),
+}
+
+impl Classify for HsmError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            HsmError::Unseal => ErrorClass::Corrupt,
+            HsmError::Malformed(_) => ErrorClass::Malformed,
+            HsmError::Backend(_) => ErrorClass::Io,
+        }
+    }
+}
+
+/// Sealing under a master key that stays in the backend.
+pub trait Hsm: Send + Sync {
+    /// Encrypts and authenticates `plaintext`, binding `aad`. The result is self-contained.
+    fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, HsmError>;
+    /// Opens what [`Hsm::seal`] made with the same `aad`.
+    fn unseal(&self, aad: &[u8], sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, HsmError>;
+    /// A short description for logs (backend and key reference, never key material).
+    fn describe(&self) -> String;
+}

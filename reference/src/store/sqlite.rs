@@ -1,0 +1,346 @@
+//! The embedded store: SQLite (bundled), WAL, `synchronous=FULL`, one writer connection.
+//! Each operation is an `IMMEDIATE` transaction, so concurrent guesses on one record are
+//! serialised and the count never passes the limit.
+
+use super::{AuditEvent, GuessOutcome, Record, RecordState, Store, StoreError};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::Path;
+use std::sync::Mutex;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS server (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    sealed_setup BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS records (
+    record_id BLOB PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('active', 'destroyed', 'deleted')),
+    guesses INTEGER NOT NULL,
+    guess_limit INTEGER NOT NULL,
+    ksf TEXT NOT NULL,
+    sealed BLOB,
+    updated INTEGER NOT NULL,
+    CHECK ((state = 'active') = (sealed IS NOT NULL))
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_active_record ON records (tenant, user_id) WHERE state = 'active';
+CREATE INDEX IF NOT EXISTS records_by_user ON records (tenant, user_id, updated);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    tenant TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    record_id BLOB,
+    event TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+";
+
+/// The SQLite store.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+const COLUMNS: &str =
+    "record_id, tenant, user_id, version, state, guesses, guess_limit, ksf, sealed";
+
+fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    let id: Vec<u8> = row.get(0)?;
+    let mut record_id = [0u8; 16];
+    if id.len() == 16 {
+        record_id.copy_from_slice(&id);
+    }
+    let state: String = row.get(4)?;
+    Ok(Record {
+        record_id,
+        tenant: row.get(1)?,
+        user: row.get(2)?,
+        version: row.get(3)?,
+        state: RecordState::parse(&state).unwrap_or(RecordState::Deleted),
+        guesses: row.get(5)?,
+        limit: row.get(6)?,
+        ksf: row.get(7)?,
+        sealed: row.get(8)?,
+    })
+}
+
+fn audit(
+    tx: &rusqlite::Transaction<'_>,
+    r: &Record,
+    event: &str,
+    detail: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO audit (at, tenant, user_id, record_id, event, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![now(), r.tenant, r.user, &r.record_id[..], event, detail],
+    )?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db)?;
+        conn.execute_batch(SCHEMA).map_err(db)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with_tx<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::Database("store lock poisoned".into()))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let out = f(&tx).map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(out)
+    }
+
+    fn active(
+        tx: &rusqlite::Transaction<'_>,
+        tenant: &str,
+        user: &str,
+    ) -> rusqlite::Result<Option<Record>> {
+        tx.query_row(
+            &format!("SELECT {COLUMNS} FROM records WHERE tenant = ?1 AND user_id = ?2 AND state = 'active'"),
+            params![tenant, user],
+            row_to_record,
+        )
+        .optional()
+    }
+
+    fn by_id(tx: &rusqlite::Transaction<'_>, id: &[u8; 16]) -> rusqlite::Result<Option<Record>> {
+        tx.query_row(
+            &format!("SELECT {COLUMNS} FROM records WHERE record_id = ?1"),
+            params![&id[..]],
+            row_to_record,
+        )
+        .optional()
+    }
+
+    fn end(tx: &rusqlite::Transaction<'_>, r: &Record, state: RecordState) -> rusqlite::Result<()> {
+        tx.execute(
+            "UPDATE records SET state = ?2, sealed = NULL, updated = ?3 WHERE record_id = ?1",
+            params![&r.record_id[..], state.as_str(), now()],
+        )?;
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn server_setup(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with_tx(|tx| {
+            tx.query_row("SELECT sealed_setup FROM server WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()
+        })
+    }
+
+    fn init_server_setup(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO server (id, sealed_setup) VALUES (1, ?1)",
+                params![sealed],
+            )?;
+            tx.query_row("SELECT sealed_setup FROM server WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+        })
+    }
+
+    fn insert(&self, record: &Record) -> Result<(), StoreError> {
+        let result = self.with_tx(|tx| {
+            if Self::active(tx, &record.tenant, &record.user)?.is_some() {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO records (record_id, tenant, user_id, version, state, guesses, guess_limit, ksf, sealed, updated)
+                 VALUES (?1, ?2, ?3, ?4, 'active', 0, ?5, ?6, ?7, ?8)",
+                params![&record.record_id[..], record.tenant, record.user, record.version, record.limit, record.ksf, record.sealed, now()],
+            )?;
+            audit(tx, record, "registered", &format!("limit={} ksf={}", record.limit, record.ksf))?;
+            Ok(true)
+        })?;
+        if result {
+            Ok(())
+        } else {
+            Err(StoreError::Exists)
+        }
+    }
+
+    fn latest(&self, tenant: &str, user: &str) -> Result<Option<Record>, StoreError> {
+        self.with_tx(|tx| {
+            if let Some(r) = Self::active(tx, tenant, user)? {
+                return Ok(Some(r));
+            }
+            tx.query_row(
+                &format!("SELECT {COLUMNS} FROM records WHERE tenant = ?1 AND user_id = ?2 ORDER BY updated DESC, rowid DESC LIMIT 1"),
+                params![tenant, user],
+                row_to_record,
+            )
+            .optional()
+        })
+    }
+
+    fn count_guess(&self, tenant: &str, user: &str) -> Result<GuessOutcome, StoreError> {
+        self.with_tx(|tx| {
+            let Some(mut r) = Self::active(tx, tenant, user)? else {
+                return Ok(GuessOutcome::Absent);
+            };
+            if r.guesses >= r.limit {
+                Self::end(tx, &r, RecordState::Destroyed)?;
+                audit(
+                    tx,
+                    &r,
+                    "destroyed",
+                    &format!("guesses={}/{} used up", r.guesses, r.limit),
+                )?;
+                return Ok(GuessOutcome::Destroyed);
+            }
+            r.guesses += 1;
+            tx.execute(
+                "UPDATE records SET guesses = ?2, updated = ?3 WHERE record_id = ?1",
+                params![&r.record_id[..], r.guesses, now()],
+            )?;
+            audit(
+                tx,
+                &r,
+                "guess",
+                &format!("guesses={}/{}", r.guesses, r.limit),
+            )?;
+            if r.guesses == r.limit {
+                audit(
+                    tx,
+                    &r,
+                    "locked",
+                    "last guess given out: a failure destroys the record",
+                )?;
+            }
+            Ok(GuessOutcome::Counted(r))
+        })
+    }
+
+    fn recovered(&self, record_id: &[u8; 16], version: u32) -> Result<bool, StoreError> {
+        self.with_tx(|tx| {
+            let Some(r) = Self::by_id(tx, record_id)? else {
+                return Ok(false);
+            };
+            if r.state != RecordState::Active || r.version != version {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE records SET guesses = 0, updated = ?2 WHERE record_id = ?1",
+                params![&record_id[..], now()],
+            )?;
+            audit(
+                tx,
+                &r,
+                "recovered",
+                &format!("after guesses={}/{}", r.guesses, r.limit),
+            )?;
+            Ok(true)
+        })
+    }
+
+    fn failed_at_limit(&self, record_id: &[u8; 16]) -> Result<bool, StoreError> {
+        self.with_tx(|tx| {
+            let Some(r) = Self::by_id(tx, record_id)? else {
+                return Ok(false);
+            };
+            if r.state != RecordState::Active || r.guesses < r.limit {
+                return Ok(false);
+            }
+            Self::end(tx, &r, RecordState::Destroyed)?;
+            audit(
+                tx,
+                &r,
+                "destroyed",
+                &format!("last guess failed at {}/{}", r.guesses, r.limit),
+            )?;
+            Ok(true)
+        })
+    }
+
+    fn replace(
+        &self,
+        record_id: &[u8; 16],
+        version: u32,
+        sealed: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.with_tx(|tx| {
+            let Some(r) = Self::by_id(tx, record_id)? else { return Ok(false) };
+            if r.state != RecordState::Active || r.version != version {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE records SET sealed = ?2, version = ?3, guesses = 0, updated = ?4 WHERE record_id = ?1",
+                params![&record_id[..], sealed, version + 1, now()],
+            )?;
+            audit(tx, &r, "password_changed", &format!("version={}", version + 1))?;
+            Ok(true)
+        })
+    }
+
+    fn delete(&self, tenant: &str, user: &str) -> Result<bool, StoreError> {
+        self.with_tx(|tx| {
+            let Some(r) = Self::active(tx, tenant, user)? else {
+                return Ok(false);
+            };
+            Self::end(tx, &r, RecordState::Deleted)?;
+            audit(tx, &r, "deleted", "by the account holder")?;
+            Ok(true)
+        })
+    }
+
+    fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        self.with_tx(|tx| {
+            let mut stmt = tx.prepare(
+                "SELECT seq, at, tenant, user_id, record_id, event, detail FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
+                let id: Option<Vec<u8>> = r.get(4)?;
+                Ok(AuditEvent {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    at: r.get::<_, i64>(1)? as u64,
+                    tenant: r.get(2)?,
+                    user: r.get(3)?,
+                    record: id.map(hex::encode).unwrap_or_default(),
+                    event: r.get(5)?,
+                    detail: r.get(6)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}

@@ -1,0 +1,164 @@
+//! The vault client's side of registration and recovery (`spec/vault.md` §3), independent
+//! of transport.
+
+use super::envelope::{open_envelope, open_transport, seal_envelope, ENVELOPE_LEN};
+use super::suite::{credential_id, KsfParams, Suite, CONTEXT};
+use super::VaultError;
+use crate::key::RootKey;
+use opaque_ke::{
+    ClientLogin, ClientLoginFinishParameters, ClientRegistration,
+    ClientRegistrationFinishParameters, CredentialResponse, Identifiers, RegistrationResponse,
+};
+use rand_core::OsRng;
+use zeroize::Zeroizing;
+
+/// Largest Argon2 memory a client accepts from a server (a hostile server must not be able
+/// to make the client allocate without bound).
+pub const MAX_CLIENT_KSF_KIB: u32 = 1024 * 1024;
+
+fn ksf_from_server(text: &str) -> Result<KsfParams, VaultError> {
+    let ksf = KsfParams::parse(text)?;
+    if ksf.m_kib > MAX_CLIENT_KSF_KIB {
+        return Err(VaultError::Unsupported(format!(
+            "KSF {text}: more memory than this client allows"
+        )));
+    }
+    Ok(ksf)
+}
+
+/// Who talks to whom: the identities bound into the OPAQUE exchange.
+#[derive(Debug, Clone)]
+pub struct Parties {
+    /// Tenant name.
+    pub tenant: String,
+    /// User id.
+    pub user: String,
+    /// The vault's server identity.
+    pub server_id: String,
+}
+
+impl Parties {
+    fn identifiers<'a>(&'a self, cred: &'a [u8]) -> Identifiers<'a> {
+        Identifiers {
+            client: Some(cred),
+            server: Some(self.server_id.as_bytes()),
+        }
+    }
+}
+
+/// A registration in progress.
+pub struct RegistrationClient {
+    state: ClientRegistration<Suite>,
+    password: Zeroizing<Vec<u8>>,
+}
+
+impl RegistrationClient {
+    /// Blinds the password; returns the `RegistrationRequest` to send.
+    pub fn start(password: &[u8]) -> Result<(Self, Vec<u8>), VaultError> {
+        let start = ClientRegistration::<Suite>::start(&mut OsRng, password)?;
+        Ok((
+            RegistrationClient {
+                state: start.state,
+                password: Zeroizing::new(password.to_vec()),
+            },
+            start.message.serialize().to_vec(),
+        ))
+    }
+
+    /// Finishes with the server's response: returns the `RegistrationUpload` and the
+    /// envelope sealing `root` for record `record_id` at `version`.
+    pub fn finish(
+        self,
+        parties: &Parties,
+        response: &[u8],
+        ksf: &str,
+        record_id: &[u8; 16],
+        version: u32,
+        root: &RootKey,
+    ) -> Result<(Vec<u8>, Vec<u8>), VaultError> {
+        let argon = ksf_from_server(ksf)?.argon2()?;
+        let cred = credential_id(&parties.tenant, &parties.user);
+        let response = RegistrationResponse::<Suite>::deserialize(response)?;
+        let params =
+            ClientRegistrationFinishParameters::new(parties.identifiers(&cred), Some(&argon));
+        let done = self
+            .state
+            .finish(&mut OsRng, &self.password, response, params)?;
+        let envelope = seal_envelope(&done.export_key, record_id, version, root.as_bytes())?;
+        debug_assert_eq!(envelope.len(), ENVELOPE_LEN);
+        Ok((done.message.serialize().to_vec(), envelope))
+    }
+}
+
+/// A recovery in progress.
+pub struct RecoveryClient {
+    state: ClientLogin<Suite>,
+    password: Zeroizing<Vec<u8>>,
+}
+
+/// A login that verified the server: what the client keeps until the envelope arrives.
+pub struct LoginDone {
+    /// The `CredentialFinalization` to send.
+    pub ke3: Vec<u8>,
+    session_key: Zeroizing<Vec<u8>>,
+    export_key: Zeroizing<Vec<u8>>,
+}
+
+impl RecoveryClient {
+    /// Blinds the password; returns KE1.
+    pub fn start(password: &[u8]) -> Result<(Self, Vec<u8>), VaultError> {
+        let start = ClientLogin::<Suite>::start(&mut OsRng, password)?;
+        Ok((
+            RecoveryClient {
+                state: start.state,
+                password: Zeroizing::new(password.to_vec()),
+            },
+            start.message.serialize().to_vec(),
+        ))
+    }
+
+    /// Checks KE2. A wrong password (or a fake KE2 for a user without record, or a KE2
+    /// from another server) is `WrongPassword`; no KE3 is produced then.
+    pub fn finish(self, parties: &Parties, ke2: &[u8], ksf: &str) -> Result<LoginDone, VaultError> {
+        let argon = ksf_from_server(ksf)?.argon2()?;
+        let cred = credential_id(&parties.tenant, &parties.user);
+        let ke2 = CredentialResponse::<Suite>::deserialize(ke2)?;
+        let params = ClientLoginFinishParameters::new(
+            Some(CONTEXT),
+            parties.identifiers(&cred),
+            Some(&argon),
+        );
+        let done = self.state.finish(&mut OsRng, &self.password, ke2, params)?;
+        Ok(LoginDone {
+            ke3: done.message.serialize().to_vec(),
+            session_key: Zeroizing::new(done.session_key.to_vec()),
+            export_key: Zeroizing::new(done.export_key.to_vec()),
+        })
+    }
+}
+
+impl LoginDone {
+    /// Opens what the vault released after KE3: returns the record id, its version and K.
+    pub fn open(
+        &self,
+        session_id: &[u8; 16],
+        released: &[u8],
+    ) -> Result<([u8; 16], u32, RootKey), VaultError> {
+        let payload = open_transport(&self.session_key, session_id, released)?;
+        if payload.len() != 16 + 4 + ENVELOPE_LEN {
+            return Err(VaultError::ServerAuth(
+                "the released payload has the wrong size".into(),
+            ));
+        }
+        let mut record_id = [0u8; 16];
+        record_id.copy_from_slice(&payload[..16]);
+        let version = u32::from_be_bytes([payload[16], payload[17], payload[18], payload[19]]);
+        let k = open_envelope(&self.export_key, &record_id, version, &payload[20..])?;
+        Ok((record_id, version, RootKey::from_bytes(*k)))
+    }
+
+    /// The export key (to seal a new envelope in a password change).
+    pub fn export_key(&self) -> &[u8] {
+        &self.export_key
+    }
+}

@@ -1,0 +1,80 @@
+//! The key vault (`spec/vault.md`): OPAQUE (RFC 9807, `opaque-ke` 4.0.1) registration and
+//! recovery of a root key K behind a password, with a durable guess limit. Transport-free:
+//! [`client`] and [`server`] exchange byte messages; the HTTP layer carries them.
+
+pub mod client;
+pub mod envelope;
+pub mod server;
+pub mod suite;
+
+pub use client::{RecoveryClient, RegistrationClient};
+pub use server::{ServerConfig, Status, VaultServer};
+pub use suite::{KsfParams, Suite};
+
+use crate::error::{Classify, ErrorClass};
+
+/// Errors of the vault, client or server side.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// The password is wrong (or, indistinguishably, there is no such record).
+    #[error("wrong password, or no such record")]
+    WrongPassword,
+    /// No record (never registered, deleted, or destroyed).
+    #[error("no record for this user")]
+    NoRecord,
+    /// The record was destroyed during this recovery (its last guess was used).
+    #[error("the record is locked: its guesses are used up")]
+    Locked,
+    /// The server's response does not authenticate (wrong server, tampered or replayed).
+    #[error("the vault server failed to authenticate: {0}")]
+    ServerAuth(String),
+    /// Not allowed (unknown session, change without recovery, record exists).
+    #[error("not allowed: {0}")]
+    Unauthorized(String),
+    /// A message is not of the expected form.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// A parameter this implementation does not support.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The HSM failed.
+    #[error(transparent)]
+    Hsm(#[from] crate::hsm::HsmError),
+    /// Randomness or a primitive failed.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Classify for VaultError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            VaultError::WrongPassword => ErrorClass::WrongPassword,
+            VaultError::NoRecord => ErrorClass::NoRecord,
+            VaultError::Locked => ErrorClass::Locked,
+            VaultError::ServerAuth(_) => ErrorClass::ServerAuthFailed,
+            VaultError::Unauthorized(_) => ErrorClass::Unauthorized,
+            VaultError::Malformed(_) => ErrorClass::Malformed,
+            VaultError::Unsupported(_) => ErrorClass::Unsupported,
+            VaultError::Store(e) => e.class(),
+            VaultError::Hsm(e) => e.class(),
+            VaultError::Internal(_) => ErrorClass::Io,
+        }
+    }
+}
+
+impl From<opaque_ke::errors::ProtocolError> for VaultError {
+    fn from(e: opaque_ke::errors::ProtocolError) -> Self {
+        use opaque_ke::errors::ProtocolError as P;
+        match e {
+            P::InvalidLoginError => VaultError::WrongPassword,
+            P::SerializationError | P::SizeError { .. } => VaultError::Malformed(e.to_string()),
+            P::ReflectedValueError => {
+                VaultError::ServerAuth("the server reflected the blinded element".into())
+            }
+            other => VaultError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,446 @@
+//! The vault server's state machine (`spec/vault.md` §4-§5), independent of transport.
+//! Guesses are counted in the store, durably, before a KE2 is returned.
+
+use super::envelope::{seal_transport, ENVELOPE_LEN};
+use super::suite::{credential_id, KsfParams, Suite, CONTEXT};
+use super::VaultError;
+use crate::hsm::Hsm;
+use crate::store::{GuessOutcome, Record, RecordState, Store};
+use opaque_ke::{
+    CredentialFinalization, CredentialRequest, Identifiers, RegistrationRequest,
+    RegistrationUpload, ServerLogin, ServerLoginParameters, ServerRegistration, ServerSetup,
+};
+use rand_core::OsRng;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+const AAD_SETUP: &[u8] = b"coffer/v1 server setup";
+const AAD_RECORD: &[u8] = b"coffer/v1 record";
+/// Length of a serialized OPAQUE password file (`ServerRegistration`).
+pub const PASSWORD_FILE_LEN: usize = 192;
+
+/// Operator settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The server identity bound into every login (RFC 9807 `server_identity`).
+    pub server_id: String,
+    /// Guess limit of new records unless the registration asks for another within bounds.
+    pub default_limit: u32,
+    /// Smallest limit a registration may ask for.
+    pub min_limit: u32,
+    /// Largest limit a registration may ask for.
+    pub max_limit: u32,
+    /// KSF parameters given to new registrations (and named in fake responses).
+    pub ksf: KsfParams,
+    /// How long a recovery session (between KE2 and KE3, and after, for a password change) lives.
+    pub session_ttl: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            server_id: "coffer-vault".into(),
+            default_limit: 10,
+            min_limit: 1,
+            max_limit: 100,
+            ksf: KsfParams::DEFAULT,
+            session_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What the holder's tenant may learn about a user (`status`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Status {
+    /// An active record exists.
+    pub registered: bool,
+    /// The latest record's state, if any record ever existed.
+    pub state: Option<RecordState>,
+    /// Guesses left before destruction (0 unless registered).
+    pub guesses_left: u32,
+    /// The record's limit (0 unless registered).
+    pub limit: u32,
+}
+
+/// Reply to a registration request.
+#[derive(Debug, Clone)]
+pub struct RegisterStart {
+    /// The id the new record will have (the client binds its envelope to it).
+    pub record_id: [u8; 16],
+    /// OPAQUE `RegistrationResponse`.
+    pub response: Vec<u8>,
+    /// KSF parameters the client must use.
+    pub ksf: String,
+}
+
+/// Reply to KE1.
+#[derive(Debug, Clone)]
+pub struct RecoverStart {
+    /// Names this recovery in the KE3 request.
+    pub session_id: [u8; 16],
+    /// OPAQUE `CredentialResponse` (real or fake: same length).
+    pub ke2: Vec<u8>,
+    /// KSF parameters of the record (the configured ones for a fake response).
+    pub ksf: String,
+}
+
+struct Pending {
+    record_id: [u8; 16],
+    version: u32,
+    tenant: String,
+    user: String,
+    login: ServerLogin<Suite>,
+    envelope: Zeroizing<Vec<u8>>,
+    expires: Instant,
+}
+
+#[derive(Clone)]
+struct Verified {
+    record_id: [u8; 16],
+    version: u32,
+    tenant: String,
+    user: String,
+    expires: Instant,
+}
+
+/// The vault: a store, an HSM and the OPAQUE server setup.
+pub struct VaultServer<S: Store, H: Hsm> {
+    store: S,
+    hsm: H,
+    setup: ServerSetup<Suite>,
+    config: ServerConfig,
+    pending: Mutex<HashMap<[u8; 16], Pending>>,
+    verified: Mutex<HashMap<[u8; 16], Verified>>,
+}
+
+fn random_id() -> Result<[u8; 16], VaultError> {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).map_err(|e| VaultError::Internal(format!("OS random: {e}")))?;
+    Ok(id)
+}
+
+fn record_aad(record_id: &[u8; 16], version: u32) -> Vec<u8> {
+    [AAD_RECORD, &record_id[..], &version.to_be_bytes()].concat()
+}
+
+impl<S: Store, H: Hsm> VaultServer<S, H> {
+    /// Loads the sealed server setup, creating and sealing a fresh one on first start.
+    pub fn open(store: S, hsm: H, config: ServerConfig) -> Result<Self, VaultError> {
+        let sealed = match store.server_setup()? {
+            Some(s) => s,
+            None => {
+                let fresh = ServerSetup::<Suite>::new(&mut OsRng);
+                let sealed = hsm.seal(AAD_SETUP, &fresh.serialize())?;
+                store.init_server_setup(&sealed)?
+            }
+        };
+        let bytes = hsm.unseal(AAD_SETUP, &sealed)?;
+        let setup = ServerSetup::<Suite>::deserialize(&bytes)?;
+        Ok(VaultServer {
+            store,
+            hsm,
+            setup,
+            config,
+            pending: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The store (for status pages and tests).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn login_params<'a>(&'a self, cred: &'a [u8]) -> ServerLoginParameters<'a, 'a> {
+        ServerLoginParameters {
+            context: Some(CONTEXT),
+            identifiers: Identifiers {
+                client: Some(cred),
+                server: Some(self.config.server_id.as_bytes()),
+            },
+        }
+    }
+
+    fn sweep<T>(map: &mut HashMap<[u8; 16], T>, expires: impl Fn(&T) -> Instant) {
+        let now = Instant::now();
+        map.retain(|_, v| expires(v) > now);
+    }
+
+    /// Registration, step 1: the OPRF evaluation for a new record.
+    pub fn register_start(
+        &self,
+        tenant: &str,
+        user: &str,
+        request: &[u8],
+    ) -> Result<RegisterStart, VaultError> {
+        if self
+            .store
+            .latest(tenant, user)?
+            .is_some_and(|r| r.state == RecordState::Active)
+        {
+            return Err(VaultError::Unauthorized(
+                "this user already has a record: change its password after a recovery, or delete it".into(),
+            ));
+        }
+        let request = RegistrationRequest::<Suite>::deserialize(request)?;
+        let cred = credential_id(tenant, user);
+        let start = ServerRegistration::<Suite>::start(&self.setup, request, &cred)?;
+        Ok(RegisterStart {
+            record_id: random_id()?,
+            response: start.message.serialize().to_vec(),
+            ksf: self.config.ksf.name(),
+        })
+    }
+
+    /// Registration, step 2: store the password file and the client's envelope, sealed.
+    pub fn register_finish(
+        &self,
+        tenant: &str,
+        user: &str,
+        record_id: [u8; 16],
+        upload: &[u8],
+        envelope: &[u8],
+        limit: Option<u32>,
+    ) -> Result<(), VaultError> {
+        let limit = limit.unwrap_or(self.config.default_limit);
+        if !(self.config.min_limit..=self.config.max_limit).contains(&limit) {
+            return Err(VaultError::Unsupported(format!(
+                "guess limit {limit} outside {}..={}",
+                self.config.min_limit, self.config.max_limit
+            )));
+        }
+        if envelope.len() != ENVELOPE_LEN {
+            return Err(VaultError::Malformed(format!(
+                "envelope of {} bytes, expected {ENVELOPE_LEN}",
+                envelope.len()
+            )));
+        }
+        let upload = RegistrationUpload::<Suite>::deserialize(upload)?;
+        let file = ServerRegistration::<Suite>::finish(upload).serialize();
+        let secret = Zeroizing::new([&file[..], envelope].concat());
+        let sealed = self.hsm.seal(&record_aad(&record_id, 1), &secret)?;
+        self.store.insert(&Record {
+            record_id,
+            tenant: tenant.into(),
+            user: user.into(),
+            version: 1,
+            state: RecordState::Active,
+            guesses: 0,
+            limit,
+            ksf: self.config.ksf.name(),
+            sealed: Some(sealed),
+        })?;
+        Ok(())
+    }
+
+    /// Recovery, KE1 → KE2. The guess is committed to the store before the KE2 exists.
+    /// Unknown, deleted and destroyed users get a fake KE2 (RFC 9807 §10.9).
+    pub fn recover_start(
+        &self,
+        tenant: &str,
+        user: &str,
+        ke1: &[u8],
+    ) -> Result<RecoverStart, VaultError> {
+        let ke1 = CredentialRequest::<Suite>::deserialize(ke1)?;
+        let cred = credential_id(tenant, user);
+        let session_id = random_id()?;
+        let record = match self.store.count_guess(tenant, user)? {
+            GuessOutcome::Counted(r) => Some(r),
+            GuessOutcome::Destroyed | GuessOutcome::Absent => None,
+        };
+        let Some(record) = record else {
+            let fake = ServerLogin::start(
+                &mut OsRng,
+                &self.setup,
+                None,
+                ke1,
+                &cred,
+                self.login_params(&cred),
+            )?;
+            return Ok(RecoverStart {
+                session_id,
+                ke2: fake.message.serialize().to_vec(),
+                ksf: self.config.ksf.name(),
+            });
+        };
+        let sealed = record
+            .sealed
+            .as_deref()
+            .ok_or_else(|| VaultError::Internal("active record without secrets".into()))?;
+        let secret = self
+            .hsm
+            .unseal(&record_aad(&record.record_id, record.version), sealed)?;
+        if secret.len() != PASSWORD_FILE_LEN + ENVELOPE_LEN {
+            return Err(VaultError::Internal(
+                "sealed record of the wrong size".into(),
+            ));
+        }
+        let file = ServerRegistration::<Suite>::deserialize(&secret[..PASSWORD_FILE_LEN])?;
+        let start = ServerLogin::start(
+            &mut OsRng,
+            &self.setup,
+            Some(file),
+            ke1,
+            &cred,
+            self.login_params(&cred),
+        )?;
+        let mut pending = self
+            .pending
+            .lock()
+            .map_err(|_| VaultError::Internal("session lock".into()))?;
+        Self::sweep(&mut pending, |p| p.expires);
+        pending.insert(
+            session_id,
+            Pending {
+                record_id: record.record_id,
+                version: record.version,
+                tenant: tenant.into(),
+                user: user.into(),
+                login: start.state,
+                envelope: Zeroizing::new(secret[PASSWORD_FILE_LEN..].to_vec()),
+                expires: Instant::now() + self.config.session_ttl,
+            },
+        );
+        Ok(RecoverStart {
+            session_id,
+            ke2: start.message.serialize().to_vec(),
+            ksf: record.ksf,
+        })
+    }
+
+    /// Recovery, KE3 → the envelope, encrypted under the session key. A session is used once.
+    pub fn recover_finish(&self, session_id: &[u8; 16], ke3: &[u8]) -> Result<Vec<u8>, VaultError> {
+        let ke3 = CredentialFinalization::<Suite>::deserialize(ke3)?;
+        let pending = {
+            let mut map = self
+                .pending
+                .lock()
+                .map_err(|_| VaultError::Internal("session lock".into()))?;
+            map.remove(session_id)
+        };
+        // Unknown, expired, already used, or fake: all the same answer as a wrong password.
+        let Some(p) = pending.filter(|p| p.expires > Instant::now()) else {
+            return Err(VaultError::WrongPassword);
+        };
+        let cred = credential_id(&p.tenant, &p.user);
+        let finished = match p.login.finish(ke3, self.login_params(&cred)) {
+            Ok(f) => f,
+            Err(_) => {
+                self.store.failed_at_limit(&p.record_id)?;
+                return Err(VaultError::WrongPassword);
+            }
+        };
+        if !self.store.recovered(&p.record_id, p.version)? {
+            // Destroyed or changed since KE1.
+            return Err(VaultError::Locked);
+        }
+        let payload =
+            Zeroizing::new([&p.record_id[..], &p.version.to_be_bytes(), &p.envelope[..]].concat());
+        let released = seal_transport(&finished.session_key, session_id, &payload)?;
+        let mut verified = self
+            .verified
+            .lock()
+            .map_err(|_| VaultError::Internal("session lock".into()))?;
+        Self::sweep(&mut verified, |v| v.expires);
+        verified.insert(
+            *session_id,
+            Verified {
+                record_id: p.record_id,
+                version: p.version,
+                tenant: p.tenant,
+                user: p.user,
+                expires: Instant::now() + self.config.session_ttl,
+            },
+        );
+        Ok(released)
+    }
+
+    fn verified_session(&self, session_id: &[u8; 16], take: bool) -> Result<Verified, VaultError> {
+        let mut map = self
+            .verified
+            .lock()
+            .map_err(|_| VaultError::Internal("session lock".into()))?;
+        let found = if take {
+            map.remove(session_id)
+        } else {
+            map.get(session_id).cloned()
+        };
+        found.filter(|v| v.expires > Instant::now()).ok_or_else(|| {
+            VaultError::Unauthorized(
+                "a password change needs a successful recovery in this session".into(),
+            )
+        })
+    }
+
+    /// Password change, step 1 (after a verified recovery in the same session).
+    pub fn change_password_start(
+        &self,
+        session_id: &[u8; 16],
+        request: &[u8],
+    ) -> Result<RegisterStart, VaultError> {
+        let v = self.verified_session(session_id, false)?;
+        let request = RegistrationRequest::<Suite>::deserialize(request)?;
+        let cred = credential_id(&v.tenant, &v.user);
+        let start = ServerRegistration::<Suite>::start(&self.setup, request, &cred)?;
+        Ok(RegisterStart {
+            record_id: v.record_id,
+            response: start.message.serialize().to_vec(),
+            ksf: self.config.ksf.name(),
+        })
+    }
+
+    /// Password change, step 2: new password file and envelope (bound to version + 1).
+    pub fn change_password_finish(
+        &self,
+        session_id: &[u8; 16],
+        upload: &[u8],
+        envelope: &[u8],
+    ) -> Result<u32, VaultError> {
+        if envelope.len() != ENVELOPE_LEN {
+            return Err(VaultError::Malformed(format!(
+                "envelope of {} bytes, expected {ENVELOPE_LEN}",
+                envelope.len()
+            )));
+        }
+        let upload = RegistrationUpload::<Suite>::deserialize(upload)?;
+        let v = self.verified_session(session_id, true)?;
+        let file = ServerRegistration::<Suite>::finish(upload).serialize();
+        let secret = Zeroizing::new([&file[..], envelope].concat());
+        let sealed = self
+            .hsm
+            .seal(&record_aad(&v.record_id, v.version + 1), &secret)?;
+        if !self.store.replace(&v.record_id, v.version, &sealed)? {
+            return Err(VaultError::Locked);
+        }
+        Ok(v.version + 1)
+    }
+
+    /// What the tenant may know about a user.
+    pub fn status(&self, tenant: &str, user: &str) -> Result<Status, VaultError> {
+        Ok(match self.store.latest(tenant, user)? {
+            Some(r) if r.state == RecordState::Active => Status {
+                registered: true,
+                state: Some(r.state),
+                guesses_left: r.limit.saturating_sub(r.guesses),
+                limit: r.limit,
+            },
+            other => Status {
+                registered: false,
+                state: other.map(|r| r.state),
+                guesses_left: 0,
+                limit: 0,
+            },
+        })
+    }
+
+    /// Deletes the user's record (its secrets are erased).
+    pub fn delete(&self, tenant: &str, user: &str) -> Result<(), VaultError> {
+        if self.store.delete(tenant, user)? {
+            Ok(())
+        } else {
+            Err(VaultError::NoRecord)
+        }
+    }
+}
