@@ -13,6 +13,7 @@ pub mod crypt15;
 pub mod error;
 pub mod format;
 pub mod hsm;
+pub mod http;
 pub mod key;
 pub mod store;
 pub mod vault;

@@ -29,7 +29,6 @@ fn server(dir: &Path) -> Server {
 
 fn parties(user: &str) -> Parties {
     Parties {
-        tenant: "default".into(),
         user: user.into(),
         server_id: config().server_id,
     }
@@ -67,7 +66,7 @@ fn recover(
         .finish(&parties(user), &start.ke2, &start.ksf)
         .map_err(|e| e.class())?;
     let released = server
-        .recover_finish(&start.session_id, &done.ke3)
+        .recover_finish("default", &start.session_id, &done.ke3)
         .map_err(|e| e.class())?;
     let (_, _, k) = done
         .open(&start.session_id, &released)
@@ -118,7 +117,7 @@ fn ten_wrong_guesses_destroy_the_record_for_good() {
             let start = server.recover_start("default", "bob", &ke1).unwrap();
             let forged = vec![0u8; 64];
             let err = server
-                .recover_finish(&start.session_id, &forged)
+                .recover_finish("default", &start.session_id, &forged)
                 .unwrap_err();
             assert!(
                 matches!(
@@ -241,9 +240,11 @@ fn replayed_and_crossed_ke3_are_rejected() {
     let done = client
         .finish(&parties("frank"), &start.ke2, &start.ksf)
         .unwrap();
-    server.recover_finish(&start.session_id, &done.ke3).unwrap();
+    server
+        .recover_finish("default", &start.session_id, &done.ke3)
+        .unwrap();
     let replay = server
-        .recover_finish(&start.session_id, &done.ke3)
+        .recover_finish("default", &start.session_id, &done.ke3)
         .unwrap_err();
     assert_eq!(replay.class(), ErrorClass::WrongPassword);
     // Crossed: a valid KE3 of session A sent for session B.
@@ -253,7 +254,7 @@ fn replayed_and_crossed_ke3_are_rejected() {
     let b = server.recover_start("default", "frank", &ke1b).unwrap();
     let done_a = ca.finish(&parties("frank"), &a.ke2, &a.ksf).unwrap();
     let crossed = server
-        .recover_finish(&b.session_id, &done_a.ke3)
+        .recover_finish("default", &b.session_id, &done_a.ke3)
         .unwrap_err();
     assert_eq!(crossed.class(), ErrorClass::WrongPassword);
 }
@@ -298,14 +299,16 @@ fn change_password_needs_a_recovery_and_then_the_old_one_fails() {
     let (_, request) = RegistrationClient::start(b"new").unwrap();
     assert_eq!(
         server
-            .change_password_start(&[9u8; 16], &request)
+            .change_password_start("default", &[9u8; 16], &request)
             .unwrap_err()
             .class(),
         ErrorClass::Unauthorized
     );
     let (k, session, _) = recover(&server, "hank", b"old").unwrap();
     let (client, request) = RegistrationClient::start(b"new").unwrap();
-    let start = server.change_password_start(&session, &request).unwrap();
+    let start = server
+        .change_password_start("default", &session, &request)
+        .unwrap();
     let (upload, envelope) = client
         .finish(
             &parties("hank"),
@@ -318,7 +321,7 @@ fn change_password_needs_a_recovery_and_then_the_old_one_fails() {
         .unwrap();
     assert_eq!(
         server
-            .change_password_finish(&session, &upload, &envelope)
+            .change_password_finish("default", &session, &upload, &envelope)
             .unwrap(),
         2
     );
@@ -332,7 +335,7 @@ fn change_password_needs_a_recovery_and_then_the_old_one_fails() {
     let (_, request) = RegistrationClient::start(b"newer").unwrap();
     assert_eq!(
         server
-            .change_password_start(&session, &request)
+            .change_password_start("default", &session, &request)
             .unwrap_err()
             .class(),
         ErrorClass::Unauthorized

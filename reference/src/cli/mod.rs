@@ -6,6 +6,7 @@ mod failure;
 mod info;
 mod key_arg;
 mod output;
+mod vault_cmds;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -21,8 +22,13 @@ Exit codes:
   13  trailing_data  bytes follow the end of the backup
   14  unsupported    a format feature this version does not support
   15  malformed      not a backup (or key) of the expected form
-  22  io             a file could not be read or written
-(16-21 are vault classes; see spec/errors.md.)";
+  16  wrong_password     the vault password is wrong (or there is no such record)
+  17  no_record          the vault has no record for this user
+  18  locked             the record's guesses were used up during this recovery
+  19  server_auth_failed the vault's answer does not authenticate
+  20  rate_limited       too many requests; try later
+  21  unauthorized       the tenant token or session does not allow this
+  22  io             a file could not be read or written";
 
 /// Open, inspect and write encrypted chat backups: WhatsApp-compatible crypt15/14/12 and
 /// Coffer's own format.
@@ -71,6 +77,9 @@ enum Command {
     Verify(VerifyArgs),
     /// Show a backup's format, header fields and sizes (no key needed).
     Info(InfoArgs),
+    /// Keep K behind a password in a key vault (OPAQUE), or run one.
+    #[command(subcommand)]
+    Vault(VaultCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +101,79 @@ enum KeyCommand {
         /// encrypted_backup.key, a crypt12/14 `key` file, a text file, or 64 hex digits.
         key: String,
     },
+}
+
+/// The `vault` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Run a vault server (SQLite store and software HSM in DATA; created on first start).
+    #[command(
+        after_help = "Example:\n  coffer vault serve --listen 127.0.0.1:8443 --data /var/lib/coffer-vault\n\n\
+        The default tenant's token is written to DATA/tenant-default.token (mode 0600)."
+    )]
+    Serve {
+        /// Address to listen on (port 0 picks a free one; the first stdout line says which).
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: String,
+        /// Directory for the database, the master key file and the tenant token.
+        #[arg(long)]
+        data: PathBuf,
+        /// Argon2id parameters for new registrations.
+        #[arg(long, default_value = "argon2id:m=65536,t=3,p=1")]
+        ksf: String,
+        /// The server identity bound into every login.
+        #[arg(long, default_value = "coffer-vault")]
+        server_id: String,
+    },
+    /// Put a 64-digit key behind a password.
+    Register {
+        #[command(flatten)]
+        client: VaultClientArgs,
+        /// The key to protect (64 digits, a key file, or - for stdin).
+        #[arg(long, short, env = "COFFER_KEY", hide_env_values = true)]
+        key: String,
+        /// Wrong guesses allowed before the key is destroyed (server bounds apply; default 10).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Get the key back with the password (each attempt uses one guess).
+    Recover {
+        #[command(flatten)]
+        client: VaultClientArgs,
+        /// Write the 64 digits to this file (mode 0600) instead of printing them.
+        #[arg(long, value_name = "FILE")]
+        key_out: Option<PathBuf>,
+    },
+    /// Whether a user is registered, and guesses left.
+    Status {
+        #[command(flatten)]
+        client: VaultClientArgs,
+    },
+    /// Delete a user's record (its key is gone for good).
+    Delete {
+        #[command(flatten)]
+        client: VaultClientArgs,
+    },
+}
+
+/// Where the vault is and who asks.
+#[derive(Debug, Args)]
+pub struct VaultClientArgs {
+    /// The vault's base URL, e.g. http://127.0.0.1:8443.
+    #[arg(long)]
+    vault: String,
+    /// The user id within the tenant.
+    #[arg(long)]
+    user: String,
+    /// File holding the tenant token (or set COFFER_VAULT_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Read the password from the first line of this file instead of prompting.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// The vault's server identity.
+    #[arg(long, default_value = "coffer-vault")]
+    server_id: String,
 }
 
 /// Backup formats `coffer encrypt` can write.
@@ -249,6 +331,7 @@ pub fn main() -> ExitCode {
         Command::Encrypt(args) => commands::encrypt(&args),
         Command::Verify(args) => commands::verify(&args),
         Command::Info(args) => info::run(&args.input),
+        Command::Vault(command) => vault_cmds::run(&command),
     };
     match result {
         Ok(report) => {
@@ -277,7 +360,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Writes a line to stdout; a closed pipe (`coffer ... | head`) is not an error worth a panic.
-fn print_line(line: &str) {
+pub(crate) fn print_line(line: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());

@@ -29,7 +29,7 @@ impl Classify for StoreError {
 }
 
 /// Lifecycle state of a record (`spec/vault.md` §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordState {
     /// Registered and usable.

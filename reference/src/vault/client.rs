@@ -2,7 +2,7 @@
 //! of transport.
 
 use super::envelope::{open_envelope, open_transport, seal_envelope, ENVELOPE_LEN};
-use super::suite::{credential_id, KsfParams, Suite, CONTEXT};
+use super::suite::{KsfParams, Suite, CONTEXT};
 use super::VaultError;
 use crate::key::RootKey;
 use opaque_ke::{
@@ -26,21 +26,19 @@ fn ksf_from_server(text: &str) -> Result<KsfParams, VaultError> {
     Ok(ksf)
 }
 
-/// Who talks to whom: the identities bound into the OPAQUE exchange.
+/// Who talks to whom: the identities bound into the OPAQUE exchange (`spec/vault.md` §2).
 #[derive(Debug, Clone)]
 pub struct Parties {
-    /// Tenant name.
-    pub tenant: String,
-    /// User id.
+    /// User id: the client identity.
     pub user: String,
     /// The vault's server identity.
     pub server_id: String,
 }
 
 impl Parties {
-    fn identifiers<'a>(&'a self, cred: &'a [u8]) -> Identifiers<'a> {
+    fn identifiers(&self) -> Identifiers<'_> {
         Identifiers {
-            client: Some(cred),
+            client: Some(self.user.as_bytes()),
             server: Some(self.server_id.as_bytes()),
         }
     }
@@ -77,10 +75,9 @@ impl RegistrationClient {
         root: &RootKey,
     ) -> Result<(Vec<u8>, Vec<u8>), VaultError> {
         let argon = ksf_from_server(ksf)?.argon2()?;
-        let cred = credential_id(&parties.tenant, &parties.user);
-        let response = RegistrationResponse::<Suite>::deserialize(response)?;
-        let params =
-            ClientRegistrationFinishParameters::new(parties.identifiers(&cred), Some(&argon));
+        let response = RegistrationResponse::<Suite>::deserialize(response)
+            .map_err(|e| malformed("RegistrationResponse", e))?;
+        let params = ClientRegistrationFinishParameters::new(parties.identifiers(), Some(&argon));
         let done = self
             .state
             .finish(&mut OsRng, &self.password, response, params)?;
@@ -121,13 +118,10 @@ impl RecoveryClient {
     /// from another server) is `WrongPassword`; no KE3 is produced then.
     pub fn finish(self, parties: &Parties, ke2: &[u8], ksf: &str) -> Result<LoginDone, VaultError> {
         let argon = ksf_from_server(ksf)?.argon2()?;
-        let cred = credential_id(&parties.tenant, &parties.user);
-        let ke2 = CredentialResponse::<Suite>::deserialize(ke2)?;
-        let params = ClientLoginFinishParameters::new(
-            Some(CONTEXT),
-            parties.identifiers(&cred),
-            Some(&argon),
-        );
+        let ke2 = CredentialResponse::<Suite>::deserialize(ke2)
+            .map_err(|e| malformed("CredentialResponse", e))?;
+        let params =
+            ClientLoginFinishParameters::new(Some(CONTEXT), parties.identifiers(), Some(&argon));
         let done = self.state.finish(&mut OsRng, &self.password, ke2, params)?;
         Ok(LoginDone {
             ke3: done.message.serialize().to_vec(),
@@ -161,4 +155,9 @@ impl LoginDone {
     pub fn export_key(&self) -> &[u8] {
         &self.export_key
     }
+}
+
+/// A message that does not parse is malformed, whatever opaque-ke calls the reason.
+fn malformed(what: &str, e: opaque_ke::errors::ProtocolError) -> VaultError {
+    VaultError::Malformed(format!("{what}: {e}"))
 }

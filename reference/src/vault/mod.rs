@@ -43,6 +43,14 @@ pub enum VaultError {
     /// The HSM failed.
     #[error(transparent)]
     Hsm(#[from] crate::hsm::HsmError),
+    /// An error the vault server answered with (client side).
+    #[error("{message}")]
+    Remote {
+        /// The class the server named.
+        class: ErrorClass,
+        /// Its message.
+        message: String,
+    },
     /// Randomness or a primitive failed.
     #[error("internal: {0}")]
     Internal(String),
@@ -61,6 +69,7 @@ impl Classify for VaultError {
             VaultError::Store(e) => e.class(),
             VaultError::Hsm(e) => e.class(),
             VaultError::Internal(_) => ErrorClass::Io,
+            VaultError::Remote { class, .. } => *class,
         }
     }
 }

@@ -52,7 +52,7 @@ impl Default for ServerConfig {
 }
 
 /// What the holder's tenant may learn about a user (`status`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Status {
     /// An active record exists.
     pub registered: bool,
@@ -137,7 +137,8 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             }
         };
         let bytes = hsm.unseal(AAD_SETUP, &sealed)?;
-        let setup = ServerSetup::<Suite>::deserialize(&bytes)?;
+        let setup =
+            ServerSetup::<Suite>::deserialize(&bytes).map_err(|e| malformed("ServerSetup", e))?;
         Ok(VaultServer {
             store,
             hsm,
@@ -153,11 +154,13 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
         &self.store
     }
 
-    fn login_params<'a>(&'a self, cred: &'a [u8]) -> ServerLoginParameters<'a, 'a> {
+    /// Context and identities of a login: the client identity is the user id, the server
+    /// identity the configured server id (`spec/vault.md` §2).
+    fn login_params<'a>(&'a self, user: &'a str) -> ServerLoginParameters<'a, 'a> {
         ServerLoginParameters {
             context: Some(CONTEXT),
             identifiers: Identifiers {
-                client: Some(cred),
+                client: Some(user.as_bytes()),
                 server: Some(self.config.server_id.as_bytes()),
             },
         }
@@ -184,7 +187,8 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
                 "this user already has a record: change its password after a recovery, or delete it".into(),
             ));
         }
-        let request = RegistrationRequest::<Suite>::deserialize(request)?;
+        let request = RegistrationRequest::<Suite>::deserialize(request)
+            .map_err(|e| malformed("RegistrationRequest", e))?;
         let cred = credential_id(tenant, user);
         let start = ServerRegistration::<Suite>::start(&self.setup, request, &cred)?;
         Ok(RegisterStart {
@@ -217,7 +221,8 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
                 envelope.len()
             )));
         }
-        let upload = RegistrationUpload::<Suite>::deserialize(upload)?;
+        let upload = RegistrationUpload::<Suite>::deserialize(upload)
+            .map_err(|e| malformed("RegistrationUpload", e))?;
         let file = ServerRegistration::<Suite>::finish(upload).serialize();
         let secret = Zeroizing::new([&file[..], envelope].concat());
         let sealed = self.hsm.seal(&record_aad(&record_id, 1), &secret)?;
@@ -243,7 +248,8 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
         user: &str,
         ke1: &[u8],
     ) -> Result<RecoverStart, VaultError> {
-        let ke1 = CredentialRequest::<Suite>::deserialize(ke1)?;
+        let ke1 = CredentialRequest::<Suite>::deserialize(ke1)
+            .map_err(|e| malformed("CredentialRequest", e))?;
         let cred = credential_id(tenant, user);
         let session_id = random_id()?;
         let record = match self.store.count_guess(tenant, user)? {
@@ -257,7 +263,7 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
                 None,
                 ke1,
                 &cred,
-                self.login_params(&cred),
+                self.login_params(user),
             )?;
             return Ok(RecoverStart {
                 session_id,
@@ -277,14 +283,15 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
                 "sealed record of the wrong size".into(),
             ));
         }
-        let file = ServerRegistration::<Suite>::deserialize(&secret[..PASSWORD_FILE_LEN])?;
+        let file = ServerRegistration::<Suite>::deserialize(&secret[..PASSWORD_FILE_LEN])
+            .map_err(|e| malformed("ServerRegistration", e))?;
         let start = ServerLogin::start(
             &mut OsRng,
             &self.setup,
             Some(file),
             ke1,
             &cred,
-            self.login_params(&cred),
+            self.login_params(user),
         )?;
         let mut pending = self
             .pending
@@ -311,8 +318,14 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
     }
 
     /// Recovery, KE3 → the envelope, encrypted under the session key. A session is used once.
-    pub fn recover_finish(&self, session_id: &[u8; 16], ke3: &[u8]) -> Result<Vec<u8>, VaultError> {
-        let ke3 = CredentialFinalization::<Suite>::deserialize(ke3)?;
+    pub fn recover_finish(
+        &self,
+        tenant: &str,
+        session_id: &[u8; 16],
+        ke3: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        let ke3 = CredentialFinalization::<Suite>::deserialize(ke3)
+            .map_err(|e| malformed("CredentialFinalization", e))?;
         let pending = {
             let mut map = self
                 .pending
@@ -321,11 +334,10 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             map.remove(session_id)
         };
         // Unknown, expired, already used, or fake: all the same answer as a wrong password.
-        let Some(p) = pending.filter(|p| p.expires > Instant::now()) else {
+        let Some(p) = pending.filter(|p| p.expires > Instant::now() && p.tenant == tenant) else {
             return Err(VaultError::WrongPassword);
         };
-        let cred = credential_id(&p.tenant, &p.user);
-        let finished = match p.login.finish(ke3, self.login_params(&cred)) {
+        let finished = match p.login.finish(ke3, self.login_params(&p.user)) {
             Ok(f) => f,
             Err(_) => {
                 self.store.failed_at_limit(&p.record_id)?;
@@ -357,7 +369,12 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
         Ok(released)
     }
 
-    fn verified_session(&self, session_id: &[u8; 16], take: bool) -> Result<Verified, VaultError> {
+    fn verified_session(
+        &self,
+        tenant: &str,
+        session_id: &[u8; 16],
+        take: bool,
+    ) -> Result<Verified, VaultError> {
         let mut map = self
             .verified
             .lock()
@@ -367,21 +384,25 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
         } else {
             map.get(session_id).cloned()
         };
-        found.filter(|v| v.expires > Instant::now()).ok_or_else(|| {
-            VaultError::Unauthorized(
-                "a password change needs a successful recovery in this session".into(),
-            )
-        })
+        found
+            .filter(|v| v.expires > Instant::now() && v.tenant == tenant)
+            .ok_or_else(|| {
+                VaultError::Unauthorized(
+                    "a password change needs a successful recovery in this session".into(),
+                )
+            })
     }
 
     /// Password change, step 1 (after a verified recovery in the same session).
     pub fn change_password_start(
         &self,
+        tenant: &str,
         session_id: &[u8; 16],
         request: &[u8],
     ) -> Result<RegisterStart, VaultError> {
-        let v = self.verified_session(session_id, false)?;
-        let request = RegistrationRequest::<Suite>::deserialize(request)?;
+        let v = self.verified_session(tenant, session_id, false)?;
+        let request = RegistrationRequest::<Suite>::deserialize(request)
+            .map_err(|e| malformed("RegistrationRequest", e))?;
         let cred = credential_id(&v.tenant, &v.user);
         let start = ServerRegistration::<Suite>::start(&self.setup, request, &cred)?;
         Ok(RegisterStart {
@@ -394,6 +415,7 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
     /// Password change, step 2: new password file and envelope (bound to version + 1).
     pub fn change_password_finish(
         &self,
+        tenant: &str,
         session_id: &[u8; 16],
         upload: &[u8],
         envelope: &[u8],
@@ -404,8 +426,9 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
                 envelope.len()
             )));
         }
-        let upload = RegistrationUpload::<Suite>::deserialize(upload)?;
-        let v = self.verified_session(session_id, true)?;
+        let upload = RegistrationUpload::<Suite>::deserialize(upload)
+            .map_err(|e| malformed("RegistrationUpload", e))?;
+        let v = self.verified_session(tenant, session_id, true)?;
         let file = ServerRegistration::<Suite>::finish(upload).serialize();
         let secret = Zeroizing::new([&file[..], envelope].concat());
         let sealed = self
@@ -443,4 +466,9 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             Err(VaultError::NoRecord)
         }
     }
+}
+
+/// A message that does not parse is malformed, whatever opaque-ke calls the reason.
+fn malformed(what: &str, e: opaque_ke::errors::ProtocolError) -> VaultError {
+    VaultError::Malformed(format!("{what}: {e}"))
 }

@@ -1,0 +1,197 @@
+//! `coffer vault ...`: run a vault server, and the client side of every flow.
+
+use super::failure::{CliResult, Failure};
+use super::{key_arg, Report, VaultClientArgs, VaultCommand};
+use coffer::hsm::SoftHsm;
+use coffer::http::client::VaultClient;
+use coffer::http::server::{router, serve, Tenants};
+use coffer::store::SqliteStore;
+use coffer::vault::{KsfParams, ServerConfig, VaultServer};
+use coffer::ErrorClass;
+use serde_json::json;
+use std::io::Write;
+use std::path::Path;
+use zeroize::Zeroizing;
+
+/// Runs one `vault` subcommand.
+pub fn run(command: &VaultCommand) -> CliResult<Report> {
+    match command {
+        VaultCommand::Serve {
+            listen,
+            data,
+            ksf,
+            server_id,
+        } => serve_command(listen, data, ksf, server_id),
+        VaultCommand::Register { client, key, limit } => {
+            let root = key_arg::resolve_root(key)?;
+            let password = password(client)?;
+            connect(client)?
+                .register(&client.user, &password, &root, *limit)
+                .map_err(|e| Failure::from_lib("register", e))?;
+            Ok(Report {
+                text: format!("registered {} with the vault", client.user),
+                json: json!({"command": "vault register", "user": client.user, "registered": true}),
+            })
+        }
+        VaultCommand::Recover { client, key_out } => {
+            let password = password(client)?;
+            let recovered = connect(client)?
+                .recover(&client.user, &password)
+                .map_err(|e| Failure::from_lib("recover", e))?;
+            let grouped = recovered.root.to_grouped();
+            match key_out.as_deref() {
+                Some(path) if path != Path::new("-") => {
+                    write_private(path, format!("{}\n", grouped.as_str()).as_bytes())?;
+                    Ok(Report {
+                        text: format!(
+                            "recovered the key of {}; written to {}",
+                            client.user,
+                            path.display()
+                        ),
+                        json: json!({"command": "vault recover", "user": client.user, "key_file": path}),
+                    })
+                }
+                _ => Ok(Report {
+                    text: grouped.as_str().to_owned(),
+                    json: json!({"command": "vault recover", "user": client.user, "key": recovered.root.to_hex().as_str()}),
+                }),
+            }
+        }
+        VaultCommand::Status { client } => {
+            let status = connect(client)?
+                .status(&client.user)
+                .map_err(|e| Failure::from_lib("status", e))?;
+            let state = status
+                .state
+                .map(|s| format!("{s:?}").to_lowercase())
+                .unwrap_or_else(|| "none".into());
+            Ok(Report {
+                text: format!(
+                    "{}: registered {}, state {state}, guesses left {} of {}",
+                    client.user, status.registered, status.guesses_left, status.limit
+                ),
+                json: json!({
+                    "command": "vault status",
+                    "user": client.user,
+                    "registered": status.registered,
+                    "state": status.state,
+                    "guesses_left": status.guesses_left,
+                    "limit": status.limit,
+                }),
+            })
+        }
+        VaultCommand::Delete { client } => {
+            connect(client)?
+                .delete(&client.user)
+                .map_err(|e| Failure::from_lib("delete", e))?;
+            Ok(Report {
+                text: format!("deleted the record of {}", client.user),
+                json: json!({"command": "vault delete", "user": client.user, "deleted": true}),
+            })
+        }
+    }
+}
+
+fn connect(client: &VaultClientArgs) -> CliResult<VaultClient> {
+    let token = match &client.token_file {
+        Some(path) => Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| Failure::io(format!("cannot read {}", path.display()), e))?,
+        ),
+        None => Zeroizing::new(std::env::var("COFFER_VAULT_TOKEN").map_err(|_| {
+            Failure::new(
+                ErrorClass::Unauthorized,
+                "no tenant token: pass --token-file or set COFFER_VAULT_TOKEN",
+            )
+        })?),
+    };
+    Ok(VaultClient::new(
+        &client.vault,
+        token.trim(),
+        &client.server_id,
+    ))
+}
+
+fn password(client: &VaultClientArgs) -> CliResult<Zeroizing<Vec<u8>>> {
+    let text = match &client.password_file {
+        Some(path) => Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| Failure::io(format!("cannot read {}", path.display()), e))?,
+        ),
+        None => Zeroizing::new(
+            rpassword::prompt_password(format!("vault password for {}: ", client.user))
+                .map_err(|e| Failure::io("cannot read the password", e))?,
+        ),
+    };
+    let line = text.lines().next().unwrap_or_default();
+    if line.is_empty() {
+        return Err(Failure::new(ErrorClass::Malformed, "the password is empty"));
+    }
+    Ok(Zeroizing::new(line.as_bytes().to_vec()))
+}
+
+/// Writes a file readable only by its owner.
+fn write_private(path: &Path, bytes: &[u8]) -> CliResult<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Failure::io(format!("cannot create {}", path.display()), e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Failure::io(format!("cannot write {}", path.display()), e))
+}
+
+/// The default tenant's token, created on first start.
+fn default_token(data: &Path) -> CliResult<(String, std::path::PathBuf)> {
+    let path = data.join("tenant-default.token");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return Ok((text.trim().to_owned(), path));
+    }
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw)
+        .map_err(|e| Failure::new(ErrorClass::Io, format!("OS random: {e}")))?;
+    let token = hex::encode(raw);
+    write_private(&path, format!("{token}\n").as_bytes())?;
+    Ok((token, path))
+}
+
+fn serve_command(listen: &str, data: &Path, ksf: &str, server_id: &str) -> CliResult<Report> {
+    std::fs::create_dir_all(data)
+        .map_err(|e| Failure::io(format!("cannot create {}", data.display()), e))?;
+    let ksf = KsfParams::parse(ksf).map_err(|e| Failure::from_lib("--ksf", e))?;
+    let store =
+        SqliteStore::open(&data.join("vault.db")).map_err(|e| Failure::from_lib("store", e))?;
+    let hsm = SoftHsm::open_or_create(&data.join("master.key"))
+        .map_err(|e| Failure::from_lib("HSM", e))?;
+    let config = ServerConfig {
+        ksf,
+        server_id: server_id.to_owned(),
+        ..ServerConfig::default()
+    };
+    let vault = VaultServer::open(store, hsm, config).map_err(|e| Failure::from_lib("vault", e))?;
+    let (token, token_path) = default_token(data)?;
+    let mut tenants = Tenants::default();
+    tenants.add(&token, "default");
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Failure::io("cannot start the async runtime", e))?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| Failure::io(format!("cannot listen on {listen}"), e))?;
+        let addr = listener.local_addr().map_err(|e| Failure::io("local address", e))?;
+        // One line for people and scripts: where it listens and where the token is.
+        super::print_line(
+            &json!({"listening": format!("http://{addr}"), "tenant": "default", "token_file": token_path, "data": data})
+                .to_string(),
+        );
+        tracing::info!(%addr, "vault serving");
+        serve(listener, router(vault, tenants)).await.map_err(|e| Failure::io("server", e))
+    })?;
+    Ok(Report {
+        text: "vault stopped".into(),
+        json: json!({"command": "vault serve", "stopped": true}),
+    })
+}

@@ -1,0 +1,119 @@
+//! Request and response bodies of the vault's HTTP API.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+/// Binary data as base64url without padding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct B64(pub Vec<u8>);
+
+impl Serialize for B64 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&URL_SAFE_NO_PAD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for B64 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        URL_SAFE_NO_PAD
+            .decode(text.as_bytes())
+            .map(B64)
+            .map_err(|e| serde::de::Error::custom(format!("not base64url: {e}")))
+    }
+}
+
+/// `POST /v1/users/{user}/register/start`, and the password-change start.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterStartRequest {
+    /// OPAQUE `RegistrationRequest`.
+    pub request: B64,
+}
+
+/// Reply to a registration start.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RegisterStartResponse {
+    /// Id of the record to be.
+    pub record_id: B64,
+    /// OPAQUE `RegistrationResponse`.
+    pub response: B64,
+    /// KSF parameters, e.g. `argon2id:m=65536,t=3,p=1`.
+    pub ksf: String,
+}
+
+/// `POST /v1/users/{user}/register/finish`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterFinishRequest {
+    /// From the start reply.
+    pub record_id: B64,
+    /// OPAQUE `RegistrationUpload`.
+    pub upload: B64,
+    /// K sealed under the export key (60 bytes).
+    pub envelope: B64,
+    /// Guess limit (operator bounds apply).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// `POST /v1/users/{user}/recover/start`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverStartRequest {
+    /// KE1.
+    pub ke1: B64,
+}
+
+/// Reply to KE1.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RecoverStartResponse {
+    /// Names the session in the KE3 request.
+    pub session_id: B64,
+    /// KE2.
+    pub ke2: B64,
+    /// KSF parameters.
+    pub ksf: String,
+}
+
+/// `POST /v1/sessions/{session}/finish`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverFinishRequest {
+    /// KE3.
+    pub ke3: B64,
+}
+
+/// Reply to KE3.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RecoverFinishResponse {
+    /// `record_id ‖ version ‖ envelope` sealed under the session key.
+    pub release: B64,
+}
+
+/// `POST /v1/sessions/{session}/password/finish`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordFinishRequest {
+    /// OPAQUE `RegistrationUpload` for the new password.
+    pub upload: B64,
+    /// K sealed under the new export key, for version + 1.
+    pub envelope: B64,
+}
+
+/// Reply to a password change.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PasswordFinishResponse {
+    /// The record's new version.
+    pub version: u32,
+}
+
+/// An error body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error class.
+    pub error: String,
+    /// A readable message.
+    pub message: String,
+}

@@ -1,0 +1,247 @@
+//! A blocking client for the vault's HTTP API, running the client side of every flow.
+
+use super::api::*;
+use crate::error::ErrorClass;
+use crate::key::RootKey;
+use crate::vault::client::Parties;
+use crate::vault::{RecoveryClient, RegistrationClient, Status, VaultError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+
+/// A vault at a base URL, for one tenant.
+pub struct VaultClient {
+    base: String,
+    token: String,
+    server_id: String,
+    agent: ureq::Agent,
+}
+
+/// The result of a recovery: K and the verified session (for a password change).
+pub struct Recovered {
+    /// The root key.
+    pub root: RootKey,
+    /// The session that verified.
+    pub session_id: [u8; 16],
+    /// The record id.
+    pub record_id: [u8; 16],
+    /// The record version.
+    pub version: u32,
+}
+
+fn b64(text: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+fn id16(bytes: &[u8]) -> Result<[u8; 16], VaultError> {
+    bytes
+        .try_into()
+        .map_err(|_| VaultError::Malformed("the server sent an id that is not 16 bytes".into()))
+}
+
+impl VaultClient {
+    /// A client for the vault at `base` (e.g. `http://127.0.0.1:8443`) with a tenant token.
+    pub fn new(base: &str, token: &str, server_id: &str) -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build();
+        VaultClient {
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.trim().to_owned(),
+            server_id: server_id.to_owned(),
+            agent: config.into(),
+        }
+    }
+
+    fn parties_for(&self, user: &str) -> Parties {
+        Parties {
+            user: user.to_owned(),
+            server_id: self.server_id.clone(),
+        }
+    }
+
+    fn answer<T: DeserializeOwned>(
+        mut response: ureq::http::Response<ureq::Body>,
+    ) -> Result<T, VaultError> {
+        let status = response.status();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_vec()
+            .map_err(|e| VaultError::Remote {
+                class: ErrorClass::Io,
+                message: format!("reading the vault's answer: {e}"),
+            })?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|e| {
+                VaultError::Malformed(format!("the vault's answer is not the expected JSON: {e}"))
+            });
+        }
+        let error: ErrorBody = serde_json::from_slice(&body).map_err(|_| VaultError::Remote {
+            class: ErrorClass::Io,
+            message: format!("HTTP {status} without an error body"),
+        })?;
+        Err(VaultError::Remote {
+            class: ErrorClass::from_name(&error.error).unwrap_or(ErrorClass::Io),
+            message: error.message,
+        })
+    }
+
+    fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, VaultError> {
+        let url = format!("{}{path}", self.base);
+        let auth = format!("Bearer {}", self.token);
+        let io = |e: ureq::Error| VaultError::Remote {
+            class: ErrorClass::Io,
+            message: format!("{url}: {e}"),
+        };
+        let response = match (method, body) {
+            ("POST", Some(b)) => self
+                .agent
+                .post(&url)
+                .header("authorization", &auth)
+                .send_json(b)
+                .map_err(io)?,
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("authorization", &auth)
+                .call()
+                .map_err(io)?,
+            _ => self
+                .agent
+                .get(&url)
+                .header("authorization", &auth)
+                .call()
+                .map_err(io)?,
+        };
+        Self::answer(response)
+    }
+
+    /// Registers `root` for `user` behind `password`.
+    pub fn register(
+        &self,
+        user: &str,
+        password: &[u8],
+        root: &RootKey,
+        limit: Option<u32>,
+    ) -> Result<(), VaultError> {
+        let (client, request) = RegistrationClient::start(password)?;
+        let start: RegisterStartResponse = self.send(
+            "POST",
+            &format!("/v1/users/{}/register/start", enc(user)),
+            Some(&RegisterStartRequest {
+                request: B64(request),
+            }),
+        )?;
+        let record_id = id16(&start.record_id.0)?;
+        let parties = self.parties_for(user);
+        let (upload, envelope) =
+            client.finish(&parties, &start.response.0, &start.ksf, &record_id, 1, root)?;
+        let _: serde_json::Value = self.send(
+            "POST",
+            &format!("/v1/users/{}/register/finish", enc(user)),
+            Some(&RegisterFinishRequest {
+                record_id: B64(record_id.to_vec()),
+                upload: B64(upload),
+                envelope: B64(envelope),
+                limit,
+            }),
+        )?;
+        Ok(())
+    }
+
+    /// Recovers K with `password`. A wrong password sends no KE3 (the guess is spent).
+    pub fn recover(&self, user: &str, password: &[u8]) -> Result<Recovered, VaultError> {
+        let (client, ke1) = RecoveryClient::start(password)?;
+        let start: RecoverStartResponse = self.send(
+            "POST",
+            &format!("/v1/users/{}/recover/start", enc(user)),
+            Some(&RecoverStartRequest { ke1: B64(ke1) }),
+        )?;
+        let session_id = id16(&start.session_id.0)?;
+        let done = client.finish(&self.parties_for(user), &start.ke2.0, &start.ksf)?;
+        let finish: RecoverFinishResponse = self.send(
+            "POST",
+            &format!("/v1/sessions/{}/finish", b64(&session_id)),
+            Some(&RecoverFinishRequest {
+                ke3: B64(done.ke3.clone()),
+            }),
+        )?;
+        let (record_id, version, root) = done.open(&session_id, &finish.release.0)?;
+        Ok(Recovered {
+            root,
+            session_id,
+            record_id,
+            version,
+        })
+    }
+
+    /// Changes the password after a recovery in the same session.
+    pub fn change_password(
+        &self,
+        user: &str,
+        recovered: &Recovered,
+        new_password: &[u8],
+    ) -> Result<u32, VaultError> {
+        let session = b64(&recovered.session_id);
+        let (client, request) = RegistrationClient::start(new_password)?;
+        let start: RegisterStartResponse = self.send(
+            "POST",
+            &format!("/v1/sessions/{session}/password/start"),
+            Some(&RegisterStartRequest {
+                request: B64(request),
+            }),
+        )?;
+        let (upload, envelope) = client.finish(
+            &self.parties_for(user),
+            &start.response.0,
+            &start.ksf,
+            &recovered.record_id,
+            recovered.version + 1,
+            &recovered.root,
+        )?;
+        let done: PasswordFinishResponse = self.send(
+            "POST",
+            &format!("/v1/sessions/{session}/password/finish"),
+            Some(&PasswordFinishRequest {
+                upload: B64(upload),
+                envelope: B64(envelope),
+            }),
+        )?;
+        Ok(done.version)
+    }
+
+    /// The user's status.
+    pub fn status(&self, user: &str) -> Result<Status, VaultError> {
+        self.send::<(), Status>("GET", &format!("/v1/users/{}/status", enc(user)), None)
+    }
+
+    /// Deletes the user's record.
+    pub fn delete(&self, user: &str) -> Result<(), VaultError> {
+        let _: serde_json::Value =
+            self.send::<(), _>("DELETE", &format!("/v1/users/{}", enc(user)), None)?;
+        Ok(())
+    }
+}
+
+/// Percent-encodes a path segment.
+fn enc(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,26 @@
+//! The vault over HTTP/JSON (`spec/vault.md` §10): an axum server around
+//! [`crate::vault::VaultServer`] and a blocking client. Binary fields are base64url without
+//! padding; errors are `{"error": CLASS, "message": ...}` with a status that fits the class.
+
+pub mod api;
+pub mod client;
+pub mod server;
+
+use crate::error::ErrorClass;
+
+/// The HTTP status a class is answered with.
+pub fn status_of(class: ErrorClass) -> u16 {
+    match class {
+        ErrorClass::Malformed
+        | ErrorClass::WrongKey
+        | ErrorClass::Truncated
+        | ErrorClass::TrailingData => 400,
+        ErrorClass::WrongPassword => 401,
+        ErrorClass::Unauthorized | ErrorClass::ServerAuthFailed => 403,
+        ErrorClass::NoRecord => 404,
+        ErrorClass::Unsupported => 422,
+        ErrorClass::Locked => 423,
+        ErrorClass::RateLimited => 429,
+        ErrorClass::Corrupt | ErrorClass::Io => 500,
+    }
+}

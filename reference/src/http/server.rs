@@ -1,0 +1,355 @@
+//! The vault's HTTP server (axum on tokio). Each request is authenticated by its tenant's
+//! bearer token; vault work (SQLite commits, OPAQUE) runs on the blocking pool.
+
+use super::api::*;
+use super::status_of;
+use crate::error::{Classify, ErrorClass};
+use crate::hsm::Hsm;
+use crate::store::Store;
+use crate::vault::VaultServer;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// Largest request body accepted (the largest message is about 400 bytes of base64).
+pub const MAX_BODY: usize = 8 * 1024;
+/// Longest user id accepted, in bytes.
+pub const MAX_USER_ID: usize = 256;
+
+/// An error answered to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    class: ErrorClass,
+    message: String,
+    status: Option<StatusCode>,
+}
+
+impl ApiError {
+    fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        ApiError {
+            class,
+            message: message.into(),
+            status: None,
+        }
+    }
+}
+
+/// The request body, or a JSON error for one that is too large or unreadable.
+fn body(b: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<Bytes, ApiError> {
+    b.map_err(|rejection| ApiError {
+        class: ErrorClass::Malformed,
+        message: format!("request body: {rejection}"),
+        status: Some(rejection.status()),
+    })
+}
+
+impl<E: Classify + std::fmt::Display> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        ApiError::new(e.class(), e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status.unwrap_or_else(|| {
+            StatusCode::from_u16(status_of(self.class)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        });
+        if status.is_server_error() {
+            tracing::error!(class = %self.class, message = %self.message, "request failed");
+        }
+        let body = ErrorBody {
+            error: self.class.as_str().to_owned(),
+            message: self.message,
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// Tenants: bearer token → tenant name.
+#[derive(Clone, Default)]
+pub struct Tenants {
+    tokens: Vec<(Vec<u8>, String)>,
+}
+
+impl Tenants {
+    /// Adds a tenant.
+    pub fn add(&mut self, token: &str, tenant: &str) {
+        self.tokens
+            .push((token.as_bytes().to_vec(), tenant.to_owned()));
+    }
+
+    /// The tenant whose token the request carries (compared in constant time).
+    fn of(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let token = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorClass::Unauthorized,
+                    "a tenant bearer token is required",
+                )
+            })?;
+        let mut found = None;
+        for (known, tenant) in &self.tokens {
+            if known.len() == token.len() && bool::from(known.as_slice().ct_eq(token.as_bytes())) {
+                found = Some(tenant.clone());
+            }
+        }
+        found.ok_or_else(|| ApiError::new(ErrorClass::Unauthorized, "unknown tenant token"))
+    }
+}
+
+struct App<S: Store, H: Hsm> {
+    vault: VaultServer<S, H>,
+    tenants: Tenants,
+}
+
+type Shared<S, H> = Arc<App<S, H>>;
+
+fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorClass::Malformed, format!("request body: {e}")))
+}
+
+fn user_id(user: &str) -> Result<(), ApiError> {
+    if user.is_empty() || user.len() > MAX_USER_ID || user.contains('\0') {
+        return Err(ApiError::new(
+            ErrorClass::Malformed,
+            format!("user ids are 1..={MAX_USER_ID} bytes without NUL"),
+        ));
+    }
+    Ok(())
+}
+
+fn id16(bytes: &[u8], what: &str) -> Result<[u8; 16], ApiError> {
+    bytes
+        .try_into()
+        .map_err(|_| ApiError::new(ErrorClass::Malformed, format!("{what} must be 16 bytes")))
+}
+
+fn session_id(text: &str) -> Result<[u8; 16], ApiError> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| ApiError::new(ErrorClass::Malformed, "session ids are base64url"))?;
+    id16(&bytes, "a session id")
+}
+
+/// Runs vault work on the blocking pool.
+async fn blocking<S, H, T>(
+    app: &Shared<S, H>,
+    f: impl FnOnce(&VaultServer<S, H>) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    S: Store + 'static,
+    H: Hsm + 'static,
+    T: Send + 'static,
+{
+    let app = Arc::clone(app);
+    tokio::task::spawn_blocking(move || f(&app.vault))
+        .await
+        .map_err(|e| ApiError::new(ErrorClass::Io, format!("worker failed: {e}")))?
+}
+
+async fn register_start<S: Store + 'static, H: Hsm + 'static>(
+    State(app): State<Shared<S, H>>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+    raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<RegisterStartResponse>, ApiError> {
+    let tenant = app.tenants.of(&headers)?;
+    user_id(&user)?;
+    let req: RegisterStartRequest = json(&body(raw)?)?;
+    let out = blocking(&app, move |v| {
+        Ok(v.register_start(&tenant, &user, &req.request.0)?)
+    })
+    .await?;
+    Ok(Json(RegisterStartResponse {
+        record_id: B64(out.record_id.to_vec()),
+        response: B64(out.response),
+        ksf: out.ksf,
+    }))
+}
+
+async fn register_finish<S: Store + 'static, H: Hsm + 'static>(
+    State(app): State<Shared<S, H>>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+    raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tenant = app.tenants.of(&headers)?;
+    user_id(&user)?;
+    let req: RegisterFinishRequest = json(&body(raw)?)?;
+    let record_id = id16(&req.record_id.0, "record_id")?;
+    blocking(&app, move |v| {
+        Ok(v.register_finish(
+            &tenant,
+            &user,
+            record_id,
+            &req.upload.0,
+            &req.envelope.0,
+            req.limit,
+        )?)
+    })
+    .await?;
+    Ok(Json(serde_json::json!({"registered": true})))
+}
+
+async fn recover_start<S: Store + 'static, H: Hsm + 'static>(
+    State(app): State<Shared<S, H>>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+    raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<RecoverStartResponse>, ApiError> {
+    let tenant = app.tenants.of(&headers)?;
+    user_id(&user)?;
+    let req: RecoverStartRequest = json(&body(raw)?)?;
+    let out = blocking(&app, move |v| {
+        Ok(v.recover_start(&tenant, &user, &req.ke1.0)?)
+    })
+    .await?;
+    Ok(Json(RecoverStartResponse {
+        session_id: B64(out.session_id.to_vec()),
+        ke2: B64(out.ke2),
+        ksf: out.ksf,
+    }))
+}
+
+async fn recover_finish<S: Store + 'static, H: Hsm + 'static>(
+    State(app): State<Shared<S, H>>,
+    headers: HeaderMap,
+    Path(session): Path<String>,
+    raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<RecoverFinishResponse>, ApiError> {
+    let tenant = app.tenants.of(&headers)?;
+    let session = session_id(&session)?;
+    let req: RecoverFinishRequest = json(&body(raw)?)?;
+    let release = blocking(&app, move |v| {
+        Ok(v.recover_finish(&tenant, &session, &req.ke3.0)?)
+    })
+    .await?;
+    Ok(Json(RecoverFinishResponse {
+        release: B64(release),
+    }))
+}
+
+async fn password_start<S: Store + 'static, H: Hsm + 'static>(
+    State(app): State<Shared<S, H>>,
+    headers: HeaderMap,
+    Path(session): Path<String>,
+    raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<RegisterStartResponse>, ApiError> {
+    let tenant = app.tenants.of(&headers)?;
+    let session = session_id(&session)?;
+    let req: RegisterStartRequest = json(&body(raw)?)?;
+    let out = blocking(&app, move |v| {
+        Ok(v.change_password_start(&tenant, &session, &req.request.0)?)
+    })
+    .await?;
+    Ok(Json(RegisterStartResponse {
+        record_id: B64(out.record_id.to_vec()),
+        response: B64(out.response),
+        ksf: out.ksf,
+    }))
+}
+
+async fn password_finish<S: Store + 'static, H: Hsm + 'static>(
+    State(app): State<Shared<S, H>>,
+    headers: HeaderMap,
+    Path(session): Path<String>,
+    raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<PasswordFinishResponse>, ApiError> {
+    let tenant = app.tenants.of(&headers)?;
+    let session = session_id(&session)?;
+    let req: PasswordFinishRequest = json(&body(raw)?)?;
+    let version = blocking(&app, move |v| {
+        Ok(v.change_password_finish(&tenant, &session, &req.upload.0, &req.envelope.0)?)
+    })
+    .await?;
+    Ok(Json(PasswordFinishResponse { version }))
+}
+
+async fn status<S: Store + 'static, H: Hsm + 'static>(
+    State(app): State<Shared<S, H>>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+) -> Result<Json<crate::vault::Status>, ApiError> {
+    let tenant = app.tenants.of(&headers)?;
+    user_id(&user)?;
+    Ok(Json(
+        blocking(&app, move |v| Ok(v.status(&tenant, &user)?)).await?,
+    ))
+}
+
+async fn remove<S: Store + 'static, H: Hsm + 'static>(
+    State(app): State<Shared<S, H>>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tenant = app.tenants.of(&headers)?;
+    user_id(&user)?;
+    blocking(&app, move |v| Ok(v.delete(&tenant, &user)?)).await?;
+    Ok(Json(serde_json::json!({"deleted": true})))
+}
+
+async fn fallback() -> ApiError {
+    ApiError::new(
+        ErrorClass::Malformed,
+        "no such endpoint (see spec/openapi.yaml)",
+    )
+}
+
+/// The router for a vault and its tenants.
+pub fn router<S: Store + 'static, H: Hsm + 'static>(
+    vault: VaultServer<S, H>,
+    tenants: Tenants,
+) -> Router {
+    let app = Arc::new(App { vault, tenants });
+    Router::new()
+        .route(
+            "/v1/users/{user}/register/start",
+            post(register_start::<S, H>),
+        )
+        .route(
+            "/v1/users/{user}/register/finish",
+            post(register_finish::<S, H>),
+        )
+        .route(
+            "/v1/users/{user}/recover/start",
+            post(recover_start::<S, H>),
+        )
+        .route("/v1/users/{user}/status", get(status::<S, H>))
+        .route("/v1/users/{user}", delete(remove::<S, H>))
+        .route(
+            "/v1/sessions/{session}/finish",
+            post(recover_finish::<S, H>),
+        )
+        .route(
+            "/v1/sessions/{session}/password/start",
+            post(password_start::<S, H>),
+        )
+        .route(
+            "/v1/sessions/{session}/password/finish",
+            post(password_finish::<S, H>),
+        )
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+}
+
+/// Serves until the process is stopped (or ctrl-c).
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+}

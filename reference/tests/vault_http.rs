@@ -1,0 +1,260 @@
+//! The vault as an operator runs it: `coffer vault serve` on a loopback port (real HTTP,
+//! real SQLite on disk), driven by the `coffer vault` client commands and by raw requests.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+struct Vault {
+    child: Child,
+    url: String,
+    token_file: PathBuf,
+}
+
+impl Drop for Vault {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(data: &Path) -> Vault {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args([
+            "vault",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--ksf",
+            "argon2id:m=256,t=1,p=1",
+            "--data",
+        ])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start coffer vault serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let first: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    Vault {
+        child,
+        url: first["listening"].as_str().unwrap().to_owned(),
+        token_file: PathBuf::from(first["token_file"].as_str().unwrap()),
+    }
+}
+
+fn coffer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(args)
+        .env_remove("COFFER_KEY")
+        .output()
+        .unwrap()
+}
+
+fn client(vault: &Vault, command: &str, user: &str, password: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "--json",
+        "vault",
+        command,
+        "--vault",
+        &vault.url,
+        "--user",
+        user,
+        "--token-file",
+        vault.token_file.to_str().unwrap(),
+        "--password-file",
+        password.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    coffer(&args)
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn register_recover_exhaust_delete_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = start(&dir.path().join("data"));
+    let right = dir.path().join("right");
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&right, "correct horse battery staple\n").unwrap();
+    std::fs::write(&wrong, "Tr0ub4dor&3\n").unwrap();
+
+    let out = client(&vault, "register", "alice", &right, &["--key", KEY]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = json(&client(&vault, "status", "alice", &right, &[]));
+    assert_eq!(status["registered"], true);
+    assert_eq!(status["guesses_left"], 10);
+
+    let out = client(&vault, "recover", "alice", &right, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["key"], KEY);
+
+    for i in 0..10 {
+        let out = client(&vault, "recover", "alice", &wrong, &[]);
+        assert_eq!(out.status.code(), Some(16), "guess {i}: wrong_password");
+        assert_eq!(json(&out)["error"], "wrong_password");
+    }
+    let out = client(&vault, "recover", "alice", &right, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(16),
+        "the right password after the limit fails"
+    );
+    let status = json(&client(&vault, "status", "alice", &right, &[]));
+    assert_eq!(status["registered"], false);
+    assert_eq!(status["state"], "destroyed");
+
+    // A user who never registered looks the same from outside.
+    let out = client(&vault, "recover", "nobody", &right, &[]);
+    assert_eq!(out.status.code(), Some(16));
+
+    let out = client(&vault, "register", "bob", &right, &["--key", KEY]);
+    assert!(out.status.success());
+    let out = client(&vault, "delete", "bob", &right, &[]);
+    assert!(out.status.success());
+    let out = client(&vault, "delete", "bob", &right, &[]);
+    assert_eq!(out.status.code(), Some(17), "no_record");
+}
+
+#[test]
+fn bad_requests_get_4xx_with_a_class_and_never_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = start(&dir.path().join("data"));
+    let token = std::fs::read_to_string(&vault.token_file).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let post = |path: &str, body: Vec<u8>, auth: bool| {
+        let mut req = agent
+            .post(format!("{}{path}", vault.url))
+            .header("content-type", "application/json");
+        if auth {
+            req = req.header("authorization", format!("Bearer {}", token.trim()));
+        }
+        let mut resp = req.send(&body[..]).unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, body)
+    };
+    let cases: Vec<(&str, Vec<u8>, bool, u16, &str)> = vec![
+        (
+            "/v1/users/alice/recover/start",
+            b"{}".to_vec(),
+            false,
+            403,
+            "unauthorized",
+        ),
+        (
+            "/v1/users/alice/recover/start",
+            b"not json".to_vec(),
+            true,
+            400,
+            "malformed",
+        ),
+        (
+            "/v1/users/alice/recover/start",
+            b"{\"ke1\": 5}".to_vec(),
+            true,
+            400,
+            "malformed",
+        ),
+        (
+            "/v1/users/alice/recover/start",
+            b"{\"ke1\": \"!!\"}".to_vec(),
+            true,
+            400,
+            "malformed",
+        ),
+        (
+            "/v1/users/alice/recover/start",
+            b"{\"ke1\": \"AAAA\"}".to_vec(),
+            true,
+            400,
+            "malformed",
+        ),
+        (
+            "/v1/users/alice/recover/start",
+            b"{\"ke1\": \"AAAA\", \"extra\": 1}".to_vec(),
+            true,
+            400,
+            "malformed",
+        ),
+        (
+            "/v1/users/alice/recover/start",
+            vec![b'a'; 9_000],
+            true,
+            413,
+            "malformed",
+        ),
+        (
+            "/v1/sessions/xyz/finish",
+            b"{\"ke3\": \"AAAA\"}".to_vec(),
+            true,
+            400,
+            "malformed",
+        ),
+        (
+            "/v1/users/alice/register/finish",
+            b"{\"record_id\": \"AA\", \"upload\": \"AA\", \"envelope\": \"AA\"}".to_vec(),
+            true,
+            400,
+            "malformed",
+        ),
+        ("/v1/nowhere", b"{}".to_vec(), true, 400, "malformed"),
+    ];
+    for (path, body, auth, status, class) in cases {
+        let (got, text) = post(path, body, auth);
+        assert_eq!(got, status, "{path}: {text}");
+        let v: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
+        assert_eq!(v["error"], class, "{path}");
+    }
+    // Random bodies: always a 4xx with a class.
+    let mut state = 0x1234_5678_9abc_def0u64;
+    for _ in 0..200 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let len = (state % 600) as usize;
+        let body: Vec<u8> = (0..len).map(|i| (state >> (i % 56)) as u8).collect();
+        let (got, text) = post("/v1/users/alice/recover/start", body, true);
+        assert!((400..500).contains(&got), "{got}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert!(v["error"].is_string());
+    }
+    // The server is still up.
+    let out = coffer(&[
+        "vault",
+        "status",
+        "--vault",
+        &vault.url,
+        "--user",
+        "x",
+        "--token-file",
+        vault.token_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
