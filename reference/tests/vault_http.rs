@@ -22,6 +22,10 @@ impl Drop for Vault {
 }
 
 fn start(data: &Path) -> Vault {
+    start_with(data, &[])
+}
+
+fn start_with(data: &Path, extra: &[&str]) -> Vault {
     let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
         .args([
             "vault",
@@ -33,6 +37,7 @@ fn start(data: &Path) -> Vault {
             "--data",
         ])
         .arg(data)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -257,4 +262,51 @@ fn bad_requests_get_4xx_with_a_class_and_never_crash() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn guesses_per_user_are_rate_limited_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = start_with(&dir.path().join("data"), &["--user-per-minute", "3"]);
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw\n").unwrap();
+    let out = client(&vault, "register", "carol", &pw, &["--key", KEY]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The registration took one token of three; two guesses pass, the third is refused.
+    for _ in 0..2 {
+        assert!(client(&vault, "recover", "carol", &pw, &[])
+            .status
+            .success());
+    }
+    let out = client(&vault, "recover", "carol", &pw, &[]);
+    assert_eq!(out.status.code(), Some(20), "rate_limited");
+    assert_eq!(json(&out)["error"], "rate_limited");
+    // Raw: the 429 carries Retry-After.
+    let token = std::fs::read_to_string(&vault.token_file).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let resp = agent
+        .post(format!("{}/v1/users/carol/recover/start", vault.url))
+        .header("authorization", format!("Bearer {}", token.trim()))
+        .send(&b"{}"[..])
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    let retry: u64 = resp
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    // Another user is not affected.
+    let out = client(&vault, "register", "dan", &pw, &["--key", KEY]);
+    assert!(out.status.success());
 }

@@ -124,6 +124,12 @@ pub enum VaultCommand {
         /// The server identity bound into every login.
         #[arg(long, default_value = "coffer-vault")]
         server_id: String,
+        /// Guesses and registrations per user and minute (up to a minute's worth at once).
+        #[arg(long, default_value_t = 30.0)]
+        user_per_minute: f64,
+        /// Requests per tenant and second.
+        #[arg(long, default_value_t = 10_000.0)]
+        tenant_per_second: f64,
     },
     /// Put a 64-digit key behind a password.
     Register {

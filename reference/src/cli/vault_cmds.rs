@@ -4,6 +4,7 @@ use super::failure::{CliResult, Failure};
 use super::{key_arg, Report, VaultClientArgs, VaultCommand};
 use coffer::hsm::SoftHsm;
 use coffer::http::client::VaultClient;
+use coffer::http::rate::{Rate, RateLimits};
 use coffer::http::server::{router, serve, Tenants};
 use coffer::store::SqliteStore;
 use coffer::vault::{KsfParams, ServerConfig, VaultServer};
@@ -21,7 +22,21 @@ pub fn run(command: &VaultCommand) -> CliResult<Report> {
             data,
             ksf,
             server_id,
-        } => serve_command(listen, data, ksf, server_id),
+            user_per_minute,
+            tenant_per_second,
+        } => {
+            let limits = RateLimits {
+                tenant: Rate {
+                    per_second: *tenant_per_second,
+                    burst: tenant_per_second * 2.0,
+                },
+                user: Rate {
+                    per_second: user_per_minute / 60.0,
+                    burst: user_per_minute.max(1.0),
+                },
+            };
+            serve_command(listen, data, ksf, server_id, limits)
+        }
         VaultCommand::Register { client, key, limit } => {
             let root = key_arg::resolve_root(key)?;
             let password = password(client)?;
@@ -158,7 +173,13 @@ fn default_token(data: &Path) -> CliResult<(String, std::path::PathBuf)> {
     Ok((token, path))
 }
 
-fn serve_command(listen: &str, data: &Path, ksf: &str, server_id: &str) -> CliResult<Report> {
+fn serve_command(
+    listen: &str,
+    data: &Path,
+    ksf: &str,
+    server_id: &str,
+    limits: RateLimits,
+) -> CliResult<Report> {
     std::fs::create_dir_all(data)
         .map_err(|e| Failure::io(format!("cannot create {}", data.display()), e))?;
     let ksf = KsfParams::parse(ksf).map_err(|e| Failure::from_lib("--ksf", e))?;
@@ -188,7 +209,7 @@ fn serve_command(listen: &str, data: &Path, ksf: &str, server_id: &str) -> CliRe
                 .to_string(),
         );
         tracing::info!(%addr, "vault serving");
-        serve(listener, router(vault, tenants)).await.map_err(|e| Failure::io("server", e))
+        serve(listener, router(vault, tenants, limits)).await.map_err(|e| Failure::io("server", e))
     })?;
     Ok(Report {
         text: "vault stopped".into(),

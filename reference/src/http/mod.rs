@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod client;
+pub mod rate;
 pub mod server;
 
 use crate::error::ErrorClass;

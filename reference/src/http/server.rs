@@ -2,6 +2,7 @@
 //! bearer token; vault work (SQLite commits, OPAQUE) runs on the blocking pool.
 
 use super::api::*;
+use super::rate::{Limiter, RateLimits};
 use super::status_of;
 use crate::error::{Classify, ErrorClass};
 use crate::hsm::Hsm;
@@ -29,6 +30,7 @@ pub struct ApiError {
     class: ErrorClass,
     message: String,
     status: Option<StatusCode>,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -37,6 +39,7 @@ impl ApiError {
             class,
             message: message.into(),
             status: None,
+            retry_after: None,
         }
     }
 }
@@ -47,6 +50,7 @@ fn body(b: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<By
         class: ErrorClass::Malformed,
         message: format!("request body: {rejection}"),
         status: Some(rejection.status()),
+        retry_after: None,
     })
 }
 
@@ -68,7 +72,13 @@ impl IntoResponse for ApiError {
             error: self.class.as_str().to_owned(),
             message: self.message,
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert("retry-after", value);
+            }
+        }
+        response
     }
 }
 
@@ -110,6 +120,37 @@ impl Tenants {
 struct App<S: Store, H: Hsm> {
     vault: VaultServer<S, H>,
     tenants: Tenants,
+    tenant_rate: Limiter,
+    user_rate: Limiter,
+}
+
+fn limited(wait: std::time::Duration, what: &str) -> ApiError {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    ApiError {
+        class: ErrorClass::RateLimited,
+        message: format!("too many requests for this {what}; retry in {seconds} s"),
+        status: None,
+        retry_after: Some(seconds.max(1)),
+    }
+}
+
+impl<S: Store, H: Hsm> App<S, H> {
+    /// The request's tenant, after its token and its rate limit.
+    fn tenant(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let tenant = self.tenants.of(headers)?;
+        self.tenant_rate
+            .take(&tenant)
+            .map_err(|w| limited(w, "tenant"))?;
+        Ok(tenant)
+    }
+
+    /// A user's guess or registration, under the per-user limit.
+    fn user_action(&self, tenant: &str, user: &str) -> Result<(), ApiError> {
+        user_id(user)?;
+        self.user_rate
+            .take(&format!("{tenant}\0{user}"))
+            .map_err(|w| limited(w, "user"))
+    }
 }
 
 type Shared<S, H> = Arc<App<S, H>>;
@@ -165,8 +206,8 @@ async fn register_start<S: Store + 'static, H: Hsm + 'static>(
     Path(user): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<RegisterStartResponse>, ApiError> {
-    let tenant = app.tenants.of(&headers)?;
-    user_id(&user)?;
+    let tenant = app.tenant(&headers)?;
+    app.user_action(&tenant, &user)?;
     let req: RegisterStartRequest = json(&body(raw)?)?;
     let out = blocking(&app, move |v| {
         Ok(v.register_start(&tenant, &user, &req.request.0)?)
@@ -185,7 +226,7 @@ async fn register_finish<S: Store + 'static, H: Hsm + 'static>(
     Path(user): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = app.tenants.of(&headers)?;
+    let tenant = app.tenant(&headers)?;
     user_id(&user)?;
     let req: RegisterFinishRequest = json(&body(raw)?)?;
     let record_id = id16(&req.record_id.0, "record_id")?;
@@ -209,8 +250,8 @@ async fn recover_start<S: Store + 'static, H: Hsm + 'static>(
     Path(user): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<RecoverStartResponse>, ApiError> {
-    let tenant = app.tenants.of(&headers)?;
-    user_id(&user)?;
+    let tenant = app.tenant(&headers)?;
+    app.user_action(&tenant, &user)?;
     let req: RecoverStartRequest = json(&body(raw)?)?;
     let out = blocking(&app, move |v| {
         Ok(v.recover_start(&tenant, &user, &req.ke1.0)?)
@@ -229,7 +270,7 @@ async fn recover_finish<S: Store + 'static, H: Hsm + 'static>(
     Path(session): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<RecoverFinishResponse>, ApiError> {
-    let tenant = app.tenants.of(&headers)?;
+    let tenant = app.tenant(&headers)?;
     let session = session_id(&session)?;
     let req: RecoverFinishRequest = json(&body(raw)?)?;
     let release = blocking(&app, move |v| {
@@ -247,7 +288,7 @@ async fn password_start<S: Store + 'static, H: Hsm + 'static>(
     Path(session): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<RegisterStartResponse>, ApiError> {
-    let tenant = app.tenants.of(&headers)?;
+    let tenant = app.tenant(&headers)?;
     let session = session_id(&session)?;
     let req: RegisterStartRequest = json(&body(raw)?)?;
     let out = blocking(&app, move |v| {
@@ -267,7 +308,7 @@ async fn password_finish<S: Store + 'static, H: Hsm + 'static>(
     Path(session): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<PasswordFinishResponse>, ApiError> {
-    let tenant = app.tenants.of(&headers)?;
+    let tenant = app.tenant(&headers)?;
     let session = session_id(&session)?;
     let req: PasswordFinishRequest = json(&body(raw)?)?;
     let version = blocking(&app, move |v| {
@@ -282,7 +323,7 @@ async fn status<S: Store + 'static, H: Hsm + 'static>(
     headers: HeaderMap,
     Path(user): Path<String>,
 ) -> Result<Json<crate::vault::Status>, ApiError> {
-    let tenant = app.tenants.of(&headers)?;
+    let tenant = app.tenant(&headers)?;
     user_id(&user)?;
     Ok(Json(
         blocking(&app, move |v| Ok(v.status(&tenant, &user)?)).await?,
@@ -294,7 +335,7 @@ async fn remove<S: Store + 'static, H: Hsm + 'static>(
     headers: HeaderMap,
     Path(user): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = app.tenants.of(&headers)?;
+    let tenant = app.tenant(&headers)?;
     user_id(&user)?;
     blocking(&app, move |v| Ok(v.delete(&tenant, &user)?)).await?;
     Ok(Json(serde_json::json!({"deleted": true})))
@@ -311,8 +352,14 @@ async fn fallback() -> ApiError {
 pub fn router<S: Store + 'static, H: Hsm + 'static>(
     vault: VaultServer<S, H>,
     tenants: Tenants,
+    limits: RateLimits,
 ) -> Router {
-    let app = Arc::new(App { vault, tenants });
+    let app = Arc::new(App {
+        vault,
+        tenants,
+        tenant_rate: Limiter::new(limits.tenant),
+        user_rate: Limiter::new(limits.user),
+    });
     Router::new()
         .route(
             "/v1/users/{user}/register/start",
