@@ -26,7 +26,17 @@ fn start(data: &Path) -> Vault {
 }
 
 fn start_with(data: &Path, extra: &[&str]) -> Vault {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
+    start_env(data, extra, None)
+}
+
+fn start_env(data: &Path, extra: &[&str], fault: Option<&str>) -> Vault {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    if let Some(point) = fault {
+        command.env("COFFER_VAULT_FAULT", point);
+    } else {
+        command.env_remove("COFFER_VAULT_FAULT");
+    }
+    let mut child = command
         .args([
             "vault",
             "serve",
@@ -309,4 +319,48 @@ fn guesses_per_user_are_rate_limited_with_retry_after() {
     // Another user is not affected.
     let out = client(&vault, "register", "dan", &pw, &["--key", KEY]);
     assert!(out.status.success());
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_recovery_never_loses_a_counted_guess() {
+    for point in coffer::vault::server::FAULT_POINTS {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "pw\n").unwrap();
+        {
+            let vault = start_env(&data, &[], Some(point));
+            let out = client(&vault, "register", "erin", &pw, &["--key", KEY]);
+            assert!(
+                out.status.success(),
+                "{point}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // The server dies inside this recovery.
+            let out = client(&vault, "recover", "erin", &pw, &[]);
+            assert_eq!(
+                out.status.code(),
+                Some(22),
+                "{point}: the client sees an I/O failure"
+            );
+        }
+        let vault = start_env(&data, &[], None);
+        let status = json(&client(&vault, "status", "erin", &pw, &[]));
+        assert_eq!(status["registered"], true, "{point}: the record survives");
+        let left = status["guesses_left"].as_u64().unwrap();
+        match point {
+            // The guess was committed before the crash: it stays counted.
+            "after_guess_commit" | "after_ke2" => assert_eq!(left, 9, "{point}"),
+            // The verified KE3 reset the count before the crash.
+            _ => assert_eq!(left, 10, "{point}"),
+        }
+        // The record is intact: the right password still recovers the key.
+        let out = client(&vault, "recover", "erin", &pw, &[]);
+        assert!(
+            out.status.success(),
+            "{point}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(json(&out)["key"], KEY);
+    }
 }

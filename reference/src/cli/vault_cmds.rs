@@ -190,6 +190,8 @@ fn serve_command(
     let config = ServerConfig {
         ksf,
         server_id: server_id.to_owned(),
+        // Crash tests only (spec/vault.md §4.3): abort at a named point.
+        fault: std::env::var("COFFER_VAULT_FAULT").ok(),
         ..ServerConfig::default()
     };
     let vault = VaultServer::open(store, hsm, config).map_err(|e| Failure::from_lib("vault", e))?;

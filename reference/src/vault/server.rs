@@ -36,7 +36,14 @@ pub struct ServerConfig {
     pub ksf: KsfParams,
     /// How long a recovery session (between KE2 and KE3, and after, for a password change) lives.
     pub session_ttl: Duration,
+    /// Test only: a fault point at which the process aborts (crash tests), see [`FAULT_POINTS`].
+    pub fault: Option<String>,
 }
+
+/// Fault points for crash tests: after a guess is committed (before KE2 is computed), after
+/// KE2 is computed (before it is returned), after a verified KE3 reset the count (before the
+/// envelope is returned).
+pub const FAULT_POINTS: [&str; 3] = ["after_guess_commit", "after_ke2", "after_reset"];
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -47,6 +54,7 @@ impl Default for ServerConfig {
             max_limit: 100,
             ksf: KsfParams::DEFAULT,
             session_ttl: Duration::from_secs(300),
+            fault: None,
         }
     }
 }
@@ -147,6 +155,14 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             pending: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Dies on the spot at `point` if the crash-test configuration asks for it.
+    fn fault(&self, point: &str) {
+        if self.config.fault.as_deref() == Some(point) {
+            tracing::warn!(point, "fault injection: aborting");
+            std::process::abort();
+        }
     }
 
     /// The store (for status pages and tests).
@@ -271,6 +287,7 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
                 ksf: self.config.ksf.name(),
             });
         };
+        self.fault("after_guess_commit");
         let sealed = record
             .sealed
             .as_deref()
@@ -310,6 +327,7 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
                 expires: Instant::now() + self.config.session_ttl,
             },
         );
+        self.fault("after_ke2");
         Ok(RecoverStart {
             session_id,
             ke2: start.message.serialize().to_vec(),
@@ -348,6 +366,7 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             // Destroyed or changed since KE1.
             return Err(VaultError::Locked);
         }
+        self.fault("after_reset");
         let payload =
             Zeroizing::new([&p.record_id[..], &p.version.to_be_bytes(), &p.envelope[..]].concat());
         let released = seal_transport(&finished.session_key, session_id, &payload)?;
