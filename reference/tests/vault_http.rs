@@ -364,3 +364,100 @@ fn a_crash_at_any_step_of_a_recovery_never_loses_a_counted_guess() {
         assert_eq!(json(&out)["key"], KEY);
     }
 }
+
+#[test]
+fn backup_create_then_restore_with_only_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = start(&dir.path().join("data"));
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "my backup password\n").unwrap();
+    let db = dir.path().join("msgstore.db");
+    let content: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    std::fs::write(&db, &content).unwrap();
+    let backup = dir.path().join("backup.coffer");
+    let key_file = dir.path().join("key.txt");
+    // `backup` is its own command group: run it with the same client options.
+    let args = |command: &str, extra: Vec<String>| {
+        let mut a = vec![
+            "--json".to_string(),
+            "backup".into(),
+            command.into(),
+            "--vault".into(),
+            vault.url.clone(),
+            "--user".into(),
+            "frank".into(),
+            "--token-file".into(),
+            vault.token_file.to_str().unwrap().into(),
+            "--password-file".into(),
+            pw.to_str().unwrap().into(),
+        ];
+        a.extend(extra);
+        a
+    };
+    let run = |a: Vec<String>| {
+        Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .args(a)
+            .env_remove("COFFER_KEY")
+            .output()
+            .unwrap()
+    };
+    let out = run(args(
+        "create",
+        vec![
+            db.to_str().unwrap().into(),
+            "-o".into(),
+            backup.to_str().unwrap().into(),
+            "--key-out".into(),
+            key_file.to_str().unwrap().into(),
+        ],
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored = dir.path().join("restored.db");
+    let out = run(args(
+        "restore",
+        vec![
+            backup.to_str().unwrap().into(),
+            "-o".into(),
+            restored.to_str().unwrap().into(),
+        ],
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&restored).unwrap(), content);
+    // The key written with --key-out opens the same backup without the vault.
+    let with_key = dir.path().join("with-key.db");
+    let out = coffer(&[
+        "decrypt",
+        "--key",
+        key_file.to_str().unwrap(),
+        backup.to_str().unwrap(),
+        "-o",
+        with_key.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&with_key).unwrap(), content);
+    // A wrong password restores nothing.
+    std::fs::write(&pw, "not it\n").unwrap();
+    let nothing = dir.path().join("nothing.db");
+    let out = run(args(
+        "restore",
+        vec![
+            backup.to_str().unwrap().into(),
+            "-o".into(),
+            nothing.to_str().unwrap().into(),
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(16));
+    assert!(!nothing.exists());
+}

@@ -72,11 +72,30 @@ pub fn encrypt(args: &EncryptArgs, root: &RootKey) -> CliResult<Report> {
             format!("{flag} applies to crypt15 only"),
         ));
     }
-    let is_dir = args.input.is_dir();
     let compression = match args.compress {
         CompressArg::None => Compression::None,
         CompressArg::Zstd => Compression::Zstd,
     };
+    encrypt_path(
+        &args.input,
+        &args.output,
+        args.force,
+        compression,
+        args.zstd_level,
+        root,
+    )
+}
+
+/// Encrypts a file, or a directory as tar, into a Coffer file at `output`.
+pub fn encrypt_path(
+    input: &Path,
+    output: &Path,
+    force: bool,
+    compression: Compression,
+    zstd_level: i32,
+    root: &RootKey,
+) -> CliResult<Report> {
+    let is_dir = input.is_dir();
     let content = if is_dir { Content::Tar } else { Content::File };
     let header = Header::new(
         compression,
@@ -90,45 +109,42 @@ pub fn encrypt(args: &EncryptArgs, root: &RootKey) -> CliResult<Report> {
         ],
     );
     let options = WriteOptions {
-        zstd_level: args.zstd_level,
+        zstd_level: zstd_level,
         ..WriteOptions::default()
     };
-    let target = AtomicOutput::create(&args.output, args.force)?;
+    let target = AtomicOutput::create(output, force)?;
     let mut out = target.writer();
-    let mut writer = format::Writer::new(&mut out, root, header, &options)
-        .map_err(lib_err("encrypt", &args.input))?;
+    let mut writer =
+        format::Writer::new(&mut out, root, header, &options).map_err(lib_err("encrypt", input))?;
     if is_dir {
         let bar = ProgressBar::new_spinner();
         bar.set_message("packing and encrypting");
         let mut builder = tar::Builder::new(&mut writer);
         builder.follow_symlinks(false);
         builder
-            .append_dir_all(".", &args.input)
+            .append_dir_all(".", input)
             .and_then(|()| builder.finish())
-            .map_err(|e| {
-                Failure::from_io_lib(&format!("cannot pack {}", args.input.display()), e)
-            })?;
+            .map_err(|e| Failure::from_io_lib(&format!("cannot pack {}", input.display()), e))?;
         drop(builder);
         bar.finish_and_clear();
     } else {
-        let (input, size) = open_input(&args.input)?;
+        let (file, size) = open_input(input)?;
         let bar = progress_bar(size, "encrypting");
-        let mut input = Progress {
-            inner: input,
+        let mut reader = Progress {
+            inner: file,
             bar: bar.clone(),
         };
-        io::copy(&mut input, &mut writer).map_err(|e| {
-            Failure::from_io_lib(&format!("cannot encrypt {}", args.input.display()), e)
-        })?;
+        io::copy(&mut reader, &mut writer)
+            .map_err(|e| Failure::from_io_lib(&format!("cannot encrypt {}", input.display()), e))?;
         bar.finish_and_clear();
     }
-    let (_, summary) = writer.finish().map_err(lib_err("encrypt", &args.input))?;
-    flush(out, &args.output)?;
+    let (_, summary) = writer.finish().map_err(lib_err("encrypt", input))?;
+    flush(out, &output)?;
     target.commit()?;
     Ok(Report {
         text: format!(
             "{}: {} bytes{} -> Coffer file of {} bytes in {} ({}, {})",
-            args.input.display(),
+            input.display(),
             summary.plaintext_len,
             if is_dir {
                 " (tar of the directory)"
@@ -136,14 +152,14 @@ pub fn encrypt(args: &EncryptArgs, root: &RootKey) -> CliResult<Report> {
                 ""
             },
             summary.file_len,
-            args.output.display(),
+            output.display(),
             name(&compression),
             name(&content),
         ),
         json: json!({
             "command": "encrypt",
-            "input": args.input,
-            "output": args.output,
+            "input": input,
+            "output": output,
             "format": "coffer",
             "compression": compression,
             "content": content,
@@ -165,6 +181,29 @@ fn decrypt_file<O: WriteAt + Sync>(
     decrypt_parallel_at(&file, root, out, Parallelism::threads(threads), &|n| {
         bar.set_position(n)
     })
+}
+
+/// Decrypts a Coffer file at `input` into `output` (on all cores when uncompressed).
+pub fn decrypt_path(
+    input: &Path,
+    output: &Path,
+    force: bool,
+    root: &RootKey,
+) -> CliResult<(Header, FileSummary)> {
+    if !is_coffer(input)? {
+        return Err(Failure::new(
+            ErrorClass::Unsupported,
+            format!("{} is not a Coffer file", input.display()),
+        ));
+    }
+    let (file, size) = open_input(input)?;
+    let target = AtomicOutput::create(output, force)?;
+    let bar = progress_bar(size, "decrypting");
+    let done =
+        decrypt_file(file, root, target.file(), 0, &bar).map_err(lib_err("decrypt", input))?;
+    bar.finish_and_clear();
+    target.commit()?;
+    Ok(done)
 }
 
 /// Parses `START:END` (END exclusive; either side may be empty: `:100`, `100:`).

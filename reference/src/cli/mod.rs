@@ -80,6 +80,9 @@ enum Command {
     /// Keep K behind a password in a key vault (OPAQUE), or run one.
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// Password-protected backups end to end: a new key, kept in the vault, encrypting a Coffer file.
+    #[command(subcommand)]
+    Backup(BackupCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +162,47 @@ pub enum VaultCommand {
     Delete {
         #[command(flatten)]
         client: VaultClientArgs,
+    },
+}
+
+/// The `backup` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// New random key K, registered in the vault behind your password; INPUT (a file or a
+    /// directory) encrypted with it as a Coffer file.
+    #[command(
+        after_help = "Example:\n  coffer backup create --vault http://127.0.0.1:8443 --user alice --token-file t msgstore.db -o backup.coffer"
+    )]
+    Create {
+        #[command(flatten)]
+        client: VaultClientArgs,
+        /// What to back up.
+        input: PathBuf,
+        /// The Coffer file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Replace OUTPUT if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Also write the 64 digits to this file (mode 0600), for users who keep the key too.
+        #[arg(long, value_name = "FILE")]
+        key_out: Option<PathBuf>,
+        /// Compression before encryption.
+        #[arg(long, value_enum, default_value_t = CompressArg::Zstd)]
+        compress: CompressArg,
+    },
+    /// Recover K from the vault with your password and decrypt a Coffer backup.
+    Restore {
+        #[command(flatten)]
+        client: VaultClientArgs,
+        /// The Coffer file.
+        input: PathBuf,
+        /// Where to write the plaintext (created only once it authenticates).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Replace OUTPUT if it exists.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -338,6 +382,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => commands::verify(&args),
         Command::Info(args) => info::run(&args.input),
         Command::Vault(command) => vault_cmds::run(&command),
+        Command::Backup(command) => vault_cmds::backup(&command),
     };
     match result {
         Ok(report) => {

@@ -1,11 +1,15 @@
 //! `coffer vault ...`: run a vault server, and the client side of every flow.
 
 use super::failure::{CliResult, Failure};
-use super::{key_arg, Report, VaultClientArgs, VaultCommand};
+use super::{
+    coffer_file, key_arg, BackupCommand, CompressArg, Report, VaultClientArgs, VaultCommand,
+};
+use coffer::format::Compression;
 use coffer::hsm::SoftHsm;
 use coffer::http::client::VaultClient;
 use coffer::http::rate::{Rate, RateLimits};
 use coffer::http::server::{router, serve, Tenants};
+use coffer::key::RootKey;
 use coffer::store::SqliteStore;
 use coffer::vault::{KsfParams, ServerConfig, VaultServer};
 use coffer::ErrorClass;
@@ -102,6 +106,78 @@ pub fn run(command: &VaultCommand) -> CliResult<Report> {
             Ok(Report {
                 text: format!("deleted the record of {}", client.user),
                 json: json!({"command": "vault delete", "user": client.user, "deleted": true}),
+            })
+        }
+    }
+}
+
+/// Runs one `backup` subcommand.
+pub fn backup(command: &BackupCommand) -> CliResult<Report> {
+    match command {
+        BackupCommand::Create {
+            client,
+            input,
+            output,
+            force,
+            key_out,
+            compress,
+        } => {
+            if output.exists() && !force {
+                return Err(Failure::new(
+                    ErrorClass::Io,
+                    format!(
+                        "{} already exists; pass --force to replace it",
+                        output.display()
+                    ),
+                ));
+            }
+            let root = RootKey::generate().map_err(|e| Failure::from_lib("key generation", e))?;
+            let password = password(client)?;
+            connect(client)?
+                .register(&client.user, &password, &root, None)
+                .map_err(|e| Failure::from_lib("register the new key", e))?;
+            if let Some(path) = key_out {
+                write_private(path, format!("{}\n", root.to_grouped().as_str()).as_bytes())?;
+            }
+            let compression = match compress {
+                CompressArg::None => Compression::None,
+                CompressArg::Zstd => Compression::Zstd,
+            };
+            let report = coffer_file::encrypt_path(input, output, *force, compression, 3, &root)?;
+            Ok(Report {
+                text: format!(
+                    "{}\nthe key is in the vault behind your password (user {})",
+                    report.text, client.user
+                ),
+                json: json!({"command": "backup create", "user": client.user, "encrypt": report.json, "key_file": key_out}),
+            })
+        }
+        BackupCommand::Restore {
+            client,
+            input,
+            output,
+            force,
+        } => {
+            let password = password(client)?;
+            let recovered = connect(client)?
+                .recover(&client.user, &password)
+                .map_err(|e| Failure::from_lib("recover the key", e))?;
+            let (header, summary) =
+                coffer_file::decrypt_path(input, output, *force, &recovered.root)?;
+            Ok(Report {
+                text: format!(
+                    "{}: {} bytes restored to {}",
+                    input.display(),
+                    summary.plaintext_len,
+                    output.display()
+                ),
+                json: json!({
+                    "command": "backup restore",
+                    "user": client.user,
+                    "output": output,
+                    "plaintext_bytes": summary.plaintext_len,
+                    "content": header.content(),
+                }),
             })
         }
     }
