@@ -109,7 +109,7 @@ pub fn encrypt_path(
         ],
     );
     let options = WriteOptions {
-        zstd_level: zstd_level,
+        zstd_level,
         ..WriteOptions::default()
     };
     let target = AtomicOutput::create(output, force)?;
@@ -139,7 +139,7 @@ pub fn encrypt_path(
         bar.finish_and_clear();
     }
     let (_, summary) = writer.finish().map_err(lib_err("encrypt", input))?;
-    flush(out, &output)?;
+    flush(out, output)?;
     target.commit()?;
     Ok(Report {
         text: format!(
