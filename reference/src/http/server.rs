@@ -119,6 +119,9 @@ impl Tenants {
 
 struct App<S: Store, H: Hsm> {
     vault: VaultServer<S, H>,
+    /// Vault work runs at most this many at a time, first come first served (a fair
+    /// semaphore): more threads than cores only adds tail latency.
+    workers: tokio::sync::Semaphore,
     tenants: Tenants,
     tenant_rate: Limiter,
     user_rate: Limiter,
@@ -194,6 +197,11 @@ where
     H: Hsm + 'static,
     T: Send + 'static,
 {
+    let _permit = app
+        .workers
+        .acquire()
+        .await
+        .map_err(|e| ApiError::new(ErrorClass::Io, format!("worker pool closed: {e}")))?;
     let app = Arc::clone(app);
     tokio::task::spawn_blocking(move || f(&app.vault))
         .await
@@ -354,8 +362,10 @@ pub fn router<S: Store + 'static, H: Hsm + 'static>(
     tenants: Tenants,
     limits: RateLimits,
 ) -> Router {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let app = Arc::new(App {
         vault,
+        workers: tokio::sync::Semaphore::new(cores * 2),
         tenants,
         tenant_rate: Limiter::new(limits.tenant),
         user_rate: Limiter::new(limits.user),

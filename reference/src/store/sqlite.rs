@@ -5,7 +5,7 @@
 use super::{AuditEvent, GuessOutcome, Record, RecordState, Store, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS server (
@@ -45,6 +45,15 @@ CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
 /// The SQLite store.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Guesses waiting for the next group commit.
+    queue: Mutex<Vec<Arc<GuessJob>>>,
+}
+
+/// One guess waiting to be committed, and its outcome once it is.
+struct GuessJob {
+    tenant: String,
+    user: String,
+    outcome: Mutex<Option<Result<GuessOutcome, StoreError>>>,
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -107,6 +116,7 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA).map_err(db)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            queue: Mutex::new(Vec::new()),
         })
     }
 
@@ -146,6 +156,47 @@ impl SqliteStore {
             row_to_record,
         )
         .optional()
+    }
+
+    /// One guess inside a transaction (`spec/vault.md` §4.2).
+    fn count_one(
+        tx: &rusqlite::Transaction<'_>,
+        tenant: &str,
+        user: &str,
+    ) -> rusqlite::Result<GuessOutcome> {
+        let Some(mut r) = Self::active(tx, tenant, user)? else {
+            return Ok(GuessOutcome::Absent);
+        };
+        if r.guesses >= r.limit {
+            Self::end(tx, &r, RecordState::Destroyed)?;
+            audit(
+                tx,
+                &r,
+                "destroyed",
+                &format!("guesses={}/{} used up", r.guesses, r.limit),
+            )?;
+            return Ok(GuessOutcome::Destroyed);
+        }
+        r.guesses += 1;
+        tx.execute(
+            "UPDATE records SET guesses = ?2, updated = ?3 WHERE record_id = ?1",
+            params![&r.record_id[..], r.guesses, now()],
+        )?;
+        audit(
+            tx,
+            &r,
+            "guess",
+            &format!("guesses={}/{}", r.guesses, r.limit),
+        )?;
+        if r.guesses == r.limit {
+            audit(
+                tx,
+                &r,
+                "locked",
+                "last guess given out: a failure destroys the record",
+            )?;
+        }
+        Ok(GuessOutcome::Counted(r))
     }
 
     fn end(tx: &rusqlite::Transaction<'_>, r: &Record, state: RecordState) -> rusqlite::Result<()> {
@@ -213,42 +264,61 @@ impl Store for SqliteStore {
         })
     }
 
+    /// Group commit: the guess joins a queue; whoever next holds the connection commits every
+    /// queued guess in one transaction (one fsync) and hands each its outcome. No outcome is
+    /// visible before that commit, so "counted before KE2" holds for each of them.
     fn count_guess(&self, tenant: &str, user: &str) -> Result<GuessOutcome, StoreError> {
-        self.with_tx(|tx| {
-            let Some(mut r) = Self::active(tx, tenant, user)? else {
-                return Ok(GuessOutcome::Absent);
-            };
-            if r.guesses >= r.limit {
-                Self::end(tx, &r, RecordState::Destroyed)?;
-                audit(
-                    tx,
-                    &r,
-                    "destroyed",
-                    &format!("guesses={}/{} used up", r.guesses, r.limit),
-                )?;
-                return Ok(GuessOutcome::Destroyed);
+        let job = Arc::new(GuessJob {
+            tenant: tenant.to_owned(),
+            user: user.to_owned(),
+            outcome: Mutex::new(None),
+        });
+        self.queue
+            .lock()
+            .map_err(|_| StoreError::Database("queue lock poisoned".into()))?
+            .push(Arc::clone(&job));
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::Database("store lock poisoned".into()))?;
+        if let Some(done) = job.outcome.lock().ok().and_then(|mut o| o.take()) {
+            return done;
+        }
+        let batch: Vec<Arc<GuessJob>> = std::mem::take(
+            &mut *self
+                .queue
+                .lock()
+                .map_err(|_| StoreError::Database("queue lock poisoned".into()))?,
+        );
+        let result = (|| -> rusqlite::Result<Vec<GuessOutcome>> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let outcomes = batch
+                .iter()
+                .map(|j| Self::count_one(&tx, &j.tenant, &j.user))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            tx.commit()?;
+            Ok(outcomes)
+        })();
+        match result {
+            Ok(outcomes) => {
+                for (j, outcome) in batch.iter().zip(outcomes) {
+                    if let Ok(mut slot) = j.outcome.lock() {
+                        *slot = Some(Ok(outcome));
+                    }
+                }
             }
-            r.guesses += 1;
-            tx.execute(
-                "UPDATE records SET guesses = ?2, updated = ?3 WHERE record_id = ?1",
-                params![&r.record_id[..], r.guesses, now()],
-            )?;
-            audit(
-                tx,
-                &r,
-                "guess",
-                &format!("guesses={}/{}", r.guesses, r.limit),
-            )?;
-            if r.guesses == r.limit {
-                audit(
-                    tx,
-                    &r,
-                    "locked",
-                    "last guess given out: a failure destroys the record",
-                )?;
+            Err(e) => {
+                let message = e.to_string();
+                for j in &batch {
+                    if let Ok(mut slot) = j.outcome.lock() {
+                        *slot = Some(Err(StoreError::Database(message.clone())));
+                    }
+                }
             }
-            Ok(GuessOutcome::Counted(r))
-        })
+        }
+        drop(conn);
+        let outcome = job.outcome.lock().ok().and_then(|mut o| o.take());
+        outcome.unwrap_or_else(|| Err(StoreError::Database("a queued guess was lost".into())))
     }
 
     fn recovered(&self, record_id: &[u8; 16], version: u32) -> Result<bool, StoreError> {
