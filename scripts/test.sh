@@ -3,7 +3,8 @@
 # Debian packages (OpenSSL and zlib headers), and the real wa-crypt-tools from PyPI in a venv.
 #
 # Opt-outs, by name only: COFFER_SKIP_INTEROP=1 (no wa-crypt-tools), COFFER_SKIP_BIGFILE=1
-# (no >= 1 GiB peak-memory check). Anything else missing is a failure, not a skip.
+# (no >= 1 GiB peak-memory check), COFFER_SKIP_SCHEMATHESIS=1 (no OpenAPI fuzzing of the
+# vault). Anything else missing is a failure, not a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -42,9 +43,15 @@ trap 'rm -f "$test_log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$test_log"
 read -r passed failed < <(awk '/^test result:/ {p += $4; f += $6} END {print p + 0, f + 0}' "$test_log")
 
+cargo build --release --locked -p coffer
+
+if [[ "${COFFER_SKIP_SCHEMATHESIS:-}" != 1 ]]; then
+  step "schemathesis (PyPI) against the vault's HTTP API and spec/openapi.yaml"
+  scripts/schemathesis.sh target/release/coffer
+fi
+
 if [[ "${COFFER_SKIP_BIGFILE:-}" != 1 ]]; then
-  step "peak memory decrypting a >= 1 GiB crypt15 file"
-  cargo build --release --locked -p coffer
+  step "peak memory streaming >= 1 GiB"
   benches/peak-memory.sh target/release/coffer
 fi
 

@@ -73,12 +73,28 @@ impl IntoResponse for ApiError {
             message: self.message,
         };
         let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED && self.class == ErrorClass::Unauthorized {
+            response.headers_mut().insert(
+                "www-authenticate",
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
         if let Some(seconds) = self.retry_after {
             if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
                 response.headers_mut().insert("retry-after", value);
             }
         }
         response
+    }
+}
+
+/// A missing or unknown token: class `unauthorized`, HTTP 401 (RFC 9110 §11.6.1).
+fn unauthenticated(message: &str) -> ApiError {
+    ApiError {
+        class: ErrorClass::Unauthorized,
+        message: message.to_owned(),
+        status: Some(StatusCode::UNAUTHORIZED),
+        retry_after: None,
     }
 }
 
@@ -101,19 +117,14 @@ impl Tenants {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorClass::Unauthorized,
-                    "a tenant bearer token is required",
-                )
-            })?;
+            .ok_or_else(|| unauthenticated("a tenant bearer token is required"))?;
         let mut found = None;
         for (known, tenant) in &self.tokens {
             if known.len() == token.len() && bool::from(known.as_slice().ct_eq(token.as_bytes())) {
                 found = Some(tenant.clone());
             }
         }
-        found.ok_or_else(|| ApiError::new(ErrorClass::Unauthorized, "unknown tenant token"))
+        found.ok_or_else(|| unauthenticated("unknown tenant token"))
     }
 }
 
