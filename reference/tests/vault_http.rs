@@ -175,7 +175,7 @@ fn bad_requests_get_4xx_with_a_class_and_never_crash() {
             "/v1/users/alice/recover/start",
             b"{}".to_vec(),
             false,
-            403,
+            401,
             "unauthorized",
         ),
         (
