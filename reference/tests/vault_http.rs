@@ -461,3 +461,35 @@ fn backup_create_then_restore_with_only_the_password() {
     assert_eq!(out.status.code(), Some(16));
     assert!(!nothing.exists());
 }
+
+#[test]
+fn change_password_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = start(&dir.path().join("data"));
+    let old = dir.path().join("old");
+    let new = dir.path().join("new");
+    std::fs::write(&old, "old password\n").unwrap();
+    std::fs::write(&new, "new password\n").unwrap();
+    assert!(client(&vault, "register", "gus", &old, &["--key", KEY])
+        .status
+        .success());
+    let out = client(
+        &vault,
+        "change-password",
+        "gus",
+        &old,
+        &["--new-password-file", new.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["version"], 2);
+    assert_eq!(
+        client(&vault, "recover", "gus", &old, &[]).status.code(),
+        Some(16)
+    );
+    let out = client(&vault, "recover", "gus", &new, &[]);
+    assert_eq!(json(&out)["key"], KEY);
+}

@@ -153,6 +153,15 @@ pub enum VaultCommand {
         #[arg(long, value_name = "FILE")]
         key_out: Option<PathBuf>,
     },
+    /// Change the password: a recovery with the old one (one guess), then a new registration
+    /// of the same key in the same session.
+    ChangePassword {
+        #[command(flatten)]
+        client: VaultClientArgs,
+        /// Read the new password from the first line of this file instead of prompting.
+        #[arg(long)]
+        new_password_file: Option<PathBuf>,
+    },
     /// Whether a user is registered, and guesses left.
     Status {
         #[command(flatten)]

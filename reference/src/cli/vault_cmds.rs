@@ -76,6 +76,30 @@ pub fn run(command: &VaultCommand) -> CliResult<Report> {
                 }),
             }
         }
+        VaultCommand::ChangePassword {
+            client,
+            new_password_file,
+        } => {
+            let old = password(client)?;
+            let new = match new_password_file {
+                Some(path) => read_password_file(path)?,
+                None => prompt(&format!("new vault password for {}: ", client.user))?,
+            };
+            let vault = connect(client)?;
+            let recovered = vault
+                .recover(&client.user, &old)
+                .map_err(|e| Failure::from_lib("recover with the old password", e))?;
+            let version = vault
+                .change_password(&client.user, &recovered, &new)
+                .map_err(|e| Failure::from_lib("change the password", e))?;
+            Ok(Report {
+                text: format!(
+                    "changed the password of {} (record version {version})",
+                    client.user
+                ),
+                json: json!({"command": "vault change-password", "user": client.user, "version": version}),
+            })
+        }
         VaultCommand::Status { client } => {
             let status = connect(client)?
                 .status(&client.user)
@@ -204,21 +228,34 @@ fn connect(client: &VaultClientArgs) -> CliResult<VaultClient> {
 }
 
 fn password(client: &VaultClientArgs) -> CliResult<Zeroizing<Vec<u8>>> {
-    let text = match &client.password_file {
-        Some(path) => Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| Failure::io(format!("cannot read {}", path.display()), e))?,
-        ),
-        None => Zeroizing::new(
-            rpassword::prompt_password(format!("vault password for {}: ", client.user))
-                .map_err(|e| Failure::io("cannot read the password", e))?,
-        ),
-    };
+    match &client.password_file {
+        Some(path) => read_password_file(path),
+        None => prompt(&format!("vault password for {}: ", client.user)),
+    }
+}
+
+fn first_line(text: &str) -> CliResult<Zeroizing<Vec<u8>>> {
     let line = text.lines().next().unwrap_or_default();
     if line.is_empty() {
         return Err(Failure::new(ErrorClass::Malformed, "the password is empty"));
     }
     Ok(Zeroizing::new(line.as_bytes().to_vec()))
+}
+
+fn read_password_file(path: &Path) -> CliResult<Zeroizing<Vec<u8>>> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| Failure::io(format!("cannot read {}", path.display()), e))?,
+    );
+    first_line(&text)
+}
+
+fn prompt(question: &str) -> CliResult<Zeroizing<Vec<u8>>> {
+    let text = Zeroizing::new(
+        rpassword::prompt_password(question)
+            .map_err(|e| Failure::io("cannot read the password", e))?,
+    );
+    first_line(&text)
 }
 
 /// Writes a file readable only by its owner.
