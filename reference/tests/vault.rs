@@ -369,11 +369,34 @@ fn delete_erases_the_record() {
 fn the_data_directory_without_the_hsm_key_reveals_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let root = RootKey::from_bytes([0x5a; 32]);
-    {
+    let (envelope, password_file) = {
         let server = server(dir.path());
-        register(&server, "jack", b"pw", &root);
-    }
-    // The database holds no K and opens with no other master key.
+        // Register by hand to keep what the client sent: the envelope, and the upload from
+        // which the server derives the password file.
+        let (client, request) = RegistrationClient::start(b"pw").unwrap();
+        let start = server.register_start("default", "jack", &request).unwrap();
+        let (upload, envelope) = client
+            .finish(
+                &parties("jack"),
+                &start.response,
+                &start.ksf,
+                &start.record_id,
+                1,
+                &root,
+            )
+            .unwrap();
+        server
+            .register_finish("default", "jack", start.record_id, &upload, &envelope, None)
+            .unwrap();
+        use coffer::vault::Suite;
+        let upload = opaque_ke::RegistrationUpload::<Suite>::deserialize(&upload).unwrap();
+        let file = opaque_ke::ServerRegistration::<Suite>::finish(upload)
+            .serialize()
+            .to_vec();
+        (envelope, file)
+    };
+    // Neither K, nor the envelope, nor any 32-byte piece of the password file is in the
+    // database or its WAL; and it opens with no other master key.
     let db = std::fs::read(dir.path().join("vault.db")).unwrap();
     let wal = std::fs::read(dir.path().join("vault.db-wal")).unwrap_or_default();
     for bytes in [&db, &wal] {
@@ -381,6 +404,16 @@ fn the_data_directory_without_the_hsm_key_reveals_nothing() {
             !bytes.windows(32).any(|w| w == root.as_bytes()),
             "K is not stored"
         );
+        assert!(
+            !bytes.windows(envelope.len()).any(|w| w == &envelope[..]),
+            "the envelope is sealed"
+        );
+        for piece in password_file.chunks(32) {
+            assert!(
+                !bytes.windows(piece.len()).any(|w| w == piece),
+                "the password file is sealed"
+            );
+        }
     }
     std::fs::remove_file(dir.path().join("master.key")).unwrap();
     let store = SqliteStore::open(&dir.path().join("vault.db")).unwrap();

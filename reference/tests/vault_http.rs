@@ -493,3 +493,64 @@ fn change_password_from_the_cli() {
     let out = client(&vault, "recover", "gus", &new, &[]);
     assert_eq!(json(&out)["key"], KEY);
 }
+
+#[test]
+fn a_config_file_sets_tenants_that_never_see_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("acme.token"), "a".repeat(40)).unwrap();
+    std::fs::write(dir.path().join("globex.token"), "g".repeat(40)).unwrap();
+    let config = dir.path().join("vault.json");
+    std::fs::write(
+        &config,
+        r#"{"tenants": [{"name": "acme", "token_file": "acme.token"}, {"name": "globex", "token_file": "globex.token"}],
+            "guess_limit": {"default": 3, "min": 1, "max": 5}, "server_id": "test-vault"}"#,
+    )
+    .unwrap();
+    let vault = start_with(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw\n").unwrap();
+    let run = |token: &str, args: &[&str]| {
+        let mut a = vec!["--json", "vault"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&[
+            "--vault",
+            &vault.url,
+            "--server-id",
+            "test-vault",
+            "--password-file",
+            pw.to_str().unwrap(),
+        ]);
+        Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .args(&a)
+            .env("COFFER_VAULT_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let acme = "a".repeat(40);
+    let globex = "g".repeat(40);
+    assert!(run(&acme, &["register", "--user", "same", "--key", KEY])
+        .status
+        .success());
+    let status = json(&run(&acme, &["status", "--user", "same"]));
+    assert_eq!(status["registered"], true);
+    assert_eq!(status["limit"], 3, "the configured default limit");
+    // The other tenant sees no record for the same user id.
+    let status = json(&run(&globex, &["status", "--user", "same"]));
+    assert_eq!(status["registered"], false);
+    assert_eq!(
+        run(&globex, &["recover", "--user", "same"]).status.code(),
+        Some(16)
+    );
+    // An unknown token is refused.
+    assert_eq!(
+        run(&"x".repeat(40), &["status", "--user", "same"])
+            .status
+            .code(),
+        Some(21)
+    );
+    let out = run(&acme, &["recover", "--user", "same"]);
+    assert_eq!(json(&out)["key"], KEY);
+}

@@ -133,6 +133,11 @@ pub enum VaultCommand {
         /// Requests per tenant and second.
         #[arg(long, default_value_t = 10_000.0)]
         tenant_per_second: f64,
+        /// JSON configuration (tenants and their token files, server_id, ksf, guess_limit
+        /// {default,min,max}, rate {user_per_minute,tenant_per_second}, session_ttl_seconds);
+        /// what it sets wins over the flags. Without tenants, the `default` tenant is created.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Put a 64-digit key behind a password.
     Register {

@@ -16,6 +16,7 @@ use coffer::ErrorClass;
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
+use std::path::PathBuf;
 use zeroize::Zeroizing;
 
 /// Runs one `vault` subcommand.
@@ -28,18 +29,10 @@ pub fn run(command: &VaultCommand) -> CliResult<Report> {
             server_id,
             user_per_minute,
             tenant_per_second,
+            config,
         } => {
-            let limits = RateLimits {
-                tenant: Rate {
-                    per_second: *tenant_per_second,
-                    burst: tenant_per_second * 2.0,
-                },
-                user: Rate {
-                    per_second: user_per_minute / 60.0,
-                    burst: user_per_minute.max(1.0),
-                },
-            };
-            serve_command(listen, data, ksf, server_id, limits)
+            let limits = rate_limits(*user_per_minute, *tenant_per_second);
+            serve_command(listen, data, ksf, server_id, limits, config.as_deref())
         }
         VaultCommand::Register { client, key, limit } => {
             let root = key_arg::resolve_root(key)?;
@@ -286,45 +279,166 @@ fn default_token(data: &Path) -> CliResult<(String, std::path::PathBuf)> {
     Ok((token, path))
 }
 
+/// `vault serve --config FILE` (JSON; every field optional, unknown fields refused).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeConfig {
+    server_id: Option<String>,
+    ksf: Option<String>,
+    guess_limit: Option<LimitConfig>,
+    rate: Option<RateConfig>,
+    session_ttl_seconds: Option<u64>,
+    tenants: Option<Vec<TenantConfig>>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitConfig {
+    default: u32,
+    min: u32,
+    max: u32,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateConfig {
+    user_per_minute: f64,
+    tenant_per_second: f64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantConfig {
+    name: String,
+    /// Relative paths are relative to the config file.
+    token_file: PathBuf,
+}
+
+/// The rate limits of `--user-per-minute` / `--tenant-per-second` (or the config).
+pub fn rate_limits(user_per_minute: f64, tenant_per_second: f64) -> RateLimits {
+    RateLimits {
+        tenant: Rate {
+            per_second: tenant_per_second,
+            burst: tenant_per_second * 2.0,
+        },
+        user: Rate {
+            per_second: user_per_minute / 60.0,
+            burst: user_per_minute.max(1.0),
+        },
+    }
+}
+
+fn load_config(path: &Path) -> CliResult<ServeConfig> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::io(format!("cannot read {}", path.display()), e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Failure::new(ErrorClass::Malformed, format!("{}: {e}", path.display())))
+}
+
 fn serve_command(
     listen: &str,
     data: &Path,
     ksf: &str,
     server_id: &str,
     limits: RateLimits,
+    config_file: Option<&Path>,
 ) -> CliResult<Report> {
     std::fs::create_dir_all(data)
         .map_err(|e| Failure::io(format!("cannot create {}", data.display()), e))?;
-    let ksf = KsfParams::parse(ksf).map_err(|e| Failure::from_lib("--ksf", e))?;
-    let store =
-        SqliteStore::open(&data.join("vault.db")).map_err(|e| Failure::from_lib("store", e))?;
-    let hsm = SoftHsm::open_or_create(&data.join("master.key"))
-        .map_err(|e| Failure::from_lib("HSM", e))?;
-    let config = ServerConfig {
+    let file = match config_file {
+        Some(path) => load_config(path)?,
+        None => ServeConfig::default(),
+    };
+    let ksf = KsfParams::parse(file.ksf.as_deref().unwrap_or(ksf))
+        .map_err(|e| Failure::from_lib("KSF", e))?;
+    let limits = file.rate.as_ref().map_or(limits, |r| {
+        rate_limits(r.user_per_minute, r.tenant_per_second)
+    });
+    let mut config = ServerConfig {
         ksf,
-        server_id: server_id.to_owned(),
+        server_id: file
+            .server_id
+            .clone()
+            .unwrap_or_else(|| server_id.to_owned()),
         // Crash tests only (spec/vault.md §4.3): abort at a named point.
         fault: std::env::var("COFFER_VAULT_FAULT").ok(),
         ..ServerConfig::default()
     };
+    if let Some(l) = &file.guess_limit {
+        if !(1..=l.max).contains(&l.min) || !(l.min..=l.max).contains(&l.default) {
+            return Err(Failure::new(
+                ErrorClass::Malformed,
+                "guess_limit needs 1 <= min <= default <= max",
+            ));
+        }
+        (config.default_limit, config.min_limit, config.max_limit) = (l.default, l.min, l.max);
+    }
+    if let Some(ttl) = file.session_ttl_seconds {
+        config.session_ttl = std::time::Duration::from_secs(ttl.clamp(10, 3600));
+    }
+    let store =
+        SqliteStore::open(&data.join("vault.db")).map_err(|e| Failure::from_lib("store", e))?;
+    let hsm = SoftHsm::open_or_create(&data.join("master.key"))
+        .map_err(|e| Failure::from_lib("HSM", e))?;
     let vault = VaultServer::open(store, hsm, config).map_err(|e| Failure::from_lib("vault", e))?;
-    let (token, token_path) = default_token(data)?;
     let mut tenants = Tenants::default();
-    tenants.add(&token, "default");
+    let mut announced = Vec::new();
+    match file.tenants.as_deref() {
+        Some(list) if !list.is_empty() => {
+            let base = config_file.and_then(Path::parent).unwrap_or(Path::new("."));
+            for t in list {
+                let path = if t.token_file.is_absolute() {
+                    t.token_file.clone()
+                } else {
+                    base.join(&t.token_file)
+                };
+                let token = std::fs::read_to_string(&path).map_err(|e| {
+                    Failure::io(
+                        format!("tenant {}: cannot read {}", t.name, path.display()),
+                        e,
+                    )
+                })?;
+                if token.trim().len() < 32 {
+                    return Err(Failure::new(
+                        ErrorClass::Malformed,
+                        format!("tenant {}: tokens must have at least 32 characters", t.name),
+                    ));
+                }
+                tenants.add(token.trim(), &t.name);
+                announced.push(json!({"tenant": t.name, "token_file": path}));
+            }
+        }
+        _ => {
+            let (token, token_path) = default_token(data)?;
+            tenants.add(&token, "default");
+            announced.push(json!({"tenant": "default", "token_file": token_path}));
+        }
+    }
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Failure::io("cannot start the async runtime", e))?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| Failure::io(format!("cannot listen on {listen}"), e))?;
-        let addr = listener.local_addr().map_err(|e| Failure::io("local address", e))?;
-        // One line for people and scripts: where it listens and where the token is.
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Failure::io("local address", e))?;
+        // One line for people and scripts: where it listens and where the tokens are.
+        let first = &announced[0];
         super::print_line(
-            &json!({"listening": format!("http://{addr}"), "tenant": "default", "token_file": token_path, "data": data})
-                .to_string(),
+            &json!({
+                "listening": format!("http://{addr}"),
+                "tenant": first["tenant"],
+                "token_file": first["token_file"],
+                "tenants": announced,
+                "data": data,
+            })
+            .to_string(),
         );
         tracing::info!(%addr, "vault serving");
-        serve(listener, router(vault, tenants, limits)).await.map_err(|e| Failure::io("server", e))
+        serve(listener, router(vault, tenants, limits))
+            .await
+            .map_err(|e| Failure::io("server", e))
     })?;
     Ok(Report {
         text: "vault stopped".into(),
