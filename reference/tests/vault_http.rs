@@ -554,3 +554,89 @@ fn a_config_file_sets_tenants_that_never_see_each_other() {
     let out = run(&acme, &["recover", "--user", "same"]);
     assert_eq!(json(&out)["key"], KEY);
 }
+
+/// Over HTTP: wrong guesses that complete a (forged) KE3 and wrong guesses abandoned after
+/// KE2 count alike; 50 concurrent wrong recoveries on a fresh record get at most 10 real
+/// evaluations (read from the audit log on disk afterwards).
+#[test]
+fn completed_and_abandoned_guesses_and_concurrency_over_http() {
+    use coffer::http::client::VaultClient;
+    use coffer::key::RootKey;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let vault = start(&data);
+    let token = std::fs::read_to_string(&vault.token_file).unwrap();
+    let client = VaultClient::new(&vault.url, &token, "coffer-vault");
+    let root = RootKey::from_bytes([3; 32]);
+    client.register("hal", b"right", &root, None).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let post = |path: &str, body: String| {
+        let mut resp = agent
+            .post(format!("{}{path}", vault.url))
+            .header("authorization", format!("Bearer {}", token.trim()))
+            .send(body.as_bytes())
+            .unwrap();
+        let status = resp.status().as_u16();
+        (
+            status,
+            serde_json::from_slice::<Value>(&resp.body_mut().read_to_vec().unwrap()).unwrap(),
+        )
+    };
+    for i in 0..10 {
+        if i % 2 == 0 {
+            assert!(client.recover("hal", b"wrong").is_err());
+        } else {
+            let (_, ke1) = coffer::vault::RecoveryClient::start(b"wrong").unwrap();
+            let b64 = |b: &[u8]| {
+                use base64::Engine;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+            };
+            let (status, start) = post(
+                "/v1/users/hal/recover/start",
+                format!(r#"{{"ke1":"{}"}}"#, b64(&ke1)),
+            );
+            assert_eq!(status, 200);
+            let session = start["session_id"].as_str().unwrap().to_owned();
+            let (status, body) = post(
+                &format!("/v1/sessions/{session}/finish"),
+                format!(r#"{{"ke3":"{}"}}"#, b64(&[7u8; 64])),
+            );
+            assert_eq!(status, 401, "{body}");
+            assert_eq!(body["error"], "wrong_password");
+        }
+    }
+    assert!(
+        client.recover("hal", b"right").is_err(),
+        "after 10 wrong guesses the right one fails"
+    );
+    assert_eq!(client.status("hal").unwrap().registered, false);
+
+    client.register("ivy", b"right", &root, None).unwrap();
+    let threads: Vec<_> = (0..50)
+        .map(|_| {
+            let (url, token) = (vault.url.clone(), token.clone());
+            std::thread::spawn(move || {
+                VaultClient::new(&url, &token, "coffer-vault")
+                    .recover("ivy", b"wrong")
+                    .is_err()
+            })
+        })
+        .collect();
+    assert!(threads.into_iter().all(|t| t.join().unwrap()));
+    drop(vault);
+    let conn = rusqlite::Connection::open(data.join("vault.db")).unwrap();
+    let guesses: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE user_id = 'ivy' AND event = 'guess'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        guesses, 10,
+        "exactly the limit of KE1s got a real evaluation"
+    );
+}

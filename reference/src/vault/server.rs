@@ -160,7 +160,11 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
     /// Dies on the spot at `point` if the crash-test configuration asks for it.
     fn fault(&self, point: &str) {
         if self.config.fault.as_deref() == Some(point) {
-            tracing::warn!(point, "fault injection: aborting");
+            tracing::warn!(point, "fault injection: SIGKILL");
+            // SIGKILL, as a crash or an operator's kill -9 would: no cleanup runs.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &std::process::id().to_string()])
+                .status();
             std::process::abort();
         }
     }
