@@ -612,7 +612,7 @@ fn completed_and_abandoned_guesses_and_concurrency_over_http() {
         client.recover("hal", b"right").is_err(),
         "after 10 wrong guesses the right one fails"
     );
-    assert_eq!(client.status("hal").unwrap().registered, false);
+    assert!(!client.status("hal").unwrap().registered);
 
     client.register("ivy", b"right", &root, None).unwrap();
     let threads: Vec<_> = (0..50)
