@@ -4,7 +4,7 @@
 #
 # Opt-outs, by name only: COFFER_SKIP_INTEROP=1 (no wa-crypt-tools), COFFER_SKIP_BIGFILE=1
 # (no >= 1 GiB peak-memory check), COFFER_SKIP_SCHEMATHESIS=1 (no OpenAPI fuzzing of the
-# vault). Anything else missing is a failure, not a skip.
+# vault), COFFER_SKIP_SOFTHSM=1 (no PKCS#11 tests on SoftHSM2). Anything else missing is a failure, not a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -12,7 +12,7 @@ root=$(pwd)
 step() { printf '\n==> %s\n' "$*"; }
 
 step "Debian packages"
-packages=(pkg-config libssl-dev zlib1g-dev time)
+packages=(pkg-config libssl-dev zlib1g-dev time softhsm2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

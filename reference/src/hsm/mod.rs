@@ -2,8 +2,10 @@
 //! PKCS#11 profile is `spec/hsm.md`, a later issue). A backend holds one AES-256 master key
 //! it never reveals and offers authenticated sealing with associated data.
 
+pub mod pkcs11;
 mod soft;
 
+pub use pkcs11::{Pkcs11Config, Pkcs11Hsm};
 pub use soft::SoftHsm;
 
 use crate::error::{Classify, ErrorClass};
