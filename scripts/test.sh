@@ -4,7 +4,8 @@
 #
 # Opt-outs, by name only: COFFER_SKIP_INTEROP=1 (no wa-crypt-tools), COFFER_SKIP_BIGFILE=1
 # (no >= 1 GiB peak-memory check), COFFER_SKIP_SCHEMATHESIS=1 (no OpenAPI fuzzing of the
-# vault), COFFER_SKIP_SOFTHSM=1 (no PKCS#11 tests on SoftHSM2). Anything else missing is a failure, not a skip.
+# vault), COFFER_SKIP_SOFTHSM=1 (no PKCS#11 tests on SoftHSM2), COFFER_SKIP_KRYOPTIC=1 (no
+# kryoptic build and tests). Anything else missing is a failure, not a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -12,7 +13,7 @@ root=$(pwd)
 step() { printf '\n==> %s\n' "$*"; }
 
 step "Debian packages"
-packages=(pkg-config libssl-dev zlib1g-dev time softhsm2)
+packages=(pkg-config libssl-dev zlib1g-dev time softhsm2 libclang-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,6 +32,13 @@ if [[ "${COFFER_SKIP_INTEROP:-}" != 1 ]]; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check "wa-crypt-tools==0.1.0"
   fi
   export COFFER_WA_CRYPT_TOOLS="$venv/bin"
+fi
+
+if [[ "${COFFER_SKIP_KRYOPTIC:-}" != 1 ]]; then
+  step "kryoptic PKCS#11 module (crates.io) in target/kryoptic"
+  COFFER_KRYOPTIC_MODULE=$(scripts/kryoptic.sh)
+  export COFFER_KRYOPTIC_MODULE
+  echo "$COFFER_KRYOPTIC_MODULE"
 fi
 
 step "format and lints"

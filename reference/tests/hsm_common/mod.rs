@@ -1,0 +1,94 @@
+//! The checks every PKCS#11 module must pass with the vault's backend (shared by the
+//! SoftHSM2 and kryoptic test binaries: one module per process).
+
+use coffer::hsm::{Hsm, Pkcs11Config, Pkcs11Hsm, SoftHsm};
+use coffer::key::RootKey;
+use coffer::store::SqliteStore;
+use coffer::vault::client::Parties;
+use coffer::vault::{KsfParams, RecoveryClient, RegistrationClient, ServerConfig, VaultServer};
+use coffer::{Classify, ErrorClass};
+use std::path::Path;
+
+/// Creates the master key, checks it cannot be read, seals and unseals, runs the vault on
+/// the token, and shows the store is useless with any other key.
+pub fn exercise_backend(config: &Pkcs11Config, dir: &Path) {
+    let hsm = Pkcs11Hsm::open(config).unwrap();
+    assert!(hsm.init_key().unwrap(), "the master key is created");
+    assert!(!hsm.init_key().unwrap(), "and found the second time");
+
+    // The key never leaves the token.
+    assert!(
+        hsm.try_read_key_value().is_err(),
+        "CKA_VALUE of a sensitive key must be refused"
+    );
+
+    // Sealing: round trip, and every tampering refused.
+    let sealed = hsm.seal(b"aad", b"secret record").unwrap();
+    assert_eq!(&hsm.unseal(b"aad", &sealed).unwrap()[..], b"secret record");
+    assert_eq!(
+        hsm.unseal(b"other", &sealed).unwrap_err().class(),
+        ErrorClass::Corrupt
+    );
+    let mut flipped = sealed.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    assert_eq!(
+        hsm.unseal(b"aad", &flipped).unwrap_err().class(),
+        ErrorClass::Corrupt
+    );
+    assert_eq!(
+        hsm.unseal(b"aad", &sealed[..10]).unwrap_err().class(),
+        ErrorClass::Malformed
+    );
+    // An empty AAD (SoftHSM2 is known to mishandle NULL AAD pointers) works.
+    let empty = hsm.seal(b"", b"x").unwrap();
+    assert_eq!(&hsm.unseal(b"", &empty).unwrap()[..], b"x");
+
+    // The vault on the token: register, recover, and a store that is useless elsewhere.
+    let vault_config = ServerConfig {
+        ksf: KsfParams::TEST,
+        ..ServerConfig::default()
+    };
+    let db = dir.join("vault.db");
+    let vault =
+        VaultServer::open(SqliteStore::open(&db).unwrap(), hsm, vault_config.clone()).unwrap();
+    let parties = Parties {
+        user: "alice".into(),
+        server_id: vault_config.server_id.clone(),
+    };
+    let root = RootKey::generate().unwrap();
+    let (client, request) = RegistrationClient::start(b"pw").unwrap();
+    let start = vault.register_start("t", "alice", &request).unwrap();
+    let (upload, envelope) = client
+        .finish(
+            &parties,
+            &start.response,
+            &start.ksf,
+            &start.record_id,
+            1,
+            &root,
+        )
+        .unwrap();
+    vault
+        .register_finish("t", "alice", start.record_id, &upload, &envelope, None)
+        .unwrap();
+    let (client, ke1) = RecoveryClient::start(b"pw").unwrap();
+    let ke2 = vault.recover_start("t", "alice", &ke1).unwrap();
+    let done = client.finish(&parties, &ke2.ke2, &ke2.ksf).unwrap();
+    let released = vault
+        .recover_finish("t", &ke2.session_id, &done.ke3)
+        .unwrap();
+    let (_, _, k) = done.open(&ke2.session_id, &released).unwrap();
+    assert_eq!(k.as_bytes(), root.as_bytes());
+    drop(vault);
+
+    // The same store with any other key (here a software one) cannot even start.
+    let other = SoftHsm::open_or_create(&dir.join("other.key")).unwrap();
+    let err = VaultServer::open(SqliteStore::open(&db).unwrap(), other, vault_config)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err.class(), ErrorClass::Corrupt | ErrorClass::Malformed),
+        "{err}"
+    );
+}
