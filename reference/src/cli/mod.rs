@@ -80,6 +80,9 @@ enum Command {
     /// Keep K behind a password in a key vault (OPAQUE), or run one.
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// The vault's master key on an HSM.
+    #[command(subcommand)]
+    Hsm(HsmCommand),
     /// Password-protected backups end to end: a new key, kept in the vault, encrypting a Coffer file.
     #[command(subcommand)]
     Backup(BackupCommand),
@@ -138,6 +141,11 @@ pub enum VaultCommand {
         /// what it sets wins over the flags. Without tenants, the `default` tenant is created.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Where the master key is: soft:DIR (default soft:DATA, a key file) or an RFC 7512
+        /// URI, e.g. "pkcs11:token=vault?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/coffer/pin"
+        /// (the PIN may also come from COFFER_PKCS11_PIN). Create the key first: coffer hsm init.
+        #[arg(long, value_name = "URI")]
+        hsm: Option<String>,
     },
     /// Put a 64-digit key behind a password.
     Register {
@@ -176,6 +184,17 @@ pub enum VaultCommand {
     Delete {
         #[command(flatten)]
         client: VaultClientArgs,
+    },
+}
+
+/// The `hsm` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum HsmCommand {
+    /// Create the master key (a sensitive, non-extractable AES-256 key on the token), unless it exists.
+    Init {
+        /// soft:DIR or a pkcs11: URI (see vault serve --help).
+        #[arg(long, value_name = "URI")]
+        hsm: String,
     },
 }
 
@@ -397,6 +416,7 @@ pub fn main() -> ExitCode {
         Command::Info(args) => info::run(&args.input),
         Command::Vault(command) => vault_cmds::run(&command),
         Command::Backup(command) => vault_cmds::backup(&command),
+        Command::Hsm(HsmCommand::Init { hsm }) => vault_cmds::hsm_init(&hsm),
     };
     match result {
         Ok(report) => {

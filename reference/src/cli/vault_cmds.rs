@@ -5,7 +5,8 @@ use super::{
     coffer_file, key_arg, BackupCommand, CompressArg, Report, VaultClientArgs, VaultCommand,
 };
 use coffer::format::Compression;
-use coffer::hsm::SoftHsm;
+use coffer::hsm::uri::{self, HsmLocation};
+use coffer::hsm::{Hsm, Pkcs11Hsm, SoftHsm};
 use coffer::http::client::VaultClient;
 use coffer::http::rate::{Rate, RateLimits};
 use coffer::http::server::{router, serve, Tenants};
@@ -19,6 +20,35 @@ use std::path::Path;
 use std::path::PathBuf;
 use zeroize::Zeroizing;
 
+/// `coffer hsm init`: creates the master key on a token (or the soft key file).
+pub fn hsm_init(location: &str) -> CliResult<Report> {
+    match uri::parse(location).map_err(|e| Failure::from_lib("--hsm", e))? {
+        HsmLocation::Soft(dir) => {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Failure::io(format!("cannot create {}", dir.display()), e))?;
+            let hsm = SoftHsm::open_or_create(&dir.join("master.key"))
+                .map_err(|e| Failure::from_lib("HSM", e))?;
+            Ok(Report {
+                text: format!("master key ready: {}", hsm.describe()),
+                json: json!({"command": "hsm init", "backend": "soft", "describe": hsm.describe()}),
+            })
+        }
+        HsmLocation::Pkcs11(config) => {
+            let hsm = Pkcs11Hsm::open(&config).map_err(|e| Failure::from_lib("HSM", e))?;
+            let created = hsm.init_key().map_err(|e| Failure::from_lib("HSM", e))?;
+            Ok(Report {
+                text: format!(
+                    "{} the master key {:?} on token {:?}",
+                    if created { "created" } else { "found" },
+                    config.key_label,
+                    config.token
+                ),
+                json: json!({"command": "hsm init", "backend": "pkcs11", "created": created, "token": config.token, "key": config.key_label}),
+            })
+        }
+    }
+}
+
 /// Runs one `vault` subcommand.
 pub fn run(command: &VaultCommand) -> CliResult<Report> {
     match command {
@@ -30,9 +60,18 @@ pub fn run(command: &VaultCommand) -> CliResult<Report> {
             user_per_minute,
             tenant_per_second,
             config,
+            hsm,
         } => {
             let limits = rate_limits(*user_per_minute, *tenant_per_second);
-            serve_command(listen, data, ksf, server_id, limits, config.as_deref())
+            serve_command(
+                listen,
+                data,
+                ksf,
+                server_id,
+                limits,
+                config.as_deref(),
+                hsm.as_deref(),
+            )
         }
         VaultCommand::Register { client, key, limit } => {
             let root = key_arg::resolve_root(key)?;
@@ -342,6 +381,7 @@ fn serve_command(
     server_id: &str,
     limits: RateLimits,
     config_file: Option<&Path>,
+    hsm_uri: Option<&str>,
 ) -> CliResult<Report> {
     std::fs::create_dir_all(data)
         .map_err(|e| Failure::io(format!("cannot create {}", data.display()), e))?;
@@ -378,9 +418,6 @@ fn serve_command(
     }
     let store =
         SqliteStore::open(&data.join("vault.db")).map_err(|e| Failure::from_lib("store", e))?;
-    let hsm = SoftHsm::open_or_create(&data.join("master.key"))
-        .map_err(|e| Failure::from_lib("HSM", e))?;
-    let vault = VaultServer::open(store, hsm, config).map_err(|e| Failure::from_lib("vault", e))?;
     let mut tenants = Tenants::default();
     let mut announced = Vec::new();
     match file.tenants.as_deref() {
@@ -414,6 +451,54 @@ fn serve_command(
             announced.push(json!({"tenant": "default", "token_file": token_path}));
         }
     }
+    let location = match hsm_uri {
+        Some(text) => uri::parse(text).map_err(|e| Failure::from_lib("--hsm", e))?,
+        None => HsmLocation::Soft(data.to_owned()),
+    };
+    let served = Served {
+        listen,
+        data,
+        tenants,
+        announced,
+        limits,
+    };
+    match location {
+        HsmLocation::Soft(dir) => {
+            let hsm = SoftHsm::open_or_create(&dir.join("master.key"))
+                .map_err(|e| Failure::from_lib("HSM", e))?;
+            run_server(store, hsm, config, served)
+        }
+        HsmLocation::Pkcs11(pkcs11) => {
+            let hsm = Pkcs11Hsm::open(&pkcs11).map_err(|e| Failure::from_lib("HSM", e))?;
+            run_server(store, hsm, config, served)
+        }
+    }
+}
+
+/// Where and for whom a vault is served.
+struct Served<'a> {
+    listen: &'a str,
+    data: &'a Path,
+    tenants: Tenants,
+    announced: Vec<serde_json::Value>,
+    limits: RateLimits,
+}
+
+fn run_server<H: Hsm + 'static>(
+    store: SqliteStore,
+    hsm: H,
+    config: ServerConfig,
+    served: Served<'_>,
+) -> CliResult<Report> {
+    let Served {
+        listen,
+        data,
+        tenants,
+        announced,
+        limits,
+    } = served;
+    tracing::info!(hsm = %hsm.describe(), "sealing with");
+    let vault = VaultServer::open(store, hsm, config).map_err(|e| Failure::from_lib("vault", e))?;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Failure::io("cannot start the async runtime", e))?;
     runtime.block_on(async {

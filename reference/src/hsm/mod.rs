@@ -4,6 +4,7 @@
 
 pub mod pkcs11;
 mod soft;
+pub mod uri;
 
 pub use pkcs11::{Pkcs11Config, Pkcs11Hsm};
 pub use soft::SoftHsm;
