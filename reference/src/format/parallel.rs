@@ -74,6 +74,10 @@ impl Layout {
     fn chunks(&self) -> u64 {
         self.full + 1
     }
+    fn plaintext_len(&self) -> u64 {
+        self.full * CHUNK_SIZE as u64 + (self.final_sealed - TAG_LEN) as u64
+    }
+
     fn sealed_len(&self, index: u64) -> usize {
         if index == self.full {
             self.final_sealed
@@ -102,6 +106,36 @@ fn layout<F: ReadAt + ?Sized>(input: &F, body_offset: u64) -> Result<Option<Layo
         full,
         final_sealed,
     }))
+}
+
+/// Reads the preamble and decides: the layout to decrypt in parallel, or `None` for the
+/// streaming path (compressed, no valid footer, one worker, or fewer chunks than asked).
+fn plan<F: ReadAt + ?Sized>(
+    input: &F,
+    root: &RootKey,
+    parallelism: Parallelism,
+) -> Result<(Opened, Option<Layout>), FormatError> {
+    let opened = read_preamble(&mut Cursor::new(input, 0), root)?;
+    let layout = match opened.header.compression {
+        Compression::None => layout(input, opened.body_offset)?,
+        Compression::Zstd => None,
+    };
+    let wanted = parallelism.workers() > 1;
+    Ok((
+        opened,
+        layout.filter(|l| wanted && l.chunks() >= parallelism.min_chunks),
+    ))
+}
+
+/// After a chunk failed in parallel: the streaming reader fails on the same chunk and names
+/// the class (spec/format.md §10).
+fn streamed_failure<F: ReadAt + ?Sized>(input: &F, root: &RootKey) -> FormatError {
+    let result = read_preamble(&mut Cursor::new(input, 0), root)
+        .and_then(|again| streaming(input, again, &mut std::io::sink()));
+    match result {
+        Err(e) => e,
+        Ok(_) => FormatError::Crypto("a chunk failed in parallel but not when streamed".into()),
+    }
 }
 
 /// Decrypts batch `seq` into its plaintext buffer.
@@ -165,12 +199,7 @@ pub fn decrypt_parallel<F: ReadAt + Sync, W: Write>(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(Header, FileSummary), FormatError> {
     let threads = parallelism.workers();
-    let opened = read_preamble(&mut Cursor::new(&input, 0), root)?;
-    let plan = match opened.header.compression {
-        Compression::None => layout(&input, opened.body_offset)?,
-        Compression::Zstd => None,
-    };
-    let plan = plan.filter(|l| threads > 1 && l.chunks() >= parallelism.min_chunks);
+    let (opened, plan) = plan(&input, root, parallelism)?;
     let Some(layout) = plan else {
         return streaming(&input, opened, output);
     };
@@ -226,13 +255,7 @@ pub fn decrypt_parallel<F: ReadAt + Sync, W: Write>(
         Err(Stop::Chunk) => {
             // The plaintext before the failed chunk is out; the streaming reader gives the
             // exact class (it fails on the same chunk).
-            let again = read_preamble(&mut Cursor::new(&input, 0), root)?;
-            match streaming(&input, again, &mut std::io::sink()) {
-                Err(e) => Err(e),
-                Ok(_) => Err(FormatError::Crypto(
-                    "a chunk failed in parallel but not when streamed".into(),
-                )),
-            }
+            Err(streamed_failure(&input, root))
         }
         Err(Stop::Error(e)) => Err(e),
     }
@@ -391,12 +414,7 @@ pub fn decrypt_parallel_at<F: ReadAt + Sync, O: WriteAt + Sync>(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(Header, FileSummary), FormatError> {
     let threads = parallelism.workers();
-    let opened = read_preamble(&mut Cursor::new(&input, 0), root)?;
-    let plan = match opened.header.compression {
-        Compression::None => layout(&input, opened.body_offset)?,
-        Compression::Zstd => None,
-    };
-    let plan = plan.filter(|l| threads > 1 && l.chunks() >= parallelism.min_chunks);
+    let (opened, plan) = plan(&input, root, parallelism)?;
     let Some(layout) = plan else {
         let mut cursor = WriteCursor {
             output,
@@ -408,7 +426,7 @@ pub fn decrypt_parallel_at<F: ReadAt + Sync, O: WriteAt + Sync>(
         return result;
     };
     let header = opened.header.clone();
-    let plaintext_len = layout.full * CHUNK_SIZE as u64 + (layout.final_sealed - TAG_LEN) as u64;
+    let plaintext_len = layout.plaintext_len();
     // Size the output first: writes that extend a file out of order are slow on most file
     // systems.
     output.set_len(plaintext_len).map_err(FormatError::Io)?;
@@ -472,13 +490,7 @@ pub fn decrypt_parallel_at<F: ReadAt + Sync, O: WriteAt + Sync>(
         output
             .set_len(failed * CHUNK_SIZE as u64)
             .map_err(FormatError::Io)?;
-        let again = read_preamble(&mut Cursor::new(&input, 0), root)?;
-        return match streaming(&input, again, &mut std::io::sink()) {
-            Err(e) => Err(e),
-            Ok(_) => Err(FormatError::Crypto(
-                "a chunk failed in parallel but not when streamed".into(),
-            )),
-        };
+        return Err(streamed_failure(&input, root));
     }
     let file_len = input.size().map_err(FormatError::Io)?;
     Ok((
