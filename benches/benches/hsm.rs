@@ -70,7 +70,7 @@ fn softhsm(dir: &Path) -> Option<Pkcs11Hsm> {
         key_label: "coffer-vault-master".into(),
     })
     .ok()?;
-    hsm.init_key().ok()?;
+    hsm.init_key(coffer::hsm::Export::Never).ok()?;
     Some(hsm)
 }
 
@@ -113,7 +113,7 @@ fn kryoptic(dir: &Path) -> Option<(cryptoki::context::Pkcs11, Pkcs11Hsm)> {
         key_label: "coffer-vault-master".into(),
     })
     .ok()?;
-    hsm.init_key().ok()?;
+    hsm.init_key(coffer::hsm::Export::Never).ok()?;
     // The context that initialised the token stays alive as long as the backend.
     Some((ctx, hsm))
 }

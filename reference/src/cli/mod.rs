@@ -3,6 +3,7 @@
 mod coffer_file;
 mod commands;
 mod failure;
+mod hsm_cmds;
 mod info;
 mod key_arg;
 mod output;
@@ -15,12 +16,13 @@ use std::process::ExitCode;
 const EXIT_CODES: &str = "\
 Exit codes:
   0   success
+  1   hsm check: a MUST check failed
   2   usage error (bad arguments)
   10  wrong_key      the key does not open the file
   11  corrupt        the file was modified or damaged
   12  truncated      the file ends early
   13  trailing_data  bytes follow the end of the backup
-  14  unsupported    a format feature this version does not support
+  14  unsupported    a feature this version does not support (or a token the HSM profile refuses)
   15  malformed      not a backup (or key) of the expected form
   16  wrong_password     the vault password is wrong (or there is no such record)
   17  no_record          the vault has no record for this user
@@ -190,11 +192,90 @@ pub enum VaultCommand {
 /// The `hsm` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum HsmCommand {
-    /// Create the master key (a sensitive, non-extractable AES-256 key on the token), unless it exists.
+    /// Create the master key on the token (sensitive AES-256, made on the token), unless it exists.
+    #[command(after_help = "Examples:\n  \
+        coffer hsm init --hsm 'pkcs11:token=vault?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/coffer/pin'\n  \
+        coffer hsm init --exportable --hsm URI     # for a multi-site vault (see export-wrapped)\n  \
+        coffer hsm init --hsm soft:/var/lib/coffer # the software backend (a key file)")]
     Init {
         /// soft:DIR or a pkcs11: URI (see vault serve --help).
         #[arg(long, value_name = "URI")]
         hsm: String,
+        /// Let the key leave the token, but only wrapped under a transport key the token's
+        /// security officer marked trusted (CKA_EXTRACTABLE and CKA_WRAP_WITH_TRUSTED). Without
+        /// it the key can never leave the token (CKA_EXTRACTABLE false): a single-site vault.
+        #[arg(long)]
+        exportable: bool,
+    },
+    /// Key ceremony, step 1 (destination token): make an RSA-3072 transport key pair on the token
+    /// and write its public half as PEM. The private half never leaves the token.
+    #[command(after_help = CEREMONY)]
+    TransportKey {
+        /// The destination token (pkcs11: URI).
+        #[arg(long, value_name = "URI")]
+        hsm: String,
+        /// Where to write the public key (PEM, SubjectPublicKeyInfo).
+        #[arg(long, short, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Key ceremony, step 2 (source token, security officer): store a transport public key as a
+    /// trusted wrapping key. Compare the printed SHA-256 with the destination's out of band.
+    #[command(after_help = CEREMONY)]
+    Trust {
+        /// The source token (pkcs11: URI; the user PIN is not needed).
+        #[arg(long, value_name = "URI")]
+        hsm: String,
+        /// The transport public key (PEM) made by `coffer hsm transport-key`.
+        #[arg(long, value_name = "FILE")]
+        public_key: PathBuf,
+        /// File holding the security officer's PIN (otherwise COFFER_PKCS11_SO_PIN).
+        #[arg(long, value_name = "FILE")]
+        so_pin_file: Option<PathBuf>,
+    },
+    /// Key ceremony, step 3 (source token): wrap the master key under the trusted transport key.
+    #[command(after_help = CEREMONY)]
+    ExportWrapped {
+        /// The source token (pkcs11: URI).
+        #[arg(long, value_name = "URI")]
+        hsm: String,
+        /// The transport public key (PEM) the security officer trusted.
+        #[arg(long, value_name = "FILE")]
+        transport: PathBuf,
+        /// Where to write the wrapped key (JSON; useless without the destination token).
+        #[arg(long, short, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Key ceremony, step 4 (destination token): unwrap the master key onto the token and verify it.
+    #[command(after_help = CEREMONY)]
+    ImportWrapped {
+        /// The destination token (pkcs11: URI); `object=` names the key there.
+        #[arg(long, value_name = "URI")]
+        hsm: String,
+        /// The wrapped key made by `coffer hsm export-wrapped`.
+        #[arg(long = "in", value_name = "FILE")]
+        input: PathBuf,
+        /// Let the imported key be exported again (to a trusted key only), as with init --exportable.
+        #[arg(long)]
+        exportable: bool,
+    },
+    /// Check a PKCS#11 module and token against Coffer's HSM profile (spec/hsm.md).
+    ///
+    /// Each check runs in its own child process, so a module that crashes or hangs fails that
+    /// check and the rest still run. Only session objects are created: the token is left as it
+    /// was. Exit code 0 when every MUST check passes, 1 otherwise.
+    #[command(
+        after_help = "Example:\n  coffer hsm check --hsm 'pkcs11:token=vault?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:pin'"
+    )]
+    Check {
+        /// The token (pkcs11: URI).
+        #[arg(long, value_name = "URI")]
+        hsm: String,
+        /// Run only this check, in this process (ids: hsm.<area>.<case>).
+        #[arg(long, value_name = "ID")]
+        only: Option<String>,
+        /// Seconds a check may take before it counts as hung.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
     },
 }
 
@@ -238,6 +319,15 @@ pub enum BackupCommand {
         force: bool,
     },
 }
+
+const CEREMONY: &str = "\
+The key ceremony moves the master key to a second token without it ever being in the clear:
+  destination$ coffer hsm transport-key --hsm URI_B --out transport.pem
+  source (SO)$ coffer hsm trust --hsm URI_A --public-key transport.pem --so-pin-file so.pin
+  source$      coffer hsm export-wrapped --hsm URI_A --transport transport.pem --out master.wrapped
+  destination$ coffer hsm import-wrapped --hsm URI_B --in master.wrapped
+The source key must have been made with `coffer hsm init --exportable`. Both officers compare
+the transport key's SHA-256 (printed by transport-key and trust) over a trusted channel.";
 
 /// Where the vault is and who asks.
 #[derive(Debug, Args)]
@@ -416,7 +506,18 @@ pub fn main() -> ExitCode {
         Command::Info(args) => info::run(&args.input),
         Command::Vault(command) => vault_cmds::run(&command),
         Command::Backup(command) => vault_cmds::backup(&command),
-        Command::Hsm(HsmCommand::Init { hsm }) => vault_cmds::hsm_init(&hsm),
+        Command::Hsm(command) => match hsm_cmds::run(&command) {
+            Ok(hsm_cmds::Outcome::Done(report)) => Ok(report),
+            Ok(hsm_cmds::Outcome::Checked { report, conforms }) => {
+                print_line(&if cli.json {
+                    report.json.to_string()
+                } else {
+                    report.text
+                });
+                return ExitCode::from(if conforms { 0 } else { 1 });
+            }
+            Err(failure) => Err(failure),
+        },
     };
     match result {
         Ok(report) => {

@@ -20,35 +20,6 @@ use std::path::Path;
 use std::path::PathBuf;
 use zeroize::Zeroizing;
 
-/// `coffer hsm init`: creates the master key on a token (or the soft key file).
-pub fn hsm_init(location: &str) -> CliResult<Report> {
-    match uri::parse(location).map_err(|e| Failure::from_lib("--hsm", e))? {
-        HsmLocation::Soft(dir) => {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| Failure::io(format!("cannot create {}", dir.display()), e))?;
-            let hsm = SoftHsm::open_or_create(&dir.join("master.key"))
-                .map_err(|e| Failure::from_lib("HSM", e))?;
-            Ok(Report {
-                text: format!("master key ready: {}", hsm.describe()),
-                json: json!({"command": "hsm init", "backend": "soft", "describe": hsm.describe()}),
-            })
-        }
-        HsmLocation::Pkcs11(config) => {
-            let hsm = Pkcs11Hsm::open(&config).map_err(|e| Failure::from_lib("HSM", e))?;
-            let created = hsm.init_key().map_err(|e| Failure::from_lib("HSM", e))?;
-            Ok(Report {
-                text: format!(
-                    "{} the master key {:?} on token {:?}",
-                    if created { "created" } else { "found" },
-                    config.key_label,
-                    config.token
-                ),
-                json: json!({"command": "hsm init", "backend": "pkcs11", "created": created, "token": config.token, "key": config.key_label}),
-            })
-        }
-    }
-}
-
 /// Runs one `vault` subcommand.
 pub fn run(command: &VaultCommand) -> CliResult<Report> {
     match command {

@@ -1,12 +1,15 @@
-//! The HSM abstraction the vault seals its secrets with (`spec/vault.md` §7; the full
-//! PKCS#11 profile is `spec/hsm.md`, a later issue). A backend holds one AES-256 master key
+//! The HSM abstraction the vault seals its secrets with (`spec/vault.md` §7; the
+//! PKCS#11 profile is `spec/hsm.md`). A backend holds one AES-256 master key
 //! it never reveals and offers authenticated sealing with associated data.
 
+pub mod ceremony;
+pub mod check;
+pub mod mechanisms;
 pub mod pkcs11;
 mod soft;
 pub mod uri;
 
-pub use pkcs11::{Pkcs11Config, Pkcs11Hsm};
+pub use pkcs11::{Export, KeyPolicy, Pkcs11Config, Pkcs11Hsm, Token};
 pub use soft::SoftHsm;
 
 use crate::error::{Classify, ErrorClass};
@@ -20,6 +23,10 @@ pub enum HsmError {
     /// The sealed blob is not of the sealed form at all.
     #[error("sealed data is malformed: {0}")]
     Malformed(String),
+    /// The token or a key does not meet the profile, or the token refused an operation the
+    /// profile forbids (e.g. wrapping the master key under an untrusted key).
+    #[error("HSM policy: {0}")]
+    Policy(String),
     /// The key material could not be created, read or used.
     #[error("HSM backend: {0}")]
     Backend(String),
@@ -30,6 +37,7 @@ impl Classify for HsmError {
         match self {
             HsmError::Unseal => ErrorClass::Corrupt,
             HsmError::Malformed(_) => ErrorClass::Malformed,
+            HsmError::Policy(_) => ErrorClass::Unsupported,
             HsmError::Backend(_) => ErrorClass::Io,
         }
     }

@@ -3,8 +3,10 @@
 //! the full profile is `spec/hsm.md`, issue 5). Sessions are pooled, one per concurrent
 //! operation; the login is shared by the application's sessions.
 
+use super::mechanisms::Offered;
 use super::{Hsm, HsmError};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::RvError;
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
@@ -33,29 +35,53 @@ pub struct Pkcs11Config {
     pub key_label: String,
 }
 
-/// A token holding the vault's master key.
-pub struct Pkcs11Hsm {
-    ctx: Pkcs11,
-    slot: Slot,
-    key_label: String,
-    sessions: Mutex<Vec<Session>>,
-    describe: String,
+/// A token found by label in a loaded module, without any login.
+pub struct Token {
+    pub(crate) ctx: Pkcs11,
+    pub(crate) slot: Slot,
+    label: String,
 }
 
-fn backend(what: &str) -> impl Fn(cryptoki::error::Error) -> HsmError + '_ {
-    move |e| HsmError::Backend(format!("{what}: {e}"))
+/// The `CKR_*` name of a return value (`EncryptedDataInvalid` → `CKR_ENCRYPTED_DATA_INVALID`).
+pub fn ckr_name(code: RvError) -> String {
+    let mut name = String::from("CKR");
+    for ch in format!("{code:?}").chars() {
+        if ch.is_ascii_uppercase() {
+            name.push('_');
+        }
+        name.push(ch.to_ascii_uppercase());
+    }
+    name
 }
 
-impl Pkcs11Hsm {
-    /// Loads the module, finds the token by label and logs in.
-    pub fn open(config: &Pkcs11Config) -> Result<Self, HsmError> {
-        let ctx = Pkcs11::new(&config.module).map_err(backend("loading the PKCS#11 module"))?;
+/// A module error in words: the `CKR_*` name when the module returned one.
+pub(crate) fn describe_error(e: &cryptoki::error::Error) -> String {
+    match rv(e) {
+        Some(code) => ckr_name(code),
+        None => e.to_string(),
+    }
+}
+
+pub(crate) fn backend(what: &str) -> impl Fn(cryptoki::error::Error) -> HsmError + '_ {
+    move |e| HsmError::Backend(format!("{what}: {}", describe_error(&e)))
+}
+
+/// The `CKR_*` value of a module error, if it is one.
+pub(crate) fn rv(e: &cryptoki::error::Error) -> Option<cryptoki::error::RvError> {
+    match e {
+        cryptoki::error::Error::Pkcs11(rv, _) => Some(*rv),
+        _ => None,
+    }
+}
+
+impl Token {
+    /// Loads the module (once per process: dropping the last context finalizes it) and finds
+    /// the token by its label.
+    pub fn open(module: &Path, label: &str) -> Result<Self, HsmError> {
+        let ctx = Pkcs11::new(module).map_err(backend("loading the PKCS#11 module"))?;
         match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
             Ok(()) => {}
-            Err(cryptoki::error::Error::Pkcs11(
-                cryptoki::error::RvError::CryptokiAlreadyInitialized,
-                _,
-            )) => {}
+            Err(e) if rv(&e) == Some(RvError::CryptokiAlreadyInitialized) => {}
             Err(e) => return Err(backend("C_Initialize")(e)),
         }
         let slot = ctx
@@ -64,52 +90,162 @@ impl Pkcs11Hsm {
             .into_iter()
             .find(|s| {
                 ctx.get_token_info(*s)
-                    .is_ok_and(|t| t.label().trim_end() == config.token)
+                    .is_ok_and(|t| t.label().trim_end() == label)
             })
             .ok_or_else(|| {
                 HsmError::Backend(format!(
-                    "no token labelled {:?} in {}",
-                    config.token,
-                    config.module.display()
+                    "no token labelled {label:?} in {}",
+                    module.display()
                 ))
             })?;
-        let session = ctx
-            .open_rw_session(slot)
-            .map_err(backend("opening a session"))?;
-        let pin = AuthPin::new(config.pin.as_str().into());
-        match session.login(UserType::User, Some(&pin)) {
-            Ok(()) => {}
-            Err(cryptoki::error::Error::Pkcs11(
-                cryptoki::error::RvError::UserAlreadyLoggedIn,
-                _,
-            )) => {}
-            Err(e) => return Err(backend("login")(e)),
+        Ok(Token {
+            ctx,
+            slot,
+            label: label.to_owned(),
+        })
+    }
+
+    /// Opens a read-write session.
+    pub fn session(&self) -> Result<Session, HsmError> {
+        self.ctx
+            .open_rw_session(self.slot)
+            .map_err(backend("opening a session"))
+    }
+
+    /// Logs `session` in (the login then holds for all the application's sessions).
+    pub fn login(&self, session: &Session, user: UserType, pin: &str) -> Result<(), HsmError> {
+        match session.login(user, Some(&AuthPin::new(pin.into()))) {
+            Ok(()) => Ok(()),
+            Err(e) if rv(&e) == Some(RvError::UserAlreadyLoggedIn) => Ok(()),
+            Err(e) => Err(backend("login")(e)),
         }
-        Ok(Pkcs11Hsm {
+    }
+
+    /// The token's label.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The profile's mechanisms this token offers.
+    pub fn offered(&self) -> Offered {
+        Offered::detect(&self.ctx, self.slot)
+    }
+}
+
+/// What a key's attributes allow (`spec/hsm.md` §2). `None`: the token did not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct KeyPolicy {
+    /// `CKA_SENSITIVE`.
+    pub sensitive: Option<bool>,
+    /// `CKA_ALWAYS_SENSITIVE` (false for a key that was imported, by definition).
+    pub always_sensitive: Option<bool>,
+    /// `CKA_EXTRACTABLE`.
+    pub extractable: Option<bool>,
+    /// `CKA_NEVER_EXTRACTABLE`.
+    pub never_extractable: Option<bool>,
+    /// `CKA_WRAP_WITH_TRUSTED`.
+    pub wrap_with_trusted: Option<bool>,
+}
+
+impl KeyPolicy {
+    /// Reads the policy attributes of `key`, one by one (a token may refuse any of them).
+    pub fn read(session: &Session, key: ObjectHandle) -> Self {
+        let get = |t: AttributeType| match session.get_attributes(key, &[t]) {
+            Ok(attrs) => attrs.into_iter().find_map(|a| match a {
+                Attribute::Sensitive(b)
+                | Attribute::AlwaysSensitive(b)
+                | Attribute::Extractable(b)
+                | Attribute::NeverExtractable(b)
+                | Attribute::WrapWithTrusted(b) => Some(b),
+                _ => None,
+            }),
+            Err(_) => None,
+        };
+        KeyPolicy {
+            sensitive: get(AttributeType::Sensitive),
+            always_sensitive: get(AttributeType::AlwaysSensitive),
+            extractable: get(AttributeType::Extractable),
+            never_extractable: get(AttributeType::NeverExtractable),
+            wrap_with_trusted: get(AttributeType::WrapWithTrusted),
+        }
+    }
+
+    /// Why a master key with this policy must not be used, if it must not: its value can be
+    /// read, or it can be wrapped under a key nobody marked trusted.
+    pub fn objection(&self) -> Option<&'static str> {
+        if self.sensitive != Some(true) {
+            return Some("it is not CKA_SENSITIVE, so its value can be read");
+        }
+        if self.extractable != Some(false) && self.wrap_with_trusted != Some(true) {
+            return Some(
+                "it is CKA_EXTRACTABLE without CKA_WRAP_WITH_TRUSTED, so any key could wrap it out",
+            );
+        }
+        None
+    }
+}
+
+/// How the master key may leave its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Export {
+    /// Never (`CKA_EXTRACTABLE` false): a single-site vault.
+    Never,
+    /// Only wrapped under a transport key the security officer marked trusted
+    /// (`CKA_EXTRACTABLE` and `CKA_WRAP_WITH_TRUSTED` true): a multi-site vault.
+    ToTrustedOnly,
+}
+
+/// A token holding the vault's master key, logged in as the user.
+pub struct Pkcs11Hsm {
+    pub(crate) token: Token,
+    key_label: String,
+    sessions: Mutex<Vec<Session>>,
+    describe: String,
+}
+
+impl Pkcs11Hsm {
+    /// Loads the module, finds the token by label and logs in. If the master key exists,
+    /// refuses it unless its attributes keep it on the token ([`KeyPolicy::objection`]).
+    pub fn open(config: &Pkcs11Config) -> Result<Self, HsmError> {
+        let token = Token::open(&config.module, &config.token)?;
+        let session = token.session()?;
+        token.login(&session, UserType::User, &config.pin)?;
+        let hsm = Pkcs11Hsm {
             describe: format!(
                 "pkcs11 (module {}, token {}, key {})",
                 config.module.display(),
                 config.token,
                 config.key_label
             ),
-            ctx,
-            slot,
+            token,
             key_label: config.key_label.clone(),
             sessions: Mutex::new(vec![session]),
-        })
+        };
+        if let Some(policy) = hsm.master_key_policy()? {
+            if let Some(why) = policy.objection() {
+                return Err(HsmError::Policy(format!(
+                    "the master key {:?} is refused: {why}",
+                    hsm.key_label
+                )));
+            }
+        }
+        Ok(hsm)
     }
 
-    fn with_session<T>(
+    /// The master key's label.
+    pub fn key_label(&self) -> &str {
+        &self.key_label
+    }
+
+    /// Runs `f` on a pooled session (one per concurrent operation).
+    pub(crate) fn with_session<T>(
         &self,
         f: impl FnOnce(&Session) -> Result<T, HsmError>,
     ) -> Result<T, HsmError> {
         let pooled = self.sessions.lock().ok().and_then(|mut p| p.pop());
         let session = match pooled {
             Some(s) => s,
-            None => self
-                .ctx
-                .open_rw_session(self.slot)
-                .map_err(backend("opening a session"))?,
+            None => self.token.session()?,
         };
         let out = f(&session);
         if let Ok(mut pool) = self.sessions.lock() {
@@ -126,7 +262,7 @@ impl Pkcs11Hsm {
         ]
     }
 
-    fn find_key(&self, session: &Session) -> Result<Option<ObjectHandle>, HsmError> {
+    pub(crate) fn find_key(&self, session: &Session) -> Result<Option<ObjectHandle>, HsmError> {
         let found = session
             .find_objects(&self.key_template())
             .map_err(backend("finding the master key"))?;
@@ -140,7 +276,7 @@ impl Pkcs11Hsm {
         }
     }
 
-    fn key(&self, session: &Session) -> Result<ObjectHandle, HsmError> {
+    pub(crate) fn key(&self, session: &Session) -> Result<ObjectHandle, HsmError> {
         self.find_key(session)?.ok_or_else(|| {
             HsmError::Backend(format!(
                 "no master key labelled {:?} on the token (run coffer hsm init)",
@@ -149,27 +285,46 @@ impl Pkcs11Hsm {
         })
     }
 
-    /// Creates the master key on the token unless it exists: AES-256, token object, private,
-    /// sensitive, not extractable, for encryption and decryption only. Returns whether it
-    /// created one.
-    pub fn init_key(&self) -> Result<bool, HsmError> {
+    /// The attributes of the master key that decide whether it can leave the token, if the
+    /// key exists.
+    pub fn master_key_policy(&self) -> Result<Option<KeyPolicy>, HsmError> {
+        self.with_session(|session| {
+            Ok(self
+                .find_key(session)?
+                .map(|key| KeyPolicy::read(session, key)))
+        })
+    }
+
+    /// The attributes of a master key: AES-256, token object, private, sensitive, for
+    /// encryption and decryption only, and as `export` says.
+    pub(crate) fn master_attributes(&self, export: Export) -> Vec<Attribute> {
+        let exportable = export == Export::ToTrustedOnly;
+        let mut template = self.key_template();
+        template.extend([
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(exportable),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::Wrap(false),
+            Attribute::Unwrap(false),
+        ]);
+        if exportable {
+            template.push(Attribute::WrapWithTrusted(true));
+        }
+        template
+    }
+
+    /// Creates the master key on the token unless it exists. Returns whether it created one.
+    pub fn init_key(&self, export: Export) -> Result<bool, HsmError> {
         self.with_session(|session| {
             if self.find_key(session)?.is_some() {
                 return Ok(false);
             }
-            let mut template = self.key_template();
-            template.remove(1); // CKA_KEY_TYPE is implied by the mechanism
-            template.extend([
-                Attribute::ValueLen(32.into()),
-                Attribute::Token(true),
-                Attribute::Private(true),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(false),
-                Attribute::Encrypt(true),
-                Attribute::Decrypt(true),
-                Attribute::Wrap(false),
-                Attribute::Unwrap(false),
-            ]);
+            let mut template = self.master_attributes(export);
+            template.retain(|a| !matches!(a, Attribute::KeyType(_))); // implied by the mechanism
+            template.push(Attribute::ValueLen(32.into()));
             session
                 .generate_key(&Mechanism::AesKeyGen, &template)
                 .map_err(backend("generating the master key"))?;

@@ -38,6 +38,21 @@ fn percent_decode(text: &str) -> Result<String, HsmError> {
 /// or the `COFFER_PKCS11_PIN` environment variable, in that order; `object` names the master
 /// key (default `coffer-vault-master`); `module-path` is required.
 pub fn parse(text: &str) -> Result<HsmLocation, HsmError> {
+    parse_inner(text, true)
+}
+
+/// Parses a `pkcs11:` URI for an operation that needs no user PIN (the security officer's
+/// commands): the PIN is empty unless the URI or `COFFER_PKCS11_PIN` gives one.
+pub fn parse_token(text: &str) -> Result<Pkcs11Config, HsmError> {
+    match parse_inner(text, false)? {
+        HsmLocation::Pkcs11(config) => Ok(config),
+        HsmLocation::Soft(_) => Err(HsmError::Malformed(
+            "this command needs a pkcs11: URI, not soft:DIR".into(),
+        )),
+    }
+}
+
+fn parse_inner(text: &str, require_pin: bool) -> Result<HsmLocation, HsmError> {
     if let Some(dir) = text.strip_prefix("soft:") {
         return Ok(HsmLocation::Soft(PathBuf::from(dir)));
     }
@@ -82,11 +97,15 @@ pub fn parse(text: &str) -> Result<HsmLocation, HsmError> {
     }
     let pin = match pin {
         Some(p) => p,
-        None => Zeroizing::new(std::env::var("COFFER_PKCS11_PIN").map_err(|_| {
-            HsmError::Malformed(
-                "no PIN: give pin-source=file:PATH in the URI or set COFFER_PKCS11_PIN".into(),
-            )
-        })?),
+        None => match std::env::var("COFFER_PKCS11_PIN") {
+            Ok(pin) => Zeroizing::new(pin),
+            Err(_) if !require_pin => Zeroizing::new(String::new()),
+            Err(_) => {
+                return Err(HsmError::Malformed(
+                    "no PIN: give pin-source=file:PATH in the URI or set COFFER_PKCS11_PIN".into(),
+                ))
+            }
+        },
     };
     Ok(HsmLocation::Pkcs11(Pkcs11Config {
         module: module

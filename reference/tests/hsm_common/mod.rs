@@ -13,8 +13,14 @@ use std::path::Path;
 /// the token, and shows the store is useless with any other key.
 pub fn exercise_backend(config: &Pkcs11Config, dir: &Path) {
     let hsm = Pkcs11Hsm::open(config).unwrap();
-    assert!(hsm.init_key().unwrap(), "the master key is created");
-    assert!(!hsm.init_key().unwrap(), "and found the second time");
+    assert!(
+        hsm.init_key(coffer::hsm::Export::Never).unwrap(),
+        "the master key is created"
+    );
+    assert!(
+        !hsm.init_key(coffer::hsm::Export::Never).unwrap(),
+        "and found the second time"
+    );
 
     // The key never leaves the token.
     assert!(
