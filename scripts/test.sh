@@ -13,7 +13,7 @@ root=$(pwd)
 step() { printf '\n==> %s\n' "$*"; }
 
 step "Debian packages"
-packages=(pkg-config libssl-dev zlib1g-dev time softhsm2 libclang-dev)
+packages=(pkg-config libssl-dev zlib1g-dev time softhsm2 libclang-dev opensc openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,7 +21,7 @@ done
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 if [[ "${COFFER_SKIP_INTEROP:-}" != 1 ]]; then

@@ -1,26 +1,31 @@
 //! Server-side cost of one vault recovery: KE1 handling (guess committed to SQLite on disk,
 //! unseal, `ServerLogin::start`) plus KE3 handling (`ServerLogin::finish`, count reset
-//! committed, release sealed), timed without the client's work; and in the same run its
-//! ceilings: opaque-ke `ServerLogin::start` alone, the soft HSM's unseal alone, and one
+//! committed, release sealed), timed without the client's work, per HSM backend (soft,
+//! SoftHSM2 and kryoptic when present); and in the same run its ceilings: opaque-ke `ServerLogin::start` alone, the soft HSM's unseal alone, and one
 //! durable SQLite commit.
 
-use coffer::hsm::{Hsm, SoftHsm};
+use coffer::hsm::{Hsm, HsmError, SoftHsm};
 use coffer::key::RootKey;
 use coffer::store::SqliteStore;
 use coffer::vault::client::Parties;
 use coffer::vault::{KsfParams, RecoveryClient, RegistrationClient, ServerConfig, VaultServer};
-use criterion::{criterion_group, criterion_main, Criterion};
+use coffer_bench::tokens::{kryoptic, softhsm};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use std::hint::black_box;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
 
-fn vault(c: &mut Criterion) {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+/// A vault on `hsm` with one registered record, and the parties to recover it.
+fn registered<H: Hsm>(db: &Path, hsm: H) -> (VaultServer<SqliteStore, H>, Parties) {
     let config = ServerConfig {
         ksf: KsfParams::TEST,
         ..ServerConfig::default()
     };
-    let store = SqliteStore::open(&dir.path().join("vault.db")).unwrap();
-    let hsm = SoftHsm::open_or_create(&dir.path().join("master.key")).unwrap();
+    let store = SqliteStore::open(db).unwrap();
     let server = VaultServer::open(store, hsm, config.clone()).unwrap();
     let parties = Parties {
         user: "bench".into(),
@@ -41,12 +46,51 @@ fn vault(c: &mut Criterion) {
     server
         .register_finish("t", "bench", start.record_id, &upload, &envelope, None)
         .unwrap();
+    (server, parties)
+}
 
-    let mut group = c.benchmark_group("vault_server");
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(5));
-    group.bench_function("recovery_server_side_ke1_plus_ke3", |b| {
+/// An HSM that adds the time spent in it to a shared counter (nanoseconds).
+struct TimedHsm<H> {
+    inner: H,
+    spent: Arc<AtomicU64>,
+}
+
+impl<H: Hsm> TimedHsm<H> {
+    fn time<T>(&self, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let out = f();
+        self.spent
+            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        out
+    }
+}
+
+impl<H: Hsm> Hsm for TimedHsm<H> {
+    fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, HsmError> {
+        self.time(|| self.inner.seal(aad, plaintext))
+    }
+    fn unseal(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        self.time(|| self.inner.unseal(aad, sealed))
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+/// One recovery's server time (KE1 plus KE3 handling), the client's work excluded; prints
+/// the share of that time spent inside the HSM, measured in the same iterations (the
+/// client's work never touches the HSM).
+fn bench_recovery<H: Hsm>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, db: &Path, hsm: H) {
+    let spent = Arc::new(AtomicU64::new(0));
+    let timed = TimedHsm {
+        inner: hsm,
+        spent: spent.clone(),
+    };
+    let (server, parties) = registered(db, timed);
+    let total = AtomicU64::new(0);
+    let recoveries = AtomicU64::new(0);
+    spent.store(0, Ordering::Relaxed);
+    group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let mut server_time = Duration::ZERO;
             for _ in 0..iters {
@@ -63,8 +107,53 @@ fn vault(c: &mut Criterion) {
                 );
                 server_time += t.elapsed();
             }
+            total.fetch_add(server_time.as_nanos() as u64, Ordering::Relaxed);
+            recoveries.fetch_add(iters, Ordering::Relaxed);
             server_time
         })
+    });
+    let (spent, total, n) = (
+        spent.load(Ordering::Relaxed) as f64,
+        total.load(Ordering::Relaxed) as f64,
+        recoveries.load(Ordering::Relaxed).max(1) as f64,
+    );
+    println!(
+        "{name}: HSM share of the server time {:.1}% ({:.1} µs of {:.1} µs per recovery, {n} recoveries)",
+        100.0 * spent / total.max(1.0),
+        spent / n / 1000.0,
+        total / n / 1000.0
+    );
+}
+
+fn vault(c: &mut Criterion) {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut group = c.benchmark_group("vault_server");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5));
+    let soft = SoftHsm::open_or_create(&dir.path().join("master.key")).unwrap();
+    bench_recovery(
+        &mut group,
+        "recovery_server_side_ke1_plus_ke3",
+        &dir.path().join("soft.db"),
+        soft,
+    );
+    if let Some(hsm) = softhsm(dir.path()) {
+        bench_recovery(
+            &mut group,
+            "recovery_server_side_softhsm2",
+            &dir.path().join("softhsm2.db"),
+            hsm,
+        );
+    }
+    let kryoptic_context = kryoptic(dir.path()).map(|(ctx, hsm)| {
+        bench_recovery(
+            &mut group,
+            "recovery_server_side_kryoptic",
+            &dir.path().join("kryoptic.db"),
+            hsm,
+        );
+        ctx
     });
     group.bench_function("ceiling_opaque_ke_server_login_start", |b| {
         use coffer::vault::Suite;
@@ -114,6 +203,7 @@ fn vault(c: &mut Criterion) {
         b.iter(|| conn.execute("INSERT INTO t VALUES (1)", []).unwrap())
     });
     group.finish();
+    drop(kryoptic_context);
 }
 
 criterion_group!(benches, vault);

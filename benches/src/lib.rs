@@ -1,5 +1,7 @@
 //! Shared workloads for Coffer's benches.
 
+pub mod tokens;
+
 use std::path::PathBuf;
 
 /// Chat-like SQLite: the real WhatsApp msgstore.db sample repeated to `len` bytes.

@@ -468,7 +468,8 @@ fn run_server<H: Hsm + 'static>(
         announced,
         limits,
     } = served;
-    tracing::info!(hsm = %hsm.describe(), "sealing with");
+    let sealing = hsm.describe();
+    tracing::info!(hsm = %sealing, "sealing with");
     let vault = VaultServer::open(store, hsm, config).map_err(|e| Failure::from_lib("vault", e))?;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Failure::io("cannot start the async runtime", e))?;
@@ -488,6 +489,7 @@ fn run_server<H: Hsm + 'static>(
                 "token_file": first["token_file"],
                 "tenants": announced,
                 "data": data,
+                "hsm": sealing,
             })
             .to_string(),
         );

@@ -200,6 +200,9 @@ pub struct Pkcs11Hsm {
     pub(crate) token: Token,
     key_label: String,
     sessions: Mutex<Vec<Session>>,
+    /// The master key's handle once found (valid for all the application's sessions); found
+    /// again if the token says it no longer is.
+    key_handle: Mutex<Option<ObjectHandle>>,
     describe: String,
 }
 
@@ -220,6 +223,7 @@ impl Pkcs11Hsm {
             token,
             key_label: config.key_label.clone(),
             sessions: Mutex::new(vec![session]),
+            key_handle: Mutex::new(None),
         };
         if let Some(policy) = hsm.master_key_policy()? {
             if let Some(why) = policy.objection() {
@@ -282,6 +286,33 @@ impl Pkcs11Hsm {
                 "no master key labelled {:?} on the token (run coffer hsm init)",
                 self.key_label
             ))
+        })
+    }
+
+    /// Runs `op` with the master key on a pooled session, finding the key once and again only
+    /// when the token reports its handle stale.
+    fn with_master_key<T>(
+        &self,
+        op: impl Fn(&Session, ObjectHandle) -> Result<T, cryptoki::error::Error>,
+        error: impl Fn(cryptoki::error::Error) -> HsmError,
+    ) -> Result<T, HsmError> {
+        self.with_session(|session| {
+            let cached = self.key_handle.lock().ok().and_then(|k| *k);
+            if let Some(key) = cached {
+                match op(session, key) {
+                    Err(e)
+                        if matches!(
+                            rv(&e),
+                            Some(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid)
+                        ) => {}
+                    other => return other.map_err(&error),
+                }
+            }
+            let key = self.key(session)?;
+            if let Ok(mut slot) = self.key_handle.lock() {
+                *slot = Some(key);
+            }
+            op(session, key).map_err(&error)
         })
     }
 
@@ -351,14 +382,14 @@ impl Hsm for Pkcs11Hsm {
     fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, HsmError> {
         let mut iv = [0u8; IV_LEN];
         getrandom::fill(&mut iv).map_err(|e| HsmError::Backend(format!("OS random: {e}")))?;
-        let sealed = self.with_session(|session| {
-            let key = self.key(session)?;
-            let params = GcmParams::new(&mut iv, aad, (TAG_LEN as u64 * 8).into())
-                .map_err(backend("GCM parameters"))?;
-            session
-                .encrypt(&Mechanism::AesGcm(params), key, plaintext)
-                .map_err(backend("C_Encrypt (AES-GCM)"))
-        })?;
+        let sealed = self.with_master_key(
+            |session, key| {
+                let mut iv = iv;
+                let params = GcmParams::new(&mut iv, aad, (TAG_LEN as u64 * 8).into())?;
+                session.encrypt(&Mechanism::AesGcm(params), key, plaintext)
+            },
+            backend("C_Encrypt (AES-GCM)"),
+        )?;
         let mut out = Vec::with_capacity(1 + IV_LEN + sealed.len());
         out.push(SEALED_PKCS11);
         out.extend_from_slice(&iv);
@@ -375,15 +406,25 @@ impl Hsm for Pkcs11Hsm {
         }
         let mut iv = [0u8; IV_LEN];
         iv.copy_from_slice(&sealed[1..1 + IV_LEN]);
-        self.with_session(|session| {
-            let key = self.key(session)?;
-            let params = GcmParams::new(&mut iv, aad, (TAG_LEN as u64 * 8).into())
-                .map_err(backend("GCM parameters"))?;
-            session
-                .decrypt(&Mechanism::AesGcm(params), key, &sealed[1 + IV_LEN..])
-                .map(Zeroizing::new)
-                .map_err(|_| HsmError::Unseal)
-        })
+        self.with_master_key(
+            |session, key| {
+                let mut iv = iv;
+                let params = GcmParams::new(&mut iv, aad, (TAG_LEN as u64 * 8).into())?;
+                session
+                    .decrypt(&Mechanism::AesGcm(params), key, &sealed[1 + IV_LEN..])
+                    .map(Zeroizing::new)
+            },
+            |e| match rv(&e) {
+                // A failed tag check: CKR_ENCRYPTED_DATA_INVALID per PKCS#11; SoftHSM2 2.6
+                // answers CKR_GENERAL_ERROR instead.
+                Some(
+                    RvError::EncryptedDataInvalid
+                    | RvError::EncryptedDataLenRange
+                    | RvError::GeneralError,
+                ) => HsmError::Unseal,
+                _ => backend("C_Decrypt (AES-GCM)")(e),
+            },
+        )
     }
 
     fn describe(&self) -> String {

@@ -22,6 +22,14 @@ pub fn exercise_backend(config: &Pkcs11Config, dir: &Path) {
         "and found the second time"
     );
 
+    // Made on the token, it has always been sensitive and never extractable.
+    let policy = hsm.master_key_policy().unwrap().expect("the key exists");
+    assert_eq!(policy.sensitive, Some(true));
+    assert_eq!(policy.always_sensitive, Some(true));
+    assert_eq!(policy.extractable, Some(false));
+    assert_eq!(policy.never_extractable, Some(true));
+    assert_eq!(policy.objection(), None);
+
     // The key never leaves the token.
     assert!(
         hsm.try_read_key_value().is_err(),

@@ -77,6 +77,22 @@ impl TestToken {
         command.env(self.config_var, &self.config)
     }
 
+    /// Points this process at the token's configuration (the module reads it when loaded;
+    /// for a test binary that loads one module in-process).
+    pub fn apply_to_this_process(&self) {
+        std::env::set_var(self.config_var, &self.config);
+    }
+
+    /// The backend's configuration for loading the module in this process.
+    pub fn config(&self) -> coffer::hsm::Pkcs11Config {
+        coffer::hsm::Pkcs11Config {
+            module: self.module_path.clone(),
+            token: self.label.clone(),
+            pin: zeroize::Zeroizing::new(USER_PIN.into()),
+            key_label: "coffer-vault-master".into(),
+        }
+    }
+
     /// `coffer ARGS` with this token's configuration.
     pub fn coffer(&self, args: &[&str]) -> std::process::Output {
         let mut command = Command::new(env!("CARGO_BIN_EXE_coffer"));
@@ -105,11 +121,14 @@ fn run(command: &mut Command, what: &str) {
     );
 }
 
-/// Makes a token labelled `label` under `dir` (several SoftHSM2 tokens may share one `dir`;
-/// each kryoptic token needs its own). None when the module was opted out.
+/// Makes a token labelled `label` under `dir`, or finds the one made before (several
+/// SoftHSM2 tokens may share one `dir`; each kryoptic token needs its own). None when the
+/// module was opted out.
 pub fn create(module: Module, dir: &Path, label: &str) -> Option<TestToken> {
     let module_path = module.path()?;
     std::fs::create_dir_all(dir).unwrap();
+    let made = dir.join(format!("{label}.made"));
+    let fresh = !made.exists();
     let so_pin_file = dir.join("so.pin");
     std::fs::write(&so_pin_file, format!("{SO_PIN}\n")).unwrap();
     let pin_file = dir.join("user.pin");
@@ -127,18 +146,20 @@ pub fn create(module: Module, dir: &Path, label: &str) -> Option<TestToken> {
                 ),
             )
             .unwrap();
-            run(
-                Command::new("softhsm2-util")
-                    .args(["--init-token", "--free", "--label", label])
-                    .args(["--so-pin", SO_PIN, "--pin", USER_PIN])
-                    .env("SOFTHSM2_CONF", &conf),
-                "softhsm2-util (Debian package softhsm2)",
-            );
+            if fresh {
+                run(
+                    Command::new("softhsm2-util")
+                        .args(["--init-token", "--free", "--label", label])
+                        .args(["--so-pin", SO_PIN, "--pin", USER_PIN])
+                        .env("SOFTHSM2_CONF", &conf),
+                    "softhsm2-util (Debian package softhsm2)",
+                );
+            }
             conf
         }
         Module::Kryoptic => {
             let conf = dir.join("kryoptic.conf");
-            assert!(!conf.exists(), "one kryoptic token per directory");
+            assert!(!fresh || !conf.exists(), "one kryoptic token per directory");
             std::fs::write(
                 &conf,
                 format!(
@@ -154,19 +175,22 @@ pub fn create(module: Module, dir: &Path, label: &str) -> Option<TestToken> {
                     .env("KRYOPTIC_CONF", &conf);
                 c
             };
-            run(
-                tool().args(["--init-token", "--label", label, "--so-pin", SO_PIN]),
-                "pkcs11-tool --init-token (Debian package opensc)",
-            );
-            run(
-                tool()
-                    .args(["--token-label", label, "--login", "--login-type", "so"])
-                    .args(["--so-pin", SO_PIN, "--init-pin", "--pin", USER_PIN]),
-                "pkcs11-tool --init-pin",
-            );
+            if fresh {
+                run(
+                    tool().args(["--init-token", "--label", label, "--so-pin", SO_PIN]),
+                    "pkcs11-tool --init-token (Debian package opensc)",
+                );
+                run(
+                    tool()
+                        .args(["--token-label", label, "--login", "--login-type", "so"])
+                        .args(["--so-pin", SO_PIN, "--init-pin", "--pin", USER_PIN]),
+                    "pkcs11-tool --init-pin",
+                );
+            }
             conf
         }
     };
+    std::fs::write(&made, b"").unwrap();
     Some(TestToken {
         uri: format!(
             "pkcs11:token={label}?module-path={}&pin-source=file:{}",

@@ -1,0 +1,700 @@
+//! The vault as an operator runs it: `coffer vault serve` on a loopback port (real HTTP,
+//! real SQLite on disk), driven by the `coffer vault` client commands and by raw requests.
+//! The same suite runs once per HSM backend: the including test file sets `BACKEND` (None
+//! for the soft backend, or a PKCS#11 module, each server then sealing on its own token).
+
+use super::tokens;
+use super::BACKEND;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+struct Vault {
+    child: Child,
+    url: String,
+    token_file: PathBuf,
+}
+
+impl Drop for Vault {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(data: &Path) -> Vault {
+    start_with(data, &[])
+}
+
+fn start_with(data: &Path, extra: &[&str]) -> Vault {
+    start_env(data, extra, None)
+}
+
+/// True (and printed) when the suite's PKCS#11 module was opted out by name.
+fn skipped() -> bool {
+    BACKEND.is_some_and(|module| module.path().is_none())
+}
+
+fn start_env(data: &Path, extra: &[&str], fault: Option<&str>) -> Vault {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    let mut hsm = Vec::new();
+    if let Some(module) = BACKEND {
+        // One token per data directory, made on first start and found again on a restart.
+        let token = tokens::create(module, &data.with_extension("token"), "vault")
+            .expect("the suite checks skipped() first");
+        let init = token.coffer(&["hsm", "init", "--hsm", &token.uri]);
+        assert!(
+            init.status.success(),
+            "{}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        token.apply(&mut command);
+        hsm = vec!["--hsm".to_owned(), token.uri.clone()];
+    }
+    if let Some(point) = fault {
+        command.env("COFFER_VAULT_FAULT", point);
+    } else {
+        command.env_remove("COFFER_VAULT_FAULT");
+    }
+    let mut child = command
+        .args([
+            "vault",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--ksf",
+            "argon2id:m=256,t=1,p=1",
+            "--data",
+        ])
+        .arg(data)
+        .args(extra)
+        .args(&hsm)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start coffer vault serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let first: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    // The server says what it seals with: the suite's backend, not a fallback.
+    let sealing = first["hsm"].as_str().unwrap_or_default();
+    match BACKEND {
+        None => assert!(sealing.starts_with("soft"), "{sealing}"),
+        Some(module) => assert!(
+            sealing.starts_with("pkcs11")
+                && sealing.contains(&module.path().unwrap().display().to_string()),
+            "{sealing}"
+        ),
+    }
+    Vault {
+        child,
+        url: first["listening"].as_str().unwrap().to_owned(),
+        token_file: PathBuf::from(first["token_file"].as_str().unwrap()),
+    }
+}
+
+fn coffer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(args)
+        .env_remove("COFFER_KEY")
+        .output()
+        .unwrap()
+}
+
+fn client(vault: &Vault, command: &str, user: &str, password: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "--json",
+        "vault",
+        command,
+        "--vault",
+        &vault.url,
+        "--user",
+        user,
+        "--token-file",
+        vault.token_file.to_str().unwrap(),
+        "--password-file",
+        password.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    coffer(&args)
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn register_recover_exhaust_delete_over_http() {
+    if skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let vault = start(&dir.path().join("data"));
+    let right = dir.path().join("right");
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&right, "correct horse battery staple\n").unwrap();
+    std::fs::write(&wrong, "Tr0ub4dor&3\n").unwrap();
+
+    let out = client(&vault, "register", "alice", &right, &["--key", KEY]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = json(&client(&vault, "status", "alice", &right, &[]));
+    assert_eq!(status["registered"], true);
+    assert_eq!(status["guesses_left"], 10);
+
+    let out = client(&vault, "recover", "alice", &right, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["key"], KEY);
+
+    for i in 0..10 {
+        let out = client(&vault, "recover", "alice", &wrong, &[]);
+        assert_eq!(out.status.code(), Some(16), "guess {i}: wrong_password");
+        assert_eq!(json(&out)["error"], "wrong_password");
+    }
+    let out = client(&vault, "recover", "alice", &right, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(16),
+        "the right password after the limit fails"
+    );
+    let status = json(&client(&vault, "status", "alice", &right, &[]));
+    assert_eq!(status["registered"], false);
+    assert_eq!(status["state"], "destroyed");
+
+    // A user who never registered looks the same from outside.
+    let out = client(&vault, "recover", "nobody", &right, &[]);
+    assert_eq!(out.status.code(), Some(16));
+
+    let out = client(&vault, "register", "bob", &right, &["--key", KEY]);
+    assert!(out.status.success());
+    let out = client(&vault, "delete", "bob", &right, &[]);
+    assert!(out.status.success());
+    let out = client(&vault, "delete", "bob", &right, &[]);
+    assert_eq!(out.status.code(), Some(17), "no_record");
+}
+
+#[test]
+fn bad_requests_get_4xx_with_a_class_and_never_crash() {
+    if skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let vault = start(&dir.path().join("data"));
+    let token = std::fs::read_to_string(&vault.token_file).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let post = |path: &str, body: Vec<u8>, auth: bool| {
+        let mut req = agent
+            .post(format!("{}{path}", vault.url))
+            .header("content-type", "application/json");
+        if auth {
+            req = req.header("authorization", format!("Bearer {}", token.trim()));
+        }
+        let mut resp = req.send(&body[..]).unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, body)
+    };
+    let cases: Vec<(&str, Vec<u8>, bool, u16, &str)> = vec![
+        (
+            "/v1/users/alice/recover/start",
+            b"{}".to_vec(),
+            false,
+            401,
+            "unauthorized",
+        ),
+        (
+            "/v1/users/alice/recover/start",
+            b"not json".to_vec(),
+            true,
+            400,
+            "malformed",
+        ),
+        (
+            "/v1/users/alice/recover/start",
+            b"{\"ke1\": 5}".to_vec(),
+            true,
+            400,
+            "malformed",
+        ),
+        (
+            "/v1/users/alice/recover/start",
+            b"{\"ke1\": \"!!\"}".to_vec(),
+            true,
+            400,
+            "malformed",
+        ),
+        (
+            "/v1/users/alice/recover/start",
+            b"{\"ke1\": \"AAAA\"}".to_vec(),
+            true,
+            400,
+            "malformed",
+        ),
+        (
+            "/v1/users/alice/recover/start",
+            b"{\"ke1\": \"AAAA\", \"extra\": 1}".to_vec(),
+            true,
+            400,
+            "malformed",
+        ),
+        (
+            "/v1/users/alice/recover/start",
+            vec![b'a'; 9_000],
+            true,
+            413,
+            "malformed",
+        ),
+        (
+            "/v1/sessions/xyz/finish",
+            b"{\"ke3\": \"AAAA\"}".to_vec(),
+            true,
+            400,
+            "malformed",
+        ),
+        (
+            "/v1/users/alice/register/finish",
+            b"{\"record_id\": \"AA\", \"upload\": \"AA\", \"envelope\": \"AA\"}".to_vec(),
+            true,
+            400,
+            "malformed",
+        ),
+        ("/v1/nowhere", b"{}".to_vec(), true, 400, "malformed"),
+    ];
+    for (path, body, auth, status, class) in cases {
+        let (got, text) = post(path, body, auth);
+        assert_eq!(got, status, "{path}: {text}");
+        let v: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
+        assert_eq!(v["error"], class, "{path}");
+    }
+    // Random bodies: always a 4xx with a class.
+    let mut state = 0x1234_5678_9abc_def0u64;
+    for _ in 0..200 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let len = (state % 600) as usize;
+        let body: Vec<u8> = (0..len).map(|i| (state >> (i % 56)) as u8).collect();
+        let (got, text) = post("/v1/users/alice/recover/start", body, true);
+        assert!((400..500).contains(&got), "{got}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert!(v["error"].is_string());
+    }
+    // The server is still up.
+    let out = coffer(&[
+        "vault",
+        "status",
+        "--vault",
+        &vault.url,
+        "--user",
+        "x",
+        "--token-file",
+        vault.token_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn guesses_per_user_are_rate_limited_with_retry_after() {
+    if skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let vault = start_with(&dir.path().join("data"), &["--user-per-minute", "3"]);
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw\n").unwrap();
+    let out = client(&vault, "register", "carol", &pw, &["--key", KEY]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The registration took one token of three; two guesses pass, the third is refused.
+    for _ in 0..2 {
+        assert!(client(&vault, "recover", "carol", &pw, &[])
+            .status
+            .success());
+    }
+    let out = client(&vault, "recover", "carol", &pw, &[]);
+    assert_eq!(out.status.code(), Some(20), "rate_limited");
+    assert_eq!(json(&out)["error"], "rate_limited");
+    // Raw: the 429 carries Retry-After.
+    let token = std::fs::read_to_string(&vault.token_file).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let resp = agent
+        .post(format!("{}/v1/users/carol/recover/start", vault.url))
+        .header("authorization", format!("Bearer {}", token.trim()))
+        .send(&b"{}"[..])
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    let retry: u64 = resp
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    // Another user is not affected.
+    let out = client(&vault, "register", "dan", &pw, &["--key", KEY]);
+    assert!(out.status.success());
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_recovery_never_loses_a_counted_guess() {
+    if skipped() {
+        return;
+    }
+    for point in coffer::vault::server::FAULT_POINTS {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "pw\n").unwrap();
+        {
+            let vault = start_env(&data, &[], Some(point));
+            let out = client(&vault, "register", "erin", &pw, &["--key", KEY]);
+            assert!(
+                out.status.success(),
+                "{point}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // The server dies inside this recovery.
+            let out = client(&vault, "recover", "erin", &pw, &[]);
+            assert_eq!(
+                out.status.code(),
+                Some(22),
+                "{point}: the client sees an I/O failure"
+            );
+        }
+        let vault = start_env(&data, &[], None);
+        let status = json(&client(&vault, "status", "erin", &pw, &[]));
+        assert_eq!(status["registered"], true, "{point}: the record survives");
+        let left = status["guesses_left"].as_u64().unwrap();
+        match point {
+            // The guess was committed before the crash: it stays counted.
+            "after_guess_commit" | "after_ke2" => assert_eq!(left, 9, "{point}"),
+            // The verified KE3 reset the count before the crash.
+            _ => assert_eq!(left, 10, "{point}"),
+        }
+        // The record is intact: the right password still recovers the key.
+        let out = client(&vault, "recover", "erin", &pw, &[]);
+        assert!(
+            out.status.success(),
+            "{point}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(json(&out)["key"], KEY);
+    }
+}
+
+#[test]
+fn backup_create_then_restore_with_only_the_password() {
+    if skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let vault = start(&dir.path().join("data"));
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "my backup password\n").unwrap();
+    let db = dir.path().join("msgstore.db");
+    let content: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    std::fs::write(&db, &content).unwrap();
+    let backup = dir.path().join("backup.coffer");
+    let key_file = dir.path().join("key.txt");
+    // `backup` is its own command group: run it with the same client options.
+    let args = |command: &str, extra: Vec<String>| {
+        let mut a = vec![
+            "--json".to_string(),
+            "backup".into(),
+            command.into(),
+            "--vault".into(),
+            vault.url.clone(),
+            "--user".into(),
+            "frank".into(),
+            "--token-file".into(),
+            vault.token_file.to_str().unwrap().into(),
+            "--password-file".into(),
+            pw.to_str().unwrap().into(),
+        ];
+        a.extend(extra);
+        a
+    };
+    let run = |a: Vec<String>| {
+        Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .args(a)
+            .env_remove("COFFER_KEY")
+            .output()
+            .unwrap()
+    };
+    let out = run(args(
+        "create",
+        vec![
+            db.to_str().unwrap().into(),
+            "-o".into(),
+            backup.to_str().unwrap().into(),
+            "--key-out".into(),
+            key_file.to_str().unwrap().into(),
+        ],
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored = dir.path().join("restored.db");
+    let out = run(args(
+        "restore",
+        vec![
+            backup.to_str().unwrap().into(),
+            "-o".into(),
+            restored.to_str().unwrap().into(),
+        ],
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&restored).unwrap(), content);
+    // The key written with --key-out opens the same backup without the vault.
+    let with_key = dir.path().join("with-key.db");
+    let out = coffer(&[
+        "decrypt",
+        "--key",
+        key_file.to_str().unwrap(),
+        backup.to_str().unwrap(),
+        "-o",
+        with_key.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&with_key).unwrap(), content);
+    // A wrong password restores nothing.
+    std::fs::write(&pw, "not it\n").unwrap();
+    let nothing = dir.path().join("nothing.db");
+    let out = run(args(
+        "restore",
+        vec![
+            backup.to_str().unwrap().into(),
+            "-o".into(),
+            nothing.to_str().unwrap().into(),
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(16));
+    assert!(!nothing.exists());
+}
+
+#[test]
+fn change_password_from_the_cli() {
+    if skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let vault = start(&dir.path().join("data"));
+    let old = dir.path().join("old");
+    let new = dir.path().join("new");
+    std::fs::write(&old, "old password\n").unwrap();
+    std::fs::write(&new, "new password\n").unwrap();
+    assert!(client(&vault, "register", "gus", &old, &["--key", KEY])
+        .status
+        .success());
+    let out = client(
+        &vault,
+        "change-password",
+        "gus",
+        &old,
+        &["--new-password-file", new.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["version"], 2);
+    assert_eq!(
+        client(&vault, "recover", "gus", &old, &[]).status.code(),
+        Some(16)
+    );
+    let out = client(&vault, "recover", "gus", &new, &[]);
+    assert_eq!(json(&out)["key"], KEY);
+}
+
+#[test]
+fn a_config_file_sets_tenants_that_never_see_each_other() {
+    if skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("acme.token"), "a".repeat(40)).unwrap();
+    std::fs::write(dir.path().join("globex.token"), "g".repeat(40)).unwrap();
+    let config = dir.path().join("vault.json");
+    std::fs::write(
+        &config,
+        r#"{"tenants": [{"name": "acme", "token_file": "acme.token"}, {"name": "globex", "token_file": "globex.token"}],
+            "guess_limit": {"default": 3, "min": 1, "max": 5}, "server_id": "test-vault"}"#,
+    )
+    .unwrap();
+    let vault = start_with(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw\n").unwrap();
+    let run = |token: &str, args: &[&str]| {
+        let mut a = vec!["--json", "vault"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&[
+            "--vault",
+            &vault.url,
+            "--server-id",
+            "test-vault",
+            "--password-file",
+            pw.to_str().unwrap(),
+        ]);
+        Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .args(&a)
+            .env("COFFER_VAULT_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let acme = "a".repeat(40);
+    let globex = "g".repeat(40);
+    assert!(run(&acme, &["register", "--user", "same", "--key", KEY])
+        .status
+        .success());
+    let status = json(&run(&acme, &["status", "--user", "same"]));
+    assert_eq!(status["registered"], true);
+    assert_eq!(status["limit"], 3, "the configured default limit");
+    // The other tenant sees no record for the same user id.
+    let status = json(&run(&globex, &["status", "--user", "same"]));
+    assert_eq!(status["registered"], false);
+    assert_eq!(
+        run(&globex, &["recover", "--user", "same"]).status.code(),
+        Some(16)
+    );
+    // An unknown token is refused.
+    assert_eq!(
+        run(&"x".repeat(40), &["status", "--user", "same"])
+            .status
+            .code(),
+        Some(21)
+    );
+    let out = run(&acme, &["recover", "--user", "same"]);
+    assert_eq!(json(&out)["key"], KEY);
+}
+
+/// Over HTTP: wrong guesses that complete a (forged) KE3 and wrong guesses abandoned after
+/// KE2 count alike; 50 concurrent wrong recoveries on a fresh record get at most 10 real
+/// evaluations (read from the audit log on disk afterwards).
+#[test]
+fn completed_and_abandoned_guesses_and_concurrency_over_http() {
+    if skipped() {
+        return;
+    }
+    use coffer::http::client::VaultClient;
+    use coffer::key::RootKey;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let vault = start(&data);
+    let token = std::fs::read_to_string(&vault.token_file).unwrap();
+    let client = VaultClient::new(&vault.url, &token, "coffer-vault");
+    let root = RootKey::from_bytes([3; 32]);
+    client.register("hal", b"right", &root, None).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let post = |path: &str, body: String| {
+        let mut resp = agent
+            .post(format!("{}{path}", vault.url))
+            .header("authorization", format!("Bearer {}", token.trim()))
+            .send(body.as_bytes())
+            .unwrap();
+        let status = resp.status().as_u16();
+        (
+            status,
+            serde_json::from_slice::<Value>(&resp.body_mut().read_to_vec().unwrap()).unwrap(),
+        )
+    };
+    for i in 0..10 {
+        if i % 2 == 0 {
+            assert!(client.recover("hal", b"wrong").is_err());
+        } else {
+            let (_, ke1) = coffer::vault::RecoveryClient::start(b"wrong").unwrap();
+            let b64 = |b: &[u8]| {
+                use base64::Engine;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+            };
+            let (status, start) = post(
+                "/v1/users/hal/recover/start",
+                format!(r#"{{"ke1":"{}"}}"#, b64(&ke1)),
+            );
+            assert_eq!(status, 200);
+            let session = start["session_id"].as_str().unwrap().to_owned();
+            let (status, body) = post(
+                &format!("/v1/sessions/{session}/finish"),
+                format!(r#"{{"ke3":"{}"}}"#, b64(&[7u8; 64])),
+            );
+            assert_eq!(status, 401, "{body}");
+            assert_eq!(body["error"], "wrong_password");
+        }
+    }
+    assert!(
+        client.recover("hal", b"right").is_err(),
+        "after 10 wrong guesses the right one fails"
+    );
+    assert!(!client.status("hal").unwrap().registered);
+
+    client.register("ivy", b"right", &root, None).unwrap();
+    let threads: Vec<_> = (0..50)
+        .map(|_| {
+            let (url, token) = (vault.url.clone(), token.clone());
+            std::thread::spawn(move || {
+                VaultClient::new(&url, &token, "coffer-vault")
+                    .recover("ivy", b"wrong")
+                    .is_err()
+            })
+        })
+        .collect();
+    assert!(threads.into_iter().all(|t| t.join().unwrap()));
+    drop(vault);
+    let conn = rusqlite::Connection::open(data.join("vault.db")).unwrap();
+    let guesses: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE user_id = 'ivy' AND event = 'guess'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        guesses, 10,
+        "exactly the limit of KE1s got a real evaluation"
+    );
+}

@@ -1,0 +1,8 @@
+//! The vault HTTP suite (tests/suites/vault_http.rs, crash test included) with the master
+//! key on SoftHSM2 (PKCS#11; opt out with COFFER_SKIP_SOFTHSM=1).
+
+#[path = "suites/vault_http.rs"]
+mod suite;
+mod tokens;
+
+const BACKEND: Option<tokens::Module> = Some(tokens::Module::SoftHsm2);
