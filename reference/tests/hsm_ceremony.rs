@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use tokens::{create, generate_weak_aes_key, write_untrusted_public_key, Module, TestToken};
+use tokens::{create, generate_aes_key, write_untrusted_public_key, Module, TestToken};
 
 const KEY: &str = "5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee5ec1";
 /// Exit codes (coffer --help): 11 corrupt, 14 unsupported.
@@ -482,7 +482,7 @@ fn hsm_check_reports_each_module_exactly() {
 
         // A master key that is extractable and not sensitive: check exits 1 on it, and the
         // vault refuses to serve with it.
-        generate_weak_aes_key(&token, "weak");
+        generate_aes_key(&token, "weak", false);
         let weak = token.uri_with_object("weak");
         let out = token.coffer(&["--json", "hsm", "check", "--hsm", &weak]);
         assert_eq!(out.status.code(), Some(1), "{module:?}");

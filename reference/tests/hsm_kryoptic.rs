@@ -16,4 +16,5 @@ fn kryoptic_backend_seals_the_vault_and_never_reveals_its_key() {
     };
     token.apply_to_this_process();
     hsm_common::exercise_backend(&token.config(), dir.path());
+    hsm_common::survives_a_key_replaced_under_it(&token);
 }

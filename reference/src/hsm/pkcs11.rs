@@ -289,8 +289,11 @@ impl Pkcs11Hsm {
         })
     }
 
-    /// Runs `op` with the master key on a pooled session, finding the key once and again only
-    /// when the token reports its handle stale.
+    /// Runs `op` with the master key on a pooled session. The key's handle is found once and
+    /// cached; when `op` fails, the key is looked up again and, if the handle changed (the key
+    /// was replaced from another process), `op` runs once more. Tokens report a stale handle
+    /// differently (SoftHSM2 `CKR_OBJECT_HANDLE_INVALID`, kryoptic `CKR_GENERAL_ERROR`), so
+    /// any failure triggers the look-up; it costs one `C_FindObjects` on an error path.
     fn with_master_key<T>(
         &self,
         op: impl Fn(&Session, ObjectHandle) -> Result<T, cryptoki::error::Error>,
@@ -298,17 +301,26 @@ impl Pkcs11Hsm {
     ) -> Result<T, HsmError> {
         self.with_session(|session| {
             let cached = self.key_handle.lock().ok().and_then(|k| *k);
-            if let Some(key) = cached {
-                match op(session, key) {
-                    Err(e)
-                        if matches!(
-                            rv(&e),
-                            Some(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid)
-                        ) => {}
-                    other => return other.map_err(&error),
+            let first_error = match cached {
+                Some(key) => match op(session, key) {
+                    Ok(out) => return Ok(out),
+                    Err(e) => Some(e),
+                },
+                None => None,
+            };
+            let key = self.key(session)?;
+            if let (Some(e), Some(old)) = (first_error, cached) {
+                if old == key {
+                    return Err(error(e));
                 }
             }
-            let key = self.key(session)?;
+            // A key found anew (first use, or replaced under us) must meet the policy too.
+            if let Some(why) = KeyPolicy::read(session, key).objection() {
+                return Err(HsmError::Policy(format!(
+                    "the master key {:?} is refused: {why}",
+                    self.key_label
+                )));
+            }
             if let Ok(mut slot) = self.key_handle.lock() {
                 *slot = Some(key);
             }

@@ -104,3 +104,34 @@ pub fn exercise_backend(config: &Pkcs11Config, dir: &Path) {
     // A token-sealed blob (format byte 02) is not of the soft backend's form (01).
     assert_eq!(err.class(), ErrorClass::Malformed, "{err}");
 }
+
+/// An operator replaces the master key from another process while the backend runs: the
+/// backend notices its cached handle is stale, finds the new key, and old blobs no longer
+/// open (`corrupt`); a weak replacement is refused (`unsupported`).
+pub fn survives_a_key_replaced_under_it(token: &crate::tokens::TestToken) {
+    use crate::tokens::{delete_secret_key, generate_aes_key};
+    let mut config = token.config();
+    config.key_label = "rotating".into();
+    let hsm = Pkcs11Hsm::open(&config).unwrap();
+    hsm.init_key(coffer::hsm::Export::Never).unwrap();
+    let old = hsm.seal(b"aad", b"before").unwrap();
+    assert_eq!(&hsm.unseal(b"aad", &old).unwrap()[..], b"before");
+
+    delete_secret_key(token, "rotating");
+    generate_aes_key(token, "rotating", true);
+    assert_eq!(
+        hsm.unseal(b"aad", &old).unwrap_err().class(),
+        ErrorClass::Corrupt,
+        "a blob of the old key does not open under the new one"
+    );
+    let new = hsm.seal(b"aad", b"after").unwrap();
+    assert_eq!(&hsm.unseal(b"aad", &new).unwrap()[..], b"after");
+
+    delete_secret_key(token, "rotating");
+    generate_aes_key(token, "rotating", false);
+    assert_eq!(
+        hsm.unseal(b"aad", &new).unwrap_err().class(),
+        ErrorClass::Unsupported,
+        "an extractable, non-sensitive replacement is refused"
+    );
+}

@@ -238,22 +238,34 @@ pub fn write_untrusted_public_key(token: &TestToken, pem: &Path, id_hex: &str) {
     run(&mut command, "pkcs11-tool --write-object");
 }
 
-/// Generates an AES-256 token key labelled `label` that is extractable and not sensitive (a
-/// master key the profile must refuse), with `pkcs11-tool --keygen`.
-pub fn generate_weak_aes_key(token: &TestToken, label: &str) {
+/// Generates an AES-256 token key labelled `label` for encryption and decryption with
+/// `pkcs11-tool --keygen`: sensitive and not extractable, or (`sensitive` false) extractable
+/// and readable, a master key the profile must refuse.
+pub fn generate_aes_key(token: &TestToken, label: &str, sensitive: bool) {
     let mut command = Command::new("pkcs11-tool");
     command
         .arg("--module")
         .arg(&token.module_path)
         .args(["--token-label", &token.label, "--login", "--pin", USER_PIN])
-        .args([
-            "--keygen",
-            "--key-type",
-            "AES:32",
-            "--extractable",
-            "--label",
-            label,
-        ]);
+        .args(["--keygen", "--key-type", "AES:32", "--label", label])
+        .args(["--usage-decrypt"]);
+    if sensitive {
+        command.arg("--sensitive");
+    } else {
+        command.arg("--extractable");
+    }
     token.apply(&mut command);
     run(&mut command, "pkcs11-tool --keygen");
+}
+
+/// Deletes the secret key labelled `label` with `pkcs11-tool --delete-object`.
+pub fn delete_secret_key(token: &TestToken, label: &str) {
+    let mut command = Command::new("pkcs11-tool");
+    command
+        .arg("--module")
+        .arg(&token.module_path)
+        .args(["--token-label", &token.label, "--login", "--pin", USER_PIN])
+        .args(["--delete-object", "--type", "secrkey", "--label", label]);
+    token.apply(&mut command);
+    run(&mut command, "pkcs11-tool --delete-object");
 }
