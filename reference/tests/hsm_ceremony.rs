@@ -475,6 +475,12 @@ fn hsm_check_reports_each_module_exactly() {
             }
         }
         assert!(detail("hsm.wrap.untrusted_refused").starts_with("refused"));
+        let user_trust = match module {
+            Module::SoftHsm2 => "CKR_ATTRIBUTE_READ_ONLY",
+            Module::Kryoptic => "CKR_ATTRIBUTE_TYPE_INVALID",
+        };
+        assert!(detail("hsm.wrap.user_cannot_trust").contains(user_trust));
+        assert!(detail("hsm.master.policy").contains("CKA_ALWAYS_SENSITIVE true"));
         assert!(detail("hsm.key.value_refused").contains("CKR_ATTRIBUTE_SENSITIVE"));
 
         let text = token.coffer(&["hsm", "check", "--hsm", &token.uri]);

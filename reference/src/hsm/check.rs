@@ -235,6 +235,7 @@ pub const CHECKS: &[Check] = &[
         })
     }),
     check!("hsm.wrap.untrusted_refused", Must, "a CKA_WRAP_WITH_TRUSTED key is not wrapped under an untrusted key", untrusted_wrap_refused),
+    check!("hsm.wrap.user_cannot_trust", Must, "a user (not the security officer) cannot create a key with CKA_TRUSTED", user_cannot_trust),
     check!("hsm.wrap.unextractable_refused", Must, "a non-extractable key is not wrapped at all", unextractable_wrap_refused),
     check!("hsm.wrap.rfc3394_known_answer", May, "CKM_AES_KEY_WRAP gives RFC 3394 §4.6's output", rfc3394_known_answer),
     check!("hsm.wrap.rfc5649_known_answer", May, "RFC 5649 wrap gives RFC 5649 §6's outputs", rfc5649_known_answer),
@@ -449,6 +450,53 @@ fn untrusted_wrap_refused(c: &Ctx) -> Outcome {
     )
 }
 
+fn user_cannot_trust(c: &Ctx) -> Outcome {
+    if !c.offered.rsa_oaep {
+        return skipped("no RSA key pairs to make a public key from");
+    }
+    let pair = c.session.generate_key_pair(
+        &Mechanism::RsaPkcsKeyPairGen,
+        &[
+            Attribute::Token(false),
+            Attribute::ModulusBits(2048.into()),
+            Attribute::PublicExponent(vec![1, 0, 1]),
+        ],
+        &[Attribute::Token(false)],
+    );
+    let (public, private) = match pair {
+        Ok(p) => p,
+        Err(e) => return fail(format!("cannot generate an RSA key pair: {e}")),
+    };
+    let components = c.session.get_attributes(
+        public,
+        &[AttributeType::Modulus, AttributeType::PublicExponent],
+    );
+    let out = match components.as_deref() {
+        Ok([Attribute::Modulus(n), Attribute::PublicExponent(e)]) => {
+            let created = c.session.create_object(&[
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::KeyType(KeyType::RSA),
+                Attribute::Token(false),
+                Attribute::Modulus(n.clone()),
+                Attribute::PublicExponent(e.clone()),
+                Attribute::Wrap(true),
+                Attribute::Trusted(true),
+            ]);
+            if let Ok(handle) = &created {
+                let _ = c.session.destroy_object(*handle);
+            }
+            refusal(
+                created,
+                &[RvError::AttributeReadOnly, RvError::AttributeTypeInvalid],
+            )
+        }
+        _ => fail("cannot read the public key's modulus and exponent"),
+    };
+    let _ = c.session.destroy_object(public);
+    let _ = c.session.destroy_object(private);
+    out
+}
+
 fn unextractable_wrap_refused(c: &Ctx) -> Outcome {
     wrap_refused(c, &[], &[RvError::KeyUnextractable])
 }
@@ -569,13 +617,17 @@ fn master_policy(c: &Ctx) -> Outcome {
             match policy.objection() {
                 Some(why) => fail(why),
                 None => pass(format!(
-                    "sensitive; {}; always sensitive: {:?}",
+                    "sensitive; {}; CKA_ALWAYS_SENSITIVE {}",
                     if policy.extractable == Some(false) {
                         "never leaves the token"
                     } else {
                         "leaves only wrapped under a trusted key"
                     },
-                    policy.always_sensitive
+                    match policy.always_sensitive {
+                        Some(true) => "true (generated on the token)",
+                        Some(false) => "false (imported)",
+                        None => "not reported",
+                    }
                 )),
             }
         }
