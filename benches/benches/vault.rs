@@ -117,12 +117,33 @@ fn bench_recovery<H: Hsm>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, 
         total.load(Ordering::Relaxed) as f64,
         recoveries.load(Ordering::Relaxed).max(1) as f64,
     );
-    println!(
-        "{name}: HSM share of the server time {:.1}% ({:.1} µs of {:.1} µs per recovery, {n} recoveries)",
-        100.0 * spent / total.max(1.0),
+    let line = format!(
+        "| {name} | {:.1} µs | {:.1} µs | {:.1}% | {n} |",
         spent / n / 1000.0,
-        total / n / 1000.0
+        total / n / 1000.0,
+        100.0 * spent / total.max(1.0),
     );
+    println!("{line}");
+    SHARE_ROWS.lock().unwrap().push(line);
+}
+
+/// Rows of the HSM-share table, written to target/criterion/hsm-share.md for report.py.
+static SHARE_ROWS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn write_share_table() {
+    let rows = SHARE_ROWS.lock().unwrap();
+    let table = format!(
+        "| bench | in the HSM per recovery | server time per recovery | HSM share | recoveries timed |\n\
+         |---|---:|---:|---:|---:|\n{}\n",
+        rows.join("\n")
+    );
+    if rows.is_empty() {
+        return; // filtered out: keep the last table
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion");
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::write(dir.join("hsm-share.md"), table);
+    }
 }
 
 fn vault(c: &mut Criterion) {
@@ -203,6 +224,7 @@ fn vault(c: &mut Criterion) {
         b.iter(|| conn.execute("INSERT INTO t VALUES (1)", []).unwrap())
     });
     group.finish();
+    write_share_table();
     drop(kryoptic_context);
 }
 
