@@ -56,7 +56,7 @@ pub fn softhsm(dir: &Path) -> Option<Pkcs11Hsm> {
 }
 
 /// A kryoptic token labelled `bench` holding a master key, and the context that initialised
-/// it (keep it alive as long as the backend: dropping it finalizes the module).
+/// it (cryptoki never finalizes a module on drop; keeping it is harmless).
 pub fn kryoptic(dir: &Path) -> Option<(cryptoki::context::Pkcs11, Pkcs11Hsm)> {
     use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
     use cryptoki::session::UserType;

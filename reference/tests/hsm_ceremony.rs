@@ -11,9 +11,11 @@ use std::process::{Child, Command, Output, Stdio};
 use tokens::{create, generate_aes_key, write_untrusted_public_key, Module, TestToken};
 
 const KEY: &str = "5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee5ec1";
-/// Exit codes (coffer --help): 11 corrupt, 14 unsupported.
+/// Exit codes (coffer --help).
 const CORRUPT: i32 = 11;
 const UNSUPPORTED: i32 = 14;
+const MALFORMED: i32 = 15;
+const IO: i32 = 22;
 
 fn ok(out: &Output, what: &str) -> Value {
     assert!(
@@ -166,6 +168,23 @@ fn the_master_key_moves_to_a_second_token_which_then_serves_the_first_sites_reco
             ]),
             "transport-key",
         );
+        // A taken --out fails before the token is touched, and the file is left as it was.
+        let taken = at("taken.pem");
+        std::fs::write(&taken, "mine").unwrap();
+        fails_with(
+            &b.coffer(&[
+                "--json",
+                "hsm",
+                "transport-key",
+                "--hsm",
+                &b.uri,
+                "--out",
+                taken.to_str().unwrap(),
+            ]),
+            IO,
+            "transport-key over an existing file",
+        );
+        assert_eq!(std::fs::read_to_string(&taken).unwrap(), "mine");
         let wrapped = at("master.wrapped");
         let export = |out: &Path| {
             a.coffer(&[
@@ -200,8 +219,14 @@ fn the_master_key_moves_to_a_second_token_which_then_serves_the_first_sites_reco
                 so.to_str().unwrap(),
             ])
         };
-        assert!(!trust(&bad_so).status.success());
-        assert!(!export(&wrapped).status.success());
+        let err = fails_with(&trust(&bad_so), IO, "trust with a wrong SO PIN");
+        assert!(err.contains("CKR_PIN_INCORRECT"), "{err}");
+        fails_with(
+            &export(&wrapped),
+            UNSUPPORTED,
+            "export after a failed trust",
+        );
+        assert!(!wrapped.exists());
         let trusted = ok(&trust(&a.so_pin_file), "trust");
         assert_eq!(
             trusted["sha256"], made["sha256"],
@@ -234,7 +259,28 @@ fn the_master_key_moves_to_a_second_token_which_then_serves_the_first_sites_reco
         let bad_wrap = at("bad-wrap.wrapped");
         tampered(&wrapped, "wrapped", &bad_wrap);
         let out = import(&bad_wrap);
-        assert!(!out.status.success(), "a tampered wrapped key is refused");
+        // The last byte of an RSA-OAEP ciphertext flipped: OAEP decoding fails on the token,
+        // which says so as CKR_GENERAL_ERROR (SoftHSM2: `corrupt`) or CKR_DEVICE_ERROR
+        // (kryoptic: indistinguishable from a failing device, so `io`).
+        match module {
+            Module::SoftHsm2 => {
+                let err = fails_with(&out, CORRUPT, "a tampered wrapped key");
+                assert!(err.contains("does not authenticate"), "{err}");
+            }
+            Module::Kryoptic => {
+                let err = fails_with(&out, IO, "a tampered wrapped key");
+                assert!(err.contains("CKR_DEVICE_ERROR"), "{err}");
+            }
+        }
+        let short_check = at("short-check.wrapped");
+        let mut v: Value = serde_json::from_slice(&std::fs::read(&wrapped).unwrap()).unwrap();
+        v["check"] = Value::String("02abcd".into());
+        std::fs::write(&short_check, v.to_string()).unwrap();
+        fails_with(
+            &import(&short_check),
+            MALFORMED,
+            "a check value of the wrong form",
+        );
         let imported = ok(&import(&wrapped), "import");
         assert_eq!(imported["verified"], true);
         fails_with(
@@ -474,14 +520,33 @@ fn hsm_check_reports_each_module_exactly() {
                 assert!(detail("hsm.wrap.rfc5649_known_answer").contains("matches the RFC"));
             }
         }
-        assert!(detail("hsm.wrap.untrusted_refused").starts_with("refused"));
+        let grade = |id: &str| -> String {
+            report["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["id"] == id)
+                .map(|c| c["grade"].as_str().unwrap_or("none").to_owned())
+                .unwrap()
+        };
+        let (untrusted, gcm_grade) = match module {
+            Module::SoftHsm2 => ("CKR_KEY_NOT_WRAPPABLE", "other_rejection"),
+            Module::Kryoptic => ("CKR_WRAPPING_KEY_HANDLE_INVALID", "exact"),
+        };
+        assert_eq!(grade("hsm.wrap.untrusted_refused"), "exact");
+        assert!(detail("hsm.wrap.untrusted_refused").contains(untrusted));
+        assert_eq!(grade("hsm.wrap.unextractable_refused"), "exact");
+        // SoftHSM2 answers a failed GCM tag with CKR_GENERAL_ERROR, kryoptic as PKCS#11 says.
+        for id in ["hsm.gcm.bad_tag_rejected", "hsm.gcm.wrong_aad_rejected"] {
+            assert_eq!(grade(id), gcm_grade, "{module:?} {id}");
+        }
         let user_trust = match module {
             Module::SoftHsm2 => "CKR_ATTRIBUTE_READ_ONLY",
             Module::Kryoptic => "CKR_ATTRIBUTE_TYPE_INVALID",
         };
         assert!(detail("hsm.wrap.user_cannot_trust").contains(user_trust));
         assert!(detail("hsm.master.policy").contains("CKA_ALWAYS_SENSITIVE true"));
-        assert!(detail("hsm.key.value_refused").contains("CKR_ATTRIBUTE_SENSITIVE"));
+        assert_eq!(grade("hsm.key.value_refused"), "exact");
 
         let text = token.coffer(&["hsm", "check", "--hsm", &token.uri]);
         assert!(String::from_utf8_lossy(&text.stdout).contains("every MUST check holds"));

@@ -6,7 +6,8 @@
 mod hsm_common;
 mod tokens;
 
-/// One test function: a module is loaded once per process (dropping a context finalizes it).
+/// One test function: the module reads its configuration from the environment once, when it
+/// is first initialised in this process.
 #[test]
 fn softhsm2_backend_seals_the_vault_and_never_reveals_its_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -53,7 +53,7 @@ fn pkcs11_config(location: &str) -> CliResult<Pkcs11Config> {
     match uri::parse(location).map_err(|e| Failure::from_lib("--hsm", e))? {
         HsmLocation::Pkcs11(config) => Ok(config),
         HsmLocation::Soft(_) => Err(Failure::new(
-            ErrorClass::Unsupported,
+            ErrorClass::Malformed,
             "--hsm: this command needs a pkcs11: URI; the soft backend has no token",
         )),
     }
@@ -112,16 +112,46 @@ fn init(location: &str, exportable: bool) -> CliResult<Report> {
     }
 }
 
-fn write_new(path: &Path, contents: &[u8]) -> CliResult<()> {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| Failure::io(format!("cannot create {}", path.display()), e))?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Failure::io(format!("cannot write {}", path.display()), e))
+/// A file that must not exist yet, created before the work whose result it will hold (so a
+/// taken path fails before any token is touched) and removed again unless
+/// [`NewFile::finish`] writes it completely.
+struct NewFile<'a> {
+    path: &'a Path,
+    file: std::fs::File,
+    done: bool,
+}
+
+impl<'a> NewFile<'a> {
+    fn create(path: &'a Path) -> CliResult<Self> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| Failure::io(format!("cannot create {}", path.display()), e))?;
+        Ok(NewFile {
+            path,
+            file,
+            done: false,
+        })
+    }
+
+    fn finish(mut self, contents: &[u8]) -> CliResult<()> {
+        use std::io::Write;
+        self.file
+            .write_all(contents)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| Failure::io(format!("cannot write {}", self.path.display()), e))?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for NewFile<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(self.path);
+        }
+    }
 }
 
 fn read_text(path: &Path) -> CliResult<String> {
@@ -130,9 +160,10 @@ fn read_text(path: &Path) -> CliResult<String> {
 }
 
 fn transport_key(location: &str, out: &Path) -> CliResult<Report> {
+    let file = NewFile::create(out)?;
     let (config, hsm) = open_token_hsm(location)?;
     let transport = ceremony::create_transport_key(&hsm).map_err(hsm_failure)?;
-    write_new(out, transport.pem.as_bytes())?;
+    file.finish(transport.pem.as_bytes())?;
     let fingerprint = hex::encode(transport.fingerprint);
     Ok(Report {
         text: format!(
@@ -149,13 +180,9 @@ fn transport_key(location: &str, out: &Path) -> CliResult<Report> {
 fn trust(location: &str, public_key: &Path, so_pin_file: Option<&Path>) -> CliResult<Report> {
     let config = uri::parse_token(location).map_err(|e| Failure::from_lib("--hsm", e))?;
     let so_pin = match so_pin_file {
-        Some(file) => Zeroizing::new(
-            read_text(file)?
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-        ),
+        Some(file) => {
+            uri::read_pin_file(file).map_err(|e| Failure::from_lib("--so-pin-file", e))?
+        }
         None => Zeroizing::new(std::env::var("COFFER_PKCS11_SO_PIN").map_err(|_| {
             Failure::new(
                 ErrorClass::Malformed,
@@ -186,13 +213,14 @@ fn trust(location: &str, public_key: &Path, so_pin_file: Option<&Path>) -> CliRe
 }
 
 fn export_wrapped(location: &str, transport: &Path, out: &Path) -> CliResult<Report> {
-    let (config, hsm) = open_token_hsm(location)?;
     let transport = TransportKey::from_pem(&read_text(transport)?)
         .map_err(|e| Failure::from_lib("--transport", e))?;
+    let file = NewFile::create(out)?;
+    let (config, hsm) = open_token_hsm(location)?;
     let wrapped = ceremony::export_wrapped(&hsm, &transport).map_err(hsm_failure)?;
     let text = serde_json::to_string_pretty(&wrapped)
         .map_err(|e| Failure::new(ErrorClass::Io, e.to_string()))?;
-    write_new(out, text.as_bytes())?;
+    file.finish(text.as_bytes())?;
     Ok(Report {
         text: format!(
             "master key {:?} of token {:?} wrapped with {} into {}",

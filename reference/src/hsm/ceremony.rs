@@ -10,13 +10,13 @@
 //! The master key is never in the clear on either host.
 
 use super::mechanisms::CKM_RSA_PKCS_OAEP;
-use super::pkcs11::{backend, describe_error, rv, Export, Pkcs11Hsm, Token};
+use super::pkcs11::{backend, describe_error, find_one, rv, Export, Pkcs11Hsm, Token};
 use super::{Hsm, HsmError};
 use cryptoki::error::RvError;
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
 use cryptoki::mechanism::{Mechanism, MechanismType};
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
-use cryptoki::session::{Session, UserType};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
+use cryptoki::session::UserType;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -121,23 +121,6 @@ fn oaep(hash: MechanismType, mgf: PkcsMgfType) -> Mechanism<'static> {
     Mechanism::RsaPkcsOaep(PkcsOaepParams::new(hash, mgf, PkcsOaepSource::empty()))
 }
 
-fn find_one(
-    session: &Session,
-    template: &[Attribute],
-    what: &str,
-) -> Result<Option<ObjectHandle>, HsmError> {
-    let found = session
-        .find_objects(template)
-        .map_err(backend("finding objects"))?;
-    match found.as_slice() {
-        [] => Ok(None),
-        [one] => Ok(Some(*one)),
-        _ => Err(HsmError::Backend(format!(
-            "more than one {what} on the token"
-        ))),
-    }
-}
-
 /// Step 1, on the destination token (user): generates an RSA transport key pair whose
 /// private half is sensitive, not extractable and good only for unwrapping.
 pub fn create_transport_key(hsm: &Pkcs11Hsm) -> Result<TransportKey, HsmError> {
@@ -167,28 +150,33 @@ pub fn create_transport_key(hsm: &Pkcs11Hsm) -> Result<TransportKey, HsmError> {
                 &private_template,
             )
             .map_err(backend("generating the transport key pair"))?;
-        let attrs = session
-            .get_attributes(
-                public,
-                &[AttributeType::Modulus, AttributeType::PublicExponent],
-            )
-            .map_err(backend("reading the transport public key"))?;
-        let (mut modulus, mut exponent) = (Vec::new(), Vec::new());
-        for attr in attrs {
-            match attr {
-                Attribute::Modulus(m) => modulus = m,
-                Attribute::PublicExponent(e) => exponent = e,
-                _ => {}
+        let named = (|| {
+            let attrs = session
+                .get_attributes(
+                    public,
+                    &[AttributeType::Modulus, AttributeType::PublicExponent],
+                )
+                .map_err(backend("reading the transport public key"))?;
+            let (mut modulus, mut exponent) = (Vec::new(), Vec::new());
+            for attr in attrs {
+                match attr {
+                    Attribute::Modulus(m) => modulus = m,
+                    Attribute::PublicExponent(e) => exponent = e,
+                    _ => {}
+                }
             }
+            let transport = TransportKey::from_components(&modulus, &exponent)?;
+            session
+                .update_attributes(private, &[Attribute::Id(transport.id())])
+                .map_err(backend("naming the transport key"))?;
+            Ok(transport)
+        })();
+        let _ = session.destroy_object(public); // a session object: gone with the session anyway
+        if named.is_err() {
+            // An unnamed transport key could never be used: leave nothing behind.
+            let _ = session.destroy_object(private);
         }
-        let transport = TransportKey::from_components(&modulus, &exponent)?;
-        session
-            .update_attributes(private, &[Attribute::Id(transport.id())])
-            .map_err(backend("naming the transport key"))?;
-        session
-            .destroy_object(public)
-            .map_err(backend("removing the session public key"))?;
-        Ok(transport)
+        named
     })
 }
 
@@ -356,6 +344,12 @@ pub fn import_wrapped(hsm: &Pkcs11Hsm, file: &WrappedKey, export: Export) -> Res
     let fingerprint = hex_field("transport_key_sha256", &file.transport_key_sha256)?;
     let wrapped = hex_field("wrapped", &file.wrapped)?;
     let check = hex_field("check", &file.check)?;
+    // The check value must be a sealed blob (spec/hsm.md §4) before anything is unwrapped.
+    if check.len() < 1 + 12 + 16 || check[0] != 2 {
+        return Err(HsmError::Malformed(
+            "check is not a PKCS#11-sealed blob".into(),
+        ));
+    }
     if fingerprint.len() != 32 {
         return Err(HsmError::Malformed(
             "transport_key_sha256 is not 32 bytes".into(),
@@ -385,10 +379,14 @@ pub fn import_wrapped(hsm: &Pkcs11Hsm, file: &WrappedKey, export: Export) -> Res
         session
             .unwrap_key(&oaep(hash, mgf), unwrapping, &wrapped, &template)
             .map_err(|e| match rv(&e) {
+                // OAEP decoding failed: a damaged or foreign wrapped key (SoftHSM2 2.6 says
+                // CKR_GENERAL_ERROR, as for a failed GCM tag).
                 Some(
                     RvError::WrappedKeyInvalid
                     | RvError::WrappedKeyLenRange
-                    | RvError::EncryptedDataInvalid,
+                    | RvError::EncryptedDataInvalid
+                    | RvError::EncryptedDataLenRange
+                    | RvError::GeneralError,
                 ) => HsmError::Unseal,
                 _ => backend("C_UnwrapKey")(e),
             })
@@ -396,15 +394,12 @@ pub fn import_wrapped(hsm: &Pkcs11Hsm, file: &WrappedKey, export: Export) -> Res
     match hsm.unseal(CHECK_AAD, &check) {
         Ok(_) => Ok(()),
         Err(e) => {
-            let _ = hsm.with_session(|session| {
-                session
-                    .destroy_object(imported)
-                    .map_err(backend("removing the imported key"))
-            });
-            Err(match e {
-                HsmError::Unseal => HsmError::Unseal,
-                other => other,
-            })
+            hsm.with_session(|session| {
+                session.destroy_object(imported).map_err(backend(
+                    "the check value does not open, and removing the imported key failed",
+                ))
+            })?;
+            Err(e)
         }
     }
 }

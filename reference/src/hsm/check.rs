@@ -1,4 +1,4 @@
-//! The profile's checks against a PKCS#11 module (`spec/hsm.md` §7). Each check uses
+//! The profile's checks against a PKCS#11 module (`spec/hsm.md` §8). Each check uses
 //! session objects only, so it leaves the token as it found it. [`run_isolated`] runs every
 //! check in its own child process, so a module that crashes or hangs fails that check and
 //! the run goes on; the conformance runner reuses both.
@@ -6,15 +6,16 @@
 use super::mechanisms::{
     mechanism_type, name, Offered, CKM_AES_GCM, CKM_AES_KEY_WRAP, CKM_AES_KEY_WRAP_KWP,
 };
-use super::pkcs11::{ckr_name, rv, KeyPolicy, Token};
+use super::pkcs11::{ckr_name, find_one, master_key_template, rv, KeyPolicy, Token};
 use super::{HsmError, Pkcs11Config};
 use cryptoki::error::RvError;
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::vendor_defined::VendorDefinedMechanism;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
-use cryptoki::session::{Session, UserType};
+use cryptoki::session::Session;
 use serde::{Deserialize, Serialize};
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -153,6 +154,9 @@ macro_rules! check {
 pub const CHECKS: &[Check] = &[
     check!("hsm.mechanisms.aes_gcm", Must, "CKM_AES_GCM encrypt and decrypt", |c| {
         offered(c.offered.aes_gcm, "CKM_AES_GCM")
+    }),
+    check!("hsm.mechanisms.aes_key_gen", Must, "CKM_AES_KEY_GEN (the master key is made on the token)", |c| {
+        offered(c.offered.aes_key_gen, "CKM_AES_KEY_GEN")
     }),
     check!("hsm.mechanisms.rsa_oaep", Should, "RSA key pairs and CKM_RSA_PKCS_OAEP wrap/unwrap (the key ceremony)", |c| {
         offered(c.offered.rsa_oaep, "CKM_RSA_PKCS_KEY_PAIR_GEN and CKM_RSA_PKCS_OAEP")
@@ -339,10 +343,12 @@ fn generated_attributes(c: &Ctx) -> Outcome {
         Ok(key) => {
             let policy = KeyPolicy::read(&c.session, key);
             let _ = c.session.destroy_object(key);
-            if policy.always_sensitive == Some(true) && policy.never_extractable == Some(true) {
-                pass("CKA_ALWAYS_SENSITIVE and CKA_NEVER_EXTRACTABLE are true")
-            } else {
-                fail(format!("attributes as read: {policy:?}"))
+            match policy {
+                Ok(p) if p.always_sensitive == Some(true) && p.never_extractable == Some(true) => {
+                    pass("CKA_ALWAYS_SENSITIVE and CKA_NEVER_EXTRACTABLE are true")
+                }
+                Ok(p) => fail(format!("attributes as read: {p:?}")),
+                Err(e) => fail(e.to_string()),
             }
         }
         Err(e) => fail(format!("cannot generate the key: {e}")),
@@ -350,23 +356,34 @@ fn generated_attributes(c: &Ctx) -> Outcome {
 }
 
 fn value_refused(c: &Ctx) -> Outcome {
+    use cryptoki::object::AttributeInfo;
     match session_aes_key(&c.session, &[]) {
         Ok(key) => {
-            let got = c.session.get_attributes(key, &[AttributeType::Value]);
+            // C_GetAttributeValue's answer for CKA_VALUE, told apart (get_attributes would
+            // fold a refusal into an empty answer).
+            let info = c.session.get_attribute_info(key, &[AttributeType::Value]);
             let _ = c.session.destroy_object(key);
-            match got {
-                // cryptoki turns CKR_ATTRIBUTE_SENSITIVE into an empty answer.
-                Ok(attrs) if attrs.iter().all(|a| !matches!(a, Attribute::Value(_))) => (
+            match info.as_deref() {
+                Ok([AttributeInfo::Sensitive]) => (
                     Verdict::Pass,
                     Some(Grade::Exact),
                     "refused: CKR_ATTRIBUTE_SENSITIVE".into(),
                 ),
-                Ok(_) => (
+                Ok([AttributeInfo::Available(len)]) => (
                     Verdict::Fail,
                     Some(Grade::WronglyAccepted),
-                    "the key's value was returned".into(),
+                    format!("the key's value ({len} bytes) is available"),
                 ),
-                Err(e) => refusal::<()>(Err(e), &[RvError::AttributeSensitive]),
+                Ok(other) => (
+                    Verdict::Pass,
+                    Some(Grade::OtherRejection),
+                    format!("not returned: {other:?}"),
+                ),
+                Err(e) => (
+                    Verdict::Pass,
+                    Some(Grade::OtherRejection),
+                    format!("refused: {}", super::pkcs11::describe_error(e)),
+                ),
             }
         }
         Err(e) => fail(format!("cannot generate the key: {e}")),
@@ -420,18 +437,29 @@ fn wrap_refused(c: &Ctx, target_attrs: &[Attribute], exact: &[RvError]) -> Outco
         Ok(k) => k,
         Err(why) => return skipped(why),
     };
-    let out = match session_aes_key(&c.session, target_attrs) {
-        Ok(target) => {
-            let r = c.session.wrap_key(&mech, wrapping, target);
-            let _ = c.session.destroy_object(target);
-            let (v, g, d) = refusal(r, exact);
-            (
-                v,
-                g,
-                format!("{d} (wrapping with {})", name(mech.mechanism_type().into())),
-            )
-        }
-        Err(e) => fail(format!("cannot generate the key to wrap: {e}")),
+    // Control: the same wrapping key and mechanism wrap an ordinary extractable key, so a
+    // refusal below is about the key's attributes, not about the set-up.
+    let control = session_aes_key(&c.session, &[Attribute::Extractable(true)]).and_then(|k| {
+        let wrapped = c.session.wrap_key(&mech, wrapping, k);
+        let _ = c.session.destroy_object(k);
+        wrapped
+    });
+    let mechanism = name(mech.mechanism_type().into());
+    let out = match control {
+        Err(e) => fail(format!(
+            "control: wrapping an ordinary extractable key with {mechanism} fails ({}), so a \
+             refusal would prove nothing",
+            super::pkcs11::describe_error(&e)
+        )),
+        Ok(_) => match session_aes_key(&c.session, target_attrs) {
+            Ok(target) => {
+                let r = c.session.wrap_key(&mech, wrapping, target);
+                let _ = c.session.destroy_object(target);
+                let (v, g, d) = refusal(r, exact);
+                (v, g, format!("{d} (wrapping with {mechanism})"))
+            }
+            Err(e) => fail(format!("cannot generate the key to wrap: {e}")),
+        },
     };
     for handle in cleanup {
         let _ = c.session.destroy_object(handle);
@@ -603,35 +631,38 @@ fn rfc5649_known_answer(c: &Ctx) -> Outcome {
 }
 
 fn master_policy(c: &Ctx) -> Outcome {
-    let found = c.session.find_objects(&[
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::Label(c.key_label.as_bytes().to_vec()),
-    ]);
-    match found.as_deref() {
-        Ok([]) => skipped(format!(
-            "no key labelled {:?} (run coffer hsm init)",
-            c.key_label
-        )),
-        Ok([key]) => {
-            let policy = KeyPolicy::read(&c.session, *key);
-            match policy.objection() {
-                Some(why) => fail(why),
-                None => pass(format!(
-                    "sensitive; {}; CKA_ALWAYS_SENSITIVE {}",
-                    if policy.extractable == Some(false) {
-                        "never leaves the token"
-                    } else {
-                        "leaves only wrapped under a trusted key"
-                    },
-                    match policy.always_sensitive {
-                        Some(true) => "true (generated on the token)",
-                        Some(false) => "false (imported)",
-                        None => "not reported",
-                    }
-                )),
-            }
+    let found = find_one(
+        &c.session,
+        &master_key_template(c.key_label),
+        &format!("key labelled {:?}", c.key_label),
+    );
+    let key = match found {
+        Ok(Some(key)) => key,
+        Ok(None) => {
+            return skipped(format!(
+                "no key labelled {:?} (run coffer hsm init)",
+                c.key_label
+            ))
         }
-        Ok(_) => fail(format!("more than one key labelled {:?}", c.key_label)),
+        Err(e) => return fail(e.to_string()),
+    };
+    match KeyPolicy::read(&c.session, key) {
+        Ok(policy) => match policy.objection() {
+            Some(why) => fail(why),
+            None => pass(format!(
+                "sensitive; {}; CKA_ALWAYS_SENSITIVE {}",
+                if policy.extractable == Some(false) {
+                    "never leaves the token"
+                } else {
+                    "leaves only wrapped under a trusted key"
+                },
+                match policy.always_sensitive {
+                    Some(true) => "true (generated on the token)",
+                    Some(false) => "false (imported)",
+                    None => "not reported",
+                }
+            )),
+        },
         Err(e) => fail(e.to_string()),
     }
 }
@@ -680,7 +711,7 @@ pub fn run_one(id: &str, config: &Pkcs11Config) -> Result<CheckResult, HsmError>
         .iter()
         .find(|c| c.id == id)
         .ok_or_else(|| HsmError::Malformed(format!("no check {id:?}")))?;
-    let (verdict, grade, detail) = match open_logged_in(config) {
+    let (verdict, grade, detail) = match Token::open_logged_in(config) {
         Ok((token, session)) => {
             let ctx = Ctx {
                 offered: token.offered(),
@@ -699,13 +730,6 @@ pub fn run_one(id: &str, config: &Pkcs11Config) -> Result<CheckResult, HsmError>
         grade,
         detail,
     })
-}
-
-fn open_logged_in(config: &Pkcs11Config) -> Result<(Token, Session), HsmError> {
-    let token = Token::open(&config.module, &config.token)?;
-    let session = token.session()?;
-    token.login(&session, UserType::User, &config.pin)?;
-    Ok((token, session))
 }
 
 /// Runs every check, each in a child process made by `child(id)` that must print the
@@ -731,6 +755,9 @@ pub fn run_isolated(child: impl Fn(&str) -> Command, timeout: Duration) -> Vec<C
                 Ok(p) => p,
                 Err(e) => return failed(format!("cannot start the check process: {e}")),
             };
+            // Drain the pipes while waiting: a chatty module must not block on a full pipe.
+            let stdout = drain(process.stdout.take());
+            let stderr = drain(process.stderr.take());
             let started = Instant::now();
             let status = loop {
                 match process.try_wait() {
@@ -744,11 +771,8 @@ pub fn run_isolated(child: impl Fn(&str) -> Command, timeout: Duration) -> Vec<C
                     Err(_) => break None,
                 }
             };
-            let output = process.wait_with_output().ok();
-            let stdout = output
-                .as_ref()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
+            let stdout = stdout.join().unwrap_or_default();
+            let stderr = stderr.join().unwrap_or_default();
             let parsed = stdout
                 .lines()
                 .rev()
@@ -757,15 +781,21 @@ pub fn run_isolated(child: impl Fn(&str) -> Command, timeout: Duration) -> Vec<C
             match (status, parsed) {
                 (_, Some(result)) => result,
                 (None, _) => failed(format!("the module hung: killed after {timeout:?}")),
-                (Some(status), None) => {
-                    let stderr = output
-                        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
-                        .unwrap_or_default();
-                    failed(describe_exit(status, &stderr))
-                }
+                (Some(status), None) => failed(describe_exit(status, stderr.trim())),
             }
         })
         .collect()
+}
+
+/// Reads a child's pipe to the end on a thread.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut text);
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    })
 }
 
 fn describe_exit(status: std::process::ExitStatus, stderr: &str) -> String {

@@ -11,6 +11,8 @@ use serde::Serialize;
 
 /// `CKM_AES_GCM`.
 pub const CKM_AES_GCM: u64 = 0x1087;
+/// `CKM_AES_KEY_GEN`.
+pub const CKM_AES_KEY_GEN: u64 = 0x1080;
 /// `CKM_AES_KEY_WRAP` (RFC 3394).
 pub const CKM_AES_KEY_WRAP: u64 = 0x2109;
 /// `CKM_AES_KEY_WRAP_PAD` as SoftHSM2 2.6 uses it: RFC 5649 under the pre-3.0 number.
@@ -35,11 +37,19 @@ pub fn mechanism_type(number: u64) -> MechanismType {
     unsafe { std::mem::transmute::<cryptoki_sys::CK_MECHANISM_TYPE, MechanismType>(number) }
 }
 
+// The transmute above needs the two types to have one size: the build fails if cryptoki ever
+// changes that.
+const _: () = assert!(
+    std::mem::size_of::<MechanismType>() == std::mem::size_of::<cryptoki_sys::CK_MECHANISM_TYPE>()
+);
+
 /// What a token offers among the mechanisms of the profile.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Offered {
     /// `CKM_AES_GCM` for encryption and decryption (required).
     pub aes_gcm: bool,
+    /// `CKM_AES_KEY_GEN` (required: the master key is made on the token).
+    pub aes_key_gen: bool,
     /// `CKM_AES_KEY_WRAP` (RFC 3394) for wrapping.
     pub aes_key_wrap: bool,
     /// The number under which the token offers RFC 5649 wrap, if it does.
@@ -66,6 +76,7 @@ impl Offered {
             .find(|n| has(ctx, slot, *n, wrap));
         Offered {
             aes_gcm: has(ctx, slot, CKM_AES_GCM, |i| i.encrypt() && i.decrypt()),
+            aes_key_gen: has(ctx, slot, CKM_AES_KEY_GEN, |i| i.generate()),
             aes_key_wrap: has(ctx, slot, CKM_AES_KEY_WRAP, wrap),
             aes_key_wrap_pad,
             rsa_oaep: has(ctx, slot, CKM_RSA_PKCS_KEY_PAIR_GEN, |i| {
@@ -81,6 +92,7 @@ impl Offered {
 pub fn name(number: u64) -> &'static str {
     match number {
         CKM_AES_GCM => "CKM_AES_GCM",
+        CKM_AES_KEY_GEN => "CKM_AES_KEY_GEN",
         CKM_AES_KEY_WRAP => "CKM_AES_KEY_WRAP",
         CKM_AES_KEY_WRAP_PAD => "CKM_AES_KEY_WRAP_PAD (0x210A)",
         CKM_AES_KEY_WRAP_KWP => "CKM_AES_KEY_WRAP_KWP (0x210B)",

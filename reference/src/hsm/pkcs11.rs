@@ -1,6 +1,6 @@
 //! The PKCS#11 backend (crate `cryptoki`): the master key is a sensitive, non-extractable
-//! AES-256 key on a token, and sealing is `CKM_AES_GCM` on the token (`spec/vault.md` §7;
-//! the full profile is `spec/hsm.md`, issue 5). Sessions are pooled, one per concurrent
+//! AES-256 key on a token, and sealing is `CKM_AES_GCM` on the token (`spec/vault.md` §7,
+//! `spec/hsm.md`). Sessions are pooled, one per concurrent
 //! operation; the login is shared by the application's sessions.
 
 use super::mechanisms::Offered;
@@ -75,8 +75,8 @@ pub(crate) fn rv(e: &cryptoki::error::Error) -> Option<cryptoki::error::RvError>
 }
 
 impl Token {
-    /// Loads the module (once per process: dropping the last context finalizes it) and finds
-    /// the token by its label.
+    /// Loads the module and finds the token by its label. A module is initialised once per
+    /// process; later opens reuse it (`CKR_CRYPTOKI_ALREADY_INITIALIZED` is accepted).
     pub fn open(module: &Path, label: &str) -> Result<Self, HsmError> {
         let ctx = Pkcs11::new(module).map_err(backend("loading the PKCS#11 module"))?;
         match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
@@ -121,6 +121,14 @@ impl Token {
         }
     }
 
+    /// Opens the token of `config` and a session logged in as the user.
+    pub fn open_logged_in(config: &Pkcs11Config) -> Result<(Self, Session), HsmError> {
+        let token = Token::open(&config.module, &config.token)?;
+        let session = token.session()?;
+        token.login(&session, UserType::User, &config.pin)?;
+        Ok((token, session))
+    }
+
     /// The token's label.
     pub fn label(&self) -> &str {
         &self.label
@@ -130,6 +138,33 @@ impl Token {
     pub fn offered(&self) -> Offered {
         Offered::detect(&self.ctx, self.slot)
     }
+}
+
+/// Finds the one object matching `template`: None if there is none, an error if several.
+pub(crate) fn find_one(
+    session: &Session,
+    template: &[Attribute],
+    what: &str,
+) -> Result<Option<ObjectHandle>, HsmError> {
+    let found = session
+        .find_objects(template)
+        .map_err(backend("finding objects"))?;
+    match found.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        _ => Err(HsmError::Backend(format!(
+            "more than one {what} on the token"
+        ))),
+    }
+}
+
+/// The template that finds a master key by its label.
+pub(crate) fn master_key_template(label: &str) -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ]
 }
 
 /// What a key's attributes allow (`spec/hsm.md` §2). `None`: the token did not say.
@@ -148,25 +183,47 @@ pub struct KeyPolicy {
 }
 
 impl KeyPolicy {
-    /// Reads the policy attributes of `key`, one by one (a token may refuse any of them).
-    pub fn read(session: &Session, key: ObjectHandle) -> Self {
-        let get = |t: AttributeType| match session.get_attributes(key, &[t]) {
-            Ok(attrs) => attrs.into_iter().find_map(|a| match a {
-                Attribute::Sensitive(b)
-                | Attribute::AlwaysSensitive(b)
-                | Attribute::Extractable(b)
-                | Attribute::NeverExtractable(b)
-                | Attribute::WrapWithTrusted(b) => Some(b),
-                _ => None,
-            }),
-            Err(_) => None,
+    /// Reads the policy attributes of `key`, one by one: an attribute the token does not
+    /// have or will not show is `None`; any other module error is an error.
+    pub fn read(session: &Session, key: ObjectHandle) -> Result<Self, HsmError> {
+        let get = |t: AttributeType| -> Result<Option<bool>, HsmError> {
+            match session.get_attributes(key, &[t]) {
+                Ok(attrs) => Ok(attrs.into_iter().find_map(|a| match a {
+                    Attribute::Sensitive(b)
+                    | Attribute::AlwaysSensitive(b)
+                    | Attribute::Extractable(b)
+                    | Attribute::NeverExtractable(b)
+                    | Attribute::WrapWithTrusted(b) => Some(b),
+                    _ => None,
+                })),
+                Err(e)
+                    if matches!(
+                        rv(&e),
+                        Some(RvError::AttributeTypeInvalid | RvError::AttributeSensitive)
+                    ) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(backend("reading the key's attributes")(e)),
+            }
         };
-        KeyPolicy {
-            sensitive: get(AttributeType::Sensitive),
-            always_sensitive: get(AttributeType::AlwaysSensitive),
-            extractable: get(AttributeType::Extractable),
-            never_extractable: get(AttributeType::NeverExtractable),
-            wrap_with_trusted: get(AttributeType::WrapWithTrusted),
+        Ok(KeyPolicy {
+            sensitive: get(AttributeType::Sensitive)?,
+            always_sensitive: get(AttributeType::AlwaysSensitive)?,
+            extractable: get(AttributeType::Extractable)?,
+            never_extractable: get(AttributeType::NeverExtractable)?,
+            wrap_with_trusted: get(AttributeType::WrapWithTrusted)?,
+        })
+    }
+
+    /// Refuses (`unsupported`) a master key labelled `label` with this policy if it has an
+    /// [objection](KeyPolicy::objection).
+    pub fn enforce(&self, label: &str) -> Result<(), HsmError> {
+        match self.objection() {
+            Some(why) => Err(HsmError::Policy(format!(
+                "the master key {label:?} is refused: {why}"
+            ))),
+            None => Ok(()),
         }
     }
 
@@ -210,9 +267,7 @@ impl Pkcs11Hsm {
     /// Loads the module, finds the token by label and logs in. If the master key exists,
     /// refuses it unless its attributes keep it on the token ([`KeyPolicy::objection`]).
     pub fn open(config: &Pkcs11Config) -> Result<Self, HsmError> {
-        let token = Token::open(&config.module, &config.token)?;
-        let session = token.session()?;
-        token.login(&session, UserType::User, &config.pin)?;
+        let (token, session) = Token::open_logged_in(config)?;
         let hsm = Pkcs11Hsm {
             describe: format!(
                 "pkcs11 (module {}, token {}, key {})",
@@ -226,12 +281,7 @@ impl Pkcs11Hsm {
             key_handle: Mutex::new(None),
         };
         if let Some(policy) = hsm.master_key_policy()? {
-            if let Some(why) = policy.objection() {
-                return Err(HsmError::Policy(format!(
-                    "the master key {:?} is refused: {why}",
-                    hsm.key_label
-                )));
-            }
+            policy.enforce(&hsm.key_label)?;
         }
         Ok(hsm)
     }
@@ -258,26 +308,12 @@ impl Pkcs11Hsm {
         out
     }
 
-    fn key_template(&self) -> Vec<Attribute> {
-        vec![
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::AES),
-            Attribute::Label(self.key_label.as_bytes().to_vec()),
-        ]
-    }
-
     pub(crate) fn find_key(&self, session: &Session) -> Result<Option<ObjectHandle>, HsmError> {
-        let found = session
-            .find_objects(&self.key_template())
-            .map_err(backend("finding the master key"))?;
-        match found.as_slice() {
-            [] => Ok(None),
-            [one] => Ok(Some(*one)),
-            _ => Err(HsmError::Backend(format!(
-                "more than one key labelled {:?}",
-                self.key_label
-            ))),
-        }
+        find_one(
+            session,
+            &master_key_template(&self.key_label),
+            &format!("key labelled {:?}", self.key_label),
+        )
     }
 
     pub(crate) fn key(&self, session: &Session) -> Result<ObjectHandle, HsmError> {
@@ -315,12 +351,7 @@ impl Pkcs11Hsm {
                 }
             }
             // A key found anew (first use, or replaced under us) must meet the policy too.
-            if let Some(why) = KeyPolicy::read(session, key).objection() {
-                return Err(HsmError::Policy(format!(
-                    "the master key {:?} is refused: {why}",
-                    self.key_label
-                )));
-            }
+            KeyPolicy::read(session, key)?.enforce(&self.key_label)?;
             if let Ok(mut slot) = self.key_handle.lock() {
                 *slot = Some(key);
             }
@@ -332,9 +363,9 @@ impl Pkcs11Hsm {
     /// key exists.
     pub fn master_key_policy(&self) -> Result<Option<KeyPolicy>, HsmError> {
         self.with_session(|session| {
-            Ok(self
-                .find_key(session)?
-                .map(|key| KeyPolicy::read(session, key)))
+            self.find_key(session)?
+                .map(|key| KeyPolicy::read(session, key))
+                .transpose()
         })
     }
 
@@ -342,7 +373,7 @@ impl Pkcs11Hsm {
     /// encryption and decryption only, and as `export` says.
     pub(crate) fn master_attributes(&self, export: Export) -> Vec<Attribute> {
         let exportable = export == Export::ToTrustedOnly;
-        let mut template = self.key_template();
+        let mut template = master_key_template(&self.key_label);
         template.extend([
             Attribute::Token(true),
             Attribute::Private(true),

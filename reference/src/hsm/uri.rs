@@ -34,6 +34,19 @@ fn percent_decode(text: &str) -> Result<String, HsmError> {
     String::from_utf8(out).map_err(|_| HsmError::Malformed(format!("{text:?} is not UTF-8")))
 }
 
+/// Reads a PIN from the first line of `path`; every copy is zeroized when dropped.
+pub fn read_pin_file(path: &std::path::Path) -> Result<Zeroizing<String>, HsmError> {
+    let bytes = Zeroizing::new(
+        std::fs::read(path)
+            .map_err(|e| HsmError::Backend(format!("PIN file {}: {e}", path.display())))?,
+    );
+    let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    std::str::from_utf8(line)
+        .map(|pin| Zeroizing::new(pin.to_owned()))
+        .map_err(|_| HsmError::Malformed(format!("PIN file {} is not UTF-8", path.display())))
+}
+
 /// Parses `soft:DIR` or a `pkcs11:` URI. The PIN comes from `pin-value`, `pin-source=file:...`
 /// or the `COFFER_PKCS11_PIN` environment variable, in that order; `object` names the master
 /// key (default `coffer-vault-master`); `module-path` is required.
@@ -86,11 +99,7 @@ fn parse_inner(text: &str, require_pin: bool) -> Result<HsmLocation, HsmError> {
             "pin-value" => pin = Some(Zeroizing::new(v)),
             "pin-source" => {
                 let file = v.strip_prefix("file:").unwrap_or(&v);
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| HsmError::Backend(format!("pin-source {file}: {e}")))?;
-                pin = Some(Zeroizing::new(
-                    text.lines().next().unwrap_or_default().to_owned(),
-                ));
+                pin = Some(read_pin_file(std::path::Path::new(file))?);
             }
             _ => {}
         }
