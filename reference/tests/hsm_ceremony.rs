@@ -548,8 +548,18 @@ fn hsm_check_reports_each_module_exactly() {
         assert!(detail("hsm.master.policy").contains("CKA_ALWAYS_SENSITIVE true"));
         assert_eq!(grade("hsm.key.value_refused"), "exact");
 
-        let text = token.coffer(&["hsm", "check", "--hsm", &token.uri]);
-        assert!(String::from_utf8_lossy(&text.stdout).contains("every MUST check holds"));
+        // The text form, naming the token by --module and --token (PIN from the environment).
+        let mut command = Command::new(env!("CARGO_BIN_EXE_coffer"));
+        token
+            .apply(&mut command)
+            .args(["hsm", "check", "--module"])
+            .arg(&token.module_path)
+            .args(["--token", &token.label])
+            .env("COFFER_PKCS11_PIN", tokens::USER_PIN);
+        let text = command.output().unwrap();
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(text.contains("every MUST check holds"), "{text}");
+        assert!(text.contains("pass  MUST    hsm.master.policy"), "{text}");
 
         // A master key that is extractable and not sensitive: check exits 1 on it, and the
         // vault refuses to serve with it.

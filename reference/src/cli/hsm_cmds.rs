@@ -38,10 +38,23 @@ pub fn run(command: &HsmCommand) -> CliResult<Outcome> {
             input,
             exportable,
         } => import_wrapped(hsm, input, *exportable).map(Outcome::Done),
-        HsmCommand::Check { hsm, only, timeout } => match only {
-            Some(id) => check_one(hsm, id).map(Outcome::Done),
-            None => check_all(hsm, *timeout),
-        },
+        HsmCommand::Check {
+            hsm,
+            module,
+            token,
+            only,
+            timeout,
+        } => {
+            let location = match (hsm, module, token) {
+                (Some(uri), _, _) => uri.clone(),
+                (None, Some(module), Some(token)) => uri::pkcs11_uri(module, token),
+                _ => unreachable!("clap requires --hsm or both --module and --token"),
+            };
+            match only {
+                Some(id) => check_one(&location, id).map(Outcome::Done),
+                None => check_all(&location, *timeout),
+            }
+        }
     }
 }
 

@@ -267,9 +267,15 @@ pub enum HsmCommand {
         after_help = "Example:\n  coffer hsm check --hsm 'pkcs11:token=vault?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:pin'"
     )]
     Check {
-        /// The token (pkcs11: URI).
-        #[arg(long, value_name = "URI")]
-        hsm: String,
+        /// The token (pkcs11: URI); or give --module and --token.
+        #[arg(long, value_name = "URI", required_unless_present_all = ["module", "token"], conflicts_with_all = ["module", "token"])]
+        hsm: Option<String>,
+        /// The PKCS#11 module (.so), with --token; the user PIN then comes from COFFER_PKCS11_PIN.
+        #[arg(long, value_name = "PATH", requires = "token")]
+        module: Option<PathBuf>,
+        /// The token's label, with --module.
+        #[arg(long, value_name = "LABEL", requires = "module")]
+        token: Option<String>,
         /// Run only this check, in this process (ids: hsm.<area>.<case>).
         #[arg(long, value_name = "ID")]
         only: Option<String>,

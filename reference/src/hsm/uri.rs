@@ -34,6 +34,26 @@ fn percent_decode(text: &str) -> Result<String, HsmError> {
     String::from_utf8(out).map_err(|_| HsmError::Malformed(format!("{text:?} is not UTF-8")))
 }
 
+/// The `pkcs11:` URI naming the token labelled `token` in `module` (PIN from the
+/// environment), percent-encoding what RFC 7512 reserves.
+pub fn pkcs11_uri(module: &std::path::Path, token: &str) -> String {
+    fn encode(text: &str) -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+    format!(
+        "pkcs11:token={}?module-path={}",
+        encode(token),
+        encode(&module.to_string_lossy())
+    )
+}
+
 /// Reads a PIN from the first line of `path`; every copy is zeroized when dropped.
 pub fn read_pin_file(path: &std::path::Path) -> Result<Zeroizing<String>, HsmError> {
     let bytes = Zeroizing::new(
@@ -156,5 +176,14 @@ mod tests {
         );
         assert!(parse("pkcs11:token=%zz?module-path=/m.so&pin-value=1").is_err());
         assert!(parse("file:/x").is_err());
+        // --module/--token become a URI that parses back to the same names.
+        std::env::set_var("COFFER_PKCS11_PIN", "4321");
+        let uri = pkcs11_uri(std::path::Path::new("/opt/my hsm/lib;x.so"), "vault?a&b=c");
+        let HsmLocation::Pkcs11(c) = parse(&uri).unwrap() else {
+            panic!("pkcs11")
+        };
+        assert_eq!(c.token, "vault?a&b=c");
+        assert_eq!(c.module, PathBuf::from("/opt/my hsm/lib;x.so"));
+        assert_eq!(c.pin.as_str(), "4321");
     }
 }
