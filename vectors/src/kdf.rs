@@ -1,0 +1,380 @@
+//! `kdf.yaml`: every derivation Coffer and crypt15 make from K (spec/key.md §5,
+//! spec/format.md §2, §3.3, §5).
+
+use crate::doc::{Failures, Outcome, VectorFile, SCHEMA_VERSION};
+use coffer::format::cobblestone;
+use coffer::format::header::{key_id, INFO_FILE_KEY, INFO_KEY_ID};
+use coffer::key::{
+    RootKey, INFO_BACKUP_ENCRYPTION, INFO_METADATA_AUTHENTICATION, INFO_METADATA_ENCRYPTION,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A group of `kdf.yaml`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum KdfGroup {
+    /// HKDF-SHA256 (RFC 5869) of K with a 32-byte zero salt and L = 32.
+    HkdfSha256 {
+        /// What the group covers.
+        description: String,
+        /// The salt, shared by every case (hex).
+        salt: String,
+        /// The output length in bytes.
+        length: usize,
+        /// The cases.
+        cases: Vec<HkdfCase>,
+    },
+    /// The Coffer key id: `HMAC-SHA256(id_key, salt)[0..16]`, `id_key` the HKDF of K with
+    /// info `coffer/v1 key id`.
+    KeyId {
+        /// What the group covers.
+        description: String,
+        /// The cases.
+        cases: Vec<KeyIdCase>,
+    },
+    /// C2SP chunked encryption's key schedule: `key ‖ base_nonce ‖ commitment =
+    /// HKDF-Expand-SHA-512(prk = input_key, info = "c2sp.org/chunked-encryption@v1+" ‖
+    /// "AEAD_AES_256_GCM" ‖ 00 ‖ salt ‖ context, L = 76)`.
+    ChunkedEncryptionKeys {
+        /// What the group covers.
+        description: String,
+        /// The cases.
+        cases: Vec<ChunkKeysCase>,
+    },
+}
+
+/// One HKDF-SHA256 derivation.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HkdfCase {
+    /// Stable id.
+    pub id: String,
+    /// What the case shows.
+    pub comment: String,
+    /// Expected outcome.
+    pub result: Outcome,
+    /// Flags (explained in the file's notes).
+    pub flags: Vec<String>,
+    /// K, the input keying material (hex).
+    pub ikm: String,
+    /// The info string, as text (its UTF-8 bytes are the info).
+    pub info: String,
+    /// The output (hex).
+    pub okm: String,
+}
+
+/// One key id.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyIdCase {
+    /// Stable id.
+    pub id: String,
+    /// What the case shows.
+    pub comment: String,
+    /// Expected outcome.
+    pub result: Outcome,
+    /// Flags (explained in the file's notes).
+    pub flags: Vec<String>,
+    /// K (hex).
+    pub root_key: String,
+    /// The file's 24-byte salt (hex).
+    pub salt: String,
+    /// The intermediate `id_key` (hex).
+    pub id_key: String,
+    /// The 16-byte key id (hex).
+    pub key_id: String,
+}
+
+/// One C2SP key schedule.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkKeysCase {
+    /// Stable id.
+    pub id: String,
+    /// What the case shows.
+    pub comment: String,
+    /// Expected outcome.
+    pub result: Outcome,
+    /// Flags (explained in the file's notes).
+    pub flags: Vec<String>,
+    /// The 32-byte input key (for a Coffer file, `file_key`) (hex).
+    pub input_key: String,
+    /// The 24-byte salt (hex).
+    pub salt: String,
+    /// The context (hex; for a Coffer file, the header up to the header check).
+    pub context: String,
+    /// The AES-256-GCM key (hex).
+    pub aead_key: String,
+    /// The 12-byte base nonce (hex).
+    pub base_nonce: String,
+    /// The 32-byte commitment (hex).
+    pub commitment: String,
+}
+
+/// The `kdf.yaml` file.
+pub type KdfFile = VectorFile<KdfGroup>;
+
+fn root(hex_key: &str) -> anyhow::Result<RootKey> {
+    let bytes: [u8; 32] = hex::decode(hex_key)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("a root key is 32 bytes"))?;
+    Ok(RootKey::from_bytes(bytes))
+}
+
+const INFOS: [(&str, &[u8], &str); 5] = [
+    (
+        "crypt15_file_key",
+        INFO_BACKUP_ENCRYPTION,
+        "the crypt15 AES-256-GCM key",
+    ),
+    (
+        "crypt15_metadata_encryption",
+        INFO_METADATA_ENCRYPTION,
+        "crypt15 metadata encryption key (derived by WhatsApp; unused by Coffer)",
+    ),
+    (
+        "crypt15_metadata_authentication",
+        INFO_METADATA_AUTHENTICATION,
+        "crypt15 metadata authentication key (derived by WhatsApp; unused by Coffer)",
+    ),
+    (
+        "coffer_file_key",
+        INFO_FILE_KEY,
+        "the C2SP input key of every Coffer file made under K",
+    ),
+    (
+        "coffer_id_key",
+        INFO_KEY_ID,
+        "the MAC key of Coffer key ids",
+    ),
+];
+
+/// Builds `kdf.yaml`.
+pub fn generate() -> anyhow::Result<KdfFile> {
+    let keys = [
+        ("sample", crate::keys::SAMPLE_KEY.to_owned()),
+        (
+            "counting",
+            (0u8..32).map(|b| format!("{b:02x}")).collect::<String>(),
+        ),
+        ("all_ff", "ff".repeat(32)),
+    ];
+    let mut hkdf_cases = Vec::new();
+    for (key_name, key_hex) in &keys {
+        let k = root(key_hex)?;
+        for (name, info, what) in INFOS {
+            hkdf_cases.push(HkdfCase {
+                id: format!("kdf.hkdf.{name}.{key_name}"),
+                comment: format!("{what}, K = the {key_name} key"),
+                result: Outcome::Valid,
+                flags: vec![],
+                ikm: key_hex.clone(),
+                info: String::from_utf8(info.to_vec())?,
+                okm: hex::encode(&k.derive(info)[..]),
+            });
+        }
+    }
+    let salts = [
+        ("zero", vec![0u8; 24]),
+        ("counting", (0u8..24).collect()),
+        (
+            "other",
+            (0u8..24)
+                .map(|b| b.wrapping_mul(37).wrapping_add(11))
+                .collect::<Vec<u8>>(),
+        ),
+    ];
+    let mut key_id_cases = Vec::new();
+    for (key_name, key_hex) in &keys[..2] {
+        let k = root(key_hex)?;
+        for (salt_name, salt) in &salts {
+            let salt: [u8; 24] = salt.clone().try_into().map_err(|_| anyhow::anyhow!("24"))?;
+            key_id_cases.push(KeyIdCase {
+                id: format!("kdf.key_id.{key_name}.{salt_name}_salt"),
+                comment: format!("K = the {key_name} key, the {salt_name} salt"),
+                result: Outcome::Valid,
+                flags: if salt_name == &"other" {
+                    vec!["Unlinkable".into()]
+                } else {
+                    vec![]
+                },
+                root_key: key_hex.clone(),
+                salt: hex::encode(salt),
+                id_key: hex::encode(&k.derive(INFO_KEY_ID)[..]),
+                key_id: hex::encode(key_id(&k, &salt)),
+            });
+        }
+    }
+    let contexts: [(&str, Vec<u8>); 3] = [
+        ("empty_context", vec![]),
+        ("short_context", b"coffer".to_vec()),
+        ("header_context", {
+            // A real header context: the fixed part and a key id, as format.yaml's files have.
+            let mut c = b"\x89COFFER\n\x01\x01\x00\x00\x00\x22".to_vec();
+            c.extend((0u8..16).map(|b| b ^ 0x5a));
+            c
+        }),
+    ];
+    let mut chunk_cases = Vec::new();
+    for (ctx_name, context) in &contexts {
+        let k = root(crate::keys::SAMPLE_KEY)?;
+        let input_key = k.derive(INFO_FILE_KEY);
+        let salt: [u8; 24] = (0u8..24)
+            .collect::<Vec<_>>()
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("24"))?;
+        let derived = cobblestone::derive(&input_key, &salt, context);
+        chunk_cases.push(ChunkKeysCase {
+            id: format!("kdf.chunked.{ctx_name}"),
+            comment: format!(
+                "the sample K's file key, the counting salt, {}",
+                ctx_name.replace('_', " ")
+            ),
+            result: Outcome::Valid,
+            flags: vec!["ShortPrk".into()],
+            input_key: hex::encode(&input_key[..]),
+            salt: hex::encode(salt),
+            context: hex::encode(context),
+            aead_key: hex::encode(&derived.aead_key[..]),
+            base_nonce: hex::encode(derived.base_nonce),
+            commitment: hex::encode(derived.commitment),
+        });
+    }
+    let groups = vec![
+        KdfGroup::HkdfSha256 {
+            description: "OKM = HKDF-SHA256(IKM = K, salt, info, L). Every Coffer and crypt15 key derived from K.".into(),
+            salt: "00".repeat(32),
+            length: 32,
+            cases: hkdf_cases,
+        },
+        KdfGroup::KeyId {
+            description: "id_key = HKDF-SHA256(K, 32 zero bytes, \"coffer/v1 key id\", 32); key_id = HMAC-SHA256(id_key, salt)[0..16].".into(),
+            cases: key_id_cases,
+        },
+        KdfGroup::ChunkedEncryptionKeys {
+            description: "C2SP chunked encryption (Cobblestone-256) key schedule: the first 32 bytes of the 76-byte HKDF-Expand-SHA-512 output are the AES key, the next 12 the base nonce, the last 32 the commitment.".into(),
+            cases: chunk_cases,
+        },
+    ];
+    let number_of_cases = groups
+        .iter()
+        .map(|g| match g {
+            KdfGroup::HkdfSha256 { cases, .. } => cases.len(),
+            KdfGroup::KeyId { cases, .. } => cases.len(),
+            KdfGroup::ChunkedEncryptionKeys { cases, .. } => cases.len(),
+        })
+        .sum();
+    Ok(VectorFile {
+        schema: SCHEMA_VERSION.into(),
+        topic: "kdf".into(),
+        description: "Every derivation from the root key K: crypt15's HKDF keys, Coffer's file \
+                      key and key-id key, the Coffer key id, and the C2SP key schedule of a \
+                      Coffer file's body."
+            .into(),
+        how_to_apply: "Compute each output from the case's inputs (and the group's shared \
+                       parameters) and compare byte for byte. Every case is valid."
+            .into(),
+        sources: vec![
+            "spec/key.md §5 (HKDF-SHA256 from K)".into(),
+            "spec/format.md §2, §3.3 (file key, key id), §5 (C2SP key schedule)".into(),
+            "RFC 5869 (HKDF); https://c2sp.org/chunked-encryption".into(),
+        ],
+        notes: BTreeMap::from([
+            ("ShortPrk".into(), "HKDF-Expand-SHA-512 with a 32-byte PRK, shorter than the hash: RFC 5869 allows it for a uniformly random key, some HKDF libraries refuse it (write Expand out over HMAC-SHA-512 then).".into()),
+            ("Unlinkable".into(), "The same K gives unrelated key ids for different salts.".into()),
+        ]),
+        number_of_cases,
+        groups,
+    })
+}
+
+/// Runs every case of `file` against the reference implementation.
+pub fn verify(file: &KdfFile) -> Failures {
+    let mut failures = Failures::default();
+    for group in &file.groups {
+        match group {
+            KdfGroup::HkdfSha256 {
+                salt,
+                length,
+                cases,
+                ..
+            } => {
+                if salt != &"00".repeat(32) || *length != 32 {
+                    failures.add(
+                        "kdf.hkdf",
+                        "the reference derives with a 32-byte zero salt and L = 32 only",
+                    );
+                }
+                for case in cases {
+                    match root(&case.ikm) {
+                        Ok(k) => {
+                            let okm = hex::encode(&k.derive(case.info.as_bytes())[..]);
+                            failures.expect_eq(&case.id, "okm", &case.okm, &okm);
+                        }
+                        Err(e) => failures.add(&case.id, e),
+                    }
+                }
+            }
+            KdfGroup::KeyId { cases, .. } => {
+                for case in cases {
+                    let salt: Result<[u8; 24], _> = hex::decode(&case.salt)
+                        .map_err(|e| e.to_string())
+                        .and_then(|s| s.try_into().map_err(|_| "24 bytes".to_string()));
+                    match (root(&case.root_key), salt) {
+                        (Ok(k), Ok(salt)) => {
+                            failures.expect_eq(
+                                &case.id,
+                                "id_key",
+                                &case.id_key,
+                                &hex::encode(&k.derive(INFO_KEY_ID)[..]),
+                            );
+                            failures.expect_eq(
+                                &case.id,
+                                "key_id",
+                                &case.key_id,
+                                &hex::encode(key_id(&k, &salt)),
+                            );
+                        }
+                        _ => failures.add(&case.id, "bad input"),
+                    }
+                }
+            }
+            KdfGroup::ChunkedEncryptionKeys { cases, .. } => {
+                for case in cases {
+                    let input: Option<[u8; 32]> = hex::decode(&case.input_key)
+                        .ok()
+                        .and_then(|b| b.try_into().ok());
+                    let salt: Option<[u8; 24]> =
+                        hex::decode(&case.salt).ok().and_then(|b| b.try_into().ok());
+                    let context = hex::decode(&case.context).ok();
+                    let (Some(input), Some(salt), Some(context)) = (input, salt, context) else {
+                        failures.add(&case.id, "bad input");
+                        continue;
+                    };
+                    let derived = cobblestone::derive(&input, &salt, &context);
+                    failures.expect_eq(
+                        &case.id,
+                        "aead_key",
+                        &case.aead_key,
+                        &hex::encode(&derived.aead_key[..]),
+                    );
+                    failures.expect_eq(
+                        &case.id,
+                        "base_nonce",
+                        &case.base_nonce,
+                        &hex::encode(derived.base_nonce),
+                    );
+                    failures.expect_eq(
+                        &case.id,
+                        "commitment",
+                        &case.commitment,
+                        &hex::encode(derived.commitment),
+                    );
+                }
+            }
+        }
+    }
+    failures
+}

@@ -1,0 +1,194 @@
+//! The committed vectors are exactly what the generator writes, conform to their schemas, and
+//! hold against the reference implementation; and the checker notices a changed output.
+
+use coffer_vectors::{vectors_dir, write_all, TOPICS};
+use serde_yaml::Value;
+
+#[test]
+fn committed_files_are_exactly_what_the_generator_writes() {
+    let fresh = tempfile::tempdir().unwrap();
+    for path in write_all(fresh.path()).unwrap() {
+        let relative = path.strip_prefix(fresh.path()).unwrap();
+        let committed = vectors_dir().join(relative);
+        let committed_bytes = std::fs::read(&committed).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run cargo run -p coffer-vectors -- generate)",
+                committed.display()
+            )
+        });
+        assert!(
+            committed_bytes == std::fs::read(&path).unwrap(),
+            "{} differs from the generator's output: review the change, then run \
+             cargo run -p coffer-vectors -- generate",
+            committed.display()
+        );
+    }
+}
+
+#[test]
+fn every_case_holds_against_the_reference() {
+    for topic in TOPICS {
+        let text =
+            std::fs::read_to_string(vectors_dir().join(format!("{}.yaml", topic.name))).unwrap();
+        let failures = (topic.verify)(&text).unwrap();
+        assert!(failures.is_empty(), "{}: {failures:#?}", topic.name);
+    }
+}
+
+fn schema_validator(name: &str) -> jsonschema::Validator {
+    let schema: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(vectors_dir().join("schema").join(format!("{name}.json"))).unwrap(),
+    )
+    .unwrap();
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+fn as_json(yaml: &Value) -> serde_json::Value {
+    serde_json::to_value(yaml).unwrap()
+}
+
+#[test]
+fn files_conform_to_their_schemas_which_refuse_unknown_fields() {
+    for topic in TOPICS {
+        let validator = schema_validator(topic.name);
+        let text =
+            std::fs::read_to_string(vectors_dir().join(format!("{}.yaml", topic.name))).unwrap();
+        let doc: Value = serde_yaml::from_str(&text).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&as_json(&doc))
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", topic.name);
+
+        // An unknown field at the top, in a group and in a case is each refused.
+        let mut top = doc.clone();
+        top.as_mapping_mut()
+            .unwrap()
+            .insert("extra".into(), "x".into());
+        assert!(
+            !validator.is_valid(&as_json(&top)),
+            "{}: unknown top-level field",
+            topic.name
+        );
+        let mut group = doc.clone();
+        group["groups"][0]
+            .as_mapping_mut()
+            .unwrap()
+            .insert("extra".into(), "x".into());
+        assert!(
+            !validator.is_valid(&as_json(&group)),
+            "{}: unknown group field",
+            topic.name
+        );
+        let mut case = doc.clone();
+        case["groups"][0]["cases"][0]
+            .as_mapping_mut()
+            .unwrap()
+            .insert("extra".into(), "x".into());
+        assert!(
+            !validator.is_valid(&as_json(&case)),
+            "{}: unknown case field",
+            topic.name
+        );
+        let mut result = doc.clone();
+        result["groups"][0]["cases"][0]["result"] = "maybe".into();
+        assert!(
+            !validator.is_valid(&as_json(&result)),
+            "{}: bad result",
+            topic.name
+        );
+    }
+}
+
+/// SplitMix64: a small seeded generator, so a failing mutation can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Every (case path, field) whose value is an expected output.
+fn outputs(doc: &Value, fields: &[&str]) -> Vec<(usize, usize, String)> {
+    let mut found = Vec::new();
+    for (g, group) in doc["groups"].as_sequence().unwrap().iter().enumerate() {
+        for (c, case) in group["cases"].as_sequence().unwrap().iter().enumerate() {
+            for field in fields {
+                if case.get(*field).is_some_and(|v| !v.is_null()) {
+                    found.push((g, c, field.to_string()));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn mutate(value: &Value, rng: &mut Rng) -> Value {
+    match value {
+        Value::Number(n) => Value::from(n.as_u64().unwrap_or(0) + 1 + rng.below(3) as u64),
+        Value::String(s) if coffer_vectors::doc::ERROR_CLASSES.contains(&s.as_str()) => {
+            let others: Vec<&&str> = coffer_vectors::doc::ERROR_CLASSES
+                .iter()
+                .filter(|c| **c != s)
+                .collect();
+            Value::from(others[rng.below(others.len())].to_string())
+        }
+        Value::String(s) => {
+            // Flip one hex digit (one byte of the output changes).
+            let mut chars: Vec<char> = s.chars().collect();
+            let at = rng.below(chars.len().max(1));
+            chars[at] = if chars[at] == '0' { '1' } else { '0' };
+            Value::from(chars.into_iter().collect::<String>())
+        }
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn the_checker_notices_one_changed_output() {
+    let seed = std::env::var("COFFER_VECTORS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    eprintln!("mutation seed {seed} (replay with COFFER_VECTORS_SEED={seed})");
+    let mut rng = Rng(seed);
+    for topic in TOPICS {
+        let text =
+            std::fs::read_to_string(vectors_dir().join(format!("{}.yaml", topic.name))).unwrap();
+        let doc: Value = serde_yaml::from_str(&text).unwrap();
+        let candidates = outputs(&doc, topic.outputs);
+        assert!(
+            !candidates.is_empty(),
+            "{}: no outputs to mutate",
+            topic.name
+        );
+        for _ in 0..25 {
+            let (g, c, field) = &candidates[rng.below(candidates.len())];
+            let mut mutated = doc.clone();
+            let slot = &mut mutated["groups"][*g]["cases"][*c][field.as_str()];
+            let before = slot.clone();
+            *slot = mutate(&before, &mut rng);
+            let failures = (topic.verify)(&serde_yaml::to_string(&mutated).unwrap()).unwrap();
+            assert!(
+                !failures.is_empty(),
+                "{}: changing {field} of case {} from {before:?} to {:?} went unnoticed (seed {seed})",
+                topic.name,
+                doc["groups"][*g]["cases"][*c]["id"].as_str().unwrap_or("?"),
+                mutated["groups"][*g]["cases"][*c][field.as_str()]
+            );
+        }
+    }
+}
