@@ -5,7 +5,8 @@
 # Opt-outs, by name only: COFFER_SKIP_INTEROP=1 (no wa-crypt-tools), COFFER_SKIP_BIGFILE=1
 # (no >= 1 GiB peak-memory check), COFFER_SKIP_SCHEMATHESIS=1 (no OpenAPI fuzzing of the
 # vault), COFFER_SKIP_SOFTHSM=1 (no PKCS#11 tests on SoftHSM2), COFFER_SKIP_KRYOPTIC=1 (no
-# kryoptic build and tests). Anything else missing is a failure, not a skip.
+# kryoptic build and tests), COFFER_SKIP_PYTHON_VECTORS=1 (no Python re-check of the vectors).
+# Anything else missing is a failure, not a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -32,6 +33,16 @@ if [[ "${COFFER_SKIP_INTEROP:-}" != 1 ]]; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check "wa-crypt-tools==0.1.0"
   fi
   export COFFER_WA_CRYPT_TOOLS="$venv/bin"
+fi
+
+if [[ "${COFFER_SKIP_PYTHON_VECTORS:-}" != 1 ]]; then
+  step "the vectors' independent Python reader (PyPI pyyaml, cryptography) in .venv/vectors"
+  venv="$root/.venv/vectors"
+  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import yaml, cryptography" 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "pyyaml==6.0.2" "cryptography==44.0.3"
+  fi
+  export COFFER_VECTORS_PYTHON="$venv/bin/python"
 fi
 
 if [[ "${COFFER_SKIP_KRYOPTIC:-}" != 1 ]]; then

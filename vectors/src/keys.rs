@@ -310,9 +310,9 @@ pub fn generate() -> anyhow::Result<KeysFile> {
         ),
         bad_digits(
             "hex_prefix",
-            "no 0x prefix",
+            "no 0X prefix",
             &["BadCharacter"],
-            &format!("0x{k}"),
+            &format!("0X{k}"),
             Some(2),
             None,
         ),

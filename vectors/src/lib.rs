@@ -92,6 +92,9 @@ pub const TOPICS: &[Topic] = &[
     ),
 ];
 
+/// The files vectors/tools/check_vectors.py re-checks without any Rust code.
+pub const PYTHON_CHECKED: &[&str] = &["keys", "kdf"];
+
 /// The directory of the committed vectors (`vectors/`).
 pub fn vectors_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

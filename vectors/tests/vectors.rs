@@ -192,3 +192,55 @@ fn the_checker_notices_one_changed_output() {
         }
     }
 }
+
+/// The Python reader (vectors/tools/check_vectors.py: pyyaml and cryptography only) agrees
+/// with every case, and notices a changed output too. scripts/test.sh makes its venv and sets
+/// COFFER_VECTORS_PYTHON; opt out by name only with COFFER_SKIP_PYTHON_VECTORS=1.
+#[test]
+fn an_independent_python_reader_agrees() {
+    if std::env::var("COFFER_SKIP_PYTHON_VECTORS").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: the Python reader of the vectors (COFFER_SKIP_PYTHON_VECTORS=1)");
+        return;
+    }
+    let python = std::env::var("COFFER_VECTORS_PYTHON").expect(
+        "COFFER_VECTORS_PYTHON is not set: scripts/test.sh makes .venv/vectors (pip install \
+         pyyaml cryptography) and sets it; or opt out with COFFER_SKIP_PYTHON_VECTORS=1",
+    );
+    let script = vectors_dir().join("tools/check_vectors.py");
+    let files: Vec<_> = coffer_vectors::PYTHON_CHECKED
+        .iter()
+        .map(|name| vectors_dir().join(format!("{name}.yaml")))
+        .collect();
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .args(&files)
+        .output()
+        .unwrap_or_else(|e| panic!("{python}: {e}"));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains(" 0 failures"), "{report}");
+
+    // One flipped digit of one output in a copy: the reader must fail.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("kdf.yaml");
+    let text = std::fs::read_to_string(vectors_dir().join("kdf.yaml")).unwrap();
+    let at = text.find("okm: ").unwrap() + "okm: ".len();
+    let mut bytes = text.into_bytes();
+    bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&copy, bytes).unwrap();
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
