@@ -3,6 +3,7 @@
 //! Every topic module builds its file from fixed inputs (same code, same bytes) and verifies
 //! a parsed file case by case.
 
+pub mod crypt15;
 pub mod doc;
 pub mod kdf;
 pub mod keys;
@@ -22,7 +23,8 @@ pub struct Topic {
     pub schema: fn() -> anyhow::Result<String>,
     /// Parses YAML text and runs every case; returns the failures (empty: all hold).
     pub verify: fn(&str) -> anyhow::Result<Vec<String>>,
-    /// The case fields that are expected outputs (what the mutation test alters).
+    /// The case fields that are expected outputs (what the mutation test alters): `field`, or
+    /// `group_type:field` where a field is an output in one kind of group only.
     pub outputs: &'static [&'static str],
 }
 
@@ -75,6 +77,23 @@ pub const TOPICS: &[Topic] = &[
             "error",
             "position",
             "digits"
+        ]
+    ),
+    topic!(
+        "crypt15",
+        crypt15,
+        crypt15::Crypt15File,
+        &[
+            "header:format",
+            "header:header_length",
+            "header:iv",
+            "header:key_type",
+            "header:key_type_new",
+            "header:app_version",
+            "header:stray_byte",
+            "file:plaintext",
+            "file:file",
+            "error"
         ]
     ),
     topic!(

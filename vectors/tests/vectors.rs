@@ -121,8 +121,15 @@ fn outputs(doc: &Value, fields: &[&str]) -> Vec<(usize, usize, String)> {
     let mut found = Vec::new();
     for (g, group) in doc["groups"].as_sequence().unwrap().iter().enumerate() {
         for (c, case) in group["cases"].as_sequence().unwrap().iter().enumerate() {
-            for field in fields {
-                if case.get(*field).is_some_and(|v| !v.is_null()) {
+            let kind = group["type"].as_str().unwrap_or_default();
+            for entry in fields {
+                // "field" in any group, or "group_type:field" in one kind of group.
+                let field = match entry.split_once(':') {
+                    Some((only, field)) if only == kind => field,
+                    Some(_) => continue,
+                    None => entry,
+                };
+                if case.get(field).is_some_and(|v| !v.is_null()) {
                     found.push((g, c, field.to_string()));
                 }
             }
@@ -141,6 +148,7 @@ fn mutate(value: &Value, rng: &mut Rng) -> Value {
                 .collect();
             Value::from(others[rng.below(others.len())].to_string())
         }
+        Value::String(s) if s.is_empty() => Value::from("00"),
         Value::String(s) => {
             // Flip one hex digit (one byte of the output changes).
             let mut chars: Vec<char> = s.chars().collect();
@@ -148,7 +156,15 @@ fn mutate(value: &Value, rng: &mut Rng) -> Value {
             chars[at] = if chars[at] == '0' { '1' } else { '0' };
             Value::from(chars.into_iter().collect::<String>())
         }
-        other => other.clone(),
+        Value::Bool(b) => Value::Bool(!b),
+        Value::Mapping(rule) => {
+            // A generator rule: one byte more.
+            let mut rule = rule.clone();
+            let length = rule.get("length").and_then(Value::as_u64).unwrap_or(0);
+            rule.insert("length".into(), Value::from(length + 1));
+            Value::Mapping(rule)
+        }
+        other => panic!("no mutation for {other:?}"),
     }
 }
 
