@@ -119,6 +119,14 @@ pub fn count<G>(groups: &[G], cases: impl Fn(&G) -> usize) -> usize {
     groups.iter().map(cases).sum()
 }
 
+/// A value's text cut to 100 characters, for failure messages about large outputs.
+fn shorten(text: String) -> String {
+    match text.char_indices().nth(100) {
+        Some((at, _)) => format!("{}... ({} characters)", &text[..at], text.chars().count()),
+        None => text,
+    }
+}
+
 /// Collects the failures of a check run: each names the case and what differed.
 #[derive(Debug, Default)]
 pub struct Failures(pub Vec<String>);
@@ -140,7 +148,11 @@ impl Failures {
         if expected != actual {
             self.add(
                 id,
-                format!("{field}: expected {expected:?}, got {actual:?}"),
+                format!(
+                    "{field}: expected {}, got {}",
+                    shorten(format!("{expected:?}")),
+                    shorten(format!("{actual:?}"))
+                ),
             );
         }
     }

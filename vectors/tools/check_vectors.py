@@ -10,9 +10,12 @@ Needs: pyyaml, cryptography (pip install pyyaml cryptography).
 import hashlib
 import hmac
 import sys
+import zlib
 
 import yaml
 from cryptography.hazmat.primitives import hashes
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
 JAVA_HEADER = bytes.fromhex("aced00057572000" "25b42acf317f8060854e002000078" "70")
@@ -82,6 +85,11 @@ def hkdf_sha256(ikm, salt, info, length):
     return HKDF(hashes.SHA256(), length, salt, info).derive(ikm)
 
 
+def short(value):
+    text = repr(value)
+    return text if len(text) <= 100 else text[:100] + f"... ({len(text)} characters)"
+
+
 class Checker:
     def __init__(self):
         self.failures = []
@@ -93,7 +101,7 @@ class Checker:
     def expect(self, case, field, actual):
         self.cases += 0
         if case.get(field) != actual:
-            self.fail(case, f"{field}: expected {case.get(field)!r}, got {actual!r}")
+            self.fail(case, f"{field}: expected {short(case.get(field))}, got {short(actual)}")
 
     def outcome(self, case, error_class):
         """Checks an invalid case's class; returns True when the case is valid and succeeded."""
@@ -137,6 +145,46 @@ class Checker:
                 for field, value in fields.items():
                     self.expect(case, field, value)
 
+    # crypt15.yaml
+    def header(self, group):
+        for case in group["cases"]:
+            try:
+                fields_, error = read_header(bytes.fromhex(case["header"])), None
+            except Refused as e:
+                fields_, error = None, e.error_class
+            if self.outcome(case, error):
+                for field, value in fields_.items():
+                    if value is not None or case.get(field) is not None:
+                        self.expect(case, field, value)
+
+    def file(self, group):
+        for case in group["cases"]:
+            data = data_bytes(case["file"])
+            try:
+                out, error = crypt15_decrypt(data, bytes.fromhex(case["key"]), "KeyFile" in case["flags"]), None
+            except Refused as e:
+                out, error = None, e.error_class
+            if self.outcome(case, error) and out != data_bytes(case["plaintext"]):
+                self.fail(case, f"plaintext: {len(out)} bytes differ from the {len(data_bytes(case['plaintext']))} expected")
+            # Encryption from the exact payload.
+            header = bytes.fromhex(case["header"])
+            iv = bytes.fromhex(read_header(header)["iv"])
+            file_key = hkdf_sha256(bytes.fromhex(case["key"]), bytes(32), b"backup encryption", 32)
+            made = header + AESGCM(file_key).encrypt(iv, data_bytes(case["payload"]), None)
+            if case["md5"]:
+                made += hashlib.md5(made).digest()
+            if made != data:
+                self.fail(case, "encrypting the payload does not give the file")
+
+    def invalid_file(self, group):
+        for case in group["cases"]:
+            try:
+                crypt15_decrypt(data_bytes(case["file"]), bytes.fromhex(case["key"]), "KeyFile" in case["flags"])
+                error = None
+            except Refused as e:
+                error = e.error_class
+            self.outcome(case, error)
+
     # kdf.yaml
     def hkdf_sha256(self, group):
         salt = bytes.fromhex(group["salt"])
@@ -160,6 +208,281 @@ class Checker:
             self.expect(case, "aead_key", keys[0].hex())
             self.expect(case, "base_nonce", keys[1].hex())
             self.expect(case, "commitment", keys[2].hex())
+
+
+# crypt15.yaml (spec/crypt15.md)
+
+class Refused(Exception):
+    """A reader's refusal with its error class."""
+
+    def __init__(self, error_class):
+        super().__init__(error_class)
+        self.error_class = error_class
+
+
+PLAINTEXT_MAGICS = [b"SQLite format 3\0", b"PK\x03\x04", b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda"]
+
+
+def varint(buf, pos, limit=10):
+    """A protobuf varint at buf[pos:] (§7.1): (value, next position)."""
+    value = 0
+    for i in range(limit):
+        if pos + i >= len(buf):
+            raise Refused("malformed")
+        byte = buf[pos + i]
+        if i == 9 and byte > 1:
+            raise Refused("malformed")
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            return value, pos + i + 1
+    raise Refused("malformed")
+
+
+def fields(buf):
+    """The (number, wire type, value) of a message (§7.1); value is an int or bytes."""
+    pos = 0
+    while pos < len(buf):
+        tag, pos = varint(buf, pos)
+        number, wire = tag >> 3, tag & 7
+        if number == 0 or number > (1 << 29) - 1 or wire in (3, 4, 6, 7):
+            raise Refused("malformed")
+        if wire == 0:
+            value, pos = varint(buf, pos)
+        elif wire == 1 or wire == 5:
+            size = 8 if wire == 1 else 4
+            if pos + size > len(buf):
+                raise Refused("malformed")
+            value, pos = int.from_bytes(buf[pos:pos + size], "little"), pos + size
+        else:
+            size, pos = varint(buf, pos)
+            if pos + size > len(buf):
+                raise Refused("malformed")
+            value, pos = buf[pos:pos + size], pos + size
+        yield number, wire, value
+
+
+STRING_META = {1, 2, 3, 43, 44}
+INT_META = {4, 38, 42} | set(range(5, 38)) | {39}
+BYTES_META = {40, 41}
+
+
+def check_metadata(block):
+    seen, app_version = set(), None
+    for number, wire, value in fields(block):
+        if number in seen:
+            raise Refused("malformed")
+        seen.add(number)
+        if number in STRING_META or number in BYTES_META:
+            if wire != 2:
+                raise Refused("malformed")
+            if number in STRING_META:
+                try:
+                    text = value.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise Refused("malformed") from e
+                if number == 1:
+                    app_version = text
+        elif number in INT_META and wire != 0:
+            raise Refused("malformed")
+    return app_version
+
+
+def check_c14(block):
+    seen = {}
+    for number, wire, value in fields(block):
+        if number in (1, 2, 3, 4, 5):
+            if wire != 2 or number in seen:
+                raise Refused("malformed")
+            seen[number] = value
+    if len(seen.get(3, b"")) != 32 or len(seen.get(4, b"")) != 16:
+        raise Refused("malformed")
+    return seen.get(5)
+
+
+def read_header(data):
+    """§5-§7: the header's fields, or Refused."""
+    lead = data[:16]
+    if not lead:
+        raise Refused("truncated")
+    if any(lead.startswith(m) for m in PLAINTEXT_MAGICS):
+        raise Refused("malformed")
+    if lead[0] == 0:
+        raise Refused("unsupported")  # crypt12: not in these vectors
+    n, pos = 0, 0
+    for i in range(3):
+        if i >= len(data):
+            raise Refused("truncated")
+        n |= (data[i] & 0x7F) << (7 * i)
+        pos = i + 1
+        if not data[i] & 0x80:
+            break
+        if i == 2:
+            raise Refused("malformed")
+    if n > 16384:
+        raise Refused("malformed")
+    stray = pos == 1 and len(data) > 1 and data[1] == 1
+    start = pos + (1 if stray else 0)
+    h = start + n
+    if h < len(lead):
+        raise Refused("malformed")
+    if len(data) < h:
+        raise Refused("truncated")
+    prefix = data[start:h]
+    key_type = key_type_new = app_version = None
+    blocks, seen_meta = [], False
+    for number, wire, value in fields(prefix):
+        if number in (1, 6):
+            if wire != 0:
+                raise Refused("malformed")
+            if value >= 5:
+                raise Refused("unsupported")
+            if (key_type if number == 1 else key_type_new) is not None:
+                raise Refused("malformed")
+            if number == 1:
+                key_type = value
+            else:
+                key_type_new = value
+        elif number == 2:
+            if wire != 2 or any(kind == "crypt14" for kind, _ in blocks):
+                raise Refused("malformed")
+            blocks.append(("crypt14", check_c14(value)))
+        elif number == 3:
+            if wire != 2:
+                raise Refused("malformed")
+            blocks.append(("crypt15", value))
+        elif number == 4:
+            if seen_meta or wire != 2:
+                raise Refused("malformed")
+            seen_meta = True
+            app_version = check_metadata(value)
+        elif number == 5 and wire != 2:
+            raise Refused("malformed")
+    ivs = []
+    for kind, block in blocks:
+        if kind == "crypt15":
+            found = [v for number, wire, v in fields(block) if number == 1]
+            if not found:
+                raise Refused("malformed")
+            ivs.append((kind, found[0]))
+        else:
+            if block is None:
+                raise Refused("malformed")
+            ivs.append((kind, block))
+    if len(ivs) != 1 or len(ivs[0][1]) != 16:
+        raise Refused("malformed")
+    return {
+        "format": ivs[0][0], "header_length": h, "iv": ivs[0][1].hex(), "key_type": key_type,
+        "key_type_new": key_type_new, "app_version": app_version, "stray_byte": stray,
+    }
+
+
+def gf_mult(x, y):
+    """Multiplication in GCM's GF(2^128) (SP 800-38D §6.3), on 128-bit integers."""
+    r = 0xE1 << 120
+    z, v = 0, y
+    for i in range(127, -1, -1):
+        if (x >> i) & 1:
+            z ^= v
+        v = (v >> 1) ^ r if v & 1 else v >> 1
+    return z
+
+
+def aes_ecb(key, block):
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    return encryptor.update(block) + encryptor.finalize()
+
+
+def gcm_unauthenticated(key, iv, ciphertext):
+    """GCM's CTR part with a 16-byte IV (§3: J0 = GHASH_H(IV ‖ 0^64 ‖ [128]_64)), no tag."""
+    h = int.from_bytes(aes_ecb(key, bytes(16)), "big")
+    j0 = 0
+    for block in (iv, bytes(8) + (128).to_bytes(8, "big")):
+        j0 = gf_mult(j0 ^ int.from_bytes(block, "big"), h)
+    out = bytearray()
+    for i in range(0, len(ciphertext), 16):
+        counter = (j0 >> 32 << 32) | ((j0 + 1 + i // 16) & 0xFFFFFFFF)
+        stream = aes_ecb(key, counter.to_bytes(16, "big"))
+        out += bytes(a ^ b for a, b in zip(ciphertext[i:i + 16], stream))
+    return bytes(out)
+
+
+def payload_kind(p):
+    """§12.1."""
+    if not p:
+        return "empty"
+    if len(p) >= 2:
+        cmf, flg = p[0], p[1]
+        if cmf & 0x0F == 8 and cmf >> 4 <= 7 and not flg & 0x20 and (cmf * 256 + flg) % 31 == 0:
+            return "zlib"
+    if p[:4] == b"PK\x03\x04":
+        return "zip"
+    return "unknown"
+
+
+def inflate(p):
+    """(output, bytes of p consumed when the stream ended, or None; invalid?)."""
+    d = zlib.decompressobj()
+    try:
+        out = d.decompress(p)
+    except zlib.error:
+        return None, None, True
+    if d.eof:
+        return out, len(p) - len(d.unused_data), False
+    return out, None, False
+
+
+def classify(p, n, md5_matched, t=32):
+    """§13."""
+    if n < 16:
+        return "truncated"
+    kind = payload_kind(p)
+    if md5_matched:
+        return "corrupt" if kind in ("zlib", "zip") else "wrong_key"
+    if kind == "zlib":
+        _, e, invalid = inflate(p)
+        if invalid:
+            return "corrupt"
+        if e is None:
+            return "truncated"
+        return "trailing_data" if n > e + t else "truncated" if n < e + t else "corrupt"
+    if kind == "zip":
+        return "corrupt" if p[-22:][:4] == b"PK\x05\x06" else "truncated"
+    return "truncated" if len(p) < 4 else "corrupt"
+
+
+def crypt15_decrypt(data, key_bytes, key_is_file):
+    """§5-§13: the plaintext, or Refused."""
+    header = read_header(data)
+    if key_is_file:
+        form, fields_ = read_key_file(key_bytes)
+        if form == "legacy":
+            raise Refused("wrong_key")
+        key_bytes = bytes.fromhex(fields_["key"])
+    file_key = hkdf_sha256(key_bytes, bytes(32), b"backup encryption", 32)
+    h, iv = header["header_length"], bytes.fromhex(header["iv"])
+    b = data[h:]
+    n, t = len(b), 32
+    gcm = AESGCM(file_key)
+    if n >= t and hashlib.md5(data[:h] + b[:n - t] + b[n - t:n - 16]).digest() == b[n - 16:]:
+        ciphertext, tag, layout_a = b[:n - t], b[n - t:n - 16], True
+    elif n >= 16:
+        ciphertext, tag, layout_a = b[:n - 16], b[n - 16:], False
+    else:
+        raise Refused(classify(gcm_unauthenticated(file_key, iv, b[:max(0, n - t)]), n, False))
+    try:
+        payload = gcm.decrypt(iv, ciphertext + tag, None)
+    except InvalidTag:
+        raise Refused(classify(gcm_unauthenticated(file_key, iv, ciphertext), n, layout_a)) from None
+    kind = payload_kind(payload)
+    if kind == "zlib":
+        if not layout_a:
+            raise Refused("truncated")
+        out, e, invalid = inflate(payload)
+        if invalid or e != len(payload):
+            raise Refused("corrupt")
+        return out
+    return payload
 
 
 def chunk_keys(input_key, salt, context):
