@@ -5,6 +5,7 @@
 
 pub mod crypt15;
 pub mod doc;
+pub mod format;
 pub mod kdf;
 pub mod keys;
 
@@ -93,6 +94,19 @@ pub const TOPICS: &[Topic] = &[
             "header:stray_byte",
             "file:plaintext",
             "file:file",
+            "error"
+        ]
+    ),
+    topic!(
+        "format",
+        format,
+        format::FormatFile,
+        &[
+            "coffer_file:compression",
+            "coffer_file:metadata",
+            "coffer_file:plaintext",
+            "coffer_file:file",
+            "released",
             "error"
         ]
     ),

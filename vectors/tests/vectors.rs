@@ -157,12 +157,27 @@ fn mutate(value: &Value, rng: &mut Rng) -> Value {
             Value::from(chars.into_iter().collect::<String>())
         }
         Value::Bool(b) => Value::Bool(!b),
-        Value::Mapping(rule) => {
+        Value::Mapping(map) if map.contains_key("repeat") => {
             // A generator rule: one byte more.
-            let mut rule = rule.clone();
+            let mut rule = map.clone();
             let length = rule.get("length").and_then(Value::as_u64).unwrap_or(0);
             rule.insert("length".into(), Value::from(length + 1));
             Value::Mapping(rule)
+        }
+        Value::Mapping(map) => {
+            // A map of outputs (e.g. metadata): change one value, or add one to an empty map.
+            let mut map = map.clone();
+            let first = map.iter().next().map(|(k, v)| (k.clone(), v.clone()));
+            match first {
+                Some((key, value)) => {
+                    let changed = mutate(&value, rng);
+                    map.insert(key, changed);
+                }
+                None => {
+                    map.insert("generator".into(), "x".into());
+                }
+            }
+            Value::Mapping(map)
         }
         other => panic!("no mutation for {other:?}"),
     }
