@@ -94,6 +94,7 @@ class Checker:
     def __init__(self):
         self.failures = []
         self.cases = 0
+        self.valid_coffer = {}
 
     def fail(self, case, what):
         self.failures.append(f"{case['id']}: {what}")
@@ -185,6 +186,46 @@ class Checker:
                 error = e.error_class
             self.outcome(case, error)
 
+    # format.yaml
+    def coffer_file(self, group):
+        self.valid_coffer = {}
+        for case in group["cases"]:
+            k, data = bytes.fromhex(case["key"]), data_bytes(case["file"])
+            try:
+                payload, info = coffer_read(data, k)
+                error = None
+            except Refused as e:
+                payload, info, error = None, None, e.error_class
+            if self.outcome(case, error):
+                # The released bytes are the payload; a zstd payload is not inflated here
+                # (the Python standard library has no zstd): it is compared as the frame.
+                if payload != data_bytes(case["payload"]):
+                    self.fail(case, "the decrypted payload differs")
+                if case["compression"] == "none" and payload != data_bytes(case["plaintext"]):
+                    self.fail(case, "plaintext differs")
+                self.expect(case, "compression", info["compression"])
+                self.expect(case, "metadata", info["metadata"])
+            header = bytes.fromhex(case["header"])
+            if coffer_assemble(k, bytes.fromhex(case["salt"]), header[:-8], data_bytes(case["payload"])) != data:
+                self.fail(case, "encrypting the payload does not give the file")
+            self.valid_coffer[case["id"]] = (data, data_bytes(case["plaintext"]))
+
+    def invalid_coffer_file(self, group):
+        for case in group["cases"]:
+            if "base" in case:
+                base, plaintext = self.valid_coffer[case["base"]]
+                data = apply_edits(base, case.get("edits", []))
+            else:
+                data, plaintext = data_bytes(case["file"]), b""
+            try:
+                coffer_read(data, bytes.fromhex(case["key"]))
+                error, released = None, None
+            except Refused as e:
+                error, released = e.error_class, e.released
+            self.outcome(case, error)
+            if released is not None and (len(released) > case["released"] or not plaintext.startswith(released)):
+                self.fail(case, f"released {len(released)} bytes, more than {case['released']}")
+
     # kdf.yaml
     def hkdf_sha256(self, group):
         salt = bytes.fromhex(group["salt"])
@@ -218,6 +259,7 @@ class Refused(Exception):
     def __init__(self, error_class):
         super().__init__(error_class)
         self.error_class = error_class
+        self.released = b""
 
 
 PLAINTEXT_MAGICS = [b"SQLite format 3\0", b"PK\x03\x04", b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda"]
@@ -483,6 +525,166 @@ def crypt15_decrypt(data, key_bytes, key_is_file):
             raise Refused("corrupt")
         return out
     return payload
+
+
+# format.yaml (spec/format.md)
+
+COFFER_MAGIC = b"\x89COFFER\n"
+FOOTER_MAGIC = b"\x89COFFEND"
+CHUNK = 16384
+SEALED = CHUNK + 16
+
+
+def chunk_nonce(base_nonce, index):
+    tail = int.from_bytes(base_nonce[4:], "big") ^ index
+    return base_nonce[:4] + tail.to_bytes(8, "big")
+
+
+def open_chunk(gcm, base_nonce, index, sealed):
+    try:
+        return gcm.decrypt(chunk_nonce(base_nonce, index), sealed, None)
+    except InvalidTag:
+        return None
+
+
+def parse_metadata(meta):
+    """§3.2: the metadata map as format.yaml writes it, or Refused."""
+    out, pos, previous = {}, 0, -1
+    while pos < len(meta):
+        if pos + 4 > len(meta):
+            raise Refused("malformed")
+        tag, kind, length = meta[pos], meta[pos + 1], int.from_bytes(meta[pos + 2:pos + 4], "big")
+        value = meta[pos + 4:pos + 4 + length]
+        if len(value) != length:
+            raise Refused("malformed")
+        pos += 4 + length
+        if tag <= previous:
+            raise Refused("malformed")
+        previous = tag
+        if kind not in (1, 2, 3) or (kind == 1 and length != 8):
+            raise Refused("malformed")
+        if kind == 2:
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise Refused("malformed") from e
+        defined = {0x01: 1, 0x02: 2, 0x81: 1}
+        if tag & 0x80 and tag not in defined:
+            raise Refused("unsupported")
+        if tag in defined and kind != defined[tag]:
+            raise Refused("malformed")
+        if tag == 0x81 and int.from_bytes(value, "big") not in (0, 1):
+            raise Refused("unsupported")
+        if tag == 0x01:
+            out["created"] = str(int.from_bytes(value, "big"))
+        elif tag == 0x02:
+            out["generator"] = value.decode("utf-8")
+        elif tag == 0x81:
+            out["content"] = "tar" if int.from_bytes(value, "big") == 1 else "file"
+        else:
+            out[f"tag_{tag:02x}"] = value.hex()
+    return out
+
+
+def coffer_read(data, k):
+    """§7, streaming: (released payload, header info); Refused carries .released."""
+    released = bytearray()
+
+    def refuse(error_class):
+        error = Refused(error_class)
+        error.released = bytes(released)
+        return error
+
+    if len(data) < 16:
+        if not data or COFFER_MAGIC.startswith(data) or data.startswith(COFFER_MAGIC):
+            raise refuse("truncated")
+        raise refuse("malformed")
+    if data[:8] != COFFER_MAGIC:
+        raise refuse("malformed")
+    if data[8] != 1:
+        raise refuse("unsupported")
+    header_len = int.from_bytes(data[12:16], "big")
+    if not 40 <= header_len <= 65536:
+        raise refuse("malformed")
+    if len(data) < header_len + 56:
+        raise refuse("truncated")
+    context, check = data[:header_len - 8], data[header_len - 8:header_len]
+    salt, commitment = data[header_len:header_len + 24], data[header_len + 24:header_len + 56]
+    if hashlib.sha256(b"coffer/v1 header check" + context + salt + commitment).digest()[:8] != check:
+        raise refuse("corrupt")
+    if data[9] != 1 or data[10] not in (0, 1) or data[11] != 0:
+        raise refuse("unsupported")
+    metadata = parse_metadata(context[32:])
+    id_key = hkdf_sha256(k, bytes(32), b"coffer/v1 key id", 32)
+    if not hmac.compare_digest(hmac.new(id_key, salt, hashlib.sha256).digest()[:16], context[16:32]):
+        raise refuse("wrong_key")
+    aead_key, base_nonce, derived = chunk_keys(hkdf_sha256(k, bytes(32), b"coffer/v1 file key", 32), salt, context)
+    if not hmac.compare_digest(derived, commitment):
+        raise refuse("corrupt")
+    gcm = AESGCM(aead_key)
+    footer = FOOTER_MAGIC + len(data).to_bytes(8, "big")
+    pos, index = header_len + 56, 0
+    info = {"compression": "none" if data[10] == 0 else "zstd", "metadata": metadata}
+    while True:
+        block = data[pos:pos + SEALED]
+        if len(block) == SEALED:
+            plain = open_chunk(gcm, base_nonce, index, block)
+            if plain is not None:
+                released += plain
+                pos, index = pos + SEALED, index + 1
+                continue
+        tail = data[pos:]
+
+        def final_prefix(candidate):
+            for length in range(16, min(len(candidate), SEALED - 1) + 1):
+                if open_chunk(gcm, base_nonce, index, candidate[:length]) is not None:
+                    return length
+            return None
+
+        if len(tail) <= SEALED + 16:
+            if 16 <= len(tail) - 16 <= SEALED - 1:
+                plain = open_chunk(gcm, base_nonce, index, tail[:-16])
+                if plain is not None:
+                    if tail[-16:] != footer:
+                        raise refuse("corrupt")
+                    released += plain
+                    return bytes(released), info
+            length = final_prefix(tail)
+            if length is not None:
+                raise refuse("truncated" if footer.startswith(tail[length:]) else "trailing_data")
+            ends_with_footer = len(tail) >= 16 and tail[-16:-8] == FOOTER_MAGIC
+            if len(tail) < 32 and not ends_with_footer:
+                raise refuse("truncated")
+            raise refuse("corrupt" if ends_with_footer else "truncated")
+        raise refuse("trailing_data" if final_prefix(block) is not None else "corrupt")
+
+
+def coffer_assemble(k, salt, context, payload):
+    """header ‖ C2SP(salt, context, payload) ‖ footer (§3-§5)."""
+    aead_key, base_nonce, commitment = chunk_keys(hkdf_sha256(k, bytes(32), b"coffer/v1 file key", 32), salt, context)
+    gcm = AESGCM(aead_key)
+    body = bytearray(salt + commitment)
+    full = len(payload) // CHUNK
+    for index in range(full + 1):
+        body += gcm.encrypt(chunk_nonce(base_nonce, index), payload[index * CHUNK:(index + 1) * CHUNK], None)
+    check = hashlib.sha256(b"coffer/v1 header check" + context + salt + commitment).digest()[:8]
+    out = context + check + bytes(body)
+    return out + FOOTER_MAGIC + (len(out) + 16).to_bytes(8, "big")
+
+
+def apply_edits(data, edits):
+    out = bytearray(data)
+    for edit in edits:
+        if "truncate_to" in edit:
+            del out[edit["truncate_to"]:]
+        elif "flip_byte" in edit:
+            out[edit["flip_byte"]] ^= 1
+        elif "append" in edit:
+            out += bytes.fromhex(edit["append"])
+        elif "swap" in edit:
+            a, b, n = edit["swap"]
+            out[a:a + n], out[b:b + n] = out[b:b + n], out[a:a + n]
+    return bytes(out)
 
 
 def chunk_keys(input_key, salt, context):
