@@ -6,6 +6,7 @@
 pub mod crypt15;
 pub mod doc;
 pub mod format;
+pub mod hsm;
 pub mod kdf;
 pub mod keys;
 
@@ -107,6 +108,17 @@ pub const TOPICS: &[Topic] = &[
             "coffer_file:plaintext",
             "coffer_file:file",
             "released",
+            "error"
+        ]
+    ),
+    topic!(
+        "hsm",
+        hsm,
+        hsm::HsmFile,
+        &[
+            "sealed_blob:sealed",
+            "sealed_blob:plaintext",
+            "key_wrap:wrapped",
             "error"
         ]
     ),
