@@ -9,6 +9,7 @@ pub mod format;
 pub mod hsm;
 pub mod kdf;
 pub mod keys;
+pub mod vault;
 
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -25,8 +26,9 @@ pub struct Topic {
     pub schema: fn() -> anyhow::Result<String>,
     /// Parses YAML text and runs every case; returns the failures (empty: all hold).
     pub verify: fn(&str) -> anyhow::Result<Vec<String>>,
-    /// The case fields that are expected outputs (what the mutation test alters): `field`, or
-    /// `group_type:field` where a field is an output in one kind of group only.
+    /// The case fields that are expected outputs (what the mutation test alters): `field`,
+    /// `group_type:field` where a field is an output in one kind of group only, or
+    /// `steps.field` for a field of a case's steps.
     pub outputs: &'static [&'static str],
 }
 
@@ -121,6 +123,12 @@ pub const TOPICS: &[Topic] = &[
             "key_wrap:wrapped",
             "error"
         ]
+    ),
+    topic!(
+        "vault",
+        vault,
+        vault::VaultFile,
+        &["steps.outcome", "steps.state", "steps.guesses_left"]
     ),
     topic!(
         "kdf",

@@ -60,9 +60,15 @@ fn run() -> anyhow::Result<bool> {
                 let path = dir.join(format!("{}.yaml", topic.name));
                 let text = std::fs::read_to_string(&path)
                     .with_context(|| format!("reading {}", path.display()))?;
+                let started = std::time::Instant::now();
                 let failures =
                     (topic.verify)(&text).with_context(|| format!("parsing {}", path.display()))?;
-                println!("{}: {} failures", topic.name, failures.len());
+                println!(
+                    "{}: {} failures ({:.1} s)",
+                    topic.name,
+                    failures.len(),
+                    started.elapsed().as_secs_f64()
+                );
                 for failure in &failures {
                     println!("  {failure}");
                 }

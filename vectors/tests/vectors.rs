@@ -116,8 +116,8 @@ impl Rng {
     }
 }
 
-/// Every (case path, field) whose value is an expected output.
-fn outputs(doc: &Value, fields: &[&str]) -> Vec<(usize, usize, String)> {
+/// Every (group, case, step, field) whose value is an expected output.
+fn outputs(doc: &Value, fields: &[&str]) -> Vec<(usize, usize, Option<usize>, String)> {
     let mut found = Vec::new();
     for (g, group) in doc["groups"].as_sequence().unwrap().iter().enumerate() {
         for (c, case) in group["cases"].as_sequence().unwrap().iter().enumerate() {
@@ -129,8 +129,19 @@ fn outputs(doc: &Value, fields: &[&str]) -> Vec<(usize, usize, String)> {
                     Some(_) => continue,
                     None => entry,
                 };
-                if case.get(field).is_some_and(|v| !v.is_null()) {
-                    found.push((g, c, field.to_string()));
+                if let Some(step_field) = field.strip_prefix("steps.") {
+                    for (i, step) in case["steps"]
+                        .as_sequence()
+                        .into_iter()
+                        .flatten()
+                        .enumerate()
+                    {
+                        if step.get(step_field).is_some_and(|v| !v.is_null()) {
+                            found.push((g, c, Some(i), step_field.to_string()));
+                        }
+                    }
+                } else if case.get(field).is_some_and(|v| !v.is_null()) {
+                    found.push((g, c, None, field.to_string()));
                 }
             }
         }
@@ -207,18 +218,22 @@ fn the_checker_notices_one_changed_output() {
             topic.name
         );
         for _ in 0..25 {
-            let (g, c, field) = &candidates[rng.below(candidates.len())];
+            let (g, c, step, field) = &candidates[rng.below(candidates.len())];
             let mut mutated = doc.clone();
-            let slot = &mut mutated["groups"][*g]["cases"][*c][field.as_str()];
+            let case = &mut mutated["groups"][*g]["cases"][*c];
+            let slot = match step {
+                Some(i) => &mut case["steps"][*i][field.as_str()],
+                None => &mut case[field.as_str()],
+            };
             let before = slot.clone();
             *slot = mutate(&before, &mut rng);
+            let after = slot.clone();
             let failures = (topic.verify)(&serde_yaml::to_string(&mutated).unwrap()).unwrap();
             assert!(
                 !failures.is_empty(),
-                "{}: changing {field} of case {} from {before:?} to {:?} went unnoticed (seed {seed})",
+                "{}: changing {field} (step {step:?}) of case {} from {before:?} to {after:?} went unnoticed (seed {seed})",
                 topic.name,
                 doc["groups"][*g]["cases"][*c]["id"].as_str().unwrap_or("?"),
-                mutated["groups"][*g]["cases"][*c][field.as_str()]
             );
         }
     }
