@@ -290,3 +290,58 @@ fn an_independent_python_reader_agrees() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Every flag a case uses is explained in the file's notes, every note is used, ids are
+/// unique and start with the topic, and number_of_cases is right.
+#[test]
+fn flags_notes_ids_and_counts_agree() {
+    for topic in TOPICS {
+        let text =
+            std::fs::read_to_string(vectors_dir().join(format!("{}.yaml", topic.name))).unwrap();
+        let doc: Value = serde_yaml::from_str(&text).unwrap();
+        let notes: std::collections::BTreeSet<String> = doc["notes"]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect();
+        let mut used = std::collections::BTreeSet::new();
+        let mut ids = std::collections::BTreeSet::new();
+        let mut count = 0;
+        for group in doc["groups"].as_sequence().unwrap() {
+            for case in group["cases"].as_sequence().unwrap() {
+                count += 1;
+                let id = case["id"].as_str().unwrap();
+                assert!(id.starts_with(&format!("{}.", topic.name)), "{id}");
+                assert!(ids.insert(id.to_owned()), "{id} appears twice");
+                for flag in case["flags"].as_sequence().unwrap() {
+                    let flag = flag.as_str().unwrap();
+                    assert!(
+                        notes.contains(flag),
+                        "{id}: flag {flag} is not explained in the notes"
+                    );
+                    used.insert(flag.to_owned());
+                }
+                let invalid = case["result"].as_str() == Some("invalid");
+                let has_error = case.get("error").is_some_and(|e| !e.is_null())
+                    || case["steps"].as_sequence().is_some();
+                assert!(
+                    !invalid || has_error,
+                    "{id}: an invalid case names no error class"
+                );
+            }
+        }
+        let unused: Vec<_> = notes.difference(&used).collect();
+        assert!(
+            unused.is_empty(),
+            "{}: notes no case uses: {unused:?}",
+            topic.name
+        );
+        assert_eq!(
+            doc["number_of_cases"].as_u64(),
+            Some(count),
+            "{}",
+            topic.name
+        );
+    }
+}
