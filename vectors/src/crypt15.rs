@@ -32,7 +32,8 @@ pub enum Crypt15Group {
         /// The cases.
         cases: Vec<FileCase>,
     },
-    /// Damaged or wrong inputs: decryption fails with `error` and releases nothing.
+    /// Damaged or wrong inputs: decryption fails with `error`; anything streamed out before
+    /// the failure is unauthenticated and must be discarded (§14, §17.3).
     InvalidFile {
         /// What the group covers.
         description: String,
@@ -97,6 +98,8 @@ pub struct FileCase {
     pub key: String,
     /// The header bytes (hex); the IV is inside.
     pub header: String,
+    /// The 16-byte IV the header holds (hex).
+    pub iv: String,
     /// The GCM plaintext exactly (a zlib stream, or the stored bytes).
     pub payload: Data,
     /// What decryption outputs (the inflated payload, or the stored bytes).
@@ -234,7 +237,8 @@ fn header_cases() -> Vec<HeaderCase> {
     let minimal = minimal_body(1);
     let n = minimal.len();
     let coffer_default = HeaderSpec::new(IV, "2.22.5.13", "67", 0).encode();
-    let default_len = coffer_default.len();
+    // 2 length bytes + 129 bytes of BackupPrefix, counted by hand from §15.2's field list.
+    debug_assert_eq!(coffer_default.len(), 131);
     let mut stray = vec![n as u8, 0x01];
     stray.extend_from_slice(&minimal);
     let mut two_byte = vec![0x80 | n as u8, 0x00];
@@ -244,11 +248,11 @@ fn header_cases() -> Vec<HeaderCase> {
     let mut cases = vec![
         header(
             "coffer_default",
-            "the header Coffer writes (§15.2): 2-byte length, key_type 1, 36 metadata fields",
+            "Coffer's header layout (§15.2) with the sample's metadata (jid suffix 67): a 2-byte length, key_type 1, 36 metadata fields",
             &["LongLength"],
             coffer_default.clone(),
         )
-        .valid(default_len, Some(1), None, Some("2.22.5.13"), false),
+        .valid(131, Some(1), None, Some("2.22.5.13"), false),
         header(
             "minimal",
             "key_type and the IV block only: a 1-byte length",
@@ -472,6 +476,42 @@ fn header_cases() -> Vec<HeaderCase> {
         .invalid("truncated"),
         header("empty", "no bytes at all", &["Truncated"], vec![]).invalid("truncated"),
         header(
+            "zip_lead",
+            "a plaintext ZIP archive, not a backup",
+            &["Plaintext"],
+            b"PK\x03\x04\x14\x00\x00\x00\x00\x00 and so on".to_vec(),
+        )
+        .invalid("malformed"),
+        header(
+            "zlib_lead",
+            "a plaintext zlib stream, not a backup",
+            &["Plaintext"],
+            vec![
+                0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                0x00, 0x00, 0x00,
+            ],
+        )
+        .invalid("malformed"),
+        header(
+            "ends_inside_lead",
+            "a header declared to end within the first 16 bytes of a longer file",
+            &["LongLength"],
+            [&[0x05, 0x08, 0x01, 0x1a, 0x01, 0x00][..], &[0u8; 20][..]].concat(),
+        )
+        .invalid("malformed"),
+        header(
+            "iv_twice_in_block",
+            "the C15 block holds field 1 (the IV) twice",
+            &["CipherBlock"],
+            with_length(&prefix(|b| {
+                put_varint_field(b, 1, 1);
+                let mut block = iv_block(&IV);
+                block.extend_from_slice(&iv_block(&IV));
+                put_bytes_field(b, 3, &block);
+            })),
+        )
+        .invalid("malformed"),
+        header(
             "sqlite_plaintext",
             "a plaintext SQLite database, not a backup",
             &["Plaintext"],
@@ -521,6 +561,54 @@ fn run_decrypt(key: &BackupKey, file: &[u8]) -> Result<Vec<u8>, String> {
         .map_err(|e| e.class().to_string())
 }
 
+/// A stored (uncompressed) ZIP archive of one file: local header, data, central directory,
+/// end of central directory (APPNOTE.TXT 4.3), written by hand.
+fn stored_zip(name: &[u8], data: &[u8]) -> Vec<u8> {
+    let crc = crc32(data).to_le_bytes();
+    let size = (data.len() as u32).to_le_bytes();
+    let name_len = (name.len() as u16).to_le_bytes();
+    let mut zip = Vec::new();
+    zip.extend_from_slice(b"PK\x03\x04\x0a\x00\x00\x00\x00\x00\x00\x00\x21\x00");
+    zip.extend_from_slice(&crc);
+    zip.extend_from_slice(&size);
+    zip.extend_from_slice(&size);
+    zip.extend_from_slice(&name_len);
+    zip.extend_from_slice(&[0, 0]);
+    zip.extend_from_slice(name);
+    zip.extend_from_slice(data);
+    let central = zip.len() as u32;
+    zip.extend_from_slice(b"PK\x01\x02\x14\x00\x0a\x00\x00\x00\x00\x00\x00\x00\x21\x00");
+    zip.extend_from_slice(&crc);
+    zip.extend_from_slice(&size);
+    zip.extend_from_slice(&size);
+    zip.extend_from_slice(&name_len);
+    zip.extend_from_slice(&[0; 12]); // extra, comment, disk, attributes
+    zip.extend_from_slice(&0u32.to_le_bytes()); // local header offset
+    zip.extend_from_slice(name);
+    let central_len = zip.len() as u32 - central;
+    zip.extend_from_slice(b"PK\x05\x06\x00\x00\x00\x00\x01\x00\x01\x00");
+    zip.extend_from_slice(&central_len.to_le_bytes());
+    zip.extend_from_slice(&central.to_le_bytes());
+    zip.extend_from_slice(&[0, 0]);
+    zip
+}
+
+/// CRC-32 (ISO-HDLC), as ZIP uses it.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for byte in data {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
 /// id, comment, flags, plaintext, payload encoding, MD5 trailer, plaintext as written.
 type FileSpec<'a> = (
     &'a str,
@@ -546,7 +634,8 @@ pub fn generate() -> anyhow::Result<Crypt15File> {
     };
     let json = br#"{"coffer":"a stored payload of kind unknown"}"#.to_vec();
     let counting = Data::counting(20_000).bytes()?;
-    let specs: [FileSpec; 6] = [
+    let zip = stored_zip(b"sticker.webp", b"RIFF\x0c\x00\x00\x00WEBPVP8 ");
+    let specs: [FileSpec; 7] = [
         (
             "empty",
             "an empty database: zlib of nothing",
@@ -594,20 +683,33 @@ pub fn generate() -> anyhow::Result<Crypt15File> {
         ),
         (
             "stored_no_md5",
-            "layout B: a stored payload ending with the tag, as older multi-file backups do",
+            "a stored payload (kind unknown) ending with the tag: accepted, only zlib needs an MD5",
             &["Stored", "LayoutB"],
             json.clone(),
             PayloadEncoding::Stored,
             false,
             Data::hex(&json),
         ),
+        (
+            "multi_file_zip",
+            "layout B as older multi-file backups are: a stored ZIP, tag last, no MD5",
+            &["Stored", "LayoutB", "Zip"],
+            zip.clone(),
+            PayloadEncoding::Stored,
+            false,
+            Data::hex(&zip),
+        ),
     ];
     let mut file_cases = Vec::new();
     let mut base = None;
+    let mut zip_file = Vec::new();
     for (id, comment, flags, plaintext, payload, md5, plaintext_data) in specs {
         let (file, raw) = build_file(&root, &header, &plaintext, payload, md5)?;
         if id == "short_text" {
             base = Some((file.clone(), raw.clone()));
+        }
+        if id == "multi_file_zip" {
+            zip_file = file.clone();
         }
         file_cases.push(FileCase {
             id: format!("crypt15.file.{id}"),
@@ -616,6 +718,7 @@ pub fn generate() -> anyhow::Result<Crypt15File> {
             flags: flags.iter().map(|f| f.to_string()).collect(),
             key: crate::keys::SAMPLE_KEY.into(),
             header: hex::encode(&header),
+            iv: hex::encode(IV),
             payload: Data::hex(&raw),
             plaintext: plaintext_data,
             md5,
@@ -667,7 +770,24 @@ pub fn generate() -> anyhow::Result<Crypt15File> {
             }
         };
     let payload_middle = h + base_payload.len() / 2;
+    let zip_len = zip_file.len();
     let invalid_cases = vec![
+        invalid(
+            "zip_wrong_key",
+            "a layout B ZIP under another K: without an MD5 a wrong key cannot be told from damage",
+            &["WrongKey", "LayoutB", "Zip"],
+            &other_key,
+            zip_file.clone(),
+            "corrupt",
+        ),
+        invalid(
+            "zip_cut",
+            "a layout B ZIP cut by 10 bytes: the end-of-central-directory is gone",
+            &["Truncated", "LayoutB", "Zip"],
+            crate::keys::SAMPLE_KEY,
+            zip_file[..zip_len - 10].to_vec(),
+            "truncated",
+        ),
         invalid(
             "wrong_key",
             "an intact file under another K: the MD5 matches, the payload is noise",
@@ -783,7 +903,7 @@ pub fn generate() -> anyhow::Result<Crypt15File> {
             cases: file_cases,
         },
         Crypt15Group::InvalidFile {
-            description: "Decrypt `file` with `key` (64-digit K in hex, or a key file's bytes with flag KeyFile): it must fail with `error` (§11-§13), releasing no plaintext.".into(),
+            description: "Decrypt `file` with `key` (64-digit K in hex, or a key file's bytes with flag KeyFile): it must fail with `error` (§11-§13); whatever a streaming reader wrote before failing is unauthenticated and must be discarded (§17.3).".into(),
             cases: invalid_cases,
         },
     ];
@@ -828,6 +948,7 @@ pub fn generate() -> anyhow::Result<Crypt15File> {
             ("Truncated".into(), "The input ends early.".into()),
             ("UnknownField".into(), "Fields a reader must accept without interpreting.".into()),
             ("WrongKey".into(), "A key that does not open the file.".into()),
+            ("Zip".into(), "A stored ZIP payload, as older multi-file backups (stickers, wallpapers) have.".into()),
             ("Zlib".into(), "A zlib payload (inflated on output).".into()),
         ]),
         number_of_cases,
@@ -924,6 +1045,10 @@ pub fn verify(file: &Crypt15File) -> Failures {
                         failures.add(&case.id, "bad input");
                         continue;
                     };
+                    match read_header(&mut &header[..]) {
+                        Ok(h) => failures.expect_eq(&case.id, "iv", &case.iv, &hex::encode(&h.iv)),
+                        Err(e) => failures.add(&case.id, format!("header: {e}")),
+                    }
                     let decrypted = run_decrypt(&key, &file_bytes);
                     if failures.expect_outcome(&case.id, case.result, None, &decrypted) {
                         failures.expect_eq(

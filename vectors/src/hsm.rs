@@ -270,7 +270,17 @@ pub fn generate() -> anyhow::Result<HsmFile> {
             }
         };
     let n = good.len();
+    let mut other_master = invalid(
+        "other_master_key",
+        "the blob under another master key (a store copied to another vault)",
+        &["Binding"],
+        record_aad(&record_id, 1),
+        good.clone(),
+        "corrupt",
+    );
+    other_master.master_key = hex::encode([0x11u8; 32]);
     let invalid_cases = vec![
+        other_master,
         invalid(
             "other_version",
             "the record's blob asked for as version 2: a blob cannot move between versions",
@@ -451,8 +461,7 @@ pub fn generate() -> anyhow::Result<HsmFile> {
                       key-wrap known answers of `coffer hsm check`."
             .into(),
         how_to_apply: "Sealed blobs: unseal and seal as the group says. Invalid blobs: unseal \
-                       and compare the class. Key wraps: wrap (or, for invalid cases, unwrap) \
-                       with the mechanism."
+                       and compare the class. Key wraps: wrap and unwrap with the mechanism."
             .into(),
         sources: vec![
             "spec/hsm.md §4 (sealing), §6 (the check value), §8 (checks); spec/vault.md §7 (what is sealed, with which AAD)".into(),
@@ -514,7 +523,9 @@ pub fn verify(file: &HsmFile) -> Failures {
                                 &opened.unwrap_or_default(),
                             );
                         }
-                    } else if sealed.len() >= 29 {
+                    } else if sealed.len() < 29 || sealed[0] != 2 {
+                        failures.add(&case.id, "a token blob must start 02 and hold IV and tag");
+                    } else {
                         let (body, tag) = sealed[13..].split_at(sealed.len() - 29);
                         let opened = decrypt_aead(
                             openssl::symm::Cipher::aes_256_gcm(),

@@ -3,10 +3,8 @@
 
 use crate::doc::{Failures, Outcome, VectorFile, SCHEMA_VERSION};
 use coffer::format::cobblestone;
-use coffer::format::header::{key_id, INFO_FILE_KEY, INFO_KEY_ID};
-use coffer::key::{
-    RootKey, INFO_BACKUP_ENCRYPTION, INFO_METADATA_AUTHENTICATION, INFO_METADATA_ENCRYPTION,
-};
+use coffer::format::header::key_id;
+use coffer::key::RootKey;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -126,27 +124,27 @@ fn root(hex_key: &str) -> anyhow::Result<RootKey> {
 const INFOS: [(&str, &[u8], &str); 5] = [
     (
         "crypt15_file_key",
-        INFO_BACKUP_ENCRYPTION,
+        b"backup encryption",
         "the crypt15 AES-256-GCM key",
     ),
     (
         "crypt15_metadata_encryption",
-        INFO_METADATA_ENCRYPTION,
+        b"metadata encryption",
         "crypt15 metadata encryption key (derived by WhatsApp; unused by Coffer)",
     ),
     (
         "crypt15_metadata_authentication",
-        INFO_METADATA_AUTHENTICATION,
+        b"metadata authentication",
         "crypt15 metadata authentication key (derived by WhatsApp; unused by Coffer)",
     ),
     (
         "coffer_file_key",
-        INFO_FILE_KEY,
+        b"coffer/v1 file key",
         "the C2SP input key of every Coffer file made under K",
     ),
     (
         "coffer_id_key",
-        INFO_KEY_ID,
+        b"coffer/v1 key id",
         "the MAC key of Coffer key ids",
     ),
 ];
@@ -202,7 +200,7 @@ pub fn generate() -> anyhow::Result<KdfFile> {
                 },
                 root_key: key_hex.clone(),
                 salt: hex::encode(salt),
-                id_key: hex::encode(&k.derive(INFO_KEY_ID)[..]),
+                id_key: hex::encode(&k.derive(b"coffer/v1 key id")[..]),
                 key_id: hex::encode(key_id(&k, &salt)),
             });
         }
@@ -211,8 +209,9 @@ pub fn generate() -> anyhow::Result<KdfFile> {
         ("empty_context", vec![]),
         ("short_context", b"coffer".to_vec()),
         ("header_context", {
-            // A real header context: the fixed part and a key id, as format.yaml's files have.
-            let mut c = b"\x89COFFER\n\x01\x01\x00\x00\x00\x22".to_vec();
+            // A real header context: the 16-byte fixed part (header_len 40: no metadata) and
+            // a key id, as format.yaml's files have.
+            let mut c = b"\x89COFFER\n\x01\x01\x00\x00\x00\x00\x00\x28".to_vec();
             c.extend((0u8..16).map(|b| b ^ 0x5a));
             c
         }),
@@ -220,7 +219,7 @@ pub fn generate() -> anyhow::Result<KdfFile> {
     let mut chunk_cases = Vec::new();
     for (ctx_name, context) in &contexts {
         let k = root(crate::keys::SAMPLE_KEY)?;
-        let input_key = k.derive(INFO_FILE_KEY);
+        let input_key = k.derive(b"coffer/v1 file key");
         let salt: [u8; 24] = (0u8..24)
             .collect::<Vec<_>>()
             .try_into()
@@ -308,6 +307,7 @@ pub fn verify(file: &KdfFile) -> Failures {
                     );
                 }
                 for case in cases {
+                    failures.expect_eq(&case.id, "result", &Outcome::Valid, &case.result);
                     match root(&case.ikm) {
                         Ok(k) => {
                             let okm = hex::encode(&k.derive(case.info.as_bytes())[..]);
@@ -319,6 +319,7 @@ pub fn verify(file: &KdfFile) -> Failures {
             }
             KdfGroup::KeyId { cases, .. } => {
                 for case in cases {
+                    failures.expect_eq(&case.id, "result", &Outcome::Valid, &case.result);
                     let salt: Result<[u8; 24], _> = hex::decode(&case.salt)
                         .map_err(|e| e.to_string())
                         .and_then(|s| s.try_into().map_err(|_| "24 bytes".to_string()));
@@ -328,7 +329,7 @@ pub fn verify(file: &KdfFile) -> Failures {
                                 &case.id,
                                 "id_key",
                                 &case.id_key,
-                                &hex::encode(&k.derive(INFO_KEY_ID)[..]),
+                                &hex::encode(&k.derive(b"coffer/v1 key id")[..]),
                             );
                             failures.expect_eq(
                                 &case.id,
@@ -343,6 +344,7 @@ pub fn verify(file: &KdfFile) -> Failures {
             }
             KdfGroup::ChunkedEncryptionKeys { cases, .. } => {
                 for case in cases {
+                    failures.expect_eq(&case.id, "result", &Outcome::Valid, &case.result);
                     let input: Option<[u8; 32]> = hex::decode(&case.input_key)
                         .ok()
                         .and_then(|b| b.try_into().ok());

@@ -66,7 +66,8 @@ pub struct Step {
     /// `register`, `recover` (the whole flow), `recover_abandoned` (KE1 only, the client
     /// vanishes after KE2), `forged_ke3` (KE1, then a KE3 of random bytes), `change_password`
     /// (a recovery with `password`, then a registration of `new_password` on its verified
-    /// session), or `delete`.
+    /// session), `change_password_unverified` (a password change naming a session that never
+    /// verified), or `delete`.
     pub op: String,
     /// The user id.
     pub user: String,
@@ -207,6 +208,11 @@ pub fn generate() -> anyhow::Result<VaultFile> {
             Step { new_password: Some("new password".into()), ..step("change_password", a, right, "ok", "active", 10) },
             recover(right, "wrong_password", "active", 9),
             recover(Some("new password"), "ok", "active", 10),
+        ]),
+        script("change_password_unverified", "a password change without a verified session is refused and changes nothing", &["ChangePassword"], vec![
+            register(None, "ok", "active", 10),
+            step("change_password_unverified", a, Some("new password"), "unauthorized", "active", 10),
+            recover(right, "ok", "active", 10),
         ]),
         script("change_password_wrong", "a change with the wrong password fails at its recovery and counts", &["ChangePassword", "Counting"], vec![
             register(None, "ok", "active", 10),
@@ -382,6 +388,14 @@ fn run_step(vault: &Vault, config: &ServerConfig, s: &Step) -> Result<(), String
                 .map_err(class)
         }
         "delete" => vault.delete(TENANT, &s.user).map_err(class),
+        "change_password_unverified" => {
+            // A registration naming a session that never verified.
+            let (_, request) = RegistrationClient::start(password.as_bytes()).map_err(class)?;
+            vault
+                .change_password_start(TENANT, &[0x5a; 16], &request)
+                .map(|_| ())
+                .map_err(class)
+        }
         other => Err(format!("unknown operation {other:?}")),
     }
 }
@@ -403,6 +417,17 @@ pub fn verify(file: &VaultFile) -> Failures {
                 "the reference derives K as sha256(user) only",
             );
         }
+        let limits = (config.default_limit, config.min_limit, config.max_limit);
+        failures.expect_eq(
+            "vault.state_machine",
+            "parameters (default, min, max limit)",
+            &(
+                parameters.default_limit,
+                parameters.min_limit,
+                parameters.max_limit,
+            ),
+            &limits,
+        );
         for case in cases {
             // The store is durable (fsync per commit); in memory-backed /dev/shm when there
             // is one, so the scripts run in milliseconds.
@@ -436,6 +461,7 @@ pub fn verify(file: &VaultFile) -> Failures {
                     continue;
                 }
             };
+            failures.expect_eq(&case.id, "result", &Outcome::Valid, &case.result);
             for (i, s) in case.steps.iter().enumerate() {
                 let at = format!("{} step {} ({})", case.id, i + 1, s.op);
                 let outcome = match run_step(&vault, &config, s) {

@@ -270,25 +270,42 @@ fn an_independent_python_reader_agrees() {
     );
     assert!(report.contains(" 0 failures"), "{report}");
 
-    // One flipped digit of one output in a copy: the reader must fail.
+    // One changed expectation per file, in a copy: the reader must fail each time.
     let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("kdf.yaml");
-    let text = std::fs::read_to_string(vectors_dir().join("kdf.yaml")).unwrap();
-    let at = text.find("okm: ").unwrap() + "okm: ".len();
-    let mut bytes = text.into_bytes();
-    bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
-    std::fs::write(&copy, bytes).unwrap();
-    let out = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(&copy)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let changes = [
+        ("kdf", "okm: ", None),
+        ("crypt15", "error: corrupt", Some("error: truncated")),
+        ("format", "released: 16384", Some("released: 0")),
+        ("keys", "position: 9", Some("position: 8")),
+    ];
+    for (name, needle, replacement) in changes {
+        let text = std::fs::read_to_string(vectors_dir().join(format!("{name}.yaml"))).unwrap();
+        let at = text
+            .find(needle)
+            .unwrap_or_else(|| panic!("{name}: no {needle:?}"));
+        let changed = match replacement {
+            Some(r) => text.replacen(needle, r, 1),
+            None => {
+                let digit = at + needle.len();
+                let mut bytes = text.clone().into_bytes();
+                bytes[digit] = if bytes[digit] == b'0' { b'1' } else { b'0' };
+                String::from_utf8(bytes).unwrap()
+            }
+        };
+        let copy = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&copy, changed).unwrap();
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .arg(&copy)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{name}: {needle:?} changed, yet: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 }
 
 /// Every flag a case uses is explained in the file's notes, every note is used, ids are
