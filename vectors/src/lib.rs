@@ -128,7 +128,13 @@ pub const TOPICS: &[Topic] = &[
         "vault",
         vault,
         vault::VaultFile,
-        &["steps.outcome", "steps.state", "steps.guesses_left"]
+        &[
+            "steps.outcome",
+            "steps.state",
+            "steps.guesses_left",
+            "transcript:messages",
+            "transcript:outcome"
+        ]
     ),
     topic!(
         "kdf",

@@ -18,6 +18,14 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum VaultGroup {
+    /// One registration and one recovery with every random input fixed: the messages and
+    /// keys on the wire.
+    Transcript {
+        /// What the group covers.
+        description: String,
+        /// The cases.
+        cases: Vec<TranscriptCase>,
+    },
     /// Scripts run against a fresh vault, one step after another.
     StateMachine {
         /// What the group covers.
@@ -226,22 +234,70 @@ pub fn generate() -> anyhow::Result<VaultFile> {
             recover(right, "ok", "active", 10),
         ]),
     ];
-    let groups = vec![VaultGroup::StateMachine {
-        description: "Run each script against a fresh vault with these parameters. After each \
-                      step, the operation's outcome and the user's status must be as given."
-            .into(),
-        parameters: StateMachineParameters {
-            default_limit: 10,
-            min_limit: 1,
-            max_limit: 100,
-            root_key: "sha256(user)".into(),
+    let mut transcripts = Vec::new();
+    for (id, comment, flags, user, register, recovery_password) in [
+        ("register_and_recover", "registration, then a recovery with the right password: K comes back", &["Transcript"][..], "alice", true, "correct horse"),
+        ("wrong_password", "registration, then a recovery with another password: the client refuses KE2 and sends no KE3", &["Transcript", "Counting"][..], "alice", true, "battery staple"),
+        ("unknown_user", "a recovery for a user never registered: a fake KE2 of the real length, refused by the client", &["Transcript", "Fake"][..], "nobody", false, "correct horse"),
+    ] {
+        let case_id = format!("vault.transcript.{id}");
+        let root = root_for(user);
+        let (randomness, messages, outcome, _) = run_transcript(user, "correct horse", recovery_password, &root, register, Source::Generate(&case_id))
+            .map_err(|e| anyhow::anyhow!("{case_id}: {e}"))?;
+        transcripts.push(TranscriptCase {
+            id: case_id,
+            comment: comment.into(),
+            result: Outcome::Valid,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            user: user.into(),
+            password: "correct horse".into(),
+            recovery_password: recovery_password.into(),
+            root_key: hex::encode(root.as_bytes()),
+            randomness,
+            messages,
+            outcome,
+        });
+    }
+    // Expected outcomes by intent (spec/vault.md §3.2 step 3): only the right password gets K.
+    let expected = ["ok", "wrong_password", "wrong_password"];
+    for (case, want) in transcripts.iter().zip(expected) {
+        anyhow::ensure!(
+            case.outcome == want,
+            "{}: {} instead of {want}",
+            case.id,
+            case.outcome
+        );
+    }
+    let groups = vec![
+        VaultGroup::Transcript {
+            description: "Run the registration (unless the case has no registration_request) and \
+                      the recovery with the vault's suite (spec/vault.md §2: ristretto255, \
+                      SHA-512, Argon2id m=256 t=1 p=1 for these vectors, context \
+                      \"coffer-vault-v1\", identities user and \"coffer-vault\", credential id \
+                      tenant \"vectors\" ‖ 00 ‖ user), every party drawing exactly the bytes of \
+                      `randomness` in order. The messages and keys must be as given, and the \
+                      flow must stop with `outcome`."
+                .into(),
+            cases: transcripts,
         },
-        cases,
-    }];
+        VaultGroup::StateMachine {
+            description: "Run each script against a fresh vault with these parameters. After each \
+                      step, the operation's outcome and the user's status must be as given."
+                .into(),
+            parameters: StateMachineParameters {
+                default_limit: 10,
+                min_limit: 1,
+                max_limit: 100,
+                root_key: "sha256(user)".into(),
+            },
+            cases,
+        },
+    ];
     let number_of_cases = groups
         .iter()
         .map(|g| match g {
             VaultGroup::StateMachine { cases, .. } => cases.len(),
+            VaultGroup::Transcript { cases, .. } => cases.len(),
         })
         .sum();
     Ok(VectorFile {
@@ -264,6 +320,7 @@ pub fn generate() -> anyhow::Result<VaultFile> {
             ("Fake".into(), "Fake KE2 for users without an active record.".into()),
             ("Limit".into(), "Guess limits other than the default.".into()),
             ("Register".into(), "Registration rules.".into()),
+            ("Transcript".into(), "Every message of a flow, with all randomness fixed.".into()),
         ]),
         number_of_cases,
         groups,
@@ -404,9 +461,43 @@ fn run_step(vault: &Vault, config: &ServerConfig, s: &Step) -> Result<(), String
 pub fn verify(file: &VaultFile) -> Failures {
     let mut failures = Failures::default();
     for group in &file.groups {
-        let VaultGroup::StateMachine {
-            parameters, cases, ..
-        } = group;
+        let (parameters, cases) = match group {
+            VaultGroup::StateMachine {
+                parameters, cases, ..
+            } => (parameters, cases),
+            VaultGroup::Transcript { cases, .. } => {
+                for case in cases {
+                    failures.expect_eq(&case.id, "result", &Outcome::Valid, &case.result);
+                    let Ok(bytes) = hex::decode(&case.root_key) else {
+                        failures.add(&case.id, "root_key is not hex");
+                        continue;
+                    };
+                    let Ok(bytes) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+                        failures.add(&case.id, "root_key is not 32 bytes");
+                        continue;
+                    };
+                    let register = case.messages.contains_key("registration_request");
+                    match run_transcript(
+                        &case.user,
+                        &case.password,
+                        &case.recovery_password,
+                        &RootKey::from_bytes(bytes),
+                        register,
+                        Source::Replay(&case.randomness),
+                    ) {
+                        Ok((_, messages, outcome, inexact)) => {
+                            failures.expect_eq(&case.id, "messages", &case.messages, &messages);
+                            failures.expect_eq(&case.id, "outcome", &case.outcome, &outcome);
+                            if !inexact.is_empty() {
+                                failures.add(&case.id, format!("the recorded randomness was not drawn exactly by {inexact:?}"));
+                            }
+                        }
+                        Err(e) => failures.add(&case.id, e),
+                    }
+                }
+                continue;
+            }
+        };
         let config = ServerConfig {
             ksf: KsfParams::TEST,
             ..ServerConfig::default()
@@ -491,4 +582,394 @@ pub fn verify(file: &VaultFile) -> Failures {
         }
     }
     failures
+}
+
+/// A transcript of one registration and one recovery, every random input fixed.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TranscriptCase {
+    /// Stable id.
+    pub id: String,
+    /// What the case shows.
+    pub comment: String,
+    /// Expected outcome.
+    pub result: Outcome,
+    /// Flags (explained in the file's notes).
+    pub flags: Vec<String>,
+    /// The user id (the OPAQUE client identity and, with the tenant, the credential id).
+    pub user: String,
+    /// The password registered (text).
+    pub password: String,
+    /// The password of the recovery (text).
+    pub recovery_password: String,
+    /// K (hex).
+    pub root_key: String,
+    /// Random bytes, exactly as each party draws them, in order (hex).
+    pub randomness: TranscriptRandomness,
+    /// The messages and keys (hex); absent when the flow stops before them.
+    pub messages: BTreeMap<String, String>,
+    /// `ok`, or the error class where the flow stops.
+    pub outcome: String,
+}
+
+/// Every random byte of a transcript, by party and call.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TranscriptRandomness {
+    /// Server, on its first start: `ServerSetup::new` (OPRF seed, server key pair, fake
+    /// key pair, as opaque-ke draws them).
+    pub server_setup: String,
+    /// Client `ClientRegistration::start`: the OPRF blind's 64 wide bytes (reduced mod ℓ).
+    pub registration_client_start: String,
+    /// Server registration start: the 16-byte record id.
+    pub registration_server_start: String,
+    /// Client registration finish: OPAQUE's 32-byte envelope nonce, then the Coffer
+    /// envelope's 12-byte AES-GCM nonce.
+    pub registration_client_finish: String,
+    /// Client `ClientLogin::start`: the blind (64 bytes), the client nonce (32), the client
+    /// keyshare seed (32).
+    pub recovery_client_start: String,
+    /// Server recovery start: the 16-byte session id, then `ServerLogin::start`'s draws
+    /// (masking nonce 32, server nonce 32, server keyshare seed 32; a fake reply draws its
+    /// fake record first).
+    pub recovery_server_start: String,
+    /// Server recovery finish: the release's 12-byte AES-GCM nonce.
+    pub recovery_server_finish: String,
+}
+
+/// A deterministic generator for vectors: SHA-256(seed ‖ counter) blocks. Not for keys in
+/// service; it only makes transcripts reproducible.
+struct StreamRng {
+    seed: Vec<u8>,
+    counter: u64,
+    buffer: Vec<u8>,
+    drawn: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl StreamRng {
+    fn new(seed: &str) -> (Self, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+        let drawn = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        (
+            StreamRng {
+                seed: seed.as_bytes().to_vec(),
+                counter: 0,
+                buffer: Vec::new(),
+                drawn: drawn.clone(),
+            },
+            drawn,
+        )
+    }
+}
+
+impl rand_core::RngCore for StreamRng {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for byte in dest.iter_mut() {
+            if self.buffer.is_empty() {
+                let block = Sha256::digest([&self.seed[..], &self.counter.to_be_bytes()].concat());
+                self.counter += 1;
+                self.buffer = block.iter().rev().copied().collect();
+            }
+            *byte = self.buffer.pop().unwrap_or_default();
+        }
+        if let Ok(mut drawn) = self.drawn.lock() {
+            drawn.extend_from_slice(dest);
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for StreamRng {}
+
+/// Serves exactly the given bytes; drawing more is an error (and fills zeros).
+struct ReplayRng {
+    bytes: Vec<u8>,
+    at: std::sync::Arc<std::sync::Mutex<usize>>,
+    overdrawn: std::sync::Arc<std::sync::Mutex<bool>>,
+}
+
+impl rand_core::RngCore for ReplayRng {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        let mut at = self.at.lock().unwrap_or_else(|p| p.into_inner());
+        for byte in dest.iter_mut() {
+            match self.bytes.get(*at) {
+                Some(b) => *byte = *b,
+                None => {
+                    *byte = 0;
+                    *self.overdrawn.lock().unwrap_or_else(|p| p.into_inner()) = true;
+                }
+            }
+            *at += 1;
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for ReplayRng {}
+
+struct Replay {
+    rng: Option<ReplayRng>,
+    at: std::sync::Arc<std::sync::Mutex<usize>>,
+    overdrawn: std::sync::Arc<std::sync::Mutex<bool>>,
+    len: usize,
+}
+
+fn replay(hex_bytes: &str) -> Result<Replay, String> {
+    let bytes = hex::decode(hex_bytes).map_err(|e| e.to_string())?;
+    let at = std::sync::Arc::new(std::sync::Mutex::new(0));
+    let overdrawn = std::sync::Arc::new(std::sync::Mutex::new(false));
+    Ok(Replay {
+        len: bytes.len(),
+        rng: Some(ReplayRng {
+            bytes,
+            at: at.clone(),
+            overdrawn: overdrawn.clone(),
+        }),
+        at,
+        overdrawn,
+    })
+}
+
+impl Replay {
+    /// Whether exactly all the bytes were drawn.
+    fn exact(&self) -> bool {
+        let at = *self.at.lock().unwrap_or_else(|p| p.into_inner());
+        at == self.len && !*self.overdrawn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The bytes a stream generator handed out, in order.
+type Drawn = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
+/// A client call's generator, with its replay (checking) or record (generating).
+type ClientRng = (
+    Box<dyn coffer::vault::randomness::VaultRng>,
+    Option<Replay>,
+    Option<Drawn>,
+);
+/// What a transcript run gives: randomness drawn, messages, outcome, inexact replays.
+type TranscriptRun = (
+    TranscriptRandomness,
+    BTreeMap<String, String>,
+    String,
+    Vec<String>,
+);
+
+/// Where a transcript's bytes come from: fresh streams when generating, the recorded bytes
+/// when checking.
+enum Source<'a> {
+    Generate(&'a str),
+    Replay(&'a TranscriptRandomness),
+}
+
+/// Runs a registration of `password` and a recovery with `recovery_password` for `user`,
+/// drawing randomness from `source`. Returns the randomness actually drawn, the messages,
+/// the outcome, and whether a replay drew exactly the recorded bytes at every call.
+fn run_transcript(
+    user: &str,
+    password: &str,
+    recovery_password: &str,
+    root: &RootKey,
+    register: bool,
+    source: Source<'_>,
+) -> Result<TranscriptRun, String> {
+    let config = ServerConfig {
+        ksf: KsfParams::TEST,
+        ..ServerConfig::default()
+    };
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut messages = BTreeMap::new();
+    let mut inexact = Vec::new();
+    // One generator per party and call; the server's single generator is split by call.
+    let mut drawn = TranscriptRandomness {
+        server_setup: String::new(),
+        registration_client_start: String::new(),
+        registration_server_start: String::new(),
+        registration_client_finish: String::new(),
+        recovery_client_start: String::new(),
+        recovery_server_start: String::new(),
+        recovery_server_finish: String::new(),
+    };
+    let mut server_replay: Option<Replay> = None;
+    let (server_rng, server_drawn): (Box<dyn coffer::vault::randomness::VaultRng>, _) =
+        match &source {
+            Source::Generate(seed) => {
+                let (rng, drawn) = StreamRng::new(&format!("{seed}/server"));
+                (Box::new(rng), Some(drawn))
+            }
+            Source::Replay(r) => {
+                let all = [
+                    r.server_setup.as_str(),
+                    &r.registration_server_start,
+                    &r.recovery_server_start,
+                    &r.recovery_server_finish,
+                ]
+                .concat();
+                let mut rep = replay(&all)?;
+                let rng = rep.rng.take().ok_or("replay")?;
+                server_replay = Some(rep);
+                (Box::new(rng), None)
+            }
+        };
+    let server_position = || -> usize {
+        server_drawn
+            .as_ref()
+            .map(|d| d.lock().map(|v| v.len()).unwrap_or(0))
+            .unwrap_or(0)
+    };
+    let server_hex = |from: usize, to: usize| -> String {
+        server_drawn
+            .as_ref()
+            .and_then(|d| d.lock().ok().map(|v| hex::encode(&v[from..to])))
+            .unwrap_or_default()
+    };
+    let store = SqliteStore::open(&dir.path().join("vault.db")).map_err(class)?;
+    let hsm = SoftHsm::from_key(&[7; 32], &dir.path().join("k")).map_err(class)?;
+    let vault =
+        VaultServer::open_with_rng(store, hsm, config.clone(), server_rng).map_err(class)?;
+    let p0 = server_position();
+    drawn.server_setup = server_hex(0, p0);
+    let parties = Parties {
+        user: user.into(),
+        server_id: config.server_id.clone(),
+    };
+    // A client call drawing from a fresh stream, or from its recorded bytes.
+    let client_rng = |name: &str, recorded: &str| -> Result<ClientRng, String> {
+        match &source {
+            Source::Generate(seed) => {
+                let (rng, d) = StreamRng::new(&format!("{seed}/{name}"));
+                Ok((Box::new(rng), None, Some(d)))
+            }
+            Source::Replay(_) => {
+                let mut rep = replay(recorded)?;
+                let rng = rep.rng.take().ok_or("replay")?;
+                Ok((Box::new(rng), Some(rep), None))
+            }
+        }
+    };
+    let recorded = match &source {
+        Source::Replay(r) => (*r).clone(),
+        Source::Generate(_) => drawn.clone(),
+    };
+    let mut note = |name: &str, rep: &Option<Replay>, d: &Option<Drawn>, slot: &mut String| {
+        if let Some(rep) = rep {
+            if !rep.exact() {
+                inexact.push(name.to_owned());
+            }
+        }
+        if let Some(d) = d {
+            *slot = d.lock().map(|v| hex::encode(&v[..])).unwrap_or_default();
+        }
+    };
+    let outcome = (|| -> Result<(), String> {
+        if register {
+            let (mut rng, rep, d) = client_rng(
+                "registration_client_start",
+                &recorded.registration_client_start,
+            )?;
+            let (client, request) =
+                RegistrationClient::start_with(password.as_bytes(), &mut *rng).map_err(class)?;
+            note(
+                "registration_client_start",
+                &rep,
+                &d,
+                &mut drawn.registration_client_start,
+            );
+            messages.insert("registration_request".into(), hex::encode(&request));
+            let before = server_position();
+            let start = vault
+                .register_start(TENANT, user, &request)
+                .map_err(class)?;
+            drawn.registration_server_start = server_hex(before, server_position());
+            messages.insert("registration_response".into(), hex::encode(&start.response));
+            messages.insert("record_id".into(), hex::encode(start.record_id));
+            let (mut rng, rep, d) = client_rng(
+                "registration_client_finish",
+                &recorded.registration_client_finish,
+            )?;
+            let (upload, envelope) = client
+                .finish_with(
+                    &parties,
+                    &start.response,
+                    &start.ksf,
+                    &start.record_id,
+                    1,
+                    root,
+                    &mut *rng,
+                )
+                .map_err(class)?;
+            note(
+                "registration_client_finish",
+                &rep,
+                &d,
+                &mut drawn.registration_client_finish,
+            );
+            messages.insert("registration_upload".into(), hex::encode(&upload));
+            messages.insert("envelope".into(), hex::encode(&envelope));
+            vault
+                .register_finish(TENANT, user, start.record_id, &upload, &envelope, None)
+                .map_err(class)?;
+        }
+        let (mut rng, rep, d) =
+            client_rng("recovery_client_start", &recorded.recovery_client_start)?;
+        let (client, ke1) =
+            RecoveryClient::start_with(recovery_password.as_bytes(), &mut *rng).map_err(class)?;
+        note(
+            "recovery_client_start",
+            &rep,
+            &d,
+            &mut drawn.recovery_client_start,
+        );
+        messages.insert("ke1".into(), hex::encode(&ke1));
+        let before = server_position();
+        let ke2 = vault.recover_start(TENANT, user, &ke1).map_err(class)?;
+        drawn.recovery_server_start = server_hex(before, server_position());
+        messages.insert("session_id".into(), hex::encode(ke2.session_id));
+        messages.insert("ke2".into(), hex::encode(&ke2.ke2));
+        let done = client.finish(&parties, &ke2.ke2, &ke2.ksf).map_err(class)?;
+        messages.insert("ke3".into(), hex::encode(&done.ke3));
+        messages.insert("export_key".into(), hex::encode(done.export_key()));
+        messages.insert("session_key".into(), hex::encode(done.session_key()));
+        let before = server_position();
+        let released = vault
+            .recover_finish(TENANT, &ke2.session_id, &done.ke3)
+            .map_err(class)?;
+        drawn.recovery_server_finish = server_hex(before, server_position());
+        messages.insert("release".into(), hex::encode(&released));
+        let (_, _, k) = done.open(&ke2.session_id, &released).map_err(class)?;
+        messages.insert("recovered_key".into(), hex::encode(k.as_bytes()));
+        Ok(())
+    })();
+    let outcome = match outcome {
+        Ok(()) => "ok".to_owned(),
+        Err(c) => c,
+    };
+    if server_replay.as_ref().is_some_and(|r| !r.exact()) {
+        inexact.push("server".into());
+    }
+    Ok((drawn, messages, outcome, inexact))
 }

@@ -2,6 +2,7 @@
 //! of transport.
 
 use super::envelope::{open_envelope, open_transport, seal_envelope, ENVELOPE_LEN};
+use super::randomness::{RngRef, VaultRng};
 use super::suite::{KsfParams, Suite, CONTEXT};
 use super::VaultError;
 use crate::key::RootKey;
@@ -53,7 +54,15 @@ pub struct RegistrationClient {
 impl RegistrationClient {
     /// Blinds the password; returns the `RegistrationRequest` to send.
     pub fn start(password: &[u8]) -> Result<(Self, Vec<u8>), VaultError> {
-        let start = ClientRegistration::<Suite>::start(&mut OsRng, password)?;
+        Self::start_with(password, &mut OsRng)
+    }
+
+    /// [`RegistrationClient::start`] drawing from `rng` (test vectors fix it).
+    pub fn start_with(
+        password: &[u8],
+        rng: &mut dyn VaultRng,
+    ) -> Result<(Self, Vec<u8>), VaultError> {
+        let start = ClientRegistration::<Suite>::start(&mut RngRef(rng), password)?;
         Ok((
             RegistrationClient {
                 state: start.state,
@@ -74,14 +83,30 @@ impl RegistrationClient {
         version: u32,
         root: &RootKey,
     ) -> Result<(Vec<u8>, Vec<u8>), VaultError> {
+        self.finish_with(parties, response, ksf, record_id, version, root, &mut OsRng)
+    }
+
+    /// [`RegistrationClient::finish`] drawing from `rng` (OPAQUE's envelope nonce, then the
+    /// Coffer envelope's nonce).
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish_with(
+        self,
+        parties: &Parties,
+        response: &[u8],
+        ksf: &str,
+        record_id: &[u8; 16],
+        version: u32,
+        root: &RootKey,
+        rng: &mut dyn VaultRng,
+    ) -> Result<(Vec<u8>, Vec<u8>), VaultError> {
         let argon = ksf_from_server(ksf)?.argon2()?;
         let response = RegistrationResponse::<Suite>::deserialize(response)
             .map_err(|e| malformed("RegistrationResponse", e))?;
         let params = ClientRegistrationFinishParameters::new(parties.identifiers(), Some(&argon));
         let done = self
             .state
-            .finish(&mut OsRng, &self.password, response, params)?;
-        let envelope = seal_envelope(&done.export_key, record_id, version, root.as_bytes())?;
+            .finish(&mut RngRef(rng), &self.password, response, params)?;
+        let envelope = seal_envelope(&done.export_key, record_id, version, root.as_bytes(), rng)?;
         debug_assert_eq!(envelope.len(), ENVELOPE_LEN);
         Ok((done.message.serialize().to_vec(), envelope))
     }
@@ -104,7 +129,15 @@ pub struct LoginDone {
 impl RecoveryClient {
     /// Blinds the password; returns KE1.
     pub fn start(password: &[u8]) -> Result<(Self, Vec<u8>), VaultError> {
-        let start = ClientLogin::<Suite>::start(&mut OsRng, password)?;
+        Self::start_with(password, &mut OsRng)
+    }
+
+    /// [`RecoveryClient::start`] drawing from `rng` (test vectors fix it).
+    pub fn start_with(
+        password: &[u8],
+        rng: &mut dyn VaultRng,
+    ) -> Result<(Self, Vec<u8>), VaultError> {
+        let start = ClientLogin::<Suite>::start(&mut RngRef(rng), password)?;
         Ok((
             RecoveryClient {
                 state: start.state,
@@ -154,6 +187,11 @@ impl LoginDone {
     /// The export key (to seal a new envelope in a password change).
     pub fn export_key(&self) -> &[u8] {
         &self.export_key
+    }
+
+    /// The session key (for test vectors; the release is opened with it).
+    pub fn session_key(&self) -> &[u8] {
+        &self.session_key
     }
 }
 

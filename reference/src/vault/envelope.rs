@@ -4,6 +4,7 @@
 //! - the **transport**: after KE3 verifies, the vault sends the envelope encrypted under a
 //!   key derived from the session key, bound to the session id.
 
+use super::randomness::VaultRng;
 use super::VaultError;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use hkdf::Hkdf;
@@ -28,9 +29,15 @@ fn key(secret: &[u8], info: &[u8]) -> Result<LessSafeKey, VaultError> {
     Ok(LessSafeKey::new(unbound))
 }
 
-fn seal(key: &LessSafeKey, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, VaultError> {
+fn seal(
+    key: &LessSafeKey,
+    aad: &[u8],
+    plain: &[u8],
+    rng: &mut dyn VaultRng,
+) -> Result<Vec<u8>, VaultError> {
     let mut nonce = [0u8; NONCE_LEN];
-    getrandom::fill(&mut nonce).map_err(|e| VaultError::Internal(format!("OS random: {e}")))?;
+    rng.try_fill_bytes(&mut nonce)
+        .map_err(|e| VaultError::Internal(format!("random generator: {e}")))?;
     let mut out = nonce.to_vec();
     out.extend_from_slice(plain);
     let tag = key
@@ -67,17 +74,19 @@ fn envelope_aad(record_id: &[u8; 16], version: u32) -> Vec<u8> {
     [AAD_ENVELOPE, &record_id[..], &version.to_be_bytes()].concat()
 }
 
-/// Seals K for the vault to store.
+/// Seals K for the vault to store, with a nonce from `rng`.
 pub fn seal_envelope(
     export_key: &[u8],
     record_id: &[u8; 16],
     version: u32,
     root: &[u8; 32],
+    rng: &mut dyn VaultRng,
 ) -> Result<Vec<u8>, VaultError> {
     seal(
         &key(export_key, INFO_ENVELOPE)?,
         &envelope_aad(record_id, version),
         root,
+        rng,
     )
 }
 
@@ -111,11 +120,13 @@ pub fn seal_transport(
     session_key: &[u8],
     session_id: &[u8; 16],
     payload: &[u8],
+    rng: &mut dyn VaultRng,
 ) -> Result<Vec<u8>, VaultError> {
     seal(
         &key(session_key, INFO_TRANSPORT)?,
         &[AAD_TRANSPORT, &session_id[..]].concat(),
         payload,
+        rng,
     )
 }
 

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod envelope;
+pub mod randomness;
 pub mod server;
 pub mod suite;
 

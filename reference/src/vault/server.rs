@@ -2,6 +2,7 @@
 //! Guesses are counted in the store, durably, before a KE2 is returned.
 
 use super::envelope::{seal_transport, ENVELOPE_LEN};
+use super::randomness::{Randomness, VaultRng};
 use super::suite::{credential_id, KsfParams, Suite, CONTEXT};
 use super::VaultError;
 use crate::hsm::Hsm;
@@ -10,7 +11,6 @@ use opaque_ke::{
     CredentialFinalization, CredentialRequest, Identifiers, RegistrationRequest,
     RegistrationUpload, ServerLogin, ServerLoginParameters, ServerRegistration, ServerSetup,
 };
-use rand_core::OsRng;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -121,12 +121,7 @@ pub struct VaultServer<S: Store, H: Hsm> {
     config: ServerConfig,
     pending: Mutex<HashMap<[u8; 16], Pending>>,
     verified: Mutex<HashMap<[u8; 16], Verified>>,
-}
-
-fn random_id() -> Result<[u8; 16], VaultError> {
-    let mut id = [0u8; 16];
-    getrandom::fill(&mut id).map_err(|e| VaultError::Internal(format!("OS random: {e}")))?;
-    Ok(id)
+    randomness: Randomness,
 }
 
 fn record_aad(record_id: &[u8; 16], version: u32) -> Vec<u8> {
@@ -136,10 +131,31 @@ fn record_aad(record_id: &[u8; 16], version: u32) -> Vec<u8> {
 impl<S: Store, H: Hsm> VaultServer<S, H> {
     /// Loads the sealed server setup, creating and sealing a fresh one on first start.
     pub fn open(store: S, hsm: H, config: ServerConfig) -> Result<Self, VaultError> {
+        Self::open_with(store, hsm, config, Randomness::Os)
+    }
+
+    /// [`VaultServer::open`] drawing every random value (server setup, record and session
+    /// ids, OPAQUE nonces and keyshares, transport nonces) from `rng`, one at a time: for
+    /// deterministic test vectors only.
+    pub fn open_with_rng(
+        store: S,
+        hsm: H,
+        config: ServerConfig,
+        rng: Box<dyn VaultRng>,
+    ) -> Result<Self, VaultError> {
+        Self::open_with(store, hsm, config, Randomness::Fixed(Mutex::new(rng)))
+    }
+
+    fn open_with(
+        store: S,
+        hsm: H,
+        config: ServerConfig,
+        randomness: Randomness,
+    ) -> Result<Self, VaultError> {
         let sealed = match store.server_setup()? {
             Some(s) => s,
             None => {
-                let fresh = ServerSetup::<Suite>::new(&mut OsRng);
+                let fresh = randomness.with(|rng| ServerSetup::<Suite>::new(rng));
                 let sealed = hsm.seal(AAD_SETUP, &fresh.serialize())?;
                 store.init_server_setup(&sealed)?
             }
@@ -154,7 +170,14 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             config,
             pending: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
+            randomness,
         })
+    }
+
+    fn random_id(&self) -> Result<[u8; 16], VaultError> {
+        let mut id = [0u8; 16];
+        self.randomness.fill(&mut id)?;
+        Ok(id)
     }
 
     /// Dies on the spot at `point` if the crash-test configuration asks for it.
@@ -212,7 +235,7 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
         let cred = credential_id(tenant, user);
         let start = ServerRegistration::<Suite>::start(&self.setup, request, &cred)?;
         Ok(RegisterStart {
-            record_id: random_id()?,
+            record_id: self.random_id()?,
             response: start.message.serialize().to_vec(),
             ksf: self.config.ksf.name(),
         })
@@ -271,20 +294,15 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
         let ke1 = CredentialRequest::<Suite>::deserialize(ke1)
             .map_err(|e| malformed("CredentialRequest", e))?;
         let cred = credential_id(tenant, user);
-        let session_id = random_id()?;
+        let session_id = self.random_id()?;
         let record = match self.store.count_guess(tenant, user)? {
             GuessOutcome::Counted(r) => Some(r),
             GuessOutcome::Destroyed | GuessOutcome::Absent => None,
         };
         let Some(record) = record else {
-            let fake = ServerLogin::start(
-                &mut OsRng,
-                &self.setup,
-                None,
-                ke1,
-                &cred,
-                self.login_params(user),
-            )?;
+            let fake = self.randomness.with(|rng| {
+                ServerLogin::start(rng, &self.setup, None, ke1, &cred, self.login_params(user))
+            })?;
             return Ok(RecoverStart {
                 session_id,
                 ke2: fake.message.serialize().to_vec(),
@@ -306,14 +324,16 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
         }
         let file = ServerRegistration::<Suite>::deserialize(&secret[..PASSWORD_FILE_LEN])
             .map_err(|e| malformed("ServerRegistration", e))?;
-        let start = ServerLogin::start(
-            &mut OsRng,
-            &self.setup,
-            Some(file),
-            ke1,
-            &cred,
-            self.login_params(user),
-        )?;
+        let start = self.randomness.with(|rng| {
+            ServerLogin::start(
+                rng,
+                &self.setup,
+                Some(file),
+                ke1,
+                &cred,
+                self.login_params(user),
+            )
+        })?;
         let mut pending = self
             .pending
             .lock()
@@ -373,7 +393,9 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
         self.fault("after_reset");
         let payload =
             Zeroizing::new([&p.record_id[..], &p.version.to_be_bytes(), &p.envelope[..]].concat());
-        let released = seal_transport(&finished.session_key, session_id, &payload)?;
+        let released = self
+            .randomness
+            .with(|rng| seal_transport(&finished.session_key, session_id, &payload, rng))?;
         let mut verified = self
             .verified
             .lock()
