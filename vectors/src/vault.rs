@@ -616,8 +616,8 @@ pub struct TranscriptCase {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TranscriptRandomness {
-    /// Server, on its first start: `ServerSetup::new` (OPRF seed, server key pair, fake
-    /// key pair, as opaque-ke draws them).
+    /// Server, on its first start: `ServerSetup::new`: the server key pair's scalar (64),
+    /// the OPRF seed (64), the fake-reply key pair's scalar (64).
     pub server_setup: String,
     /// Client `ClientRegistration::start`: the OPRF blind's 64 wide bytes (reduced mod ℓ).
     pub registration_client_start: String,
@@ -626,12 +626,12 @@ pub struct TranscriptRandomness {
     /// Client registration finish: OPAQUE's 32-byte envelope nonce, then the Coffer
     /// envelope's 12-byte AES-GCM nonce.
     pub registration_client_finish: String,
-    /// Client `ClientLogin::start`: the blind (64 bytes), the client nonce (32), the client
-    /// keyshare seed (32).
+    /// Client `ClientLogin::start`: the blind (64 bytes), the client keyshare seed (32), the
+    /// client nonce (32).
     pub recovery_client_start: String,
-    /// Server recovery start: the 16-byte session id, then `ServerLogin::start`'s draws
-    /// (masking nonce 32, server nonce 32, server keyshare seed 32; a fake reply draws its
-    /// fake record first).
+    /// Server recovery start: the 16-byte session id, then `ServerLogin::start`'s draws: a
+    /// fake record's masking key (64, drawn even for a real record), the masking nonce (32),
+    /// the server keyshare seed (32), the server nonce (32).
     pub recovery_server_start: String,
     /// Server recovery finish: the release's 12-byte AES-GCM nonce.
     pub recovery_server_finish: String,
