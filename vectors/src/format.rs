@@ -259,14 +259,29 @@ fn valid_file(
 
 const FIXED_OK: [u8; 4] = [1, 1, 0, 0];
 
+/// A Zstandard frame of empty content: magic, a single-segment header with content size 0,
+/// one empty raw block marked last.
+const EMPTY_FRAME: [u8; 9] = [0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x00, 0x01, 0x00, 0x00];
+
 /// A small file with a crafted header, otherwise made right (its check and commitment hold).
 fn crafted(root: &RootKey, id: &str, fixed: [u8; 4], metadata: &[u8]) -> anyhow::Result<Vec<u8>> {
+    crafted_payload(root, id, fixed, metadata, b"x")
+}
+
+/// A file with a crafted header and payload, otherwise made right.
+fn crafted_payload(
+    root: &RootKey,
+    id: &str,
+    fixed: [u8; 4],
+    metadata: &[u8],
+    payload: &[u8],
+) -> anyhow::Result<Vec<u8>> {
     let salt = salt_for(id);
     assemble(
         root,
         &salt,
         &context(fixed, &key_id(root, &salt), metadata),
-        b"x",
+        payload,
     )
 }
 
@@ -472,6 +487,19 @@ pub fn generate() -> anyhow::Result<FormatFile> {
             error,
         ))
     };
+    // Authenticated files whose zstd payload is broken: `corrupt` (spec/format.md §8).
+    let zstd_case =
+        |id: &str, comment: &str, payload: &[u8]| -> anyhow::Result<InvalidCofferFileCase> {
+            let full_id = format!("format.invalid.{id}");
+            let file = crafted_payload(&root, &full_id, [1, 1, 1, 0], &[], payload)?;
+            Ok(written(
+                id,
+                comment,
+                &["Zstd", "PayloadBroken"],
+                file,
+                "corrupt",
+            ))
+        };
     let mut version_2 = crafted(&root, "format.invalid.version_2", FIXED_OK, &[])?;
     version_2[8] = 2;
     let mut header_len_39 = base.file[..40].to_vec();
@@ -742,6 +770,31 @@ pub fn generate() -> anyhow::Result<FormatFile> {
             &entry(1, 2, b"today"),
             "malformed",
         )?,
+        zstd_case(
+            "zstd_empty_payload",
+            "zstd with an empty payload: no frame at all",
+            &[],
+        )?,
+        zstd_case(
+            "zstd_not_a_frame",
+            "zstd with a payload that is not a Zstandard frame",
+            b"not a frame",
+        )?,
+        zstd_case(
+            "zstd_bytes_after_frame",
+            "a frame of empty content, then one more byte",
+            &[&EMPTY_FRAME[..], &[0x00][..]].concat(),
+        )?,
+        zstd_case(
+            "zstd_skippable_frame",
+            "a skippable frame instead of an ordinary one",
+            &[0x50, 0x2a, 0x4d, 0x18, 0x01, 0x00, 0x00, 0x00, 0x00],
+        )?,
+        zstd_case(
+            "zstd_window_2_25",
+            "a frame whose window is 2^25 bytes, above the 2^24 limit",
+            &[0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x78, 0x09, 0x00, 0x00, b'x'],
+        )?,
     ];
     let file_cases: Vec<CofferFileCase> = made.into_iter().map(|m| m.case).collect();
     let groups = vec![
@@ -785,6 +838,7 @@ pub fn generate() -> anyhow::Result<FormatFile> {
             ("Metadata".into(), "Metadata entries (§3.2).".into()),
             ("TrailingData".into(), "Bytes after a complete file.".into()),
             ("Truncated".into(), "The input ends early.".into()),
+            ("PayloadBroken".into(), "The chunks authenticate, but the payload is not one valid Zstandard frame (§8).".into()),
             ("UnknownTag".into(), "A metadata tag this version does not define.".into()),
             ("WrongKey".into(), "Another K.".into()),
             ("Zstd".into(), "A zstd-compressed payload (the payload is the frame; the plaintext its content).".into()),

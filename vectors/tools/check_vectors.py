@@ -205,6 +205,8 @@ class Checker:
                     if payload != data_bytes(case["plaintext"]):
                         self.fail(case, "plaintext differs")
                 else:
+                    if zstd_frame_problem(payload):
+                        self.fail(case, "the payload is not one valid Zstandard frame")
                     self.not_checked.append(f"{case['id']}: zstd plaintext (the payload frame was checked)")
                 self.expect(case, "compression", info["compression"])
                 self.expect(case, "metadata", info["metadata"])
@@ -225,8 +227,10 @@ class Checker:
             else:
                 data, plaintext = data_bytes(case["file"]), b""
             try:
-                coffer_read(data, bytes.fromhex(case["key"]))
+                payload, info = coffer_read(data, bytes.fromhex(case["key"]))
                 error, released = None, None
+                if info["compression"] == "zstd":
+                    error = zstd_frame_problem(payload)
             except Refused as e:
                 error, released = e.error_class, e.released
             self.outcome(case, error)
@@ -664,6 +668,38 @@ def coffer_read(data, k):
                 raise refuse("truncated")
             raise refuse("corrupt" if ends_with_footer else "truncated")
         raise refuse("trailing_data" if final_prefix(block) is not None else "corrupt")
+
+
+def zstd_frame_problem(payload):
+    """§8 without decompressing: the payload must be exactly one ordinary Zstandard frame
+    (RFC 8878 §3.1.1) with a window of at most 2^24 bytes. Returns "corrupt" or None. The
+    block structure is walked by its headers; a compressed block's content is not decoded."""
+    p = payload
+    if len(p) < 6 or p[:4] != b"\x28\xb5\x2f\xfd":
+        return "corrupt"
+    fhd, pos = p[4], 5
+    single_segment, checksum, dict_flag, fcs_flag = (fhd >> 5) & 1, (fhd >> 2) & 1, fhd & 3, fhd >> 6
+    if not single_segment:
+        exponent, mantissa = p[pos] >> 3, p[pos] & 7
+        base = 1 << (10 + exponent)
+        if base + (base >> 3) * mantissa > 1 << 24:
+            return "corrupt"
+        pos += 1
+    pos += [0, 1, 2, 4][dict_flag] + [1 if single_segment else 0, 2, 4, 8][fcs_flag]
+    while True:
+        if pos + 3 > len(p):
+            return "corrupt"
+        header = int.from_bytes(p[pos:pos + 3], "little")
+        last, kind, size = header & 1, (header >> 1) & 3, header >> 3
+        if kind == 3:
+            return "corrupt"
+        pos += 3 + (1 if kind == 1 else size)
+        if pos > len(p):
+            return "corrupt"
+        if last:
+            break
+    pos += 4 if checksum else 0
+    return None if pos == len(p) else "corrupt"
 
 
 def coffer_assemble(k, salt, context, payload):

@@ -269,7 +269,12 @@ pub struct Reader<R: BufRead> {
     plaintext_len: u64,
     failed: Option<(crate::ErrorClass, String)>,
     done: bool,
+    /// Whether the zstd payload's first bytes were checked to be a frame's magic.
+    frame_checked: bool,
 }
+
+/// The magic of an ordinary Zstandard frame (RFC 8878 §3.1.1); skippable frames differ.
+const ZSTD_FRAME_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// Opens a Coffer file for streaming decryption, checking everything before the body.
 /// Give a slice or a `BufReader` (of at least 64 KiB for speed): whole chunks are decrypted
@@ -305,6 +310,7 @@ pub(crate) fn resume<R: BufRead>(input: R, opened: Opened) -> Result<Reader<R>, 
         plaintext_len: 0,
         failed: None,
         done: false,
+        frame_checked: false,
     })
 }
 
@@ -379,6 +385,21 @@ impl<R: BufRead> Read for Reader<R> {
         }
         let result = match &mut self.source {
             Source::Plain(b) => b.read(out),
+            // The payload must be one ordinary frame (spec/format.md §8): the decoder alone
+            // would step over a skippable frame, so look at the magic before it starts.
+            Source::Zstd(d) if !self.frame_checked => match d.get_mut().fill_buf() {
+                Ok(head) if head.len() >= 4 && head[..4] != ZSTD_FRAME_MAGIC => {
+                    Err(FormatError::Decompress(
+                        "the payload does not start with a Zstandard frame".into(),
+                    )
+                    .into_io())
+                }
+                Ok(_) => {
+                    self.frame_checked = true;
+                    d.read(out)
+                }
+                Err(e) => Err(e),
+            },
             Source::Zstd(d) => d.read(out),
         };
         let err = match result {
