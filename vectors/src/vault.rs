@@ -75,7 +75,8 @@ pub struct Step {
     /// vanishes after KE2), `forged_ke3` (KE1, then a KE3 of random bytes), `change_password`
     /// (a recovery with `password`, then a registration of `new_password` on its verified
     /// session), `change_password_unverified` (a password change naming a session that never
-    /// verified), or `delete`.
+    /// verified), `recover_hold` (a recovery up to the client's KE3, which is kept back),
+    /// `recover_release` (the held KE3 is sent), or `delete`.
     pub op: String,
     /// The user id.
     pub user: String,
@@ -222,6 +223,20 @@ pub fn generate() -> anyhow::Result<VaultFile> {
             step("change_password_unverified", a, Some("new password"), "unauthorized", "active", 10),
             recover(right, "ok", "active", 10),
         ]),
+        script("locked_after_change", "a KE3 that verifies after the record changed since its KE1 is locked, and releases nothing", &["Locked", "ChangePassword"], vec![
+            register(None, "ok", "active", 10),
+            step("recover_hold", a, right, "ok", "active", 9),
+            Step { new_password: Some("new password".into()), ..step("change_password", a, right, "ok", "active", 10) },
+            step("recover_release", a, None, "locked", "active", 10),
+            recover(Some("new password"), "ok", "active", 10),
+        ]),
+        script("locked_after_destruction", "a held KE3 of the right password, sent after the record was destroyed, is locked", &["Locked", "Destruction"], vec![
+            register(Some(2), "ok", "active", 2),
+            step("recover_hold", a, right, "ok", "active", 1),
+            recover(wrong, "wrong_password", "active", 0),
+            recover(wrong, "wrong_password", "destroyed", 0),
+            step("recover_release", a, None, "locked", "destroyed", 0),
+        ]),
         script("change_password_wrong", "a change with the wrong password fails at its recovery and counts", &["ChangePassword", "Counting"], vec![
             register(None, "ok", "active", 10),
             Step { new_password: Some("new password".into()), ..step("change_password", a, wrong, "wrong_password", "active", 9) },
@@ -319,6 +334,7 @@ pub fn generate() -> anyhow::Result<VaultFile> {
             ("Destruction".into(), "The record is destroyed at its limit and never restored.".into()),
             ("Fake".into(), "Fake KE2 for users without an active record.".into()),
             ("Limit".into(), "Guess limits other than the default.".into()),
+            ("Locked".into(), "A verified KE3 for a record destroyed or changed since its KE1 (§3.2 step 4).".into()),
             ("Register".into(), "Registration rules.".into()),
             ("Transcript".into(), "Every message of a flow, with all randomness fixed.".into()),
         ]),
@@ -352,7 +368,10 @@ fn login(
     Ok((ke2.session_id, done))
 }
 
-fn run_step(vault: &Vault, config: &ServerConfig, s: &Step) -> Result<(), String> {
+/// A recovery whose KE3 is held back: session id and the client's finished login.
+type Held = BTreeMap<String, ([u8; 16], coffer::vault::client::LoginDone)>;
+
+fn run_step(vault: &Vault, config: &ServerConfig, s: &Step, held: &mut Held) -> Result<(), String> {
     let parties = Parties {
         user: s.user.clone(),
         server_id: config.server_id.clone(),
@@ -445,6 +464,20 @@ fn run_step(vault: &Vault, config: &ServerConfig, s: &Step) -> Result<(), String
                 .map_err(class)
         }
         "delete" => vault.delete(TENANT, &s.user).map_err(class),
+        "recover_hold" => {
+            let (session, done) = login(vault, &parties, &s.user, &password)?;
+            held.insert(s.user.clone(), (session, done));
+            Ok(())
+        }
+        "recover_release" => {
+            let (session, done) = held
+                .remove(&s.user)
+                .ok_or_else(|| "no held recovery".to_string())?;
+            vault
+                .recover_finish(TENANT, &session, &done.ke3)
+                .map(|_| ())
+                .map_err(class)
+        }
         "change_password_unverified" => {
             // A registration naming a session that never verified.
             let (_, request) = RegistrationClient::start(password.as_bytes()).map_err(class)?;
@@ -553,9 +586,10 @@ pub fn verify(file: &VaultFile) -> Failures {
                 }
             };
             failures.expect_eq(&case.id, "result", &Outcome::Valid, &case.result);
+            let mut held = Held::new();
             for (i, s) in case.steps.iter().enumerate() {
                 let at = format!("{} step {} ({})", case.id, i + 1, s.op);
-                let outcome = match run_step(&vault, &config, s) {
+                let outcome = match run_step(&vault, &config, s, &mut held) {
                     Ok(()) => "ok".to_owned(),
                     Err(c) => c,
                 };
