@@ -32,6 +32,14 @@ pub enum KdfGroup {
         /// The cases.
         cases: Vec<KeyIdCase>,
     },
+    /// The vault's wrapping keys (spec/vault.md §3.4): HKDF-SHA512 with no salt, L = 32, of
+    /// the OPAQUE export key (envelope) or session key (transport).
+    VaultKeys {
+        /// What the group covers.
+        description: String,
+        /// The cases.
+        cases: Vec<VaultKeyCase>,
+    },
     /// C2SP chunked encryption's key schedule: `key ‖ base_nonce ‖ commitment =
     /// HKDF-Expand-SHA-512(prk = input_key, info = "c2sp.org/chunked-encryption@v1+" ‖
     /// "AEAD_AES_256_GCM" ‖ 00 ‖ salt ‖ context, L = 76)`.
@@ -83,6 +91,26 @@ pub struct KeyIdCase {
     pub id_key: String,
     /// The 16-byte key id (hex).
     pub key_id: String,
+}
+
+/// One vault wrapping key.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VaultKeyCase {
+    /// Stable id.
+    pub id: String,
+    /// What the case shows.
+    pub comment: String,
+    /// Expected outcome.
+    pub result: Outcome,
+    /// Flags (explained in the file's notes).
+    pub flags: Vec<String>,
+    /// The 64-byte export key or session key (hex).
+    pub ikm: String,
+    /// `coffer/v1 vault envelope key` or `coffer/v1 vault transport key`.
+    pub info: String,
+    /// The 32-byte AES-256-GCM key (hex).
+    pub okm: String,
 }
 
 /// One C2SP key schedule.
@@ -252,6 +280,10 @@ pub fn generate() -> anyhow::Result<KdfFile> {
             description: "id_key = HKDF-SHA256(K, 32 zero bytes, \"coffer/v1 key id\", 32); key_id = HMAC-SHA256(id_key, salt)[0..16].".into(),
             cases: key_id_cases,
         },
+        KdfGroup::VaultKeys {
+            description: "key = HKDF-SHA512(salt = none, IKM = the OPAQUE export key or session key, info, L = 32): the envelope key seals K (the vault cannot open it), the transport key seals the release.".into(),
+            cases: vault_key_cases()?,
+        },
         KdfGroup::ChunkedEncryptionKeys {
             description: "C2SP chunked encryption (Cobblestone-256) key schedule: the first 32 bytes of the 76-byte HKDF-Expand-SHA-512 output are the AES key, the next 12 the base nonce, the last 32 the commitment.".into(),
             cases: chunk_cases,
@@ -263,6 +295,7 @@ pub fn generate() -> anyhow::Result<KdfFile> {
             KdfGroup::HkdfSha256 { cases, .. } => cases.len(),
             KdfGroup::KeyId { cases, .. } => cases.len(),
             KdfGroup::ChunkedEncryptionKeys { cases, .. } => cases.len(),
+            KdfGroup::VaultKeys { cases, .. } => cases.len(),
         })
         .sum();
     Ok(VectorFile {
@@ -287,6 +320,84 @@ pub fn generate() -> anyhow::Result<KdfFile> {
         number_of_cases,
         groups,
     })
+}
+
+fn hkdf_sha512(ikm: &[u8], info: &[u8]) -> anyhow::Result<[u8; 32]> {
+    let mut okm = [0u8; 32];
+    hkdf::Hkdf::<sha2::Sha512>::new(None, ikm)
+        .expand(info, &mut okm)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(okm)
+}
+
+fn vault_key_cases() -> anyhow::Result<Vec<VaultKeyCase>> {
+    let mut cases = Vec::new();
+    for (name, ikm) in [
+        ("counting", (0u8..64).collect::<Vec<u8>>()),
+        ("all_a5", vec![0xa5; 64]),
+    ] {
+        for (what, info) in [
+            ("envelope", "coffer/v1 vault envelope key"),
+            ("transport", "coffer/v1 vault transport key"),
+        ] {
+            cases.push(VaultKeyCase {
+                id: format!("kdf.vault.{what}.{name}"),
+                comment: format!("the {what} key from a {name} 64-byte key"),
+                result: Outcome::Valid,
+                flags: vec![],
+                ikm: hex::encode(&ikm),
+                info: info.into(),
+                okm: hex::encode(hkdf_sha512(&ikm, info.as_bytes())?),
+            });
+        }
+    }
+    Ok(cases)
+}
+
+/// Checks a vault key through the reference: a message sealed under `okm` (with OpenSSL)
+/// must open with the reference's envelope or transport opener given only `ikm`.
+fn vault_key_opens(case: &VaultKeyCase) -> Result<(), String> {
+    let ikm = hex::decode(&case.ikm).map_err(|e| e.to_string())?;
+    let okm = hex::decode(&case.okm).map_err(|e| e.to_string())?;
+    let nonce = [9u8; 12];
+    let (aad, plain): (Vec<u8>, Vec<u8>) = match case.info.as_str() {
+        "coffer/v1 vault envelope key" => (
+            [
+                b"coffer/v1 envelope".as_slice(),
+                &[3; 16],
+                &7u32.to_be_bytes(),
+            ]
+            .concat(),
+            vec![0x42; 32],
+        ),
+        "coffer/v1 vault transport key" => (
+            [b"coffer/v1 transport".as_slice(), &[4; 16]].concat(),
+            b"released".to_vec(),
+        ),
+        other => return Err(format!("unknown info {other:?}")),
+    };
+    let mut tag = [0u8; 16];
+    let ct = openssl::symm::encrypt_aead(
+        openssl::symm::Cipher::aes_256_gcm(),
+        &okm,
+        Some(&nonce),
+        &aad,
+        &plain,
+        &mut tag,
+    )
+    .map_err(|e| e.to_string())?;
+    let sealed = [&nonce[..], &ct, &tag].concat();
+    let opened = match case.info.as_str() {
+        "coffer/v1 vault envelope key" => {
+            coffer::vault::envelope::open_envelope(&ikm, &[3; 16], 7, &sealed).map(|k| k.to_vec())
+        }
+        _ => coffer::vault::envelope::open_transport(&ikm, &[4; 16], &sealed).map(|p| p.to_vec()),
+    };
+    match opened {
+        Ok(p) if p == plain => Ok(()),
+        Ok(_) => Err("opened to other bytes".into()),
+        Err(_) => Err("the reference does not open a message sealed under okm".into()),
+    }
 }
 
 /// Runs every case of `file` against the reference implementation.
@@ -339,6 +450,14 @@ pub fn verify(file: &KdfFile) -> Failures {
                             );
                         }
                         _ => failures.add(&case.id, "bad input"),
+                    }
+                }
+            }
+            KdfGroup::VaultKeys { cases, .. } => {
+                for case in cases {
+                    failures.expect_eq(&case.id, "result", &Outcome::Valid, &case.result);
+                    if let Err(e) = vault_key_opens(case) {
+                        failures.add(&case.id, format!("okm: {e}"));
                     }
                 }
             }

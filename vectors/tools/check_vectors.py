@@ -245,6 +245,12 @@ class Checker:
             okm = hkdf_sha256(bytes.fromhex(case["ikm"]), salt, case["info"].encode(), group["length"])
             self.expect(case, "okm", okm.hex())
 
+    def vault_keys(self, group):
+        for case in group["cases"]:
+            self.outcome(case, None)
+            okm = HKDF(hashes.SHA512(), 32, None, case["info"].encode()).derive(bytes.fromhex(case["ikm"]))
+            self.expect(case, "okm", okm.hex())
+
     def key_id(self, group):
         for case in group["cases"]:
             self.outcome(case, None)
@@ -738,7 +744,7 @@ def chunk_keys(input_key, salt, context):
 
 
 GROUP_TYPES = {
-    "sixty_four_digits", "key_file", "hkdf_sha256", "key_id", "chunked_encryption_keys",
+    "sixty_four_digits", "key_file", "hkdf_sha256", "key_id", "vault_keys", "chunked_encryption_keys",
     "header", "file", "invalid_file", "coffer_file", "invalid_coffer_file",
 }
 
