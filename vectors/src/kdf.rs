@@ -38,7 +38,7 @@ pub enum KdfGroup {
         /// What the group covers.
         description: String,
         /// The cases.
-        cases: Vec<VaultKeyCase>,
+        cases: Vec<HkdfCase>,
     },
     /// C2SP chunked encryption's key schedule: `key ‖ base_nonce ‖ commitment =
     /// HKDF-Expand-SHA-512(prk = input_key, info = "c2sp.org/chunked-encryption@v1+" ‖
@@ -63,7 +63,8 @@ pub struct HkdfCase {
     pub result: Outcome,
     /// Flags (explained in the file's notes).
     pub flags: Vec<String>,
-    /// K, the input keying material (hex).
+    /// The input keying material (hex): K, or for the vault keys the OPAQUE export or
+    /// session key.
     pub ikm: String,
     /// The info string, as text (its UTF-8 bytes are the info).
     pub info: String,
@@ -91,26 +92,6 @@ pub struct KeyIdCase {
     pub id_key: String,
     /// The 16-byte key id (hex).
     pub key_id: String,
-}
-
-/// One vault wrapping key.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VaultKeyCase {
-    /// Stable id.
-    pub id: String,
-    /// What the case shows.
-    pub comment: String,
-    /// Expected outcome.
-    pub result: Outcome,
-    /// Flags (explained in the file's notes).
-    pub flags: Vec<String>,
-    /// The 64-byte export key or session key (hex).
-    pub ikm: String,
-    /// `coffer/v1 vault envelope key` or `coffer/v1 vault transport key`.
-    pub info: String,
-    /// The 32-byte AES-256-GCM key (hex).
-    pub okm: String,
 }
 
 /// One C2SP key schedule.
@@ -330,7 +311,7 @@ fn hkdf_sha512(ikm: &[u8], info: &[u8]) -> anyhow::Result<[u8; 32]> {
     Ok(okm)
 }
 
-fn vault_key_cases() -> anyhow::Result<Vec<VaultKeyCase>> {
+fn vault_key_cases() -> anyhow::Result<Vec<HkdfCase>> {
     let mut cases = Vec::new();
     for (name, ikm) in [
         ("counting", (0u8..64).collect::<Vec<u8>>()),
@@ -340,7 +321,7 @@ fn vault_key_cases() -> anyhow::Result<Vec<VaultKeyCase>> {
             ("envelope", "coffer/v1 vault envelope key"),
             ("transport", "coffer/v1 vault transport key"),
         ] {
-            cases.push(VaultKeyCase {
+            cases.push(HkdfCase {
                 id: format!("kdf.vault.{what}.{name}"),
                 comment: format!("the {what} key from a {name} 64-byte key"),
                 result: Outcome::Valid,
@@ -356,7 +337,7 @@ fn vault_key_cases() -> anyhow::Result<Vec<VaultKeyCase>> {
 
 /// Checks a vault key through the reference: a message sealed under `okm` (with OpenSSL)
 /// must open with the reference's envelope or transport opener given only `ikm`.
-fn vault_key_opens(case: &VaultKeyCase) -> Result<(), String> {
+fn vault_key_opens(case: &HkdfCase) -> Result<(), String> {
     let ikm = hex::decode(&case.ikm).map_err(|e| e.to_string())?;
     let okm = hex::decode(&case.okm).map_err(|e| e.to_string())?;
     let nonce = [9u8; 12];
