@@ -1,0 +1,62 @@
+//! One case's result, as every report shows it (spec/conformance.md §4).
+
+use serde::{Deserialize, Serialize};
+
+/// How much a case matters (BCP 14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Level {
+    /// The implementation does not conform without it.
+    Must,
+    /// Recommended.
+    Should,
+    /// Optional, reported for information.
+    May,
+}
+
+/// What happened to a case, after the expected-failures file is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// It held.
+    Pass,
+    /// It did not.
+    Fail,
+    /// It did not, and the expected-failures file says so, with a reason.
+    ExpectedFailure,
+    /// It held although the expected-failures file says it fails: the entry is stale.
+    UnexpectedPass,
+    /// The implementation said it does not implement it (never a pass).
+    Unimplemented,
+    /// Not run; the detail says why.
+    Skipped,
+}
+
+impl Status {
+    /// Whether this result is as expected (what the exit code is about).
+    pub fn as_expected(self) -> bool {
+        matches!(
+            self,
+            Status::Pass | Status::ExpectedFailure | Status::Skipped
+        )
+    }
+}
+
+/// One case's result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaseResult {
+    /// The suite: `hsm`, `client-format`, `client-vault`, `vault-server`.
+    pub suite: String,
+    /// Stable id, `role.area.case`.
+    pub id: String,
+    /// How much it matters.
+    pub level: Level,
+    /// The outcome.
+    pub status: Status,
+    /// What the case expects.
+    pub expected: String,
+    /// What happened.
+    pub actual: String,
+    /// More words: the expected-failure reason, the skip reason, the module's answer.
+    pub detail: String,
+}

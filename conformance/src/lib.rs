@@ -1,0 +1,11 @@
+//! Coffer's conformance runner (spec/conformance.md): suites of cases run against an
+//! implementation, results graded against an expected-failures file, reports for CI. This
+//! version has the `hsm` suite; the client and vault-server suites are to come.
+
+pub mod case;
+pub mod expected;
+pub mod report;
+pub mod suites {
+    //! One module per suite.
+    pub mod hsm;
+}

@@ -1,0 +1,142 @@
+//! `coffer-conformance`: run the conformance suites and write reports.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use coffer_conformance::expected::{glob_match, ExpectedFailures};
+use coffer_conformance::report::Run;
+use coffer_conformance::suites;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Check an implementation against Coffer's specs and write reports a CI job can gate on.
+///
+/// Exit codes: 0 every result as expected, 1 otherwise (a failure, an unexpected pass or a
+/// stale expected-failure entry), 2 the harness itself failed.
+#[derive(Parser)]
+#[command(name = "coffer-conformance", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run suites and report.
+    #[command(
+        after_help = "Examples:\n  coffer-conformance run --hsm 'pkcs11:token=t?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:pin' \\\n      --expected-failures conformance/expected/softhsm2.yaml --junit report.xml\n  coffer-conformance run --hsm URI --list"
+    )]
+    Run {
+        /// The token for the `hsm` suite (pkcs11: URI). Without it the suite is skipped, with
+        /// the reason printed.
+        #[arg(long, value_name = "URI")]
+        hsm: Option<String>,
+        /// Glob + reason YAML; listed failures are expected, stale entries are reported.
+        #[arg(long, value_name = "FILE")]
+        expected_failures: Option<PathBuf>,
+        /// Only cases whose id matches (`*` is a wildcard).
+        #[arg(long, value_name = "GLOB")]
+        filter: Option<String>,
+        /// List the cases that would run, and run nothing.
+        #[arg(long)]
+        list: bool,
+        /// Write the JSON report (every case with expected and actual).
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Write the JUnit XML report.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Seconds a case may take before it counts as hung.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Run one HSM profile check in this process and print its result (used by `run`).
+    #[command(hide = true)]
+    CheckOne {
+        #[arg(long)]
+        hsm: String,
+        #[arg(long)]
+        id: String,
+    },
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("coffer-conformance: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<bool> {
+    match Cli::parse().command {
+        Command::CheckOne { hsm, id } => {
+            let config = match coffer::hsm::uri::parse(&hsm)? {
+                coffer::hsm::uri::HsmLocation::Pkcs11(c) => c,
+                coffer::hsm::uri::HsmLocation::Soft(_) => anyhow::bail!("--hsm: a pkcs11: URI"),
+            };
+            let result = coffer::hsm::check::run_one(&id, &config)?;
+            println!("{}", serde_json::to_string(&result)?);
+            Ok(true)
+        }
+        Command::Run {
+            hsm,
+            expected_failures,
+            filter,
+            list,
+            json,
+            junit,
+            timeout,
+        } => {
+            let expected = match &expected_failures {
+                Some(path) => ExpectedFailures::parse(
+                    &std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                )?,
+                None => ExpectedFailures::default(),
+            };
+            let keep = |id: &str| filter.as_deref().is_none_or(|g| glob_match(g, id));
+            if list {
+                for check in coffer::hsm::check::CHECKS.iter().filter(|c| keep(c.id)) {
+                    println!("hsm {} [{:?}] {}", check.id, check.level, check.title);
+                }
+                return Ok(true);
+            }
+            let mut targets = BTreeMap::new();
+            let mut cases = Vec::new();
+            match &hsm {
+                Some(uri) => {
+                    targets.insert("hsm".to_owned(), uri.clone());
+                    let exe = std::env::current_exe().context("finding this executable")?;
+                    cases.extend(
+                        suites::hsm::run(&exe, uri, Duration::from_secs(timeout))
+                            .into_iter()
+                            .filter(|c| keep(&c.id)),
+                    );
+                }
+                None => eprintln!("hsm: skipped (no --hsm URI given)"),
+            }
+            let stale = expected.apply(&mut cases);
+            let run = Run {
+                format: "coffer-conformance/1",
+                targets,
+                cases,
+                stale_expected_failures: stale,
+            };
+            println!("{}", run.console());
+            if let Some(path) = &json {
+                std::fs::write(path, serde_json::to_string_pretty(&run)? + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let Some(path) = &junit {
+                std::fs::write(path, run.junit())
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(run.as_expected())
+        }
+    }
+}
