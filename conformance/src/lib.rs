@@ -2,10 +2,13 @@
 //! implementation, results graded against an expected-failures file, reports for CI. This
 //! version has the `hsm` suite; the client and vault-server suites are to come.
 
+pub mod adapter;
 pub mod case;
 pub mod expected;
 pub mod report;
+pub mod shim;
 pub mod suites {
     //! One module per suite.
+    pub mod client_format;
     pub mod hsm;
 }

@@ -32,6 +32,13 @@ enum Command {
         /// the reason printed.
         #[arg(long, value_name = "URI")]
         hsm: Option<String>,
+        /// The client adapter for the client-format suite: `reference` (built in) or a command
+        /// that speaks the shim protocol. Without it the suite is skipped.
+        #[arg(long, value_name = "CMD", num_args = 1.., allow_hyphen_values = true)]
+        client: Option<Vec<String>>,
+        /// The vectors the client suites read (default: the repository's vectors/).
+        #[arg(long, value_name = "DIR")]
+        vectors: Option<PathBuf>,
         /// Glob + reason YAML; listed failures are expected, stale entries are reported.
         #[arg(long, value_name = "FILE")]
         expected_failures: Option<PathBuf>,
@@ -51,6 +58,9 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// Serve the shim protocol with the reference implementation (`--client reference`).
+    #[command(hide = true)]
+    Adapter,
     /// Run one HSM profile check in this process and print its result (used by `run`).
     #[command(hide = true)]
     CheckOne {
@@ -83,7 +93,13 @@ fn run() -> anyhow::Result<bool> {
             println!("{}", serde_json::to_string(&result)?);
             Ok(true)
         }
+        Command::Adapter => {
+            coffer_conformance::adapter::serve()?;
+            Ok(true)
+        }
         Command::Run {
+            client,
+            vectors,
             hsm,
             expected_failures,
             filter,
@@ -100,14 +116,39 @@ fn run() -> anyhow::Result<bool> {
                 None => ExpectedFailures::default(),
             };
             let keep = |id: &str| filter.as_deref().is_none_or(|g| glob_match(g, id));
+            let vectors = vectors.unwrap_or_else(coffer_vectors::vectors_dir);
             if list {
                 for check in coffer::hsm::check::CHECKS.iter().filter(|c| keep(c.id)) {
                     println!("hsm {} [{:?}] {}", check.id, check.level, check.title);
+                }
+                for id in suites::client_format::case_ids(&vectors)?
+                    .iter()
+                    .filter(|id| keep(id))
+                {
+                    println!("client-format {id} [Must]");
                 }
                 return Ok(true);
             }
             let mut targets = BTreeMap::new();
             let mut cases = Vec::new();
+            match &client {
+                Some(argv) => {
+                    let argv = if argv.len() == 1 && argv[0] == "reference" {
+                        let exe = std::env::current_exe().context("finding this executable")?;
+                        vec![exe.display().to_string(), "adapter".to_owned()]
+                    } else {
+                        argv.clone()
+                    };
+                    targets.insert("client-format".to_owned(), argv.join(" "));
+                    cases.extend(suites::client_format::run(
+                        &argv,
+                        &vectors,
+                        keep,
+                        Duration::from_secs(timeout),
+                    )?);
+                }
+                None => eprintln!("client-format: skipped (no --client adapter given)"),
+            }
             match &hsm {
                 Some(uri) => {
                     targets.insert("hsm".to_owned(), uri.clone());

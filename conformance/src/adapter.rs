@@ -1,0 +1,134 @@
+//! The reference implementation's adapter: the shim protocol (spec/conformance.md §7) over
+//! the `coffer` library, on stdin and stdout.
+
+use crate::shim::PROTOCOL;
+use coffer::crypt15::{self, DecryptOptions, EncryptOptions, PayloadEncoding};
+use coffer::format::cobblestone::{encrypt_with_salt, SALT_LEN};
+use coffer::format::header::{encode_footer, header_check, INFO_FILE_KEY};
+use coffer::key::{BackupKey, KeyFile, RootKey};
+use coffer::Classify;
+use serde_json::{json, Value};
+use std::io::{BufRead, Write};
+
+fn bytes(request: &Value, field: &str) -> Result<Vec<u8>, String> {
+    let text = request[field]
+        .as_str()
+        .ok_or_else(|| format!("no {field}"))?;
+    hex::decode(text).map_err(|e| format!("{field}: {e}"))
+}
+
+fn root(request: &Value) -> Result<RootKey, String> {
+    let key: [u8; 32] = bytes(request, "key")?
+        .try_into()
+        .map_err(|_| "key: 32 bytes".to_string())?;
+    Ok(RootKey::from_bytes(key))
+}
+
+fn backup_key(request: &Value) -> Result<BackupKey, String> {
+    if request.get("key_file").is_some() {
+        return match KeyFile::parse(&bytes(request, "key_file")?).map_err(|e| e.to_string())? {
+            KeyFile::Legacy(l) => Ok(BackupKey::Legacy(l)),
+            KeyFile::EncryptedBackupKey(k) | KeyFile::Hex(k) => Ok(BackupKey::Root(k)),
+        };
+    }
+    Ok(BackupKey::Root(root(request)?))
+}
+
+/// One request's answer fields (without type and id).
+fn answer(request: &Value) -> Result<Result<Value, String>, String> {
+    let format = request["format"].as_str().unwrap_or_default();
+    Ok(match (request["op"].as_str().unwrap_or_default(), format) {
+        ("decrypt", "crypt15") => {
+            let file = bytes(request, "file")?;
+            let mut out = Vec::new();
+            crypt15::decrypt(
+                &backup_key(request)?,
+                &file[..],
+                &mut out,
+                &DecryptOptions::default(),
+                &mut |_| {},
+            )
+            .map(|_| json!({"plaintext": hex::encode(&out)}))
+            .map_err(|e| e.class().to_string())
+        }
+        ("decrypt", "coffer") => {
+            let file = bytes(request, "file")?;
+            let mut out = Vec::new();
+            coffer::format::decrypt(&file[..], &root(request)?, &mut out)
+                .map(|_| json!({"plaintext": hex::encode(&out)}))
+                .map_err(|e| e.class().to_string())
+        }
+        ("encrypt", "crypt15") => {
+            let options = EncryptOptions {
+                payload: PayloadEncoding::Stored,
+                md5: request["md5"].as_bool().unwrap_or(true),
+                ..EncryptOptions::default()
+            };
+            let payload = bytes(request, "payload")?;
+            let mut out = Vec::new();
+            crypt15::encrypt(
+                &root(request)?,
+                &bytes(request, "header")?,
+                &payload[..],
+                &mut out,
+                &options,
+                &mut |_| {},
+            )
+            .map(|_| json!({"file": hex::encode(&out)}))
+            .map_err(|e| e.class().to_string())
+        }
+        ("encrypt", "coffer") => {
+            let header = bytes(request, "header")?;
+            let salt: [u8; SALT_LEN] = bytes(request, "salt")?
+                .try_into()
+                .map_err(|_| "salt: 24 bytes".to_string())?;
+            let context = &header[..header.len().saturating_sub(8)];
+            let file_key = root(request)?.derive(INFO_FILE_KEY);
+            let body = encrypt_with_salt(&file_key, &salt, context, &bytes(request, "payload")?)
+                .map_err(|e| e.to_string())?;
+            let mut file = context.to_vec();
+            file.extend_from_slice(&header_check(
+                context,
+                &salt,
+                &body[SALT_LEN..SALT_LEN + 32],
+            ));
+            file.extend_from_slice(&body);
+            let len = file.len() as u64 + 16;
+            file.extend_from_slice(&encode_footer(len));
+            Ok(json!({"file": hex::encode(file)}))
+        }
+        _ => return Ok(Err("unimplemented".into())),
+    })
+}
+
+/// Serves the protocol until stdin closes.
+pub fn serve() -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout().lock();
+    for line in stdin.lock().lines() {
+        let request: Value = serde_json::from_str(&line?)?;
+        let reply = if request["type"] == "hello" {
+            json!({"type": "hello", "protocol": PROTOCOL, "name": "coffer (reference)",
+                "capabilities": {"decrypt": ["crypt15", "coffer"], "encrypt": ["crypt15", "coffer"], "vault_client": false}})
+        } else {
+            let mut reply = match answer(&request) {
+                Ok(Ok(fields)) => {
+                    let mut r = fields;
+                    r["ok"] = json!(true);
+                    r
+                }
+                Ok(Err(class)) if class == "unimplemented" => {
+                    json!({"ok": false, "unimplemented": true})
+                }
+                Ok(Err(class)) => json!({"ok": false, "error": class}),
+                Err(bad) => json!({"ok": false, "error": "malformed", "detail": bad}),
+            };
+            reply["type"] = json!("response");
+            reply["id"] = request["id"].clone();
+            reply
+        };
+        writeln!(stdout, "{reply}")?;
+        stdout.flush()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! The shim protocol (spec/conformance.md §7): the runner starts an implementation's adapter
+//! once and speaks JSON lines on its stdin and stdout. A crashed or hung adapter fails the
+//! case it was on and is started again.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+/// The protocol version in every hello.
+pub const PROTOCOL: &str = "coffer-shim/1";
+
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    /// The adapter exited or closed its stdout.
+    #[error("the adapter crashed or exited")]
+    Crashed,
+    /// No answer within the time limit.
+    #[error("the adapter did not answer within {0:?}")]
+    Timeout(Duration),
+    /// An answer that is not the protocol's.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The adapter could not be started.
+    #[error("cannot start the adapter: {0}")]
+    Start(std::io::Error),
+}
+
+/// A running adapter.
+pub struct Adapter {
+    argv: Vec<String>,
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    /// What the adapter declared in its hello.
+    pub hello: Value,
+}
+
+impl Adapter {
+    /// Starts `argv` and exchanges hellos.
+    pub fn start(argv: &[String], timeout: Duration) -> Result<Self, ShimError> {
+        let (program, args) = argv
+            .split_first()
+            .ok_or_else(|| ShimError::Protocol("an empty adapter command".into()))?;
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(ShimError::Start)?;
+        let stdin = child.stdin.take().ok_or(ShimError::Crashed)?;
+        let stdout = child.stdout.take().ok_or(ShimError::Crashed)?;
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut adapter = Adapter {
+            argv: argv.to_vec(),
+            child,
+            stdin,
+            lines,
+            hello: Value::Null,
+        };
+        let hello = adapter.exchange(&json!({"type": "hello", "protocol": PROTOCOL}), timeout)?;
+        if hello["type"] != "hello" || hello["protocol"] != PROTOCOL {
+            return Err(ShimError::Protocol(format!(
+                "expected a {PROTOCOL} hello, got {hello}"
+            )));
+        }
+        adapter.hello = hello;
+        Ok(adapter)
+    }
+
+    fn exchange(&mut self, message: &Value, timeout: Duration) -> Result<Value, ShimError> {
+        writeln!(self.stdin, "{message}")
+            .and_then(|()| self.stdin.flush())
+            .map_err(|_| ShimError::Crashed)?;
+        let line = match self.lines.recv_timeout(timeout) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => return Err(ShimError::Timeout(timeout)),
+            Err(RecvTimeoutError::Disconnected) => return Err(ShimError::Crashed),
+        };
+        serde_json::from_str(&line).map_err(|e| ShimError::Protocol(format!("{e}: {line}")))
+    }
+
+    /// Sends one request (an object with `op` and its fields) and returns the response.
+    /// On a crash or a timeout the adapter is restarted for the next request.
+    pub fn request(
+        &mut self,
+        id: &str,
+        request: Value,
+        timeout: Duration,
+    ) -> Result<Value, ShimError> {
+        let mut message = request;
+        message["type"] = json!("request");
+        message["id"] = json!(id);
+        let answer = self.exchange(&message, timeout);
+        match &answer {
+            Err(ShimError::Crashed | ShimError::Timeout(_)) => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                if let Ok(fresh) = Adapter::start(&self.argv, timeout) {
+                    *self = fresh;
+                }
+            }
+            Ok(a) if a["id"] != id => {
+                return Err(ShimError::Protocol(format!(
+                    "an answer for {} to request {id}",
+                    a["id"]
+                )))
+            }
+            _ => {}
+        }
+        answer
+    }
+
+    /// Whether the adapter declared `op` for `format` (e.g. "decrypt", "crypt15").
+    pub fn supports(&self, op: &str, format: &str) -> bool {
+        self.hello["capabilities"][op]
+            .as_array()
+            .is_some_and(|formats| formats.iter().any(|f| f == format))
+    }
+}
+
+impl Drop for Adapter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,205 @@
+//! The `client-format` suite: every decrypt and encrypt case of `vectors/crypt15.yaml` and
+//! `vectors/format.yaml`, sent to a client adapter through the shim, for the formats it
+//! declares. Case ids are `client.<vector id>.<op>`.
+
+use crate::case::{CaseResult, Level, Status};
+use crate::shim::{Adapter, ShimError};
+use coffer_vectors::crypt15::{Crypt15File, Crypt15Group};
+use coffer_vectors::format::{apply, FormatFile, FormatGroup};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// One request to send, and what must come back.
+struct Planned {
+    id: String,
+    op: &'static str,
+    format: &'static str,
+    request: Value,
+    /// `Ok(field, hex)`: the answer must carry this; `Err(class)`: it must fail so.
+    expect: Result<(&'static str, String), String>,
+}
+
+fn plan(vectors: &Path) -> anyhow::Result<Vec<Planned>> {
+    let mut plans = Vec::new();
+    let crypt15: Crypt15File =
+        serde_yaml::from_str(&std::fs::read_to_string(vectors.join("crypt15.yaml"))?)?;
+    for group in &crypt15.groups {
+        match group {
+            Crypt15Group::File { cases, .. } => {
+                for case in cases {
+                    plans.push(Planned {
+                        id: format!("client.{}.decrypt", case.id),
+                        op: "decrypt",
+                        format: "crypt15",
+                        request: json!({"key": case.key, "file": hex::encode(case.file.bytes()?)}),
+                        expect: Ok(("plaintext", hex::encode(case.plaintext.bytes()?))),
+                    });
+                    plans.push(Planned {
+                        id: format!("client.{}.encrypt", case.id),
+                        op: "encrypt",
+                        format: "crypt15",
+                        request: json!({"key": case.key, "header": case.header,
+                            "payload": hex::encode(case.payload.bytes()?), "md5": case.md5}),
+                        expect: Ok(("file", hex::encode(case.file.bytes()?))),
+                    });
+                }
+            }
+            Crypt15Group::InvalidFile { cases, .. } => {
+                for case in cases {
+                    let key = if case.flags.iter().any(|f| f == "KeyFile") {
+                        "key_file"
+                    } else {
+                        "key"
+                    };
+                    plans.push(Planned {
+                        id: format!("client.{}.decrypt", case.id),
+                        op: "decrypt",
+                        format: "crypt15",
+                        request: json!({key: case.key, "file": hex::encode(case.file.bytes()?)}),
+                        expect: Err(case.error.clone()),
+                    });
+                }
+            }
+            Crypt15Group::Header { .. } => {}
+        }
+    }
+    let format: FormatFile =
+        serde_yaml::from_str(&std::fs::read_to_string(vectors.join("format.yaml"))?)?;
+    let mut files = BTreeMap::new();
+    for group in &format.groups {
+        match group {
+            FormatGroup::CofferFile { cases, .. } => {
+                for case in cases {
+                    let file = case.file.bytes()?;
+                    plans.push(Planned {
+                        id: format!("client.{}.decrypt", case.id),
+                        op: "decrypt",
+                        format: "coffer",
+                        request: json!({"key": case.key, "file": hex::encode(&file)}),
+                        expect: Ok(("plaintext", hex::encode(case.plaintext.bytes()?))),
+                    });
+                    plans.push(Planned {
+                        id: format!("client.{}.encrypt", case.id),
+                        op: "encrypt",
+                        format: "coffer",
+                        request: json!({"key": case.key, "salt": case.salt, "header": case.header,
+                            "payload": hex::encode(case.payload.bytes()?)}),
+                        expect: Ok(("file", hex::encode(&file))),
+                    });
+                    files.insert(case.id.clone(), file);
+                }
+            }
+            FormatGroup::InvalidCofferFile { cases, .. } => {
+                for case in cases {
+                    let file = match (&case.file, &case.base) {
+                        (Some(data), _) => data.bytes()?,
+                        (None, Some(base)) => apply(
+                            files
+                                .get(base)
+                                .ok_or_else(|| anyhow::anyhow!("no base {base}"))?,
+                            &case.edits,
+                        )?,
+                        (None, None) => anyhow::bail!("{}: no file", case.id),
+                    };
+                    plans.push(Planned {
+                        id: format!("client.{}.decrypt", case.id),
+                        op: "decrypt",
+                        format: "coffer",
+                        request: json!({"key": case.key, "file": hex::encode(file)}),
+                        expect: Err(case.error.clone()),
+                    });
+                }
+            }
+        }
+    }
+    Ok(plans)
+}
+
+/// The ids of every case (for `--list`).
+pub fn case_ids(vectors: &Path) -> anyhow::Result<Vec<String>> {
+    Ok(plan(vectors)?.into_iter().map(|p| p.id).collect())
+}
+
+/// Runs every case that `keep` selects against the adapter `argv`.
+pub fn run(
+    argv: &[String],
+    vectors: &Path,
+    keep: impl Fn(&str) -> bool,
+    timeout: Duration,
+) -> anyhow::Result<Vec<CaseResult>> {
+    let plans: Vec<Planned> = plan(vectors)?.into_iter().filter(|p| keep(&p.id)).collect();
+    let mut adapter = Adapter::start(argv, timeout)?;
+    let mut results = Vec::new();
+    for p in plans {
+        let expected = match &p.expect {
+            Ok((field, _)) => format!("{field} as in the vector"),
+            Err(class) => format!("refused as {class}"),
+        };
+        let result = |status, actual: String, detail: String| CaseResult {
+            suite: "client-format".into(),
+            id: p.id.clone(),
+            level: Level::Must,
+            status,
+            expected: expected.clone(),
+            actual,
+            detail,
+        };
+        if !adapter.supports(p.op, p.format) {
+            results.push(result(
+                Status::Skipped,
+                "not run".into(),
+                format!("the adapter does not declare {} {}", p.op, p.format),
+            ));
+            continue;
+        }
+        let mut request = p.request.clone();
+        request["op"] = json!(p.op);
+        request["format"] = json!(p.format);
+        let answer = match adapter.request(&p.id, request, timeout) {
+            Ok(a) => a,
+            Err(
+                e @ (ShimError::Crashed
+                | ShimError::Timeout(_)
+                | ShimError::Protocol(_)
+                | ShimError::Start(_)),
+            ) => {
+                results.push(result(Status::Fail, "no answer".into(), e.to_string()));
+                continue;
+            }
+        };
+        let status_actual = if answer["unimplemented"] == true {
+            (Status::Unimplemented, "unimplemented".to_owned())
+        } else {
+            match (&p.expect, answer["ok"] == true) {
+                (Ok((field, want)), true) => {
+                    let got = answer[*field].as_str().unwrap_or_default();
+                    if got == want {
+                        (Status::Pass, format!("{field} as in the vector"))
+                    } else {
+                        (
+                            Status::Fail,
+                            format!("another {field} ({} bytes)", got.len() / 2),
+                        )
+                    }
+                }
+                (Ok(_), false) => (
+                    Status::Fail,
+                    format!("refused as {}", answer["error"].as_str().unwrap_or("?")),
+                ),
+                (Err(_), true) => (Status::Fail, "accepted".into()),
+                (Err(class), false) => {
+                    let got = answer["error"].as_str().unwrap_or("?");
+                    if got == class {
+                        (Status::Pass, format!("refused as {got}"))
+                    } else {
+                        (Status::Fail, format!("refused as {got}"))
+                    }
+                }
+            }
+        };
+        results.push(result(status_actual.0, status_actual.1, String::new()));
+    }
+    Ok(results)
+}

@@ -1,0 +1,122 @@
+//! The client-format suite through the shim: the reference passes every case; deliberately
+//! broken adapters fail exactly the cases meant to catch them; a crash fails one case only.
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+fn exe() -> &'static str {
+    env!("CARGO_BIN_EXE_coffer-conformance")
+}
+
+fn double() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/doubles/broken_client.py")
+        .display()
+        .to_string()
+}
+
+/// Runs the suite with `client` and returns the exit code and the JSON report.
+fn run(client: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let out = Command::new(exe())
+        .args(["run", "--json", json.to_str().unwrap(), "--client"])
+        .args(client)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let report = serde_json::from_slice(&std::fs::read(&json).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code(), report)
+}
+
+fn ids_with(report: &Value, status: &str) -> BTreeSet<String> {
+    report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == status)
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The decrypt cases whose vector expects `corrupt`.
+fn corrupt_cases() -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    for file in ["crypt15.yaml", "format.yaml"] {
+        let text = std::fs::read_to_string(coffer_vectors::vectors_dir().join(file)).unwrap();
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        for group in doc["groups"].as_sequence().unwrap() {
+            for case in group["cases"].as_sequence().unwrap() {
+                if case.get("error").and_then(|e| e.as_str()) == Some("corrupt")
+                    && group["type"] != "header"
+                {
+                    ids.insert(format!("client.{}.decrypt", case["id"].as_str().unwrap()));
+                }
+            }
+        }
+    }
+    ids
+}
+
+#[test]
+fn the_reference_passes_every_case() {
+    let (code, report) = run(&["reference"], &[]);
+    assert_eq!(code, Some(0), "{report:#}");
+    let cases = report["cases"].as_array().unwrap();
+    assert!(cases.len() >= 80, "{} cases", cases.len());
+    assert_eq!(ids_with(&report, "pass").len(), cases.len());
+}
+
+#[test]
+fn a_client_that_ignores_tags_fails_exactly_the_corrupt_cases() {
+    let (code, report) = run(&["python3", &double(), "ignore-tag", exe()], &[]);
+    assert_eq!(code, Some(1));
+    let failed = ids_with(&report, "fail");
+    let wanted = corrupt_cases();
+    assert!(!wanted.is_empty());
+    assert_eq!(failed, wanted);
+}
+
+#[test]
+fn a_crashing_adapter_fails_one_case_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("crashed");
+    let victim = "client.crypt15.file.short_text.decrypt";
+    let (code, report) = run(
+        &["python3", &double(), "crash-once", exe(), victim],
+        &[("CRASH_MARKER", marker.to_str().unwrap())],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        ids_with(&report, "fail"),
+        BTreeSet::from([victim.to_owned()])
+    );
+    let case = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == victim)
+        .unwrap();
+    assert!(
+        case["detail"].as_str().unwrap().contains("crashed"),
+        "{case}"
+    );
+    assert!(marker.exists());
+}
+
+#[test]
+fn undeclared_formats_are_skipped_not_passed() {
+    let (code, report) = run(&["python3", &double(), "crypt15-only", exe()], &[]);
+    assert_eq!(code, Some(0), "{report:#}");
+    let skipped = ids_with(&report, "skipped");
+    assert!(skipped
+        .iter()
+        .all(|id| id.starts_with("client.format.") || id.ends_with(".encrypt")));
+    assert!(skipped.iter().any(|id| id.starts_with("client.format.")));
+    assert!(ids_with(&report, "pass")
+        .iter()
+        .all(|id| id.starts_with("client.crypt15.") && id.ends_with(".decrypt")));
+}

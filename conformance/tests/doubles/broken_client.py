@@ -1,0 +1,33 @@
+#!/usr/bin/env python3
+"""A deliberately broken client adapter for the conformance tests: it forwards every request
+to the reference adapter and then misbehaves as MODE says.
+
+  ignore-tag    accepts what the reference refuses as corrupt (a client that ignores tags)
+  crash-once    exits when it sees the request named by CRASH_ON, once (restarted, it works)
+  crypt15-only  declares only crypt15 decryption
+
+Usage: broken_client.py MODE REFERENCE_EXE [CRASH_ON]
+"""
+import json
+import os
+import subprocess
+import sys
+
+mode, reference = sys.argv[1], sys.argv[2]
+crash_on = sys.argv[3] if len(sys.argv) > 3 else None
+marker = os.environ.get("CRASH_MARKER")
+inner = subprocess.Popen([reference, "adapter"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+for line in sys.stdin:
+    request = json.loads(line)
+    if mode == "crash-once" and request.get("id") == crash_on and marker and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(3)
+    inner.stdin.write(line)
+    inner.stdin.flush()
+    answer = json.loads(inner.stdout.readline())
+    if mode == "ignore-tag" and answer.get("error") == "corrupt":
+        answer = {"type": "response", "id": request["id"], "ok": True, "plaintext": ""}
+    if mode == "crypt15-only" and answer.get("type") == "hello":
+        answer["capabilities"] = {"decrypt": ["crypt15"], "encrypt": [], "vault_client": False}
+    print(json.dumps(answer), flush=True)
