@@ -120,3 +120,44 @@ fn undeclared_formats_are_skipped_not_passed() {
         .iter()
         .all(|id| id.starts_with("client.crypt15.") && id.ends_with(".decrypt")));
 }
+
+/// wa-crypt-tools 0.1.0 from PyPI (scripts/test.sh installs it; COFFER_WA_CRYPT_TOOLS names
+/// its bin directory; opt out with COFFER_SKIP_INTEROP=1) through its adapter: it decrypts
+/// every valid crypt15 file, and accepts the damaged ones (its wadecrypt exits 0 and writes
+/// output for a wrong key or a flipped tag), which the suite reports as failures.
+#[test]
+fn wa_crypt_tools_through_its_adapter() {
+    if std::env::var("COFFER_SKIP_INTEROP").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: wa-crypt-tools (COFFER_SKIP_INTEROP=1)");
+        return;
+    }
+    let bin = std::env::var("COFFER_WA_CRYPT_TOOLS").expect(
+        "COFFER_WA_CRYPT_TOOLS is not set: scripts/test.sh installs wa-crypt-tools in .venv and sets it; \
+         or opt out with COFFER_SKIP_INTEROP=1",
+    );
+    let wadecrypt = Path::new(&bin).join("wadecrypt");
+    let adapter = Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters/wa_crypt_tools.py");
+    let (code, report) = run(
+        &[
+            "python3",
+            adapter.to_str().unwrap(),
+            wadecrypt.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(1));
+    let passed = ids_with(&report, "pass");
+    let valid: BTreeSet<String> = ids_with(&report, "pass")
+        .into_iter()
+        .filter(|id| id.starts_with("client.crypt15.file."))
+        .collect();
+    assert_eq!(passed, valid, "only valid files pass");
+    assert_eq!(valid.len(), 7, "every valid crypt15 file decrypts");
+    let failed = ids_with(&report, "fail");
+    assert!(failed.contains("client.crypt15.invalid.wrong_key.decrypt"));
+    assert!(failed.contains("client.crypt15.invalid.tag_flipped.decrypt"));
+    assert_eq!(
+        ids_with(&report, "unimplemented"),
+        BTreeSet::from(["client.crypt15.invalid.legacy_key_file.decrypt".to_owned()])
+    );
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Shim adapter (spec/conformance.md §7) for wa-crypt-tools from PyPI: crypt15 decryption
+through its `wadecrypt` command. It declares only what the tool does that the suite can
+check: decrypting crypt15 with a 64-digit key. The tool reports no error classes, so every
+refusal is sent as `corrupt`, and a file it writes is sent as accepted: the suite grades that
+honestly (a wrong key that the tool accepts is a failure).
+
+Usage: wa_crypt_tools.py WADECRYPT   (the path of the wadecrypt script)
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+wadecrypt = sys.argv[1]
+
+
+def decrypt(request):
+    if "key_file" in request:
+        return {"ok": False, "unimplemented": True}
+    with tempfile.TemporaryDirectory() as tmp:
+        encrypted = os.path.join(tmp, "backup.crypt15")
+        decrypted = os.path.join(tmp, "out")
+        with open(encrypted, "wb") as f:
+            f.write(bytes.fromhex(request["file"]))
+        run = subprocess.run([wadecrypt, request["key"], encrypted, decrypted], capture_output=True, timeout=60)
+        if run.returncode != 0 or not os.path.exists(decrypted):
+            return {"ok": False, "error": "corrupt", "detail": run.stderr.decode(errors="replace")[-200:]}
+        with open(decrypted, "rb") as f:
+            return {"ok": True, "plaintext": f.read().hex()}
+
+
+for line in sys.stdin:
+    request = json.loads(line)
+    if request.get("type") == "hello":
+        answer = {"type": "hello", "protocol": "coffer-shim/1", "name": "wa-crypt-tools 0.1.0 (wadecrypt)",
+                  "capabilities": {"decrypt": ["crypt15"], "encrypt": [], "vault_client": False}}
+    else:
+        if request.get("op") == "decrypt" and request.get("format") == "crypt15":
+            answer = decrypt(request)
+        else:
+            answer = {"ok": False, "unimplemented": True}
+        answer.update({"type": "response", "id": request["id"]})
+    print(json.dumps(answer), flush=True)
