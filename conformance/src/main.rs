@@ -33,9 +33,10 @@ enum Command {
         #[arg(long, value_name = "URI")]
         hsm: Option<String>,
         /// The client adapter for the client-format suite: `reference` (built in) or a command
-        /// that speaks the shim protocol. Without it the suite is skipped.
-        #[arg(long, value_name = "CMD", num_args = 1.., allow_hyphen_values = true)]
-        client: Option<Vec<String>>,
+        /// line that speaks the shim protocol, split at spaces (e.g. "python3 adapter.py
+        /// ARG"). Without it the suite is skipped.
+        #[arg(long, value_name = "CMD")]
+        client: Option<String>,
         /// The vectors the client suites read (default: the repository's vectors/).
         #[arg(long, value_name = "DIR")]
         vectors: Option<PathBuf>,
@@ -54,6 +55,9 @@ enum Command {
         /// Write the JUnit XML report.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// Write the HTML report: one self-contained page, filterable, no network needed.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         /// Seconds a case may take before it counts as hung.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
@@ -106,6 +110,7 @@ fn run() -> anyhow::Result<bool> {
             list,
             json,
             junit,
+            html,
             timeout,
         } => {
             let expected = match &expected_failures {
@@ -132,7 +137,8 @@ fn run() -> anyhow::Result<bool> {
             let mut targets = BTreeMap::new();
             let mut cases = Vec::new();
             match &client {
-                Some(argv) => {
+                Some(command) => {
+                    let argv: Vec<String> = command.split_whitespace().map(str::to_owned).collect();
                     let argv = if argv.len() == 1 && argv[0] == "reference" {
                         let exe = std::env::current_exe().context("finding this executable")?;
                         vec![exe.display().to_string(), "adapter".to_owned()]
@@ -171,6 +177,10 @@ fn run() -> anyhow::Result<bool> {
             println!("{}", run.console());
             if let Some(path) = &json {
                 std::fs::write(path, serde_json::to_string_pretty(&run)? + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let Some(path) = &html {
+                std::fs::write(path, run.html())
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             if let Some(path) = &junit {

@@ -116,6 +116,90 @@ impl Run {
     }
 }
 
+impl Run {
+    /// The HTML report: one self-contained page (no network) with the summary per suite and
+    /// every case, filterable by text and status.
+    pub fn html(&self) -> String {
+        let mut rows = String::new();
+        for c in &self.cases {
+            let status = serde_json::to_value(c.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            rows.push_str(&format!(
+                "<tr class=\"{status}\" data-status=\"{status}\"><td>{}</td><td>{}</td><td>{:?}</td><td class=\"s\">{status}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                xml(&c.suite), xml(&c.id), c.level, xml(&c.expected), xml(&c.actual), xml(&c.detail)
+            ));
+        }
+        let mut summary = String::new();
+        let mut suites: Vec<&str> = self.cases.iter().map(|c| c.suite.as_str()).collect();
+        suites.dedup();
+        for suite in suites {
+            summary.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                xml(suite),
+                self.count(suite, Status::Pass),
+                self.count(suite, Status::Fail),
+                self.count(suite, Status::ExpectedFailure),
+                self.count(suite, Status::UnexpectedPass),
+                self.count(suite, Status::Unimplemented),
+                self.count(suite, Status::Skipped),
+            ));
+        }
+        let verdict = if self.as_expected() {
+            "<p class=\"ok\">Every result is as expected.</p>"
+        } else {
+            "<p class=\"bad\">NOT every result is as expected.</p>"
+        };
+        let stale: String = self
+            .stale_expected_failures
+            .iter()
+            .map(|g| format!("<li>stale expected-failure entry: {}</li>", xml(g)))
+            .collect();
+        format!(
+            r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Coffer conformance report</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em; }}
+table {{ border-collapse: collapse; margin-bottom: 1em; }}
+td, th {{ border: 1px solid #bbb; padding: 0.2em 0.5em; font-size: 0.9em; vertical-align: top; }}
+tr.fail .s, tr.unexpected_pass .s, tr.unimplemented .s {{ background: #f6c6c6; }}
+tr.pass .s {{ background: #c9efc9; }}
+tr.expected_failure .s, tr.skipped .s {{ background: #eee3b6; }}
+p.ok {{ color: #176d17; font-weight: bold; }} p.bad {{ color: #a11; font-weight: bold; }}
+</style></head><body>
+<h1>Coffer conformance report</h1>
+{verdict}
+<table id="summary"><tr><th>suite</th><th>pass</th><th>fail</th><th>expected failure</th><th>unexpected pass</th><th>unimplemented</th><th>skipped</th></tr>
+{summary}</table>
+<ul>{stale}</ul>
+<p><input id="q" placeholder="filter by text" size="40">
+<label><input type="checkbox" class="st" value="pass" checked> pass</label>
+<label><input type="checkbox" class="st" value="fail" checked> fail</label>
+<label><input type="checkbox" class="st" value="expected_failure" checked> expected failure</label>
+<label><input type="checkbox" class="st" value="unexpected_pass" checked> unexpected pass</label>
+<label><input type="checkbox" class="st" value="unimplemented" checked> unimplemented</label>
+<label><input type="checkbox" class="st" value="skipped" checked> skipped</label></p>
+<table id="cases"><tr><th>suite</th><th>case</th><th>level</th><th>status</th><th>expected</th><th>actual</th><th>detail</th></tr>
+{rows}</table>
+<script>
+function apply() {{
+  var q = document.getElementById('q').value.toLowerCase();
+  var on = {{}};
+  document.querySelectorAll('input.st').forEach(function (b) {{ on[b.value] = b.checked; }});
+  document.querySelectorAll('#cases tr[data-status]').forEach(function (r) {{
+    r.style.display = (on[r.dataset.status] && r.textContent.toLowerCase().indexOf(q) >= 0) ? '' : 'none';
+  }});
+}}
+document.getElementById('q').addEventListener('input', apply);
+document.querySelectorAll('input.st').forEach(function (b) {{ b.addEventListener('change', apply); }});
+</script>
+</body></html>
+"#
+        )
+    }
+}
+
 /// Escapes text for an XML attribute or element.
 fn xml(text: &str) -> String {
     text.chars()

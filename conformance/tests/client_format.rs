@@ -22,8 +22,13 @@ fn run(client: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Value) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
     let out = Command::new(exe())
-        .args(["run", "--json", json.to_str().unwrap(), "--client"])
-        .args(client)
+        .args([
+            "run",
+            "--json",
+            json.to_str().unwrap(),
+            "--client",
+            &client.join(" "),
+        ])
         .envs(env.iter().copied())
         .output()
         .unwrap();
@@ -160,4 +165,42 @@ fn wa_crypt_tools_through_its_adapter() {
         ids_with(&report, "unimplemented"),
         BTreeSet::from(["client.crypt15.invalid.legacy_key_file.decrypt".to_owned()])
     );
+}
+
+/// The HTML report is one self-contained page: every case, the summary, the filter, and no
+/// external resource.
+#[test]
+fn the_html_report_holds_every_case_and_needs_no_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("report.html");
+    let json = dir.path().join("report.json");
+    let out = Command::new(exe())
+        .args([
+            "run",
+            "--client",
+            &format!("python3 {} ignore-tag {}", double(), exe()),
+        ])
+        .args([
+            "--html",
+            html.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let page = std::fs::read_to_string(&html).unwrap();
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for case in report["cases"].as_array().unwrap() {
+        assert!(page.contains(case["id"].as_str().unwrap()), "{case}");
+    }
+    assert_eq!(
+        page.matches("<tr class=").count(),
+        report["cases"].as_array().unwrap().len()
+    );
+    assert!(page.contains("NOT every result is as expected"));
+    assert!(page.contains("id=\"q\"") && page.contains("<script>"));
+    for external in ["http://", "https://", "src=", "<link"] {
+        assert!(!page.contains(external), "the page refers to {external}");
+    }
 }
