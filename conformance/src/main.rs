@@ -23,7 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run suites and report.
+    /// Run suites and report. With no target given, runs the defaults: the reference adapter,
+    /// and a private SoftHSM2 token (with SoftHSM2's expected failures) if it is installed.
     #[command(
         after_help = "Examples:\n  coffer-conformance run --hsm 'pkcs11:token=t?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:pin' \\\n      --expected-failures conformance/expected/softhsm2.yaml --junit report.xml\n  coffer-conformance run --hsm URI --list"
     )]
@@ -75,6 +76,47 @@ enum Command {
     },
 }
 
+/// SoftHSM2's expected failures, used by the default run.
+const SOFTHSM2_EXPECTED: &str = include_str!("../expected/softhsm2.yaml");
+
+/// A private SoftHSM2 token for the default run: its directory (kept for the run) and URI.
+/// None when SoftHSM2 is not installed.
+fn softhsm2_token() -> anyhow::Result<Option<(tempfile::TempDir, String)>> {
+    let module = std::path::Path::new("/usr/lib/softhsm/libsofthsm2.so");
+    if !module.exists() {
+        return Ok(None);
+    }
+    let dir = tempfile::tempdir().context("a directory for the SoftHSM2 token")?;
+    let tokens = dir.path().join("tokens");
+    std::fs::create_dir_all(&tokens)?;
+    let conf = dir.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )?;
+    let made = std::process::Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", "coffer-conformance"])
+        .args(["--so-pin", "12345678", "--pin", "87654321"])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .context("softhsm2-util (Debian package softhsm2)")?;
+    anyhow::ensure!(
+        made.status.success(),
+        "softhsm2-util: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    // The check processes inherit it.
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    let uri = format!(
+        "pkcs11:token=coffer-conformance?module-path={}&pin-value=87654321",
+        module.display()
+    );
+    Ok(Some((dir, uri)))
+}
+
 fn main() -> ExitCode {
     match run() {
         Ok(true) => ExitCode::SUCCESS,
@@ -113,11 +155,32 @@ fn run() -> anyhow::Result<bool> {
             html,
             timeout,
         } => {
+            // With no target at all: the embedded defaults (the reference adapter, and a
+            // private SoftHSM2 token with SoftHSM2's committed expected failures if installed).
+            let defaults = client.is_none() && hsm.is_none() && !list;
+            let mut default_token = None;
+            let (client, hsm) = if defaults {
+                match softhsm2_token()? {
+                    Some((dir, uri)) => {
+                        default_token = Some(dir);
+                        (Some("reference".to_owned()), Some(uri))
+                    }
+                    None => {
+                        eprintln!(
+                            "hsm: skipped (SoftHSM2 is not installed: apt-get install softhsm2)"
+                        );
+                        (Some("reference".to_owned()), None)
+                    }
+                }
+            } else {
+                (client, hsm)
+            };
             let expected = match &expected_failures {
                 Some(path) => ExpectedFailures::parse(
                     &std::fs::read_to_string(path)
                         .with_context(|| format!("reading {}", path.display()))?,
                 )?,
+                None if default_token.is_some() => ExpectedFailures::parse(SOFTHSM2_EXPECTED)?,
                 None => ExpectedFailures::default(),
             };
             let keep = |id: &str| filter.as_deref().is_none_or(|g| glob_match(g, id));

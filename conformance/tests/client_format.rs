@@ -204,3 +204,22 @@ fn the_html_report_holds_every_case_and_needs_no_network() {
         assert!(!page.contains(external), "the page refers to {external}");
     }
 }
+
+/// With no arguments: the reference adapter and, SoftHSM2 being installed by scripts/test.sh,
+/// a private token with SoftHSM2's committed expected failures; every result as expected.
+#[test]
+fn the_default_run_checks_the_reference_and_softhsm2() {
+    let out = Command::new(exe()).arg("run").output().unwrap();
+    let console = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{console}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(console.contains("client-format     86"), "{console}");
+    if std::env::var("COFFER_SKIP_SOFTHSM").as_deref() != Ok("1") {
+        assert!(console.lines().any(|l| l.starts_with("hsm ")), "{console}");
+    }
+    assert!(console.contains("every result is as expected"));
+}
