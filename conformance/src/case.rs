@@ -2,17 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// How much a case matters (BCP 14).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Level {
-    /// The implementation does not conform without it.
-    Must,
-    /// Recommended.
-    Should,
-    /// Optional, reported for information.
-    May,
-}
+/// How much a case matters (BCP 14): the same levels as the HSM profile's checks.
+pub use coffer::hsm::check::Level;
 
 /// What happened to a case, after the expected-failures file is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,7 +2,7 @@
 //! each in its own child process (this executable's hidden `check-one`), so a crash fails
 //! one case. An optional mechanism the token does not offer is skipped, not failed.
 
-use crate::case::{CaseResult, Level, Status};
+use crate::case::{CaseResult, Status};
 use coffer::hsm::check::{self, Grade, Verdict};
 use std::path::Path;
 use std::time::Duration;
@@ -38,11 +38,7 @@ pub fn run(exe: &Path, uri: &str, timeout: Duration) -> Vec<CaseResult> {
         CaseResult {
             suite: "hsm".into(),
             id: r.id,
-            level: match r.level {
-                check::Level::Must => Level::Must,
-                check::Level::Should => Level::Should,
-                check::Level::May => Level::May,
-            },
+            level: r.level,
             status: match r.verdict {
                 Verdict::Pass => Status::Pass,
                 // Optional mechanisms follow what the token reports offering.
