@@ -5,10 +5,13 @@
 pub mod adapter;
 pub mod case;
 pub mod expected;
+pub mod http;
+pub mod local_vault;
 pub mod report;
 pub mod shim;
 pub mod suites {
     //! One module per suite.
     pub mod client_format;
     pub mod hsm;
+    pub mod vault_server;
 }

@@ -3,6 +3,8 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use coffer_conformance::expected::{glob_match, ExpectedFailures};
+use coffer_conformance::http::Vault;
+use coffer_conformance::local_vault;
 use coffer_conformance::report::Run;
 use coffer_conformance::suites;
 use std::collections::BTreeMap;
@@ -38,6 +40,17 @@ enum Command {
         /// ARG"). Without it the suite is skipped.
         #[arg(long, value_name = "CMD")]
         client: Option<String>,
+        /// The vault server for the vault-server suite (base URL, e.g. http://127.0.0.1:8443).
+        /// Without it the suite is skipped. The suite registers its own users (random names
+        /// starting `conformance-`) and destroys some of them: point it at a test tenant.
+        #[arg(long, value_name = "URL")]
+        vault: Option<String>,
+        /// The tenant bearer token for --vault, read from this file.
+        #[arg(long, value_name = "FILE", env = "COFFER_VAULT_TOKEN_FILE")]
+        vault_token_file: Option<PathBuf>,
+        /// The vault's server identity (bound into every login).
+        #[arg(long, value_name = "ID", default_value = "coffer-vault")]
+        vault_server_id: String,
         /// The vectors the client suites read (default: the repository's vectors/).
         #[arg(long, value_name = "DIR")]
         vectors: Option<PathBuf>,
@@ -147,6 +160,9 @@ fn run() -> anyhow::Result<bool> {
             client,
             vectors,
             hsm,
+            vault,
+            vault_token_file,
+            vault_server_id,
             expected_failures,
             filter,
             list,
@@ -157,7 +173,7 @@ fn run() -> anyhow::Result<bool> {
         } => {
             // With no target at all: the embedded defaults (the reference adapter, and a
             // private SoftHSM2 token with SoftHSM2's committed expected failures if installed).
-            let defaults = client.is_none() && hsm.is_none() && !list;
+            let defaults = client.is_none() && hsm.is_none() && vault.is_none() && !list;
             let mut default_token = None;
             let (client, hsm) = if defaults {
                 match softhsm2_token()? {
@@ -174,6 +190,30 @@ fn run() -> anyhow::Result<bool> {
                 }
             } else {
                 (client, hsm)
+            };
+            // The default run serves a reference vault of its own on loopback.
+            let mut local_vault = None;
+            let vault = match (vault, defaults) {
+                (Some(url), _) => {
+                    let path = vault_token_file
+                        .context("--vault needs --vault-token-file (or COFFER_VAULT_TOKEN_FILE)")?;
+                    let token = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    Some((url, token.trim().to_owned(), vault_server_id))
+                }
+                (None, true) => {
+                    let dir = tempfile::tempdir().context("a directory for the local vault")?;
+                    let store = local_vault::sqlite_store(dir.path())?;
+                    let served = local_vault::LocalVault::start(store, dir.path())?;
+                    let target = (
+                        served.url.clone(),
+                        served.token.clone(),
+                        served.server_id.clone(),
+                    );
+                    local_vault = Some((served, dir));
+                    Some(target)
+                }
+                (None, false) => None,
             };
             let expected = match &expected_failures {
                 Some(path) => ExpectedFailures::parse(
@@ -194,6 +234,12 @@ fn run() -> anyhow::Result<bool> {
                     .filter(|id| keep(id))
                 {
                     println!("client-format {id} [Must]");
+                }
+                for (id, level) in suites::vault_server::case_ids()
+                    .into_iter()
+                    .filter(|(id, _)| keep(id))
+                {
+                    println!("vault-server {id} [{level:?}]");
                 }
                 return Ok(true);
             }
@@ -230,7 +276,28 @@ fn run() -> anyhow::Result<bool> {
                 }
                 None => eprintln!("hsm: skipped (no --hsm URI given)"),
             }
-            let stale = expected.apply(&mut cases);
+            match &vault {
+                Some((url, token, server_id)) => {
+                    let shown = match &local_vault {
+                        Some(_) => format!("{url} (the reference vault, served by this run)"),
+                        None => url.clone(),
+                    };
+                    targets.insert("vault-server".to_owned(), shown);
+                    let ctx = suites::vault_server::Ctx::new(
+                        Vault::new(url, token, Duration::from_secs(timeout)),
+                        server_id,
+                    );
+                    cases.extend(suites::vault_server::run(&ctx, keep));
+                }
+                None => eprintln!("vault-server: skipped (no --vault URL given)"),
+            }
+            drop(local_vault);
+            let mut stale = expected.apply(&mut cases);
+            if filter.is_some() {
+                // Entries for cases the filter left out are not stale; with a filter, none is
+                // reported (spec/conformance.md §4).
+                stale.clear();
+            }
             let run = Run {
                 format: "coffer-conformance/1",
                 targets,

@@ -1,0 +1,76 @@
+//! A vault served on loopback inside the runner: the reference server (`coffer::http`) over
+//! any store, with the software HSM, for the default run's `vault-server` suite and for
+//! tests (which serve deliberately broken stores through it).
+
+use anyhow::Context;
+use coffer::hsm::SoftHsm;
+use coffer::http::rate::RateLimits;
+use coffer::http::server::{router, Tenants};
+use coffer::store::SqliteStore;
+use coffer::store::Store;
+use coffer::vault::{ServerConfig, VaultServer};
+use std::path::Path;
+
+/// A running vault; stopped when dropped.
+pub struct LocalVault {
+    /// Its base URL, `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The tenant token.
+    pub token: String,
+    /// The server identity it binds into logins.
+    pub server_id: String,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// A SQLite store in `dir` (the embedded default).
+pub fn sqlite_store(dir: &Path) -> anyhow::Result<SqliteStore> {
+    SqliteStore::open(&dir.join("vault.db")).context("opening the vault's SQLite store")
+}
+
+impl LocalVault {
+    /// Serves a reference vault over `store`, with its software HSM key in `dir`, the
+    /// default configuration and rate limits, and one tenant with a random token.
+    pub fn start<S: Store + 'static>(store: S, dir: &Path) -> anyhow::Result<Self> {
+        let hsm = SoftHsm::open_or_create(&dir.join("master.key")).context("the software HSM")?;
+        let config = ServerConfig::default();
+        let server_id = config.server_id.clone();
+        let vault = VaultServer::open(store, hsm, config).context("opening the vault")?;
+        let mut random = [0u8; 24];
+        getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+        let token = hex::encode(random);
+        let mut tenants = Tenants::default();
+        tenants.add(&token, "default");
+        let app = router(vault, tenants, RateLimits::default());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding loopback")?;
+        listener.set_nonblocking(true)?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let listener = {
+            let _guard = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        runtime.spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                eprintln!("local vault: {e}");
+            }
+        });
+        Ok(LocalVault {
+            url,
+            token,
+            server_id,
+            runtime: Some(runtime),
+        })
+    }
+}
+
+impl Drop for LocalVault {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}

@@ -1,0 +1,876 @@
+//! The `vault-server` suite: the runner plays clients against a vault URL as a black box
+//! (spec/conformance.md §8): the flows, guess counting at KE2 (abandoned recoveries count),
+//! the exact limit and destruction, parallel guesses, fake KE2s for unknown users, replayed
+//! and unknown sessions, malformed and oversized requests, tenant authentication and rate
+//! limits. Every case works on its own users, named with a random prefix, so a run leaves
+//! only its own records behind and never touches anyone else's.
+
+use crate::case::{CaseResult, Level, Status};
+use crate::http::{b64, segment, Reply, Vault};
+use coffer::key::RootKey;
+use coffer::vault::client::{LoginDone, Parties};
+use coffer::vault::{RecoveryClient, RegistrationClient};
+use serde_json::{json, Value};
+
+/// What a case found.
+struct Outcome {
+    pass: bool,
+    actual: String,
+    detail: String,
+}
+
+fn pass(actual: impl Into<String>) -> Outcome {
+    Outcome {
+        pass: true,
+        actual: actual.into(),
+        detail: String::new(),
+    }
+}
+
+fn fail(actual: impl Into<String>, detail: impl Into<String>) -> Outcome {
+    Outcome {
+        pass: false,
+        actual: actual.into(),
+        detail: detail.into(),
+    }
+}
+
+/// One case of the suite.
+struct Case {
+    id: &'static str,
+    level: Level,
+    expected: &'static str,
+    run: fn(&Ctx) -> Outcome,
+}
+
+/// The vault under test and what the cases share.
+pub struct Ctx {
+    vault: Vault,
+    server_id: String,
+    prefix: String,
+}
+
+/// A recovery's end.
+enum Recovery {
+    /// K came back.
+    Key {
+        root: RootKey,
+        session: [u8; 16],
+        ke3: Vec<u8>,
+    },
+    /// KE2 did not verify at the client: no KE3 was sent.
+    Ke2Refused,
+    /// The vault answered an error.
+    Refused(Reply),
+    /// Something off-protocol (what went wrong).
+    Broken(String),
+}
+
+impl Recovery {
+    fn describe(&self) -> String {
+        match self {
+            Recovery::Key { .. } => "K recovered".into(),
+            Recovery::Ke2Refused => "KE2 does not verify (wrong_password at the client)".into(),
+            Recovery::Refused(r) => format!("vault answered {}", r.describe()),
+            Recovery::Broken(why) => why.clone(),
+        }
+    }
+}
+
+const PASSWORD: &[u8] = b"correct horse battery staple";
+const WRONG: &[u8] = b"not the password";
+
+fn id16(bytes: Option<Vec<u8>>) -> Option<[u8; 16]> {
+    bytes.and_then(|b| b.try_into().ok())
+}
+
+impl Ctx {
+    /// A context for the vault at `vault` whose server identity is `server_id`.
+    pub fn new(vault: Vault, server_id: &str) -> Self {
+        let mut random = [0u8; 6];
+        let _ = getrandom::fill(&mut random);
+        Ctx {
+            vault,
+            server_id: server_id.to_owned(),
+            prefix: format!("conformance-{}", hex::encode(random)),
+        }
+    }
+
+    fn user(&self, name: &str) -> String {
+        format!("{}-{name}", self.prefix)
+    }
+
+    fn parties(&self, user: &str) -> Parties {
+        Parties {
+            user: user.to_owned(),
+            server_id: self.server_id.clone(),
+        }
+    }
+
+    fn register(
+        &self,
+        user: &str,
+        password: &[u8],
+        root: &RootKey,
+        limit: Option<u32>,
+    ) -> Result<(), String> {
+        let (client, request) = RegistrationClient::start(password).map_err(|e| e.to_string())?;
+        let start = self.vault.post(
+            &format!("/v1/users/{}/register/start", segment(user)),
+            &json!({"request": b64(&request)}),
+        );
+        if start.status != 200 {
+            return Err(format!("register/start: {}", start.describe()));
+        }
+        let record_id = id16(start.bytes("record_id")).ok_or("register/start: no record_id")?;
+        let (response, ksf) = (
+            start
+                .bytes("response")
+                .ok_or("register/start: no response")?,
+            start.body["ksf"].as_str().unwrap_or_default(),
+        );
+        let (upload, envelope) = client
+            .finish(&self.parties(user), &response, ksf, &record_id, 1, root)
+            .map_err(|e| format!("registration at the client: {e}"))?;
+        let mut body = json!({"record_id": b64(&record_id), "upload": b64(&upload), "envelope": b64(&envelope)});
+        if let Some(limit) = limit {
+            body["limit"] = json!(limit);
+        }
+        let finish = self.vault.post(
+            &format!("/v1/users/{}/register/finish", segment(user)),
+            &body,
+        );
+        if finish.status != 200 {
+            return Err(format!("register/finish: {}", finish.describe()));
+        }
+        Ok(())
+    }
+
+    /// KE1 → KE2 only; the client state comes back with the reply (None on an error).
+    fn ke1(&self, user: &str, password: &[u8]) -> (Reply, Option<RecoveryClient>) {
+        let Ok((client, ke1)) = RecoveryClient::start(password) else {
+            return (
+                Reply {
+                    status: 0,
+                    body: Value::Null,
+                    retry_after: None,
+                    www_authenticate: None,
+                    transport: Some("the client could not start".into()),
+                },
+                None,
+            );
+        };
+        let reply = self.vault.post(
+            &format!("/v1/users/{}/recover/start", segment(user)),
+            &json!({"ke1": b64(&ke1)}),
+        );
+        let client = (reply.status == 200).then_some(client);
+        (reply, client)
+    }
+
+    /// Checks a KE2 at the client: the login state if it verifies.
+    fn verify_ke2(&self, user: &str, reply: &Reply, client: RecoveryClient) -> Option<LoginDone> {
+        let ke2 = reply.bytes("ke2")?;
+        let ksf = reply.body["ksf"].as_str()?;
+        client.finish(&self.parties(user), &ke2, ksf).ok()
+    }
+
+    fn recover(&self, user: &str, password: &[u8]) -> Recovery {
+        let (start, client) = self.ke1(user, password);
+        let Some(client) = client else {
+            return Recovery::Refused(start);
+        };
+        let Some(session) = id16(start.bytes("session_id")) else {
+            return Recovery::Broken("recover/start: no 16-byte session_id".into());
+        };
+        let Some(done) = self.verify_ke2(user, &start, client) else {
+            return Recovery::Ke2Refused;
+        };
+        let finish = self.finish(&session, &done.ke3);
+        if finish.status != 200 {
+            return Recovery::Refused(finish);
+        }
+        let Some(release) = finish.bytes("release") else {
+            return Recovery::Broken("finish: no release".into());
+        };
+        match done.open(&session, &release) {
+            Ok((_, _, root)) => Recovery::Key {
+                root,
+                session,
+                ke3: done.ke3.clone(),
+            },
+            Err(e) => Recovery::Broken(format!("the release does not open: {e}")),
+        }
+    }
+
+    fn finish(&self, session: &[u8; 16], ke3: &[u8]) -> Reply {
+        self.vault.post(
+            &format!("/v1/sessions/{}/finish", b64(session)),
+            &json!({"ke3": b64(ke3)}),
+        )
+    }
+
+    fn status(&self, user: &str) -> Result<Value, String> {
+        let reply = self
+            .vault
+            .get(&format!("/v1/users/{}/status", segment(user)));
+        if reply.status == 200 {
+            Ok(reply.body)
+        } else {
+            Err(format!("status: {}", reply.describe()))
+        }
+    }
+
+    fn guesses_left(&self, user: &str) -> Result<u64, String> {
+        let status = self.status(user)?;
+        status["guesses_left"]
+            .as_u64()
+            .ok_or_else(|| format!("status without guesses_left: {status}"))
+    }
+
+    /// A fresh user registered with [`PASSWORD`] and a random K.
+    fn registered(&self, name: &str, limit: Option<u32>) -> Result<(String, RootKey), String> {
+        let user = self.user(name);
+        let root = RootKey::generate().map_err(|e| e.to_string())?;
+        self.register(&user, PASSWORD, &root, limit)?;
+        Ok((user, root))
+    }
+}
+
+/// Whether a reply is the error the spec names: the class and its HTTP status (spec/vault.md §10).
+fn is_error(reply: &Reply, class: &str) -> bool {
+    let status = match class {
+        "malformed" => 400,
+        "wrong_password" | "unauthorized_token" => 401,
+        "unauthorized" | "server_auth_failed" => 403,
+        "no_record" => 404,
+        "unsupported" => 422,
+        "locked" => 423,
+        "rate_limited" => 429,
+        _ => 500,
+    };
+    let class = if class == "unauthorized_token" {
+        "unauthorized"
+    } else {
+        class
+    };
+    reply.status == status && reply.class() == class
+}
+
+fn expect_error(reply: &Reply, class: &str) -> Outcome {
+    if is_error(reply, class) {
+        pass(reply.describe())
+    } else {
+        fail(reply.describe(), format!("body: {}", reply.body))
+    }
+}
+
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return fail("setup failed", e),
+        }
+    };
+}
+
+fn flow_register_recover(ctx: &Ctx) -> Outcome {
+    let (user, root) = tri!(ctx.registered("flow", None));
+    match ctx.recover(&user, PASSWORD) {
+        Recovery::Key { root: got, .. } if got.as_bytes() == root.as_bytes() => pass("K recovered"),
+        Recovery::Key { .. } => fail("another K", "the envelope opened to another key"),
+        other => fail(other.describe(), ""),
+    }
+}
+
+fn flow_status(ctx: &Ctx) -> Outcome {
+    let (user, _) = tri!(ctx.registered("status", Some(7)));
+    let status = tri!(ctx.status(&user));
+    if status["registered"] == true && status["guesses_left"] == 7 && status["limit"] == 7 {
+        pass("registered, 7 of 7 guesses left")
+    } else {
+        fail(status.to_string(), "")
+    }
+}
+
+fn flow_change_password(ctx: &Ctx) -> Outcome {
+    let (user, root) = tri!(ctx.registered("change", None));
+    let Recovery::Key { session, .. } = ctx.recover(&user, PASSWORD) else {
+        return fail("setup failed", "the first recovery failed");
+    };
+    let new = b"a new password for the change";
+    let (client, request) = tri!(RegistrationClient::start(new).map_err(|e| e.to_string()));
+    let start = ctx.vault.post(
+        &format!("/v1/sessions/{}/password/start", b64(&session)),
+        &json!({"request": b64(&request)}),
+    );
+    if start.status != 200 {
+        return fail(format!("password/start: {}", start.describe()), "");
+    }
+    let record_id = tri!(id16(start.bytes("record_id")).ok_or("no record_id"));
+    let response = tri!(start.bytes("response").ok_or("no response"));
+    let ksf = start.body["ksf"].as_str().unwrap_or_default();
+    let (upload, envelope) = tri!(client
+        .finish(&ctx.parties(&user), &response, ksf, &record_id, 2, &root)
+        .map_err(|e| e.to_string()));
+    let finish = ctx.vault.post(
+        &format!("/v1/sessions/{}/password/finish", b64(&session)),
+        &json!({"upload": b64(&upload), "envelope": b64(&envelope)}),
+    );
+    if finish.status != 200 || finish.body["version"] != 2 {
+        return fail(format!("password/finish: {}", finish.describe()), "");
+    }
+    let with_new = ctx.recover(&user, new);
+    let with_old = ctx.recover(&user, PASSWORD);
+    match (&with_new, &with_old) {
+        (Recovery::Key { root: got, .. }, Recovery::Ke2Refused)
+            if got.as_bytes() == root.as_bytes() =>
+        {
+            pass("version 2; the new password recovers K, the old one does not verify")
+        }
+        _ => fail(
+            format!(
+                "new password: {}; old password: {}",
+                with_new.describe(),
+                with_old.describe()
+            ),
+            "",
+        ),
+    }
+}
+
+fn flow_delete(ctx: &Ctx) -> Outcome {
+    let (user, _) = tri!(ctx.registered("delete", None));
+    let deleted = ctx.vault.delete(&format!("/v1/users/{}", segment(&user)));
+    if deleted.status != 200 {
+        return fail(format!("delete: {}", deleted.describe()), "");
+    }
+    let again = ctx.vault.delete(&format!("/v1/users/{}", segment(&user)));
+    let status = tri!(ctx.status(&user));
+    let recovery = ctx.recover(&user, PASSWORD);
+    if is_error(&again, "no_record")
+        && status["registered"] == false
+        && matches!(recovery, Recovery::Ke2Refused)
+    {
+        pass("deleted; a second delete is no_record; the password no longer verifies")
+    } else {
+        fail(
+            format!(
+                "second delete {}; status {status}; recovery: {}",
+                again.describe(),
+                recovery.describe()
+            ),
+            "",
+        )
+    }
+}
+
+fn register_over_active(ctx: &Ctx) -> Outcome {
+    let (user, _) = tri!(ctx.registered("twice", None));
+    let (_, request) = tri!(RegistrationClient::start(WRONG).map_err(|e| e.to_string()));
+    let reply = ctx.vault.post(
+        &format!("/v1/users/{}/register/start", segment(&user)),
+        &json!({"request": b64(&request)}),
+    );
+    expect_error(&reply, "unauthorized")
+}
+
+fn limit_out_of_bounds(ctx: &Ctx) -> Outcome {
+    let root = tri!(RootKey::generate().map_err(|e| e.to_string()));
+    match ctx.register(&ctx.user("limit0"), PASSWORD, &root, Some(0)) {
+        Ok(()) => fail("registered with limit 0", ""),
+        Err(e) if e.contains("422 unsupported") => pass(e),
+        Err(e) => fail(e, ""),
+    }
+}
+
+fn password_change_without_recovery(ctx: &Ctx) -> Outcome {
+    let (_, request) = tri!(RegistrationClient::start(WRONG).map_err(|e| e.to_string()));
+    let reply = ctx.vault.post(
+        &format!("/v1/sessions/{}/password/start", b64(&[7u8; 16])),
+        &json!({"request": b64(&request)}),
+    );
+    expect_error(&reply, "unauthorized")
+}
+
+fn abandoned_counts(ctx: &Ctx) -> Outcome {
+    let (user, _) = tri!(ctx.registered("abandoned", Some(5)));
+    let (reply, _) = ctx.ke1(&user, WRONG);
+    if reply.status != 200 {
+        return fail(format!("KE1: {}", reply.describe()), "");
+    }
+    match tri!(ctx.guesses_left(&user)) {
+        4 => pass("4 of 5 guesses left after one KE2 without KE3"),
+        n => fail(
+            format!("{n} of 5 guesses left"),
+            "the guess must count when KE2 is released",
+        ),
+    }
+}
+
+fn success_resets(ctx: &Ctx) -> Outcome {
+    let (user, _) = tri!(ctx.registered("reset", Some(5)));
+    for _ in 0..2 {
+        let _ = ctx.ke1(&user, WRONG);
+    }
+    let before = tri!(ctx.guesses_left(&user));
+    let recovered = ctx.recover(&user, PASSWORD);
+    let after = tri!(ctx.guesses_left(&user));
+    match (&recovered, before, after) {
+        (Recovery::Key { .. }, 3, 5) => pass("3 left after two guesses; 5 after a recovery"),
+        _ => fail(
+            format!(
+                "{before} left, then {}, then {after} left",
+                recovered.describe()
+            ),
+            "",
+        ),
+    }
+}
+
+fn last_guess_works(ctx: &Ctx) -> Outcome {
+    let (user, root) = tri!(ctx.registered("last", Some(3)));
+    for _ in 0..2 {
+        let _ = ctx.ke1(&user, WRONG);
+    }
+    match ctx.recover(&user, PASSWORD) {
+        Recovery::Key { root: got, .. } if got.as_bytes() == root.as_bytes() => {
+            pass("the third of three guesses recovers K")
+        }
+        other => fail(other.describe(), "the last guess must still be honoured"),
+    }
+}
+
+fn exact_limit_destroys(ctx: &Ctx) -> Outcome {
+    let (user, _) = tri!(ctx.registered("exact", Some(3)));
+    for _ in 0..3 {
+        let _ = ctx.ke1(&user, WRONG);
+    }
+    let recovery = ctx.recover(&user, PASSWORD);
+    let status = tri!(ctx.status(&user));
+    if matches!(recovery, Recovery::Ke2Refused)
+        && status["registered"] == false
+        && status["state"] == "destroyed"
+    {
+        pass("after 3 guesses the right password no longer verifies; the record is destroyed")
+    } else {
+        fail(
+            format!("recovery: {}; status {status}", recovery.describe()),
+            "",
+        )
+    }
+}
+
+fn parallel_guesses_bounded(ctx: &Ctx) -> Outcome {
+    const LIMIT: usize = 4;
+    const CLIENTS: usize = 12;
+    let (user, _) = tri!(ctx.registered("parallel", Some(LIMIT as u32)));
+    // Every client guesses the right password, so each KE2 that verifies at the client is
+    // a real OPRF evaluation (a fake one never verifies): their number is what was released.
+    let verified = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                scope.spawn(|| {
+                    let (reply, client) = ctx.ke1(&user, PASSWORD);
+                    client
+                        .and_then(|c| ctx.verify_ke2(&user, &reply, c))
+                        .is_some()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(false))
+            .filter(|ok| *ok)
+            .count()
+    });
+    let status = tri!(ctx.status(&user));
+    if verified <= LIMIT && status["registered"] == false {
+        pass(format!(
+            "{verified} real KE2s for {CLIENTS} parallel guesses with limit {LIMIT}; destroyed"
+        ))
+    } else {
+        fail(
+            format!("{verified} real KE2s for {CLIENTS} parallel guesses with limit {LIMIT}; status {status}"),
+            "parallel guesses must never exceed the limit",
+        )
+    }
+}
+
+fn fake_ke2_for_unknown_user(ctx: &Ctx) -> Outcome {
+    let (real_user, _) = tri!(ctx.registered("real", None));
+    let (real, _) = ctx.ke1(&real_user, WRONG);
+    let unknown = ctx.user("never-registered");
+    let (fake, client) = ctx.ke1(&unknown, PASSWORD);
+    let Some(client) = client else {
+        return fail(
+            format!("KE1 of an unknown user: {}", fake.describe()),
+            "a fake KE2 is required",
+        );
+    };
+    let shape = |r: &Reply| {
+        (
+            r.bytes("ke2").map(|k| k.len()),
+            r.bytes("session_id").map(|s| s.len()),
+            r.body["ksf"].clone(),
+        )
+    };
+    let verifies = ctx.verify_ke2(&unknown, &fake, client).is_some();
+    if shape(&fake) == shape(&real) && !verifies {
+        pass("200 with a KE2 shaped like a real one; it does not verify")
+    } else {
+        fail(
+            format!(
+                "fake {:?}, real {:?}, verifies: {verifies}",
+                shape(&fake),
+                shape(&real)
+            ),
+            "",
+        )
+    }
+}
+
+fn fake_session_ke3(ctx: &Ctx) -> Outcome {
+    let unknown = ctx.user("fake-session");
+    let (fake, _) = ctx.ke1(&unknown, PASSWORD);
+    let Some(session) = id16(fake.bytes("session_id")) else {
+        return fail(fake.describe(), "no session id");
+    };
+    expect_error(&ctx.finish(&session, &[1u8; 64]), "wrong_password")
+}
+
+fn replayed_ke3(ctx: &Ctx) -> Outcome {
+    let (user, _) = tri!(ctx.registered("replay", None));
+    let Recovery::Key { session, ke3, .. } = ctx.recover(&user, PASSWORD) else {
+        return fail("setup failed", "the recovery failed");
+    };
+    expect_error(&ctx.finish(&session, &ke3), "wrong_password")
+}
+
+fn unknown_session(ctx: &Ctx) -> Outcome {
+    expect_error(&ctx.finish(&[9u8; 16], &[1u8; 64]), "wrong_password")
+}
+
+fn wrong_ke3_counts(ctx: &Ctx) -> Outcome {
+    let (user, _) = tri!(ctx.registered("bad-ke3", Some(5)));
+    let (reply, _) = ctx.ke1(&user, WRONG);
+    let Some(session) = id16(reply.bytes("session_id")) else {
+        return fail(reply.describe(), "no session id");
+    };
+    let answer = ctx.finish(&session, &[1u8; 64]);
+    let left = tri!(ctx.guesses_left(&user));
+    if is_error(&answer, "wrong_password") && left == 4 {
+        pass("wrong_password; the guess stays counted (4 of 5 left)")
+    } else {
+        fail(format!("{}; {left} of 5 left", answer.describe()), "")
+    }
+}
+
+fn malformed_ke1_not_counted(ctx: &Ctx) -> Outcome {
+    let (user, _) = tri!(ctx.registered("short-ke1", Some(5)));
+    let reply = ctx.vault.post(
+        &format!("/v1/users/{}/recover/start", segment(&user)),
+        &json!({"ke1": b64(&[5u8; 40])}),
+    );
+    let left = tri!(ctx.guesses_left(&user));
+    if is_error(&reply, "malformed") && left == 5 {
+        pass("400 malformed; no guess counted")
+    } else {
+        fail(format!("{}; {left} of 5 left", reply.describe()), "")
+    }
+}
+
+fn raw_post(ctx: &Ctx, path: &str, body: &[u8]) -> Reply {
+    ctx.vault
+        .raw("POST", path, Some(body), Some(ctx.vault.token()))
+}
+
+fn not_json(ctx: &Ctx) -> Outcome {
+    let path = format!("/v1/users/{}/recover/start", segment(&ctx.user("x")));
+    expect_error(&raw_post(ctx, &path, b"{not json"), "malformed")
+}
+
+fn unknown_field(ctx: &Ctx) -> Outcome {
+    let path = format!("/v1/users/{}/recover/start", segment(&ctx.user("x")));
+    let body = json!({"ke1": b64(&[0u8; 96]), "extra": 1}).to_string();
+    expect_error(&raw_post(ctx, &path, body.as_bytes()), "malformed")
+}
+
+fn bad_base64(ctx: &Ctx) -> Outcome {
+    let path = format!("/v1/users/{}/recover/start", segment(&ctx.user("x")));
+    expect_error(
+        &raw_post(ctx, &path, br#"{"ke1": "not*base64!"}"#),
+        "malformed",
+    )
+}
+
+fn oversized(ctx: &Ctx) -> Outcome {
+    let path = format!("/v1/users/{}/recover/start", segment(&ctx.user("x")));
+    let body = json!({"ke1": "A".repeat(64 * 1024)}).to_string();
+    let reply = raw_post(ctx, &path, body.as_bytes());
+    if reply.status == 413 && reply.class() == "malformed" {
+        pass(reply.describe())
+    } else {
+        fail(reply.describe(), "a body above 8 KiB is 413 malformed")
+    }
+}
+
+fn long_user(ctx: &Ctx) -> Outcome {
+    let user = "u".repeat(257);
+    let body = json!({"ke1": b64(&[0u8; 96])}).to_string();
+    expect_error(
+        &raw_post(
+            ctx,
+            &format!("/v1/users/{user}/recover/start"),
+            body.as_bytes(),
+        ),
+        "malformed",
+    )
+}
+
+fn bad_session_id(ctx: &Ctx) -> Outcome {
+    let body = json!({"ke3": b64(&[0u8; 64])}).to_string();
+    expect_error(
+        &raw_post(ctx, "/v1/sessions/not-16-bytes/finish", body.as_bytes()),
+        "malformed",
+    )
+}
+
+fn missing_token(ctx: &Ctx) -> Outcome {
+    let reply = ctx.vault.raw(
+        "GET",
+        &format!("/v1/users/{}/status", segment(&ctx.user("x"))),
+        None,
+        None,
+    );
+    if is_error(&reply, "unauthorized_token") && reply.www_authenticate.is_some() {
+        pass("401 unauthorized with WWW-Authenticate")
+    } else {
+        fail(reply.describe(), "")
+    }
+}
+
+fn wrong_token(ctx: &Ctx) -> Outcome {
+    let reply = ctx.vault.raw(
+        "GET",
+        &format!("/v1/users/{}/status", segment(&ctx.user("x"))),
+        None,
+        Some("not-a-tenant-token-of-this-vault-at-all"),
+    );
+    expect_error(&reply, "unauthorized_token")
+}
+
+fn user_rate_limited(ctx: &Ctx) -> Outcome {
+    let user = ctx.user("rate");
+    for n in 1..=200 {
+        let (reply, _) = ctx.ke1(&user, WRONG);
+        if reply.status == 429 {
+            return if reply.class() == "rate_limited" && reply.retry_after.is_some() {
+                pass(format!("429 rate_limited with Retry-After at guess {n}"))
+            } else {
+                fail(
+                    reply.describe(),
+                    "429 needs class rate_limited and Retry-After",
+                )
+            };
+        }
+        if reply.status != 200 {
+            return fail(reply.describe(), format!("at guess {n}"));
+        }
+    }
+    fail("200 guesses in a row for one user without a 429", "")
+}
+
+const CASES: &[Case] = &[
+    Case {
+        id: "vault.flow.register_recover",
+        level: Level::Must,
+        expected: "K recovered",
+        run: flow_register_recover,
+    },
+    Case {
+        id: "vault.flow.status",
+        level: Level::Must,
+        expected: "registered, guesses left = limit",
+        run: flow_status,
+    },
+    Case {
+        id: "vault.flow.change_password",
+        level: Level::Must,
+        expected: "version 2; only the new password verifies",
+        run: flow_change_password,
+    },
+    Case {
+        id: "vault.flow.delete",
+        level: Level::Must,
+        expected: "deleted, then no_record",
+        run: flow_delete,
+    },
+    Case {
+        id: "vault.flow.register_over_active",
+        level: Level::Must,
+        expected: "403 unauthorized",
+        run: register_over_active,
+    },
+    Case {
+        id: "vault.flow.limit_out_of_bounds",
+        level: Level::Must,
+        expected: "422 unsupported",
+        run: limit_out_of_bounds,
+    },
+    Case {
+        id: "vault.flow.password_change_without_recovery",
+        level: Level::Must,
+        expected: "403 unauthorized",
+        run: password_change_without_recovery,
+    },
+    Case {
+        id: "vault.guess.abandoned_counts",
+        level: Level::Must,
+        expected: "a KE2 without KE3 costs one guess",
+        run: abandoned_counts,
+    },
+    Case {
+        id: "vault.guess.failed_ke3_counts",
+        level: Level::Must,
+        expected: "401 wrong_password; the guess stays counted",
+        run: wrong_ke3_counts,
+    },
+    Case {
+        id: "vault.guess.success_resets",
+        level: Level::Must,
+        expected: "a recovery restores every guess",
+        run: success_resets,
+    },
+    Case {
+        id: "vault.guess.malformed_not_counted",
+        level: Level::Must,
+        expected: "400 malformed; no guess counted",
+        run: malformed_ke1_not_counted,
+    },
+    Case {
+        id: "vault.limit.last_guess_works",
+        level: Level::Must,
+        expected: "the limit-th guess recovers K",
+        run: last_guess_works,
+    },
+    Case {
+        id: "vault.limit.exact_then_destroyed",
+        level: Level::Must,
+        expected: "after limit guesses, destroyed",
+        run: exact_limit_destroys,
+    },
+    Case {
+        id: "vault.limit.parallel_bounded",
+        level: Level::Must,
+        expected: "at most limit real KE2s",
+        run: parallel_guesses_bounded,
+    },
+    Case {
+        id: "vault.fake.unknown_user",
+        level: Level::Must,
+        expected: "a fake KE2, shaped like a real one",
+        run: fake_ke2_for_unknown_user,
+    },
+    Case {
+        id: "vault.fake.session_ke3",
+        level: Level::Must,
+        expected: "401 wrong_password",
+        run: fake_session_ke3,
+    },
+    Case {
+        id: "vault.session.replayed_ke3",
+        level: Level::Must,
+        expected: "401 wrong_password",
+        run: replayed_ke3,
+    },
+    Case {
+        id: "vault.session.unknown",
+        level: Level::Must,
+        expected: "401 wrong_password",
+        run: unknown_session,
+    },
+    Case {
+        id: "vault.request.not_json",
+        level: Level::Must,
+        expected: "400 malformed",
+        run: not_json,
+    },
+    Case {
+        id: "vault.request.unknown_field",
+        level: Level::Must,
+        expected: "400 malformed",
+        run: unknown_field,
+    },
+    Case {
+        id: "vault.request.bad_base64",
+        level: Level::Must,
+        expected: "400 malformed",
+        run: bad_base64,
+    },
+    Case {
+        id: "vault.request.oversized",
+        level: Level::Must,
+        expected: "413 malformed",
+        run: oversized,
+    },
+    Case {
+        id: "vault.request.long_user_id",
+        level: Level::Must,
+        expected: "400 malformed",
+        run: long_user,
+    },
+    Case {
+        id: "vault.request.bad_session_id",
+        level: Level::Must,
+        expected: "400 malformed",
+        run: bad_session_id,
+    },
+    Case {
+        id: "vault.auth.missing_token",
+        level: Level::Must,
+        expected: "401 unauthorized",
+        run: missing_token,
+    },
+    Case {
+        id: "vault.auth.wrong_token",
+        level: Level::Must,
+        expected: "401 unauthorized",
+        run: wrong_token,
+    },
+    Case {
+        id: "vault.rate.user_guesses",
+        level: Level::Should,
+        expected: "429 rate_limited with Retry-After",
+        run: user_rate_limited,
+    },
+];
+
+/// The ids of every case with its level (for `--list`).
+pub fn case_ids() -> Vec<(&'static str, Level)> {
+    CASES.iter().map(|c| (c.id, c.level)).collect()
+}
+
+/// Runs every case that `keep` selects against the vault of `ctx`.
+pub fn run(ctx: &Ctx, keep: impl Fn(&str) -> bool) -> Vec<CaseResult> {
+    CASES
+        .iter()
+        .filter(|c| keep(c.id))
+        .map(|c| {
+            let outcome = (c.run)(ctx);
+            CaseResult {
+                suite: "vault-server".into(),
+                id: c.id.into(),
+                level: c.level,
+                status: if outcome.pass {
+                    Status::Pass
+                } else {
+                    Status::Fail
+                },
+                expected: c.expected.into(),
+                actual: outcome.actual,
+                detail: outcome.detail,
+            }
+        })
+        .collect()
+}
