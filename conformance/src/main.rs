@@ -23,6 +23,8 @@ struct Cli {
     command: Command,
 }
 
+/// Parsed once per process, so the size of `Run` does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run suites and report. With no target given, runs the defaults: the reference adapter,

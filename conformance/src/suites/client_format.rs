@@ -199,7 +199,8 @@ pub fn run(
                 }
             }
         };
-        results.push(result(status_actual.0, status_actual.1, String::new()));
+        let detail = answer["detail"].as_str().unwrap_or_default().to_owned();
+        results.push(result(status_actual.0, status_actual.1, detail));
     }
     Ok(results)
 }
