@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs every Coffer test on a fresh Debian machine, installing what the tests need first:
-# Debian packages (OpenSSL and zlib headers), and the real wa-crypt-tools from PyPI in a venv.
+# Debian packages (OpenSSL and zlib headers, SoftHSM2, xmllint, Chromium), and the real
+# wa-crypt-tools and whatsapp-chat-exporter from PyPI, each in its own venv.
 #
-# Opt-outs, by name only: COFFER_SKIP_INTEROP=1 (no wa-crypt-tools), COFFER_SKIP_BIGFILE=1
+# Opt-outs, by name only: COFFER_SKIP_INTEROP=1 (no wa-crypt-tools, no
+# whatsapp-chat-exporter), COFFER_SKIP_CHROMIUM=1 (no headless-browser check of the HTML
+# report), COFFER_SKIP_BIGFILE=1
 # (no >= 1 GiB peak-memory check), COFFER_SKIP_SCHEMATHESIS=1 (no OpenAPI fuzzing of the
 # vault), COFFER_SKIP_SOFTHSM=1 (no PKCS#11 tests on SoftHSM2), COFFER_SKIP_KRYOPTIC=1 (no
 # kryoptic build and tests), COFFER_SKIP_PYTHON_VECTORS=1 (no Python re-check of the vectors).
@@ -14,7 +17,8 @@ root=$(pwd)
 step() { printf '\n==> %s\n' "$*"; }
 
 step "Debian packages"
-packages=(pkg-config libssl-dev zlib1g-dev time softhsm2 libclang-dev opensc openssl)
+packages=(pkg-config libssl-dev zlib1g-dev time softhsm2 libclang-dev opensc openssl libxml2-utils)
+if [[ "${COFFER_SKIP_CHROMIUM:-}" != 1 ]]; then packages+=(chromium); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,13 +30,11 @@ if ((${#missing[@]})); then
 fi
 
 if [[ "${COFFER_SKIP_INTEROP:-}" != 1 ]]; then
-  step "wa-crypt-tools (PyPI) in .venv/wa-crypt-tools"
-  venv="$root/.venv/wa-crypt-tools"
-  if [[ ! -x "$venv/bin/wadecrypt" ]]; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "wa-crypt-tools==0.1.0"
-  fi
+  step "wa-crypt-tools and whatsapp-chat-exporter (PyPI) in .venv/, by the adapters' setup step"
+  venv=$(conformance/adapters/setup.sh wa-crypt-tools "$root")
   export COFFER_WA_CRYPT_TOOLS="$venv/bin"
+  venv=$(conformance/adapters/setup.sh whatsapp-chat-exporter "$root")
+  export COFFER_WHATSAPP_CHAT_EXPORTER="$venv/bin/python"
 fi
 
 if [[ "${COFFER_SKIP_PYTHON_VECTORS:-}" != 1 ]]; then

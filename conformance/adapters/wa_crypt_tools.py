@@ -26,7 +26,12 @@ def decrypt(request):
             f.write(bytes.fromhex(request["file"]))
         run = subprocess.run([wadecrypt, request["key"], encrypted, decrypted], capture_output=True, timeout=60)
         if run.returncode != 0 or not os.path.exists(decrypted):
-            return {"ok": False, "error": "corrupt", "detail": run.stderr.decode(errors="replace")[-200:]}
+            answer = {"ok": False, "error": "corrupt", "detail": run.stderr.decode(errors="replace")[-200:]}
+            # What the tool wrote before failing is reported (spec/conformance.md §7).
+            if os.path.exists(decrypted) and os.path.getsize(decrypted) > 0:
+                with open(decrypted, "rb") as f:
+                    answer["plaintext"] = f.read().hex()
+            return answer
         with open(decrypted, "rb") as f:
             return {"ok": True, "plaintext": f.read().hex()}
 

@@ -63,6 +63,14 @@ def classify(exception):
     return "corrupt"
 
 
+def left_behind(answer, output):
+    """A refusal also reports what the tool wrote before failing (spec/conformance.md §7)."""
+    if os.path.exists(output) and os.path.getsize(output) > 0:
+        with open(output, "rb") as f:
+            answer["plaintext"] = f.read().hex()
+    return answer
+
+
 def decrypt(request):
     if "key_file" in request:
         key, keyfile_stream = io.BytesIO(bytes.fromhex(request["key_file"])), True
@@ -77,9 +85,9 @@ def decrypt(request):
                 android_crypt.decrypt_backup(database, key, output, Crypt.CRYPT15, False, DbType.MESSAGE,
                                              keyfile_stream=keyfile_stream)
         except (android_crypt.DecryptionError, zlib.error) as e:
-            return refusal(classify(e), e)
+            return left_behind(refusal(classify(e), e), output)
         except Exception as e:  # what the tool does not foresee (e.g. javaobj on a bad key file)
-            return refusal("corrupt", e)
+            return left_behind(refusal("corrupt", e), output)
         if not os.path.exists(output):
             return {"ok": False, "error": "corrupt", "detail": "decrypt_backup returned without writing the database"}
         with open(output, "rb") as f:

@@ -5,6 +5,7 @@ use crate::shim::PROTOCOL;
 use coffer::crypt15::{self, DecryptOptions, EncryptOptions, PayloadEncoding};
 use coffer::format::cobblestone::{encrypt_with_salt, SALT_LEN};
 use coffer::format::header::{encode_footer, header_check, INFO_FILE_KEY};
+use coffer::http::client::VaultClient;
 use coffer::key::{BackupKey, KeyFile, RootKey};
 use coffer::Classify;
 use serde_json::{json, Value};
@@ -32,6 +33,18 @@ fn backup_key(request: &Value) -> Result<BackupKey, String> {
         };
     }
     Ok(BackupKey::Root(root(request)?))
+}
+
+fn text<'a>(request: &'a Value, field: &str) -> Result<&'a str, String> {
+    request[field].as_str().ok_or_else(|| format!("no {field}"))
+}
+
+fn vault_client(request: &Value) -> Result<VaultClient, String> {
+    Ok(VaultClient::new(
+        text(request, "url")?,
+        text(request, "token")?,
+        text(request, "server_id")?,
+    ))
 }
 
 /// One request's answer fields (without type and id).
@@ -97,6 +110,31 @@ fn answer(request: &Value) -> Result<Result<Value, String>, String> {
             file.extend_from_slice(&encode_footer(len));
             Ok(json!({"file": hex::encode(file)}))
         }
+        ("vault_recover", _) => {
+            let client = vault_client(request)?;
+            client
+                .recover(
+                    text(request, "user")?,
+                    text(request, "password")?.as_bytes(),
+                )
+                .map(|r| json!({"key": r.root.to_hex().as_str()}))
+                .map_err(|e| e.class().to_string())
+        }
+        ("vault_register", _) => {
+            let client = vault_client(request)?;
+            let limit = request["limit"]
+                .as_u64()
+                .and_then(|l| u32::try_from(l).ok());
+            client
+                .register(
+                    text(request, "user")?,
+                    text(request, "password")?.as_bytes(),
+                    &root(request)?,
+                    limit,
+                )
+                .map(|()| json!({}))
+                .map_err(|e| e.class().to_string())
+        }
         _ => return Ok(Err("unimplemented".into())),
     })
 }
@@ -109,7 +147,7 @@ pub fn serve() -> anyhow::Result<()> {
         let request: Value = serde_json::from_str(&line?)?;
         let reply = if request["type"] == "hello" {
             json!({"type": "hello", "protocol": PROTOCOL, "name": "coffer (reference)",
-                "capabilities": {"decrypt": ["crypt15", "coffer"], "encrypt": ["crypt15", "coffer"], "vault_client": false}})
+                "capabilities": {"decrypt": ["crypt15", "coffer"], "encrypt": ["crypt15", "coffer"], "vault_client": true}})
         } else {
             let mut reply = match answer(&request) {
                 Ok(Ok(fields)) => {

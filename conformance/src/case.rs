@@ -35,6 +35,7 @@ impl Status {
 
 /// One case's result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CaseResult {
     /// The suite: `hsm`, `client-format`, `client-vault`, `vault-server`.
     pub suite: String,

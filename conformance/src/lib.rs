@@ -12,6 +12,7 @@ pub mod shim;
 pub mod suites {
     //! One module per suite.
     pub mod client_format;
+    pub mod client_vault;
     pub mod hsm;
     pub mod vault_server;
 }

@@ -237,6 +237,12 @@ fn run() -> anyhow::Result<bool> {
                 {
                     println!("client-format {id} [Must]");
                 }
+                for id in suites::client_vault::case_ids()
+                    .into_iter()
+                    .filter(|id| keep(id))
+                {
+                    println!("client-vault {id} [Must]");
+                }
                 for (id, level) in suites::vault_server::case_ids()
                     .into_iter()
                     .filter(|(id, _)| keep(id))
@@ -257,14 +263,22 @@ fn run() -> anyhow::Result<bool> {
                         argv.clone()
                     };
                     targets.insert("client-format".to_owned(), argv.join(" "));
+                    targets.insert("client-vault".to_owned(), argv.join(" "));
                     cases.extend(suites::client_format::run(
                         &argv,
                         &vectors,
                         keep,
                         Duration::from_secs(timeout),
                     )?);
+                    cases.extend(suites::client_vault::run(
+                        &argv,
+                        keep,
+                        Duration::from_secs(timeout),
+                    )?);
                 }
-                None => eprintln!("client-format: skipped (no --client adapter given)"),
+                None => {
+                    eprintln!("client-format, client-vault: skipped (no --client adapter given)")
+                }
             }
             match &hsm {
                 Some(uri) => {
@@ -301,7 +315,7 @@ fn run() -> anyhow::Result<bool> {
                 stale.clear();
             }
             let run = Run {
-                format: "coffer-conformance/1",
+                format: coffer_conformance::report::FORMAT.to_owned(),
                 targets,
                 cases,
                 stale_expected_failures: stale,

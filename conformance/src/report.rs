@@ -1,14 +1,18 @@
 //! Reports of a run (spec/conformance.md §6): a console table, JSON, JUnit XML.
 
 use crate::case::{CaseResult, Status};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The `format` of every JSON report (its schema: `conformance/schema/report.schema.json`).
+pub const FORMAT: &str = "coffer-conformance/1";
+
 /// A whole run: every case, and what the expected-failures file did not match.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Run {
-    /// The format of this report.
-    pub format: &'static str,
+    /// The format of this report: [`FORMAT`].
+    pub format: String,
     /// What each suite ran against (module path, URL, adapter).
     pub targets: BTreeMap<String, String>,
     /// Every case.
@@ -126,9 +130,13 @@ impl Run {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
+            let level = serde_json::to_value(c.level)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
             rows.push_str(&format!(
-                "<tr class=\"{status}\" data-status=\"{status}\"><td>{}</td><td>{}</td><td>{:?}</td><td class=\"s\">{status}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                xml(&c.suite), xml(&c.id), c.level, xml(&c.expected), xml(&c.actual), xml(&c.detail)
+                "<tr class=\"{status}\" data-status=\"{status}\"><td>{}</td><td>{}</td><td>{level}</td><td class=\"s\">{status}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                xml(&c.suite), xml(&c.id), xml(&c.expected), xml(&c.actual), xml(&c.detail)
             ));
         }
         let mut summary = String::new();
@@ -166,7 +174,8 @@ td, th {{ border: 1px solid #bbb; padding: 0.2em 0.5em; font-size: 0.9em; vertic
 tr.fail .s, tr.unexpected_pass .s, tr.unimplemented .s {{ background: #f6c6c6; }}
 tr.pass .s {{ background: #c9efc9; }}
 tr.expected_failure .s, tr.skipped .s {{ background: #eee3b6; }}
-p.ok {{ color: #176d17; font-weight: bold; }} p.bad {{ color: #a11; font-weight: bold; }}
+p.ok, p.bad {{ font-weight: bold; font-size: 1.2em; padding: 0.6em 1em; border-radius: 4px; }}
+p.ok {{ color: #176d17; background: #c9efc9; }} p.bad {{ color: #a11; background: #f6c6c6; }}
 </style></head><body>
 <h1>Coffer conformance report</h1>
 {verdict}
@@ -210,6 +219,8 @@ fn xml(text: &str) -> String {
             '"' => "&quot;".into(),
             '\'' => "&apos;".into(),
             c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t' | '\r') => " ".into(),
+            // Not characters XML allows.
+            '\u{FFFE}' | '\u{FFFF}' => " ".into(),
             c => c.to_string(),
         })
         .collect()

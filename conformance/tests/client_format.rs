@@ -49,13 +49,20 @@ fn ids_with(report: &Value, status: &str) -> BTreeSet<String> {
 
 /// The decrypt cases whose vector expects `corrupt`.
 fn corrupt_cases() -> BTreeSet<String> {
+    refusal_cases(Some("corrupt"))
+}
+
+/// The decrypt cases whose vector expects the class `only` (or any class).
+fn refusal_cases(only: Option<&str>) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
     for file in ["crypt15.yaml", "format.yaml"] {
         let text = std::fs::read_to_string(coffer_vectors::vectors_dir().join(file)).unwrap();
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
         for group in doc["groups"].as_sequence().unwrap() {
             for case in group["cases"].as_sequence().unwrap() {
-                if case.get("error").and_then(|e| e.as_str()) == Some("corrupt")
+                let error = case.get("error").and_then(|e| e.as_str());
+                if error.is_some()
+                    && only.is_none_or(|c| error == Some(c))
                     && group["type"] != "header"
                 {
                     ids.insert(format!("client.{}.decrypt", case["id"].as_str().unwrap()));
@@ -83,6 +90,26 @@ fn a_client_that_ignores_tags_fails_exactly_the_corrupt_cases() {
     let wanted = corrupt_cases();
     assert!(!wanted.is_empty());
     assert_eq!(failed, wanted);
+}
+
+#[test]
+fn a_decryptor_that_writes_before_authenticating_fails_every_refusal() {
+    let (code, report) = run(&["python3", &double(), "output-before-auth", exe()], &[]);
+    assert_eq!(code, Some(1));
+    let wanted = refusal_cases(None);
+    assert!(wanted.len() > corrupt_cases().len());
+    assert_eq!(ids_with(&report, "fail"), wanted);
+    for case in report["cases"].as_array().unwrap() {
+        if case["status"] == "fail" {
+            assert!(
+                case["actual"]
+                    .as_str()
+                    .unwrap()
+                    .contains("returned 16 bytes of output"),
+                "{case}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -117,9 +144,9 @@ fn undeclared_formats_are_skipped_not_passed() {
     let (code, report) = run(&["python3", &double(), "crypt15-only", exe()], &[]);
     assert_eq!(code, Some(0), "{report:#}");
     let skipped = ids_with(&report, "skipped");
-    assert!(skipped
-        .iter()
-        .all(|id| id.starts_with("client.format.") || id.ends_with(".encrypt")));
+    assert!(skipped.iter().all(|id| id.starts_with("client.format.")
+        || id.starts_with("client.vault.")
+        || id.ends_with(".encrypt")));
     assert!(skipped.iter().any(|id| id.starts_with("client.format.")));
     assert!(ids_with(&report, "pass")
         .iter()
@@ -208,7 +235,7 @@ fn the_html_report_holds_every_case_and_needs_no_network() {
 /// With no arguments: the reference adapter and, SoftHSM2 being installed by scripts/test.sh,
 /// a private token with SoftHSM2's committed expected failures; every result as expected.
 #[test]
-fn the_default_run_checks_the_reference_and_softhsm2() {
+fn the_default_run_checks_the_reference_its_own_vault_and_softhsm2() {
     let out = Command::new(exe()).arg("run").output().unwrap();
     let console = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -218,6 +245,8 @@ fn the_default_run_checks_the_reference_and_softhsm2() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(console.contains("client-format     86"), "{console}");
+    assert!(console.contains("client-vault      16"), "{console}");
+    assert!(console.contains("vault-server      27"), "{console}");
     if std::env::var("COFFER_SKIP_SOFTHSM").as_deref() != Ok("1") {
         assert!(console.lines().any(|l| l.starts_with("hsm ")), "{console}");
     }

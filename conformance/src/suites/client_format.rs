@@ -189,6 +189,14 @@ pub fn run(
                     format!("refused as {}", answer["error"].as_str().unwrap_or("?")),
                 ),
                 (Err(_), true) => (Status::Fail, "accepted".into()),
+                (Err(_), false) if answer["plaintext"].as_str().is_some_and(|p| !p.is_empty()) => (
+                    Status::Fail,
+                    format!(
+                        "refused as {}, but returned {} bytes of output",
+                        answer["error"].as_str().unwrap_or("?"),
+                        answer["plaintext"].as_str().map_or(0, |p| p.len() / 2)
+                    ),
+                ),
                 (Err(class), false) => {
                     let got = answer["error"].as_str().unwrap_or("?");
                     if got == class {

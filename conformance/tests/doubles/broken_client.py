@@ -5,6 +5,10 @@ to the reference adapter and then misbehaves as MODE says.
   ignore-tag    accepts what the reference refuses as corrupt (a client that ignores tags)
   crash-once    exits when it sees the request named by CRASH_ON, once (restarted, it works)
   crypt15-only  declares only crypt15 decryption
+  output-before-auth  on a refused decryption, also returns the 16 bytes it "wrote" before
+                the check failed (a streaming decryptor that writes before authenticating)
+  ke3-anyway    after a failed vault recovery, sends a KE3 to the vault all the same (a
+                client that does not stop when KE2 does not verify)
 
 Usage: broken_client.py MODE REFERENCE_EXE [CRASH_ON]
 """
@@ -12,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 
 mode, reference = sys.argv[1], sys.argv[2]
 crash_on = sys.argv[3] if len(sys.argv) > 3 else None
@@ -28,6 +33,17 @@ for line in sys.stdin:
     answer = json.loads(inner.stdout.readline())
     if mode == "ignore-tag" and answer.get("error") == "corrupt":
         answer = {"type": "response", "id": request["id"], "ok": True, "plaintext": ""}
+    if mode == "output-before-auth" and request.get("op") == "decrypt" and answer.get("ok") is False:
+        answer["plaintext"] = "00" * 16
+    if mode == "ke3-anyway" and request.get("op") == "vault_recover" and answer.get("ok") is False:
+        ke3 = json.dumps({"ke3": "A" * 86}).encode()
+        post = urllib.request.Request(request["url"] + "/v1/sessions/AAAAAAAAAAAAAAAAAAAAAA/finish", data=ke3,
+                                      headers={"content-type": "application/json",
+                                               "authorization": "Bearer " + request["token"]})
+        try:
+            urllib.request.urlopen(post, timeout=10).read()
+        except Exception:
+            pass
     if mode == "crypt15-only" and answer.get("type") == "hello":
         answer["capabilities"] = {"decrypt": ["crypt15"], "encrypt": [], "vault_client": False}
     print(json.dumps(answer), flush=True)

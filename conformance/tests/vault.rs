@@ -1,0 +1,207 @@
+//! The vault suites: the reference vault passes every vault-server case over real HTTP on
+//! loopback; a vault that counts guesses only on failed KE3s fails exactly the cases meant
+//! to catch it; the reference client passes every client-vault case; a client that sends
+//! KE3 after a bad KE2 fails exactly the cases that forbid it.
+
+use coffer::store::{
+    AuditEvent, GuessOutcome, Record, RecordState, SqliteStore, Store, StoreError,
+};
+use coffer_conformance::local_vault::{sqlite_store, LocalVault};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+
+fn exe() -> &'static str {
+    env!("CARGO_BIN_EXE_coffer-conformance")
+}
+
+/// Runs `coffer-conformance run ARGS --json` and returns the exit code and the report.
+fn run(args: &[&str]) -> (Option<i32>, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let out = Command::new(exe())
+        .arg("run")
+        .args(args)
+        .args(["--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let report = serde_json::from_slice(&std::fs::read(&json).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code(), report)
+}
+
+fn ids_with(report: &Value, status: &str) -> BTreeSet<String> {
+    report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == status)
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+/// Runs the vault-server suite against `vault`.
+fn against(vault: &LocalVault, dir: &Path) -> (Option<i32>, Value) {
+    let token = dir.join("token");
+    std::fs::write(&token, &vault.token).unwrap();
+    run(&[
+        "--vault",
+        &vault.url,
+        "--vault-token-file",
+        token.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn the_reference_vault_passes_every_vault_server_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = LocalVault::start(sqlite_store(dir.path()).unwrap(), dir.path()).unwrap();
+    let (code, report) = against(&vault, dir.path());
+    assert_eq!(code, Some(0), "{report:#}");
+    let cases = report["cases"].as_array().unwrap();
+    assert!(cases.len() >= 27, "{} cases", cases.len());
+    assert!(cases.iter().all(|c| c["suite"] == "vault-server"));
+    assert_eq!(ids_with(&report, "pass").len(), cases.len());
+}
+
+/// A deliberately broken store: a KE1 does not count a guess; only a failed KE3 does (the
+/// mistake of counting at the wrong step: abandoned recoveries then cost nothing).
+struct CountsOnlyFailedKe3 {
+    inner: SqliteStore,
+    owners: Mutex<HashMap<[u8; 16], (String, String)>>,
+}
+
+impl Store for CountsOnlyFailedKe3 {
+    fn server_setup(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.server_setup()
+    }
+    fn init_server_setup(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.inner.init_server_setup(sealed)
+    }
+    fn insert(&self, record: &Record) -> Result<(), StoreError> {
+        self.inner.insert(record)
+    }
+    fn latest(&self, tenant: &str, user: &str) -> Result<Option<Record>, StoreError> {
+        self.inner.latest(tenant, user)
+    }
+    fn count_guess(&self, tenant: &str, user: &str) -> Result<GuessOutcome, StoreError> {
+        match self.inner.latest(tenant, user)? {
+            Some(r) if r.state == RecordState::Active => {
+                self.owners
+                    .lock()
+                    .unwrap()
+                    .insert(r.record_id, (tenant.into(), user.into()));
+                Ok(GuessOutcome::Counted(r))
+            }
+            _ => Ok(GuessOutcome::Absent),
+        }
+    }
+    fn recovered(&self, record_id: &[u8; 16], version: u32) -> Result<bool, StoreError> {
+        self.inner.recovered(record_id, version)
+    }
+    fn failed_at_limit(&self, record_id: &[u8; 16]) -> Result<bool, StoreError> {
+        let owner = self.owners.lock().unwrap().get(record_id).cloned();
+        if let Some((tenant, user)) = owner {
+            self.inner.count_guess(&tenant, &user)?;
+        }
+        self.inner.failed_at_limit(record_id)
+    }
+    fn replace(
+        &self,
+        record_id: &[u8; 16],
+        version: u32,
+        sealed: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.inner.replace(record_id, version, sealed)
+    }
+    fn delete(&self, tenant: &str, user: &str) -> Result<bool, StoreError> {
+        self.inner.delete(tenant, user)
+    }
+    fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        self.inner.audit(after, limit)
+    }
+}
+
+#[test]
+fn a_vault_counting_only_failed_ke3s_fails_exactly_the_guess_counting_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CountsOnlyFailedKe3 {
+        inner: sqlite_store(dir.path()).unwrap(),
+        owners: Mutex::new(HashMap::new()),
+    };
+    let vault = LocalVault::start(store, dir.path()).unwrap();
+    let (code, report) = against(&vault, dir.path());
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(
+        ids_with(&report, "fail"),
+        set(&[
+            "vault.guess.abandoned_counts",
+            "vault.guess.success_resets",
+            "vault.limit.exact_then_destroyed",
+            "vault.limit.parallel_bounded",
+        ]),
+        "{report:#}"
+    );
+}
+
+fn double() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/doubles/broken_client.py")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn the_reference_client_passes_every_client_vault_case() {
+    let (code, report) = run(&["--client", "reference", "--filter", "client.vault.*"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    let passed = ids_with(&report, "pass");
+    assert_eq!(passed.len(), 16, "{report:#}");
+    assert!(passed.iter().all(|id| id.starts_with("client.vault.")));
+}
+
+#[test]
+fn a_client_that_sends_ke3_after_a_bad_ke2_fails_exactly_those_cases() {
+    let client = format!("python3 {} ke3-anyway {}", double(), exe());
+    let (code, report) = run(&["--client", &client, "--filter", "client.vault.*"]);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(
+        ids_with(&report, "fail"),
+        set(&[
+            "client.vault.recover.wrong_password",
+            "client.vault.recover.other_server_key",
+            "client.vault.recover.ke2_other_record",
+            "client.vault.recover.tampered_ke2",
+            "client.vault.recover.replayed_ke2",
+            "client.vault.recover.truncated_ke2",
+            "client.vault.recover.costly_ksf",
+            "client.vault.recover.rate_limited",
+        ]),
+        "{report:#}"
+    );
+    for case in report["cases"].as_array().unwrap() {
+        if case["status"] == "fail" {
+            assert!(
+                case["actual"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("after sending KE3"),
+                "{case}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_client_without_vault_support_has_the_suite_skipped() {
+    let client = format!("python3 {} crypt15-only {}", double(), exe());
+    let (code, report) = run(&["--client", &client, "--filter", "client.vault.*"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(ids_with(&report, "skipped").len(), 16, "{report:#}");
+}
