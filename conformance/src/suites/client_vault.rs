@@ -93,17 +93,17 @@ fn vault_error(e: VaultError) -> Response {
     refuse(e.class().as_str(), &e.to_string())
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| refuse("malformed", &e.to_string()))
+/// A request body, or the reason it is malformed.
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| e.to_string())
 }
 
-fn session_of(text: &str) -> Result<[u8; 16], Response> {
+fn session_of(text: &str) -> Option<[u8; 16]> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(text)
         .ok()
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| refuse("malformed", "session ids are 16 bytes, base64url"))
 }
 
 fn flip_last(mut bytes: Vec<u8>) -> Vec<u8> {
@@ -120,7 +120,7 @@ async fn recover_start(
 ) -> Response {
     let request: RecoverStartRequest = match parse(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return refuse("malformed", &e),
     };
     let play = *shared.play.lock().unwrap_or_else(|p| p.into_inner());
     if play == Play::RateLimited {
@@ -158,11 +158,10 @@ async fn recover_finish(
     shared.ke3_seen.fetch_add(1, Ordering::SeqCst);
     let request: RecoverFinishRequest = match parse(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return refuse("malformed", &e),
     };
-    let session = match session_of(&session) {
-        Ok(s) => s,
-        Err(e) => return e,
+    let Some(session) = session_of(&session) else {
+        return refuse("malformed", "session ids are 16 bytes, base64url");
     };
     let play = *shared.play.lock().unwrap_or_else(|p| p.into_inner());
     if play == Play::LockedAtKe3 {
@@ -199,7 +198,7 @@ async fn register_start(
 ) -> Response {
     let request: RegisterStartRequest = match parse(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return refuse("malformed", &e),
     };
     match shared
         .records
@@ -222,7 +221,7 @@ async fn register_finish(
 ) -> Response {
     let request: RegisterFinishRequest = match parse(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return refuse("malformed", &e),
     };
     let Ok(record_id) = <[u8; 16]>::try_from(request.record_id.0.as_slice()) else {
         return refuse("malformed", "record ids are 16 bytes");
