@@ -194,6 +194,53 @@ fn wa_crypt_tools_through_its_adapter() {
     );
 }
 
+/// whatsapp-chat-exporter 0.13.1 from PyPI (installed by conformance/adapters/setup.sh from
+/// scripts/test.sh, which sets COFFER_WHATSAPP_CHAT_EXPORTER to its venv's python; opt out
+/// with COFFER_SKIP_INTEROP=1) through its adapter. Its results, asserted exactly: it ignores
+/// the MD5 and reports every GCM failure as a wrong key, assumes a 16-byte MD5 trailer and a
+/// SQLite payload, so it refuses valid files that are not SQLite or carry no MD5.
+#[test]
+fn whatsapp_chat_exporter_through_its_adapter() {
+    if std::env::var("COFFER_SKIP_INTEROP").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: whatsapp-chat-exporter (COFFER_SKIP_INTEROP=1)");
+        return;
+    }
+    let python = std::env::var("COFFER_WHATSAPP_CHAT_EXPORTER").expect(
+        "COFFER_WHATSAPP_CHAT_EXPORTER is not set: scripts/test.sh installs whatsapp-chat-exporter \
+         with conformance/adapters/setup.sh and sets it; or opt out with COFFER_SKIP_INTEROP=1",
+    );
+    let adapter = Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters/whatsapp_chat_exporter.py");
+    let (code, report) = run(&[&python, adapter.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(1));
+    let passed = ids_with(&report, "pass");
+    let want: BTreeSet<String> = [
+        "file.sqlite_page",
+        "invalid.wrong_key",
+        "invalid.legacy_key_file",
+        "invalid.cut_in_ciphertext",
+        "invalid.header_only",
+        "invalid.empty",
+        "invalid.authentic_broken_zlib",
+    ]
+    .iter()
+    .map(|id| format!("client.crypt15.{id}.decrypt"))
+    .collect();
+    assert_eq!(passed, want);
+    let failed = ids_with(&report, "fail");
+    assert_eq!(failed.len(), 15, "{failed:#?}");
+    assert!(failed
+        .iter()
+        .all(|id| id.starts_with("client.crypt15.") && id.ends_with(".decrypt")));
+    assert!(ids_with(&report, "unimplemented").is_empty());
+    let flipped = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "client.crypt15.invalid.tag_flipped.decrypt")
+        .unwrap();
+    assert_eq!(flipped["actual"], "refused as wrong_key", "{flipped}");
+}
+
 /// The HTML report is one self-contained page: every case, the summary, the filter, and no
 /// external resource.
 #[test]
