@@ -6,6 +6,7 @@ pub mod adapter;
 pub mod case;
 pub mod expected;
 pub mod http;
+pub mod jobs;
 pub mod local_vault;
 pub mod report;
 pub mod shim;

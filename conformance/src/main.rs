@@ -74,6 +74,11 @@ enum Command {
         /// Write the HTML report: one self-contained page, filterable, no network needed.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
+        /// Cases run at once in the client-format suite (one adapter process each) and the
+        /// vault-server suite. The hsm suite (one token) and the client-vault suite (one
+        /// runner-played vault) run one case at a time.
+        #[arg(long, short = 'j', value_name = "N", default_value_t = 1)]
+        jobs: usize,
         /// Seconds a case may take before it counts as hung.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
@@ -171,6 +176,7 @@ fn run() -> anyhow::Result<bool> {
             json,
             junit,
             html,
+            jobs,
             timeout,
         } => {
             // With no target at all: the embedded defaults (the reference adapter, and a
@@ -269,6 +275,7 @@ fn run() -> anyhow::Result<bool> {
                         &vectors,
                         keep,
                         Duration::from_secs(timeout),
+                        jobs,
                     )?);
                     cases.extend(suites::client_vault::run(
                         &argv,
@@ -303,7 +310,7 @@ fn run() -> anyhow::Result<bool> {
                         Vault::new(url, token, Duration::from_secs(timeout)),
                         server_id,
                     );
-                    cases.extend(suites::vault_server::run(&ctx, keep));
+                    cases.extend(suites::vault_server::run(&ctx, keep, jobs));
                 }
                 None => eprintln!("vault-server: skipped (no --vault URL given)"),
             }

@@ -82,6 +82,37 @@ fn the_reference_passes_every_case() {
     assert_eq!(ids_with(&report, "pass").len(), cases.len());
 }
 
+/// `--jobs 3` runs three adapters at once and reports the same cases in the same order.
+#[test]
+fn jobs_change_nothing_but_the_time() {
+    let client = format!("python3 {} ignore-tag {}", double(), exe());
+    let reports: Vec<Value> = ["1", "3"]
+        .iter()
+        .map(|jobs| {
+            let dir = tempfile::tempdir().unwrap();
+            let json = dir.path().join("r.json");
+            let out = Command::new(exe())
+                .args([
+                    "run",
+                    "--client",
+                    &client,
+                    "--filter",
+                    "client.*.decrypt",
+                    "--jobs",
+                    jobs,
+                ])
+                .arg("--json")
+                .arg(&json)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(1));
+            serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+        })
+        .collect();
+    assert!(reports[0]["cases"].as_array().unwrap().len() > 40);
+    assert_eq!(reports[0]["cases"], reports[1]["cases"]);
+}
+
 #[test]
 fn a_client_that_ignores_tags_fails_exactly_the_corrupt_cases() {
     let (code, report) = run(&["python3", &double(), "ignore-tag", exe()], &[]);

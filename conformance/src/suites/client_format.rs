@@ -122,93 +122,95 @@ pub fn case_ids(vectors: &Path) -> anyhow::Result<Vec<String>> {
     Ok(plan(vectors)?.into_iter().map(|p| p.id).collect())
 }
 
-/// Runs every case that `keep` selects against the adapter `argv`.
+/// Runs every case that `keep` selects against the adapter `argv`, on `jobs` adapter
+/// processes at once.
 pub fn run(
     argv: &[String],
     vectors: &Path,
     keep: impl Fn(&str) -> bool,
     timeout: Duration,
+    jobs: usize,
 ) -> anyhow::Result<Vec<CaseResult>> {
     let plans: Vec<Planned> = plan(vectors)?.into_iter().filter(|p| keep(&p.id)).collect();
-    let mut adapter = Adapter::start(argv, timeout)?;
-    let mut results = Vec::new();
-    for p in plans {
-        let expected = match &p.expect {
-            Ok((field, _)) => format!("{field} as in the vector"),
-            Err(class) => format!("refused as {class}"),
-        };
-        let result = |status, actual: String, detail: String| CaseResult {
-            suite: "client-format".into(),
-            id: p.id.clone(),
-            level: Level::Must,
-            status,
-            expected: expected.clone(),
-            actual,
-            detail,
-        };
-        if !adapter.supports(p.op, p.format) {
-            results.push(result(
-                Status::Skipped,
-                "not run".into(),
-                format!("the adapter does not declare {} {}", p.op, p.format),
-            ));
-            continue;
-        }
-        let mut request = p.request.clone();
-        request["op"] = json!(p.op);
-        request["format"] = json!(p.format);
-        let answer = match adapter.request(&p.id, request, timeout) {
-            Ok(a) => a,
-            Err(
-                e @ (ShimError::Crashed
-                | ShimError::Timeout(_)
-                | ShimError::Protocol(_)
-                | ShimError::Start(_)),
-            ) => {
-                results.push(result(Status::Fail, "no answer".into(), e.to_string()));
-                continue;
-            }
-        };
-        let status_actual = if answer["unimplemented"] == true {
-            (Status::Unimplemented, "unimplemented".to_owned())
-        } else {
-            match (&p.expect, answer["ok"] == true) {
-                (Ok((field, want)), true) => {
-                    let got = answer[*field].as_str().unwrap_or_default();
-                    if got == want {
-                        (Status::Pass, format!("{field} as in the vector"))
-                    } else {
-                        (
-                            Status::Fail,
-                            format!("another {field} ({} bytes)", got.len() / 2),
-                        )
-                    }
-                }
-                (Ok(_), false) => (
-                    Status::Fail,
-                    format!("refused as {}", answer["error"].as_str().unwrap_or("?")),
-                ),
-                (Err(_), true) => (Status::Fail, "accepted".into()),
-                (Err(_), false) if answer["plaintext"].as_str().is_some_and(|p| !p.is_empty()) => (
-                    Status::Fail,
-                    format!(
-                        "refused as {}, but returned {} bytes of output",
-                        answer["error"].as_str().unwrap_or("?"),
-                        answer["plaintext"].as_str().map_or(0, |p| p.len() / 2)
-                    ),
-                ),
-                (Err(class), false) => {
-                    let got = answer["error"].as_str().unwrap_or("?");
-                    if got == class {
-                        (Status::Pass, format!("refused as {got}"))
-                    } else {
-                        (Status::Fail, format!("refused as {got}"))
-                    }
-                }
-            }
-        };
-        let detail = answer["detail"].as_str().unwrap_or_default().to_owned();
-        results.push(result(status_actual.0, status_actual.1, detail));
+    crate::jobs::map(
+        &plans,
+        jobs,
+        || Ok(Adapter::start(argv, timeout)?),
+        |adapter, p| run_one(adapter, p, timeout),
+    )
+}
+
+fn run_one(adapter: &mut Adapter, p: &Planned, timeout: Duration) -> CaseResult {
+    let expected = match &p.expect {
+        Ok((field, _)) => format!("{field} as in the vector"),
+        Err(class) => format!("refused as {class}"),
+    };
+    let result = |status, actual: String, detail: String| CaseResult {
+        suite: "client-format".into(),
+        id: p.id.clone(),
+        level: Level::Must,
+        status,
+        expected: expected.clone(),
+        actual,
+        detail,
+    };
+    if !adapter.supports(p.op, p.format) {
+        return result(
+            Status::Skipped,
+            "not run".into(),
+            format!("the adapter does not declare {} {}", p.op, p.format),
+        );
     }
-    Ok(results)
+    let mut request = p.request.clone();
+    request["op"] = json!(p.op);
+    request["format"] = json!(p.format);
+    let answer = match adapter.request(&p.id, request, timeout) {
+        Ok(a) => a,
+        Err(
+            e @ (ShimError::Crashed
+            | ShimError::Timeout(_)
+            | ShimError::Protocol(_)
+            | ShimError::Start(_)),
+        ) => return result(Status::Fail, "no answer".into(), e.to_string()),
+    };
+    let status_actual = if answer["unimplemented"] == true {
+        (Status::Unimplemented, "unimplemented".to_owned())
+    } else {
+        match (&p.expect, answer["ok"] == true) {
+            (Ok((field, want)), true) => {
+                let got = answer[*field].as_str().unwrap_or_default();
+                if got == want {
+                    (Status::Pass, format!("{field} as in the vector"))
+                } else {
+                    (
+                        Status::Fail,
+                        format!("another {field} ({} bytes)", got.len() / 2),
+                    )
+                }
+            }
+            (Ok(_), false) => (
+                Status::Fail,
+                format!("refused as {}", answer["error"].as_str().unwrap_or("?")),
+            ),
+            (Err(_), true) => (Status::Fail, "accepted".into()),
+            (Err(_), false) if answer["plaintext"].as_str().is_some_and(|p| !p.is_empty()) => (
+                Status::Fail,
+                format!(
+                    "refused as {}, but returned {} bytes of output",
+                    answer["error"].as_str().unwrap_or("?"),
+                    answer["plaintext"].as_str().map_or(0, |p| p.len() / 2)
+                ),
+            ),
+            (Err(class), false) => {
+                let got = answer["error"].as_str().unwrap_or("?");
+                if got == class {
+                    (Status::Pass, format!("refused as {got}"))
+                } else {
+                    (Status::Fail, format!("refused as {got}"))
+                }
+            }
+        }
+    };
+    let detail = answer["detail"].as_str().unwrap_or_default().to_owned();
+    result(status_actual.0, status_actual.1, detail)
 }

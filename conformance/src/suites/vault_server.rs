@@ -851,26 +851,25 @@ pub fn case_ids() -> Vec<(&'static str, Level)> {
     CASES.iter().map(|c| (c.id, c.level)).collect()
 }
 
-/// Runs every case that `keep` selects against the vault of `ctx`.
-pub fn run(ctx: &Ctx, keep: impl Fn(&str) -> bool) -> Vec<CaseResult> {
-    CASES
-        .iter()
-        .filter(|c| keep(c.id))
-        .map(|c| {
-            let outcome = (c.run)(ctx);
-            CaseResult {
-                suite: "vault-server".into(),
-                id: c.id.into(),
-                level: c.level,
-                status: if outcome.pass {
-                    Status::Pass
-                } else {
-                    Status::Fail
-                },
-                expected: c.expected.into(),
-                actual: outcome.actual,
-                detail: outcome.detail,
-            }
-        })
-        .collect()
+/// Runs every case that `keep` selects against the vault of `ctx`, `jobs` cases at a time
+/// (cases never share a user, so they may overlap).
+pub fn run(ctx: &Ctx, keep: impl Fn(&str) -> bool, jobs: usize) -> Vec<CaseResult> {
+    let cases: Vec<&Case> = CASES.iter().filter(|c| keep(c.id)).collect();
+    let run_case = |_: &mut (), c: &&Case| {
+        let outcome = (c.run)(ctx);
+        CaseResult {
+            suite: "vault-server".into(),
+            id: c.id.into(),
+            level: c.level,
+            status: if outcome.pass {
+                Status::Pass
+            } else {
+                Status::Fail
+            },
+            expected: c.expected.into(),
+            actual: outcome.actual,
+            detail: outcome.detail,
+        }
+    };
+    crate::jobs::map(&cases, jobs, || Ok(()), run_case).unwrap_or_default()
 }
