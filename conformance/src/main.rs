@@ -71,6 +71,9 @@ enum Command {
         /// Write the JUnit XML report.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// Write a Markdown summary (the table by suite, and every case that did not pass).
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<PathBuf>,
         /// Write the HTML report: one self-contained page, filterable, no network needed.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
@@ -176,6 +179,7 @@ fn run() -> anyhow::Result<bool> {
             json,
             junit,
             html,
+            markdown,
             jobs,
             timeout,
         } => {
@@ -334,6 +338,10 @@ fn run() -> anyhow::Result<bool> {
             }
             if let Some(path) = &html {
                 std::fs::write(path, run.html())
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let Some(path) = &markdown {
+                std::fs::write(path, run.markdown())
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             if let Some(path) = &junit {

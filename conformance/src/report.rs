@@ -121,6 +121,54 @@ impl Run {
 }
 
 impl Run {
+    /// A Markdown summary for READMEs and CI job pages: the table by suite, then every case
+    /// that did not pass (and was not skipped) with what it expected and what happened. It
+    /// names no path and no time, so the same results always give the same text.
+    pub fn markdown(&self) -> String {
+        let cell = |text: &str| text.replace('|', "\\|").replace('\n', " ");
+        let mut out = String::from(
+            "| suite | pass | fail | expected failure | unexpected pass | unimplemented | skipped |\n\
+             |---|---:|---:|---:|---:|---:|---:|\n",
+        );
+        let mut suites: Vec<&str> = self.cases.iter().map(|c| c.suite.as_str()).collect();
+        suites.dedup();
+        for suite in suites {
+            out.push_str(&format!(
+                "| {suite} | {} | {} | {} | {} | {} | {} |\n",
+                self.count(suite, Status::Pass),
+                self.count(suite, Status::Fail),
+                self.count(suite, Status::ExpectedFailure),
+                self.count(suite, Status::UnexpectedPass),
+                self.count(suite, Status::Unimplemented),
+                self.count(suite, Status::Skipped),
+            ));
+        }
+        let notable: Vec<&CaseResult> = self
+            .cases
+            .iter()
+            .filter(|c| !matches!(c.status, Status::Pass | Status::Skipped))
+            .collect();
+        if !notable.is_empty() {
+            out.push_str("\n| case | status | expected | actual |\n|---|---|---|---|\n");
+            for c in notable {
+                let status = serde_json::to_value(c.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "| `{}` | {status} | {} | {} |\n",
+                    c.id,
+                    cell(&c.expected),
+                    cell(&c.actual)
+                ));
+            }
+        }
+        for stale in &self.stale_expected_failures {
+            out.push_str(&format!("\nStale expected-failure entry: `{stale}`\n"));
+        }
+        out
+    }
+
     /// The HTML report: one self-contained page (no network) with the summary per suite and
     /// every case, filterable by text and status.
     pub fn html(&self) -> String {

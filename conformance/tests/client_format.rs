@@ -19,13 +19,22 @@ fn double() -> String {
 
 /// Runs the suite with `client` and returns the exit code and the JSON report.
 fn run(client: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Value) {
+    let (code, report, _) = run_md(client, env);
+    (code, report)
+}
+
+/// [`run`], also returning the Markdown report.
+fn run_md(client: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Value, String) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
+    let markdown = dir.path().join("report.md");
     let out = Command::new(exe())
         .args([
             "run",
             "--json",
             json.to_str().unwrap(),
+            "--markdown",
+            markdown.to_str().unwrap(),
             "--client",
             &client.join(" "),
         ])
@@ -34,7 +43,20 @@ fn run(client: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Value) {
         .unwrap();
     let report = serde_json::from_slice(&std::fs::read(&json).unwrap_or_default())
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    (out.status.code(), report)
+    let markdown = std::fs::read_to_string(&markdown).unwrap_or_default();
+    (out.status.code(), report, markdown)
+}
+
+/// The README's conformance results are the runner's own output, and current.
+fn assert_in_readme(markdown: &str) {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    assert!(
+        readme.contains(markdown),
+        "README.md's conformance results differ from what the runner reports now; run \
+         conformance/results.sh and review the change. The runner says:\n{markdown}"
+    );
 }
 
 fn ids_with(report: &Value, status: &str) -> BTreeSet<String> {
@@ -200,7 +222,7 @@ fn wa_crypt_tools_through_its_adapter() {
     );
     let wadecrypt = Path::new(&bin).join("wadecrypt");
     let adapter = Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters/wa_crypt_tools.py");
-    let (code, report) = run(
+    let (code, report, markdown) = run_md(
         &[
             "python3",
             adapter.to_str().unwrap(),
@@ -208,6 +230,7 @@ fn wa_crypt_tools_through_its_adapter() {
         ],
         &[],
     );
+    assert_in_readme(&markdown);
     assert_eq!(code, Some(1));
     let passed = ids_with(&report, "pass");
     let valid: BTreeSet<String> = ids_with(&report, "pass")
@@ -241,7 +264,8 @@ fn whatsapp_chat_exporter_through_its_adapter() {
          with conformance/adapters/setup.sh and sets it; or opt out with COFFER_SKIP_INTEROP=1",
     );
     let adapter = Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters/whatsapp_chat_exporter.py");
-    let (code, report) = run(&[&python, adapter.to_str().unwrap()], &[]);
+    let (code, report, markdown) = run_md(&[&python, adapter.to_str().unwrap()], &[]);
+    assert_in_readme(&markdown);
     assert_eq!(code, Some(1));
     let passed = ids_with(&report, "pass");
     let want: BTreeSet<String> = [
@@ -314,7 +338,13 @@ fn the_html_report_holds_every_case_and_needs_no_network() {
 /// a private token with SoftHSM2's committed expected failures; every result as expected.
 #[test]
 fn the_default_run_checks_the_reference_its_own_vault_and_softhsm2() {
-    let out = Command::new(exe()).arg("run").output().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let markdown = dir.path().join("report.md");
+    let out = Command::new(exe())
+        .args(["run", "--markdown"])
+        .arg(&markdown)
+        .output()
+        .unwrap();
     let console = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -329,4 +359,7 @@ fn the_default_run_checks_the_reference_its_own_vault_and_softhsm2() {
         assert!(console.lines().any(|l| l.starts_with("hsm ")), "{console}");
     }
     assert!(console.contains("every result is as expected"));
+    if std::env::var("COFFER_SKIP_SOFTHSM").as_deref() != Ok("1") {
+        assert_in_readme(&std::fs::read_to_string(&markdown).unwrap());
+    }
 }
