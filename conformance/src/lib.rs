@@ -1,6 +1,7 @@
 //! Coffer's conformance runner (spec/conformance.md): suites of cases run against an
-//! implementation, results graded against an expected-failures file, reports for CI. This
-//! version has the `hsm` suite; the client and vault-server suites are to come.
+//! implementation, results graded against an expected-failures file, reports for CI. Suites:
+//! `client-format` and `client-vault` (through a shim adapter), `vault-server` (black-box
+//! HTTP), `hsm` (a PKCS#11 module, one child process per check).
 
 pub mod adapter;
 pub mod case;

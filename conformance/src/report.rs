@@ -1,4 +1,4 @@
-//! Reports of a run (spec/conformance.md §6): a console table, JSON, JUnit XML.
+//! Reports of a run (spec/conformance.md §6): console, JSON, JUnit XML, HTML, Markdown.
 
 use crate::case::{CaseResult, Status};
 use serde::{Deserialize, Serialize};
