@@ -61,7 +61,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests"
 test_log=$(mktemp)
 trap 'rm -f "$test_log"' EXIT
-cargo test --workspace --locked 2>&1 | tee "$test_log"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$test_log"
 read -r passed failed < <(awk '/^test result:/ {p += $4; f += $6} END {print p + 0, f + 0}' "$test_log")
 
 cargo build --release --locked -p coffer

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs a third-party tool that an adapter of this folder drives, from PyPI, at a pinned
-# version, in its own venv ROOT/.venv/NAME (made if missing, left as it is when it already
+# version with every dependency pinned too (constraints-NAME.txt, a `pip freeze` of a
+# working install), in its own venv ROOT/.venv/NAME (made if missing, left as it is when it already
 # holds the pinned versions), and prints the venv's path on stdout (pip's output goes to stderr).
 #
 # Usage: conformance/adapters/setup.sh NAME ROOT
@@ -35,14 +36,16 @@ if [[ ! -x "$venv/bin/python" ]]; then
   python3 -m venv "$venv" >&2
 fi
 # Install only when some NAME==VERSION is not what the venv holds.
+constraints="$(cd "$(dirname "$0")" && pwd)/constraints-$name.txt"
+mapfile -t locked < "$constraints"
 installed=$("$venv/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null | tr '[:upper:]_' '[:lower:]-')
 missing=0
-for pin in "${pins[@]}"; do
+for pin in "${locked[@]}"; do
   if ! grep -qxF "$(tr '[:upper:]_' '[:lower:]-' <<<"$pin")" <<<"$installed"; then
     missing=1
   fi
 done
 if [[ $missing -eq 1 ]]; then
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}" >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -c "$constraints" "${pins[@]}" >&2
 fi
 echo "$venv"

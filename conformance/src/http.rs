@@ -13,6 +13,17 @@ pub struct Vault {
     agent: ureq::Agent,
 }
 
+/// The methods the vault's API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET.
+    Get,
+    /// POST (with a body).
+    Post,
+    /// DELETE.
+    Delete,
+}
+
 /// One reply.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -29,6 +40,17 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// No HTTP reply: `why` says what happened instead.
+    pub fn no_reply(why: &str) -> Self {
+        Reply {
+            status: 0,
+            body: Value::Null,
+            retry_after: None,
+            www_authenticate: None,
+            transport: Some(why.to_owned()),
+        }
+    }
+
     /// The error class of an error body, or "".
     pub fn class(&self) -> &str {
         self.body["error"].as_str().unwrap_or_default()
@@ -77,6 +99,7 @@ impl Vault {
     pub fn new(base: &str, token: &str, timeout: Duration) -> Self {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .max_redirects(0)
             .timeout_global(Some(timeout))
             .build();
         Vault {
@@ -97,25 +120,31 @@ impl Vault {
     }
 
     /// Sends `method path` with a raw body and the given token (None: no Authorization).
-    pub fn raw(&self, method: &str, path: &str, body: Option<&[u8]>, token: Option<&str>) -> Reply {
+    pub fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&[u8]>,
+        token: Option<&str>,
+    ) -> Reply {
         let url = format!("{}{path}", self.base);
         let auth = token.map(|t| format!("Bearer {t}"));
-        let sent = match (method, body) {
-            ("POST", body) => {
+        let sent = match method {
+            Method::Post => {
                 let mut request = self.agent.post(&url).content_type("application/json");
                 if let Some(a) = &auth {
                     request = request.header("authorization", a);
                 }
                 request.send(body.unwrap_or_default())
             }
-            ("DELETE", _) => {
+            Method::Delete => {
                 let mut request = self.agent.delete(&url);
                 if let Some(a) = &auth {
                     request = request.header("authorization", a);
                 }
                 request.call()
             }
-            _ => {
+            Method::Get => {
                 let mut request = self.agent.get(&url);
                 if let Some(a) = &auth {
                     request = request.header("authorization", a);
@@ -125,15 +154,7 @@ impl Vault {
         };
         let mut response = match sent {
             Ok(r) => r,
-            Err(e) => {
-                return Reply {
-                    status: 0,
-                    body: Value::Null,
-                    retry_after: None,
-                    www_authenticate: None,
-                    transport: Some(e.to_string()),
-                }
-            }
+            Err(e) => return Reply::no_reply(&e.to_string()),
         };
         let header = |name: &str| {
             response
@@ -165,7 +186,7 @@ impl Vault {
     /// POSTs a JSON body with the tenant token.
     pub fn post(&self, path: &str, body: &Value) -> Reply {
         self.raw(
-            "POST",
+            Method::Post,
             path,
             Some(body.to_string().as_bytes()),
             Some(&self.token),
@@ -174,11 +195,11 @@ impl Vault {
 
     /// GETs with the tenant token.
     pub fn get(&self, path: &str) -> Reply {
-        self.raw("GET", path, None, Some(&self.token))
+        self.raw(Method::Get, path, None, Some(&self.token))
     }
 
     /// DELETEs with the tenant token.
     pub fn delete(&self, path: &str) -> Reply {
-        self.raw("DELETE", path, None, Some(&self.token))
+        self.raw(Method::Delete, path, None, Some(&self.token))
     }
 }

@@ -12,7 +12,10 @@ pub fn map<T: Sync, R: Send, S>(
     init: impl Fn() -> anyhow::Result<S> + Sync,
     work: impl Fn(&mut S, &T) -> R + Sync,
 ) -> anyhow::Result<Vec<R>> {
-    let workers = jobs.clamp(1, items.len().max(1));
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let workers = jobs.clamp(1, items.len());
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
     std::thread::scope(|scope| -> anyhow::Result<()> {

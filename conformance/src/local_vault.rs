@@ -40,24 +40,7 @@ impl LocalVault {
         let token = hex::encode(random);
         let mut tenants = Tenants::default();
         tenants.add(&token, "default");
-        let app = router(vault, tenants, RateLimits::default());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding loopback")?;
-        listener.set_nonblocking(true)?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        let listener = {
-            let _guard = runtime.enter();
-            tokio::net::TcpListener::from_std(listener)?
-        };
-        runtime.spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                eprintln!("local vault: {e}");
-            }
-        });
+        let (url, runtime) = serve_loopback(router(vault, tenants, RateLimits::default()))?;
         Ok(LocalVault {
             url,
             token,
@@ -65,6 +48,41 @@ impl LocalVault {
             runtime: Some(runtime),
         })
     }
+}
+
+/// Serves `app` on a free loopback port from a runtime of its own: returns the base URL and
+/// the runtime (dropping it, with `shutdown_background`, stops the server).
+pub fn serve_loopback(app: axum::Router) -> anyhow::Result<(String, tokio::runtime::Runtime)> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding loopback")?;
+    listener.set_nonblocking(true)?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let listener = {
+        let _guard = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+    runtime.spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("loopback server: {e}");
+        }
+    });
+    Ok((url, runtime))
+}
+
+/// A reference vault (not served) over SQLite and the software HSM, both in `dir`, with the
+/// default configuration.
+pub fn reference_vault(dir: &Path) -> anyhow::Result<VaultServer<SqliteStore, SoftHsm>> {
+    std::fs::create_dir_all(dir)?;
+    let hsm = SoftHsm::open_or_create(&dir.join("master.key")).context("the software HSM")?;
+    Ok(VaultServer::open(
+        sqlite_store(dir)?,
+        hsm,
+        ServerConfig::default(),
+    )?)
 }
 
 impl Drop for LocalVault {

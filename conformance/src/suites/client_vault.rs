@@ -1,13 +1,15 @@
 //! The `client-vault` suite: the runner plays the vault, honest and hostile, on loopback
 //! (spec/conformance.md §9), and asks the client adapter to register and recover through
-//! the shim. Behind the runner's endpoints are two reference vaults: the one the records
-//! live on, and another with its own server key. Per case the runner answers honestly or
-//! tampers: a KE2 from the other server, for another record, replayed, tampered or
-//! truncated, costly KSF parameters, a tampered or replayed release, envelopes sealed wrong,
-//! and refusals (`locked`, `rate_limited`). The client must fail with the class the spec
-//! names, and must not send KE3 after a bad KE2.
+//! the shim. Behind the runner's endpoints is a reference vault holding the records, and a
+//! rogue OPAQUE server with the same OPRF seed and the same record but another AKE key pair.
+//! Per case the runner answers honestly or tampers: a KE2 under the wrong server key, for
+//! another record, replayed, tampered or truncated, costly KSF parameters, a tampered or
+//! replayed release, envelopes sealed wrong, and refusals (`locked`, `rate_limited`). The
+//! client must fail with the class the spec names, must not send KE3 after a bad KE2, and
+//! must not return a key with a refusal.
 
 use crate::case::{CaseResult, Level, Status};
+use crate::local_vault::{reference_vault, serve_loopback};
 use crate::shim::Adapter;
 use anyhow::Context;
 use axum::body::Bytes;
@@ -23,7 +25,15 @@ use coffer::http::status_of;
 use coffer::key::RootKey;
 use coffer::store::SqliteStore;
 use coffer::vault::client::Parties;
-use coffer::vault::{RecoveryClient, RegistrationClient, ServerConfig, VaultError, VaultServer};
+use coffer::vault::suite::{credential_id, CONTEXT};
+use coffer::vault::{
+    KsfParams, RecoveryClient, RegistrationClient, ServerConfig, Suite, VaultError, VaultServer,
+};
+use opaque_ke::{
+    CredentialRequest, Identifiers, RegistrationRequest, RegistrationUpload, ServerLogin,
+    ServerLoginParameters, ServerRegistration, ServerSetup,
+};
+use rand_core::OsRng;
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,8 +49,8 @@ const PASSWORD: &str = "correct horse battery staple";
 enum Play {
     /// Forwards to the vault holding the records.
     Honest,
-    /// KE1 and KE3 go to the vault with another server key.
-    OtherServer,
+    /// A KE2 from the rogue server: same OPRF seed and record, another AKE key pair.
+    WrongServerKey,
     /// KE2 of another user's record (same password).
     OtherRecord,
     /// The KE2's last byte (of the server MAC) flipped.
@@ -61,9 +71,81 @@ enum Play {
     LockedAtKe3,
 }
 
+/// An OPAQUE server that has `alice`'s record and the OPRF seed it was registered under,
+/// but not the server key: what a vault whose key was replaced (or an impostor holding a
+/// stolen record and seed) would answer.
+struct Rogue {
+    setup: ServerSetup<Suite>,
+    file: ServerRegistration<Suite>,
+    server_id: String,
+}
+
+impl Rogue {
+    /// Registers `alice` (with [`PASSWORD`] and `root`) under a fresh setup, and keeps that
+    /// setup's OPRF seed with another key pair. Checks first that the record recovers `root`
+    /// under the original setup, so that a failure under the rogue is the key's doing.
+    fn new(server_id: &str, root: &RootKey) -> anyhow::Result<Self> {
+        let real = ServerSetup::<Suite>::new(&mut OsRng);
+        let cred = credential_id(TENANT, "alice");
+        let ksf = KsfParams::DEFAULT.name();
+        let (client, request) = RegistrationClient::start(PASSWORD.as_bytes())?;
+        let start = ServerRegistration::<Suite>::start(
+            &real,
+            RegistrationRequest::deserialize(&request)?,
+            &cred,
+        )?;
+        let (upload, _) = client.finish(
+            &parties("alice", server_id),
+            &start.message.serialize(),
+            &ksf,
+            &[0; 16],
+            1,
+            root,
+        )?;
+        let file = ServerRegistration::<Suite>::finish(RegistrationUpload::deserialize(&upload)?);
+        let honest = Rogue {
+            setup: real.clone(),
+            file: file.clone(),
+            server_id: server_id.to_owned(),
+        };
+        let (client, ke1) = RecoveryClient::start(PASSWORD.as_bytes())?;
+        let ke2 = honest.ke2(&ke1)?;
+        client
+            .finish(&parties("alice", server_id), &ke2, &ksf)
+            .context("the rogue's record does not verify under its own key")?;
+        // The OPRF seed is the first 64 bytes of a serialized setup (RFC 9807 Nh = 64).
+        let mut spliced = ServerSetup::<Suite>::new(&mut OsRng).serialize().to_vec();
+        spliced[..64].copy_from_slice(&real.serialize()[..64]);
+        Ok(Rogue {
+            setup: ServerSetup::deserialize(&spliced)?,
+            file,
+            server_id: server_id.to_owned(),
+        })
+    }
+
+    fn ke2(&self, ke1: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let params = ServerLoginParameters {
+            context: Some(CONTEXT),
+            identifiers: Identifiers {
+                client: Some(b"alice"),
+                server: Some(self.server_id.as_bytes()),
+            },
+        };
+        let start = ServerLogin::start(
+            &mut OsRng,
+            &self.setup,
+            Some(self.file.clone()),
+            CredentialRequest::deserialize(ke1)?,
+            &credential_id(TENANT, "alice"),
+            params,
+        )?;
+        Ok(start.message.serialize().to_vec())
+    }
+}
+
 struct Shared {
     records: Reference,
-    other: Reference,
+    rogue: Rogue,
     play: Mutex<Play>,
     ke3_seen: AtomicUsize,
     /// An earlier session's KE2 and release for the user `alice`.
@@ -126,12 +208,25 @@ async fn recover_start(
     if play == Play::RateLimited {
         return refuse("rate_limited", "slow down");
     }
-    let (server, as_user) = match play {
-        Play::OtherServer => (&shared.other, user.as_str()),
-        Play::OtherRecord => (&shared.records, "bob"),
-        _ => (&shared.records, user.as_str()),
+    if play == Play::WrongServerKey {
+        return match shared.rogue.ke2(&request.ke1.0) {
+            Ok(ke2) => Json(RecoverStartResponse {
+                session_id: B64(vec![0x5a; 16]),
+                ke2: B64(ke2),
+                ksf: KsfParams::DEFAULT.name(),
+            })
+            .into_response(),
+            Err(e) => refuse("malformed", &e.to_string()),
+        };
+    }
+    let as_user = match play {
+        Play::OtherRecord => "bob",
+        _ => user.as_str(),
     };
-    let start = match server.recover_start(TENANT, as_user, &request.ke1.0) {
+    let start = match shared
+        .records
+        .recover_start(TENANT, as_user, &request.ke1.0)
+    {
         Ok(s) => s,
         Err(e) => return vault_error(e),
     };
@@ -167,11 +262,10 @@ async fn recover_finish(
     if play == Play::LockedAtKe3 {
         return refuse("locked", "the record was destroyed since KE1");
     }
-    let server = match play {
-        Play::OtherServer => &shared.other,
-        _ => &shared.records,
-    };
-    let release = match server.recover_finish(TENANT, &session, &request.ke3.0) {
+    let release = match shared
+        .records
+        .recover_finish(TENANT, &session, &request.ke3.0)
+    {
         Ok(r) => r,
         Err(e) => return vault_error(e),
     };
@@ -313,15 +407,8 @@ pub struct PlayedVault {
 impl PlayedVault {
     /// Sets up both reference vaults and their records, and serves them.
     pub fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir().context("a directory for the runner's vaults")?;
-        let open = |name: &str| -> anyhow::Result<Reference> {
-            let path = dir.path().join(name);
-            std::fs::create_dir_all(&path)?;
-            let store = SqliteStore::open(&path.join("vault.db"))?;
-            let hsm = SoftHsm::open_or_create(&path.join("master.key"))?;
-            Ok(VaultServer::open(store, hsm, ServerConfig::default())?)
-        };
-        let (records, other) = (open("records")?, open("other")?);
+        let dir = tempfile::tempdir().context("a directory for the runner's vault")?;
+        let records = reference_vault(dir.path())?;
         let server_id = ServerConfig::default().server_id;
         let alice = RootKey::generate()?;
         register(
@@ -329,17 +416,6 @@ impl PlayedVault {
             &server_id,
             "alice",
             PASSWORD,
-            &alice,
-            Envelope::Honest,
-        )?;
-        // The other vault has its own record for alice, under another server key and with
-        // a password the client does not know: its KE2s are real, but not the client's.
-        let elsewhere = "a password registered at another vault";
-        register(
-            &other,
-            &server_id,
-            "alice",
-            elsewhere,
             &alice,
             Envelope::Honest,
         )?;
@@ -370,8 +446,8 @@ impl PlayedVault {
         )?;
         let (_, ke2, release) = recover(&records, &server_id, "alice", PASSWORD)?;
         let shared = Arc::new(Shared {
+            rogue: Rogue::new(&server_id, &alice)?,
             records,
-            other,
             play: Mutex::new(Play::Honest),
             ke3_seen: AtomicUsize::new(0),
             recorded: (ke2, release),
@@ -382,20 +458,7 @@ impl PlayedVault {
             .route("/v1/users/{user}/register/start", post(register_start))
             .route("/v1/users/{user}/register/finish", post(register_finish))
             .with_state(shared.clone());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding loopback")?;
-        listener.set_nonblocking(true)?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let listener = {
-            let _guard = runtime.enter();
-            tokio::net::TcpListener::from_std(listener)?
-        };
-        runtime.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (url, runtime) = serve_loopback(app)?;
         Ok(PlayedVault {
             url,
             server_id,
@@ -461,8 +524,8 @@ const CASES: &[Case] = &[
         expected: "wrong_password, no KE3",
     },
     Case {
-        id: "client.vault.recover.other_server_key",
-        play: Play::OtherServer,
+        id: "client.vault.recover.wrong_server_key",
+        play: Play::WrongServerKey,
         user: "alice",
         op: "vault_recover",
         want: refused("wrong_password", true),
