@@ -5,6 +5,10 @@ check: decrypting crypt15 with a 64-digit key. The tool reports no error classes
 refusal is sent as `corrupt`, and a file it writes is sent as accepted: the suite grades that
 honestly (a wrong key that the tool accepts is a failure).
 
+For the bench (spec/conformance.md §11) it also declares `decrypt_file` and `encrypt_file`
+for crypt15: `wadecrypt KEY IN OUT` and `waencrypt KEY IN OUT` (waencrypt is found beside
+wadecrypt), run on the bench's files.
+
 Usage: wa_crypt_tools.py WADECRYPT   (the path of the wadecrypt script)
 """
 import json
@@ -36,14 +40,28 @@ def decrypt(request):
             return {"ok": True, "plaintext": f.read().hex()}
 
 
+def file_op(request, tool):
+    run = subprocess.run([tool, request["key"], request["input"], request["output"]], capture_output=True)
+    if run.returncode != 0 or not os.path.exists(request["output"]):
+        return {"ok": False, "error": "corrupt", "detail": run.stderr.decode(errors="replace")[-200:]}
+    return {"ok": True}
+
+
+waencrypt = os.path.join(os.path.dirname(wadecrypt), "waencrypt")
+
 for line in sys.stdin:
     request = json.loads(line)
     if request.get("type") == "hello":
         answer = {"type": "hello", "protocol": "coffer-shim/1", "name": "wa-crypt-tools 0.1.0 (wadecrypt)",
-                  "capabilities": {"decrypt": ["crypt15"], "encrypt": [], "vault_client": False}}
+                  "capabilities": {"decrypt": ["crypt15"], "encrypt": [], "decrypt_file": ["crypt15"],
+                                   "encrypt_file": ["crypt15"], "vault_client": False}}
     else:
         if request.get("op") == "decrypt" and request.get("format") == "crypt15":
             answer = decrypt(request)
+        elif request.get("op") == "decrypt_file" and request.get("format") == "crypt15":
+            answer = file_op(request, wadecrypt)
+        elif request.get("op") == "encrypt_file" and request.get("format") == "crypt15":
+            answer = file_op(request, waencrypt)
         else:
             answer = {"ok": False, "unimplemented": True}
         answer.update({"type": "response", "id": request["id"]})

@@ -94,14 +94,33 @@ def decrypt(request):
             return {"ok": True, "plaintext": f.read().hex()}
 
 
+def decrypt_file(request):
+    """The bench's file operation: as the tool's command does, read the whole backup, then
+    decrypt it into the output path."""
+    with open(request["input"], "rb") as f:
+        database = f.read()
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            android_crypt.decrypt_backup(database, bytes.fromhex(request["key"]), request["output"], Crypt.CRYPT15,
+                                         False, DbType.MESSAGE)
+    except (android_crypt.DecryptionError, zlib.error) as e:
+        return refusal(classify(e), e)
+    except Exception as e:
+        return refusal("corrupt", e)
+    return {"ok": True}
+
+
 for line in sys.stdin:
     request = json.loads(line)
     if request.get("type") == "hello":
         answer = {"type": "hello", "protocol": "coffer-shim/1", "name": NAME,
-                  "capabilities": {"decrypt": ["crypt15"], "encrypt": [], "vault_client": False}}
+                  "capabilities": {"decrypt": ["crypt15"], "encrypt": [], "decrypt_file": ["crypt15"],
+                                   "vault_client": False}}
     else:
         if request.get("op") == "decrypt" and request.get("format") == "crypt15":
             answer = decrypt(request)
+        elif request.get("op") == "decrypt_file" and request.get("format") == "crypt15":
+            answer = decrypt_file(request)
         else:
             answer = {"ok": False, "unimplemented": True}
         answer.update({"type": "response", "id": request["id"]})

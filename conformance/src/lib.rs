@@ -4,6 +4,7 @@
 //! HTTP), `hsm` (a PKCS#11 module, one child process per check).
 
 pub mod adapter;
+pub mod bench;
 pub mod case;
 pub mod expected;
 pub mod http;

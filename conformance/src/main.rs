@@ -86,6 +86,53 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// Time clients decrypting and encrypting standard workloads (chat databases of 1 MiB,
+    /// 64 MiB and 1 GiB, and a media blob) through their shim adapters: wall time,
+    /// throughput, peak memory and CPU per run, median and spread, against the reference
+    /// measured in the same run.
+    #[command(
+        after_help = "Examples:\n  coffer-conformance bench --peers --json bench.json --html bench.html\n  coffer-conformance bench --quick\n  coffer-conformance bench --client 'mytool=python3 my_adapter.py' --sizes 64MiB"
+    )]
+    Bench {
+        /// Another tool, as NAME=COMMAND (its adapter's command line); repeatable.
+        #[arg(long, value_name = "NAME=CMD")]
+        client: Vec<String>,
+        /// Also time wa-crypt-tools and whatsapp-chat-exporter (installed from PyPI into
+        /// .venv/ by conformance/adapters/setup.sh; needs the repository checkout).
+        #[arg(long)]
+        peers: bool,
+        /// Chat database sizes.
+        #[arg(long, value_delimiter = ',', default_value = "1MiB,64MiB,1GiB")]
+        sizes: Vec<String>,
+        /// The media workload's size, or `none`.
+        #[arg(long, default_value = "64MiB")]
+        media: String,
+        /// Runs per measurement (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// A quick pass (CI): 1 MiB workloads, one run each.
+        #[arg(long)]
+        quick: bool,
+        /// Where workloads are made and kept (default: target/coffer-bench in the checkout,
+        /// or the system's temporary directory).
+        #[arg(long, value_name = "DIR")]
+        workdir: Option<PathBuf>,
+        /// Write every measurement as JSON.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Write the chart (SVG).
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+        /// Write one HTML page with the chart and the table.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Write the table as Markdown.
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<PathBuf>,
+        /// Seconds one run may take.
+        #[arg(long, default_value_t = 1800)]
+        timeout: u64,
+    },
     /// Serve the shim protocol with the reference implementation (`--client reference`).
     #[command(hide = true)]
     Adapter,
@@ -165,6 +212,150 @@ fn all_cases(vectors: &std::path::Path) -> anyhow::Result<Vec<(&'static str, Str
     Ok(all)
 }
 
+/// `bench`'s arguments.
+struct BenchArgs {
+    client: Vec<String>,
+    peers: bool,
+    sizes: Vec<String>,
+    media: String,
+    runs: usize,
+    quick: bool,
+    workdir: Option<PathBuf>,
+    json: Option<PathBuf>,
+    svg: Option<PathBuf>,
+    html: Option<PathBuf>,
+    markdown: Option<PathBuf>,
+    timeout: u64,
+}
+
+/// `1MiB`, `64MiB`, `1GiB` (or plain bytes).
+fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, ""),
+    };
+    let n: u64 = number
+        .parse()
+        .with_context(|| format!("size {text:?}: a number with MiB or GiB"))?;
+    let unit = match unit {
+        "" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => anyhow::bail!("size {text:?}: unknown unit {other:?} (KiB, MiB, GiB)"),
+    };
+    n.checked_mul(unit)
+        .with_context(|| format!("size {text:?} is too large"))
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<bool> {
+    use coffer_conformance::bench::{self, chart, workloads, Tool};
+    let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (sizes, media, runs) = if args.quick {
+        (vec![1 << 20], Some(1 << 20), 1)
+    } else {
+        let sizes = args
+            .sizes
+            .iter()
+            .map(|s| parse_size(s))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let media = match args.media.as_str() {
+            "none" => None,
+            m => Some(parse_size(m)?),
+        };
+        (sizes, media, args.runs.max(1))
+    };
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let mut tools = vec![Tool {
+        name: "coffer".into(),
+        argv: vec![exe.display().to_string(), "adapter".into()],
+    }];
+    if args.peers {
+        let setup = checkout.join("conformance/adapters/setup.sh");
+        let venv = |name: &str| -> anyhow::Result<PathBuf> {
+            let out = std::process::Command::new("bash")
+                .arg(&setup)
+                .arg(name)
+                .arg(&checkout)
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .with_context(|| format!("running {}", setup.display()))?;
+            anyhow::ensure!(out.status.success(), "{} {name} failed", setup.display());
+            Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        };
+        let adapters = checkout.join("conformance/adapters");
+        let wa = venv("wa-crypt-tools")?;
+        tools.push(Tool {
+            name: "wa-crypt-tools".into(),
+            argv: vec![
+                "python3".into(),
+                adapters.join("wa_crypt_tools.py").display().to_string(),
+                wa.join("bin/wadecrypt").display().to_string(),
+            ],
+        });
+        let wce = venv("whatsapp-chat-exporter")?;
+        tools.push(Tool {
+            name: "whatsapp-chat-exporter".into(),
+            argv: vec![
+                wce.join("bin/python").display().to_string(),
+                adapters
+                    .join("whatsapp_chat_exporter.py")
+                    .display()
+                    .to_string(),
+            ],
+        });
+    }
+    for spec in &args.client {
+        let (name, command) = spec
+            .split_once('=')
+            .with_context(|| format!("--client {spec:?}: NAME=COMMAND"))?;
+        tools.push(Tool {
+            name: name.to_owned(),
+            argv: command.split_whitespace().map(str::to_owned).collect(),
+        });
+    }
+    let workdir = args.workdir.unwrap_or_else(|| {
+        let target = checkout.join("target");
+        if target.is_dir() {
+            target.join("coffer-bench")
+        } else {
+            std::env::temp_dir().join("coffer-bench")
+        }
+    });
+    let say = |line: &str| eprintln!("bench: {line}");
+    let workloads = workloads::prepare(&workdir.join("workloads"), &sizes, media, &say)?;
+    let options = bench::Options {
+        runs,
+        timeout: Duration::from_secs(args.timeout),
+        scratch: workdir.join("scratch"),
+    };
+    let report = bench::run(&tools, &workloads, &options, &say)?;
+    println!("{}", report.table(false));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.svg {
+        std::fs::write(path, chart::svg(&report).map_err(anyhow::Error::msg)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, chart::html(&report).map_err(anyhow::Error::msg)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, report.table(true))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    // The reference must have done everything it declares; other tools' refusals are results.
+    Ok(report
+        .measurements
+        .iter()
+        .filter(|m| m.tool == "coffer")
+        .all(|m| m.ok()))
+}
+
 /// A level as the reports spell it (`MUST`, `SHOULD`, `MAY`).
 fn level_name(level: coffer_conformance::case::Level) -> String {
     serde_json::to_value(level)
@@ -195,6 +386,33 @@ fn run() -> anyhow::Result<bool> {
             println!("{}", serde_json::to_string(&result)?);
             Ok(true)
         }
+        Command::Bench {
+            client,
+            peers,
+            sizes,
+            media,
+            runs,
+            quick,
+            workdir,
+            json,
+            svg,
+            html,
+            markdown,
+            timeout,
+        } => bench(BenchArgs {
+            client,
+            peers,
+            sizes,
+            media,
+            runs,
+            quick,
+            workdir,
+            json,
+            svg,
+            html,
+            markdown,
+            timeout,
+        }),
         Command::Adapter => {
             coffer_conformance::adapter::serve()?;
             Ok(true)

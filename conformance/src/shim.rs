@@ -32,7 +32,8 @@ pub enum ShimError {
 pub struct Adapter {
     argv: Vec<String>,
     child: Child,
-    stdin: ChildStdin,
+    stdin: Option<ChildStdin>,
+    reaped: bool,
     lines: Receiver<String>,
     /// What the adapter declared in its hello.
     pub hello: Value,
@@ -65,7 +66,8 @@ impl Adapter {
         let mut adapter = Adapter {
             argv: argv.to_vec(),
             child,
-            stdin,
+            stdin: Some(stdin),
+            reaped: false,
             lines,
             hello: Value::Null,
         };
@@ -80,8 +82,9 @@ impl Adapter {
     }
 
     fn exchange(&mut self, message: &Value, timeout: Duration) -> Result<Value, ShimError> {
-        writeln!(self.stdin, "{message}")
-            .and_then(|()| self.stdin.flush())
+        let stdin = self.stdin.as_mut().ok_or(ShimError::Crashed)?;
+        writeln!(stdin, "{message}")
+            .and_then(|()| stdin.flush())
             .map_err(|_| ShimError::Crashed)?;
         let line = match self.lines.recv_timeout(timeout) {
             Ok(line) => line,
@@ -130,9 +133,56 @@ impl Adapter {
     }
 }
 
+/// What an adapter process used, itself and every descendant it waited for (`wait4`).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Usage {
+    /// Largest resident set of the adapter or any descendant, bytes.
+    pub max_rss_bytes: u64,
+    /// User plus system CPU time, seconds.
+    pub cpu_seconds: f64,
+}
+
+impl Adapter {
+    /// Closes the adapter's stdin (it must then exit) and waits for it, returning what it
+    /// used. Waits at most `timeout`, then kills it.
+    pub fn finish(mut self, timeout: Duration) -> Result<Usage, ShimError> {
+        drop(self.stdin.take());
+        let pid = libc::pid_t::try_from(self.child.id())
+            .map_err(|_| ShimError::Protocol("a process id out of range".into()))?;
+        let started = std::time::Instant::now();
+        loop {
+            let mut status = 0;
+            // SAFETY: a plain syscall on our own child's pid with valid out-pointers.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            let done = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+            if done == pid {
+                self.reaped = true;
+                let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+                return Ok(Usage {
+                    // Linux reports ru_maxrss in KiB.
+                    max_rss_bytes: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
+                    cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+                });
+            }
+            if done < 0 {
+                return Err(ShimError::Protocol(format!(
+                    "wait4: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+            if started.elapsed() > timeout {
+                return Err(ShimError::Timeout(timeout));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
 impl Drop for Adapter {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }

@@ -7,6 +7,8 @@ to the reference adapter and then misbehaves as MODE says.
   crypt15-only  declares only crypt15 decryption
   output-before-auth  on a refused decryption, also returns the 16 bytes it "wrote" before
                 the check failed (a streaming decryptor that writes before authenticating)
+  bad-output    after a successful decrypt_file, flips one byte of the output file (for the
+                bench: a tool whose output is wrong must not be timed as a success)
   ke3-anyway    after a failed vault recovery, sends a KE3 to the vault all the same (a
                 client that does not stop when KE2 does not verify)
 
@@ -44,6 +46,11 @@ for line in sys.stdin:
             urllib.request.urlopen(post, timeout=10).read()
         except Exception:
             pass
+    if mode == "bad-output" and request.get("op") == "decrypt_file" and answer.get("ok") is True:
+        with open(request["output"], "r+b") as f:
+            first = f.read(1)
+            f.seek(0)
+            f.write(bytes([first[0] ^ 1]))
     if mode == "crypt15-only" and answer.get("type") == "hello":
         answer["capabilities"] = {"decrypt": ["crypt15"], "encrypt": [], "vault_client": False}
     print(json.dumps(answer), flush=True)
