@@ -64,7 +64,24 @@ trap 'rm -f "$test_log"' EXIT
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$test_log"
 read -r passed failed < <(awk '/^test result:/ {p += $4; f += $6} END {print p + 0, f + 0}' "$test_log")
 
+step "benches in quick mode (each bench runs once on small inputs, so none can rot)"
+bench_log=$(mktemp)
+if ! COFFER_BENCH_QUICK=1 cargo test --locked -p coffer-bench --benches >"$bench_log" 2>&1; then
+  cat "$bench_log"
+  echo "the benches failed in quick mode"
+  exit 1
+fi
+echo "benches run once each: $(grep -c '^Success' "$bench_log")"
+rm -f "$bench_log"
+
 cargo build --release --locked -p coffer
+
+step "vault load generator, quick (1 s per backend, 4 clients, whole recoveries)"
+backends=soft
+if [[ "${COFFER_SKIP_SOFTHSM:-}" != 1 ]]; then backends+=",softhsm2"; fi
+if [[ "${COFFER_SKIP_KRYOPTIC:-}" != 1 ]]; then backends+=",kryoptic"; fi
+cargo run -q --locked -p coffer-bench --bin vault-load -- --seconds 1 --clients 4 \
+  --mode recoveries --backends "$backends" --coffer target/release/coffer
 
 if [[ "${COFFER_SKIP_SCHEMATHESIS:-}" != 1 ]]; then
   step "schemathesis (PyPI) against the vault's HTTP API and spec/openapi.yaml"

@@ -129,7 +129,7 @@ fn compression(c: &mut Criterion) {
         "/../vectors/external/wa-crypt-tools/msgstore.db"
     );
     let db = std::fs::read(db_path).expect("msgstore.db sample");
-    let random = random_bytes(16 << 20);
+    let random = random_bytes(coffer_bench::size(16 << 20));
     let mut ratios =
         String::from("| input | codec | compressed bytes | ratio |\n|---|---|---:|---:|\n");
     bench_input(c, "msgstore_db", &db, &mut ratios);

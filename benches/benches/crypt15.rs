@@ -10,7 +10,10 @@ use std::hint::black_box;
 use std::io::Write;
 use std::time::Duration;
 
-const SIZE: usize = 16 << 20;
+/// 16 MiB of chat-like SQLite (1 MiB in quick mode).
+fn size() -> usize {
+    coffer_bench::size(16 << 20)
+}
 
 struct Workload {
     plain: Vec<u8>,
@@ -20,7 +23,7 @@ struct Workload {
 }
 
 fn workload() -> Workload {
-    let plain = coffer_bench::chat_sqlite(SIZE);
+    let plain = coffer_bench::chat_sqlite(size());
     let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(1));
     encoder.write_all(&plain).unwrap();
     let zlib = encoder.finish().unwrap();
@@ -53,7 +56,7 @@ fn configure<'a>(
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    group.throughput(Throughput::Bytes(SIZE as u64));
+    group.throughput(Throughput::Bytes(size() as u64));
     group
 }
 
@@ -98,7 +101,7 @@ fn decrypt_path(c: &mut Criterion) {
 
     let mut group = configure(c, "crypt15_decrypt");
     group.bench_function("coffer_decrypt", |b| {
-        let mut out = Vec::with_capacity(SIZE);
+        let mut out = Vec::with_capacity(size());
         b.iter(|| {
             out.clear();
             crypt15::decrypt(
@@ -132,7 +135,7 @@ fn decrypt_path(c: &mut Criterion) {
         })
     });
     group.bench_function("ceiling_inflate_zlib_rs", |b| {
-        let mut out = vec![0u8; SIZE + 1024];
+        let mut out = vec![0u8; size() + 1024];
         b.iter(|| {
             let (done, status) =
                 zlib_rs::decompress_slice(&mut out, &w.zlib, zlib_rs::InflateConfig::default());
@@ -150,7 +153,7 @@ fn decrypt_path(c: &mut Criterion) {
         })
     });
     group.bench_function("ceiling_inflate_c_zlib", |b| {
-        let mut out = Vec::with_capacity(SIZE);
+        let mut out = Vec::with_capacity(size());
         b.iter(|| {
             out.clear();
             let mut decoder = flate2::write::ZlibDecoder::new(&mut out);
@@ -159,10 +162,10 @@ fn decrypt_path(c: &mut Criterion) {
         })
     });
     group.bench_function("ceiling_memcpy", |b| {
-        let mut out = vec![0u8; SIZE];
+        let mut out = vec![0u8; size()];
         b.iter(|| {
             out.copy_from_slice(black_box(&w.plain));
-            black_box(out[SIZE - 1])
+            black_box(out[size() - 1])
         })
     });
     group.finish();
@@ -174,7 +177,7 @@ fn encrypt_path(c: &mut Criterion) {
     let file_key = w.key.crypt15_file_key();
     let mut group = configure(c, "crypt15_encrypt");
     group.bench_function("coffer_encrypt_level1", |b| {
-        let mut out = Vec::with_capacity(SIZE);
+        let mut out = Vec::with_capacity(size());
         b.iter(|| {
             out.clear();
             crypt15::encrypt(
@@ -192,7 +195,7 @@ fn encrypt_path(c: &mut Criterion) {
     group.bench_function("ceiling_deflate_c_zlib_level1", |b| {
         b.iter(|| {
             let mut encoder = flate2::write::ZlibEncoder::new(
-                Vec::with_capacity(SIZE / 4),
+                Vec::with_capacity(size() / 4),
                 flate2::Compression::new(1),
             );
             encoder.write_all(&w.plain).unwrap();

@@ -79,7 +79,7 @@ fn nonce_of(i: usize) -> [u8; 12] {
 /// The AES-256-GCM crates evaluated for the C2SP chunk cipher: 64 MiB sealed in 16 KiB
 /// chunks, in place, one nonce per chunk; plus one-shot over the whole buffer.
 fn aead_crates(c: &mut Criterion) {
-    let size = 64 * MIB;
+    let size = coffer_bench::size(64 * MIB);
     let plain = coffer_bench::chat_sqlite(size);
     let mut buf = plain.clone();
     let key_bytes = [3u8; 32];
@@ -260,13 +260,16 @@ fn in_memory(c: &mut Criterion, size: usize, label: &str) {
 }
 
 fn small_and_medium(c: &mut Criterion) {
+    in_memory(c, 4 << 10, "4KiB");
     in_memory(c, MIB, "1MiB");
-    in_memory(c, 64 * MIB, "64MiB");
+    if !coffer_bench::quick() {
+        in_memory(c, 64 * MIB, "64MiB");
+    }
 }
 
 /// 1 GiB: the encrypted file is read from disk (page cache), the plaintext goes to a sink.
 fn one_gib(c: &mut Criterion) {
-    let size = 1024 * MIB;
+    let size = coffer_bench::size(1024 * MIB);
     let root = RootKey::from_bytes([5u8; 32]);
     let plain = coffer_bench::chat_sqlite(size);
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();

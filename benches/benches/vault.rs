@@ -1,4 +1,7 @@
-//! Server-side cost of one vault recovery: KE1 handling (guess committed to SQLite on disk,
+//! The unwrap hot path. Client side (group `vault_client`): from the password to K, with the
+//! spec's Argon2id parameters and with cheap ones, and the KSF alone as its ceiling, so the
+//! KSF's share of a recovery is reported. Server side (group `vault_server`): the cost of one
+//! vault recovery: KE1 handling (guess committed to SQLite on disk,
 //! unseal, `ServerLogin::start`) plus KE3 handling (`ServerLogin::finish`, count reset
 //! committed, release sealed), timed without the client's work, per HSM backend (soft,
 //! SoftHSM2 and kryoptic when present); and in the same run its ceilings: opaque-ke `ServerLogin::start` alone, the soft HSM's unseal alone, and one
@@ -21,8 +24,17 @@ use zeroize::Zeroizing;
 
 /// A vault on `hsm` with one registered record, and the parties to recover it.
 fn registered<H: Hsm>(db: &Path, hsm: H) -> (VaultServer<SqliteStore, H>, Parties) {
+    registered_with(db, hsm, KsfParams::TEST)
+}
+
+/// [`registered`] with the record's KSF parameters.
+fn registered_with<H: Hsm>(
+    db: &Path,
+    hsm: H,
+    ksf: KsfParams,
+) -> (VaultServer<SqliteStore, H>, Parties) {
     let config = ServerConfig {
-        ksf: KsfParams::TEST,
+        ksf,
         ..ServerConfig::default()
     };
     let store = SqliteStore::open(db).unwrap();
@@ -228,5 +240,67 @@ fn vault(c: &mut Criterion) {
     drop(kryoptic_context);
 }
 
-criterion_group!(benches, vault);
+/// The client's side of one recovery against an in-process vault whose record has `ksf`:
+/// KE1, the check of KE2 (the KSF runs here), the release opened; the server's time is not
+/// counted.
+fn bench_client(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, db: &Path, ksf: KsfParams) {
+    let hsm = SoftHsm::open_or_create(&db.with_extension("key")).unwrap();
+    let (server, parties) = registered_with(db, hsm, ksf);
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut client_time = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                let (client, ke1) = RecoveryClient::start(b"pw").unwrap();
+                client_time += t.elapsed();
+                let ke2 = server.recover_start("t", "bench", &ke1).unwrap();
+                let t = Instant::now();
+                let done = client.finish(&parties, &ke2.ke2, &ke2.ksf).unwrap();
+                client_time += t.elapsed();
+                let release = server
+                    .recover_finish("t", &ke2.session_id, &done.ke3)
+                    .unwrap();
+                let t = Instant::now();
+                black_box(done.open(&ke2.session_id, &release).unwrap());
+                client_time += t.elapsed();
+            }
+            client_time
+        })
+    });
+}
+
+fn client(c: &mut Criterion) {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut group = c.benchmark_group("vault_client");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
+    bench_client(
+        &mut group,
+        "recovery_client_side_spec_ksf",
+        &dir.path().join("spec.db"),
+        KsfParams::DEFAULT,
+    );
+    group.bench_function("ceiling_argon2id_spec_ksf_alone", |b| {
+        // What the KSF costs by itself: RFC 9807's Stretch with the spec's parameters (64 MiB,
+        // t = 3, p = 1), 64-byte output, the 16 zero bytes of salt opaque-ke uses.
+        let argon = KsfParams::DEFAULT.argon2().unwrap();
+        let mut out = [0u8; 64];
+        b.iter(|| {
+            argon
+                .hash_password_into(black_box(&[7u8; 64]), &[0u8; 16], &mut out)
+                .unwrap();
+            black_box(out[0])
+        })
+    });
+    bench_client(
+        &mut group,
+        "recovery_client_side_cheap_ksf",
+        &dir.path().join("cheap.db"),
+        KsfParams::TEST,
+    );
+    group.finish();
+}
+
+criterion_group!(benches, client, vault);
 criterion_main!(benches);

@@ -71,3 +71,38 @@ fn the_quick_bench_times_and_checks_every_reference_operation() {
         .collect();
     assert_eq!(plain.len(), 2);
 }
+
+/// `--peers`: wa-crypt-tools and whatsapp-chat-exporter (installed by scripts/test.sh through
+/// conformance/adapters/setup.sh; opt out with COFFER_SKIP_INTEROP=1) through their adapters.
+#[test]
+fn the_quick_bench_times_the_peers() {
+    if std::env::var("COFFER_SKIP_INTEROP").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: peers in the bench (COFFER_SKIP_INTEROP=1)");
+        return;
+    }
+    let (code, report, _dir) = bench(&["--peers"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    let find = |tool: &str, workload: &str, op: &str| -> Value {
+        report["measurements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["tool"] == tool && m["workload"] == workload && m["op"] == op)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {tool} {workload} {op}: {report:#}"))
+    };
+    for tool in ["wa-crypt-tools", "whatsapp-chat-exporter"] {
+        let m = find(tool, "sqlite-1MiB", "decrypt");
+        assert_eq!(m["outcome"], "ok", "{m}");
+        assert!(m["peak_rss_bytes"].as_u64().unwrap() > 1 << 20, "{m}");
+    }
+    assert_eq!(
+        find("wa-crypt-tools", "sqlite-1MiB", "encrypt")["outcome"],
+        "ok"
+    );
+    // whatsapp-chat-exporter takes only SQLite payloads.
+    assert_eq!(
+        find("whatsapp-chat-exporter", "media-1MiB", "decrypt")["outcome"],
+        "refused as unsupported"
+    );
+}

@@ -1,10 +1,17 @@
 //! Vault load generator: starts `coffer vault serve` on loopback (real HTTP, real SQLite with
-//! synchronous=FULL on disk), registers users, then runs N concurrent clients sending KE1s
-//! (each one a durable guess) for a fixed time. Reports guesses per second and latency
-//! percentiles (HDR histogram), and in the same run the ceiling: opaque-ke's
+//! synchronous=FULL on disk) once per HSM backend, registers users, then runs N concurrent
+//! clients for a fixed time, either sending KE1s (`--mode guesses`: each one a durable guess)
+//! or doing whole recoveries (`--mode recoveries`: KE1, the client's check of KE2, KE3, the
+//! release opened; the vault runs with cheap KSF parameters so the server is what is
+//! measured). Reports operations per second and latency percentiles (HDR histogram) per
+//! backend, with ratios to the first backend of the same run, and the ceiling: opaque-ke's
 //! `ServerLogin::start` rate on one core, in process.
 //!
-//! Usage: vault-load [--clients 64] [--seconds 10] [--coffer target/release/coffer] [--json]
+//! Usage: vault-load [--clients 64] [--seconds 10] [--mode guesses|recoveries]
+//!        [--backends soft,softhsm2,kryoptic] [--coffer target/release/coffer] [--json]
+//!
+//! `softhsm2` needs Debian's softhsm2; `kryoptic` needs COFFER_KRYOPTIC_MODULE (the output
+//! of scripts/kryoptic.sh). A backend that is asked for and missing is an error.
 
 use coffer::http::client::VaultClient;
 use coffer::key::RootKey;
@@ -13,7 +20,7 @@ use hdrhistogram::Histogram;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Users per client: each can take 100 guesses.
@@ -69,46 +76,136 @@ fn ceiling(seconds: f64) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-fn main() {
-    let clients: usize = arg("--clients", "64").parse().expect("--clients N");
-    let seconds: f64 = arg("--seconds", "10").parse().expect("--seconds S");
-    let coffer = arg("--coffer", "target/release/coffer");
-    let json_out = std::env::args().any(|a| a == "--json");
-    let dir =
-        tempfile::tempdir_in(".").expect("temporary directory beside the current one (on disk)");
-    let mut child = Command::new(&coffer)
-        .args([
-            "vault",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--ksf",
-            "argon2id:m=256,t=1,p=1",
-        ])
-        .args([
-            "--user-per-minute",
-            "1000000000",
-            "--tenant-per-second",
-            "1000000000",
-            "--data",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("{coffer}: {e} (build it with cargo build --release -p coffer)")
-        });
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let first: serde_json::Value = serde_json::from_str(&line).unwrap();
-    let url = first["listening"].as_str().unwrap().to_owned();
-    let token = std::fs::read_to_string(first["token_file"].as_str().unwrap()).unwrap();
+/// A running vault: its URL, token and process.
+struct Served {
+    url: String,
+    token: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
 
-    // Each client cycles over its own users (limit 100 each, the operator maximum), so every
-    // KE1 is a real, counted guess.
-    let setup = VaultClient::new(&url, &token, "coffer-vault");
+/// Starts `coffer vault serve` for `backend` (`soft`, `softhsm2`, `kryoptic`), with its own
+/// token when it is a PKCS#11 module.
+fn serve(coffer: &str, backend: &str) -> Result<Served, String> {
+    let dir = tempfile::tempdir_in(".")
+        .map_err(|e| format!("temporary directory beside the current one (on disk): {e}"))?;
+    let hsm_uri = match backend {
+        "soft" => None,
+        "softhsm2" => {
+            coffer_bench::tokens::softhsm(dir.path())
+                .ok_or("softhsm2: no token (apt-get install softhsm2)")?;
+            Some(format!(
+                "pkcs11:token=bench?module-path={}&pin-value=87654321",
+                coffer::hsm::pkcs11::softhsm2_module().display()
+            ))
+        }
+        "kryoptic" => {
+            let module = std::env::var("COFFER_KRYOPTIC_MODULE")
+                .map_err(|_| "kryoptic: set COFFER_KRYOPTIC_MODULE (scripts/kryoptic.sh)")?;
+            coffer_bench::tokens::kryoptic(dir.path()).ok_or("kryoptic: no token")?;
+            Some(format!(
+                "pkcs11:token=bench?module-path={module}&pin-value=87654321"
+            ))
+        }
+        other => {
+            return Err(format!(
+                "unknown backend {other} (soft, softhsm2, kryoptic)"
+            ))
+        }
+    };
+    let mut command = Command::new(coffer);
+    command
+        .args(["vault", "serve", "--listen", "127.0.0.1:0"])
+        .args(["--ksf", "argon2id:m=256,t=1,p=1"])
+        .args(["--user-per-minute", "1000000000"])
+        .args(["--tenant-per-second", "1000000000", "--data"])
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::piped());
+    if let Some(uri) = &hsm_uri {
+        command.args(["--hsm", uri]);
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("{coffer}: {e} (build it with cargo build --release -p coffer)"))?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or("no stdout")?)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let first: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| format!("{backend}: vault did not start: {e}"))?;
+    let url = first["listening"].as_str().ok_or("no URL")?.to_owned();
+    let token = std::fs::read_to_string(first["token_file"].as_str().ok_or("no token file")?)
+        .map_err(|e| e.to_string())?;
+    Ok(Served {
+        url,
+        token: token.trim().to_owned(),
+        child,
+        _dir: dir,
+    })
+}
+
+/// One client's loop: guesses (KE1s) or whole recoveries, until `stop`.
+fn client_loop(
+    served: (&str, &str),
+    c: usize,
+    recoveries: bool,
+    stop: &AtomicBool,
+    histogram: &Mutex<Histogram<u64>>,
+) -> u64 {
+    let (url, token) = served;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let client = VaultClient::new(url, token, "coffer-vault");
+    let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    let paths: Vec<String> = (0..USERS_PER_CLIENT)
+        .map(|u| format!("{url}/v1/users/load{c}-{u}/recover/start"))
+        .collect();
+    let (_, ke1) = RecoveryClient::start(b"pw").expect("KE1");
+    let body = serde_json::json!({"ke1": base64_url(&ke1)}).to_string();
+    let mut n = 0u64;
+    // Guesses stay under each record's limit; recoveries reset it.
+    while !stop.load(Ordering::Relaxed) && (recoveries || n < 95 * USERS_PER_CLIENT as u64) {
+        let user = n as usize % USERS_PER_CLIENT;
+        let t = Instant::now();
+        if recoveries {
+            client
+                .recover(&format!("load{c}-{user}"), b"pw")
+                .expect("recovery");
+        } else {
+            let mut resp = agent
+                .post(&paths[user])
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .send(body.as_bytes())
+                .expect("request");
+            let _ = resp.body_mut().read_to_vec();
+            assert_eq!(resp.status().as_u16(), 200);
+        }
+        local
+            .record(t.elapsed().as_micros() as u64)
+            .expect("latency in range");
+        n += 1;
+    }
+    histogram
+        .lock()
+        .expect("histogram")
+        .add(local)
+        .expect("merge");
+    n
+}
+
+/// Runs the load against one backend; returns its figures.
+fn load(
+    coffer: &str,
+    backend: &str,
+    clients: usize,
+    seconds: f64,
+    recoveries: bool,
+) -> serde_json::Value {
+    let mut served = serve(coffer, backend).unwrap_or_else(|e| panic!("{e}"));
+    let setup = VaultClient::new(&served.url, &served.token, "coffer-vault");
     for c in 0..clients {
         for u in 0..USERS_PER_CLIENT {
             setup
@@ -121,83 +218,94 @@ fn main() {
                 .expect("register");
         }
     }
-    let (_, ke1) = RecoveryClient::start(b"pw").unwrap();
-    let body = serde_json::json!({"ke1": base64_url(&ke1)}).to_string();
-    let stop = Arc::new(AtomicBool::new(false));
-    let histogram = Arc::new(Mutex::new(
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap(),
-    ));
+    let stop = AtomicBool::new(false);
+    let histogram =
+        Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram"));
     let started = Instant::now();
-    let handles: Vec<_> = (0..clients)
-        .map(|c| {
-            let (stop, histogram, url, token, body) = (
-                Arc::clone(&stop),
-                Arc::clone(&histogram),
-                url.clone(),
-                token.clone(),
-                body.clone(),
-            );
-            std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .build()
-                    .into();
-                let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-                let paths: Vec<String> = (0..USERS_PER_CLIENT)
-                    .map(|u| format!("{url}/v1/users/load{c}-{u}/recover/start"))
-                    .collect();
-                let mut n = 0u64;
-                // Stay under each record's limit.
-                while !stop.load(Ordering::Relaxed) && n < 95 * USERS_PER_CLIENT as u64 {
-                    let path = &paths[n as usize % USERS_PER_CLIENT];
-                    let t = Instant::now();
-                    let mut resp = agent
-                        .post(path)
-                        .header("authorization", format!("Bearer {}", token.trim()))
-                        .header("content-type", "application/json")
-                        .send(body.as_bytes())
-                        .expect("request");
-                    let _ = resp.body_mut().read_to_vec();
-                    assert_eq!(resp.status().as_u16(), 200);
-                    local.record(t.elapsed().as_micros() as u64).unwrap();
-                    n += 1;
-                }
-                histogram.lock().unwrap().add(local).unwrap();
-                n
+    let total: u64 = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let (stop, histogram) = (&stop, &histogram);
+                let target = (served.url.as_str(), served.token.as_str());
+                scope.spawn(move || client_loop(target, c, recoveries, stop, histogram))
             })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_secs_f64(seconds));
-    stop.store(true, Ordering::Relaxed);
-    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+            .collect();
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        stop.store(true, Ordering::Relaxed);
+        handles.into_iter().map(|h| h.join().expect("client")).sum()
+    });
     let elapsed = started.elapsed().as_secs_f64();
-    let _ = child.kill();
-    let _ = child.wait();
-    let rate = total as f64 / elapsed;
-    let h = histogram.lock().unwrap();
-    let ceiling = ceiling(2.0);
-    let report = serde_json::json!({
+    let _ = served.child.kill();
+    let _ = served.child.wait();
+    let h = histogram.lock().expect("histogram");
+    serde_json::json!({
+        "backend": backend,
+        "mode": if recoveries { "recoveries" } else { "guesses" },
         "clients": clients,
-        "guesses": total,
+        "operations": total,
         "seconds": elapsed,
-        "guesses_per_second": rate,
+        "per_second": total as f64 / elapsed,
         "p50_ms": h.value_at_quantile(0.50) as f64 / 1000.0,
         "p99_ms": h.value_at_quantile(0.99) as f64 / 1000.0,
         "max_ms": h.max() as f64 / 1000.0,
+    })
+}
+
+fn main() {
+    let clients: usize = arg("--clients", "64").parse().expect("--clients N");
+    let seconds: f64 = arg("--seconds", "10").parse().expect("--seconds S");
+    let coffer = arg("--coffer", "target/release/coffer");
+    let recoveries = match arg("--mode", "guesses").as_str() {
+        "guesses" => false,
+        "recoveries" => true,
+        other => panic!("--mode {other}: guesses or recoveries"),
+    };
+    let backends = arg("--backends", "soft");
+    let json_out = std::env::args().any(|a| a == "--json");
+    let mut runs: Vec<serde_json::Value> = backends
+        .split(',')
+        .map(|b| load(&coffer, b.trim(), clients, seconds, recoveries))
+        .collect();
+    let ceiling = ceiling(2.0);
+    let first = runs[0]["per_second"].as_f64().unwrap_or(1.0);
+    for run in &mut runs {
+        let rate = run["per_second"].as_f64().unwrap_or(0.0);
+        run["ratio_to_first_backend"] = serde_json::json!(rate / first);
+        run["ratio_to_ceiling"] = serde_json::json!(rate / ceiling);
+    }
+    let report = serde_json::json!({
+        "runs": runs,
         "ceiling_server_login_start_per_second_one_core": ceiling,
-        "ratio_to_ceiling": rate / ceiling,
     });
     if json_out {
         println!("{report}");
+        return;
+    }
+    let unit = if recoveries {
+        "recoveries"
     } else {
+        "durable guesses"
+    };
+    println!(
+        "| backend | {unit}/s | p50 | p99 | max | ratio to {} | ratio to ceiling |",
+        runs[0]["backend"].as_str().unwrap_or("?")
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for run in &runs {
         println!(
-            "{total} durable guesses in {elapsed:.1} s from {clients} clients: {rate:.0}/s, p50 {:.1} ms, p99 {:.1} ms; \
-             ServerLogin::start ceiling {ceiling:.0}/s per core (ratio {:.2})",
-            h.value_at_quantile(0.5) as f64 / 1000.0,
-            h.value_at_quantile(0.99) as f64 / 1000.0,
-            rate / ceiling
+            "| {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} | {:.2} |",
+            run["backend"].as_str().unwrap_or("?"),
+            run["per_second"].as_f64().unwrap_or(0.0),
+            run["p50_ms"].as_f64().unwrap_or(0.0),
+            run["p99_ms"].as_f64().unwrap_or(0.0),
+            run["max_ms"].as_f64().unwrap_or(0.0),
+            run["ratio_to_first_backend"].as_f64().unwrap_or(0.0),
+            run["ratio_to_ceiling"].as_f64().unwrap_or(0.0),
         );
     }
+    println!(
+        "{clients} clients, {seconds} s per backend; ceiling: ServerLogin::start {ceiling:.0}/s on one core, in process"
+    );
 }
 
 fn base64_url(bytes: &[u8]) -> String {
