@@ -143,6 +143,10 @@ fn bench_recovery<H: Hsm>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, 
 static SHARE_ROWS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 fn write_share_table() {
+    // Quick mode runs each bench once: its figures are not a measurement.
+    if coffer_bench::quick() {
+        return;
+    }
     let rows = SHARE_ROWS.lock().unwrap();
     let table = format!(
         "| bench | in the HSM per recovery | server time per recovery | HSM share | recoveries timed |\n\

@@ -251,7 +251,8 @@ fn parse_size(text: &str) -> anyhow::Result<u64> {
 
 fn bench(args: BenchArgs) -> anyhow::Result<bool> {
     use coffer_conformance::bench::{self, chart, workloads, Tool};
-    let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let checkout = manifest.parent().unwrap_or(manifest).to_path_buf();
     let (sizes, media, runs) = if args.quick {
         (vec![1 << 20], Some(1 << 20), 1)
     } else {

@@ -428,7 +428,7 @@ pub(crate) fn drain_into<R: BufRead, W: Write>(
     mut reader: Reader<R>,
     output: &mut W,
 ) -> Result<(Header, FileSummary), FormatError> {
-    let mut buf = zeroize::Zeroizing::new(vec![0u8; COPY_BUFFER]);
+    let mut buf = super::wiped::WipedBuf::zeroed(COPY_BUFFER);
     loop {
         let n = reader.read(&mut buf).map_err(FormatError::from_io)?;
         if n == 0 {

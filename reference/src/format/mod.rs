@@ -19,6 +19,7 @@ pub mod header;
 pub mod parallel;
 pub mod random_access;
 pub mod stream;
+mod wiped;
 
 pub use file::{decrypt, encrypt, open, FileSummary, Reader, WriteOptions, Writer, READ_BUFFER};
 pub use header::{Compression, Content, Header, MetaValue};

@@ -120,11 +120,12 @@ fn plan<F: ReadAt + ?Sized>(
         Compression::None => layout(input, opened.body_offset)?,
         Compression::Zstd => None,
     };
-    let wanted = parallelism.workers() > 1;
-    Ok((
-        opened,
-        layout.filter(|l| wanted && l.chunks() >= parallelism.min_chunks),
-    ))
+    // The worker count is asked last: std reads the cgroup's CPU quota from /sys for it,
+    // which costs more than decrypting a small file.
+    let layout = layout
+        .filter(|l| l.chunks() >= parallelism.min_chunks)
+        .filter(|_| parallelism.workers() > 1);
+    Ok((opened, layout))
 }
 
 /// After a chunk failed in parallel: the streaming reader fails on the same chunk and names
@@ -198,11 +199,11 @@ pub fn decrypt_parallel<F: ReadAt + Sync, W: Write>(
     parallelism: Parallelism,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(Header, FileSummary), FormatError> {
-    let threads = parallelism.workers();
     let (opened, plan) = plan(&input, root, parallelism)?;
     let Some(layout) = plan else {
         return streaming(&input, opened, output);
     };
+    let threads = parallelism.workers();
     let header = opened.header.clone();
     let batches = layout.chunks().div_ceil(BATCH_CHUNKS);
     let pool = 2 * threads + 2;
@@ -413,7 +414,6 @@ pub fn decrypt_parallel_at<F: ReadAt + Sync, O: WriteAt + Sync>(
     parallelism: Parallelism,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(Header, FileSummary), FormatError> {
-    let threads = parallelism.workers();
     let (opened, plan) = plan(&input, root, parallelism)?;
     let Some(layout) = plan else {
         let mut cursor = WriteCursor {
@@ -425,6 +425,7 @@ pub fn decrypt_parallel_at<F: ReadAt + Sync, O: WriteAt + Sync>(
         output.set_len(cursor.offset).map_err(FormatError::Io)?;
         return result;
     };
+    let threads = parallelism.workers();
     let header = opened.header.clone();
     let plaintext_len = layout.plaintext_len();
     // Size the output first: writes that extend a file out of order are slow on most file

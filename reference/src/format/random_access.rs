@@ -8,10 +8,10 @@ use super::cobblestone::{
 };
 use super::file::read_preamble;
 use super::header::{check_footer, Compression, FooterState, Header, FOOTER_LEN};
+use super::wiped::WipedBuf;
 use super::FormatError;
 use crate::key::RootKey;
 use std::io::{self, Read};
-use zeroize::Zeroizing;
 
 /// Positional reads, as files and byte slices offer them.
 pub trait ReadAt {
@@ -112,7 +112,7 @@ pub struct RandomAccess<F: ReadAt> {
     full_chunks: u64,
     final_sealed_len: usize,
     plaintext_len: u64,
-    scratch: Zeroizing<Vec<u8>>,
+    scratch: WipedBuf,
     cached: Option<u64>,
 }
 
@@ -215,7 +215,7 @@ impl<F: ReadAt> RandomAccess<F> {
             full_chunks,
             final_sealed_len,
             plaintext_len: full_chunks * CHUNK_SIZE as u64 + (final_sealed_len - TAG_LEN) as u64,
-            scratch: Zeroizing::new(vec![0u8; SEALED_CHUNK_SIZE]),
+            scratch: WipedBuf::zeroed(SEALED_CHUNK_SIZE),
             cached: None,
         };
         access.load(full_chunks)?;

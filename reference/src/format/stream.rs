@@ -8,16 +8,16 @@ use super::cobblestone::{
     SEALED_CHUNK_SIZE, TAG_LEN,
 };
 use super::header::{check_footer, encode_footer, FooterState, FOOTER_LEN};
+use super::wiped::WipedBuf;
 use super::FormatError;
 use std::io::{self, BufRead, Read, Write};
-use zeroize::Zeroizing;
 
 /// Encrypts everything written to it as one C2SP message. Call [`ChunkedWriter::finish`]:
 /// without it the final short chunk is never written and readers report truncation.
 pub struct ChunkedWriter<W: Write> {
     inner: W,
     cipher: ChunkCipher,
-    buf: Zeroizing<Vec<u8>>,
+    buf: WipedBuf,
     index: u64,
     written: u64,
     /// Set by the first failure: a chunk may have been sealed but not written, and sealing
@@ -39,7 +39,7 @@ impl<W: Write> ChunkedWriter<W> {
         Ok(ChunkedWriter {
             inner,
             cipher: ChunkCipher::new(&keys)?,
-            buf: Zeroizing::new(Vec::with_capacity(SEALED_CHUNK_SIZE)),
+            buf: WipedBuf::with_capacity(SEALED_CHUNK_SIZE),
             index: 0,
             written: PREFIX_LEN as u64,
             failed: false,
@@ -234,7 +234,7 @@ pub struct ChunkedReader<R: BufRead> {
     cipher: ChunkCipher,
     ending: Ending,
     stage: Vec<u8>,
-    plain: Zeroizing<Vec<u8>>,
+    plain: WipedBuf,
     start: usize,
     end: usize,
     index: u64,
@@ -285,7 +285,7 @@ impl<R: BufRead> ChunkedReader<R> {
             cipher,
             ending,
             stage: vec![0u8; SEALED_CHUNK_SIZE + FOOTER_LEN],
-            plain: Zeroizing::new(vec![0u8; CHUNK_SIZE]),
+            plain: WipedBuf::zeroed(CHUNK_SIZE),
             start: 0,
             end: 0,
             index: 0,
