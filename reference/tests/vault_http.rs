@@ -6,3 +6,8 @@ mod suite;
 mod tokens;
 
 const BACKEND: Option<tokens::Module> = None;
+
+/// The embedded SQLite store.
+fn store_url(_: &std::path::Path) -> Option<String> {
+    None
+}

@@ -148,6 +148,8 @@ pub enum VaultCommand {
         /// (the PIN may also come from COFFER_PKCS11_PIN). Create the key first: coffer hsm init.
         #[arg(long, value_name = "URI")]
         hsm: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Put a 64-digit key behind a password.
     Register {
@@ -187,6 +189,36 @@ pub enum VaultCommand {
         #[command(flatten)]
         client: VaultClientArgs,
     },
+}
+
+/// Where a vault keeps its records (spec/vault.md §6).
+#[derive(clap::Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// The store: `sqlite` (DATA/vault.db, the default: one node) or
+    /// `etcd://host:port,host:port[/prefix]` (`etcds://` for TLS): several vault nodes sharing
+    /// one etcd cluster share every record and guess count (spec/vault.md §6.2).
+    #[arg(long, value_name = "URL", default_value = "sqlite")]
+    pub store: String,
+    /// etcd user (etcd's own authentication); the password comes from --etcd-password-file
+    /// or COFFER_ETCD_PASSWORD.
+    #[arg(long, value_name = "USER")]
+    pub etcd_user: Option<String>,
+    /// A file holding the etcd user's password.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_password_file: Option<PathBuf>,
+    /// CA certificate (PEM) of the etcd members, for etcds://.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM), when the members require one (with --etcd-key).
+    #[arg(long, value_name = "FILE", requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+    /// Seconds a store operation may take (a node cut off from the etcd quorum refuses
+    /// requests after this long instead of answering from stale state).
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub etcd_timeout: u64,
 }
 
 /// The `hsm` subcommands.

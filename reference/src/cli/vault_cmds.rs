@@ -2,7 +2,8 @@
 
 use super::failure::{CliResult, Failure};
 use super::{
-    coffer_file, key_arg, BackupCommand, CompressArg, Report, VaultClientArgs, VaultCommand,
+    coffer_file, key_arg, BackupCommand, CompressArg, Report, StoreArgs, VaultClientArgs,
+    VaultCommand,
 };
 use coffer::format::Compression;
 use coffer::hsm::uri::{self, HsmLocation};
@@ -11,7 +12,7 @@ use coffer::http::client::VaultClient;
 use coffer::http::rate::{Rate, RateLimits};
 use coffer::http::server::{router, serve, Tenants};
 use coffer::key::RootKey;
-use coffer::store::SqliteStore;
+use coffer::store::{EtcdConfig, EtcdStore, SqliteStore, Store};
 use coffer::vault::{KsfParams, ServerConfig, VaultServer};
 use coffer::ErrorClass;
 use serde_json::json;
@@ -32,6 +33,7 @@ pub fn run(command: &VaultCommand) -> CliResult<Report> {
             tenant_per_second,
             config,
             hsm,
+            store,
         } => {
             let limits = rate_limits(*user_per_minute, *tenant_per_second);
             serve_command(
@@ -42,6 +44,7 @@ pub fn run(command: &VaultCommand) -> CliResult<Report> {
                 limits,
                 config.as_deref(),
                 hsm.as_deref(),
+                store,
             )
         }
         VaultCommand::Register { client, key, limit } => {
@@ -345,6 +348,45 @@ fn load_config(path: &Path) -> CliResult<ServeConfig> {
         .map_err(|e| Failure::new(ErrorClass::Malformed, format!("{}: {e}", path.display())))
 }
 
+/// Opens the etcd store the arguments name.
+fn etcd_store(args: &StoreArgs) -> CliResult<EtcdStore> {
+    let mut config = EtcdConfig::parse(&args.store).map_err(|e| Failure::from_lib("store", e))?;
+    config.deadline = std::time::Duration::from_secs(args.etcd_timeout.max(1));
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| Failure::io(format!("cannot read {}", path.display()), e))
+    };
+    if let Some(user) = &args.etcd_user {
+        let password = match (
+            &args.etcd_password_file,
+            std::env::var("COFFER_ETCD_PASSWORD"),
+        ) {
+            (Some(path), _) => String::from_utf8_lossy(&read(path)?).trim().to_owned(),
+            (None, Ok(p)) => p,
+            (None, Err(_)) => {
+                return Err(Failure::new(
+                    ErrorClass::Malformed,
+                    "--etcd-user needs --etcd-password-file or COFFER_ETCD_PASSWORD",
+                ))
+            }
+        };
+        config.user = Some((user.clone(), password));
+    }
+    if let Some(ca) = &args.etcd_ca {
+        config.ca_pem = Some(read(ca)?);
+    }
+    if let (Some(cert), Some(key)) = (&args.etcd_cert, &args.etcd_key) {
+        config.client_pem = Some((read(cert)?, read(key)?));
+    }
+    if args.store.starts_with("etcds://") && config.ca_pem.is_none() {
+        return Err(Failure::new(
+            ErrorClass::Malformed,
+            "etcds:// needs --etcd-ca (the CA that signs the members' certificates)",
+        ));
+    }
+    EtcdStore::connect(&config).map_err(|e| Failure::from_lib("store", e))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn serve_command(
     listen: &str,
     data: &Path,
@@ -353,6 +395,7 @@ fn serve_command(
     limits: RateLimits,
     config_file: Option<&Path>,
     hsm_uri: Option<&str>,
+    store_args: &StoreArgs,
 ) -> CliResult<Report> {
     std::fs::create_dir_all(data)
         .map_err(|e| Failure::io(format!("cannot create {}", data.display()), e))?;
@@ -387,8 +430,6 @@ fn serve_command(
     if let Some(ttl) = file.session_ttl_seconds {
         config.session_ttl = std::time::Duration::from_secs(ttl.clamp(10, 3600));
     }
-    let store =
-        SqliteStore::open(&data.join("vault.db")).map_err(|e| Failure::from_lib("store", e))?;
     let mut tenants = Tenants::default();
     let mut announced = Vec::new();
     match file.tenants.as_deref() {
@@ -429,10 +470,31 @@ fn serve_command(
     let served = Served {
         listen,
         data,
+        store: if store_args.store == "sqlite" {
+            format!("sqlite:{}", data.join("vault.db").display())
+        } else {
+            store_args.store.clone()
+        },
         tenants,
         announced,
         limits,
     };
+    if store_args.store == "sqlite" {
+        let store =
+            SqliteStore::open(&data.join("vault.db")).map_err(|e| Failure::from_lib("store", e))?;
+        serve_on(store, location, config, served)
+    } else {
+        serve_on(etcd_store(store_args)?, location, config, served)
+    }
+}
+
+/// Serves with `store` and the HSM at `location`.
+fn serve_on<S: Store + 'static>(
+    store: S,
+    location: HsmLocation,
+    config: ServerConfig,
+    served: Served<'_>,
+) -> CliResult<Report> {
     match location {
         HsmLocation::Soft(dir) => {
             let hsm = SoftHsm::open_or_create(&dir.join("master.key"))
@@ -450,13 +512,14 @@ fn serve_command(
 struct Served<'a> {
     listen: &'a str,
     data: &'a Path,
+    store: String,
     tenants: Tenants,
     announced: Vec<serde_json::Value>,
     limits: RateLimits,
 }
 
-fn run_server<H: Hsm + 'static>(
-    store: SqliteStore,
+fn run_server<S: Store + 'static, H: Hsm + 'static>(
+    store: S,
     hsm: H,
     config: ServerConfig,
     served: Served<'_>,
@@ -464,6 +527,7 @@ fn run_server<H: Hsm + 'static>(
     let Served {
         listen,
         data,
+        store: store_name,
         tenants,
         announced,
         limits,
@@ -489,6 +553,7 @@ fn run_server<H: Hsm + 'static>(
                 "token_file": first["token_file"],
                 "tenants": announced,
                 "data": data,
+                "store": store_name,
                 "hsm": sealing,
             })
             .to_string(),

@@ -2,8 +2,10 @@
 //! the append-only audit log. Every method is one durable transaction: when it returns, its
 //! effect (and its audit event) is on disk.
 
+pub mod etcd;
 mod sqlite;
 
+pub use etcd::{EtcdConfig, EtcdStore};
 pub use sqlite::SqliteStore;
 
 use crate::error::{Classify, ErrorClass};

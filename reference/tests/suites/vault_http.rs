@@ -1,10 +1,13 @@
 //! The vault as an operator runs it: `coffer vault serve` on a loopback port (real HTTP,
 //! real SQLite on disk), driven by the `coffer vault` client commands and by raw requests.
 //! The same suite runs once per HSM backend: the including test file sets `BACKEND` (None
-//! for the soft backend, or a PKCS#11 module, each server then sealing on its own token).
+//! for the soft backend, or a PKCS#11 module, each server then sealing on its own token),
+//! and once on the etcd store: the including file's `store_url` names the store (None: the
+//! embedded SQLite in the data directory).
 
 use super::tokens;
-use super::BACKEND;
+use super::{store_url, BACKEND};
+use coffer::store::Store;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -72,6 +75,12 @@ fn start_env(data: &Path, extra: &[&str], fault: Option<&str>) -> Vault {
         .arg(data)
         .args(extra)
         .args(&hsm)
+        .args(
+            store_url(data)
+                .map(|url| ["--store".to_owned(), url])
+                .into_iter()
+                .flatten(),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -91,11 +100,34 @@ fn start_env(data: &Path, extra: &[&str], fault: Option<&str>) -> Vault {
             "{sealing}"
         ),
     }
+    // And where it keeps its records: the suite's store.
+    let store = first["store"].as_str().unwrap_or_default();
+    match store_url(data) {
+        None => assert!(store.starts_with("sqlite:"), "{store}"),
+        Some(url) => assert_eq!(store, url),
+    }
     Vault {
         child,
         url: first["listening"].as_str().unwrap().to_owned(),
         token_file: PathBuf::from(first["token_file"].as_str().unwrap()),
     }
+}
+
+/// How many `event`s the store's audit log holds for `user` (read through the store).
+fn audited(data: &Path, user: &str, event: &str) -> usize {
+    let store: Box<dyn Store> = match store_url(data) {
+        None => Box::new(coffer::store::SqliteStore::open(&data.join("vault.db")).unwrap()),
+        Some(url) => Box::new(
+            coffer::store::EtcdStore::connect(&coffer::store::EtcdConfig::parse(&url).unwrap())
+                .unwrap(),
+        ),
+    };
+    store
+        .audit(0, 1_000_000)
+        .unwrap()
+        .iter()
+        .filter(|e| e.user == user && e.event == event)
+        .count()
 }
 
 fn coffer(args: &[&str]) -> Output {
@@ -685,14 +717,7 @@ fn completed_and_abandoned_guesses_and_concurrency_over_http() {
         .collect();
     assert!(threads.into_iter().all(|t| t.join().unwrap()));
     drop(vault);
-    let conn = rusqlite::Connection::open(data.join("vault.db")).unwrap();
-    let guesses: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM audit WHERE user_id = 'ivy' AND event = 'guess'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let guesses = audited(&data, "ivy", "guess");
     assert_eq!(
         guesses, 10,
         "exactly the limit of KE1s got a real evaluation"

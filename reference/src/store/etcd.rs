@@ -1,0 +1,597 @@
+//! The multi-site store (`spec/vault.md` §6.2): records, guess counters, the sealed server
+//! setup and the audit log in etcd, whose Raft log makes every write linearizable. Several
+//! vault nodes share one store, so a record has one guess count whichever node a guess
+//! reaches. Every change is a compare-and-swap on the record key's `mod_revision`: a
+//! transaction that only commits if nobody changed the record since it was read, retried
+//! otherwise; a read-modify-write without the compare could lose a guess.
+//!
+//! Keys, under a prefix (default `/coffer/v1/`): `setup`; `user/<tenant hex>/<user hex>`
+//! (the user's latest record, JSON); `id/<record id hex>` (the user key of a record);
+//! `audit/<unique>` (one event, JSON; its position in the log is the key's create revision).
+//!
+//! The trait is synchronous (the vault calls it from blocking threads); this store runs its
+//! gRPC client on a small runtime of its own, and every call has a deadline: a node cut off
+//! from the etcd quorum fails with `io` instead of answering from stale state.
+
+use super::{AuditEvent, GuessOutcome, Record, RecordState, Store, StoreError};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, OpenSslClientConfig, SortOrder,
+    SortTarget, Txn, TxnOp,
+};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How to reach the etcd cluster.
+#[derive(Debug, Clone)]
+pub struct EtcdConfig {
+    /// `host:port` of each member (any subset; the client fails over).
+    pub endpoints: Vec<String>,
+    /// Key prefix, e.g. `/coffer/v1/`.
+    pub prefix: String,
+    /// etcd user and password (etcd's own auth), if enabled.
+    pub user: Option<(String, String)>,
+    /// TLS: the CA certificate (PEM) that signs the members' certificates.
+    pub ca_pem: Option<Vec<u8>>,
+    /// TLS client certificate and key (PEM), when the members require them.
+    pub client_pem: Option<(Vec<u8>, Vec<u8>)>,
+    /// Longest any one store call may take (connection, quorum, retries).
+    pub deadline: Duration,
+}
+
+impl EtcdConfig {
+    /// Parses `etcd://host:port,host:port[/prefix]` (`etcds://` for TLS, which then needs
+    /// `ca_pem`).
+    pub fn parse(url: &str) -> Result<Self, StoreError> {
+        let bad = |why: &str| StoreError::Database(format!("--store {url}: {why}"));
+        let (tls, rest) = if let Some(r) = url.strip_prefix("etcds://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("etcd://") {
+            (false, r)
+        } else {
+            return Err(bad("expected etcd://host:port,... or etcds://..."));
+        };
+        let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let scheme = if tls { "https" } else { "http" };
+        let endpoints: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("{scheme}://{h}"))
+            .collect();
+        if endpoints.is_empty() {
+            return Err(bad("no member given"));
+        }
+        let prefix = if path.is_empty() {
+            "/coffer/v1/".to_owned()
+        } else {
+            format!("/{}/", path.trim_matches('/'))
+        };
+        Ok(EtcdConfig {
+            endpoints,
+            prefix,
+            user: None,
+            ca_pem: None,
+            client_pem: None,
+            deadline: Duration::from_secs(5),
+        })
+    }
+}
+
+/// A record as stored in etcd.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    id: String,
+    tenant: String,
+    user: String,
+    version: u32,
+    state: RecordState,
+    guesses: u32,
+    limit: u32,
+    ksf: String,
+    sealed: Option<String>,
+}
+
+impl Stored {
+    fn of(r: &Record) -> Self {
+        Stored {
+            id: hex::encode(r.record_id),
+            tenant: r.tenant.clone(),
+            user: r.user.clone(),
+            version: r.version,
+            state: r.state,
+            guesses: r.guesses,
+            limit: r.limit,
+            ksf: r.ksf.clone(),
+            sealed: r.sealed.as_ref().map(|s| B64.encode(s)),
+        }
+    }
+
+    fn record(self) -> Result<Record, StoreError> {
+        let corrupt = |what: &str| StoreError::Database(format!("etcd record: bad {what}"));
+        let id: [u8; 16] = hex::decode(&self.id)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| corrupt("id"))?;
+        let sealed = match self.sealed {
+            Some(s) => Some(B64.decode(s).map_err(|_| corrupt("sealed"))?),
+            None => None,
+        };
+        Ok(Record {
+            record_id: id,
+            tenant: self.tenant,
+            user: self.user,
+            version: self.version,
+            state: self.state,
+            guesses: self.guesses,
+            limit: self.limit,
+            ksf: self.ksf,
+            sealed,
+        })
+    }
+}
+
+/// One audit event as stored.
+#[derive(Serialize, Deserialize)]
+struct StoredEvent {
+    at: u64,
+    tenant: String,
+    user: String,
+    record: String,
+    event: String,
+    detail: String,
+}
+
+/// The etcd store.
+pub struct EtcdStore {
+    client: Client,
+    prefix: String,
+    deadline: Duration,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn db(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Database(format!("etcd: {e}"))
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A record read with the revision a compare-and-swap must find unchanged (0: absent).
+struct Read {
+    record: Option<Record>,
+    revision: i64,
+}
+
+impl EtcdStore {
+    /// Connects to the cluster (within the deadline).
+    pub fn connect(config: &EtcdConfig) -> Result<Self, StoreError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("etcd-store")
+            .enable_all()
+            .build()
+            .map_err(db)?;
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(config.deadline)
+            .with_timeout(config.deadline);
+        if let Some((user, password)) = &config.user {
+            options = options.with_user(user.clone(), password.clone());
+        }
+        if config.ca_pem.is_some() || config.client_pem.is_some() {
+            let mut tls = OpenSslClientConfig::default();
+            if let Some(ca) = &config.ca_pem {
+                tls = tls.ca_cert_pem(ca);
+            }
+            if let Some((cert, key)) = &config.client_pem {
+                tls = tls.client_cert_pem_and_key(cert, key);
+            }
+            options = options.with_openssl_tls(tls);
+        }
+        let endpoints = config.endpoints.clone();
+        let deadline = config.deadline;
+        let client = runtime.block_on(async move {
+            tokio::time::timeout(deadline, Client::connect(endpoints, Some(options)))
+                .await
+                .map_err(|_| db("no etcd member answered in time"))?
+                .map_err(db)
+        })?;
+        let store = EtcdStore {
+            client,
+            prefix: config.prefix.clone(),
+            deadline: config.deadline,
+            runtime,
+        };
+        // A linearizable read: proves a quorum is reachable before the vault starts.
+        store.get(&store.key("setup"))?;
+        Ok(store)
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    fn user_key(&self, tenant: &str, user: &str) -> String {
+        self.key(&format!(
+            "user/{}/{}",
+            hex::encode(tenant),
+            hex::encode(user)
+        ))
+    }
+
+    fn id_key(&self, id: &[u8; 16]) -> String {
+        self.key(&format!("id/{}", hex::encode(id)))
+    }
+
+    /// Runs `f` on the store's runtime within the deadline.
+    fn run<T, F: Future<Output = Result<T, StoreError>>>(&self, f: F) -> Result<T, StoreError> {
+        let deadline = self.deadline;
+        self.runtime.block_on(async move {
+            tokio::time::timeout(deadline, f).await.map_err(|_| {
+                db(format!(
+                    "no answer within {deadline:?} (is a quorum of members reachable?)"
+                ))
+            })?
+        })
+    }
+
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
+        let mut kv = self.client.kv_client();
+        let key = key.to_owned();
+        self.run(async move {
+            let response = kv.get(key, None).await.map_err(db)?;
+            Ok(response
+                .kvs()
+                .first()
+                .map(|kv| (kv.value().to_vec(), kv.mod_revision())))
+        })
+    }
+
+    fn read(&self, key: &str) -> Result<Read, StoreError> {
+        match self.get(key)? {
+            None => Ok(Read {
+                record: None,
+                revision: 0,
+            }),
+            Some((value, revision)) => {
+                let stored: Stored = serde_json::from_slice(&value).map_err(db)?;
+                Ok(Read {
+                    record: Some(stored.record()?),
+                    revision,
+                })
+            }
+        }
+    }
+
+    /// The record `id`, through its id key, with the user key it lives at.
+    fn read_id(&self, id: &[u8; 16]) -> Result<Option<(String, Read)>, StoreError> {
+        let Some((user_key, _)) = self.get(&self.id_key(id))? else {
+            return Ok(None);
+        };
+        let user_key = String::from_utf8(user_key).map_err(db)?;
+        let read = self.read(&user_key)?;
+        match &read.record {
+            Some(r) if r.record_id == *id => Ok(Some((user_key, read))),
+            _ => Ok(None),
+        }
+    }
+
+    fn audit_op(&self, r: &Record, event: &str, detail: &str) -> Result<TxnOp, StoreError> {
+        let mut unique = [0u8; 8];
+        getrandom::fill(&mut unique).map_err(db)?;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let value = serde_json::to_vec(&StoredEvent {
+            at: now(),
+            tenant: r.tenant.clone(),
+            user: r.user.clone(),
+            record: hex::encode(r.record_id),
+            event: event.to_owned(),
+            detail: detail.to_owned(),
+        })
+        .map_err(db)?;
+        Ok(TxnOp::put(
+            self.key(&format!("audit/{nanos:032}-{}", hex::encode(unique))),
+            value,
+            None,
+        ))
+    }
+
+    /// Writes `record` at `key` with its audit events if the key is still at `revision`.
+    /// Returns whether it committed (false: someone else changed the record first).
+    fn swap(
+        &self,
+        key: &str,
+        revision: i64,
+        record: &Record,
+        extra: Vec<TxnOp>,
+    ) -> Result<bool, StoreError> {
+        let value = serde_json::to_vec(&Stored::of(record)).map_err(db)?;
+        let mut ops = vec![TxnOp::put(key.to_owned(), value, None)];
+        ops.extend(extra);
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key.to_owned(),
+                CompareOp::Equal,
+                revision,
+            )])
+            .and_then(ops);
+        let mut kv = self.client.kv_client();
+        self.run(async move { Ok(kv.txn(txn).await.map_err(db)?.succeeded()) })
+    }
+
+    /// Reads, decides and swaps until the swap commits (or the deadline passes).
+    fn update<T>(
+        &self,
+        key: &str,
+        mut decide: impl FnMut(&Read) -> Result<Change<T>, StoreError>,
+    ) -> Result<T, StoreError> {
+        let started = std::time::Instant::now();
+        loop {
+            let read = self.read(key)?;
+            match decide(&read)? {
+                Change::Done(out) => return Ok(out),
+                Change::Write {
+                    record,
+                    events,
+                    out,
+                } => {
+                    let mut ops = Vec::new();
+                    for (event, detail) in &events {
+                        ops.push(self.audit_op(&record, event, detail)?);
+                    }
+                    // A new record (registration) is also found by its id.
+                    if read.record.as_ref().map(|r| r.record_id) != Some(record.record_id) {
+                        ops.push(TxnOp::put(
+                            self.id_key(&record.record_id),
+                            key.to_owned(),
+                            None,
+                        ));
+                    }
+                    if self.swap(key, read.revision, &record, ops)? {
+                        return Ok(out);
+                    }
+                }
+            }
+            if started.elapsed() > self.deadline {
+                return Err(db("too much contention on one record"));
+            }
+        }
+    }
+}
+
+/// What an update decided.
+enum Change<T> {
+    /// Nothing to write.
+    Done(T),
+    /// Write this record (and these audit events), then return `out`.
+    Write {
+        record: Record,
+        events: Vec<(&'static str, String)>,
+        out: T,
+    },
+}
+
+fn ended(r: &Record, state: RecordState) -> Record {
+    Record {
+        state,
+        sealed: None,
+        ..r.clone()
+    }
+}
+
+impl Store for EtcdStore {
+    fn server_setup(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get(&self.key("setup"))?.map(|(v, _)| v))
+    }
+
+    fn init_server_setup(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let key = self.key("setup");
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.clone(), sealed.to_vec(), None)]);
+        let mut kv = self.client.kv_client();
+        self.run(async move { kv.txn(txn).await.map(|_| ()).map_err(db) })?;
+        self.get(&key)?
+            .map(|(v, _)| v)
+            .ok_or_else(|| db("the server setup vanished"))
+    }
+
+    fn insert(&self, record: &Record) -> Result<(), StoreError> {
+        let key = self.user_key(&record.tenant, &record.user);
+        self.update(&key, |read| {
+            if read
+                .record
+                .as_ref()
+                .is_some_and(|r| r.state == RecordState::Active)
+            {
+                return Err(StoreError::Exists);
+            }
+            let new = Record {
+                state: RecordState::Active,
+                guesses: 0,
+                ..record.clone()
+            };
+            let detail = format!("limit={} ksf={}", record.limit, record.ksf);
+            Ok(Change::Write {
+                record: new,
+                events: vec![("registered", detail)],
+                out: (),
+            })
+        })
+    }
+
+    fn latest(&self, tenant: &str, user: &str) -> Result<Option<Record>, StoreError> {
+        Ok(self.read(&self.user_key(tenant, user))?.record)
+    }
+
+    fn count_guess(&self, tenant: &str, user: &str) -> Result<GuessOutcome, StoreError> {
+        self.update(&self.user_key(tenant, user), |read| {
+            let Some(r) = read
+                .record
+                .as_ref()
+                .filter(|r| r.state == RecordState::Active)
+            else {
+                return Ok(Change::Done(GuessOutcome::Absent));
+            };
+            if r.guesses >= r.limit {
+                return Ok(Change::Write {
+                    record: ended(r, RecordState::Destroyed),
+                    events: vec![(
+                        "destroyed",
+                        format!("guesses={}/{} used up", r.guesses, r.limit),
+                    )],
+                    out: GuessOutcome::Destroyed,
+                });
+            }
+            let counted = Record {
+                guesses: r.guesses + 1,
+                ..r.clone()
+            };
+            let mut events = vec![(
+                "guess",
+                format!("guesses={}/{}", counted.guesses, counted.limit),
+            )];
+            if counted.guesses == counted.limit {
+                events.push((
+                    "locked",
+                    "last guess given out: a failure destroys the record".into(),
+                ));
+            }
+            Ok(Change::Write {
+                record: counted.clone(),
+                events,
+                out: GuessOutcome::Counted(counted),
+            })
+        })
+    }
+
+    fn recovered(&self, record_id: &[u8; 16], version: u32) -> Result<bool, StoreError> {
+        let Some((key, _)) = self.read_id(record_id)? else {
+            return Ok(false);
+        };
+        let id = *record_id;
+        self.update(&key, |read| {
+            let Some(r) = read.record.as_ref().filter(|r| {
+                r.record_id == id && r.state == RecordState::Active && r.version == version
+            }) else {
+                return Ok(Change::Done(false));
+            };
+            Ok(Change::Write {
+                record: Record {
+                    guesses: 0,
+                    ..r.clone()
+                },
+                events: vec![(
+                    "recovered",
+                    format!("after guesses={}/{}", r.guesses, r.limit),
+                )],
+                out: true,
+            })
+        })
+    }
+
+    fn failed_at_limit(&self, record_id: &[u8; 16]) -> Result<bool, StoreError> {
+        let Some((key, _)) = self.read_id(record_id)? else {
+            return Ok(false);
+        };
+        let id = *record_id;
+        self.update(&key, |read| {
+            let Some(r) = read.record.as_ref().filter(|r| {
+                r.record_id == id && r.state == RecordState::Active && r.guesses >= r.limit
+            }) else {
+                return Ok(Change::Done(false));
+            };
+            Ok(Change::Write {
+                record: ended(r, RecordState::Destroyed),
+                events: vec![(
+                    "destroyed",
+                    format!("the last guess failed: guesses={}/{}", r.guesses, r.limit),
+                )],
+                out: true,
+            })
+        })
+    }
+
+    fn replace(
+        &self,
+        record_id: &[u8; 16],
+        version: u32,
+        sealed: &[u8],
+    ) -> Result<bool, StoreError> {
+        let Some((key, _)) = self.read_id(record_id)? else {
+            return Ok(false);
+        };
+        let id = *record_id;
+        self.update(&key, |read| {
+            let Some(r) = read.record.as_ref().filter(|r| {
+                r.record_id == id && r.state == RecordState::Active && r.version == version
+            }) else {
+                return Ok(Change::Done(false));
+            };
+            Ok(Change::Write {
+                record: Record {
+                    version: version + 1,
+                    sealed: Some(sealed.to_vec()),
+                    ..r.clone()
+                },
+                events: vec![("password_changed", format!("version={}", version + 1))],
+                out: true,
+            })
+        })
+    }
+
+    fn delete(&self, tenant: &str, user: &str) -> Result<bool, StoreError> {
+        self.update(&self.user_key(tenant, user), |read| {
+            let Some(r) = read
+                .record
+                .as_ref()
+                .filter(|r| r.state == RecordState::Active)
+            else {
+                return Ok(Change::Done(false));
+            };
+            Ok(Change::Write {
+                record: ended(r, RecordState::Deleted),
+                events: vec![("deleted", String::new())],
+                out: true,
+            })
+        })
+    }
+
+    fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        let options = GetOptions::new()
+            .with_prefix()
+            .with_sort(SortTarget::Create, SortOrder::Ascend)
+            .with_min_create_revision(i64::try_from(after).unwrap_or(i64::MAX).saturating_add(1))
+            .with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        let mut kv = self.client.kv_client();
+        let key = self.key("audit/");
+        let kvs = self.run(async move {
+            let response = kv.get(key, Some(options)).await.map_err(db)?;
+            Ok(response
+                .kvs()
+                .iter()
+                .map(|kv| (kv.create_revision(), kv.value().to_vec()))
+                .collect::<Vec<_>>())
+        })?;
+        kvs.into_iter()
+            .map(|(seq, value)| {
+                let e: StoredEvent = serde_json::from_slice(&value).map_err(db)?;
+                Ok(AuditEvent {
+                    seq: u64::try_from(seq).unwrap_or(0),
+                    at: e.at,
+                    tenant: e.tenant,
+                    user: e.user,
+                    record: e.record,
+                    event: e.event,
+                    detail: e.detail,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,18 @@
+//! The vault HTTP suite (tests/suites/vault_http.rs, crash test included) on the etcd store:
+//! `coffer vault serve --store etcd://...` against a real single-member etcd on loopback
+//! (Debian etcd-server; opt out with COFFER_SKIP_ETCD=1), the master key on the soft backend.
+
+mod etcd;
+#[path = "suites/vault_http.rs"]
+mod suite;
+mod tokens;
+
+const BACKEND: Option<tokens::Module> = None;
+
+/// A prefix of the shared etcd member, unique to the data directory.
+fn store_url(data: &std::path::Path) -> Option<String> {
+    if etcd::skipped() {
+        return None;
+    }
+    Some(etcd::store_url(data))
+}
