@@ -239,15 +239,24 @@ impl EtcdStore {
         })
     }
 
+    /// A linearizable read, retried (a member that just died refuses connections until the
+    /// client stops choosing it) until the deadline.
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
-        let mut kv = self.client.kv_client();
+        let client = self.client.clone();
         let key = key.to_owned();
         self.run(async move {
-            let response = kv.get(key, None).await.map_err(db)?;
-            Ok(response
-                .kvs()
-                .first()
-                .map(|kv| (kv.value().to_vec(), kv.mod_revision())))
+            loop {
+                let mut kv = client.kv_client();
+                match kv.get(key.clone(), None).await {
+                    Ok(response) => {
+                        return Ok(response
+                            .kvs()
+                            .first()
+                            .map(|kv| (kv.value().to_vec(), kv.mod_revision())))
+                    }
+                    Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
+                }
+            }
         })
     }
 
@@ -280,12 +289,28 @@ impl EtcdStore {
         }
     }
 
-    fn audit_op(&self, r: &Record, event: &str, detail: &str) -> Result<TxnOp, StoreError> {
+    /// The audit key of event `n` of operation `op` (unique: a time and random bytes).
+    fn audit_key(&self, op: &str, n: usize) -> String {
+        self.key(&format!("audit/{op}-{n}"))
+    }
+
+    /// A fresh operation id: nanoseconds since the epoch and 8 random bytes.
+    fn op_id() -> Result<String, StoreError> {
         let mut unique = [0u8; 8];
         getrandom::fill(&mut unique).map_err(db)?;
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
+        Ok(format!("{nanos:032}-{}", hex::encode(unique)))
+    }
+
+    fn audit_op(
+        &self,
+        key: String,
+        r: &Record,
+        event: &str,
+        detail: &str,
+    ) -> Result<TxnOp, StoreError> {
         let value = serde_json::to_vec(&StoredEvent {
             at: now(),
             tenant: r.tenant.clone(),
@@ -295,22 +320,19 @@ impl EtcdStore {
             detail: detail.to_owned(),
         })
         .map_err(db)?;
-        Ok(TxnOp::put(
-            self.key(&format!("audit/{nanos:032}-{}", hex::encode(unique))),
-            value,
-            None,
-        ))
+        Ok(TxnOp::put(key, value, None))
     }
 
     /// Writes `record` at `key` with its audit events if the key is still at `revision`.
-    /// Returns whether it committed (false: someone else changed the record first).
+    /// Returns whether it committed (false: someone else changed the record first), or
+    /// `None` when the answer was lost (it may have committed).
     fn swap(
         &self,
         key: &str,
         revision: i64,
         record: &Record,
         extra: Vec<TxnOp>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<bool>, StoreError> {
         let value = serde_json::to_vec(&Stored::of(record)).map_err(db)?;
         let mut ops = vec![TxnOp::put(key.to_owned(), value, None)];
         ops.extend(extra);
@@ -322,17 +344,27 @@ impl EtcdStore {
             )])
             .and_then(ops);
         let mut kv = self.client.kv_client();
-        self.run(async move { Ok(kv.txn(txn).await.map_err(db)?.succeeded()) })
+        self.run(async move { Ok(kv.txn(txn).await.ok().map(|r| r.succeeded())) })
     }
 
-    /// Reads, decides and swaps until the swap commits (or the deadline passes).
-    fn update<T>(
+    /// Reads, decides and swaps until the swap commits (or the deadline passes). Every
+    /// attempt writes its audit events under keys unique to this operation, so when a
+    /// commit's answer is lost (a member died mid-call) the next attempt first looks for
+    /// them: found, the operation is done and is not applied twice.
+    fn update<T: Clone>(
         &self,
         key: &str,
         mut decide: impl FnMut(&Read) -> Result<Change<T>, StoreError>,
     ) -> Result<T, StoreError> {
         let started = std::time::Instant::now();
+        let op = Self::op_id()?;
+        let mut pending: Option<T> = None;
         loop {
+            if let Some(out) = pending.take() {
+                if self.get(&self.audit_key(&op, 0))?.is_some() {
+                    return Ok(out);
+                }
+            }
             let read = self.read(key)?;
             match decide(&read)? {
                 Change::Done(out) => return Ok(out),
@@ -342,8 +374,8 @@ impl EtcdStore {
                     out,
                 } => {
                     let mut ops = Vec::new();
-                    for (event, detail) in &events {
-                        ops.push(self.audit_op(&record, event, detail)?);
+                    for (n, (event, detail)) in events.iter().enumerate() {
+                        ops.push(self.audit_op(self.audit_key(&op, n), &record, event, detail)?);
                     }
                     // A new record (registration) is also found by its id.
                     if read.record.as_ref().map(|r| r.record_id) != Some(record.record_id) {
@@ -353,17 +385,28 @@ impl EtcdStore {
                             None,
                         ));
                     }
-                    if self.swap(key, read.revision, &record, ops)? {
-                        return Ok(out);
+                    match self.swap(key, read.revision, &record, ops)? {
+                        Some(true) => return Ok(out),
+                        // Another node changed the record first: read it again at once.
+                        Some(false) => {}
+                        None => {
+                            pending = Some(out);
+                            std::thread::sleep(RETRY_PAUSE);
+                        }
                     }
                 }
             }
             if started.elapsed() > self.deadline {
-                return Err(db("too much contention on one record"));
+                return Err(db(
+                    "no commit within the deadline (contention or no quorum)",
+                ));
             }
         }
     }
 }
+
+/// Pause between attempts after a refused compare or an unreachable member.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// What an update decided.
 enum Change<T> {
@@ -392,11 +435,20 @@ impl Store for EtcdStore {
 
     fn init_server_setup(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
         let key = self.key("setup");
-        let txn = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key.clone(), sealed.to_vec(), None)]);
-        let mut kv = self.client.kv_client();
-        self.run(async move { kv.txn(txn).await.map(|_| ()).map_err(db) })?;
+        let client = self.client.clone();
+        let (k, value) = (key.clone(), sealed.to_vec());
+        // Put only if absent: retrying it is harmless.
+        self.run(async move {
+            loop {
+                let txn = Txn::new()
+                    .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(k.clone(), value.clone(), None)]);
+                match client.kv_client().txn(txn).await {
+                    Ok(_) => return Ok(()),
+                    Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
+                }
+            }
+        })?;
         self.get(&key)?
             .map(|(v, _)| v)
             .ok_or_else(|| db("the server setup vanished"))
@@ -569,15 +621,25 @@ impl Store for EtcdStore {
             .with_sort(SortTarget::Create, SortOrder::Ascend)
             .with_min_create_revision(i64::try_from(after).unwrap_or(i64::MAX).saturating_add(1))
             .with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
-        let mut kv = self.client.kv_client();
+        let client = self.client.clone();
         let key = self.key("audit/");
         let kvs = self.run(async move {
-            let response = kv.get(key, Some(options)).await.map_err(db)?;
-            Ok(response
-                .kvs()
-                .iter()
-                .map(|kv| (kv.create_revision(), kv.value().to_vec()))
-                .collect::<Vec<_>>())
+            loop {
+                match client
+                    .kv_client()
+                    .get(key.clone(), Some(options.clone()))
+                    .await
+                {
+                    Ok(response) => {
+                        return Ok(response
+                            .kvs()
+                            .iter()
+                            .map(|kv| (kv.create_revision(), kv.value().to_vec()))
+                            .collect::<Vec<_>>())
+                    }
+                    Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
+                }
+            }
         })?;
         kvs.into_iter()
             .map(|(seq, value)| {

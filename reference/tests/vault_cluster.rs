@@ -1,0 +1,390 @@
+//! The multi-site vault under faults: three vault nodes on one three-member etcd cluster (all
+//! real processes on loopback; Debian etcd-server; opt out with COFFER_SKIP_ETCD=1).
+//!
+//! - Parallel guesses spread over the three nodes never release more real KE2s than the
+//!   limit, in total.
+//! - SIGKILL of one etcd member and one vault node during a guessing run loses no
+//!   registration and no acknowledged guess, and the surviving nodes keep serving.
+//! - A node cut off from the quorum refuses guesses instead of answering from stale state;
+//!   when the members come back, the counts are exact.
+//!
+//! History check (a small checker for counters, not a general linearizability checker such
+//! as porcupine): every KE1 is recorded with its outcome, and for each record the audit log's
+//! `guess` events must count 1, 2, ..., c with no value missing or repeated (two nodes that
+//! read the same count and both wrote it back would repeat one), with acknowledged <= c <=
+//! acknowledged + unknown (an operation cut by the fault may or may not have committed).
+//! That is exactly when some sequential order of the operations explains every answer.
+
+mod etcd;
+
+use coffer::http::client::VaultClient;
+use coffer::key::RootKey;
+use coffer::store::{EtcdConfig, EtcdStore, Store};
+use coffer::vault::client::Parties;
+use coffer::vault::RecoveryClient;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "cluster-test-tenant-token-of-forty-characters!";
+
+struct Node {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Three nodes' shared settings: the tenants file and the store URL.
+struct Site {
+    dir: PathBuf,
+    store: String,
+}
+
+impl Site {
+    fn new(dir: &Path, cluster: &etcd::Cluster) -> Site {
+        std::fs::write(dir.join("token"), TOKEN).unwrap();
+        std::fs::write(
+            dir.join("vault.json"),
+            r#"{"tenants": [{"name": "default", "token_file": "token"}]}"#,
+        )
+        .unwrap();
+        Site {
+            dir: dir.to_owned(),
+            store: format!("etcd://{}/coffer-cluster-test", cluster.endpoints()),
+        }
+    }
+
+    /// Starts node `i`; nodes after the first get the first node's master key (a copy of the
+    /// soft backend's key file: the same key on every site).
+    fn start(&self, i: usize) -> Node {
+        let data = self.dir.join(format!("node{i}"));
+        std::fs::create_dir_all(&data).unwrap();
+        if i > 0 {
+            std::fs::copy(self.dir.join("node0/master.key"), data.join("master.key")).unwrap();
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .args(["vault", "serve", "--listen", "127.0.0.1:0"])
+            .args([
+                "--ksf",
+                "argon2id:m=256,t=1,p=1",
+                "--user-per-minute",
+                "100000",
+            ])
+            .args(["--etcd-timeout", "2", "--store", &self.store, "--config"])
+            .arg(self.dir.join("vault.json"))
+            .arg("--data")
+            .arg(&data)
+            .env_remove("COFFER_VAULT_FAULT")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("coffer vault serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let first: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("node {i}: {e}: {line}"));
+        assert_eq!(first["store"], self.store.as_str());
+        Node {
+            child,
+            url: first["listening"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// The store, read directly (for the audit log).
+    fn store(&self) -> EtcdStore {
+        EtcdStore::connect(&EtcdConfig::parse(&self.store).unwrap()).unwrap()
+    }
+}
+
+fn client(node: &Node) -> VaultClient {
+    VaultClient::new(&node.url, TOKEN, "coffer-vault")
+}
+
+/// What one KE1 got back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// 200 with a KE2: the guess was committed before the answer.
+    Acknowledged,
+    /// A refusal that says nothing was done (4xx).
+    Refused,
+    /// No answer or a server error: it may or may not have been counted.
+    Unknown,
+}
+
+/// Sends one KE1 for `user` to `url` with a wrong password; returns what came back, and the
+/// KE2 verified with `password` if asked (a real evaluation verifies, a fake one never).
+fn guess(url: &str, user: &str, password: &[u8]) -> (Outcome, bool) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let (state, ke1) = RecoveryClient::start(password).unwrap();
+    let b64 = |b: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    };
+    let sent = agent
+        .post(format!("{url}/v1/users/{user}/recover/start"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send(format!(r#"{{"ke1":"{}"}}"#, b64(&ke1)).as_bytes());
+    let Ok(mut response) = sent else {
+        return (Outcome::Unknown, false);
+    };
+    let status = response.status().as_u16();
+    let body: serde_json::Value =
+        serde_json::from_slice(&response.body_mut().read_to_vec().unwrap_or_default())
+            .unwrap_or_default();
+    match status {
+        200 => {
+            let decode = |f: &str| {
+                use base64::Engine;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(body[f].as_str().unwrap_or_default())
+                    .unwrap_or_default()
+            };
+            let parties = Parties {
+                user: user.into(),
+                server_id: "coffer-vault".into(),
+            };
+            let real = state
+                .finish(
+                    &parties,
+                    &decode("ke2"),
+                    body["ksf"].as_str().unwrap_or_default(),
+                )
+                .is_ok();
+            (Outcome::Acknowledged, real)
+        }
+        400..=499 => (Outcome::Refused, false),
+        _ => (Outcome::Unknown, false),
+    }
+}
+
+/// The history check: the audit log's guess counts for `user` are 1..=c, each once, and c
+/// lies between the acknowledged guesses and those plus the unknown ones. Returns c.
+fn check_counter(store: &EtcdStore, user: &str, acknowledged: usize, unknown: usize) -> usize {
+    let mut counts: Vec<u32> = store
+        .audit(0, 1_000_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.user == user && e.event == "guess")
+        .map(|e| {
+            let n = e.detail.trim_start_matches("guesses=");
+            n.split('/').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    let in_log_order = counts.clone();
+    counts.sort_unstable();
+    let c = counts.len();
+    assert_eq!(
+        counts,
+        (1..=c as u32).collect::<Vec<_>>(),
+        "{user}: the counts in the audit log must be 1..={c} with none lost or repeated"
+    );
+    assert_eq!(
+        in_log_order, counts,
+        "{user}: the log's order is the counts' order (one sequential history)"
+    );
+    assert!(
+        acknowledged <= c && c <= acknowledged + unknown,
+        "{user}: {c} guesses counted for {acknowledged} acknowledged and {unknown} unknown"
+    );
+    c
+}
+
+#[test]
+fn parallel_guesses_over_three_nodes_never_exceed_the_limit() {
+    if etcd::skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = etcd::Cluster::start(dir.path(), 3);
+    let site = Site::new(dir.path(), &cluster);
+    let nodes: Vec<Node> = (0..3).map(|i| site.start(i)).collect();
+    client(&nodes[0])
+        .register("zoe", b"right", &RootKey::from_bytes([1; 32]), Some(5))
+        .unwrap();
+    // 30 guesses with the right password, 10 per node, all at once: each KE2 that verifies
+    // is a real evaluation.
+    let results: Vec<(Outcome, bool)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..30)
+            .map(|i| {
+                let url = nodes[i % 3].url.clone();
+                scope.spawn(move || guess(&url, "zoe", b"right"))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let real = results.iter().filter(|(_, real)| *real).count();
+    assert_eq!(
+        real, 5,
+        "exactly the limit of real evaluations: {results:?}"
+    );
+    let acknowledged = results
+        .iter()
+        .filter(|(o, _)| *o == Outcome::Acknowledged)
+        .count();
+    assert_eq!(
+        acknowledged, 30,
+        "every guess is answered (fake KE2s after the limit)"
+    );
+    let status = client(&nodes[1]).status("zoe").unwrap();
+    assert!(!status.registered, "{status:?}");
+    check_counter(&site.store(), "zoe", 5, 0);
+}
+
+#[test]
+fn killing_an_etcd_member_and_a_vault_node_loses_nothing() {
+    if etcd::skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = etcd::Cluster::start(dir.path(), 3);
+    let site = Site::new(dir.path(), &cluster);
+    let mut nodes: Vec<Option<Node>> = (0..3).map(|i| Some(site.start(i))).collect();
+    let users: Vec<String> = (0..4).map(|i| format!("u{i}")).collect();
+    for (i, user) in users.iter().enumerate() {
+        client(nodes[i % 3].as_ref().unwrap())
+            .register(
+                user,
+                b"right",
+                &RootKey::from_bytes([i as u8; 32]),
+                Some(100),
+            )
+            .unwrap();
+    }
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| n.as_ref().unwrap().url.clone())
+        .collect();
+    let history: Mutex<Vec<(String, usize, Outcome, Instant)>> = Mutex::new(Vec::new());
+    let stop = AtomicBool::new(false);
+    let killed_at = std::thread::scope(|scope| {
+        for worker in 0..6 {
+            let (history, stop, urls, users) = (&history, &stop, &urls, &users);
+            scope.spawn(move || {
+                let mut n = worker;
+                while !stop.load(Ordering::Relaxed) {
+                    let node = n % 3;
+                    let user = &users[n % users.len()];
+                    let (outcome, _) = guess(&urls[node], user, b"wrong");
+                    history
+                        .lock()
+                        .unwrap()
+                        .push((user.clone(), node, outcome, Instant::now()));
+                    n += 1;
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(800));
+        cluster.kill_member(2);
+        drop(nodes[2].take());
+        let killed_at = Instant::now();
+        std::thread::sleep(Duration::from_millis(2500));
+        stop.store(true, Ordering::Relaxed);
+        killed_at
+    });
+    let history = history.into_inner().unwrap();
+    // The surviving nodes kept serving after the kill (after the election settles).
+    let served_after = history
+        .iter()
+        .filter(|(_, node, o, at)| {
+            *node < 2 && *o == Outcome::Acknowledged && *at > killed_at + Duration::from_secs(1)
+        })
+        .count();
+    assert!(
+        served_after > 10,
+        "{served_after} guesses served after the kill"
+    );
+    // Every registration is there, and every acknowledged guess was counted.
+    let store = site.store();
+    let survivor = client(nodes[0].as_ref().unwrap());
+    let mut total = 0;
+    for user in &users {
+        let of_user = |o: Outcome| {
+            history
+                .iter()
+                .filter(|(u, _, x, _)| u == user && *x == o)
+                .count()
+        };
+        let counted = check_counter(
+            &store,
+            user,
+            of_user(Outcome::Acknowledged),
+            of_user(Outcome::Unknown),
+        );
+        let status = survivor.status(user).unwrap();
+        assert!(status.registered, "{user} lost its registration");
+        assert_eq!(status.limit - status.guesses_left, counted as u32, "{user}");
+        total += counted;
+    }
+    let count = |o: Outcome| history.iter().filter(|(_, _, x, _)| *x == o).count();
+    eprintln!(
+        "kill run: {} KE1s, {} acknowledged, {} unknown, {} refused; {total} counted; \
+         {served_after} acknowledged by the survivors after the kill",
+        history.len(),
+        count(Outcome::Acknowledged),
+        count(Outcome::Unknown),
+        count(Outcome::Refused)
+    );
+    assert!(
+        total > 50,
+        "only {total} guesses were made: the run did not run"
+    );
+}
+
+#[test]
+fn a_node_cut_off_from_the_quorum_refuses_then_counts_stay_exact() {
+    if etcd::skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = etcd::Cluster::start(dir.path(), 3);
+    let site = Site::new(dir.path(), &cluster);
+    let node = site.start(0);
+    let vault = client(&node);
+    vault
+        .register("ann", b"right", &RootKey::from_bytes([9; 32]), Some(10))
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(guess(&node.url, "ann", b"wrong").0, Outcome::Acknowledged);
+    }
+    // Only member 0 is left: no quorum. The node must not answer a guess from what it read
+    // before; it fails (io, 500) within its etcd timeout.
+    cluster.kill_member(1);
+    cluster.kill_member(2);
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (outcome, _) = guess(&node.url, "ann", b"wrong");
+        assert_eq!(
+            outcome,
+            Outcome::Unknown,
+            "a guess without a quorum was answered"
+        );
+        assert!(started.elapsed() < Duration::from_secs(8));
+    }
+    assert!(vault.status("ann").is_err(), "status without a quorum");
+    // The members come back: the count is exactly the three acknowledged guesses (the
+    // refused ones were never committed), and guessing works again.
+    cluster.start_member(1);
+    cluster.start_member(2);
+    cluster.wait_healthy(Duration::from_secs(30));
+    let status = vault.status("ann").unwrap();
+    assert_eq!(status.guesses_left, 7, "{status:?}");
+    assert_eq!(guess(&node.url, "ann", b"wrong").0, Outcome::Acknowledged);
+    check_counter(&site.store(), "ann", 4, 0);
+    let recovered = vault.recover("ann", b"right").unwrap();
+    assert_eq!(recovered.root.as_bytes(), &[9; 32]);
+}
