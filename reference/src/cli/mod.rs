@@ -196,7 +196,7 @@ pub enum VaultCommand {
 pub struct StoreArgs {
     /// The store: `sqlite` (DATA/vault.db, the default: one node) or
     /// `etcd://host:port,host:port[/prefix]` (`etcds://` for TLS): several vault nodes sharing
-    /// one etcd cluster share every record and guess count (spec/vault.md §6.2).
+    /// one etcd cluster share every record and guess count (spec/vault.md §6.1).
     #[arg(long, value_name = "URL", default_value = "sqlite")]
     pub store: String,
     /// etcd user (etcd's own authentication); the password comes from --etcd-password-file

@@ -1,4 +1,4 @@
-//! The multi-site store (`spec/vault.md` §6.2): records, guess counters, the sealed server
+//! The multi-site store (`spec/vault.md` §6.1): records, guess counters, the sealed server
 //! setup and the audit log in etcd, whose Raft log makes every write linearizable. Several
 //! vault nodes share one store, so a record has one guess count whichever node a guess
 //! reaches. Every change is a compare-and-swap on the record key's `mod_revision`: a
