@@ -8,7 +8,10 @@
 //! `ServerLogin::start` rate on one core, in process.
 //!
 //! Usage: vault-load [--clients 64] [--seconds 10] [--mode guesses|recoveries]
-//!        [--backends soft,softhsm2,kryoptic] [--coffer target/release/coffer] [--json]
+//!        [--backends soft,softhsm2,kryoptic] [--stores sqlite,etcd://host:port,...]
+//!        [--coffer target/release/coffer] [--json]
+//!
+//! Every backend runs on every store; an etcd store gets a fresh key prefix per run.
 //!
 //! `softhsm2` needs Debian's softhsm2; `kryoptic` needs COFFER_KRYOPTIC_MODULE (the output
 //! of scripts/kryoptic.sh). A backend that is asked for and missing is an error.
@@ -86,7 +89,7 @@ struct Served {
 
 /// Starts `coffer vault serve` for `backend` (`soft`, `softhsm2`, `kryoptic`), with its own
 /// token when it is a PKCS#11 module.
-fn serve(coffer: &str, backend: &str) -> Result<Served, String> {
+fn serve(coffer: &str, backend: &str, store: &str) -> Result<Served, String> {
     let dir = tempfile::tempdir_in(".")
         .map_err(|e| format!("temporary directory beside the current one (on disk): {e}"))?;
     let hsm_uri = match backend {
@@ -123,6 +126,15 @@ fn serve(coffer: &str, backend: &str) -> Result<Served, String> {
         .stdout(Stdio::piped());
     if let Some(uri) = &hsm_uri {
         command.args(["--hsm", uri]);
+    }
+    if store != "sqlite" {
+        // A fresh prefix: each run registers its own users.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let hosts = store.split('/').take(3).collect::<Vec<_>>().join("/");
+        let prefix = format!("vault-load-{}-{nanos}", std::process::id());
+        command.args(["--store", &format!("{hosts}/{prefix}")]);
     }
     let mut child = command
         .spawn()
@@ -199,12 +211,12 @@ fn client_loop(
 /// Runs the load against one backend; returns its figures.
 fn load(
     coffer: &str,
-    backend: &str,
+    (backend, store): (&str, &str),
     clients: usize,
     seconds: f64,
     recoveries: bool,
 ) -> serde_json::Value {
-    let mut served = serve(coffer, backend).unwrap_or_else(|e| panic!("{e}"));
+    let mut served = serve(coffer, backend, store).unwrap_or_else(|e| panic!("{e}"));
     let setup = VaultClient::new(&served.url, &served.token, "coffer-vault");
     for c in 0..clients {
         for u in 0..USERS_PER_CLIENT {
@@ -240,6 +252,7 @@ fn load(
     let h = histogram.lock().expect("histogram");
     serde_json::json!({
         "backend": backend,
+        "store": if store == "sqlite" { "sqlite" } else { "etcd" },
         "mode": if recoveries { "recoveries" } else { "guesses" },
         "clients": clients,
         "operations": total,
@@ -261,11 +274,30 @@ fn main() {
         other => panic!("--mode {other}: guesses or recoveries"),
     };
     let backends = arg("--backends", "soft");
+    let stores = arg("--stores", "sqlite");
     let json_out = std::env::args().any(|a| a == "--json");
-    let mut runs: Vec<serde_json::Value> = backends
-        .split(',')
-        .map(|b| load(&coffer, b.trim(), clients, seconds, recoveries))
-        .collect();
+    // Store URLs hold commas (etcd members): split the list at "sqlite" and "etcd" starts.
+    let mut store_list: Vec<String> = Vec::new();
+    for part in stores.split(',') {
+        if part == "sqlite" || part.starts_with("etcd") || store_list.is_empty() {
+            store_list.push(part.to_owned());
+        } else if let Some(last) = store_list.last_mut() {
+            last.push(',');
+            last.push_str(part);
+        }
+    }
+    let mut runs: Vec<serde_json::Value> = Vec::new();
+    for store in &store_list {
+        for b in backends.split(',') {
+            runs.push(load(
+                &coffer,
+                (b.trim(), store),
+                clients,
+                seconds,
+                recoveries,
+            ));
+        }
+    }
     let ceiling = ceiling(2.0);
     let first = runs[0]["per_second"].as_f64().unwrap_or(1.0);
     for run in &mut runs {
@@ -304,7 +336,7 @@ fn main() {
         );
     }
     println!(
-        "{clients} clients, {seconds} s per backend; ceiling: ServerLogin::start {ceiling:.0}/s on one core, in process"
+        "{clients} clients, {seconds} s per run; ceiling: ServerLogin::start {ceiling:.0}/s on one core, in process"
     );
 }
 
