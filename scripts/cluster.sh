@@ -79,11 +79,15 @@ for i in 1 2 3; do
     --initial-cluster-state new --log-level error >"$dir/etcd-m$i.log" 2>&1 &
   echo $! >"$dir/etcd-m$i.pid"
 done
-for _ in $(seq 100); do
-  ETCDCTL_API=3 etcdctl --endpoints "$endpoints" endpoint health >/dev/null 2>&1 && break
-  sleep 0.2
+health() {
+  ETCDCTL_API=3 etcdctl --endpoints "$endpoints" --dial-timeout=1s --command-timeout=1s \
+    endpoint health >/dev/null 2>&1
+}
+for _ in $(seq 60); do
+  health && break
+  sleep 0.3
 done
-ETCDCTL_API=3 etcdctl --endpoints "$endpoints" endpoint health >/dev/null 2>&1 || {
+health || {
   cat "$dir"/etcd-m*.log >&2
   false
 }

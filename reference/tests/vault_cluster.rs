@@ -400,15 +400,12 @@ fn the_three_site_script_starts_a_working_vault_and_tears_it_down() {
     let dir = tempfile::tempdir().unwrap();
     let cluster_dir = dir.path().join("cluster");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster.sh");
-    // A port range of its own: 23 ports above a free one.
-    let base = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr()
-            .unwrap()
-            .port()
-            .saturating_sub(30)
-            .max(20_000)
-    };
+    // A port range of its own, below the kernel's ephemeral range (where the other tests'
+    // members get theirs), with all 23 ports free now.
+    let base = (0..200u16)
+        .map(|i| 20_000 + (std::process::id() as u16 % 400 + i * 53) % 12_000)
+        .find(|&b| (1..=23).all(|p| std::net::TcpListener::bind(("127.0.0.1", b + p)).is_ok()))
+        .expect("a free port range");
     let up = Command::new("bash")
         .arg(&script)
         .args(["up", "--detach"])

@@ -151,6 +151,17 @@ pub struct EtcdStore {
     runtime: tokio::runtime::Runtime,
 }
 
+/// Whether an etcd error may pass if tried again (a member down or electing a leader), as
+/// opposed to a definite answer (wrong credentials, no permission, a bad request).
+fn transient(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        // gRPC codes: 4 deadline exceeded, 10 aborted, 14 unavailable.
+        etcd_client::Error::GRpcStatus(status) => matches!(status.code() as i32, 4 | 10 | 14),
+        _ => false,
+    }
+}
+
 fn db(e: impl std::fmt::Display) -> StoreError {
     StoreError::Database(format!("etcd: {e}"))
 }
@@ -254,7 +265,8 @@ impl EtcdStore {
                             .first()
                             .map(|kv| (kv.value().to_vec(), kv.mod_revision())))
                     }
-                    Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
+                    Err(e) if transient(&e) => tokio::time::sleep(RETRY_PAUSE).await,
+                    Err(e) => return Err(db(e)),
                 }
             }
         })
@@ -344,7 +356,13 @@ impl EtcdStore {
             )])
             .and_then(ops);
         let mut kv = self.client.kv_client();
-        self.run(async move { Ok(kv.txn(txn).await.ok().map(|r| r.succeeded())) })
+        self.run(async move {
+            match kv.txn(txn).await {
+                Ok(r) => Ok(Some(r.succeeded())),
+                Err(e) if transient(&e) => Ok(None),
+                Err(e) => Err(db(e)),
+            }
+        })
     }
 
     /// Reads, decides and swaps until the swap commits (or the deadline passes). Every
@@ -445,7 +463,8 @@ impl Store for EtcdStore {
                     .and_then([TxnOp::put(k.clone(), value.clone(), None)]);
                 match client.kv_client().txn(txn).await {
                     Ok(_) => return Ok(()),
-                    Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
+                    Err(e) if transient(&e) => tokio::time::sleep(RETRY_PAUSE).await,
+                    Err(e) => return Err(db(e)),
                 }
             }
         })?;
@@ -637,7 +656,8 @@ impl Store for EtcdStore {
                             .map(|kv| (kv.create_revision(), kv.value().to_vec()))
                             .collect::<Vec<_>>())
                     }
-                    Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
+                    Err(e) if transient(&e) => tokio::time::sleep(RETRY_PAUSE).await,
+                    Err(e) => return Err(db(e)),
                 }
             }
         })?;
