@@ -319,14 +319,14 @@ fn main() {
         "durable guesses"
     };
     println!(
-        "| backend | {unit}/s | p50 | p99 | max | ratio to {} | ratio to ceiling |",
-        runs[0]["backend"].as_str().unwrap_or("?")
+        "| backend | store | {unit}/s | p50 | p99 | max | ratio to the first row | ratio to ceiling |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for run in &runs {
         println!(
-            "| {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} | {:.2} |",
+            "| {} | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} | {:.2} |",
             run["backend"].as_str().unwrap_or("?"),
+            run["store"].as_str().unwrap_or("?"),
             run["per_second"].as_f64().unwrap_or(0.0),
             run["p50_ms"].as_f64().unwrap_or(0.0),
             run["p99_ms"].as_f64().unwrap_or(0.0),

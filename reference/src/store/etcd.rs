@@ -9,6 +9,9 @@
 //! (the user's latest record, JSON); `id/<record id hex>` (the user key of a record);
 //! `audit/<unique>` (one event, JSON; its position in the log is the key's create revision).
 //!
+//! The gRPC channel is tonic's, which sets TCP_NODELAY (etcd-client's OpenSSL transport does
+//! not, and Nagle's algorithm then adds 40 ms to every call).
+//!
 //! The trait is synchronous (the vault calls it from blocking threads); this store runs its
 //! gRPC client on a small runtime of its own, and every call has a deadline: a node cut off
 //! from the etcd quorum fails with `io` instead of answering from stale state.
@@ -17,8 +20,8 @@ use super::{AuditEvent, GuessOutcome, Record, RecordState, Store, StoreError};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, OpenSslClientConfig, SortOrder,
-    SortTarget, Txn, TxnOp,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, SortOrder,
+    SortTarget, TlsOptions, Txn, TxnOp,
 };
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -194,14 +197,14 @@ impl EtcdStore {
             options = options.with_user(user.clone(), password.clone());
         }
         if config.ca_pem.is_some() || config.client_pem.is_some() {
-            let mut tls = OpenSslClientConfig::default();
+            let mut tls = TlsOptions::new();
             if let Some(ca) = &config.ca_pem {
-                tls = tls.ca_cert_pem(ca);
+                tls = tls.ca_certificate(Certificate::from_pem(ca));
             }
             if let Some((cert, key)) = &config.client_pem {
-                tls = tls.client_cert_pem_and_key(cert, key);
+                tls = tls.identity(Identity::from_pem(cert, key));
             }
-            options = options.with_openssl_tls(tls);
+            options = options.with_tls(tls);
         }
         let endpoints = config.endpoints.clone();
         let deadline = config.deadline;
