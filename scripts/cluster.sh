@@ -12,7 +12,8 @@
 #
 # Ports: etcd clients BASE+1..3, etcd peers BASE+11..13, vault nodes BASE+21..23, with
 # BASE=${COFFER_CLUSTER_PORT_BASE:-23790}. DIR defaults to target/coffer-cluster.
-set -euo pipefail
+set -Eeuo pipefail
+umask 077
 cd "$(dirname "$0")/.."
 
 command=${1:-up}
@@ -27,6 +28,11 @@ base=${COFFER_CLUSTER_PORT_BASE:-23790}
 module=/usr/lib/softhsm/libsofthsm2.so
 
 down() {
+  # Only a directory this script made is removed.
+  if [[ ! -e "$dir/.coffer-cluster" ]]; then
+    echo "$dir was not made by $0: left alone" >&2
+    return 1
+  fi
   for pidfile in "$dir"/*.pid; do
     [[ -e "$pidfile" ]] || continue
     kill -9 "$(cat "$pidfile")" 2>/dev/null || true
@@ -62,7 +68,9 @@ coffer=$(realpath "$coffer")
   exit 1
 }
 mkdir -p "$dir"
+touch "$dir/.coffer-cluster"
 trap 'echo "failed; tearing down" >&2; down' ERR
+trap 'down; exit 130' INT TERM
 
 # 1. etcd: three members.
 initial=""
@@ -93,7 +101,9 @@ health || {
 }
 
 # 2. One SoftHSM2 token per site.
-uri() { echo "pkcs11:token=site$1?module-path=$module&pin-value=87654321"; }
+# The user PIN reaches coffer through COFFER_PKCS11_PIN, not the command line.
+export COFFER_PKCS11_PIN=87654321
+uri() { echo "pkcs11:token=site$1?module-path=$module"; }
 for i in 1 2 3; do
   mkdir -p "$dir/site$i/tokens"
   printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
@@ -129,13 +139,15 @@ for i in 1 2 3; do
   for _ in $(seq 100); do [[ -s "$dir/vault$i.out" ]] && break; sleep 0.1; done
   [[ -s "$dir/vault$i.out" ]] || { cat "$dir/vault$i.log" >&2; false; }
 done
-trap - ERR
+trap - ERR INT TERM
 
 cat <<EOF
 three-site Coffer vault in $dir
   etcd members:  $endpoints
   vault nodes:   http://127.0.0.1:$((base + 21))  http://127.0.0.1:$((base + 22))  http://127.0.0.1:$((base + 23))
   tenant token:  $dir/tenant.token
+  note:          a test setup: etcd listens without TLS or authentication, so any local user
+                 can change its records (spec/vault.md §6.1 and README "Several sites")
   try:           $coffer vault register --vault http://127.0.0.1:$((base + 21)) --token-file $dir/tenant.token --user alice --key KEY
                  $coffer vault recover  --vault http://127.0.0.1:$((base + 23)) --token-file $dir/tenant.token --user alice
 EOF

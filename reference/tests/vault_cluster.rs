@@ -299,11 +299,11 @@ fn killing_an_etcd_member_and_a_vault_node_loses_nothing() {
                 }
             });
         }
-        std::thread::sleep(Duration::from_millis(800));
+        std::thread::sleep(Duration::from_millis(1000));
         cluster.kill_member(2);
         drop(nodes[2].take());
         let killed_at = Instant::now();
-        std::thread::sleep(Duration::from_millis(2500));
+        std::thread::sleep(Duration::from_millis(4000));
         stop.store(true, Ordering::Relaxed);
         killed_at
     });

@@ -377,6 +377,15 @@ fn etcd_store(args: &StoreArgs) -> CliResult<EtcdStore> {
     if let (Some(cert), Some(key)) = (&args.etcd_cert, &args.etcd_key) {
         config.client_pem = Some((read(cert)?, read(key)?));
     }
+    let credentials =
+        args.etcd_user.is_some() || args.etcd_cert.is_some() || args.etcd_ca.is_some();
+    if args.store.starts_with("etcd://") && credentials {
+        return Err(Failure::new(
+            ErrorClass::Malformed,
+            "etcd:// is plain TCP: use etcds:// with --etcd-ca for credentials and certificates \
+             (they would otherwise travel in the clear, or be ignored)",
+        ));
+    }
     if args.store.starts_with("etcds://") && config.ca_pem.is_none() {
         return Err(Failure::new(
             ErrorClass::Malformed,

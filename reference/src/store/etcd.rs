@@ -25,7 +25,7 @@ use etcd_client::{
 };
 use serde::{Deserialize, Serialize};
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How to reach the etcd cluster.
 #[derive(Debug, Clone)]
@@ -144,6 +144,9 @@ struct StoredEvent {
     record: String,
     event: String,
     detail: String,
+    /// Which attempt of its operation wrote it (see `EtcdStore::update`).
+    #[serde(default)]
+    attempt: usize,
 }
 
 /// The etcd store.
@@ -151,7 +154,19 @@ pub struct EtcdStore {
     client: Client,
     prefix: String,
     deadline: Duration,
-    runtime: tokio::runtime::Runtime,
+    /// Dropped with `shutdown_background`: the store may be dropped inside the server's
+    /// async runtime, where dropping a runtime the ordinary way panics.
+    runtime: Option<tokio::runtime::Runtime>,
+    #[cfg(debug_assertions)]
+    lose_answers: std::sync::atomic::AtomicUsize,
+}
+
+impl Drop for EtcdStore {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Whether an etcd error may pass if tried again (a member down or electing a leader), as
@@ -159,8 +174,8 @@ pub struct EtcdStore {
 fn transient(e: &etcd_client::Error) -> bool {
     match e {
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
-        // gRPC codes: 4 deadline exceeded, 10 aborted, 14 unavailable.
-        etcd_client::Error::GRpcStatus(status) => matches!(status.code() as i32, 4 | 10 | 14),
+        // gRPC codes: 4 deadline exceeded, 8 resource exhausted, 10 aborted, 14 unavailable.
+        etcd_client::Error::GRpcStatus(status) => matches!(status.code() as i32, 4 | 8 | 10 | 14),
         _ => false,
     }
 }
@@ -190,9 +205,16 @@ impl EtcdStore {
             .enable_all()
             .build()
             .map_err(db)?;
+        // Each request gets a quarter of the deadline, so a member that stopped answering
+        // leaves time to retry on another; keep-alives notice a dead connection in about a
+        // second; a member without a leader refuses at once; expired auth tokens are renewed.
+        let attempt = (config.deadline / 4).max(Duration::from_millis(250));
         let mut options = ConnectOptions::new()
-            .with_connect_timeout(config.deadline)
-            .with_timeout(config.deadline);
+            .with_connect_timeout(attempt)
+            .with_timeout(attempt)
+            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(1))
+            .with_require_leader(true)
+            .with_auto_token_refresh(true);
         if let Some((user, password)) = &config.user {
             options = options.with_user(user.clone(), password.clone());
         }
@@ -218,10 +240,12 @@ impl EtcdStore {
             client,
             prefix: config.prefix.clone(),
             deadline: config.deadline,
-            runtime,
+            runtime: Some(runtime),
+            #[cfg(debug_assertions)]
+            lose_answers: std::sync::atomic::AtomicUsize::new(0),
         };
         // A linearizable read: proves a quorum is reachable before the vault starts.
-        store.get(&store.key("setup"))?;
+        store.get(&store.key("setup"), store.until())?;
         Ok(store)
     }
 
@@ -241,11 +265,25 @@ impl EtcdStore {
         self.key(&format!("id/{}", hex::encode(id)))
     }
 
-    /// Runs `f` on the store's runtime within the deadline.
-    fn run<T, F: Future<Output = Result<T, StoreError>>>(&self, f: F) -> Result<T, StoreError> {
+    /// The moment a store call started now must be done by.
+    fn until(&self) -> Instant {
+        Instant::now() + self.deadline
+    }
+
+    /// Runs `f` on the store's runtime, by `until` at the latest.
+    fn run<T, F: Future<Output = Result<T, StoreError>>>(
+        &self,
+        until: Instant,
+        f: F,
+    ) -> Result<T, StoreError> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| db("the store is shut down"))?;
+        let left = until.saturating_duration_since(Instant::now());
         let deadline = self.deadline;
-        self.runtime.block_on(async move {
-            tokio::time::timeout(deadline, f).await.map_err(|_| {
+        runtime.block_on(async move {
+            tokio::time::timeout(left, f).await.map_err(|_| {
                 db(format!(
                     "no answer within {deadline:?} (is a quorum of members reachable?)"
                 ))
@@ -255,10 +293,10 @@ impl EtcdStore {
 
     /// A linearizable read, retried (a member that just died refuses connections until the
     /// client stops choosing it) until the deadline.
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
+    fn get(&self, key: &str, until: Instant) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
         let client = self.client.clone();
         let key = key.to_owned();
-        self.run(async move {
+        self.run(until, async move {
             loop {
                 let mut kv = client.kv_client();
                 match kv.get(key.clone(), None).await {
@@ -275,8 +313,8 @@ impl EtcdStore {
         })
     }
 
-    fn read(&self, key: &str) -> Result<Read, StoreError> {
-        match self.get(key)? {
+    fn read(&self, key: &str, until: Instant) -> Result<Read, StoreError> {
+        match self.get(key, until)? {
             None => Ok(Read {
                 record: None,
                 revision: 0,
@@ -293,11 +331,12 @@ impl EtcdStore {
 
     /// The record `id`, through its id key, with the user key it lives at.
     fn read_id(&self, id: &[u8; 16]) -> Result<Option<(String, Read)>, StoreError> {
-        let Some((user_key, _)) = self.get(&self.id_key(id))? else {
+        let until = self.until();
+        let Some((user_key, _)) = self.get(&self.id_key(id), until)? else {
             return Ok(None);
         };
         let user_key = String::from_utf8(user_key).map_err(db)?;
-        let read = self.read(&user_key)?;
+        let read = self.read(&user_key, until)?;
         match &read.record {
             Some(r) if r.record_id == *id => Ok(Some((user_key, read))),
             _ => Ok(None),
@@ -323,8 +362,8 @@ impl EtcdStore {
         &self,
         key: String,
         r: &Record,
-        event: &str,
-        detail: &str,
+        (event, detail): (&str, &str),
+        attempt: usize,
     ) -> Result<TxnOp, StoreError> {
         let value = serde_json::to_vec(&StoredEvent {
             at: now(),
@@ -333,34 +372,48 @@ impl EtcdStore {
             record: hex::encode(r.record_id),
             event: event.to_owned(),
             detail: detail.to_owned(),
+            attempt,
         })
         .map_err(db)?;
         Ok(TxnOp::put(key, value, None))
     }
 
-    /// Writes `record` at `key` with its audit events if the key is still at `revision`.
-    /// Returns whether it committed (false: someone else changed the record first), or
-    /// `None` when the answer was lost (it may have committed).
+    /// Writes `record` at `key` with `ops` if the key is still at `revision` and `marker`
+    /// does not exist yet. Returns whether it committed, or `None` when the answer was lost
+    /// (it may have committed).
     fn swap(
         &self,
-        key: &str,
-        revision: i64,
+        (key, revision): (&str, i64),
+        marker: &str,
         record: &Record,
         extra: Vec<TxnOp>,
+        until: Instant,
     ) -> Result<Option<bool>, StoreError> {
         let value = serde_json::to_vec(&Stored::of(record)).map_err(db)?;
         let mut ops = vec![TxnOp::put(key.to_owned(), value, None)];
         ops.extend(extra);
         let txn = Txn::new()
-            .when([Compare::mod_revision(
-                key.to_owned(),
-                CompareOp::Equal,
-                revision,
-            )])
+            .when([
+                Compare::mod_revision(key.to_owned(), CompareOp::Equal, revision),
+                Compare::create_revision(marker.to_owned(), CompareOp::Equal, 0),
+            ])
             .and_then(ops);
         let mut kv = self.client.kv_client();
-        self.run(async move {
+        #[cfg(debug_assertions)]
+        let lose = self
+            .lose_answers
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+        #[cfg(not(debug_assertions))]
+        let lose = false;
+        self.run(until, async move {
             match kv.txn(txn).await {
+                // Test builds only: the commit happened, its answer is dropped.
+                Ok(_) if lose => Ok(None),
                 Ok(r) => Ok(Some(r.succeeded())),
                 Err(e) if transient(&e) => Ok(None),
                 Err(e) => Err(db(e)),
@@ -368,25 +421,52 @@ impl EtcdStore {
         })
     }
 
-    /// Reads, decides and swaps until the swap commits (or the deadline passes). Every
-    /// attempt writes its audit events under keys unique to this operation, so when a
-    /// commit's answer is lost (a member died mid-call) the next attempt first looks for
-    /// them: found, the operation is done and is not applied twice.
+    /// Test builds only: the next `n` commits succeed but report their answer as lost, as
+    /// when a member dies between committing and answering.
+    #[cfg(debug_assertions)]
+    #[doc(hidden)]
+    pub fn lose_next_answers(&self, n: usize) {
+        self.lose_answers
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Which attempt of operation `op` committed, if one did: its first audit event is the
+    /// operation's marker, written only by the attempt that committed.
+    fn committed_attempt(&self, op: &str, until: Instant) -> Result<Option<usize>, StoreError> {
+        match self.get(&self.audit_key(op, 0), until)? {
+            None => Ok(None),
+            Some((value, _)) => {
+                let event: StoredEvent = serde_json::from_slice(&value).map_err(db)?;
+                Ok(Some(event.attempt))
+            }
+        }
+    }
+
+    /// Reads, decides and swaps until the swap commits, within one deadline. Every attempt
+    /// of the operation writes the same audit keys and requires that the first does not
+    /// exist yet, so at most one attempt ever commits. When an answer is lost, or a compare
+    /// fails (possibly because of this operation's own late commit), the first audit key
+    /// says whether (and which) attempt committed: then that attempt's result is returned,
+    /// and nothing is applied twice.
     fn update<T: Clone>(
         &self,
         key: &str,
         mut decide: impl FnMut(&Read) -> Result<Change<T>, StoreError>,
     ) -> Result<T, StoreError> {
-        let started = std::time::Instant::now();
+        let until = self.until();
         let op = Self::op_id()?;
-        let mut pending: Option<T> = None;
+        let marker = self.audit_key(&op, 0);
+        let mut outs: Vec<T> = Vec::new();
         loop {
-            if let Some(out) = pending.take() {
-                if self.get(&self.audit_key(&op, 0))?.is_some() {
-                    return Ok(out);
+            if !outs.is_empty() {
+                if let Some(attempt) = self.committed_attempt(&op, until)? {
+                    return outs
+                        .get(attempt)
+                        .cloned()
+                        .ok_or_else(|| db("a committed attempt this node never made"));
                 }
             }
-            let read = self.read(key)?;
+            let read = self.read(key, until)?;
             match decide(&read)? {
                 Change::Done(out) => return Ok(out),
                 Change::Write {
@@ -394,9 +474,15 @@ impl EtcdStore {
                     events,
                     out,
                 } => {
+                    let attempt = outs.len();
                     let mut ops = Vec::new();
                     for (n, (event, detail)) in events.iter().enumerate() {
-                        ops.push(self.audit_op(self.audit_key(&op, n), &record, event, detail)?);
+                        ops.push(self.audit_op(
+                            self.audit_key(&op, n),
+                            &record,
+                            (event, detail),
+                            attempt,
+                        )?);
                     }
                     // A new record (registration) is also found by its id.
                     if read.record.as_ref().map(|r| r.record_id) != Some(record.record_id) {
@@ -406,18 +492,17 @@ impl EtcdStore {
                             None,
                         ));
                     }
-                    match self.swap(key, read.revision, &record, ops)? {
+                    outs.push(out.clone());
+                    match self.swap((key, read.revision), &marker, &record, ops, until)? {
                         Some(true) => return Ok(out),
-                        // Another node changed the record first: read it again at once.
+                        // Changed by another node (or by this operation's own late commit:
+                        // the marker check above finds it): look again at once.
                         Some(false) => {}
-                        None => {
-                            pending = Some(out);
-                            std::thread::sleep(RETRY_PAUSE);
-                        }
+                        None => std::thread::sleep(RETRY_PAUSE),
                     }
                 }
             }
-            if started.elapsed() > self.deadline {
+            if Instant::now() > until {
                 return Err(db(
                     "no commit within the deadline (contention or no quorum)",
                 ));
@@ -426,7 +511,7 @@ impl EtcdStore {
     }
 }
 
-/// Pause between attempts after a refused compare or an unreachable member.
+/// Pause between attempts after an unreachable member or a lost answer.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// What an update decided.
@@ -451,15 +536,16 @@ fn ended(r: &Record, state: RecordState) -> Record {
 
 impl Store for EtcdStore {
     fn server_setup(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.get(&self.key("setup"))?.map(|(v, _)| v))
+        Ok(self.get(&self.key("setup"), self.until())?.map(|(v, _)| v))
     }
 
     fn init_server_setup(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
         let key = self.key("setup");
         let client = self.client.clone();
         let (k, value) = (key.clone(), sealed.to_vec());
+        let until = self.until();
         // Put only if absent: retrying it is harmless.
-        self.run(async move {
+        self.run(until, async move {
             loop {
                 let txn = Txn::new()
                     .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
@@ -471,7 +557,7 @@ impl Store for EtcdStore {
                 }
             }
         })?;
-        self.get(&key)?
+        self.get(&key, until)?
             .map(|(v, _)| v)
             .ok_or_else(|| db("the server setup vanished"))
     }
@@ -501,7 +587,9 @@ impl Store for EtcdStore {
     }
 
     fn latest(&self, tenant: &str, user: &str) -> Result<Option<Record>, StoreError> {
-        Ok(self.read(&self.user_key(tenant, user))?.record)
+        Ok(self
+            .read(&self.user_key(tenant, user), self.until())?
+            .record)
     }
 
     fn count_guess(&self, tenant: &str, user: &str) -> Result<GuessOutcome, StoreError> {
@@ -585,7 +673,7 @@ impl Store for EtcdStore {
                 record: ended(r, RecordState::Destroyed),
                 events: vec![(
                     "destroyed",
-                    format!("the last guess failed: guesses={}/{}", r.guesses, r.limit),
+                    format!("last guess failed at {}/{}", r.guesses, r.limit),
                 )],
                 out: true,
             })
@@ -608,9 +696,11 @@ impl Store for EtcdStore {
             }) else {
                 return Ok(Change::Done(false));
             };
+            // As a recovery does: the password change follows one in the same session.
             Ok(Change::Write {
                 record: Record {
                     version: version + 1,
+                    guesses: 0,
                     sealed: Some(sealed.to_vec()),
                     ..r.clone()
                 },
@@ -631,21 +721,24 @@ impl Store for EtcdStore {
             };
             Ok(Change::Write {
                 record: ended(r, RecordState::Deleted),
-                events: vec![("deleted", String::new())],
+                events: vec![("deleted", "by the account holder".into())],
                 out: true,
             })
         })
     }
 
+    /// Positions are `create revision × 256 + n` (an operation's events share its commit's
+    /// revision; `n` is the event's index in it), so paging with `after` never skips one.
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        let from = i64::try_from(after / 256).unwrap_or(i64::MAX);
         let options = GetOptions::new()
             .with_prefix()
             .with_sort(SortTarget::Create, SortOrder::Ascend)
-            .with_min_create_revision(i64::try_from(after).unwrap_or(i64::MAX).saturating_add(1))
-            .with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+            .with_min_create_revision(from)
+            .with_limit(i64::try_from(limit.saturating_add(8)).unwrap_or(i64::MAX));
         let client = self.client.clone();
         let key = self.key("audit/");
-        let kvs = self.run(async move {
+        let kvs = self.run(self.until(), async move {
             loop {
                 match client
                     .kv_client()
@@ -656,7 +749,16 @@ impl Store for EtcdStore {
                         return Ok(response
                             .kvs()
                             .iter()
-                            .map(|kv| (kv.create_revision(), kv.value().to_vec()))
+                            .map(|kv| {
+                                let n = kv
+                                    .key_str()
+                                    .ok()
+                                    .and_then(|k| k.rsplit('-').next())
+                                    .and_then(|n| n.parse::<u64>().ok())
+                                    .unwrap_or(0);
+                                let revision = u64::try_from(kv.create_revision()).unwrap_or(0);
+                                (revision * 256 + n.min(255), kv.value().to_vec())
+                            })
                             .collect::<Vec<_>>())
                     }
                     Err(e) if transient(&e) => tokio::time::sleep(RETRY_PAUSE).await,
@@ -664,11 +766,15 @@ impl Store for EtcdStore {
                 }
             }
         })?;
+        let mut kvs: Vec<(u64, Vec<u8>)> =
+            kvs.into_iter().filter(|(seq, _)| *seq > after).collect();
+        kvs.sort_by_key(|(seq, _)| *seq);
+        kvs.truncate(limit);
         kvs.into_iter()
             .map(|(seq, value)| {
                 let e: StoredEvent = serde_json::from_slice(&value).map_err(db)?;
                 Ok(AuditEvent {
-                    seq: u64::try_from(seq).unwrap_or(0),
+                    seq,
                     at: e.at,
                     tenant: e.tenant,
                     user: e.user,

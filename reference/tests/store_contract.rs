@@ -1,0 +1,180 @@
+//! The `Store` contract (spec/vault.md §4, §6), run on both stores: the embedded SQLite and
+//! etcd (a real single-member etcd on loopback; opt out with COFFER_SKIP_ETCD=1). Both must
+//! give the same answers to the same calls. On etcd, a commit whose answer is lost (as when
+//! a member dies between committing and answering) must count once, not twice.
+
+mod etcd;
+
+use coffer::store::{
+    EtcdConfig, EtcdStore, GuessOutcome, Record, RecordState, SqliteStore, Store, StoreError,
+};
+
+fn record(id: u8, user: &str, limit: u32) -> Record {
+    Record {
+        record_id: [id; 16],
+        tenant: "t".into(),
+        user: user.into(),
+        version: 1,
+        state: RecordState::Active,
+        guesses: 0,
+        limit,
+        ksf: "argon2id:m=256,t=1,p=1".into(),
+        sealed: Some(vec![id; 8]),
+    }
+}
+
+fn counted(outcome: GuessOutcome) -> u32 {
+    match outcome {
+        GuessOutcome::Counted(r) => r.guesses,
+        other => panic!("not counted: {other:?}"),
+    }
+}
+
+/// Every operation of the trait, with the answers spec/vault.md §4 gives.
+fn contract(store: &dyn Store) {
+    // Server setup: written once, the first one stays.
+    assert_eq!(store.server_setup().unwrap(), None);
+    assert_eq!(store.init_server_setup(b"one").unwrap(), b"one");
+    assert_eq!(store.init_server_setup(b"two").unwrap(), b"one");
+    // Register; a second active record for the user is refused.
+    store.insert(&record(1, "ann", 3)).unwrap();
+    assert!(matches!(
+        store.insert(&record(2, "ann", 3)),
+        Err(StoreError::Exists)
+    ));
+    // Guesses count up to the limit; a recovery resets; the limit-th is given out, the next
+    // destroys.
+    assert_eq!(counted(store.count_guess("t", "ann").unwrap()), 1);
+    assert_eq!(counted(store.count_guess("t", "ann").unwrap()), 2);
+    assert!(store.recovered(&[1; 16], 1).unwrap());
+    assert!(!store.recovered(&[1; 16], 2).unwrap(), "another version");
+    assert_eq!(store.latest("t", "ann").unwrap().unwrap().guesses, 0);
+    for n in 1..=3 {
+        assert_eq!(counted(store.count_guess("t", "ann").unwrap()), n);
+    }
+    assert_eq!(
+        store.count_guess("t", "ann").unwrap(),
+        GuessOutcome::Destroyed
+    );
+    let gone = store.latest("t", "ann").unwrap().unwrap();
+    assert_eq!((gone.state, gone.sealed), (RecordState::Destroyed, None));
+    assert_eq!(store.count_guess("t", "ann").unwrap(), GuessOutcome::Absent);
+    assert!(!store.recovered(&[1; 16], 1).unwrap());
+    // A destroyed user may register again, with a new record.
+    store.insert(&record(3, "ann", 5)).unwrap();
+    assert!(!store.recovered(&[1; 16], 1).unwrap(), "the old id is gone");
+    // A failed KE3 destroys only at the limit.
+    store.insert(&record(4, "bob", 2)).unwrap();
+    store.count_guess("t", "bob").unwrap();
+    assert!(!store.failed_at_limit(&[4; 16]).unwrap());
+    store.count_guess("t", "bob").unwrap();
+    assert!(store.failed_at_limit(&[4; 16]).unwrap());
+    assert_eq!(
+        store.latest("t", "bob").unwrap().unwrap().state,
+        RecordState::Destroyed
+    );
+    // A password change: version + 1, new secrets, guesses back to 0; only from the version.
+    store.insert(&record(5, "cy", 10)).unwrap();
+    store.count_guess("t", "cy").unwrap();
+    assert!(!store.replace(&[5; 16], 2, b"new").unwrap());
+    assert!(store.replace(&[5; 16], 1, b"new").unwrap());
+    let changed = store.latest("t", "cy").unwrap().unwrap();
+    assert_eq!(
+        (changed.version, changed.guesses, changed.sealed),
+        (2, 0, Some(b"new".to_vec()))
+    );
+    // Delete: secrets gone; a second delete finds nothing.
+    assert!(store.delete("t", "cy").unwrap());
+    assert!(!store.delete("t", "cy").unwrap());
+    assert_eq!(store.latest("t", "cy").unwrap().unwrap().sealed, None);
+    // The audit log: in order, paged without gaps, every kind of event.
+    let all = store.audit(0, 1000).unwrap();
+    let mut paged = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.audit(after, 3).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().unwrap().seq;
+        paged.extend(page);
+    }
+    assert_eq!(
+        all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        paged.iter().map(|e| e.seq).collect::<Vec<_>>()
+    );
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    let events: Vec<&str> = all.iter().map(|e| e.event.as_str()).collect();
+    for kind in [
+        "registered",
+        "guess",
+        "locked",
+        "recovered",
+        "destroyed",
+        "password_changed",
+        "deleted",
+    ] {
+        assert!(events.contains(&kind), "no {kind} in {events:?}");
+    }
+    assert_eq!(
+        all.iter()
+            .filter(|e| e.user == "ann" && e.event == "guess")
+            .count(),
+        5
+    );
+}
+
+#[test]
+fn sqlite_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    contract(&SqliteStore::open(&dir.path().join("vault.db")).unwrap());
+}
+
+fn etcd_store(prefix: &str) -> EtcdStore {
+    let url = format!(
+        "etcd://{}/contract-{prefix}-{}",
+        etcd::shared().members[0].client,
+        std::process::id()
+    );
+    EtcdStore::connect(&EtcdConfig::parse(&url).unwrap()).unwrap()
+}
+
+#[test]
+fn etcd_keeps_the_contract() {
+    if etcd::skipped() {
+        return;
+    }
+    contract(&etcd_store("contract"));
+}
+
+/// Commits whose answers are lost are found again by their operation's marker: a guess is
+/// counted once, a registration is not refused as existing, a password change reports done.
+#[test]
+fn etcd_never_applies_an_operation_twice_when_its_answer_is_lost() {
+    if etcd::skipped() {
+        return;
+    }
+    let store = etcd_store("lost");
+    store.lose_next_answers(1);
+    store.insert(&record(7, "dee", 10)).unwrap();
+    for n in 1..=3 {
+        store.lose_next_answers(1);
+        assert_eq!(counted(store.count_guess("t", "dee").unwrap()), n);
+    }
+    assert_eq!(store.latest("t", "dee").unwrap().unwrap().guesses, 3);
+    store.lose_next_answers(1);
+    assert!(store.replace(&[7; 16], 1, b"new").unwrap());
+    assert_eq!(store.latest("t", "dee").unwrap().unwrap().version, 2);
+    store.lose_next_answers(1);
+    assert!(store.recovered(&[7; 16], 2).unwrap());
+    let events = store.audit(0, 1000).unwrap();
+    assert_eq!(events.iter().filter(|e| e.event == "guess").count(), 3);
+    assert_eq!(events.iter().filter(|e| e.event == "registered").count(), 1);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event == "password_changed")
+            .count(),
+        1
+    );
+}
