@@ -54,7 +54,7 @@ fn configure<'a>(
 /// the whole plaintext with aws-lc-rs, the fastest AES-GCM crate measured (group
 /// `aead_crates`).
 fn aes_baseline(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, plain: &[u8]) {
-    let key = aws::LessSafeKey::new(aws::UnboundKey::new(&aws::AES_256_GCM, &[3u8; 32]).unwrap());
+    let key = ceiling_key();
     let mut buf = plain.to_vec();
     group.bench_function(BASELINE, |b| {
         b.iter(|| {
@@ -69,6 +69,39 @@ fn aes_baseline(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>
 
 /// Name of the baseline every ratio is taken against.
 const BASELINE: &str = "ceiling_aes256gcm_aws_lc_rs_full_plaintext";
+
+/// The key of the ceiling benches.
+fn ceiling_key() -> aws::LessSafeKey {
+    aws::LessSafeKey::new(aws::UnboundKey::new(&aws::AES_256_GCM, &[3u8; 32]).unwrap())
+}
+
+/// `plain` sealed in 16 KiB chunks in place, one nonce per chunk, and the chunks' tags.
+fn sealed_chunks(key: &aws::LessSafeKey, plain: &[u8]) -> (Vec<u8>, Vec<aws::Tag>) {
+    let mut sealed = plain.to_vec();
+    let tags = sealed
+        .chunks_mut(16384)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let nonce = aws::Nonce::assume_unique_for_key(nonce_of(i));
+            key.seal_in_place_separate_tag(nonce, aws::Aad::empty(), chunk)
+                .unwrap()
+        })
+        .collect();
+    (sealed, tags)
+}
+
+/// `plain` sealed as one message, and its tag.
+fn sealed_whole(key: &aws::LessSafeKey, plain: &[u8]) -> (Vec<u8>, aws::Tag) {
+    let mut sealed = plain.to_vec();
+    let tag = key
+        .seal_in_place_separate_tag(
+            aws::Nonce::assume_unique_for_key([1u8; 12]),
+            aws::Aad::empty(),
+            &mut sealed,
+        )
+        .unwrap();
+    (sealed, tag)
+}
 
 fn nonce_of(i: usize) -> [u8; 12] {
     let mut n = [1u8; 12];
@@ -227,16 +260,8 @@ fn in_memory(c: &mut Criterion, size: usize, label: &str) {
     group.bench_function(
         "ceiling_aes256gcm_aws_lc_rs_open_one_shot_out_of_place",
         |b| {
-            let key =
-                aws::LessSafeKey::new(aws::UnboundKey::new(&aws::AES_256_GCM, &[3u8; 32]).unwrap());
-            let mut sealed = plain.clone();
-            let tag = key
-                .seal_in_place_separate_tag(
-                    aws::Nonce::assume_unique_for_key([1u8; 12]),
-                    aws::Aad::empty(),
-                    &mut sealed,
-                )
-                .unwrap();
+            let key = ceiling_key();
+            let (sealed, tag) = sealed_whole(&key, &plain);
             let mut out = vec![0u8; size];
             b.iter(|| {
                 let nonce = aws::Nonce::assume_unique_for_key([1u8; 12]);
@@ -247,16 +272,8 @@ fn in_memory(c: &mut Criterion, size: usize, label: &str) {
         },
     );
     group.bench_function("ceiling_aes256gcm_aws_lc_rs_open_one_shot_in_place", |b| {
-        let key =
-            aws::LessSafeKey::new(aws::UnboundKey::new(&aws::AES_256_GCM, &[3u8; 32]).unwrap());
-        let mut sealed = plain.clone();
-        let tag = key
-            .seal_in_place_separate_tag(
-                aws::Nonce::assume_unique_for_key([1u8; 12]),
-                aws::Aad::empty(),
-                &mut sealed,
-            )
-            .unwrap();
+        let key = ceiling_key();
+        let (mut sealed, tag) = sealed_whole(&key, &plain);
         sealed.extend_from_slice(tag.as_ref());
         b.iter_batched_ref(
             || sealed.clone(),
@@ -274,17 +291,8 @@ fn in_memory(c: &mut Criterion, size: usize, label: &str) {
     group.bench_function("ceiling_aws_lc_rs_open_chunks_out_of_place", |b| {
         // The primitive under the readers: open each 16400-byte chunk of the body into a
         // small reused buffer (no reading, no framing).
-        let key =
-            aws::LessSafeKey::new(aws::UnboundKey::new(&aws::AES_256_GCM, &[3u8; 32]).unwrap());
-        let mut sealed = plain.clone();
-        let mut tags = Vec::new();
-        for (i, chunk) in sealed.chunks_mut(16384).enumerate() {
-            let nonce = aws::Nonce::assume_unique_for_key(nonce_of(i));
-            tags.push(
-                key.seal_in_place_separate_tag(nonce, aws::Aad::empty(), chunk)
-                    .unwrap(),
-            );
-        }
+        let key = ceiling_key();
+        let (sealed, tags) = sealed_chunks(&key, &plain);
         let mut out = vec![0u8; 8 * 16384];
         b.iter(|| {
             for (i, (chunk, tag)) in sealed.chunks(16384).zip(&tags).enumerate() {
@@ -298,17 +306,8 @@ fn in_memory(c: &mut Criterion, size: usize, label: &str) {
     group.bench_function("alternative_open_chunks_copy_then_in_place", |b| {
         // The design not taken: each chunk copied into a small reused buffer and opened
         // there in place (slower than opening out of place from where it lies).
-        let key =
-            aws::LessSafeKey::new(aws::UnboundKey::new(&aws::AES_256_GCM, &[3u8; 32]).unwrap());
-        let mut sealed = plain.clone();
-        let mut tags = Vec::new();
-        for (i, chunk) in sealed.chunks_mut(16384).enumerate() {
-            let nonce = aws::Nonce::assume_unique_for_key(nonce_of(i));
-            tags.push(
-                key.seal_in_place_separate_tag(nonce, aws::Aad::empty(), chunk)
-                    .unwrap(),
-            );
-        }
+        let key = ceiling_key();
+        let (sealed, tags) = sealed_chunks(&key, &plain);
         let mut out = vec![0u8; 8 * 16400];
         b.iter(|| {
             for (i, (chunk, tag)) in sealed.chunks(16384).zip(&tags).enumerate() {

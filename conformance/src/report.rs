@@ -34,27 +34,37 @@ impl Run {
             .count()
     }
 
+    /// One row per suite, in run order: pass, fail, expected failure, unexpected pass,
+    /// unimplemented, skipped.
+    fn summary(&self) -> Vec<(&str, [usize; 6])> {
+        let mut suites: Vec<&str> = self.cases.iter().map(|c| c.suite.as_str()).collect();
+        suites.dedup();
+        suites
+            .into_iter()
+            .map(|suite| {
+                let counts = [
+                    Status::Pass,
+                    Status::Fail,
+                    Status::ExpectedFailure,
+                    Status::UnexpectedPass,
+                    Status::Unimplemented,
+                    Status::Skipped,
+                ]
+                .map(|status| self.count(suite, status));
+                (suite, counts)
+            })
+            .collect()
+    }
+
     /// The console table: one line per suite, then every case that is not as expected.
     pub fn console(&self) -> String {
-        let suites: Vec<&str> = {
-            let mut s: Vec<&str> = self.cases.iter().map(|c| c.suite.as_str()).collect();
-            s.dedup();
-            s
-        };
         let mut out = format!(
             "{:<14} {:>5} {:>5} {:>9} {:>10} {:>14} {:>8}\n",
             "suite", "pass", "fail", "expected", "unexpected", "unimplemented", "skipped"
         );
-        for suite in suites {
+        for (suite, [pass, fail, expected, unexpected, unimplemented, skipped]) in self.summary() {
             out.push_str(&format!(
-                "{:<14} {:>5} {:>5} {:>9} {:>10} {:>14} {:>8}\n",
-                suite,
-                self.count(suite, Status::Pass),
-                self.count(suite, Status::Fail),
-                self.count(suite, Status::ExpectedFailure),
-                self.count(suite, Status::UnexpectedPass),
-                self.count(suite, Status::Unimplemented),
-                self.count(suite, Status::Skipped),
+                "{suite:<14} {pass:>5} {fail:>5} {expected:>9} {unexpected:>10} {unimplemented:>14} {skipped:>8}\n"
             ));
         }
         for case in self.cases.iter().filter(|c| !c.status.as_expected()) {
@@ -130,18 +140,9 @@ impl Run {
             "| suite | pass | fail | expected failure | unexpected pass | unimplemented | skipped |\n\
              |---|---:|---:|---:|---:|---:|---:|\n",
         );
-        let mut suites: Vec<&str> = self.cases.iter().map(|c| c.suite.as_str()).collect();
-        suites.dedup();
-        for suite in suites {
-            out.push_str(&format!(
-                "| {suite} | {} | {} | {} | {} | {} | {} |\n",
-                self.count(suite, Status::Pass),
-                self.count(suite, Status::Fail),
-                self.count(suite, Status::ExpectedFailure),
-                self.count(suite, Status::UnexpectedPass),
-                self.count(suite, Status::Unimplemented),
-                self.count(suite, Status::Skipped),
-            ));
+        for (suite, counts) in self.summary() {
+            let cells: Vec<String> = counts.iter().map(usize::to_string).collect();
+            out.push_str(&format!("| {suite} | {} |\n", cells.join(" | ")));
         }
         let notable: Vec<&CaseResult> = self
             .cases
@@ -188,19 +189,9 @@ impl Run {
             ));
         }
         let mut summary = String::new();
-        let mut suites: Vec<&str> = self.cases.iter().map(|c| c.suite.as_str()).collect();
-        suites.dedup();
-        for suite in suites {
-            summary.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                xml(suite),
-                self.count(suite, Status::Pass),
-                self.count(suite, Status::Fail),
-                self.count(suite, Status::ExpectedFailure),
-                self.count(suite, Status::UnexpectedPass),
-                self.count(suite, Status::Unimplemented),
-                self.count(suite, Status::Skipped),
-            ));
+        for (suite, counts) in self.summary() {
+            let cells: String = counts.iter().map(|n| format!("<td>{n}</td>")).collect();
+            summary.push_str(&format!("<tr><td>{}</td>{cells}</tr>\n", xml(suite)));
         }
         let verdict = if self.as_expected() {
             "<p class=\"ok\">Every result is as expected.</p>"
