@@ -511,6 +511,34 @@ impl EtcdStore {
     }
 }
 
+impl EtcdStore {
+    /// An update of the active record `id` (found through its id key): `change` returns the
+    /// new record and its audit event, or `None` to leave it. Returns whether it wrote.
+    fn update_active(
+        &self,
+        id: &[u8; 16],
+        change: impl Fn(&Record) -> Option<(Record, (&'static str, String))>,
+    ) -> Result<bool, StoreError> {
+        let Some((key, _)) = self.read_id(id)? else {
+            return Ok(false);
+        };
+        self.update(&key, |read| {
+            let active = read
+                .record
+                .as_ref()
+                .filter(|r| r.record_id == *id && r.state == RecordState::Active);
+            Ok(match active.and_then(&change) {
+                Some((record, event)) => Change::Write {
+                    record,
+                    events: vec![event],
+                    out: true,
+                },
+                None => Change::Done(false),
+            })
+        })
+    }
+}
+
 /// Pause between attempts after an unreachable member or a lost answer.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
@@ -634,48 +662,25 @@ impl Store for EtcdStore {
     }
 
     fn recovered(&self, record_id: &[u8; 16], version: u32) -> Result<bool, StoreError> {
-        let Some((key, _)) = self.read_id(record_id)? else {
-            return Ok(false);
-        };
-        let id = *record_id;
-        self.update(&key, |read| {
-            let Some(r) = read.record.as_ref().filter(|r| {
-                r.record_id == id && r.state == RecordState::Active && r.version == version
-            }) else {
-                return Ok(Change::Done(false));
-            };
-            Ok(Change::Write {
-                record: Record {
-                    guesses: 0,
-                    ..r.clone()
-                },
-                events: vec![(
-                    "recovered",
-                    format!("after guesses={}/{}", r.guesses, r.limit),
-                )],
-                out: true,
+        self.update_active(record_id, |r| {
+            (r.version == version).then(|| {
+                let event = format!("after guesses={}/{}", r.guesses, r.limit);
+                (
+                    Record {
+                        guesses: 0,
+                        ..r.clone()
+                    },
+                    ("recovered", event),
+                )
             })
         })
     }
 
     fn failed_at_limit(&self, record_id: &[u8; 16]) -> Result<bool, StoreError> {
-        let Some((key, _)) = self.read_id(record_id)? else {
-            return Ok(false);
-        };
-        let id = *record_id;
-        self.update(&key, |read| {
-            let Some(r) = read.record.as_ref().filter(|r| {
-                r.record_id == id && r.state == RecordState::Active && r.guesses >= r.limit
-            }) else {
-                return Ok(Change::Done(false));
-            };
-            Ok(Change::Write {
-                record: ended(r, RecordState::Destroyed),
-                events: vec![(
-                    "destroyed",
-                    format!("last guess failed at {}/{}", r.guesses, r.limit),
-                )],
-                out: true,
+        self.update_active(record_id, |r| {
+            (r.guesses >= r.limit).then(|| {
+                let event = format!("last guess failed at {}/{}", r.guesses, r.limit);
+                (ended(r, RecordState::Destroyed), ("destroyed", event))
             })
         })
     }
@@ -686,26 +691,18 @@ impl Store for EtcdStore {
         version: u32,
         sealed: &[u8],
     ) -> Result<bool, StoreError> {
-        let Some((key, _)) = self.read_id(record_id)? else {
-            return Ok(false);
-        };
-        let id = *record_id;
-        self.update(&key, |read| {
-            let Some(r) = read.record.as_ref().filter(|r| {
-                r.record_id == id && r.state == RecordState::Active && r.version == version
-            }) else {
-                return Ok(Change::Done(false));
-            };
+        self.update_active(record_id, |r| {
             // As a recovery does: the password change follows one in the same session.
-            Ok(Change::Write {
-                record: Record {
-                    version: version + 1,
-                    guesses: 0,
-                    sealed: Some(sealed.to_vec()),
-                    ..r.clone()
-                },
-                events: vec![("password_changed", format!("version={}", version + 1))],
-                out: true,
+            (r.version == version).then(|| {
+                (
+                    Record {
+                        version: version + 1,
+                        guesses: 0,
+                        sealed: Some(sealed.to_vec()),
+                        ..r.clone()
+                    },
+                    ("password_changed", format!("version={}", version + 1)),
+                )
             })
         })
     }
