@@ -93,46 +93,7 @@ enum Command {
     #[command(
         after_help = "Examples:\n  coffer-conformance bench --peers --json bench.json --html bench.html\n  coffer-conformance bench --quick\n  coffer-conformance bench --client 'mytool=python3 my_adapter.py' --sizes 64MiB"
     )]
-    Bench {
-        /// Another tool, as NAME=COMMAND (its adapter's command line); repeatable.
-        #[arg(long, value_name = "NAME=CMD")]
-        client: Vec<String>,
-        /// Also time wa-crypt-tools and whatsapp-chat-exporter (installed from PyPI into
-        /// .venv/ by conformance/adapters/setup.sh; needs the repository checkout).
-        #[arg(long)]
-        peers: bool,
-        /// Chat database sizes.
-        #[arg(long, value_delimiter = ',', default_value = "1MiB,64MiB,1GiB")]
-        sizes: Vec<String>,
-        /// The media workload's size, or `none`.
-        #[arg(long, default_value = "64MiB")]
-        media: String,
-        /// Runs per measurement (the median is reported).
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// A quick pass (CI): 1 MiB workloads, one run each.
-        #[arg(long)]
-        quick: bool,
-        /// Where workloads are made and kept (default: target/coffer-bench in the checkout,
-        /// or the system's temporary directory).
-        #[arg(long, value_name = "DIR")]
-        workdir: Option<PathBuf>,
-        /// Write every measurement as JSON.
-        #[arg(long, value_name = "FILE")]
-        json: Option<PathBuf>,
-        /// Write the chart (SVG).
-        #[arg(long, value_name = "FILE")]
-        svg: Option<PathBuf>,
-        /// Write one HTML page with the chart and the table.
-        #[arg(long, value_name = "FILE")]
-        html: Option<PathBuf>,
-        /// Write the table as Markdown.
-        #[arg(long, value_name = "FILE")]
-        markdown: Option<PathBuf>,
-        /// Seconds one run may take.
-        #[arg(long, default_value_t = 1800)]
-        timeout: u64,
-    },
+    Bench(BenchArgs),
     /// Serve the shim protocol with the reference implementation (`--client reference`).
     #[command(hide = true)]
     Adapter,
@@ -213,18 +174,45 @@ fn all_cases(vectors: &std::path::Path) -> anyhow::Result<Vec<(&'static str, Str
 }
 
 /// `bench`'s arguments.
+#[derive(clap::Args)]
 struct BenchArgs {
+    /// Another tool, as NAME=COMMAND (its adapter's command line); repeatable.
+    #[arg(long, value_name = "NAME=CMD")]
     client: Vec<String>,
+    /// Also time wa-crypt-tools and whatsapp-chat-exporter (installed from PyPI into
+    /// .venv/ by conformance/adapters/setup.sh; needs the repository checkout).
+    #[arg(long)]
     peers: bool,
+    /// Chat database sizes.
+    #[arg(long, value_delimiter = ',', default_value = "1MiB,64MiB,1GiB")]
     sizes: Vec<String>,
+    /// The media workload's size, or `none`.
+    #[arg(long, default_value = "64MiB")]
     media: String,
+    /// Runs per measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// A quick pass (CI): 1 MiB workloads, one run each.
+    #[arg(long)]
     quick: bool,
+    /// Where workloads are made and kept (default: target/coffer-bench in the checkout,
+    /// or the system's temporary directory).
+    #[arg(long, value_name = "DIR")]
     workdir: Option<PathBuf>,
+    /// Write every measurement as JSON.
+    #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Write the chart (SVG).
+    #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
+    /// Write one HTML page with the chart and the table.
+    #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+    /// Write the table as Markdown.
+    #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
+    /// Seconds one run may take.
+    #[arg(long, default_value_t = 1800)]
     timeout: u64,
 }
 
@@ -387,33 +375,7 @@ fn run() -> anyhow::Result<bool> {
             println!("{}", serde_json::to_string(&result)?);
             Ok(true)
         }
-        Command::Bench {
-            client,
-            peers,
-            sizes,
-            media,
-            runs,
-            quick,
-            workdir,
-            json,
-            svg,
-            html,
-            markdown,
-            timeout,
-        } => bench(BenchArgs {
-            client,
-            peers,
-            sizes,
-            media,
-            runs,
-            quick,
-            workdir,
-            json,
-            svg,
-            html,
-            markdown,
-            timeout,
-        }),
+        Command::Bench(args) => bench(args),
         Command::Adapter => {
             coffer_conformance::adapter::serve()?;
             Ok(true)

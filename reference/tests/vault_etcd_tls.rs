@@ -245,7 +245,8 @@ fn tls_and_etcd_users_as_operators_run_them() {
     );
     let mut wrong_ca = auth("vault.pw", "vault");
     wrong_ca[1] = d.join("other-ca.pem").display().to_string();
-    assert!(vault(&d.join("v3"), &store, &args(&wrong_ca)).is_err());
+    let err = vault(&d.join("v3"), &store, &args(&wrong_ca)).unwrap_err();
+    assert!(err.contains("invalid peer certificate"), "{err}");
 
     // The right CA and user: it serves, over TLS, with etcd's authentication.
     let (mut child, url) = vault(&d.join("v4"), &store, &args(&auth("vault.pw", "vault"))).unwrap();
