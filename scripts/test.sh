@@ -9,7 +9,7 @@
 # (no >= 1 GiB peak-memory check), COFFER_SKIP_SCHEMATHESIS=1 (no OpenAPI fuzzing of the
 # vault), COFFER_SKIP_SOFTHSM=1 (no PKCS#11 tests on SoftHSM2), COFFER_SKIP_KRYOPTIC=1 (no
 # kryoptic build and tests), COFFER_SKIP_PYTHON_VECTORS=1 (no Python re-check of the vectors),
-# COFFER_SKIP_ETCD=1 (no etcd store tests; etcd is still needed to build: protoc).
+# COFFER_SKIP_ETCD=1 (no etcd store tests).
 # Anything else missing is a failure, not a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,9 +17,12 @@ root=$(pwd)
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "the main job on a machine with only Rust (no protoc; before anything is installed)"
+scripts/fresh-machine.sh
+
 step "Debian packages"
 packages=(pkg-config libssl-dev zlib1g-dev time softhsm2 libclang-dev opensc openssl libxml2-utils
-  protobuf-compiler libprotobuf-dev etcd-server etcd-client)
+  etcd-server etcd-client)
 if [[ "${COFFER_SKIP_CHROMIUM:-}" != 1 ]]; then packages+=(chromium); fi
 missing=()
 for p in "${packages[@]}"; do

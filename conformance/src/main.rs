@@ -498,6 +498,8 @@ fn run() -> anyhow::Result<bool> {
                             .filter(|c| keep(&c.id)),
                     );
                 }
+                // The default run has said why already.
+                None if defaults => {}
                 None => eprintln!("hsm: skipped (no --hsm URI given)"),
             }
             match &vault {

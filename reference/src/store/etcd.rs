@@ -9,20 +9,19 @@
 //! (the user's latest record, JSON); `id/<record id hex>` (the user key of a record);
 //! `audit/<unique>` (one event, JSON; its position in the log is the key's create revision).
 //!
-//! The gRPC channel is tonic's, which sets TCP_NODELAY (etcd-client's OpenSSL transport does
-//! not, and Nagle's algorithm then adds 40 ms to every call).
+//! The gRPC client is Coffer's own (`etcd_rpc`: three calls, no build-time `protoc`) on
+//! tonic's channel, with TCP_NODELAY set (Nagle's algorithm would add 40 ms to every call).
 //!
 //! The trait is synchronous (the vault calls it from blocking threads); this store runs its
 //! gRPC client on a small runtime of its own, and every call has a deadline: a node cut off
 //! from the etcd quorum fails with `io` instead of answering from stale state.
 
+use super::etcd_rpc::{
+    Compare, Connection, EtcdClient, RangeRequest, RequestOp, RpcError, TxnRequest,
+};
 use super::{AuditEvent, GuessOutcome, Record, RecordState, Store, StoreError};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, SortOrder,
-    SortTarget, TlsOptions, Txn, TxnOp,
-};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -151,7 +150,7 @@ struct StoredEvent {
 
 /// The etcd store.
 pub struct EtcdStore {
-    client: Client,
+    client: EtcdClient,
     prefix: String,
     deadline: Duration,
     /// Dropped with `shutdown_background`: the store may be dropped inside the server's
@@ -169,15 +168,11 @@ impl Drop for EtcdStore {
     }
 }
 
-/// Whether an etcd error may pass if tried again (a member down or electing a leader), as
-/// opposed to a definite answer (wrong credentials, no permission, a bad request).
-fn transient(e: &etcd_client::Error) -> bool {
-    match e {
-        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
-        // gRPC codes: 4 deadline exceeded, 8 resource exhausted, 10 aborted, 14 unavailable.
-        etcd_client::Error::GRpcStatus(status) => matches!(status.code() as i32, 4 | 8 | 10 | 14),
-        _ => false,
-    }
+/// Whether an etcd error may pass if tried again (a member down or electing a leader, an
+/// answer lost), as opposed to a definite answer (wrong credentials, no permission, a bad
+/// request).
+fn transient(e: &RpcError) -> bool {
+    e.transient()
 }
 
 fn db(e: impl std::fmt::Display) -> StoreError {
@@ -208,30 +203,22 @@ impl EtcdStore {
         // Each request gets a quarter of the deadline, so a member that stopped answering
         // leaves time to retry on another; keep-alives notice a dead connection in about a
         // second; a member without a leader refuses at once; expired auth tokens are renewed.
-        let attempt = (config.deadline / 4).max(Duration::from_millis(250));
-        let mut options = ConnectOptions::new()
-            .with_connect_timeout(attempt)
-            .with_timeout(attempt)
-            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(1))
-            .with_require_leader(true)
-            .with_auto_token_refresh(true);
-        if let Some((user, password)) = &config.user {
-            options = options.with_user(user.clone(), password.clone());
-        }
-        if config.ca_pem.is_some() || config.client_pem.is_some() {
-            let mut tls = TlsOptions::new();
-            if let Some(ca) = &config.ca_pem {
-                tls = tls.ca_certificate(Certificate::from_pem(ca));
-            }
-            if let Some((cert, key)) = &config.client_pem {
-                tls = tls.identity(Identity::from_pem(cert, key));
-            }
-            options = options.with_tls(tls);
-        }
-        let endpoints = config.endpoints.clone();
+        let connection = Connection {
+            endpoints: &config.endpoints,
+            ca_pem: config.ca_pem.as_deref(),
+            client_pem: config
+                .client_pem
+                .as_ref()
+                .map(|(cert, key)| (&cert[..], &key[..])),
+            attempt: (config.deadline / 4).max(Duration::from_millis(250)),
+        };
+        let user = config
+            .user
+            .as_ref()
+            .map(|(name, password)| (name.as_str(), password.as_str()));
         let deadline = config.deadline;
-        let client = runtime.block_on(async move {
-            tokio::time::timeout(deadline, Client::connect(endpoints, Some(options)))
+        let client = runtime.block_on(async {
+            tokio::time::timeout(deadline, EtcdClient::connect(&connection, user))
                 .await
                 .map_err(|_| db("no etcd member answered in time"))?
                 .map_err(db)
@@ -298,13 +285,13 @@ impl EtcdStore {
         let key = key.to_owned();
         self.run(until, async move {
             loop {
-                let mut kv = client.kv_client();
-                match kv.get(key.clone(), None).await {
+                match client.range(RangeRequest::key(&key)).await {
                     Ok(response) => {
                         return Ok(response
-                            .kvs()
-                            .first()
-                            .map(|kv| (kv.value().to_vec(), kv.mod_revision())))
+                            .kvs
+                            .into_iter()
+                            .next()
+                            .map(|kv| (kv.value, kv.mod_revision)))
                     }
                     Err(e) if transient(&e) => tokio::time::sleep(RETRY_PAUSE).await,
                     Err(e) => return Err(db(e)),
@@ -364,7 +351,7 @@ impl EtcdStore {
         r: &Record,
         (event, detail): (&str, &str),
         attempt: usize,
-    ) -> Result<TxnOp, StoreError> {
+    ) -> Result<RequestOp, StoreError> {
         let value = serde_json::to_vec(&StoredEvent {
             at: now(),
             tenant: r.tenant.clone(),
@@ -375,7 +362,7 @@ impl EtcdStore {
             attempt,
         })
         .map_err(db)?;
-        Ok(TxnOp::put(key, value, None))
+        Ok(RequestOp::put(key, value))
     }
 
     /// Writes `record` at `key` with `ops` if the key is still at `revision` and `marker`
@@ -386,19 +373,21 @@ impl EtcdStore {
         (key, revision): (&str, i64),
         marker: &str,
         record: &Record,
-        extra: Vec<TxnOp>,
+        extra: Vec<RequestOp>,
         until: Instant,
     ) -> Result<Option<bool>, StoreError> {
         let value = serde_json::to_vec(&Stored::of(record)).map_err(db)?;
-        let mut ops = vec![TxnOp::put(key.to_owned(), value, None)];
-        ops.extend(extra);
-        let txn = Txn::new()
-            .when([
-                Compare::mod_revision(key.to_owned(), CompareOp::Equal, revision),
-                Compare::create_revision(marker.to_owned(), CompareOp::Equal, 0),
-            ])
-            .and_then(ops);
-        let mut kv = self.client.kv_client();
+        let mut success = vec![RequestOp::put(key, value)];
+        success.extend(extra);
+        let txn = TxnRequest {
+            compare: vec![
+                Compare::modified_at(key, revision),
+                Compare::created_at(marker, 0),
+            ],
+            success,
+            failure: vec![],
+        };
+        let client = self.client.clone();
         #[cfg(debug_assertions)]
         let lose = self
             .lose_answers
@@ -411,10 +400,10 @@ impl EtcdStore {
         #[cfg(not(debug_assertions))]
         let lose = false;
         self.run(until, async move {
-            match kv.txn(txn).await {
+            match client.txn(txn).await {
                 // Test builds only: the commit happened, its answer is dropped.
                 Ok(_) if lose => Ok(None),
-                Ok(r) => Ok(Some(r.succeeded())),
+                Ok(r) => Ok(Some(r.succeeded)),
                 Err(e) if transient(&e) => Ok(None),
                 Err(e) => Err(db(e)),
             }
@@ -486,10 +475,9 @@ impl EtcdStore {
                     }
                     // A new record (registration) is also found by its id.
                     if read.record.as_ref().map(|r| r.record_id) != Some(record.record_id) {
-                        ops.push(TxnOp::put(
+                        ops.push(RequestOp::put(
                             self.id_key(&record.record_id),
-                            key.to_owned(),
-                            None,
+                            key.as_bytes().to_vec(),
                         ));
                     }
                     outs.push(out.clone());
@@ -575,10 +563,12 @@ impl Store for EtcdStore {
         // Put only if absent: retrying it is harmless.
         self.run(until, async move {
             loop {
-                let txn = Txn::new()
-                    .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(k.clone(), value.clone(), None)]);
-                match client.kv_client().txn(txn).await {
+                let txn = TxnRequest {
+                    compare: vec![Compare::created_at(&k, 0)],
+                    success: vec![RequestOp::put(k.clone(), value.clone())],
+                    failure: vec![],
+                };
+                match client.txn(txn).await {
                     Ok(_) => return Ok(()),
                     Err(e) if transient(&e) => tokio::time::sleep(RETRY_PAUSE).await,
                     Err(e) => return Err(db(e)),
@@ -728,33 +718,27 @@ impl Store for EtcdStore {
     /// revision; `n` is the event's index in it), so paging with `after` never skips one.
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
         let from = i64::try_from(after / 256).unwrap_or(i64::MAX);
-        let options = GetOptions::new()
-            .with_prefix()
-            .with_sort(SortTarget::Create, SortOrder::Ascend)
-            .with_min_create_revision(from)
-            .with_limit(i64::try_from(limit.saturating_add(8)).unwrap_or(i64::MAX));
+        let request = RangeRequest::prefix_by_creation(
+            &self.key("audit/"),
+            from,
+            i64::try_from(limit.saturating_add(8)).unwrap_or(i64::MAX),
+        );
         let client = self.client.clone();
-        let key = self.key("audit/");
         let kvs = self.run(self.until(), async move {
             loop {
-                match client
-                    .kv_client()
-                    .get(key.clone(), Some(options.clone()))
-                    .await
-                {
+                match client.range(request.clone()).await {
                     Ok(response) => {
                         return Ok(response
-                            .kvs()
-                            .iter()
+                            .kvs
+                            .into_iter()
                             .map(|kv| {
-                                let n = kv
-                                    .key_str()
+                                let n = std::str::from_utf8(&kv.key)
                                     .ok()
                                     .and_then(|k| k.rsplit('-').next())
                                     .and_then(|n| n.parse::<u64>().ok())
                                     .unwrap_or(0);
-                                let revision = u64::try_from(kv.create_revision()).unwrap_or(0);
-                                (revision * 256 + n.min(255), kv.value().to_vec())
+                                let revision = u64::try_from(kv.create_revision).unwrap_or(0);
+                                (revision * 256 + n.min(255), kv.value)
                             })
                             .collect::<Vec<_>>())
                     }

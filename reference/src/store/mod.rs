@@ -3,6 +3,7 @@
 //! effect (and its audit event) is on disk.
 
 pub mod etcd;
+mod etcd_rpc;
 mod sqlite;
 
 pub use etcd::{EtcdConfig, EtcdStore};
