@@ -7,6 +7,7 @@ use coffer::format::cobblestone::{self, CHUNK_SIZE, SALT_LEN};
 use coffer::format::header::{
     encode_footer, header_check, key_id, tag, INFO_FILE_KEY, MAGIC, MIN_HEADER_LEN,
 };
+use coffer::format::stream;
 use coffer::format::{Compression, Header, MetaValue, WriteOptions};
 use coffer::key::RootKey;
 use coffer::Classify;
@@ -221,7 +222,7 @@ fn valid_file(
     let header_len = u32::from_be_bytes(file[12..16].try_into()?) as usize;
     let context = &file[..header_len - 8];
     let file_key = root.derive(INFO_FILE_KEY);
-    let payload = cobblestone::decrypt(&file_key[..], context, &file[header_len..file.len() - 16])?;
+    let payload = stream::decrypt(&file_key[..], context, &file[header_len..file.len() - 16])?;
     anyhow::ensure!(
         assemble(root, &salt, context, &payload)? == file,
         "{id}: the writer and the vector's assembly disagree"

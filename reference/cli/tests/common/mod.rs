@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// `vectors/external/wa-crypt-tools/NAME`.
 pub fn sample(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../vectors/external/wa-crypt-tools")
+        .join("../../vectors/external/wa-crypt-tools")
         .join(name)
 }
 

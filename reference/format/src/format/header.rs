@@ -382,7 +382,7 @@ impl HeaderInfo {
 pub fn inspect(input: &mut impl std::io::Read, file_len: u64) -> Result<HeaderInfo, FormatError> {
     use super::cobblestone::PREFIX_LEN;
     let mut fixed = [0u8; FIXED_LEN];
-    let n = super::stream::read_full(input, &mut fixed).map_err(FormatError::Io)?;
+    let n = crate::read_full::read_full(input, &mut fixed).map_err(FormatError::Io)?;
     if n < FIXED_LEN {
         let seen = n.min(MAGIC.len());
         return Err(if fixed[..seen] == MAGIC[..seen] {
@@ -395,7 +395,7 @@ pub fn inspect(input: &mut impl std::io::Read, file_len: u64) -> Result<HeaderIn
     }
     let header_len = parse_fixed(&fixed)?;
     let mut rest = vec![0u8; header_len - FIXED_LEN + PREFIX_LEN];
-    let n = super::stream::read_full(input, &mut rest).map_err(FormatError::Io)?;
+    let n = crate::read_full::read_full(input, &mut rest).map_err(FormatError::Io)?;
     if n < rest.len() {
         return Err(FormatError::Truncated(
             "the file ends inside its header".into(),

@@ -98,3 +98,11 @@ pub fn flush(mut writer: impl Write, what: &Path) -> CliResult<()> {
         .flush()
         .map_err(|e| Failure::io(format!("cannot write {}", what.display()), e))
 }
+
+/// The serde name of a unit enum value (the same word the JSON output uses).
+pub fn name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => format!("{other:?}"),
+    }
+}

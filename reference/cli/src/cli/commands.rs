@@ -1,7 +1,8 @@
 //! The `key`, `decrypt` and `encrypt` commands.
 
 use super::failure::{CliResult, Failure};
-use super::output::{flush, progress_bar, AtomicOutput};
+use super::input::open_input;
+use super::output::{flush, name, progress_bar, AtomicOutput};
 use super::{
     coffer_file, key_arg, DecryptArgs, EncryptArgs, FormatArg, KeyFileForm, Report, VerifyArgs,
 };
@@ -9,27 +10,8 @@ use coffer::crypt15::{self, header, DecryptOptions, EncryptOptions, HeaderSpec, 
 use coffer::key::{BackupKey, RootKey};
 use coffer::ErrorClass;
 use serde_json::json;
-use std::fs::File;
 use std::io::{BufReader, Write};
 use std::path::Path;
-
-/// The serde name of a unit enum value (the same word the JSON output uses).
-pub fn name<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        other => format!("{other:?}"),
-    }
-}
-
-pub fn open_input(path: &Path) -> CliResult<(File, u64)> {
-    let file =
-        File::open(path).map_err(|e| Failure::io(format!("cannot open {}", path.display()), e))?;
-    let size = file
-        .metadata()
-        .map_err(|e| Failure::io(format!("cannot stat {}", path.display()), e))?
-        .len();
-    Ok((file, size))
-}
 
 /// `coffer key new`
 pub fn key_new(out: Option<&Path>, form: KeyFileForm, force: bool) -> CliResult<Report> {

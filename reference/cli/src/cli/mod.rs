@@ -5,6 +5,7 @@ mod commands;
 mod failure;
 mod hsm_cmds;
 mod info;
+mod input;
 mod key_arg;
 mod output;
 mod vault_cmds;

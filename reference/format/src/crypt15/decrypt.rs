@@ -1,10 +1,11 @@
 //! Streaming decryption with bounded memory: the last trailer-length bytes are held back
 //! until the input ends, then the trailer layout is decided and the file is classified.
 
-use super::header::{read_full, read_header, BackupFormat, BackupHeader};
+use super::header::{read_header, BackupFormat, BackupHeader};
 use super::payload::{InnerKind, PayloadKind, PayloadReport, PayloadSink, ZlibState};
 use super::{Crypt15Error, DEFAULT_BLOCK_SIZE};
 use crate::key::BackupKey;
+use crate::read_full::read_full;
 use openssl::hash::{Hasher, MessageDigest};
 use openssl::symm::{Cipher, Crypter, Mode};
 use serde::Serialize;

@@ -3,6 +3,7 @@
 
 use super::protobuf::{self, Field, WireValue};
 use super::Crypt15Error;
+use crate::read_full::read_full;
 use serde::Serialize;
 use std::io::Read;
 
@@ -208,20 +209,6 @@ const PLAINTEXT_MAGICS: [(&[u8], &str); 6] = [
     (b"\x78\x9c", "a plaintext zlib stream"),
     (b"\x78\xda", "a plaintext zlib stream"),
 ];
-
-/// Reads into `buf` until it is full or the input ends; returns how many bytes were read.
-pub(crate) fn read_full<R: Read>(input: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match input.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
 
 /// Reads exactly `n` more bytes onto `raw`, or reports truncation.
 fn read_more<R: Read>(

@@ -229,18 +229,3 @@ pub fn encrypt_with_salt(
     }
     Ok(out)
 }
-
-/// Decrypts a whole in-memory C2SP ciphertext. On failure nothing is returned.
-pub fn decrypt(
-    input_key: &[u8],
-    context: &[u8],
-    ciphertext: &[u8],
-) -> Result<Vec<u8>, FormatError> {
-    let input_key: &[u8; KEY_LEN] = input_key
-        .try_into()
-        .map_err(|_| FormatError::KeySize(input_key.len()))?;
-    let mut reader = super::stream::ChunkedReader::new(ciphertext, input_key, context)?;
-    let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut reader, &mut out).map_err(FormatError::from_io)?;
-    Ok(out)
-}

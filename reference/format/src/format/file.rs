@@ -9,9 +9,10 @@ use super::header::{
     validate_fixed, Compression, Header, CHECK_LEN, FIXED_LEN, FOOTER_LEN, INFO_FILE_KEY,
     KEY_ID_LEN, MAGIC,
 };
-use super::stream::{read_full, ChunkedReader, ChunkedWriter, Ending};
+use super::stream::{ChunkedReader, ChunkedWriter, Ending};
 use super::FormatError;
 use crate::key::RootKey;
+use crate::read_full::read_full;
 use std::io::{self, BufRead, Read, Write};
 use subtle::ConstantTimeEq;
 

@@ -10,6 +10,7 @@ use super::cobblestone::{
 use super::header::{check_footer, encode_footer, FooterState, FOOTER_LEN};
 use super::wiped::WipedBuf;
 use super::FormatError;
+use crate::read_full::read_full;
 use std::io::{self, BufRead, Read, Write};
 
 /// Encrypts everything written to it as one C2SP message. Call [`ChunkedWriter::finish`]:
@@ -93,20 +94,6 @@ impl<W: Write> Write for ChunkedWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
-}
-
-/// Reads `buf.len()` bytes unless the input ends first; returns how many were read.
-pub(crate) fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// Why a message failed after its commitment checked out. Kept by readers so that every
@@ -511,4 +498,19 @@ impl<R: BufRead> Read for ChunkedReader<R> {
             }
         }
     }
+}
+
+/// Decrypts a whole in-memory C2SP ciphertext. On failure nothing is returned.
+pub fn decrypt(
+    input_key: &[u8],
+    context: &[u8],
+    ciphertext: &[u8],
+) -> Result<Vec<u8>, FormatError> {
+    let input_key: &[u8; KEY_LEN] = input_key
+        .try_into()
+        .map_err(|_| FormatError::KeySize(input_key.len()))?;
+    let mut reader = ChunkedReader::new(ciphertext, input_key, context)?;
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut out).map_err(FormatError::from_io)?;
+    Ok(out)
 }

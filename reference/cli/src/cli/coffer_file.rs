@@ -1,8 +1,9 @@
 //! The Coffer-format side of `encrypt`, `decrypt`, `verify` and `info`.
 
-use super::commands::{name, open_input};
+use super::input::open_input;
+
 use super::failure::{CliResult, Failure};
-use super::output::{flush, progress_bar, AtomicOutput};
+use super::output::{flush, name, progress_bar, AtomicOutput};
 use super::{CompressArg, DecryptArgs, EncryptArgs, Report};
 use coffer::format::header::{self as fheader, tag, FOOTER_LEN};
 use coffer::format::parallel::{decrypt_parallel_at, Discard, Parallelism, WriteAt};

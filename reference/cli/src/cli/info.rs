@@ -1,7 +1,8 @@
 //! `coffer info`: what a backup is, without the key.
 
-use super::commands::{name, open_input};
 use super::failure::{CliResult, Failure};
+use super::input::open_input;
+use super::output::name;
 use super::Report;
 use coffer::crypt15::{self, BackupFormat, MetaValue};
 use openssl::hash::{Hasher, MessageDigest};

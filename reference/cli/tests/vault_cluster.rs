@@ -410,7 +410,7 @@ fn the_three_site_script_starts_a_working_vault_and_tears_it_down() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cluster_dir = dir.path().join("cluster");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cluster.sh");
     // A port range of its own, below the kernel's ephemeral range (where the other tests'
     // members get theirs), with all 23 ports free now.
     let base = (0..200u16)

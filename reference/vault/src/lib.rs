@@ -1,0 +1,17 @@
+//! Coffer's key vault (`spec/vault.md`): K behind a password with OPAQUE and a durable
+//! guess limit.
+//!
+//! - [`vault`]: the client and server state machines.
+//! - [`store`]: where records and guess counts live (SQLite on one host, etcd over sites).
+//! - [`hsm`]: the key that seals the vault's secrets (PKCS#11, or in memory for tests).
+//! - [`http`]: the vault as an HTTP service, and its client.
+//!
+//! Keys and error classes come from `coffer-format`.
+
+// The format crate's modules under the names the vault's modules use.
+use coffer_format::{error, key};
+
+pub mod hsm;
+pub mod http;
+pub mod store;
+pub mod vault;
