@@ -23,6 +23,24 @@ if [[ -n "$generators" ]]; then
 fi
 echo "no protobuf code generator in the build graph"
 
+# The layering the crate split promises, read off the dependency graph: the format crate
+# pulls in no async runtime, network, database or PKCS#11 library, and the vault crate
+# without its features no etcd client and no PKCS#11 library.
+forbidden() { # crate, cargo-tree arguments, then the crates it must not pull in
+  local crate=$1 args=$2; shift 2
+  local tree found
+  # shellcheck disable=SC2086
+  tree=$(cargo tree -p "$crate" $args --locked -e normal --prefix none)
+  found=$(grep -oE "^($(IFS='|'; echo "$*")) " <<<"$tree" | sort -u | tr '\n' ' ' || true)
+  if [[ -n "$found" ]]; then
+    echo "$crate $args depends on $found"
+    exit 1
+  fi
+  echo "$crate $args: none of $*"
+}
+forbidden coffer-format "" tokio axum hyper tonic rusqlite cryptoki clap
+forbidden coffer-vault --no-default-features tonic prost cryptoki
+
 shim=$(mktemp -d)
 trap 'rm -rf "$shim"' EXIT
 printf '#!/bin/sh\necho "protoc is unreachable on purpose (fresh-machine check)" >&2\nexit 1\n' >"$shim/protoc"

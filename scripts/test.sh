@@ -62,6 +62,10 @@ fi
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The vault crate's features, each alone and none (the workspace builds only with all).
+for features in "" etcd pkcs11; do
+  cargo clippy -p coffer-vault --all-targets --locked --no-default-features --features "$features" -- -D warnings
+done
 
 step "tests"
 test_log=$(mktemp)

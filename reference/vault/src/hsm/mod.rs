@@ -1,16 +1,23 @@
 //! The HSM abstraction the vault seals its secrets with (`spec/vault.md` §7; the
 //! PKCS#11 profile is `spec/hsm.md`). A backend holds one AES-256 master key
-//! it never reveals and offers authenticated sealing with associated data.
+//! it never reveals and offers authenticated sealing with associated data. The PKCS#11
+//! backend, its conformance checks and the key ceremony need the `pkcs11` feature.
 
+#[cfg(feature = "pkcs11")]
 pub mod ceremony;
+#[cfg(feature = "pkcs11")]
 pub mod check;
+#[cfg(feature = "pkcs11")]
 pub mod mechanisms;
+#[cfg(feature = "pkcs11")]
 pub mod pkcs11;
 mod soft;
 pub mod uri;
 
-pub use pkcs11::{Export, KeyPolicy, Pkcs11Config, Pkcs11Hsm, Token};
+#[cfg(feature = "pkcs11")]
+pub use pkcs11::{Export, KeyPolicy, Pkcs11Hsm, Token};
 pub use soft::SoftHsm;
+pub use uri::Pkcs11Config;
 
 use crate::error::{Classify, ErrorClass};
 

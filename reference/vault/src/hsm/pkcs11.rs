@@ -4,7 +4,7 @@
 //! operation; the login is shared by the application's sessions.
 
 use super::mechanisms::Offered;
-use super::{Hsm, HsmError};
+use super::{Hsm, HsmError, Pkcs11Config};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::RvError;
 use cryptoki::mechanism::aead::GcmParams;
@@ -13,7 +13,7 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use zeroize::Zeroizing;
 
@@ -21,19 +21,6 @@ use zeroize::Zeroizing;
 const SEALED_PKCS11: u8 = 2;
 const IV_LEN: usize = 12;
 const TAG_LEN: usize = 16;
-
-/// Where the master key is.
-#[derive(Clone)]
-pub struct Pkcs11Config {
-    /// The module (`.so`).
-    pub module: PathBuf,
-    /// The token label.
-    pub token: String,
-    /// The user PIN.
-    pub pin: Zeroizing<String>,
-    /// The master key's label.
-    pub key_label: String,
-}
 
 /// A token found by label in a loaded module, without any login.
 pub struct Token {

@@ -2,9 +2,23 @@
 //! module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/coffer/pin`) and
 //! `soft:DIR` for the software backend.
 
-use super::{HsmError, Pkcs11Config};
+use super::HsmError;
 use std::path::PathBuf;
 use zeroize::Zeroizing;
+
+/// Where the master key is: a PKCS#11 module, a token in it, the PIN and the key's label.
+/// Parsing one needs no PKCS#11 library; opening it needs the `pkcs11` feature.
+#[derive(Clone)]
+pub struct Pkcs11Config {
+    /// The module (`.so`).
+    pub module: PathBuf,
+    /// The token label.
+    pub token: String,
+    /// The user PIN.
+    pub pin: Zeroizing<String>,
+    /// The master key's label.
+    pub key_label: String,
+}
 
 /// A parsed `--hsm` value.
 pub enum HsmLocation {

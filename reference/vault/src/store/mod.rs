@@ -2,10 +2,13 @@
 //! the append-only audit log. Every method is one durable transaction: when it returns, its
 //! effect (and its audit event) is on disk.
 
+#[cfg(feature = "etcd")]
 pub mod etcd;
+#[cfg(feature = "etcd")]
 mod etcd_rpc;
 mod sqlite;
 
+#[cfg(feature = "etcd")]
 pub use etcd::{EtcdConfig, EtcdStore};
 pub use sqlite::SqliteStore;
 
