@@ -62,6 +62,7 @@ fi
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 # The vault crate's features, each alone and none (the workspace builds only with all).
 for features in "" etcd pkcs11; do
   cargo clippy -p coffer-vault --all-targets --locked --no-default-features --features "$features" -- -D warnings

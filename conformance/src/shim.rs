@@ -145,6 +145,7 @@ pub struct Usage {
 impl Adapter {
     /// Closes the adapter's stdin (it must then exit) and waits for it, returning what it
     /// used. Waits at most `timeout`, then kills it.
+    #[allow(unsafe_code)] // wait4: std's Child::wait does not report the child's resource use
     pub fn finish(mut self, timeout: Duration) -> Result<Usage, ShimError> {
         drop(self.stdin.take());
         let pid = libc::pid_t::try_from(self.child.id())
@@ -152,8 +153,9 @@ impl Adapter {
         let started = std::time::Instant::now();
         loop {
             let mut status = 0;
-            // SAFETY: a plain syscall on our own child's pid with valid out-pointers.
+            // SAFETY: `rusage` is plain integers, for which all zeroes is a valid value.
             let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: a plain syscall on our own child's pid with valid out-pointers.
             let done = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
             if done == pid {
                 self.reaped = true;

@@ -36,7 +36,7 @@ fn lib_err<'a>(what: &'a str, path: &'a Path) -> impl FnOnce(format::FormatError
 }
 
 /// True when the file at `path` starts with the Coffer magic.
-pub fn is_coffer(path: &Path) -> CliResult<bool> {
+pub(super) fn is_coffer(path: &Path) -> CliResult<bool> {
     let (mut file, _) = open_input(path)?;
     let mut magic = [0u8; 8];
     let mut got = 0;
@@ -60,7 +60,7 @@ fn today_unix() -> u64 {
 }
 
 /// `coffer encrypt --format coffer`: a file as is, a directory as a tar stream.
-pub fn encrypt(args: &EncryptArgs, root: &RootKey) -> CliResult<Report> {
+pub(super) fn encrypt(args: &EncryptArgs, root: &RootKey) -> CliResult<Report> {
     let crypt15_only = [
         (args.like.is_some(), "--like"),
         (args.iv.is_some(), "--iv"),
@@ -88,7 +88,7 @@ pub fn encrypt(args: &EncryptArgs, root: &RootKey) -> CliResult<Report> {
 }
 
 /// Encrypts a file, or a directory as tar, into a Coffer file at `output`.
-pub fn encrypt_path(
+pub(super) fn encrypt_path(
     input: &Path,
     output: &Path,
     force: bool,
@@ -185,7 +185,7 @@ fn decrypt_file<O: WriteAt + Sync>(
 }
 
 /// Decrypts a Coffer file at `input` into `output` (on all cores when uncompressed).
-pub fn decrypt_path(
+pub(super) fn decrypt_path(
     input: &Path,
     output: &Path,
     force: bool,
@@ -236,7 +236,7 @@ fn parse_range(text: &str) -> CliResult<(u64, Option<u64>)> {
 }
 
 /// `coffer decrypt` of a Coffer file: whole (parallel when uncompressed) or a byte range.
-pub fn decrypt(args: &DecryptArgs, root: &RootKey) -> CliResult<Report> {
+pub(super) fn decrypt(args: &DecryptArgs, root: &RootKey) -> CliResult<Report> {
     if args.raw {
         return Err(Failure::new(
             ErrorClass::Unsupported,
@@ -334,7 +334,7 @@ fn report(
 }
 
 /// `coffer verify` of a Coffer file: authenticate everything, write nothing.
-pub fn verify(path: &Path, root: &RootKey, threads: usize) -> CliResult<Report> {
+pub(super) fn verify(path: &Path, root: &RootKey, threads: usize) -> CliResult<Report> {
     let (input, size) = open_input(path)?;
     let bar = progress_bar(size, "verifying");
     let (header, summary) =
@@ -362,7 +362,7 @@ pub fn verify(path: &Path, root: &RootKey, threads: usize) -> CliResult<Report> 
 }
 
 /// `coffer info` of a Coffer file: the header, checked without the key.
-pub fn info(path: &Path) -> CliResult<Report> {
+pub(super) fn info(path: &Path) -> CliResult<Report> {
     let (mut file, size) = open_input(path)?;
     let info = fheader::inspect(&mut file, size).map_err(lib_err("read", path))?;
     let mut tail = [0u8; FOOTER_LEN];

@@ -14,7 +14,7 @@ use std::io::{BufReader, Write};
 use std::path::Path;
 
 /// `coffer key new`
-pub fn key_new(out: Option<&Path>, form: KeyFileForm, force: bool) -> CliResult<Report> {
+pub(super) fn key_new(out: Option<&Path>, form: KeyFileForm, force: bool) -> CliResult<Report> {
     let key = RootKey::generate().map_err(|e| Failure::from_lib("key generation", e))?;
     if let Some(path) = out {
         let target = AtomicOutput::create(path, force)?;
@@ -40,7 +40,7 @@ pub fn key_new(out: Option<&Path>, form: KeyFileForm, force: bool) -> CliResult<
 }
 
 /// `coffer key show`
-pub fn key_show(spec: &str) -> CliResult<Report> {
+pub(super) fn key_show(spec: &str) -> CliResult<Report> {
     match key_arg::resolve(spec)? {
         BackupKey::Root(root) => {
             let grouped = root.to_grouped();
@@ -71,7 +71,7 @@ pub fn key_show(spec: &str) -> CliResult<Report> {
 }
 
 /// `coffer decrypt`
-pub fn decrypt(args: &DecryptArgs) -> CliResult<Report> {
+pub(super) fn decrypt(args: &DecryptArgs) -> CliResult<Report> {
     if coffer_file::is_coffer(&args.input)? {
         let root = key_arg::resolve_root(&args.key.key)?;
         return coffer_file::decrypt(args, &root);
@@ -185,7 +185,7 @@ fn output_header(args: &EncryptArgs) -> CliResult<Vec<u8>> {
 }
 
 /// `coffer verify`: authenticate without writing plaintext.
-pub fn verify(args: &VerifyArgs) -> CliResult<Report> {
+pub(super) fn verify(args: &VerifyArgs) -> CliResult<Report> {
     if coffer_file::is_coffer(&args.input)? {
         let root = key_arg::resolve_root(&args.key.key)?;
         return coffer_file::verify(&args.input, &root, args.threads);
@@ -221,7 +221,7 @@ pub fn verify(args: &VerifyArgs) -> CliResult<Report> {
 }
 
 /// `coffer encrypt`
-pub fn encrypt(args: &EncryptArgs) -> CliResult<Report> {
+pub(super) fn encrypt(args: &EncryptArgs) -> CliResult<Report> {
     let root = key_arg::resolve_root(&args.key.key)?;
     if args.format == FormatArg::Coffer {
         return coffer_file::encrypt(args, &root);

@@ -5,13 +5,13 @@ use std::fmt::Display;
 
 /// Why a command failed.
 #[derive(Debug)]
-pub struct Failure {
+pub(super) struct Failure {
     pub class: ErrorClass,
     pub message: String,
 }
 
 impl Failure {
-    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+    pub(super) fn new(class: ErrorClass, message: impl Into<String>) -> Self {
         Failure {
             class,
             message: message.into(),
@@ -19,7 +19,7 @@ impl Failure {
     }
 
     /// Wraps a library error, prefixing what was being done.
-    pub fn from_lib<E: Classify + Display>(context: &str, error: E) -> Self {
+    pub(super) fn from_lib<E: Classify + Display>(context: &str, error: E) -> Self {
         Failure {
             class: error.class(),
             message: format!("{context}: {error}"),
@@ -28,12 +28,12 @@ impl Failure {
 
     /// An `io::Error` from a Coffer-format reader or writer, which may carry a
     /// [`coffer::format::FormatError`] (and then its class).
-    pub fn from_io_lib(context: &str, error: std::io::Error) -> Self {
+    pub(super) fn from_io_lib(context: &str, error: std::io::Error) -> Self {
         Self::from_lib(context, coffer::format::FormatError::from_io(error))
     }
 
     /// An I/O failure on a named path.
-    pub fn io(context: impl Display, error: std::io::Error) -> Self {
+    pub(super) fn io(context: impl Display, error: std::io::Error) -> Self {
         Failure {
             class: ErrorClass::Io,
             message: format!("{context}: {error}"),
@@ -41,4 +41,4 @@ impl Failure {
     }
 }
 
-pub type CliResult<T> = Result<T, Failure>;
+pub(super) type CliResult<T> = Result<T, Failure>;

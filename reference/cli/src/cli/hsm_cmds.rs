@@ -13,13 +13,13 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// What an `hsm` subcommand produced: a report, or a check run that may not conform.
-pub enum Outcome {
+pub(super) enum Outcome {
     Done(Report),
     Checked { report: Report, conforms: bool },
 }
 
 /// Runs one `hsm` subcommand.
-pub fn run(command: &HsmCommand) -> CliResult<Outcome> {
+pub(super) fn run(command: &HsmCommand) -> CliResult<Outcome> {
     match command {
         HsmCommand::Init { hsm, exportable } => init(hsm, *exportable).map(Outcome::Done),
         HsmCommand::TransportKey { hsm, out } => transport_key(hsm, out).map(Outcome::Done),

@@ -46,7 +46,7 @@ fn md5_trailer_matches(path: &Path, format: BackupFormat, size: u64) -> CliResul
 }
 
 /// `coffer info`
-pub fn run(path: &Path) -> CliResult<Report> {
+pub(super) fn run(path: &Path) -> CliResult<Report> {
     if super::coffer_file::is_coffer(path)? {
         return super::coffer_file::info(path);
     }

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::path::Path;
 
 /// Opens `path` for reading; returns the file and its size.
-pub fn open_input(path: &Path) -> CliResult<(File, u64)> {
+pub(super) fn open_input(path: &Path) -> CliResult<(File, u64)> {
     let file =
         File::open(path).map_err(|e| Failure::io(format!("cannot open {}", path.display()), e))?;
     let size = file

@@ -18,7 +18,7 @@ fn looks_like_hex(text: &str) -> bool {
 }
 
 /// Reads a key file with a size limit.
-pub fn read_key_file(path: &Path) -> CliResult<Zeroizing<Vec<u8>>> {
+pub(super) fn read_key_file(path: &Path) -> CliResult<Zeroizing<Vec<u8>>> {
     let file = std::fs::File::open(path)
         .map_err(|e| Failure::io(format!("cannot open key file {}", path.display()), e))?;
     let mut bytes = Zeroizing::new(Vec::new());
@@ -38,7 +38,7 @@ pub fn read_key_file(path: &Path) -> CliResult<Zeroizing<Vec<u8>>> {
 }
 
 /// Turns the `--key` value into a key.
-pub fn resolve(spec: &str) -> CliResult<BackupKey> {
+pub(super) fn resolve(spec: &str) -> CliResult<BackupKey> {
     if spec == "-" {
         let mut bytes = Zeroizing::new(Vec::new());
         std::io::stdin()
@@ -64,7 +64,7 @@ pub fn resolve(spec: &str) -> CliResult<BackupKey> {
 }
 
 /// Like [`resolve`], but only a 64-digit root key will do (crypt15 encryption).
-pub fn resolve_root(spec: &str) -> CliResult<RootKey> {
+pub(super) fn resolve_root(spec: &str) -> CliResult<RootKey> {
     match resolve(spec)? {
         BackupKey::Root(root) => Ok(root),
         BackupKey::Legacy(_) => Err(Failure::new(

@@ -43,7 +43,7 @@ Exit codes:
 /// is left untouched.
 #[derive(Debug, Parser)]
 #[command(name = "coffer", version, after_help = EXIT_CODES, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Print one JSON object on stdout instead of text (errors too: {"ok": false, "error": CLASS, ...}).
     #[arg(long, global = true)]
     json: bool,
@@ -114,7 +114,7 @@ enum KeyCommand {
 
 /// The `vault` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum VaultCommand {
+pub(crate) enum VaultCommand {
     /// Run a vault server (SQLite store and software HSM in DATA; created on first start).
     #[command(
         after_help = "Example:\n  coffer vault serve --listen 127.0.0.1:8443 --data /var/lib/coffer-vault\n\n\
@@ -194,7 +194,7 @@ pub enum VaultCommand {
 
 /// Where a vault keeps its records (spec/vault.md §6).
 #[derive(clap::Args, Debug, Clone)]
-pub struct StoreArgs {
+pub(crate) struct StoreArgs {
     /// The store: `sqlite` (DATA/vault.db, the default: one node) or
     /// `etcd://host:port,host:port[/prefix]` (`etcds://` for TLS): several vault nodes sharing
     /// one etcd cluster share every record and guess count (spec/vault.md §6.1).
@@ -224,7 +224,7 @@ pub struct StoreArgs {
 
 /// The `hsm` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum HsmCommand {
+pub(crate) enum HsmCommand {
     /// Create the master key on the token (sensitive AES-256, made on the token), unless it exists.
     #[command(after_help = "Examples:\n  \
         coffer hsm init --hsm 'pkcs11:token=vault?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/coffer/pin'\n  \
@@ -320,7 +320,7 @@ pub enum HsmCommand {
 
 /// The `backup` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum BackupCommand {
+pub(crate) enum BackupCommand {
     /// New random key K, registered in the vault behind your password; INPUT (a file or a
     /// directory) encrypted with it as a Coffer file.
     #[command(
@@ -370,7 +370,7 @@ the transport key's SHA-256 (printed by transport-key and trust) over a trusted 
 
 /// Where the vault is and who asks.
 #[derive(Debug, Args)]
-pub struct VaultClientArgs {
+pub(crate) struct VaultClientArgs {
     /// The vault's base URL, e.g. http://127.0.0.1:8443.
     #[arg(long)]
     vault: String,
@@ -390,7 +390,7 @@ pub struct VaultClientArgs {
 
 /// Backup formats `coffer encrypt` can write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FormatArg {
+pub(crate) enum FormatArg {
     /// WhatsApp-compatible crypt15.
     Crypt15,
     /// Coffer's own format (spec/format.md).
@@ -399,7 +399,7 @@ pub enum FormatArg {
 
 /// Compression before encryption in the Coffer format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CompressArg {
+pub(crate) enum CompressArg {
     /// Store as is: needed for --range and parallel decryption.
     None,
     /// Zstandard (see --zstd-level).
@@ -408,7 +408,7 @@ pub enum CompressArg {
 
 /// Key file forms `coffer key new` can write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum KeyFileForm {
+pub(crate) enum KeyFileForm {
     /// 59-byte Java-serialized byte[] (WhatsApp's encrypted_backup.key).
     Java,
     /// 64 hex digits in groups of four, one line.
@@ -531,7 +531,7 @@ fn init_logging(verbose: u8) {
 }
 
 /// Runs the CLI and returns the process exit code.
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
@@ -592,7 +592,7 @@ pub(crate) fn print_line(line: &str) {
 }
 
 /// What a successful command reports: a text form and a JSON form.
-pub struct Report {
+pub(crate) struct Report {
     pub text: String,
     pub json: serde_json::Value,
 }

@@ -10,7 +10,7 @@ use tempfile::NamedTempFile;
 
 /// A file written beside its final path and renamed into place by [`AtomicOutput::commit`].
 /// Dropped without commit, the temporary file is removed and the final path is untouched.
-pub struct AtomicOutput {
+pub(super) struct AtomicOutput {
     path: PathBuf,
     force: bool,
     temp: NamedTempFile,
@@ -18,7 +18,7 @@ pub struct AtomicOutput {
 
 impl AtomicOutput {
     /// Refuses an existing `path` unless `force`.
-    pub fn create(path: &Path, force: bool) -> CliResult<Self> {
+    pub(super) fn create(path: &Path, force: bool) -> CliResult<Self> {
         if path.exists() && !force {
             return Err(Failure::new(
                 ErrorClass::Io,
@@ -54,17 +54,17 @@ impl AtomicOutput {
     }
 
     /// The temporary file itself (for positional writes).
-    pub fn file(&self) -> &File {
+    pub(super) fn file(&self) -> &File {
         self.temp.as_file()
     }
 
     /// A buffered writer to the temporary file.
-    pub fn writer(&self) -> BufWriter<&File> {
+    pub(super) fn writer(&self) -> BufWriter<&File> {
         BufWriter::with_capacity(1 << 20, self.temp.as_file())
     }
 
     /// Makes the file durable and moves it to its final path.
-    pub fn commit(self) -> CliResult<()> {
+    pub(super) fn commit(self) -> CliResult<()> {
         let target = self.path.display().to_string();
         self.temp
             .as_file()
@@ -81,7 +81,7 @@ impl AtomicOutput {
 }
 
 /// A byte progress bar on stderr, drawn only when stderr is a terminal.
-pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
+pub(super) fn progress_bar(total: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     if let Ok(style) = ProgressStyle::with_template(
         "{msg} [{bar:32}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
@@ -93,14 +93,14 @@ pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
 }
 
 /// Flushes a writer, mapping the error.
-pub fn flush(mut writer: impl Write, what: &Path) -> CliResult<()> {
+pub(super) fn flush(mut writer: impl Write, what: &Path) -> CliResult<()> {
     writer
         .flush()
         .map_err(|e| Failure::io(format!("cannot write {}", what.display()), e))
 }
 
 /// The serde name of a unit enum value (the same word the JSON output uses).
-pub fn name<T: serde::Serialize>(value: &T) -> String {
+pub(super) fn name<T: serde::Serialize>(value: &T) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(s)) => s,
         other => format!("{other:?}"),

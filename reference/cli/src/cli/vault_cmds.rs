@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use zeroize::Zeroizing;
 
 /// Runs one `vault` subcommand.
-pub fn run(command: &VaultCommand) -> CliResult<Report> {
+pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
     match command {
         VaultCommand::Serve {
             listen,
@@ -142,7 +142,7 @@ pub fn run(command: &VaultCommand) -> CliResult<Report> {
 }
 
 /// Runs one `backup` subcommand.
-pub fn backup(command: &BackupCommand) -> CliResult<Report> {
+pub(super) fn backup(command: &BackupCommand) -> CliResult<Report> {
     match command {
         BackupCommand::Create {
             client,
@@ -328,7 +328,7 @@ struct TenantConfig {
 }
 
 /// The rate limits of `--user-per-minute` / `--tenant-per-second` (or the config).
-pub fn rate_limits(user_per_minute: f64, tenant_per_second: f64) -> RateLimits {
+pub(super) fn rate_limits(user_per_minute: f64, tenant_per_second: f64) -> RateLimits {
     RateLimits {
         tenant: Rate {
             per_second: tenant_per_second,

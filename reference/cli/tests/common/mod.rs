@@ -4,19 +4,19 @@
 use std::path::PathBuf;
 
 /// `vectors/external/wa-crypt-tools/NAME`.
-pub fn sample(name: &str) -> PathBuf {
+pub(crate) fn sample(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../vectors/external/wa-crypt-tools")
         .join(name)
 }
 
 /// The sample's plaintext database.
-pub fn msgstore() -> Vec<u8> {
+pub(crate) fn msgstore() -> Vec<u8> {
     std::fs::read(sample("msgstore.db")).expect("vendored msgstore.db")
 }
 
 /// Reads a sample file.
-pub fn read(name: &str) -> Vec<u8> {
+pub(crate) fn read(name: &str) -> Vec<u8> {
     std::fs::read(sample(name)).unwrap_or_else(|e| panic!("vendored {name}: {e}"))
 }
 
@@ -25,12 +25,12 @@ use coffer::key::{BackupKey, RootKey};
 use coffer::{Classify, ErrorClass};
 
 /// A fixed test key.
-pub fn test_key() -> RootKey {
+pub(crate) fn test_key() -> RootKey {
     RootKey::from_bytes([7u8; 32])
 }
 
 /// Chat-like bytes: repetitive text with a counter, compressible like a message database.
-pub fn chat_like(len: usize) -> Vec<u8> {
+pub(crate) fn chat_like(len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 64);
     let mut i = 0u64;
     while out.len() < len {
@@ -49,7 +49,12 @@ pub fn chat_like(len: usize) -> Vec<u8> {
 }
 
 /// Encrypts `plain` as crypt15 under `key` with a fixed IV.
-pub fn crypt15_file(key: &RootKey, plain: &[u8], payload: PayloadEncoding, md5: bool) -> Vec<u8> {
+pub(crate) fn crypt15_file(
+    key: &RootKey,
+    plain: &[u8],
+    payload: PayloadEncoding,
+    md5: bool,
+) -> Vec<u8> {
     let header = HeaderSpec::new([9u8; 16], "2.24.1.1", "42", 1).encode();
     let mut out = Vec::new();
     let options = EncryptOptions {
@@ -62,7 +67,7 @@ pub fn crypt15_file(key: &RootKey, plain: &[u8], payload: PayloadEncoding, md5: 
 }
 
 /// Decrypts with the given block size; returns the output or the error class.
-pub fn try_decrypt(
+pub(crate) fn try_decrypt(
     key: &BackupKey,
     file: &[u8],
     block_size: usize,
@@ -78,7 +83,7 @@ pub fn try_decrypt(
 }
 
 /// Expects decryption to fail with `class`.
-pub fn expect_class(key: &BackupKey, file: &[u8], class: ErrorClass, what: &str) {
+pub(crate) fn expect_class(key: &BackupKey, file: &[u8], class: ErrorClass, what: &str) {
     match try_decrypt(key, file, 4096) {
         Ok(_) => panic!("{what}: decrypted, expected {class}"),
         Err((got, message)) => assert_eq!(got, class, "{what}: {message}"),
@@ -86,7 +91,7 @@ pub fn expect_class(key: &BackupKey, file: &[u8], class: ErrorClass, what: &str)
 }
 
 /// Recomputes the MD5 trailer of a crypt14/15 file in place.
-pub fn fix_md5(file: &mut [u8]) {
+pub(crate) fn fix_md5(file: &mut [u8]) {
     use md5_shim::digest;
     let n = file.len();
     let d = digest(&file[..n - 16]);
@@ -94,7 +99,7 @@ pub fn fix_md5(file: &mut [u8]) {
 }
 
 mod md5_shim {
-    pub fn digest(data: &[u8]) -> [u8; 16] {
+    pub(super) fn digest(data: &[u8]) -> [u8; 16] {
         let d = openssl::hash::hash(openssl::hash::MessageDigest::md5(), data).expect("md5");
         let mut out = [0u8; 16];
         out.copy_from_slice(&d);

@@ -11,7 +11,7 @@ use std::path::Path;
 
 /// Creates the master key, checks it cannot be read, seals and unseals, runs the vault on
 /// the token, and shows the store is useless with any other key.
-pub fn exercise_backend(config: &Pkcs11Config, dir: &Path) {
+pub(crate) fn exercise_backend(config: &Pkcs11Config, dir: &Path) {
     let hsm = Pkcs11Hsm::open(config).unwrap();
     assert!(
         hsm.init_key(coffer::hsm::Export::Never).unwrap(),
@@ -108,7 +108,7 @@ pub fn exercise_backend(config: &Pkcs11Config, dir: &Path) {
 /// An operator replaces the master key from another process while the backend runs: the
 /// backend notices its cached handle is stale, finds the new key, and old blobs no longer
 /// open (`corrupt`); a weak replacement is refused (`unsupported`).
-pub fn survives_a_key_replaced_under_it(token: &crate::tokens::TestToken) {
+pub(crate) fn survives_a_key_replaced_under_it(token: &crate::tokens::TestToken) {
     use crate::tokens::{delete_secret_key, generate_aes_key};
     let mut config = token.config();
     config.key_label = "rotating".into();

@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The security officer's PIN of every test token.
-pub const SO_PIN: &str = "12345678";
+pub(crate) const SO_PIN: &str = "12345678";
 /// The user PIN of every test token.
-pub const USER_PIN: &str = "87654321";
+pub(crate) const USER_PIN: &str = "87654321";
 
 /// A PKCS#11 module under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Module {
+pub(crate) enum Module {
     SoftHsm2,
     Kryoptic,
 }
@@ -24,7 +24,7 @@ pub enum Module {
 impl Module {
     /// The module's path, or None (with the skip printed) when the user opted out by name.
     /// Panics with instructions when the module is missing and not opted out.
-    pub fn path(self) -> Option<PathBuf> {
+    pub(crate) fn path(self) -> Option<PathBuf> {
         let (skip, name) = match self {
             Module::SoftHsm2 => ("COFFER_SKIP_SOFTHSM", "SoftHSM2"),
             Module::Kryoptic => ("COFFER_SKIP_KRYOPTIC", "kryoptic"),
@@ -59,7 +59,7 @@ impl Module {
 
 /// An initialised token with a user PIN, and how child processes reach it.
 #[derive(Debug, Clone)]
-pub struct TestToken {
+pub(crate) struct TestToken {
     pub module: Module,
     pub module_path: PathBuf,
     pub label: String,
@@ -73,18 +73,18 @@ pub struct TestToken {
 
 impl TestToken {
     /// Points a child process at this token's configuration.
-    pub fn apply<'a>(&self, command: &'a mut Command) -> &'a mut Command {
+    pub(crate) fn apply<'a>(&self, command: &'a mut Command) -> &'a mut Command {
         command.env(self.config_var, &self.config)
     }
 
     /// Points this process at the token's configuration (the module reads it when loaded;
     /// for a test binary that loads one module in-process).
-    pub fn apply_to_this_process(&self) {
+    pub(crate) fn apply_to_this_process(&self) {
         std::env::set_var(self.config_var, &self.config);
     }
 
     /// The backend's configuration for loading the module in this process.
-    pub fn config(&self) -> coffer::hsm::Pkcs11Config {
+    pub(crate) fn config(&self) -> coffer::hsm::Pkcs11Config {
         coffer::hsm::Pkcs11Config {
             module: self.module_path.clone(),
             token: self.label.clone(),
@@ -94,13 +94,13 @@ impl TestToken {
     }
 
     /// `coffer ARGS` with this token's configuration.
-    pub fn coffer(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn coffer(&self, args: &[&str]) -> std::process::Output {
         let mut command = Command::new(env!("CARGO_BIN_EXE_coffer"));
         self.apply(&mut command).args(args).output().unwrap()
     }
 
     /// The URI with another master-key label (`object=`).
-    pub fn uri_with_object(&self, object: &str) -> String {
+    pub(crate) fn uri_with_object(&self, object: &str) -> String {
         self.uri.replacen(
             &format!("pkcs11:token={}", self.label),
             &format!("pkcs11:token={};object={object}", self.label),
@@ -124,7 +124,7 @@ fn run(command: &mut Command, what: &str) {
 /// Makes a token labelled `label` under `dir`, or finds the one made before (several
 /// SoftHSM2 tokens may share one `dir`; each kryoptic token needs its own). None when the
 /// module was opted out.
-pub fn create(module: Module, dir: &Path, label: &str) -> Option<TestToken> {
+pub(crate) fn create(module: Module, dir: &Path, label: &str) -> Option<TestToken> {
     let module_path = module.path()?;
     std::fs::create_dir_all(dir).unwrap();
     let made = dir.join(format!("{label}.made"));
@@ -208,7 +208,7 @@ pub fn create(module: Module, dir: &Path, label: &str) -> Option<TestToken> {
 
 /// Stores `pem` on the token as a public wrapping key made by the user, so NOT trusted, with
 /// the id the ceremony looks for (`pkcs11-tool --write-object`).
-pub fn write_untrusted_public_key(token: &TestToken, pem: &Path, id_hex: &str) {
+pub(crate) fn write_untrusted_public_key(token: &TestToken, pem: &Path, id_hex: &str) {
     let der = pem.with_extension("der");
     run(
         Command::new("openssl")
@@ -241,7 +241,7 @@ pub fn write_untrusted_public_key(token: &TestToken, pem: &Path, id_hex: &str) {
 /// Generates an AES-256 token key labelled `label` for encryption and decryption with
 /// `pkcs11-tool --keygen`: sensitive and not extractable, or (`sensitive` false) extractable
 /// and readable, a master key the profile must refuse.
-pub fn generate_aes_key(token: &TestToken, label: &str, sensitive: bool) {
+pub(crate) fn generate_aes_key(token: &TestToken, label: &str, sensitive: bool) {
     let mut command = Command::new("pkcs11-tool");
     command
         .arg("--module")
@@ -259,7 +259,7 @@ pub fn generate_aes_key(token: &TestToken, label: &str, sensitive: bool) {
 }
 
 /// Deletes the secret key labelled `label` with `pkcs11-tool --delete-object`.
-pub fn delete_secret_key(token: &TestToken, label: &str) {
+pub(crate) fn delete_secret_key(token: &TestToken, label: &str) {
     let mut command = Command::new("pkcs11-tool");
     command
         .arg("--module")

@@ -663,7 +663,7 @@ pub fn with_new_iv(header: &BackupHeader, iv: &[u8; IV_LEN]) -> Result<Vec<u8>, 
 }
 
 mod hex_bytes {
-    pub fn serialize<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(bytes))
     }
 }

@@ -105,7 +105,7 @@ pub(crate) struct PayloadReport {
 
 impl PayloadReport {
     /// The plaintext starts like a payload WhatsApp writes (zlib or ZIP).
-    pub fn plausible(&self) -> bool {
+    pub(super) fn plausible(&self) -> bool {
         matches!(self.kind, PayloadKind::Zlib | PayloadKind::Zip)
     }
 }

@@ -334,7 +334,10 @@ pub enum FooterState {
     /// A footer whose length matches the file: the file is complete as written.
     Complete,
     /// A footer, but for another length: the file was spliced or the footer damaged.
-    LengthMismatch { declared: u64 },
+    LengthMismatch {
+        /// The file length the footer states.
+        declared: u64,
+    },
     /// No footer: the file was cut short (or bytes were appended after it).
     Missing,
 }

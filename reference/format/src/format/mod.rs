@@ -5,7 +5,7 @@
 //! - [`cobblestone`]: the C2SP layer alone (passes the Wycheproof Cobblestone-256 vectors).
 //! - [`stream`]: C2SP as `Write` / `Read` adapters.
 //! - [`header`]: the Coffer header, metadata, key id and footer.
-//! - [`file`]: Coffer files as streaming [`Writer`] / [`Reader`], with optional zstd.
+//! - [`file`](mod@file): Coffer files as streaming [`Writer`] / [`Reader`], with optional zstd.
 //! - [`random_access`]: `read_at` that authenticates only the chunks it touches.
 //! - [`parallel`]: multi-threaded decryption with output identical to the streaming reader.
 //!

@@ -101,19 +101,36 @@ impl<W: Write> Write for ChunkedWriter<W> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyFault {
     /// Chunk `index` did not authenticate; `at_end` when it was the last block of the input.
-    ChunkAuth { index: u64, at_end: bool },
+    ChunkAuth {
+        /// The chunk's position, from 0.
+        index: u64,
+        /// Whether it was the last block of the input.
+        at_end: bool,
+    },
     /// The input ended without a valid final chunk (or, for a Coffer file, without its
     /// footer): `what` says where.
-    Truncated { what: String },
+    Truncated {
+        /// Where the input ended.
+        what: String,
+    },
     /// Chunk `index` is a valid final chunk, but more bytes follow it.
-    TrailingData { index: u64 },
+    TrailingData {
+        /// The final chunk's position.
+        index: u64,
+    },
     /// The message ended well but the Coffer footer is wrong, or the last chunk is damaged
     /// in a file whose footer says it is complete.
-    Corrupt { what: String },
+    Corrupt {
+        /// What is wrong.
+        what: String,
+    },
     /// The counter reached 2^38.
     TooLong,
     /// Reading the input failed (kept so that later reads fail too).
-    Io { what: String },
+    Io {
+        /// The read error, as text.
+        what: String,
+    },
 }
 
 impl From<BodyFault> for FormatError {
@@ -136,7 +153,10 @@ pub enum Ending {
     /// Bare C2SP ciphertext.
     Bare,
     /// Coffer body and footer; `body_offset` bytes of the file precede the body.
-    Footer { body_offset: u64 },
+    Footer {
+        /// Bytes of the file before the body (the header's length).
+        body_offset: u64,
+    },
 }
 
 /// Classifies the last block of the input, `tail` (everything from the start of chunk

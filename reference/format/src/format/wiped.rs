@@ -36,6 +36,7 @@ impl DerefMut for WipedBuf {
 }
 
 impl Drop for WipedBuf {
+    #[allow(unsafe_code)] // one memset, for speed (see the module's comment)
     fn drop(&mut self) {
         let capacity = self.0.capacity();
         // SAFETY: the allocation holds `capacity` bytes, and any byte is a valid u8.

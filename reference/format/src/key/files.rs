@@ -15,7 +15,7 @@ pub const JAVA_BYTE_ARRAY_HEADER: [u8; 23] = [
 ];
 
 /// Length of the body of a crypt12/14 `key` file.
-pub const LEGACY_BODY_LEN: usize = 131;
+pub(super) const LEGACY_BODY_LEN: usize = 131;
 
 /// A parsed key file.
 #[derive(Debug)]

@@ -29,6 +29,7 @@ pub const CKM_SHA256_HMAC: u64 = 0x0251;
 pub const CKM_HKDF_DERIVE: u64 = 0x402A;
 
 /// A mechanism type for any number, including those cryptoki does not name.
+#[allow(unsafe_code)] // cryptoki has no safe constructor for numbers it does not name
 pub fn mechanism_type(number: u64) -> MechanismType {
     // SAFETY: `MechanismType` is `#[repr(transparent)]` over `CK_MECHANISM_TYPE` (a u64 on
     // the platforms cryptoki supports); cryptoki declares it so precisely so that the two have

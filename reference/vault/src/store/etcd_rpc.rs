@@ -94,7 +94,7 @@ pub(super) struct RangeRequest {
 
 impl RangeRequest {
     /// One key.
-    pub fn key(key: &str) -> Self {
+    pub(super) fn key(key: &str) -> Self {
         RangeRequest {
             key: key.as_bytes().to_vec(),
             ..Default::default()
@@ -103,7 +103,7 @@ impl RangeRequest {
 
     /// Every key that starts with `prefix`, oldest first, created at `min_create_revision`
     /// or later, at most `limit` of them.
-    pub fn prefix_by_creation(prefix: &str, min_create_revision: i64, limit: i64) -> Self {
+    pub(super) fn prefix_by_creation(prefix: &str, min_create_revision: i64, limit: i64) -> Self {
         RangeRequest {
             key: prefix.as_bytes().to_vec(),
             range_end: prefix_end(prefix.as_bytes()),
@@ -162,7 +162,7 @@ pub(super) enum Operation {
 
 impl RequestOp {
     /// Sets `key` to `value`.
-    pub fn put(key: impl Into<Vec<u8>>, value: Vec<u8>) -> Self {
+    pub(super) fn put(key: impl Into<Vec<u8>>, value: Vec<u8>) -> Self {
         RequestOp {
             request: Some(Operation::Put(PutRequest {
                 key: key.into(),
@@ -217,7 +217,7 @@ pub(super) enum CompareWith {
 
 impl Compare {
     /// `key` was created at `revision` (0: `key` does not exist).
-    pub fn created_at(key: &str, revision: i64) -> Self {
+    pub(super) fn created_at(key: &str, revision: i64) -> Self {
         Compare {
             result: CompareResult::Equal as i32,
             target: CompareTarget::Create as i32,
@@ -227,7 +227,7 @@ impl Compare {
     }
 
     /// `key` was last changed at `revision` (0: `key` does not exist).
-    pub fn modified_at(key: &str, revision: i64) -> Self {
+    pub(super) fn modified_at(key: &str, revision: i64) -> Self {
         Compare {
             result: CompareResult::Equal as i32,
             target: CompareTarget::Mod as i32,
@@ -295,7 +295,7 @@ impl RpcError {
     /// Whether the call may pass if tried again (a member down or electing a leader, or an
     /// answer lost), as opposed to a definite refusal (credentials, permission, request).
     /// A lost answer may hide a committed write: callers of `txn` must find out which.
-    pub fn transient(&self) -> bool {
+    pub(super) fn transient(&self) -> bool {
         match self {
             RpcError::NotReady(_) => true,
             RpcError::Status(status) => matches!(
@@ -357,7 +357,7 @@ impl EtcdClient {
     /// A client of the members in `connection`, logged in as `user` if given. Must run on a
     /// tokio runtime (the channel's balancer runs on it). Contacts the cluster only to
     /// authenticate; without a user the first call is the first contact.
-    pub async fn connect(
+    pub(super) async fn connect(
         connection: &Connection<'_>,
         user: Option<(&str, &str)>,
     ) -> Result<Self, RpcError> {
@@ -417,12 +417,12 @@ impl EtcdClient {
     }
 
     /// `KV/Range`.
-    pub async fn range(&self, request: RangeRequest) -> Result<RangeResponse, RpcError> {
+    pub(super) async fn range(&self, request: RangeRequest) -> Result<RangeResponse, RpcError> {
         self.call(RANGE, request).await
     }
 
     /// `KV/Txn`.
-    pub async fn txn(&self, request: TxnRequest) -> Result<TxnResponse, RpcError> {
+    pub(super) async fn txn(&self, request: TxnRequest) -> Result<TxnResponse, RpcError> {
         self.call(TXN, request).await
     }
 
