@@ -27,6 +27,7 @@ pub const DEFAULT_BLOCK_SIZE: usize = 1 << 20;
 
 /// Errors of the crypt15 profile; each maps to one class.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Crypt15Error {
     /// The key does not open this file.
     #[error("wrong key: {0}")]

@@ -7,6 +7,7 @@
 
 /// A wire-format violation, with the byte offset where it was found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 #[error("invalid protobuf at byte {offset}: {what}")]
 pub struct WireError {
     /// Offset from the start of the message being decoded.

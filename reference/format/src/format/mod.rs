@@ -35,6 +35,7 @@ pub fn looks_like_coffer(bytes: &[u8]) -> bool {
 
 /// Everything that can go wrong reading or writing the Coffer format; each maps to one class.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FormatError {
     /// The input does not start with the Coffer magic.
     #[error("not a Coffer file (the magic bytes do not match)")]

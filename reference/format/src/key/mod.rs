@@ -23,6 +23,7 @@ pub const INFO_METADATA_AUTHENTICATION: &[u8] = b"metadata authentication";
 
 /// Errors from parsing or loading keys.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// A character that is neither a hex digit, a space nor a dash.
     #[error("invalid character {character:?} at position {position} of the key (expected hex digits, spaces or dashes)")]

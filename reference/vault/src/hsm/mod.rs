@@ -23,6 +23,7 @@ use crate::error::{Classify, ErrorClass};
 
 /// Errors of an HSM backend.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HsmError {
     /// A sealed blob does not open under this key with this associated data.
     #[error("sealed data does not authenticate (wrong master key, wrong binding, or damaged)")]

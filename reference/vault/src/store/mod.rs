@@ -16,6 +16,7 @@ use crate::error::{Classify, ErrorClass};
 
 /// Errors of a store.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The database failed (I/O, corruption, lock timeout).
     #[error("store: {0}")]

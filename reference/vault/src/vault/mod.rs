@@ -16,6 +16,7 @@ use crate::error::{Classify, ErrorClass};
 
 /// Errors of the vault, client or server side.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum VaultError {
     /// The password is wrong (or, indistinguishably, there is no such record).
     #[error("wrong password, or no such record")]
