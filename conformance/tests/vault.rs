@@ -77,7 +77,7 @@ fn the_reference_vault_passes_every_vault_server_case() {
 /// mistake of counting at the wrong step: abandoned recoveries then cost nothing).
 struct CountsOnlyFailedKe3 {
     inner: SqliteStore,
-    owners: Mutex<HashMap<[u8; 16], (String, String)>>,
+    owners: Mutex<HashMap<coffer::vault::RecordId, (String, String)>>,
 }
 
 impl Store for CountsOnlyFailedKe3 {
@@ -105,10 +105,14 @@ impl Store for CountsOnlyFailedKe3 {
             _ => Ok(GuessOutcome::Absent),
         }
     }
-    fn recovered(&self, record_id: &[u8; 16], version: u32) -> Result<bool, StoreError> {
+    fn recovered(
+        &self,
+        record_id: &coffer::vault::RecordId,
+        version: u32,
+    ) -> Result<bool, StoreError> {
         self.inner.recovered(record_id, version)
     }
-    fn failed_at_limit(&self, record_id: &[u8; 16]) -> Result<bool, StoreError> {
+    fn failed_at_limit(&self, record_id: &coffer::vault::RecordId) -> Result<bool, StoreError> {
         let owner = self.owners.lock().unwrap().get(record_id).cloned();
         if let Some((tenant, user)) = owner {
             self.inner.count_guess(&tenant, &user)?;
@@ -117,7 +121,7 @@ impl Store for CountsOnlyFailedKe3 {
     }
     fn replace(
         &self,
-        record_id: &[u8; 16],
+        record_id: &coffer::vault::RecordId,
         version: u32,
         sealed: &[u8],
     ) -> Result<bool, StoreError> {

@@ -369,10 +369,19 @@ fn vault_key_opens(case: &HkdfCase) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let sealed = [&nonce[..], &ct, &tag].concat();
     let opened = match case.info.as_str() {
-        "coffer/v1 vault envelope key" => {
-            coffer::vault::envelope::open_envelope(&ikm, &[3; 16], 7, &sealed).map(|k| k.to_vec())
-        }
-        _ => coffer::vault::envelope::open_transport(&ikm, &[4; 16], &sealed).map(|p| p.to_vec()),
+        "coffer/v1 vault envelope key" => coffer::vault::envelope::open_envelope(
+            &ikm,
+            &coffer::vault::RecordId::from_bytes([3; 16]),
+            7,
+            &sealed,
+        )
+        .map(|k| k.to_vec()),
+        _ => coffer::vault::envelope::open_transport(
+            &ikm,
+            &coffer::vault::SessionId::from_bytes([4; 16]),
+            &sealed,
+        )
+        .map(|p| p.to_vec()),
     };
     match opened {
         Ok(p) if p == plain => Ok(()),

@@ -361,7 +361,7 @@ fn login(
     parties: &Parties,
     user: &str,
     password: &str,
-) -> Result<([u8; 16], coffer::vault::client::LoginDone), String> {
+) -> Result<(coffer::vault::SessionId, coffer::vault::client::LoginDone), String> {
     let (client, ke1) = RecoveryClient::start(password.as_bytes()).map_err(class)?;
     let ke2 = vault.recover_start(TENANT, user, &ke1).map_err(class)?;
     let done = client.finish(parties, &ke2.ke2, &ke2.ksf).map_err(class)?;
@@ -369,7 +369,7 @@ fn login(
 }
 
 /// A recovery whose KE3 is held back: session id and the client's finished login.
-type Held = BTreeMap<String, ([u8; 16], coffer::vault::client::LoginDone)>;
+type Held = BTreeMap<String, (coffer::vault::SessionId, coffer::vault::client::LoginDone)>;
 
 fn run_step(vault: &Vault, config: &ServerConfig, s: &Step, held: &mut Held) -> Result<(), String> {
     let parties = Parties {
@@ -482,7 +482,11 @@ fn run_step(vault: &Vault, config: &ServerConfig, s: &Step, held: &mut Held) -> 
             // A registration naming a session that never verified.
             let (_, request) = RegistrationClient::start(password.as_bytes()).map_err(class)?;
             vault
-                .change_password_start(TENANT, &[0x5a; 16], &request)
+                .change_password_start(
+                    TENANT,
+                    &coffer::vault::SessionId::from_bytes([0x5a; 16]),
+                    &request,
+                )
                 .map(|_| ())
                 .map_err(class)
         }

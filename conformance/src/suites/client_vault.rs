@@ -29,6 +29,7 @@ use coffer::vault::suite::{credential_id, CONTEXT};
 use coffer::vault::{
     KsfParams, RecoveryClient, RegistrationClient, ServerConfig, Suite, VaultError, VaultServer,
 };
+use coffer::vault::{RecordId, SessionId};
 use opaque_ke::{
     CredentialRequest, Identifiers, RegistrationRequest, RegistrationUpload, ServerLogin,
     ServerLoginParameters, ServerRegistration, ServerSetup,
@@ -98,7 +99,7 @@ impl Rogue {
             &parties("alice", server_id),
             &start.message.serialize(),
             &ksf,
-            &[0; 16],
+            &RecordId::from_bytes([0; 16]),
             1,
             root,
         )?;
@@ -180,12 +181,12 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| e.to_string())
 }
 
-fn session_of(text: &str) -> Option<[u8; 16]> {
+fn session_of(text: &str) -> Option<SessionId> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(text)
         .ok()
-        .and_then(|b| b.try_into().ok())
+        .and_then(|b| SessionId::from_slice(&b))
 }
 
 fn flip_last(mut bytes: Vec<u8>) -> Vec<u8> {
@@ -238,7 +239,7 @@ async fn recover_start(
         _ => (start.ke2, start.ksf),
     };
     Json(RecoverStartResponse {
-        session_id: B64(start.session_id.to_vec()),
+        session_id: B64(start.session_id.as_bytes().to_vec()),
         ke2: B64(ke2),
         ksf,
     })
@@ -299,7 +300,7 @@ async fn register_start(
         .register_start(TENANT, &user, &request.request.0)
     {
         Ok(s) => Json(RegisterStartResponse {
-            record_id: B64(s.record_id.to_vec()),
+            record_id: B64(s.record_id.as_bytes().to_vec()),
             response: B64(s.response),
             ksf: s.ksf,
         })
@@ -317,7 +318,7 @@ async fn register_finish(
         Ok(r) => r,
         Err(e) => return refuse("malformed", &e),
     };
-    let Ok(record_id) = <[u8; 16]>::try_from(request.record_id.0.as_slice()) else {
+    let Some(record_id) = RecordId::from_slice(&request.record_id.0) else {
         return refuse("malformed", "record ids are 16 bytes");
     };
     match shared.records.register_finish(

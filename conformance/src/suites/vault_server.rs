@@ -10,6 +10,7 @@ use crate::http::{b64, segment, Method, Reply, Vault};
 use coffer::http::status_of;
 use coffer::key::RootKey;
 use coffer::vault::client::{LoginDone, Parties};
+use coffer::vault::{RecordId, SessionId};
 use coffer::vault::{RecoveryClient, RegistrationClient};
 use coffer::ErrorClass;
 use serde_json::{json, Value};
@@ -58,7 +59,7 @@ enum Recovery {
     /// K came back.
     Key {
         root: RootKey,
-        session: [u8; 16],
+        session: SessionId,
         ke3: Vec<u8>,
     },
     /// KE2 did not verify at the client: no KE3 was sent.
@@ -83,8 +84,12 @@ impl Recovery {
 const PASSWORD: &[u8] = b"correct horse battery staple";
 const WRONG: &[u8] = b"not the password";
 
-fn id16(bytes: Option<Vec<u8>>) -> Option<[u8; 16]> {
-    bytes.and_then(|b| b.try_into().ok())
+fn record_id(bytes: Option<Vec<u8>>) -> Option<RecordId> {
+    bytes.and_then(|b| RecordId::from_slice(&b))
+}
+
+fn session_id(bytes: Option<Vec<u8>>) -> Option<SessionId> {
+    bytes.and_then(|b| SessionId::from_slice(&b))
 }
 
 impl Ctx {
@@ -131,7 +136,8 @@ impl Ctx {
         if start.status != 200 {
             return Err(format!("register/start: {}", start.describe()));
         }
-        let record_id = id16(start.bytes("record_id")).ok_or("register/start: no record_id")?;
+        let record_id =
+            record_id(start.bytes("record_id")).ok_or("register/start: no record_id")?;
         let (response, ksf) = (
             start
                 .bytes("response")
@@ -141,7 +147,7 @@ impl Ctx {
         let (upload, envelope) = client
             .finish(&self.parties(user), &response, ksf, &record_id, 1, root)
             .map_err(|e| format!("registration at the client: {e}"))?;
-        let mut body = json!({"record_id": b64(&record_id), "upload": b64(&upload), "envelope": b64(&envelope)});
+        let mut body = json!({"record_id": b64(record_id.as_bytes()), "upload": b64(&upload), "envelope": b64(&envelope)});
         if let Some(limit) = limit {
             body["limit"] = json!(limit);
         }
@@ -180,7 +186,7 @@ impl Ctx {
         let Some(client) = client else {
             return Recovery::Refused(start);
         };
-        let Some(session) = id16(start.bytes("session_id")) else {
+        let Some(session) = session_id(start.bytes("session_id")) else {
             return Recovery::Broken("recover/start: no 16-byte session_id".into());
         };
         let Some(done) = self.verify_ke2(user, &start, client) else {
@@ -203,9 +209,9 @@ impl Ctx {
         }
     }
 
-    fn finish(&self, session: &[u8; 16], ke3: &[u8]) -> Reply {
+    fn finish(&self, session: &SessionId, ke3: &[u8]) -> Reply {
         self.vault.post(
-            &format!("/v1/sessions/{}/finish", b64(session)),
+            &format!("/v1/sessions/{}/finish", b64(session.as_bytes())),
             &json!({"ke3": b64(ke3)}),
         )
     }
@@ -294,20 +300,20 @@ fn flow_change_password(ctx: &Ctx) -> Outcome {
     let new = b"a new password for the change";
     let (client, request) = tri!(RegistrationClient::start(new).map_err(|e| e.to_string()));
     let start = ctx.vault.post(
-        &format!("/v1/sessions/{}/password/start", b64(&session)),
+        &format!("/v1/sessions/{}/password/start", b64(session.as_bytes())),
         &json!({"request": b64(&request)}),
     );
     if start.status != 200 {
         return fail(format!("password/start: {}", start.describe()), "");
     }
-    let record_id = tri!(id16(start.bytes("record_id")).ok_or("no record_id"));
+    let record_id = tri!(record_id(start.bytes("record_id")).ok_or("no record_id"));
     let response = tri!(start.bytes("response").ok_or("no response"));
     let ksf = start.body["ksf"].as_str().unwrap_or_default();
     let (upload, envelope) = tri!(client
         .finish(&ctx.parties(&user), &response, ksf, &record_id, 2, &root)
         .map_err(|e| e.to_string()));
     let finish = ctx.vault.post(
-        &format!("/v1/sessions/{}/password/finish", b64(&session)),
+        &format!("/v1/sessions/{}/password/finish", b64(session.as_bytes())),
         &json!({"upload": b64(&upload), "envelope": b64(&envelope)}),
     );
     if finish.status != 200 || finish.body["version"] != 2 {
@@ -527,7 +533,7 @@ fn fake_ke2_for_unknown_user(ctx: &Ctx) -> Outcome {
 fn fake_session_ke3(ctx: &Ctx) -> Outcome {
     let unknown = ctx.user("fake-session");
     let (fake, _) = ctx.ke1(&unknown, PASSWORD);
-    let Some(session) = id16(fake.bytes("session_id")) else {
+    let Some(session) = session_id(fake.bytes("session_id")) else {
         return fail(fake.describe(), "no session id");
     };
     expect_error(&ctx.finish(&session, &[1u8; 64]), "wrong_password")
@@ -542,13 +548,16 @@ fn replayed_ke3(ctx: &Ctx) -> Outcome {
 }
 
 fn unknown_session(ctx: &Ctx) -> Outcome {
-    expect_error(&ctx.finish(&[9u8; 16], &[1u8; 64]), "wrong_password")
+    expect_error(
+        &ctx.finish(&SessionId::from_bytes([9u8; 16]), &[1u8; 64]),
+        "wrong_password",
+    )
 }
 
 fn wrong_ke3_counts(ctx: &Ctx) -> Outcome {
     let (user, _) = tri!(ctx.registered("bad-ke3", Some(5)));
     let (reply, _) = ctx.ke1(&user, WRONG);
-    let Some(session) = id16(reply.bytes("session_id")) else {
+    let Some(session) = session_id(reply.bytes("session_id")) else {
         return fail(reply.describe(), "no session id");
     };
     let answer = ctx.finish(&session, &[1u8; 64]);

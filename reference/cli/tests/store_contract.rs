@@ -8,10 +8,11 @@ mod etcd;
 use coffer::store::{
     EtcdConfig, EtcdStore, GuessOutcome, Record, RecordState, SqliteStore, Store, StoreError,
 };
+use coffer::vault::RecordId;
 
 fn record(id: u8, user: &str, limit: u32) -> Record {
     Record {
-        record_id: [id; 16],
+        record_id: RecordId::from_bytes([id; 16]),
         tenant: "t".into(),
         user: user.into(),
         version: 1,
@@ -46,8 +47,11 @@ fn contract(store: &dyn Store) {
     // destroys.
     assert_eq!(counted(store.count_guess("t", "ann").unwrap()), 1);
     assert_eq!(counted(store.count_guess("t", "ann").unwrap()), 2);
-    assert!(store.recovered(&[1; 16], 1).unwrap());
-    assert!(!store.recovered(&[1; 16], 2).unwrap(), "another version");
+    assert!(store.recovered(&RecordId::from_bytes([1; 16]), 1).unwrap());
+    assert!(
+        !store.recovered(&RecordId::from_bytes([1; 16]), 2).unwrap(),
+        "another version"
+    );
     assert_eq!(store.latest("t", "ann").unwrap().unwrap().guesses, 0);
     for n in 1..=3 {
         assert_eq!(counted(store.count_guess("t", "ann").unwrap()), n);
@@ -59,16 +63,23 @@ fn contract(store: &dyn Store) {
     let gone = store.latest("t", "ann").unwrap().unwrap();
     assert_eq!((gone.state, gone.sealed), (RecordState::Destroyed, None));
     assert_eq!(store.count_guess("t", "ann").unwrap(), GuessOutcome::Absent);
-    assert!(!store.recovered(&[1; 16], 1).unwrap());
+    assert!(!store.recovered(&RecordId::from_bytes([1; 16]), 1).unwrap());
     // A destroyed user may register again, with a new record.
     store.insert(&record(3, "ann", 5)).unwrap();
-    assert!(!store.recovered(&[1; 16], 1).unwrap(), "the old id is gone");
+    assert!(
+        !store.recovered(&RecordId::from_bytes([1; 16]), 1).unwrap(),
+        "the old id is gone"
+    );
     // A failed KE3 destroys only at the limit.
     store.insert(&record(4, "bob", 2)).unwrap();
     store.count_guess("t", "bob").unwrap();
-    assert!(!store.failed_at_limit(&[4; 16]).unwrap());
+    assert!(!store
+        .failed_at_limit(&RecordId::from_bytes([4; 16]))
+        .unwrap());
     store.count_guess("t", "bob").unwrap();
-    assert!(store.failed_at_limit(&[4; 16]).unwrap());
+    assert!(store
+        .failed_at_limit(&RecordId::from_bytes([4; 16]))
+        .unwrap());
     assert_eq!(
         store.latest("t", "bob").unwrap().unwrap().state,
         RecordState::Destroyed
@@ -76,8 +87,12 @@ fn contract(store: &dyn Store) {
     // A password change: version + 1, new secrets, guesses back to 0; only from the version.
     store.insert(&record(5, "cy", 10)).unwrap();
     store.count_guess("t", "cy").unwrap();
-    assert!(!store.replace(&[5; 16], 2, b"new").unwrap());
-    assert!(store.replace(&[5; 16], 1, b"new").unwrap());
+    assert!(!store
+        .replace(&RecordId::from_bytes([5; 16]), 2, b"new")
+        .unwrap());
+    assert!(store
+        .replace(&RecordId::from_bytes([5; 16]), 1, b"new")
+        .unwrap());
     let changed = store.latest("t", "cy").unwrap().unwrap();
     assert_eq!(
         (changed.version, changed.guesses, changed.sealed),
@@ -163,10 +178,12 @@ fn etcd_never_applies_an_operation_twice_when_its_answer_is_lost() {
     }
     assert_eq!(store.latest("t", "dee").unwrap().unwrap().guesses, 3);
     store.lose_next_answers(1);
-    assert!(store.replace(&[7; 16], 1, b"new").unwrap());
+    assert!(store
+        .replace(&RecordId::from_bytes([7; 16]), 1, b"new")
+        .unwrap());
     assert_eq!(store.latest("t", "dee").unwrap().unwrap().version, 2);
     store.lose_next_answers(1);
-    assert!(store.recovered(&[7; 16], 2).unwrap());
+    assert!(store.recovered(&RecordId::from_bytes([7; 16]), 2).unwrap());
     let events = store.audit(0, 1000).unwrap();
     assert_eq!(events.iter().filter(|e| e.event == "guess").count(), 3);
     assert_eq!(events.iter().filter(|e| e.event == "registered").count(), 1);

@@ -57,7 +57,7 @@ fn recover(
     server: &Server,
     user: &str,
     password: &[u8],
-) -> Result<(RootKey, [u8; 16], LoginDone), ErrorClass> {
+) -> Result<(RootKey, coffer::vault::SessionId, LoginDone), ErrorClass> {
     let (client, ke1) = RecoveryClient::start(password).unwrap();
     let start = server
         .recover_start("default", user, &ke1)
@@ -216,7 +216,10 @@ fn fake_ke2_for_unknown_users_looks_like_a_real_one() {
     let fake = server.recover_start("default", "nobody", &ke1).unwrap();
     assert_eq!(real.ke2.len(), fake.ke2.len());
     assert_eq!(real.ksf, fake.ksf);
-    assert_eq!(real.session_id.len(), fake.session_id.len());
+    assert_eq!(
+        real.session_id.as_bytes().len(),
+        fake.session_id.as_bytes().len()
+    );
     assert_eq!(
         recover(&server, "nobody", b"pw").err(),
         Some(ErrorClass::WrongPassword)
@@ -296,7 +299,11 @@ fn change_password_needs_a_recovery_and_then_the_old_one_fails() {
     let (_, request) = RegistrationClient::start(b"new").unwrap();
     assert_eq!(
         server
-            .change_password_start("default", &[9u8; 16], &request)
+            .change_password_start(
+                "default",
+                &coffer::vault::SessionId::from_bytes([9u8; 16]),
+                &request
+            )
             .unwrap_err()
             .class(),
         ErrorClass::Unauthorized

@@ -6,7 +6,7 @@
 #![no_main]
 
 use coffer::format::cobblestone::{derive, SALT_LEN};
-use coffer::format::header::{header_check, inspect, key_id, MAGIC, INFO_FILE_KEY};
+use coffer::format::header::{header_check, inspect, key_id, INFO_FILE_KEY, MAGIC};
 use coffer::format::parallel::{decrypt_parallel, Parallelism};
 use coffer::format::{self, RandomAccess};
 use coffer::key::RootKey;
@@ -30,7 +30,9 @@ fn preamble(root: &RootKey, compression: u8, meta: &[u8]) -> Vec<u8> {
 
 fuzz_target!(|data: &[u8]| {
     let root = RootKey::from_bytes([7u8; 32]);
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let file = match mode % 4 {
         0 => rest.to_vec(),
         1 | 2 => [preamble(&root, mode % 4 - 1, &[]), rest.to_vec()].concat(),
@@ -42,7 +44,16 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     let sequential = format::decrypt(&file[..], &root, &mut out);
     let mut par_out = Vec::new();
-    let parallel = decrypt_parallel(&file[..], &root, &mut par_out, Parallelism { threads: 2, min_chunks: 0 }, &|_| {});
+    let parallel = decrypt_parallel(
+        &file[..],
+        &root,
+        &mut par_out,
+        Parallelism {
+            threads: 2,
+            min_chunks: 0,
+        },
+        &|_| {},
+    );
     assert_eq!(sequential.is_ok(), parallel.is_ok());
     assert_eq!(out, par_out);
     if let Ok(mut access) = RandomAccess::open(&file[..], &root) {

@@ -4,6 +4,7 @@ use super::api::*;
 use crate::error::ErrorClass;
 use crate::key::RootKey;
 use crate::vault::client::Parties;
+use crate::vault::{RecordId, SessionId};
 use crate::vault::{RecoveryClient, RegistrationClient, Status, VaultError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -22,9 +23,9 @@ pub struct Recovered {
     /// The root key.
     pub root: RootKey,
     /// The session that verified.
-    pub session_id: [u8; 16],
+    pub session_id: SessionId,
     /// The record id.
-    pub record_id: [u8; 16],
+    pub record_id: RecordId,
     /// The record version.
     pub version: u32,
 }
@@ -38,6 +39,14 @@ fn id16(bytes: &[u8]) -> Result<[u8; 16], VaultError> {
     bytes
         .try_into()
         .map_err(|_| VaultError::Malformed("the server sent an id that is not 16 bytes".into()))
+}
+
+fn record_id(bytes: &[u8]) -> Result<RecordId, VaultError> {
+    id16(bytes).map(RecordId::from_bytes)
+}
+
+fn session_id(bytes: &[u8]) -> Result<SessionId, VaultError> {
+    id16(bytes).map(SessionId::from_bytes)
 }
 
 impl VaultClient {
@@ -141,7 +150,7 @@ impl VaultClient {
                 request: B64(request),
             }),
         )?;
-        let record_id = id16(&start.record_id.0)?;
+        let record_id = record_id(&start.record_id.0)?;
         let parties = self.parties_for(user);
         let (upload, envelope) =
             client.finish(&parties, &start.response.0, &start.ksf, &record_id, 1, root)?;
@@ -149,7 +158,7 @@ impl VaultClient {
             "POST",
             &format!("/v1/users/{}/register/finish", enc(user)),
             Some(&RegisterFinishRequest {
-                record_id: B64(record_id.to_vec()),
+                record_id: B64(record_id.as_bytes().to_vec()),
                 upload: B64(upload),
                 envelope: B64(envelope),
                 limit,
@@ -166,11 +175,11 @@ impl VaultClient {
             &format!("/v1/users/{}/recover/start", enc(user)),
             Some(&RecoverStartRequest { ke1: B64(ke1) }),
         )?;
-        let session_id = id16(&start.session_id.0)?;
+        let session_id = session_id(&start.session_id.0)?;
         let done = client.finish(&self.parties_for(user), &start.ke2.0, &start.ksf)?;
         let finish: RecoverFinishResponse = self.send(
             "POST",
-            &format!("/v1/sessions/{}/finish", b64(&session_id)),
+            &format!("/v1/sessions/{}/finish", b64(session_id.as_bytes())),
             Some(&RecoverFinishRequest {
                 ke3: B64(done.ke3.clone()),
             }),
@@ -191,7 +200,7 @@ impl VaultClient {
         recovered: &Recovered,
         new_password: &[u8],
     ) -> Result<u32, VaultError> {
-        let session = b64(&recovered.session_id);
+        let session = b64(recovered.session_id.as_bytes());
         let (client, request) = RegistrationClient::start(new_password)?;
         let start: RegisterStartResponse = self.send(
             "POST",

@@ -16,6 +16,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 
+use crate::vault::{RecordId, SessionId};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
@@ -184,18 +185,18 @@ fn user_id(user: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn id16(bytes: &[u8], what: &str) -> Result<[u8; 16], ApiError> {
-    bytes
-        .try_into()
-        .map_err(|_| ApiError::new(ErrorClass::Malformed, format!("{what} must be 16 bytes")))
+fn record_id(bytes: &[u8]) -> Result<RecordId, ApiError> {
+    RecordId::from_slice(bytes)
+        .ok_or_else(|| ApiError::new(ErrorClass::Malformed, "record_id must be 16 bytes"))
 }
 
-fn session_id(text: &str) -> Result<[u8; 16], ApiError> {
+fn session_id(text: &str) -> Result<SessionId, ApiError> {
     use base64::Engine;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(text)
         .map_err(|_| ApiError::new(ErrorClass::Malformed, "session ids are base64url"))?;
-    id16(&bytes, "a session id")
+    SessionId::from_slice(&bytes)
+        .ok_or_else(|| ApiError::new(ErrorClass::Malformed, "a session id must be 16 bytes"))
 }
 
 /// Runs vault work on the blocking pool.
@@ -233,7 +234,7 @@ async fn register_start<S: Store + 'static, H: Hsm + 'static>(
     })
     .await?;
     Ok(Json(RegisterStartResponse {
-        record_id: B64(out.record_id.to_vec()),
+        record_id: B64(out.record_id.as_bytes().to_vec()),
         response: B64(out.response),
         ksf: out.ksf,
     }))
@@ -248,7 +249,7 @@ async fn register_finish<S: Store + 'static, H: Hsm + 'static>(
     let tenant = app.tenant(&headers)?;
     user_id(&user)?;
     let req: RegisterFinishRequest = json(&body(raw)?)?;
-    let record_id = id16(&req.record_id.0, "record_id")?;
+    let record_id = record_id(&req.record_id.0)?;
     blocking(&app, move |v| {
         Ok(v.register_finish(
             &tenant,
@@ -277,7 +278,7 @@ async fn recover_start<S: Store + 'static, H: Hsm + 'static>(
     })
     .await?;
     Ok(Json(RecoverStartResponse {
-        session_id: B64(out.session_id.to_vec()),
+        session_id: B64(out.session_id.as_bytes().to_vec()),
         ke2: B64(out.ke2),
         ksf: out.ksf,
     }))
@@ -315,7 +316,7 @@ async fn password_start<S: Store + 'static, H: Hsm + 'static>(
     })
     .await?;
     Ok(Json(RegisterStartResponse {
-        record_id: B64(out.record_id.to_vec()),
+        record_id: B64(out.record_id.as_bytes().to_vec()),
         response: B64(out.response),
         ksf: out.ksf,
     }))

@@ -20,6 +20,7 @@ use super::etcd_rpc::{
     Compare, Connection, EtcdClient, RangeRequest, RequestOp, RpcError, TxnRequest,
 };
 use super::{AuditEvent, GuessOutcome, Record, RecordState, Store, StoreError};
+use crate::vault::RecordId;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -98,7 +99,7 @@ struct Stored {
 impl Stored {
     fn of(r: &Record) -> Self {
         Stored {
-            id: hex::encode(r.record_id),
+            id: r.record_id.to_hex(),
             tenant: r.tenant.clone(),
             user: r.user.clone(),
             version: r.version,
@@ -112,10 +113,7 @@ impl Stored {
 
     fn record(self) -> Result<Record, StoreError> {
         let corrupt = |what: &str| StoreError::Database(format!("etcd record: bad {what}"));
-        let id: [u8; 16] = hex::decode(&self.id)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| corrupt("id"))?;
+        let id = RecordId::from_hex(&self.id).ok_or_else(|| corrupt("id"))?;
         let sealed = match self.sealed {
             Some(s) => Some(B64.decode(s).map_err(|_| corrupt("sealed"))?),
             None => None,
@@ -248,8 +246,8 @@ impl EtcdStore {
         ))
     }
 
-    fn id_key(&self, id: &[u8; 16]) -> String {
-        self.key(&format!("id/{}", hex::encode(id)))
+    fn id_key(&self, id: &RecordId) -> String {
+        self.key(&format!("id/{id}"))
     }
 
     /// The moment a store call started now must be done by.
@@ -317,7 +315,7 @@ impl EtcdStore {
     }
 
     /// The record `id`, through its id key, with the user key it lives at.
-    fn read_id(&self, id: &[u8; 16]) -> Result<Option<(String, Read)>, StoreError> {
+    fn read_id(&self, id: &RecordId) -> Result<Option<(String, Read)>, StoreError> {
         let until = self.until();
         let Some((user_key, _)) = self.get(&self.id_key(id), until)? else {
             return Ok(None);
@@ -356,7 +354,7 @@ impl EtcdStore {
             at: now(),
             tenant: r.tenant.clone(),
             user: r.user.clone(),
-            record: hex::encode(r.record_id),
+            record: r.record_id.to_hex(),
             event: event.to_owned(),
             detail: detail.to_owned(),
             attempt,
@@ -504,7 +502,7 @@ impl EtcdStore {
     /// new record and its audit event, or `None` to leave it. Returns whether it wrote.
     fn update_active(
         &self,
-        id: &[u8; 16],
+        id: &RecordId,
         change: impl Fn(&Record) -> Option<(Record, (&'static str, String))>,
     ) -> Result<bool, StoreError> {
         let Some((key, _)) = self.read_id(id)? else {
@@ -651,7 +649,7 @@ impl Store for EtcdStore {
         })
     }
 
-    fn recovered(&self, record_id: &[u8; 16], version: u32) -> Result<bool, StoreError> {
+    fn recovered(&self, record_id: &RecordId, version: u32) -> Result<bool, StoreError> {
         self.update_active(record_id, |r| {
             (r.version == version).then(|| {
                 let event = format!("after guesses={}/{}", r.guesses, r.limit);
@@ -666,7 +664,7 @@ impl Store for EtcdStore {
         })
     }
 
-    fn failed_at_limit(&self, record_id: &[u8; 16]) -> Result<bool, StoreError> {
+    fn failed_at_limit(&self, record_id: &RecordId) -> Result<bool, StoreError> {
         self.update_active(record_id, |r| {
             (r.guesses >= r.limit).then(|| {
                 let event = format!("last guess failed at {}/{}", r.guesses, r.limit);
@@ -677,7 +675,7 @@ impl Store for EtcdStore {
 
     fn replace(
         &self,
-        record_id: &[u8; 16],
+        record_id: &RecordId,
         version: u32,
         sealed: &[u8],
     ) -> Result<bool, StoreError> {

@@ -13,6 +13,7 @@ pub use etcd::{EtcdConfig, EtcdStore};
 pub use sqlite::SqliteStore;
 
 use crate::error::{Classify, ErrorClass};
+use crate::vault::RecordId;
 
 /// Errors of a store.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +72,7 @@ impl RecordState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// Random record id.
-    pub record_id: [u8; 16],
+    pub record_id: RecordId,
     /// Tenant name.
     pub tenant: String,
     /// User id within the tenant.
@@ -116,13 +117,13 @@ pub trait Store: Send + Sync {
     fn count_guess(&self, tenant: &str, user: &str) -> Result<GuessOutcome, StoreError>;
     /// A verified recovery: guesses back to 0 (only for this record id and version, if still
     /// active). Returns whether it applied.
-    fn recovered(&self, record_id: &[u8; 16], version: u32) -> Result<bool, StoreError>;
+    fn recovered(&self, record_id: &RecordId, version: u32) -> Result<bool, StoreError>;
     /// A failed KE3: destroys the record if it has used all its guesses. Returns whether it did.
-    fn failed_at_limit(&self, record_id: &[u8; 16]) -> Result<bool, StoreError>;
+    fn failed_at_limit(&self, record_id: &RecordId) -> Result<bool, StoreError>;
     /// Replaces the sealed secrets after a password change (version must match; becomes +1).
     fn replace(
         &self,
-        record_id: &[u8; 16],
+        record_id: &RecordId,
         version: u32,
         sealed: &[u8],
     ) -> Result<bool, StoreError>;

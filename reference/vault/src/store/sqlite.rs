@@ -3,6 +3,7 @@
 //! serialised and the count never passes the limit.
 
 use super::{AuditEvent, GuessOutcome, Record, RecordState, Store, StoreError};
+use crate::vault::RecordId;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -77,7 +78,7 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     }
     let state: String = row.get(4)?;
     Ok(Record {
-        record_id,
+        record_id: RecordId::from_bytes(record_id),
         tenant: row.get(1)?,
         user: row.get(2)?,
         version: row.get(3)?,
@@ -97,7 +98,7 @@ fn audit(
 ) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO audit (at, tenant, user_id, record_id, event, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![now(), r.tenant, r.user, &r.record_id[..], event, detail],
+        params![now(), r.tenant, r.user, r.record_id.as_bytes().as_slice(), event, detail],
     )?;
     Ok(())
 }
@@ -149,10 +150,10 @@ impl SqliteStore {
         .optional()
     }
 
-    fn by_id(tx: &rusqlite::Transaction<'_>, id: &[u8; 16]) -> rusqlite::Result<Option<Record>> {
+    fn by_id(tx: &rusqlite::Transaction<'_>, id: &RecordId) -> rusqlite::Result<Option<Record>> {
         tx.query_row(
             &format!("SELECT {COLUMNS} FROM records WHERE record_id = ?1"),
-            params![&id[..]],
+            params![id.as_bytes().as_slice()],
             row_to_record,
         )
         .optional()
@@ -180,7 +181,7 @@ impl SqliteStore {
         r.guesses += 1;
         tx.execute(
             "UPDATE records SET guesses = ?2, updated = ?3 WHERE record_id = ?1",
-            params![&r.record_id[..], r.guesses, now()],
+            params![r.record_id.as_bytes().as_slice(), r.guesses, now()],
         )?;
         audit(
             tx,
@@ -202,7 +203,7 @@ impl SqliteStore {
     fn end(tx: &rusqlite::Transaction<'_>, r: &Record, state: RecordState) -> rusqlite::Result<()> {
         tx.execute(
             "UPDATE records SET state = ?2, sealed = NULL, updated = ?3 WHERE record_id = ?1",
-            params![&r.record_id[..], state.as_str(), now()],
+            params![r.record_id.as_bytes().as_slice(), state.as_str(), now()],
         )?;
         Ok(())
     }
@@ -238,7 +239,7 @@ impl Store for SqliteStore {
             tx.execute(
                 "INSERT INTO records (record_id, tenant, user_id, version, state, guesses, guess_limit, ksf, sealed, updated)
                  VALUES (?1, ?2, ?3, ?4, 'active', 0, ?5, ?6, ?7, ?8)",
-                params![&record.record_id[..], record.tenant, record.user, record.version, record.limit, record.ksf, record.sealed, now()],
+                params![record.record_id.as_bytes().as_slice(), record.tenant, record.user, record.version, record.limit, record.ksf, record.sealed, now()],
             )?;
             audit(tx, record, "registered", &format!("limit={} ksf={}", record.limit, record.ksf))?;
             Ok(true)
@@ -321,7 +322,7 @@ impl Store for SqliteStore {
         outcome.unwrap_or_else(|| Err(StoreError::Database("a queued guess was lost".into())))
     }
 
-    fn recovered(&self, record_id: &[u8; 16], version: u32) -> Result<bool, StoreError> {
+    fn recovered(&self, record_id: &RecordId, version: u32) -> Result<bool, StoreError> {
         self.with_tx(|tx| {
             let Some(r) = Self::by_id(tx, record_id)? else {
                 return Ok(false);
@@ -331,7 +332,7 @@ impl Store for SqliteStore {
             }
             tx.execute(
                 "UPDATE records SET guesses = 0, updated = ?2 WHERE record_id = ?1",
-                params![&record_id[..], now()],
+                params![record_id.as_bytes().as_slice(), now()],
             )?;
             audit(
                 tx,
@@ -343,7 +344,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn failed_at_limit(&self, record_id: &[u8; 16]) -> Result<bool, StoreError> {
+    fn failed_at_limit(&self, record_id: &RecordId) -> Result<bool, StoreError> {
         self.with_tx(|tx| {
             let Some(r) = Self::by_id(tx, record_id)? else {
                 return Ok(false);
@@ -364,7 +365,7 @@ impl Store for SqliteStore {
 
     fn replace(
         &self,
-        record_id: &[u8; 16],
+        record_id: &RecordId,
         version: u32,
         sealed: &[u8],
     ) -> Result<bool, StoreError> {
@@ -375,7 +376,7 @@ impl Store for SqliteStore {
             }
             tx.execute(
                 "UPDATE records SET sealed = ?2, version = ?3, guesses = 0, updated = ?4 WHERE record_id = ?1",
-                params![&record_id[..], sealed, version + 1, now()],
+                params![record_id.as_bytes().as_slice(), sealed, version + 1, now()],
             )?;
             audit(tx, &r, "password_changed", &format!("version={}", version + 1))?;
             Ok(true)

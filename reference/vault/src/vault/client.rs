@@ -5,6 +5,7 @@ use super::envelope::{open_envelope, open_transport, seal_envelope, ENVELOPE_LEN
 use super::randomness::{RngRef, VaultRng};
 use super::suite::{KsfParams, Suite, CONTEXT};
 use super::VaultError;
+use super::{RecordId, SessionId};
 use crate::key::RootKey;
 use opaque_ke::{
     ClientLogin, ClientLoginFinishParameters, ClientRegistration,
@@ -79,7 +80,7 @@ impl RegistrationClient {
         parties: &Parties,
         response: &[u8],
         ksf: &str,
-        record_id: &[u8; 16],
+        record_id: &RecordId,
         version: u32,
         root: &RootKey,
     ) -> Result<(Vec<u8>, Vec<u8>), VaultError> {
@@ -94,7 +95,7 @@ impl RegistrationClient {
         parties: &Parties,
         response: &[u8],
         ksf: &str,
-        record_id: &[u8; 16],
+        record_id: &RecordId,
         version: u32,
         root: &RootKey,
         rng: &mut dyn VaultRng,
@@ -168,17 +169,17 @@ impl LoginDone {
     /// Opens what the vault released after KE3: returns the record id, its version and K.
     pub fn open(
         &self,
-        session_id: &[u8; 16],
+        session_id: &SessionId,
         released: &[u8],
-    ) -> Result<([u8; 16], u32, RootKey), VaultError> {
+    ) -> Result<(RecordId, u32, RootKey), VaultError> {
         let payload = open_transport(&self.session_key, session_id, released)?;
         if payload.len() != 16 + 4 + ENVELOPE_LEN {
             return Err(VaultError::ServerAuth(
                 "the released payload has the wrong size".into(),
             ));
         }
-        let mut record_id = [0u8; 16];
-        record_id.copy_from_slice(&payload[..16]);
+        let record_id = RecordId::from_slice(&payload[..16])
+            .ok_or_else(|| VaultError::ServerAuth("the released payload is too short".into()))?;
         let version = u32::from_be_bytes([payload[16], payload[17], payload[18], payload[19]]);
         let k = open_envelope(&self.export_key, &record_id, version, &payload[20..])?;
         Ok((record_id, version, RootKey::from_bytes(*k)))

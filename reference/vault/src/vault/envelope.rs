@@ -6,6 +6,7 @@
 
 use super::randomness::VaultRng;
 use super::VaultError;
+use super::{RecordId, SessionId};
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use hkdf::Hkdf;
 use sha2::Sha512;
@@ -70,14 +71,19 @@ fn open(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8
     Some(buf)
 }
 
-fn envelope_aad(record_id: &[u8; 16], version: u32) -> Vec<u8> {
-    [AAD_ENVELOPE, &record_id[..], &version.to_be_bytes()].concat()
+fn envelope_aad(record_id: &RecordId, version: u32) -> Vec<u8> {
+    [
+        AAD_ENVELOPE,
+        record_id.as_bytes().as_slice(),
+        &version.to_be_bytes(),
+    ]
+    .concat()
 }
 
 /// Seals K for the vault to store, with a nonce from `rng`.
 pub fn seal_envelope(
     export_key: &[u8],
-    record_id: &[u8; 16],
+    record_id: &RecordId,
     version: u32,
     root: &[u8; 32],
     rng: &mut dyn VaultRng,
@@ -93,7 +99,7 @@ pub fn seal_envelope(
 /// Opens an envelope with the export key of a successful login.
 pub fn open_envelope(
     export_key: &[u8],
-    record_id: &[u8; 16],
+    record_id: &RecordId,
     version: u32,
     envelope: &[u8],
 ) -> Result<Zeroizing<[u8; 32]>, VaultError> {
@@ -118,13 +124,13 @@ pub fn open_envelope(
 /// The vault wraps `record_id ‖ version ‖ envelope` for the client of session `session_id`.
 pub fn seal_transport(
     session_key: &[u8],
-    session_id: &[u8; 16],
+    session_id: &SessionId,
     payload: &[u8],
     rng: &mut dyn VaultRng,
 ) -> Result<Vec<u8>, VaultError> {
     seal(
         &key(session_key, INFO_TRANSPORT)?,
-        &[AAD_TRANSPORT, &session_id[..]].concat(),
+        &[AAD_TRANSPORT, session_id.as_bytes().as_slice()].concat(),
         payload,
         rng,
     )
@@ -133,12 +139,12 @@ pub fn seal_transport(
 /// The client unwraps what [`seal_transport`] made.
 pub fn open_transport(
     session_key: &[u8],
-    session_id: &[u8; 16],
+    session_id: &SessionId,
     sealed: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
     open(
         &key(session_key, INFO_TRANSPORT)?,
-        &[AAD_TRANSPORT, &session_id[..]].concat(),
+        &[AAD_TRANSPORT, session_id.as_bytes().as_slice()].concat(),
         sealed,
     )
     .ok_or_else(|| {

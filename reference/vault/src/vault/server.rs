@@ -5,6 +5,7 @@ use super::envelope::{seal_transport, ENVELOPE_LEN};
 use super::randomness::{Randomness, VaultRng};
 use super::suite::{credential_id, KsfParams, Suite, CONTEXT};
 use super::VaultError;
+use super::{RecordId, SessionId};
 use crate::hsm::Hsm;
 use crate::store::{GuessOutcome, Record, RecordState, Store};
 use opaque_ke::{
@@ -76,7 +77,7 @@ pub struct Status {
 #[derive(Debug, Clone)]
 pub struct RegisterStart {
     /// The id the new record will have (the client binds its envelope to it).
-    pub record_id: [u8; 16],
+    pub record_id: RecordId,
     /// OPAQUE `RegistrationResponse`.
     pub response: Vec<u8>,
     /// KSF parameters the client must use.
@@ -87,7 +88,7 @@ pub struct RegisterStart {
 #[derive(Debug, Clone)]
 pub struct RecoverStart {
     /// Names this recovery in the KE3 request.
-    pub session_id: [u8; 16],
+    pub session_id: SessionId,
     /// OPAQUE `CredentialResponse` (real or fake: same length).
     pub ke2: Vec<u8>,
     /// KSF parameters of the record (the configured ones for a fake response).
@@ -95,7 +96,7 @@ pub struct RecoverStart {
 }
 
 struct Pending {
-    record_id: [u8; 16],
+    record_id: RecordId,
     version: u32,
     tenant: String,
     user: String,
@@ -106,7 +107,7 @@ struct Pending {
 
 #[derive(Clone)]
 struct Verified {
-    record_id: [u8; 16],
+    record_id: RecordId,
     version: u32,
     tenant: String,
     user: String,
@@ -119,13 +120,18 @@ pub struct VaultServer<S: Store, H: Hsm> {
     hsm: H,
     setup: ServerSetup<Suite>,
     config: ServerConfig,
-    pending: Mutex<HashMap<[u8; 16], Pending>>,
-    verified: Mutex<HashMap<[u8; 16], Verified>>,
+    pending: Mutex<HashMap<SessionId, Pending>>,
+    verified: Mutex<HashMap<SessionId, Verified>>,
     randomness: Randomness,
 }
 
-fn record_aad(record_id: &[u8; 16], version: u32) -> Vec<u8> {
-    [AAD_RECORD, &record_id[..], &version.to_be_bytes()].concat()
+fn record_aad(record_id: &RecordId, version: u32) -> Vec<u8> {
+    [
+        AAD_RECORD,
+        record_id.as_bytes().as_slice(),
+        &version.to_be_bytes(),
+    ]
+    .concat()
 }
 
 impl<S: Store, H: Hsm> VaultServer<S, H> {
@@ -209,7 +215,7 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
         }
     }
 
-    fn sweep<T>(map: &mut HashMap<[u8; 16], T>, expires: impl Fn(&T) -> Instant) {
+    fn sweep<T>(map: &mut HashMap<SessionId, T>, expires: impl Fn(&T) -> Instant) {
         let now = Instant::now();
         map.retain(|_, v| expires(v) > now);
     }
@@ -235,7 +241,7 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
         let cred = credential_id(tenant, user);
         let start = ServerRegistration::<Suite>::start(&self.setup, request, &cred)?;
         Ok(RegisterStart {
-            record_id: self.random_id()?,
+            record_id: RecordId::from_bytes(self.random_id()?),
             response: start.message.serialize().to_vec(),
             ksf: self.config.ksf.name(),
         })
@@ -246,7 +252,7 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
         &self,
         tenant: &str,
         user: &str,
-        record_id: [u8; 16],
+        record_id: RecordId,
         upload: &[u8],
         envelope: &[u8],
         limit: Option<u32>,
@@ -294,7 +300,7 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
         let ke1 = CredentialRequest::<Suite>::deserialize(ke1)
             .map_err(|e| malformed("CredentialRequest", e))?;
         let cred = credential_id(tenant, user);
-        let session_id = self.random_id()?;
+        let session_id = SessionId::from_bytes(self.random_id()?);
         let record = match self.store.count_guess(tenant, user)? {
             GuessOutcome::Counted(r) => Some(r),
             GuessOutcome::Destroyed | GuessOutcome::Absent => None,
@@ -363,7 +369,7 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
     pub fn recover_finish(
         &self,
         tenant: &str,
-        session_id: &[u8; 16],
+        session_id: &SessionId,
         ke3: &[u8],
     ) -> Result<Vec<u8>, VaultError> {
         let ke3 = CredentialFinalization::<Suite>::deserialize(ke3)
@@ -391,8 +397,14 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             return Err(VaultError::Locked);
         }
         self.fault("after_reset");
-        let payload =
-            Zeroizing::new([&p.record_id[..], &p.version.to_be_bytes(), &p.envelope[..]].concat());
+        let payload = Zeroizing::new(
+            [
+                p.record_id.as_bytes().as_slice(),
+                &p.version.to_be_bytes(),
+                &p.envelope[..],
+            ]
+            .concat(),
+        );
         let released = self
             .randomness
             .with(|rng| seal_transport(&finished.session_key, session_id, &payload, rng))?;
@@ -417,7 +429,7 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
     fn verified_session(
         &self,
         tenant: &str,
-        session_id: &[u8; 16],
+        session_id: &SessionId,
         take: bool,
     ) -> Result<Verified, VaultError> {
         let mut map = self
@@ -442,7 +454,7 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
     pub fn change_password_start(
         &self,
         tenant: &str,
-        session_id: &[u8; 16],
+        session_id: &SessionId,
         request: &[u8],
     ) -> Result<RegisterStart, VaultError> {
         let v = self.verified_session(tenant, session_id, false)?;
@@ -461,7 +473,7 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
     pub fn change_password_finish(
         &self,
         tenant: &str,
-        session_id: &[u8; 16],
+        session_id: &SessionId,
         upload: &[u8],
         envelope: &[u8],
     ) -> Result<u32, VaultError> {
