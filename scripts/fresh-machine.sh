@@ -33,10 +33,10 @@ forbidden() { # crate, cargo-tree arguments, then the crates it must not pull in
   tree=$(cargo tree -p "$crate" $args --locked -e normal --prefix none)
   found=$(grep -oE "^($(IFS='|'; echo "$*")) " <<<"$tree" | sort -u | tr '\n' ' ' || true)
   if [[ -n "$found" ]]; then
-    echo "$crate $args depends on $found"
+    echo "$crate${args:+ $args} depends on $found"
     exit 1
   fi
-  echo "$crate $args: none of $*"
+  echo "$crate${args:+ $args}: none of $*"
 }
 forbidden coffer-format "" tokio axum hyper tonic rusqlite cryptoki clap
 forbidden coffer-vault --no-default-features tonic prost cryptoki
