@@ -7,6 +7,28 @@
 //! - [`error`]: the error classes shared by every layer (`spec/errors.md`).
 //!
 //! The library never prints.
+//!
+//! # Example: a Coffer file, written and read back
+//!
+//! ```
+//! use coffer_format::format::{self, Compression, Header, WriteOptions};
+//! use coffer_format::key::RootKey;
+//!
+//! let key = RootKey::parse(&"a5".repeat(32))?;
+//! let plaintext = b"SQLite format 3\0 and the rest of the chat database";
+//! let header = Header::new(Compression::Zstd, vec![]);
+//! let (file, _) = format::encrypt(&key, header, &mut &plaintext[..], Vec::new(), &WriteOptions::default())?;
+//!
+//! let mut opened = Vec::new();
+//! format::decrypt(&file[..], &key, &mut opened)?;
+//! assert_eq!(opened, plaintext);
+//!
+//! // One flipped byte, and nothing opens.
+//! let mut damaged = file.clone();
+//! damaged[40] ^= 1;
+//! assert!(format::decrypt(&damaged[..], &key, &mut Vec::new()).is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod crypt15;
 pub mod error;

@@ -6,6 +6,27 @@
 //! arbitrarily long file). Callers MUST treat the output as unauthenticated until
 //! [`decrypt`] returns `Ok`, and discard it otherwise; the CLI writes to a temporary file and
 //! renames it only on success.
+//!
+//! # Example: a crypt15 backup, written and opened with its 64-digit key
+//!
+//! ```
+//! use coffer_format::crypt15::{self, DecryptOptions, EncryptOptions, HeaderSpec};
+//! use coffer_format::key::{BackupKey, RootKey};
+//!
+//! // The 64 digits as WhatsApp shows them, in groups of four (spaces are ignored).
+//! let key = RootKey::parse(&"0123 4567 89ab cdef ".repeat(4))?;
+//! let iv = [7u8; 16]; // draw a fresh random IV for every real backup
+//! let header = HeaderSpec::new(iv, "2.24.9.80", "11", 1).encode();
+//! let database = b"SQLite format 3\0...";
+//! let mut backup = Vec::new();
+//! crypt15::encrypt(&key, &header, &database[..], &mut backup, &EncryptOptions::default(), &mut |_| {})?;
+//!
+//! let mut opened = Vec::new();
+//! let key = BackupKey::Root(key);
+//! crypt15::decrypt(&key, &backup[..], &mut opened, &DecryptOptions::default(), &mut |_| {})?;
+//! assert_eq!(opened, database);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod decrypt;
 mod encrypt;
