@@ -259,6 +259,12 @@ pub fn validate_fixed(fixed: &[u8]) -> Result<Compression, FormatError> {
 
 /// Parses the key id and metadata of a complete header context (fixed part included).
 pub fn parse_context(context: &[u8], compression: Compression) -> Result<Header, FormatError> {
+    if context.len() < FIXED_LEN + KEY_ID_LEN {
+        return Err(FormatError::Malformed(format!(
+            "header context of {} bytes, shorter than its fixed part and key id",
+            context.len()
+        )));
+    }
     let mut key_id = [0u8; KEY_ID_LEN];
     key_id.copy_from_slice(&context[FIXED_LEN..FIXED_LEN + KEY_ID_LEN]);
     let mut rest = &context[FIXED_LEN + KEY_ID_LEN..];
@@ -429,4 +435,209 @@ pub fn inspect(input: &mut impl std::io::Read, file_len: u64) -> Result<HeaderIn
         header_len,
         check_ok,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header::new(
+            Compression::Zstd,
+            vec![
+                (tag::GENERATOR, MetaValue::Text("coffer test".into())),
+                (tag::CREATED, MetaValue::U64(1_764_806_400)),
+                (0x10, MetaValue::Bytes(vec![0, 1, 2])),
+                (tag::CONTENT, MetaValue::U64(1)),
+            ],
+        )
+    }
+
+    #[test]
+    fn context_round_trips_with_tags_sorted() {
+        let h = header();
+        let context = h.encode_context().unwrap();
+        assert_eq!(&context[..8], &MAGIC);
+        assert_eq!(
+            parse_fixed(context[..FIXED_LEN].try_into().unwrap()).unwrap(),
+            context.len() + CHECK_LEN
+        );
+        let back = parse_context(&context, Compression::Zstd).unwrap();
+        assert_eq!(back.metadata, h.metadata);
+        assert_eq!(back.content(), Content::Tar);
+        assert_eq!(back.meta(0x10), Some(&MetaValue::Bytes(vec![0, 1, 2])));
+        let tags: Vec<u8> = back.metadata.iter().map(|(t, _)| *t).collect();
+        assert_eq!(tags, [0x01, 0x02, 0x10, 0x81]);
+    }
+
+    /// The context with its metadata replaced by `entries` (tag, type, value).
+    fn with_entries(entries: &[(u8, u8, &[u8])]) -> Vec<u8> {
+        let mut context = Header::new(Compression::None, vec![])
+            .encode_context()
+            .unwrap();
+        for (t, kind, value) in entries {
+            context.extend_from_slice(&[*t, *kind]);
+            context.extend_from_slice(&(value.len() as u16).to_be_bytes());
+            context.extend_from_slice(value);
+        }
+        context
+    }
+
+    #[test]
+    fn metadata_rules_each_have_their_error() {
+        let parse =
+            |entries: &[(u8, u8, &[u8])]| parse_context(&with_entries(entries), Compression::None);
+        // Unknown but not critical (high bit clear): kept.
+        assert!(parse(&[(0x20, 3, b"x")]).is_ok());
+        // Unknown and critical: the reader cannot know what it changes.
+        assert!(matches!(
+            parse(&[(0x90, 3, b"x")]),
+            Err(FormatError::Unsupported(_))
+        ));
+        // Repeated and out of order.
+        assert!(matches!(
+            parse(&[(0x02, 2, b"a"), (0x02, 2, b"b")]),
+            Err(FormatError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse(&[(0x02, 2, b"a"), (0x01, 1, &[0; 8])]),
+            Err(FormatError::Malformed(_))
+        ));
+        // Wrong types and sizes.
+        assert!(matches!(
+            parse(&[(tag::CREATED, 1, &[0; 4])]),
+            Err(FormatError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse(&[(tag::GENERATOR, 2, &[0xff])]),
+            Err(FormatError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse(&[(tag::CREATED, 2, b"now")]),
+            Err(FormatError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse(&[(0x20, 9, b"")]),
+            Err(FormatError::Malformed(_))
+        ));
+        // A content kind from a later version.
+        assert!(matches!(
+            parse(&[(tag::CONTENT, 1, &7u64.to_be_bytes())]),
+            Err(FormatError::Unsupported(_))
+        ));
+        // Cut short: an entry header, or a value running past the end.
+        let mut cut = with_entries(&[(0x20, 3, b"abc")]);
+        cut.truncate(cut.len() - 1);
+        assert!(matches!(
+            parse_context(&cut, Compression::None),
+            Err(FormatError::Malformed(_))
+        ));
+        let mut stub = with_entries(&[]);
+        stub.extend_from_slice(&[0x20, 3]);
+        assert!(matches!(
+            parse_context(&stub, Compression::None),
+            Err(FormatError::Malformed(_))
+        ));
+        // Shorter than the fixed part and key id: an error, not a panic.
+        assert!(matches!(
+            parse_context(&MAGIC, Compression::None),
+            Err(FormatError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn writing_refuses_what_reading_would() {
+        let repeated = Header {
+            compression: Compression::None,
+            key_id: [0; KEY_ID_LEN],
+            metadata: vec![
+                (0x02, MetaValue::Text("a".into())),
+                (0x02, MetaValue::Text("b".into())),
+            ],
+        };
+        assert!(matches!(
+            repeated.encode_context(),
+            Err(FormatError::Malformed(_))
+        ));
+        let huge = Header::new(
+            Compression::None,
+            vec![(0x20, MetaValue::Bytes(vec![0; 70_000]))],
+        );
+        assert!(matches!(
+            huge.encode_context(),
+            Err(FormatError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn fixed_part_fails_in_reading_order() {
+        let context = header().encode_context().unwrap();
+        let fixed = |edit: &dyn Fn(&mut [u8; FIXED_LEN])| {
+            let mut f: [u8; FIXED_LEN] = context[..FIXED_LEN].try_into().unwrap();
+            edit(&mut f);
+            f
+        };
+        assert!(matches!(
+            parse_fixed(&fixed(&|f| f[0] ^= 1)),
+            Err(FormatError::NotCoffer)
+        ));
+        assert!(matches!(
+            parse_fixed(&fixed(&|f| f[8] = 2)),
+            Err(FormatError::Unsupported(_))
+        ));
+        let too_short =
+            fixed(&|f| f[12..16].copy_from_slice(&((MIN_HEADER_LEN - 1) as u32).to_be_bytes()));
+        assert!(matches!(
+            parse_fixed(&too_short),
+            Err(FormatError::Malformed(_))
+        ));
+        let too_long =
+            fixed(&|f| f[12..16].copy_from_slice(&((MAX_HEADER_LEN + 1) as u32).to_be_bytes()));
+        assert!(matches!(
+            parse_fixed(&too_long),
+            Err(FormatError::Malformed(_))
+        ));
+        // Suite, compression and flags are judged only after the header check.
+        assert_eq!(validate_fixed(&context).unwrap(), Compression::Zstd);
+        assert!(matches!(
+            validate_fixed(&fixed(&|f| f[9] = 2)),
+            Err(FormatError::Unsupported(_))
+        ));
+        assert!(matches!(
+            validate_fixed(&fixed(&|f| f[10] = 9)),
+            Err(FormatError::Unsupported(_))
+        ));
+        assert!(matches!(
+            validate_fixed(&fixed(&|f| f[11] = 1)),
+            Err(FormatError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn footer_tells_complete_spliced_and_missing_apart() {
+        let footer = encode_footer(1000);
+        assert_eq!(check_footer(&footer, 1000), FooterState::Complete);
+        assert_eq!(
+            check_footer(&footer, 999),
+            FooterState::LengthMismatch { declared: 1000 }
+        );
+        let mut damaged = footer;
+        damaged[0] ^= 1;
+        assert_eq!(check_footer(&damaged, 1000), FooterState::Missing);
+        assert_eq!(check_footer(&footer[1..], 1000), FooterState::Missing);
+    }
+
+    #[test]
+    fn key_ids_recognise_the_key_and_differ_per_salt() {
+        let key = RootKey::from_bytes([1; 32]);
+        let other = RootKey::from_bytes([2; 32]);
+        let id = key_id(&key, &[0; SALT_LEN]);
+        assert!(key_id_matches(&key, &[0; SALT_LEN], &id));
+        assert!(!key_id_matches(&other, &[0; SALT_LEN], &id));
+        assert_ne!(
+            id,
+            key_id(&key, &[1; SALT_LEN]),
+            "files must not be linkable by their key id"
+        );
+    }
 }
