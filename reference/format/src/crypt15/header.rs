@@ -667,3 +667,101 @@ mod hex_bytes {
         s.serialize_str(&hex::encode(bytes))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> HeaderSpec {
+        HeaderSpec::new([0x11; IV_LEN], "2.24.9.80", "11", 1)
+    }
+
+    /// A header followed by some ciphertext-like bytes, as a file would be.
+    fn file(header: &[u8]) -> Vec<u8> {
+        [header, &[0xaa; 64][..]].concat()
+    }
+
+    fn read(bytes: &[u8]) -> Result<BackupHeader, Crypt15Error> {
+        read_header(&mut &bytes[..])
+    }
+
+    #[test]
+    fn a_written_header_reads_back_exactly() {
+        let header = spec().encode();
+        assert!(header[0] >= 0x80, "WhatsApp's flags make a two-byte length");
+        let read = read(&file(&header)).unwrap();
+        assert_eq!(read.format, BackupFormat::Crypt15);
+        assert_eq!(
+            read.raw, header,
+            "the reader stops where the ciphertext starts"
+        );
+        assert_eq!(read.iv, [0x11; IV_LEN]);
+        assert_eq!(
+            &read.raw[read.iv_offset..read.iv_offset + IV_LEN],
+            &[0x11; IV_LEN]
+        );
+        let prefix = read.prefix.unwrap();
+        assert_eq!(prefix.metadata_text("app_version"), Some("2.24.9.80"));
+        assert!(prefix.unknown_fields.is_empty() && !prefix.legacy_flag_byte);
+    }
+
+    #[test]
+    fn a_new_iv_changes_only_the_iv() {
+        let old = read(&file(&spec().encode())).unwrap();
+        let new = with_new_iv(&old, &[0x22; IV_LEN]).unwrap();
+        assert_eq!(new.len(), old.raw.len());
+        let reread = read(&file(&new)).unwrap();
+        assert_eq!(reread.iv, [0x22; IV_LEN]);
+        let mut expected = old.raw.clone();
+        expected[old.iv_offset..old.iv_offset + IV_LEN].copy_from_slice(&[0x22; IV_LEN]);
+        assert_eq!(new, expected);
+    }
+
+    #[test]
+    fn the_stray_01_after_a_one_byte_length_is_tolerated() {
+        let mut small = spec();
+        small.metadata.truncate(3); // without the flags: a one-byte length
+        let header = small.encode();
+        assert!(header[0] < 0x80);
+        let with_stray = [&header[..1], &[0x01], &header[1..]].concat();
+        let read = read(&file(&with_stray)).unwrap();
+        assert!(read.prefix.unwrap().legacy_flag_byte);
+        assert_eq!(read.raw, with_stray);
+    }
+
+    #[test]
+    fn bad_starts_each_get_their_error() {
+        assert!(matches!(read(b""), Err(Crypt15Error::Truncated(_))));
+        let sqlite = read(b"SQLite format 3\0 the database itself");
+        assert!(
+            matches!(&sqlite, Err(Crypt15Error::Malformed(m)) if m.contains("plaintext SQLite"))
+        );
+        // A length varint over 3 bytes, and a length over the limit.
+        assert!(matches!(
+            read(&[0xff, 0xff, 0xff, 0x01, 0, 0]),
+            Err(Crypt15Error::Malformed(_))
+        ));
+        let too_long = MAX_PREFIX_LEN + 1;
+        let varint = [
+            (too_long as u8 & 0x7f) | 0x80,
+            (too_long >> 7) as u8 & 0x7f | 0x80,
+            (too_long >> 14) as u8,
+        ];
+        assert!(matches!(
+            read(&file(&varint)),
+            Err(Crypt15Error::Malformed(_))
+        ));
+        // The file ends inside the length, and inside the header.
+        assert!(matches!(read(&[0x80]), Err(Crypt15Error::Truncated(_))));
+        let header = spec().encode();
+        assert!(matches!(
+            read(&header[..header.len() - 1]),
+            Err(Crypt15Error::Truncated(_))
+        ));
+        // A length too short for the bytes a header needs.
+        assert!(matches!(
+            read(&file(&[0x02, 0x08, 0x01])),
+            Err(Crypt15Error::Malformed(_))
+        ));
+    }
+}
