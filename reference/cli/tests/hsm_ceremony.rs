@@ -1,7 +1,7 @@
 //! The key ceremony, the wrap policy and `coffer hsm check`, on real modules through the CLI
 //! (every command is a child process with its own module load): SoftHSM2 and kryoptic.
 
-mod tokens;
+use coffer_testkit::tokens;
 
 use coffer::hsm::ceremony::TransportKey;
 use serde_json::Value;

@@ -4,7 +4,7 @@
 //! SoftHSM2 is tests/vault_http_softhsm2.rs; the ceremony and checks, tests/hsm_ceremony.rs.
 
 mod hsm_common;
-mod tokens;
+use coffer_testkit::tokens;
 
 /// One test function: the module reads its configuration from the environment once, when it
 /// is first initialised in this process.

@@ -3,7 +3,7 @@
 //! give the same answers to the same calls. On etcd, a commit whose answer is lost (as when
 //! a member dies between committing and answering) must count once, not twice.
 
-mod etcd;
+use coffer_testkit::etcd;
 
 use coffer::store::{
     EtcdConfig, EtcdStore, GuessOutcome, Record, RecordState, SqliteStore, Store, StoreError,

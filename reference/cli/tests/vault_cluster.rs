@@ -15,7 +15,7 @@
 //! acknowledged + unknown (an operation cut by the fault may or may not have committed).
 //! That is exactly when some sequential order of the operations explains every answer.
 
-mod etcd;
+use coffer_testkit::etcd;
 
 use coffer::http::client::VaultClient;
 use coffer::key::RootKey;

@@ -5,7 +5,7 @@
 //! etcd token is renewed without the vault's callers noticing. Real etcd
 //! on loopback (opt out with COFFER_SKIP_ETCD=1).
 
-mod etcd;
+use coffer_testkit::etcd;
 
 use coffer::http::client::VaultClient;
 use coffer::key::RootKey;

@@ -3,7 +3,7 @@
 
 #[path = "suites/vault_http.rs"]
 mod suite;
-mod tokens;
+use coffer_testkit::tokens;
 
 const BACKEND: Option<tokens::Module> = None;
 

@@ -2,10 +2,10 @@
 //! `coffer vault serve --store etcd://...` against a real single-member etcd on loopback
 //! (Debian etcd-server; opt out with COFFER_SKIP_ETCD=1), the master key on the soft backend.
 
-mod etcd;
+use coffer_testkit::etcd;
 #[path = "suites/vault_http.rs"]
 mod suite;
-mod tokens;
+use coffer_testkit::tokens;
 
 const BACKEND: Option<tokens::Module> = None;
 

@@ -3,20 +3,14 @@
 //! the test process is gone, so none outlives the run. Missing etcd fails with instructions;
 //! the only way to skip is COFFER_SKIP_ETCD=1, and the skip is printed.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// True (and printed) when etcd was opted out by name.
-pub(crate) fn skipped() -> bool {
-    if std::env::var("COFFER_SKIP_ETCD").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: etcd (COFFER_SKIP_ETCD=1)");
-        return true;
-    }
-    false
+pub fn skipped() -> bool {
+    crate::opt_out("COFFER_SKIP_ETCD", "etcd")
 }
 
 fn free_port() -> u16 {
@@ -28,7 +22,7 @@ fn free_port() -> u16 {
 
 /// One member: its name, client endpoint, peer URL and data directory.
 #[derive(Debug, Clone)]
-pub(crate) struct Member {
+pub struct Member {
     /// Member name.
     pub name: String,
     /// `127.0.0.1:PORT` for clients.
@@ -40,7 +34,7 @@ pub(crate) struct Member {
 }
 
 /// A cluster of members started together (one member: a single-node etcd).
-pub(crate) struct Cluster {
+pub struct Cluster {
     /// The members.
     pub members: Vec<Member>,
     initial: String,
@@ -49,7 +43,7 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     /// Starts `n` members under `dir` and waits until the cluster answers.
-    pub(crate) fn start(dir: &Path, n: usize) -> Cluster {
+    pub fn start(dir: &Path, n: usize) -> Cluster {
         assert!(
             Command::new("etcd").arg("--version").output().is_ok(),
             "etcd is not installed: apt-get install etcd-server (scripts/test.sh does), or \
@@ -81,7 +75,7 @@ impl Cluster {
     }
 
     /// Starts (or restarts, on its data directory) member `i`.
-    pub(crate) fn start_member(&self, i: usize) {
+    pub fn start_member(&self, i: usize) {
         let m = &self.members[i];
         std::fs::create_dir_all(&m.dir).unwrap();
         let args = [
@@ -129,14 +123,14 @@ impl Cluster {
     }
 
     /// SIGKILLs member `i`.
-    pub(crate) fn kill_member(&self, i: usize) {
+    pub fn kill_member(&self, i: usize) {
         let pid = std::fs::read_to_string(self.members[i].dir.join("pid")).unwrap_or_default();
         let _ = Command::new("kill").args(["-9", pid.trim()]).status();
         let _ = std::fs::remove_file(self.members[i].dir.join("pid"));
     }
 
     /// `host:port,host:port,...` of every member.
-    pub(crate) fn endpoints(&self) -> String {
+    pub fn endpoints(&self) -> String {
         self.members
             .iter()
             .map(|m| m.client.as_str())
@@ -145,7 +139,7 @@ impl Cluster {
     }
 
     /// Waits until every running member reports healthy.
-    pub(crate) fn wait_healthy(&self, limit: Duration) {
+    pub fn wait_healthy(&self, limit: Duration) {
         let started = Instant::now();
         loop {
             let out = Command::new("etcdctl")
@@ -168,7 +162,7 @@ impl Cluster {
 }
 
 /// One single-member etcd shared by every test of this process.
-pub(crate) fn shared() -> &'static Cluster {
+pub fn shared() -> &'static Cluster {
     static SHARED: OnceLock<(tempfile::TempDir, Cluster)> = OnceLock::new();
     let (_, cluster) = SHARED.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
@@ -180,7 +174,7 @@ pub(crate) fn shared() -> &'static Cluster {
 
 /// An `etcd://` store URL on the shared member whose prefix is unique to `data` (and the
 /// same every time for it, so a restarted vault finds its records).
-pub(crate) fn store_url(data: &Path) -> String {
+pub fn store_url(data: &Path) -> String {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     data.hash(&mut hasher);

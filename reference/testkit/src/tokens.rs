@@ -4,33 +4,32 @@
 //! `pkcs11-tool` from Debian `opensc`). Child processes get the configuration through
 //! [`TestToken::apply`]. Opt out by name only: COFFER_SKIP_SOFTHSM=1, COFFER_SKIP_KRYOPTIC=1.
 
-#![allow(dead_code)] // each test binary uses part of this
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The security officer's PIN of every test token.
-pub(crate) const SO_PIN: &str = "12345678";
+pub const SO_PIN: &str = "12345678";
 /// The user PIN of every test token.
-pub(crate) const USER_PIN: &str = "87654321";
+pub const USER_PIN: &str = "87654321";
 
 /// A PKCS#11 module under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Module {
+pub enum Module {
+    /// SoftHSM2, from Debian's `softhsm2`.
     SoftHsm2,
+    /// kryoptic, built from crates.io by scripts/kryoptic.sh.
     Kryoptic,
 }
 
 impl Module {
     /// The module's path, or None (with the skip printed) when the user opted out by name.
     /// Panics with instructions when the module is missing and not opted out.
-    pub(crate) fn path(self) -> Option<PathBuf> {
+    pub fn path(self) -> Option<PathBuf> {
         let (skip, name) = match self {
             Module::SoftHsm2 => ("COFFER_SKIP_SOFTHSM", "SoftHSM2"),
             Module::Kryoptic => ("COFFER_SKIP_KRYOPTIC", "kryoptic"),
         };
-        if std::env::var(skip).as_deref() == Ok("1") {
-            eprintln!("SKIPPED: {name} tests ({skip}=1)");
+        if crate::opt_out(skip, &format!("{name} tests")) {
             return None;
         }
         let path = match self {
@@ -59,9 +58,12 @@ impl Module {
 
 /// An initialised token with a user PIN, and how child processes reach it.
 #[derive(Debug, Clone)]
-pub(crate) struct TestToken {
+pub struct TestToken {
+    /// Which module holds it.
     pub module: Module,
+    /// The module's `.so`.
     pub module_path: PathBuf,
+    /// The token's label.
     pub label: String,
     /// `pkcs11:token=LABEL?module-path=...&pin-source=file:...`
     pub uri: String,
@@ -73,34 +75,34 @@ pub(crate) struct TestToken {
 
 impl TestToken {
     /// Points a child process at this token's configuration.
-    pub(crate) fn apply<'a>(&self, command: &'a mut Command) -> &'a mut Command {
+    pub fn apply<'a>(&self, command: &'a mut Command) -> &'a mut Command {
         command.env(self.config_var, &self.config)
     }
 
     /// Points this process at the token's configuration (the module reads it when loaded;
     /// for a test binary that loads one module in-process).
-    pub(crate) fn apply_to_this_process(&self) {
+    pub fn apply_to_this_process(&self) {
         std::env::set_var(self.config_var, &self.config);
     }
 
     /// The backend's configuration for loading the module in this process.
-    pub(crate) fn config(&self) -> coffer::hsm::Pkcs11Config {
-        coffer::hsm::Pkcs11Config {
+    pub fn config(&self) -> coffer_vault::hsm::Pkcs11Config {
+        coffer_vault::hsm::Pkcs11Config {
             module: self.module_path.clone(),
             token: self.label.clone(),
-            pin: zeroize::Zeroizing::new(USER_PIN.into()),
+            pin: USER_PIN.to_owned().into(),
             key_label: "coffer-vault-master".into(),
         }
     }
 
     /// `coffer ARGS` with this token's configuration.
-    pub(crate) fn coffer(&self, args: &[&str]) -> std::process::Output {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    pub fn coffer(&self, args: &[&str]) -> std::process::Output {
+        let mut command = Command::new(crate::coffer_exe());
         self.apply(&mut command).args(args).output().unwrap()
     }
 
     /// The URI with another master-key label (`object=`).
-    pub(crate) fn uri_with_object(&self, object: &str) -> String {
+    pub fn uri_with_object(&self, object: &str) -> String {
         self.uri.replacen(
             &format!("pkcs11:token={}", self.label),
             &format!("pkcs11:token={};object={object}", self.label),
@@ -124,7 +126,7 @@ fn run(command: &mut Command, what: &str) {
 /// Makes a token labelled `label` under `dir`, or finds the one made before (several
 /// SoftHSM2 tokens may share one `dir`; each kryoptic token needs its own). None when the
 /// module was opted out.
-pub(crate) fn create(module: Module, dir: &Path, label: &str) -> Option<TestToken> {
+pub fn create(module: Module, dir: &Path, label: &str) -> Option<TestToken> {
     let module_path = module.path()?;
     std::fs::create_dir_all(dir).unwrap();
     let made = dir.join(format!("{label}.made"));
@@ -208,7 +210,7 @@ pub(crate) fn create(module: Module, dir: &Path, label: &str) -> Option<TestToke
 
 /// Stores `pem` on the token as a public wrapping key made by the user, so NOT trusted, with
 /// the id the ceremony looks for (`pkcs11-tool --write-object`).
-pub(crate) fn write_untrusted_public_key(token: &TestToken, pem: &Path, id_hex: &str) {
+pub fn write_untrusted_public_key(token: &TestToken, pem: &Path, id_hex: &str) {
     let der = pem.with_extension("der");
     run(
         Command::new("openssl")
@@ -241,7 +243,7 @@ pub(crate) fn write_untrusted_public_key(token: &TestToken, pem: &Path, id_hex: 
 /// Generates an AES-256 token key labelled `label` for encryption and decryption with
 /// `pkcs11-tool --keygen`: sensitive and not extractable, or (`sensitive` false) extractable
 /// and readable, a master key the profile must refuse.
-pub(crate) fn generate_aes_key(token: &TestToken, label: &str, sensitive: bool) {
+pub fn generate_aes_key(token: &TestToken, label: &str, sensitive: bool) {
     let mut command = Command::new("pkcs11-tool");
     command
         .arg("--module")
@@ -259,7 +261,7 @@ pub(crate) fn generate_aes_key(token: &TestToken, label: &str, sensitive: bool) 
 }
 
 /// Deletes the secret key labelled `label` with `pkcs11-tool --delete-object`.
-pub(crate) fn delete_secret_key(token: &TestToken, label: &str) {
+pub fn delete_secret_key(token: &TestToken, label: &str) {
     let mut command = Command::new("pkcs11-tool");
     command
         .arg("--module")
