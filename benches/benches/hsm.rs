@@ -47,7 +47,7 @@ fn hsm(c: &mut Criterion) {
             bench_backend(&mut group, "softhsm2_session_key", &session_hsm);
         }
     }
-    if let Some((_ctx, h)) = kryoptic(dir.path()) {
+    if let Some(h) = kryoptic(dir.path()) {
         bench_backend(&mut group, "kryoptic", &h);
     }
     group.finish();

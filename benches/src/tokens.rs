@@ -1,104 +1,31 @@
-//! Real PKCS#11 tokens for the benches: SoftHSM2 (Debian `softhsm2`) and kryoptic
-//! (COFFER_KRYOPTIC_MODULE, from scripts/kryoptic.sh), each with a private configuration
-//! under `dir`. A module that is missing is reported on stderr and left out of the run.
+//! Real PKCS#11 tokens for the benches, made by the shared test kit: SoftHSM2 (Debian
+//! `softhsm2`) and kryoptic (COFFER_KRYOPTIC_MODULE, from scripts/kryoptic.sh), each with a
+//! private configuration under `dir`. A missing module fails with instructions unless the
+//! user opted out by name (COFFER_SKIP_SOFTHSM=1, COFFER_SKIP_KRYOPTIC=1), as in the tests.
 
-use coffer::hsm::{pkcs11::softhsm2_module, Pkcs11Config, Pkcs11Hsm};
+use coffer::hsm::{Export, Pkcs11Hsm};
+use coffer_testkit::tokens::{self, Module};
 use std::path::Path;
-use std::process::Command;
-use zeroize::Zeroizing;
 
-/// A SoftHSM2 token labelled `bench` holding a master key.
-pub fn softhsm(dir: &Path) -> Option<Pkcs11Hsm> {
-    if !softhsm2_module().exists() {
-        eprintln!("SKIPPED: SoftHSM2 (apt-get install softhsm2)");
-        return None;
-    }
-    let tokens = dir.join("softhsm-tokens");
-    std::fs::create_dir_all(&tokens).ok()?;
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\n",
-            tokens.display()
-        ),
-    )
-    .ok()?;
-    std::env::set_var("SOFTHSM2_CONF", &conf);
-    let ok = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "bench",
-            "--so-pin",
-            "12345678",
-            "--pin",
-            "87654321",
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .ok()?
-        .status
-        .success();
-    if !ok {
-        return None;
-    }
-    let hsm = Pkcs11Hsm::open(&Pkcs11Config {
-        module: softhsm2_module().to_owned(),
-        token: "bench".into(),
-        pin: Zeroizing::new("87654321".into()),
-        key_label: "coffer-vault-master".into(),
-    })
-    .ok()?;
-    hsm.init_key(coffer::hsm::Export::Never).ok()?;
+/// A token labelled `bench` (PINs as in the test kit) holding a new master key; this
+/// process is pointed at its configuration.
+fn token_with_key(module: Module, dir: &Path) -> Option<Pkcs11Hsm> {
+    let token = tokens::create(module, &dir.join(format!("{module:?}")), "bench")?;
+    token.apply_to_this_process();
+    let hsm = Pkcs11Hsm::open(&token.config()).expect("opening the bench token");
+    hsm.init_key(Export::Never)
+        .expect("a master key on the bench token");
     Some(hsm)
 }
 
-/// A kryoptic token labelled `bench` holding a master key, and the context that initialised
-/// it (cryptoki never finalizes a module on drop; keeping it is harmless).
-pub fn kryoptic(dir: &Path) -> Option<(cryptoki::context::Pkcs11, Pkcs11Hsm)> {
-    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-    use cryptoki::session::UserType;
-    use cryptoki::types::AuthPin;
-    let Ok(module) = std::env::var("COFFER_KRYOPTIC_MODULE") else {
-        eprintln!(
-            "SKIPPED: kryoptic (set COFFER_KRYOPTIC_MODULE to the output of scripts/kryoptic.sh)"
-        );
-        return None;
-    };
-    let conf = dir.join("kryoptic.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[[slots]]\nslot = 42\ndbtype = \"sqlite\"\ndbargs = \"{}\"\n",
-            dir.join("k.sql").display()
-        ),
-    )
-    .ok()?;
-    std::env::set_var("KRYOPTIC_CONF", &conf);
-    let ctx = Pkcs11::new(&module).ok()?;
-    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .ok()?;
-    let slot = *ctx.get_all_slots().ok()?.first()?;
-    let so = AuthPin::new("12345678".into());
-    ctx.init_token(slot, &so, "bench").ok()?;
-    {
-        let s = ctx.open_rw_session(slot).ok()?;
-        s.login(UserType::So, Some(&so)).ok()?;
-        s.init_pin(&AuthPin::new("87654321".into())).ok()?;
-        s.logout().ok()?;
-    }
-    let hsm = Pkcs11Hsm::open(&Pkcs11Config {
-        module: module.into(),
-        token: "bench".into(),
-        pin: Zeroizing::new("87654321".into()),
-        key_label: "coffer-vault-master".into(),
-    })
-    .ok()?;
-    hsm.init_key(coffer::hsm::Export::Never).ok()?;
-    // The context that initialised the token stays alive as long as the backend.
-    Some((ctx, hsm))
+/// A SoftHSM2 token labelled `bench` holding a master key.
+pub fn softhsm(dir: &Path) -> Option<Pkcs11Hsm> {
+    token_with_key(Module::SoftHsm2, dir)
+}
+
+/// A kryoptic token labelled `bench` holding a master key.
+pub fn kryoptic(dir: &Path) -> Option<Pkcs11Hsm> {
+    token_with_key(Module::Kryoptic, dir)
 }
 
 /// A session key (CKA_TOKEN false) labelled `label` on the token, alive as long as the
