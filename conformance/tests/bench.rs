@@ -76,8 +76,7 @@ fn the_quick_bench_times_and_checks_every_reference_operation() {
 /// conformance/adapters/setup.sh; opt out with COFFER_SKIP_INTEROP=1) through their adapters.
 #[test]
 fn the_quick_bench_times_the_peers() {
-    if std::env::var("COFFER_SKIP_INTEROP").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: peers in the bench (COFFER_SKIP_INTEROP=1)");
+    if coffer_testkit::opt_out("COFFER_SKIP_INTEROP", "peers in the bench") {
         return;
     }
     let (code, report, _dir) = bench(&["--peers"]);

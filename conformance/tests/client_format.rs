@@ -231,8 +231,7 @@ fn undeclared_formats_are_skipped_not_passed() {
 /// output for a wrong key or a flipped tag), which the suite reports as failures.
 #[test]
 fn wa_crypt_tools_through_its_adapter() {
-    if std::env::var("COFFER_SKIP_INTEROP").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: wa-crypt-tools (COFFER_SKIP_INTEROP=1)");
+    if coffer_testkit::opt_out("COFFER_SKIP_INTEROP", "wa-crypt-tools") {
         return;
     }
     let bin = std::env::var("COFFER_WA_CRYPT_TOOLS").expect(
@@ -274,8 +273,7 @@ fn wa_crypt_tools_through_its_adapter() {
 /// SQLite payload, so it refuses valid files that are not SQLite or carry no MD5.
 #[test]
 fn whatsapp_chat_exporter_through_its_adapter() {
-    if std::env::var("COFFER_SKIP_INTEROP").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: whatsapp-chat-exporter (COFFER_SKIP_INTEROP=1)");
+    if coffer_testkit::opt_out("COFFER_SKIP_INTEROP", "whatsapp-chat-exporter") {
         return;
     }
     let python = std::env::var("COFFER_WHATSAPP_CHAT_EXPORTER").expect(

@@ -141,8 +141,7 @@ fn the_junit_report_validates_against_the_junit_schema() {
 /// and a screenshot shows the verdict banner in its colour at the top of the page.
 #[test]
 fn the_html_report_renders_in_headless_chromium() {
-    if std::env::var("COFFER_SKIP_CHROMIUM").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: headless Chromium (COFFER_SKIP_CHROMIUM=1)");
+    if coffer_testkit::opt_out("COFFER_SKIP_CHROMIUM", "headless Chromium") {
         return;
     }
     let html = &reports().html;

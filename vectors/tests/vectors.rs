@@ -244,8 +244,10 @@ fn the_checker_notices_one_changed_output() {
 /// COFFER_VECTORS_PYTHON; opt out by name only with COFFER_SKIP_PYTHON_VECTORS=1.
 #[test]
 fn an_independent_python_reader_agrees() {
-    if std::env::var("COFFER_SKIP_PYTHON_VECTORS").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: the Python reader of the vectors (COFFER_SKIP_PYTHON_VECTORS=1)");
+    if coffer_testkit::opt_out(
+        "COFFER_SKIP_PYTHON_VECTORS",
+        "the Python reader of the vectors",
+    ) {
         return;
     }
     let python = std::env::var("COFFER_VECTORS_PYTHON").expect(
