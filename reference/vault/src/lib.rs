@@ -13,5 +13,6 @@ use coffer_format::{error, key};
 
 pub mod hsm;
 pub mod http;
+mod ids;
 pub mod store;
 pub mod vault;

@@ -2,9 +2,9 @@
 
 use super::api::*;
 use crate::error::ErrorClass;
+use crate::ids::{RecordId, SessionId};
 use crate::key::RootKey;
 use crate::vault::client::Parties;
-use crate::vault::{RecordId, SessionId};
 use crate::vault::{RecoveryClient, RegistrationClient, Status, VaultError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -35,18 +35,16 @@ fn b64(text: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
 
-fn id16(bytes: &[u8]) -> Result<[u8; 16], VaultError> {
-    bytes
-        .try_into()
-        .map_err(|_| VaultError::Malformed("the server sent an id that is not 16 bytes".into()))
+fn not_16_bytes() -> VaultError {
+    VaultError::Malformed("the server sent an id that is not 16 bytes".into())
 }
 
 fn record_id(bytes: &[u8]) -> Result<RecordId, VaultError> {
-    id16(bytes).map(RecordId::from_bytes)
+    RecordId::from_slice(bytes).ok_or_else(not_16_bytes)
 }
 
 fn session_id(bytes: &[u8]) -> Result<SessionId, VaultError> {
-    id16(bytes).map(SessionId::from_bytes)
+    SessionId::from_slice(bytes).ok_or_else(not_16_bytes)
 }
 
 impl VaultClient {

@@ -16,7 +16,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 
-use crate::vault::{RecordId, SessionId};
+use crate::ids::{RecordId, SessionId};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 

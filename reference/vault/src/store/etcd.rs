@@ -16,11 +16,9 @@
 //! gRPC client on a small runtime of its own, and every call has a deadline: a node cut off
 //! from the etcd quorum fails with `io` instead of answering from stale state.
 
-use super::etcd_rpc::{
-    Compare, Connection, EtcdClient, RangeRequest, RequestOp, RpcError, TxnRequest,
-};
+use super::etcd_rpc::{Compare, Connection, EtcdClient, RangeRequest, RequestOp, TxnRequest};
 use super::{AuditEvent, GuessOutcome, Record, RecordState, Store, StoreError};
-use crate::vault::RecordId;
+use crate::ids::RecordId;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -166,13 +164,6 @@ impl Drop for EtcdStore {
     }
 }
 
-/// Whether an etcd error may pass if tried again (a member down or electing a leader, an
-/// answer lost), as opposed to a definite answer (wrong credentials, no permission, a bad
-/// request).
-fn transient(e: &RpcError) -> bool {
-    e.transient()
-}
-
 fn db(e: impl std::fmt::Display) -> StoreError {
     StoreError::Database(format!("etcd: {e}"))
 }
@@ -291,7 +282,7 @@ impl EtcdStore {
                             .next()
                             .map(|kv| (kv.value, kv.mod_revision)))
                     }
-                    Err(e) if transient(&e) => tokio::time::sleep(RETRY_PAUSE).await,
+                    Err(e) if e.transient() => tokio::time::sleep(RETRY_PAUSE).await,
                     Err(e) => return Err(db(e)),
                 }
             }
@@ -402,7 +393,7 @@ impl EtcdStore {
                 // Test builds only: the commit happened, its answer is dropped.
                 Ok(_) if lose => Ok(None),
                 Ok(r) => Ok(Some(r.succeeded)),
-                Err(e) if transient(&e) => Ok(None),
+                Err(e) if e.transient() => Ok(None),
                 Err(e) => Err(db(e)),
             }
         })
@@ -568,7 +559,7 @@ impl Store for EtcdStore {
                 };
                 match client.txn(txn).await {
                     Ok(_) => return Ok(()),
-                    Err(e) if transient(&e) => tokio::time::sleep(RETRY_PAUSE).await,
+                    Err(e) if e.transient() => tokio::time::sleep(RETRY_PAUSE).await,
                     Err(e) => return Err(db(e)),
                 }
             }
@@ -740,7 +731,7 @@ impl Store for EtcdStore {
                             })
                             .collect::<Vec<_>>())
                     }
-                    Err(e) if transient(&e) => tokio::time::sleep(RETRY_PAUSE).await,
+                    Err(e) if e.transient() => tokio::time::sleep(RETRY_PAUSE).await,
                     Err(e) => return Err(db(e)),
                 }
             }

@@ -25,19 +25,6 @@ use tonic::{Code, Request, Status};
 use tonic_prost::ProstCodec;
 use zeroize::Zeroizing;
 
-/// `etcdserverpb.ResponseHeader` (fields 1–4), kept for its `revision`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct ResponseHeader {
-    #[prost(uint64, tag = "1")]
-    pub cluster_id: u64,
-    #[prost(uint64, tag = "2")]
-    pub member_id: u64,
-    #[prost(int64, tag = "3")]
-    pub revision: i64,
-    #[prost(uint64, tag = "4")]
-    pub raft_term: u64,
-}
-
 /// `mvccpb.KeyValue`, without `lease` (6).
 #[derive(Clone, PartialEq, prost::Message)]
 pub(super) struct KeyValue {
@@ -128,11 +115,9 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
-/// `etcdserverpb.RangeResponse`, without `more` (3) and `count` (4).
+/// `etcdserverpb.RangeResponse`: only `kvs` (the `header`, `more` and `count` are not read).
 #[derive(Clone, PartialEq, prost::Message)]
 pub(super) struct RangeResponse {
-    #[prost(message, optional, tag = "1")]
-    pub header: Option<ResponseHeader>,
     #[prost(message, repeated, tag = "2")]
     pub kvs: Vec<KeyValue>,
 }
@@ -249,11 +234,10 @@ pub(super) struct TxnRequest {
     pub failure: Vec<RequestOp>,
 }
 
-/// `etcdserverpb.TxnResponse`, without the per-operation `responses` (3).
+/// `etcdserverpb.TxnResponse`: only `succeeded` (the `header` and per-operation
+/// `responses` are not read).
 #[derive(Clone, PartialEq, prost::Message)]
 pub(super) struct TxnResponse {
-    #[prost(message, optional, tag = "1")]
-    pub header: Option<ResponseHeader>,
     #[prost(bool, tag = "2")]
     pub succeeded: bool,
 }
@@ -267,11 +251,9 @@ struct AuthenticateRequest {
     password: String,
 }
 
-/// `etcdserverpb.AuthenticateResponse`.
+/// `etcdserverpb.AuthenticateResponse`: only the `token`.
 #[derive(Clone, PartialEq, prost::Message)]
 struct AuthenticateResponse {
-    #[prost(message, optional, tag = "1")]
-    header: Option<ResponseHeader>,
     #[prost(string, tag = "2")]
     token: String,
 }
@@ -550,11 +532,12 @@ mod tests {
 
     #[test]
     fn responses_skip_fields_left_out() {
-        // A KeyValue with a lease (6) and a RangeResponse with `more` (3) and `count` (4).
+        // A KeyValue with a lease (6) and a RangeResponse with a header (1: revision 5),
+        // `more` (3) and `count` (4).
         let kv = [
             0x0a, 0x01, b'k', 0x10, 0x07, 0x18, 0x09, 0x20, 0x01, 0x2a, 0x01, b'v', 0x30, 0x05,
         ];
-        let mut range = vec![0x12, kv.len() as u8];
+        let mut range = vec![0x0a, 0x02, 0x18, 0x05, 0x12, kv.len() as u8];
         range.extend_from_slice(&kv);
         range.extend_from_slice(&[0x18, 0x01, 0x20, 0x01]);
         let answer = RangeResponse::decode(&range[..]).unwrap();

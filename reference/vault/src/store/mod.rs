@@ -13,7 +13,7 @@ pub use etcd::{EtcdConfig, EtcdStore};
 pub use sqlite::SqliteStore;
 
 use crate::error::{Classify, ErrorClass};
-use crate::vault::RecordId;
+use crate::ids::RecordId;
 
 /// Errors of a store.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 //! serialised and the count never passes the limit.
 
 use super::{AuditEvent, GuessOutcome, Record, RecordState, Store, StoreError};
-use crate::vault::RecordId;
+use crate::ids::RecordId;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
 use std::sync::{Arc, Mutex};

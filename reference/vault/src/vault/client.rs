@@ -5,7 +5,7 @@ use super::envelope::{open_envelope, open_transport, seal_envelope, ENVELOPE_LEN
 use super::randomness::{RngRef, VaultRng};
 use super::suite::{KsfParams, Suite, CONTEXT};
 use super::VaultError;
-use super::{RecordId, SessionId};
+use crate::ids::{RecordId, SessionId};
 use crate::key::RootKey;
 use opaque_ke::{
     ClientLogin, ClientLoginFinishParameters, ClientRegistration,

@@ -6,7 +6,7 @@
 
 use super::randomness::VaultRng;
 use super::VaultError;
-use super::{RecordId, SessionId};
+use crate::ids::{RecordId, SessionId};
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use hkdf::Hkdf;
 use sha2::Sha512;

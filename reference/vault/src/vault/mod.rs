@@ -4,13 +4,12 @@
 
 pub mod client;
 pub mod envelope;
-mod ids;
 pub mod randomness;
 pub mod server;
 pub mod suite;
 
+pub use crate::ids::{RecordId, SessionId};
 pub use client::{RecoveryClient, RegistrationClient};
-pub use ids::{RecordId, SessionId};
 pub use server::{ServerConfig, Status, VaultServer};
 pub use suite::{KsfParams, Suite};
 

@@ -5,8 +5,8 @@ use super::envelope::{seal_transport, ENVELOPE_LEN};
 use super::randomness::{Randomness, VaultRng};
 use super::suite::{credential_id, KsfParams, Suite, CONTEXT};
 use super::VaultError;
-use super::{RecordId, SessionId};
 use crate::hsm::Hsm;
+use crate::ids::{RecordId, SessionId};
 use crate::store::{GuessOutcome, Record, RecordState, Store};
 use opaque_ke::{
     CredentialFinalization, CredentialRequest, Identifiers, RegistrationRequest,
