@@ -9,7 +9,8 @@
 # (no >= 1 GiB peak-memory check), COFFER_SKIP_SCHEMATHESIS=1 (no OpenAPI fuzzing of the
 # vault), COFFER_SKIP_SOFTHSM=1 (no PKCS#11 tests on SoftHSM2), COFFER_SKIP_KRYOPTIC=1 (no
 # kryoptic build and tests), COFFER_SKIP_PYTHON_VECTORS=1 (no Python re-check of the vectors),
-# COFFER_SKIP_ETCD=1 (no etcd store tests).
+# COFFER_SKIP_ETCD=1 (no etcd store tests), COFFER_SKIP_PYTHON_PACKAGE=1 (no build and pytest of
+# the Python package).
 # Anything else missing is a failure, not a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ scripts/fresh-machine.sh
 
 step "Debian packages"
 packages=(pkg-config libssl-dev zlib1g-dev time softhsm2 libclang-dev opensc openssl libxml2-utils
-  etcd-server etcd-client)
+  etcd-server etcd-client python3 python3-venv)
 if [[ "${COFFER_SKIP_CHROMIUM:-}" != 1 ]]; then packages+=(chromium); fi
 missing=()
 for p in "${packages[@]}"; do
@@ -85,6 +86,18 @@ echo "benches run once each: $(grep -c '^Success' "$bench_log")"
 rm -f "$bench_log"
 
 cargo build --release --locked -p coffer
+
+if [[ "${COFFER_SKIP_PYTHON_PACKAGE:-}" != 1 ]]; then
+  step "the Python package: pip install into a fresh venv, pytest (byte-exact and speed vs wa-crypt-tools)"
+  py_log=$(mktemp)
+  scripts/python-package.sh 2>&1 | tee "$py_log"
+  read -r py_passed py_failed < <(awk '/ passed| failed/ {
+      for (i = 2; i <= NF; i++) { if ($i ~ /^passed/) p = $(i-1); if ($i ~ /^failed/) f = $(i-1) } }
+    END {print p + 0, f + 0}' "$py_log")
+  passed=$((passed + py_passed))
+  failed=$((failed + py_failed))
+  rm -f "$py_log"
+fi
 
 step "vault load generator, quick (1 s per backend, 4 clients, whole recoveries)"
 backends=soft
