@@ -6,9 +6,9 @@
 //! its input from a file (page cache), as the CLI does.
 
 use aws_lc_rs::aead as aws;
-use coffer::format::header::tag;
-use coffer::format::parallel::{decrypt_parallel, decrypt_parallel_at, Discard, Parallelism};
 use coffer::format::{self, Compression, Header, MetaValue, WriteOptions};
+use coffer::format::{decrypt_parallel, decrypt_parallel_at, Discard, Parallelism};
+use coffer::internal::format_header::tag;
 use coffer::key::RootKey;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use openssl::symm::{encrypt_aead, Cipher};

@@ -3,7 +3,7 @@
 //! token through PKCS#11). SoftHSM2 needs the Debian package; kryoptic needs
 //! COFFER_KRYOPTIC_MODULE (scripts/kryoptic.sh). A missing module is reported and skipped.
 
-use coffer::hsm::{pkcs11::softhsm2_module, Hsm, Pkcs11Config, Pkcs11Hsm, SoftHsm};
+use coffer::hsm::{softhsm2_module, Hsm, Pkcs11Config, Pkcs11Hsm, SoftHsm};
 use coffer_bench::tokens::{kryoptic, session_key, softhsm};
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use std::hint::black_box;

@@ -10,7 +10,7 @@
 use coffer::hsm::{Hsm, HsmError, SoftHsm};
 use coffer::key::RootKey;
 use coffer::store::SqliteStore;
-use coffer::vault::client::Parties;
+use coffer::vault::Parties;
 use coffer::vault::{KsfParams, RecoveryClient, RegistrationClient, ServerConfig, VaultServer};
 use coffer_bench::tokens::{kryoptic, softhsm};
 use criterion::measurement::WallTime;

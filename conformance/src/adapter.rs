@@ -3,11 +3,11 @@
 
 use crate::shim::PROTOCOL;
 use coffer::crypt15::{self, DecryptOptions, EncryptOptions, HeaderSpec, PayloadEncoding};
-use coffer::format::cobblestone::{encrypt_with_salt, SALT_LEN};
-use coffer::format::header::{encode_footer, header_check, INFO_FILE_KEY};
-use coffer::format::parallel::{decrypt_parallel_at, Parallelism};
+use coffer::format::{decrypt_parallel_at, Parallelism};
 use coffer::format::{Compression, Header, WriteOptions};
-use coffer::http::client::VaultClient;
+use coffer::http::VaultClient;
+use coffer::internal::cobblestone::{encrypt_with_salt, SALT_LEN};
+use coffer::internal::format_header::{encode_footer, header_check, INFO_FILE_KEY};
 use coffer::key::{BackupKey, KeyFile, RootKey};
 use coffer::Classify;
 use serde_json::{json, Value};

@@ -4,8 +4,8 @@
 
 use anyhow::Context;
 use coffer::hsm::SoftHsm;
-use coffer::http::rate::RateLimits;
-use coffer::http::server::{router, Tenants};
+use coffer::http::RateLimits;
+use coffer::http::{router, Tenants};
 use coffer::store::SqliteStore;
 use coffer::store::Store;
 use coffer::vault::{ServerConfig, VaultServer};

@@ -2,11 +2,11 @@
 //! (spec/crypt15.md).
 
 use crate::doc::{Data, Failures, Outcome, VectorFile, SCHEMA_VERSION};
-use coffer::crypt15::protobuf::{put_bytes_field, put_varint, put_varint_field};
 use coffer::crypt15::{
     decrypt, encrypt, read_header, BackupFormat, DecryptOptions, EncryptOptions, HeaderSpec,
     PayloadEncoding,
 };
+use coffer::internal::protobuf::{put_bytes_field, put_varint, put_varint_field};
 use coffer::key::{BackupKey, KeyFile, RootKey};
 use coffer::Classify;
 use schemars::JsonSchema;

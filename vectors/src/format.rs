@@ -3,12 +3,12 @@
 //! the plaintext a streaming reader may release before failing.
 
 use crate::doc::{Data, Failures, Outcome, VectorFile, SCHEMA_VERSION};
-use coffer::format::cobblestone::{self, CHUNK_SIZE, SALT_LEN};
-use coffer::format::header::{
+use coffer::format::{Compression, Header, MetaValue, WriteOptions};
+use coffer::internal::cobblestone::{self, CHUNK_SIZE, SALT_LEN};
+use coffer::internal::format_header::{
     encode_footer, header_check, key_id, tag, INFO_FILE_KEY, MAGIC, MIN_HEADER_LEN,
 };
-use coffer::format::stream;
-use coffer::format::{Compression, Header, MetaValue, WriteOptions};
+use coffer::internal::stream;
 use coffer::key::RootKey;
 use coffer::Classify;
 use schemars::JsonSchema;

@@ -2,8 +2,8 @@
 //! spec/format.md §2, §3.3, §5).
 
 use crate::doc::{Failures, Outcome, VectorFile, SCHEMA_VERSION};
-use coffer::format::cobblestone;
-use coffer::format::header::key_id;
+use coffer::internal::cobblestone;
+use coffer::internal::format_header::key_id;
 use coffer::key::RootKey;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -369,14 +369,14 @@ fn vault_key_opens(case: &HkdfCase) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let sealed = [&nonce[..], &ct, &tag].concat();
     let opened = match case.info.as_str() {
-        "coffer/v1 vault envelope key" => coffer::vault::envelope::open_envelope(
+        "coffer/v1 vault envelope key" => coffer::internal::envelope::open_envelope(
             &ikm,
             &coffer::vault::RecordId::from_bytes([3; 16]),
             7,
             &sealed,
         )
         .map(|k| k.to_vec()),
-        _ => coffer::vault::envelope::open_transport(
+        _ => coffer::internal::envelope::open_transport(
             &ikm,
             &coffer::vault::SessionId::from_bytes([4; 16]),
             &sealed,

@@ -6,7 +6,7 @@ use crate::doc::{Failures, Outcome, VectorFile, SCHEMA_VERSION};
 use coffer::hsm::SoftHsm;
 use coffer::key::RootKey;
 use coffer::store::{RecordState, SqliteStore};
-use coffer::vault::client::Parties;
+use coffer::vault::Parties;
 use coffer::vault::{KsfParams, RecoveryClient, RegistrationClient, ServerConfig, VaultServer};
 use coffer::Classify;
 use schemars::JsonSchema;
@@ -361,7 +361,7 @@ fn login(
     parties: &Parties,
     user: &str,
     password: &str,
-) -> Result<(coffer::vault::SessionId, coffer::vault::client::LoginDone), String> {
+) -> Result<(coffer::vault::SessionId, coffer::vault::LoginDone), String> {
     let (client, ke1) = RecoveryClient::start(password.as_bytes()).map_err(class)?;
     let ke2 = vault.recover_start(TENANT, user, &ke1).map_err(class)?;
     let done = client.finish(parties, &ke2.ke2, &ke2.ksf).map_err(class)?;
@@ -369,7 +369,7 @@ fn login(
 }
 
 /// A recovery whose KE3 is held back: session id and the client's finished login.
-type Held = BTreeMap<String, (coffer::vault::SessionId, coffer::vault::client::LoginDone)>;
+type Held = BTreeMap<String, (coffer::vault::SessionId, coffer::vault::LoginDone)>;
 
 fn run_step(vault: &Vault, config: &ServerConfig, s: &Step, held: &mut Held) -> Result<(), String> {
     let parties = Parties {
@@ -797,7 +797,7 @@ impl Replay {
 type Drawn = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
 /// A client call's generator, with its replay (checking) or record (generating).
 type ClientRng = (
-    Box<dyn coffer::vault::randomness::VaultRng>,
+    Box<dyn coffer::vault::VaultRng>,
     Option<Replay>,
     Option<Drawn>,
 );
@@ -845,26 +845,25 @@ fn run_transcript(
         recovery_server_finish: String::new(),
     };
     let mut server_replay: Option<Replay> = None;
-    let (server_rng, server_drawn): (Box<dyn coffer::vault::randomness::VaultRng>, _) =
-        match &source {
-            Source::Generate(seed) => {
-                let (rng, drawn) = StreamRng::new(&format!("{seed}/server"));
-                (Box::new(rng), Some(drawn))
-            }
-            Source::Replay(r) => {
-                let all = [
-                    r.server_setup.as_str(),
-                    &r.registration_server_start,
-                    &r.recovery_server_start,
-                    &r.recovery_server_finish,
-                ]
-                .concat();
-                let mut rep = replay(&all)?;
-                let rng = rep.rng.take().ok_or("replay")?;
-                server_replay = Some(rep);
-                (Box::new(rng), None)
-            }
-        };
+    let (server_rng, server_drawn): (Box<dyn coffer::vault::VaultRng>, _) = match &source {
+        Source::Generate(seed) => {
+            let (rng, drawn) = StreamRng::new(&format!("{seed}/server"));
+            (Box::new(rng), Some(drawn))
+        }
+        Source::Replay(r) => {
+            let all = [
+                r.server_setup.as_str(),
+                &r.registration_server_start,
+                &r.recovery_server_start,
+                &r.recovery_server_finish,
+            ]
+            .concat();
+            let mut rep = replay(&all)?;
+            let rng = rep.rng.take().ok_or("replay")?;
+            server_replay = Some(rep);
+            (Box::new(rng), None)
+        }
+    };
     let server_position = || -> usize {
         server_drawn
             .as_ref()

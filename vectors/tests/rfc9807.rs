@@ -6,7 +6,7 @@
 //! differs only in its KSF (Argon2id) and context, so this shows the byte layout recorded in
 //! vault.yaml is the one the RFC's names correspond to.
 
-use coffer::vault::randomness::{RngRef, VaultRng};
+use coffer::internal::randomness::{RngRef, VaultRng};
 use opaque_ke::ksf::Identity;
 use opaque_ke::{
     CipherSuite, ClientLogin, ClientLoginFinishParameters, ClientRegistration,

@@ -16,7 +16,7 @@
 //! `softhsm2` needs Debian's softhsm2; `kryoptic` needs COFFER_KRYOPTIC_MODULE (the output
 //! of scripts/kryoptic.sh). A backend that is asked for and missing is an error.
 
-use coffer::http::client::VaultClient;
+use coffer::http::VaultClient;
 use coffer::key::RootKey;
 use coffer::vault::RecoveryClient;
 use hdrhistogram::Histogram;
@@ -99,7 +99,7 @@ fn serve(coffer: &str, backend: &str, store: &str) -> Result<Served, String> {
                 .ok_or("softhsm2: no token (apt-get install softhsm2)")?;
             Some(format!(
                 "pkcs11:token=bench?module-path={}&pin-value=87654321",
-                coffer::hsm::pkcs11::softhsm2_module().display()
+                coffer::hsm::softhsm2_module().display()
             ))
         }
         "kryoptic" => {

@@ -24,8 +24,8 @@ use coffer::http::api::*;
 use coffer::http::status_of;
 use coffer::key::RootKey;
 use coffer::store::SqliteStore;
-use coffer::vault::client::Parties;
-use coffer::vault::suite::{credential_id, CONTEXT};
+use coffer::vault::Parties;
+use coffer::vault::{credential_id, CONTEXT};
 use coffer::vault::{
     KsfParams, RecoveryClient, RegistrationClient, ServerConfig, Suite, VaultError, VaultServer,
 };

@@ -9,7 +9,7 @@ use crate::case::{CaseResult, Level, Status};
 use crate::http::{b64, segment, Method, Reply, Vault};
 use coffer::http::status_of;
 use coffer::key::RootKey;
-use coffer::vault::client::{LoginDone, Parties};
+use coffer::vault::{LoginDone, Parties};
 use coffer::vault::{RecordId, SessionId};
 use coffer::vault::{RecoveryClient, RegistrationClient};
 use coffer::ErrorClass;

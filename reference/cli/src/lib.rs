@@ -5,3 +5,11 @@
 
 pub use coffer_format::{crypt15, error, format, key, Classify, ErrorClass};
 pub use coffer_vault::{hsm, http, store, vault};
+
+/// Not API: the layers below both crates' public surfaces, for Coffer's own vectors,
+/// conformance runner, fuzzers and tests.
+#[doc(hidden)]
+pub mod internal {
+    pub use coffer_format::internal::*;
+    pub use coffer_vault::internal::*;
+}

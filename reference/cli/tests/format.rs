@@ -1,13 +1,15 @@
 //! The Coffer format: round trips, random access, parallel = sequential, and every way a
 //! file can be wrong, each with its documented class (spec/format.md §7).
 
-use coffer::format::cobblestone::{derive, CHUNK_SIZE, PREFIX_LEN, SALT_LEN, SEALED_CHUNK_SIZE};
-use coffer::format::header::{self, encode_footer, header_check, key_id, tag, INFO_FILE_KEY};
-use coffer::format::parallel::{decrypt_parallel, decrypt_parallel_at, Parallelism, WriteAt};
-use coffer::format::stream::ChunkedWriter;
 use coffer::format::{
     self, Compression, FormatError, Header, MetaValue, RandomAccess, ReadAt, WriteOptions,
 };
+use coffer::format::{decrypt_parallel, decrypt_parallel_at, Parallelism, WriteAt};
+use coffer::internal::cobblestone::{derive, CHUNK_SIZE, PREFIX_LEN, SALT_LEN, SEALED_CHUNK_SIZE};
+use coffer::internal::format_header::{
+    self as header, encode_footer, header_check, key_id, tag, INFO_FILE_KEY,
+};
+use coffer::internal::stream::ChunkedWriter;
 use coffer::key::RootKey;
 use coffer::{Classify, ErrorClass};
 use proptest::prelude::*;

@@ -2,7 +2,8 @@
 
 mod common;
 
-use coffer::crypt15::{header::MAX_PREFIX_LEN, PayloadEncoding};
+use coffer::crypt15::PayloadEncoding;
+use coffer::internal::crypt15_header::MAX_PREFIX_LEN;
 use coffer::key::{BackupKey, RootKey};
 use coffer::ErrorClass;
 use common::*;
@@ -390,7 +391,7 @@ fn empty_plaintext_round_trips() {
 
 #[test]
 fn new_iv_replaces_the_iv_field_even_when_its_bytes_repeat_later() {
-    use coffer::crypt15::{header::with_new_iv, HeaderSpec, MetaField, MetaValue};
+    use coffer::crypt15::{with_new_iv, HeaderSpec, MetaField, MetaValue};
     let iv = [0x5au8; 16];
     let mut spec = HeaderSpec::new(iv, "2.24.1.1", "42", 1);
     // Field 40 (hash salt) happens to hold the same 16 bytes as the IV.

@@ -4,10 +4,10 @@
 use coffer::hsm::SoftHsm;
 use coffer::key::RootKey;
 use coffer::store::{RecordState, SqliteStore, Store};
-use coffer::vault::client::{LoginDone, Parties};
 use coffer::vault::{
     KsfParams, RecoveryClient, RegistrationClient, ServerConfig, VaultError, VaultServer,
 };
+use coffer::vault::{LoginDone, Parties};
 use coffer::{Classify, ErrorClass};
 use std::path::Path;
 use std::sync::Arc;

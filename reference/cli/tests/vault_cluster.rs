@@ -17,10 +17,10 @@
 
 use coffer_testkit::etcd;
 
-use coffer::http::client::VaultClient;
+use coffer::http::VaultClient;
 use coffer::key::RootKey;
 use coffer::store::{EtcdConfig, EtcdStore, Store};
-use coffer::vault::client::Parties;
+use coffer::vault::Parties;
 use coffer::vault::RecoveryClient;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

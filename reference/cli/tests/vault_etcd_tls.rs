@@ -7,7 +7,7 @@
 
 use coffer_testkit::etcd;
 
-use coffer::http::client::VaultClient;
+use coffer::http::VaultClient;
 use coffer::key::RootKey;
 use std::io::{BufRead, BufReader};
 use std::path::Path;

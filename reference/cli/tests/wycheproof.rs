@@ -2,9 +2,9 @@
 //! C2SP layer through every interface it has (whole message, streaming, random access, raw
 //! mode, encryption with an injected salt) and to the primitives under it.
 
-use coffer::format::cobblestone::{self, ChunkCipher, PREFIX_LEN, SALT_LEN, SEALED_CHUNK_SIZE};
-use coffer::format::stream::{self, ChunkedReader};
 use coffer::format::{FormatError, RandomAccess};
+use coffer::internal::cobblestone::{self, ChunkCipher, PREFIX_LEN, SALT_LEN, SEALED_CHUNK_SIZE};
+use coffer::internal::stream::{self, ChunkedReader};
 use serde_json::Value;
 use sha2::{Digest, Sha512};
 use std::io::Read;
@@ -268,7 +268,7 @@ fn c2sp_encryption_with_injected_salt() {
         assert!(again == case.ct, "tc {}: re-encryption differs", case.id);
         let mut streamed = Vec::new();
         let mut writer =
-            coffer::format::stream::ChunkedWriter::new(&mut streamed, &key, &salt, &case.ctx)
+            coffer::internal::stream::ChunkedWriter::new(&mut streamed, &key, &salt, &case.ctx)
                 .unwrap();
         for piece in msg.chunks(5000) {
             std::io::Write::write_all(&mut writer, piece).unwrap();

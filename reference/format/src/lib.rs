@@ -37,3 +37,29 @@ pub mod key;
 mod read_full;
 
 pub use error::{Classify, ErrorClass};
+
+/// Not API: the layers below the public surface, for Coffer's own vectors, conformance
+/// runner, fuzzers and tests. Anything here may change in any release.
+#[doc(hidden)]
+pub mod internal {
+    /// C2SP chunked encryption (Cobblestone-256) alone.
+    pub mod cobblestone {
+        pub use crate::format::cobblestone::*;
+    }
+    /// C2SP as `Write` / `Read` adapters.
+    pub mod stream {
+        pub use crate::format::stream::*;
+    }
+    /// The Coffer header's encoding: magic, key id, header check, footer.
+    pub mod format_header {
+        pub use crate::format::header::*;
+    }
+    /// The crypt15 header's encoding.
+    pub mod crypt15_header {
+        pub use crate::crypt15::header::*;
+    }
+    /// The protobuf wire helpers of the crypt15 header.
+    pub mod protobuf {
+        pub use crate::crypt15::protobuf::*;
+    }
+}

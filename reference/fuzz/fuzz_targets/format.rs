@@ -5,9 +5,9 @@
 //! 3: the metadata of a valid header.
 #![no_main]
 
-use coffer::format::cobblestone::{derive, SALT_LEN};
-use coffer::format::header::{header_check, inspect, key_id, INFO_FILE_KEY, MAGIC};
-use coffer::format::parallel::{decrypt_parallel, Parallelism};
+use coffer::internal::cobblestone::{derive, SALT_LEN};
+use coffer::internal::format_header::{header_check, inspect, key_id, INFO_FILE_KEY, MAGIC};
+use coffer::format::{decrypt_parallel, Parallelism};
 use coffer::format::{self, RandomAccess};
 use coffer::key::RootKey;
 use libfuzzer_sys::fuzz_target;

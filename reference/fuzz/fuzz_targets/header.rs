@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(header.raw.len() + input.len(), data.len());
         assert_eq!(header.iv.len(), 16);
     }
-    for field in coffer::crypt15::protobuf::fields(data) {
+    for field in coffer::internal::protobuf::fields(data) {
         let _ = field;
     }
 });

@@ -11,7 +11,7 @@ mod reader;
 mod streams;
 
 use coffer_format::crypt15::{self, DecryptOptions, EncryptOptions, HeaderSpec, PayloadEncoding};
-use coffer_format::format::{self, header::tag, Compression, Header, MetaValue, WriteOptions};
+use coffer_format::format::{self, tag, Compression, Header, MetaValue, WriteOptions};
 use coffer_format::key::{BackupKey, RootKey};
 use coffer_format::ErrorClass;
 use errors::Failure;
@@ -218,7 +218,7 @@ enum Plan {
     },
 }
 
-fn iv_from(bytes: Option<Vec<u8>>) -> Result<[u8; crypt15::header::IV_LEN], Failure> {
+fn iv_from(bytes: Option<Vec<u8>>) -> Result<[u8; crypt15::IV_LEN], Failure> {
     match bytes {
         Some(iv) => iv.try_into().map_err(|iv: Vec<u8>| {
             value_error(format!(
@@ -227,7 +227,7 @@ fn iv_from(bytes: Option<Vec<u8>>) -> Result<[u8; crypt15::header::IV_LEN], Fail
             ))
         }),
         None => {
-            let mut iv = [0u8; crypt15::header::IV_LEN];
+            let mut iv = [0u8; crypt15::IV_LEN];
             getrandom_fill(&mut iv)?;
             Ok(iv)
         }
@@ -302,7 +302,7 @@ impl EncryptRequest {
                 if self.keep_iv {
                     reference.raw
                 } else {
-                    crypt15::header::with_new_iv(&reference, &iv_from(self.iv)?)
+                    crypt15::with_new_iv(&reference, &iv_from(self.iv)?)
                         .map_err(|e| Failure::from_lib("like", e))?
                 }
             }
@@ -529,7 +529,7 @@ fn inspect(py: Python<'_>, src: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
             .map_err(|e| caught.or(io_failure("cannot read the backup")(e)))?;
         if format::looks_like_coffer(&head) {
             let file_len = size.unwrap_or(head.len() as u64);
-            let info = format::header::inspect(&mut input, file_len)
+            let info = format::inspect(&mut input, file_len)
                 .map_err(|e| caught.or(Failure::from_lib("not a readable Coffer file", e)))?;
             let metadata: serde_json::Map<String, serde_json::Value> = info
                 .header
@@ -596,7 +596,8 @@ fn open(
 
 /// The `coffer` module.
 #[pymodule]
-fn coffer(module: &Bound<'_, PyModule>) -> PyResult<()> {
+#[pyo3(name = "coffer")]
+fn coffer_python(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     module.add_function(wrap_pyfunction!(decrypt, module)?)?;
     module.add_function(wrap_pyfunction!(encrypt, module)?)?;

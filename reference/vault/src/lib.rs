@@ -16,3 +16,19 @@ pub mod http;
 mod ids;
 pub mod store;
 pub mod vault;
+
+/// Not API: what Coffer's own vectors, conformance runner and tests reach below the public
+/// surface (fixed randomness, envelope sealing, fault points). May change in any release.
+#[doc(hidden)]
+pub mod internal {
+    /// Envelope and transport sealing of the vault's records.
+    pub mod envelope {
+        pub use crate::vault::envelope::*;
+    }
+    /// Injected randomness, for vectors with fixed transcripts.
+    pub mod randomness {
+        pub use crate::vault::randomness::*;
+    }
+    /// Fault-injection points of the server (tests only).
+    pub use crate::vault::server::FAULT_POINTS;
+}

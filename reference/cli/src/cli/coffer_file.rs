@@ -5,10 +5,12 @@ use super::input::open_input;
 use super::failure::{CliResult, Failure};
 use super::output::{flush, name, progress_bar, AtomicOutput};
 use super::{CompressArg, DecryptArgs, EncryptArgs, Report};
-use coffer::format::header::{self as fheader, tag, FOOTER_LEN};
-use coffer::format::parallel::{decrypt_parallel_at, Discard, Parallelism, WriteAt};
 use coffer::format::{
     self, Compression, Content, FileSummary, Header, MetaValue, RandomAccess, WriteOptions,
+};
+use coffer::format::{
+    check_footer, decrypt_parallel_at, inspect, tag, Discard, FooterState, Parallelism, WriteAt,
+    FOOTER_LEN,
 };
 use coffer::key::RootKey;
 use coffer::ErrorClass;
@@ -364,28 +366,26 @@ pub(super) fn verify(path: &Path, root: &RootKey, threads: usize) -> CliResult<R
 /// `coffer info` of a Coffer file: the header, checked without the key.
 pub(super) fn info(path: &Path) -> CliResult<Report> {
     let (mut file, size) = open_input(path)?;
-    let info = fheader::inspect(&mut file, size).map_err(lib_err("read", path))?;
+    let info = inspect(&mut file, size).map_err(lib_err("read", path))?;
     let mut tail = [0u8; FOOTER_LEN];
     let footer = if size >= FOOTER_LEN as u64 {
         std::os::unix::fs::FileExt::read_exact_at(&file, &mut tail, size - FOOTER_LEN as u64)
             .map_err(|e| Failure::io(format!("cannot read {}", path.display()), e))?;
-        fheader::check_footer(&tail, size)
+        check_footer(&tail, size)
     } else {
-        fheader::FooterState::Missing
+        FooterState::Missing
     };
     let footer_text = match footer {
-        fheader::FooterState::Complete => "present, length matches".to_string(),
-        fheader::FooterState::LengthMismatch { declared } => {
+        FooterState::Complete => "present, length matches".to_string(),
+        FooterState::LengthMismatch { declared } => {
             format!("declares {declared} bytes: damaged or spliced")
         }
-        fheader::FooterState::Missing => {
-            "missing: the file is cut short or has bytes appended".to_string()
-        }
+        FooterState::Missing => "missing: the file is cut short or has bytes appended".to_string(),
     };
     // Chunk count and payload length follow from the size only for a complete file.
     let layout = info
         .layout(size)
-        .filter(|_| footer == fheader::FooterState::Complete);
+        .filter(|_| footer == FooterState::Complete);
     let mut lines = vec![
         format!("file            {} ({size} bytes)", path.display()),
         "format          coffer v1, suite 1 (Cobblestone-256: AES-256-GCM, HKDF-SHA-512, 16 KiB chunks)".to_string(),
@@ -446,7 +446,7 @@ pub(super) fn info(path: &Path) -> CliResult<Report> {
             "compression": info.header.compression,
             "content": info.header.content(),
             "metadata": metadata,
-            "footer": match footer { fheader::FooterState::Complete => "complete", fheader::FooterState::LengthMismatch { .. } => "length_mismatch", fheader::FooterState::Missing => "missing" },
+            "footer": match footer { FooterState::Complete => "complete", FooterState::LengthMismatch { .. } => "length_mismatch", FooterState::Missing => "missing" },
             "chunks": layout.map(|l| l.0),
             "payload_bytes": layout.map(|l| l.1),
         }),

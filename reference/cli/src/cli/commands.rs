@@ -6,7 +6,9 @@ use super::output::{flush, name, progress_bar, AtomicOutput};
 use super::{
     coffer_file, key_arg, DecryptArgs, EncryptArgs, FormatArg, KeyFileForm, Report, VerifyArgs,
 };
-use coffer::crypt15::{self, header, DecryptOptions, EncryptOptions, HeaderSpec, PayloadEncoding};
+use coffer::crypt15::{
+    self, with_new_iv, DecryptOptions, EncryptOptions, HeaderSpec, PayloadEncoding, IV_LEN,
+};
 use coffer::key::{BackupKey, RootKey};
 use coffer::ErrorClass;
 use serde_json::json;
@@ -129,7 +131,7 @@ pub(super) fn decrypt(args: &DecryptArgs) -> CliResult<Report> {
     })
 }
 
-fn parse_iv(text: &str) -> CliResult<[u8; header::IV_LEN]> {
+fn parse_iv(text: &str) -> CliResult<[u8; IV_LEN]> {
     let bytes = hex::decode(text.trim())
         .map_err(|e| Failure::new(ErrorClass::Malformed, format!("--iv is not hex: {e}")))?;
     bytes.try_into().map_err(|b: Vec<u8>| {
@@ -140,15 +142,15 @@ fn parse_iv(text: &str) -> CliResult<[u8; header::IV_LEN]> {
     })
 }
 
-fn random_iv() -> CliResult<[u8; header::IV_LEN]> {
-    let mut iv = [0u8; header::IV_LEN];
+fn random_iv() -> CliResult<[u8; IV_LEN]> {
+    let mut iv = [0u8; IV_LEN];
     getrandom::fill(&mut iv)
         .map_err(|e| Failure::new(ErrorClass::Io, format!("OS random generator: {e}")))?;
     Ok(iv)
 }
 
 /// `--iv` if given, else a fresh random IV.
-fn chosen_iv(args: &EncryptArgs) -> CliResult<[u8; header::IV_LEN]> {
+fn chosen_iv(args: &EncryptArgs) -> CliResult<[u8; IV_LEN]> {
     match &args.iv {
         Some(text) => parse_iv(text),
         None => random_iv(),
@@ -166,7 +168,7 @@ fn output_header(args: &EncryptArgs) -> CliResult<Vec<u8>> {
         if args.keep_iv {
             return Ok(reference.raw);
         }
-        return header::with_new_iv(&reference, &chosen_iv(args)?)
+        return with_new_iv(&reference, &chosen_iv(args)?)
             .map_err(|e| Failure::from_lib("--like", e));
     }
     if args.jid_suffix.len() != 2 || !args.jid_suffix.bytes().all(|b| b.is_ascii_digit()) {

@@ -70,7 +70,7 @@ pub(super) fn run(path: &Path) -> CliResult<Report> {
     ];
     if let Some(prefix) = &header.prefix {
         if let Some(key_type) = prefix.key_type {
-            let label = crypt15::header::KEY_TYPE_NAMES
+            let label = crypt15::KEY_TYPE_NAMES
                 .get(key_type as usize)
                 .copied()
                 .unwrap_or("unknown");

@@ -8,9 +8,9 @@ use super::{
 use coffer::format::Compression;
 use coffer::hsm::uri::{self, HsmLocation};
 use coffer::hsm::{Hsm, Pkcs11Hsm, SoftHsm};
-use coffer::http::client::VaultClient;
-use coffer::http::rate::{Rate, RateLimits};
-use coffer::http::server::{router, serve, Tenants};
+use coffer::http::VaultClient;
+use coffer::http::{router, serve, Tenants};
+use coffer::http::{Rate, RateLimits};
 use coffer::key::RootKey;
 use coffer::store::{EtcdConfig, EtcdStore, SqliteStore, Store};
 use coffer::vault::{KsfParams, ServerConfig, VaultServer};

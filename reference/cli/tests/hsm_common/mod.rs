@@ -4,7 +4,7 @@
 use coffer::hsm::{Hsm, Pkcs11Config, Pkcs11Hsm, SoftHsm};
 use coffer::key::RootKey;
 use coffer::store::SqliteStore;
-use coffer::vault::client::Parties;
+use coffer::vault::Parties;
 use coffer::vault::{KsfParams, RecoveryClient, RegistrationClient, ServerConfig, VaultServer};
 use coffer::{Classify, ErrorClass};
 use std::path::Path;

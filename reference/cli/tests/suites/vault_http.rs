@@ -401,7 +401,7 @@ fn a_crash_at_any_step_of_a_recovery_never_loses_a_counted_guess() {
     if skipped() {
         return;
     }
-    for point in coffer::vault::server::FAULT_POINTS {
+    for point in coffer::internal::FAULT_POINTS {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let pw = dir.path().join("pw");
@@ -650,7 +650,7 @@ fn completed_and_abandoned_guesses_and_concurrency_over_http() {
     if skipped() {
         return;
     }
-    use coffer::http::client::VaultClient;
+    use coffer::http::VaultClient;
     use coffer::key::RootKey;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

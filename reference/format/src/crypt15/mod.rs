@@ -30,14 +30,15 @@
 
 mod decrypt;
 mod encrypt;
-pub mod header;
+pub(crate) mod header;
 mod payload;
-pub mod protobuf;
+pub(crate) mod protobuf;
 
 pub use decrypt::{decrypt, DecryptOptions, DecryptSummary, Md5Status};
 pub use encrypt::{encrypt, EncryptOptions, EncryptSummary, PayloadEncoding};
 pub use header::{
-    read_header, BackupFormat, BackupHeader, BackupPrefix, HeaderSpec, MetaField, MetaValue,
+    read_header, with_new_iv, BackupFormat, BackupHeader, BackupPrefix, HeaderSpec, MetaField,
+    MetaValue, IV_LEN, KEY_TYPE_NAMES,
 };
 pub use payload::{InnerKind, PayloadKind};
 

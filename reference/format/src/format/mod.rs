@@ -2,27 +2,37 @@
 //! c2sp.org/chunked-encryption (Cobblestone-256) with the header bound in as context, and a
 //! footer that records the file length.
 //!
-//! - [`cobblestone`]: the C2SP layer alone (passes the Wycheproof Cobblestone-256 vectors).
-//! - [`stream`]: C2SP as `Write` / `Read` adapters.
-//! - [`header`]: the Coffer header, metadata, key id and footer.
-//! - [`file`](mod@file): Coffer files as streaming [`Writer`] / [`Reader`], with optional zstd.
-//! - [`random_access`]: `read_at` that authenticates only the chunks it touches.
-//! - [`parallel`]: multi-threaded decryption with output identical to the streaming reader.
+//! - [`encrypt`], [`decrypt`], [`open`]: Coffer files as streaming [`Writer`] / [`Reader`],
+//!   with optional zstd.
+//! - [`Header`], [`inspect`]: the header, its metadata ([`tag`]), read without the key.
+//! - [`RandomAccess`]: `read_at` that authenticates only the chunks it touches.
+//! - [`decrypt_parallel`], [`decrypt_parallel_at`]: multi-threaded decryption with output
+//!   identical to the streaming reader.
+//!
+//! The layers below (C2SP alone, its `Write`/`Read` adapters, header encoding) are not API;
+//! the vectors and tests reach them through the hidden `coffer_format::internal`.
 //!
 //! Readers release plaintext only chunk by chunk after each chunk authenticates; a failed
 //! file keeps failing. A valid prefix may have been released before a later chunk fails,
 //! so callers that need all-or-nothing (the CLI does) write to a temporary file.
 
-pub mod cobblestone;
-pub mod file;
-pub mod header;
-pub mod parallel;
-pub mod random_access;
-pub mod stream;
+pub(crate) mod cobblestone;
+mod file;
+pub(crate) mod header;
+mod parallel;
+mod random_access;
+pub(crate) mod stream;
 mod wiped;
 
-pub use file::{decrypt, encrypt, open, FileSummary, Reader, WriteOptions, Writer, READ_BUFFER};
-pub use header::{Compression, Content, Header, MetaValue};
+pub use file::{
+    decrypt, encrypt, open, FileSummary, Reader, WriteOptions, Writer, READ_BUFFER,
+    ZSTD_WINDOW_LOG_MAX,
+};
+pub use header::{
+    check_footer, inspect, tag, Compression, Content, FooterState, Header, HeaderInfo, MetaValue,
+    FOOTER_LEN, MAX_HEADER_LEN,
+};
+pub use parallel::{decrypt_parallel, decrypt_parallel_at, Discard, Parallelism, WriteAt};
 pub use random_access::{RandomAccess, ReadAt};
 
 use crate::error::{Classify, ErrorClass};

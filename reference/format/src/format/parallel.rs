@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 /// Files of fewer chunks (4 MiB) are decrypted on one thread: starting workers would cost
 /// more than it saves.
-pub const PARALLEL_MIN_CHUNKS: u64 = 256;
+pub(crate) const PARALLEL_MIN_CHUNKS: u64 = 256;
 
 /// How to run a parallel decryption.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +29,7 @@ pub struct Parallelism {
 }
 
 impl Parallelism {
-    /// `threads` workers (0 = one per core) for files of at least [`PARALLEL_MIN_CHUNKS`].
+    /// `threads` workers (0 = one per core) for files of at least 256 chunks (4 MiB); smaller files run on one thread.
     pub fn threads(threads: usize) -> Self {
         Parallelism {
             threads,
@@ -48,7 +48,7 @@ impl Parallelism {
 
 /// Chunks per batch (1 MiB of plaintext): large enough that handing a batch between
 /// threads costs little, small enough to stay in a core's L2 cache.
-pub const BATCH_CHUNKS: u64 = 64;
+pub(crate) const BATCH_CHUNKS: u64 = 64;
 
 /// Buffers a worker needs for one batch: ciphertext (unused for slices) and plaintext.
 type Buffers = (Vec<u8>, Vec<u8>);

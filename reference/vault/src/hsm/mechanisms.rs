@@ -10,27 +10,27 @@ use cryptoki::slot::Slot;
 use serde::Serialize;
 
 /// `CKM_AES_GCM`.
-pub const CKM_AES_GCM: u64 = 0x1087;
+pub(super) const CKM_AES_GCM: u64 = 0x1087;
 /// `CKM_AES_KEY_GEN`.
-pub const CKM_AES_KEY_GEN: u64 = 0x1080;
+pub(super) const CKM_AES_KEY_GEN: u64 = 0x1080;
 /// `CKM_AES_KEY_WRAP` (RFC 3394).
-pub const CKM_AES_KEY_WRAP: u64 = 0x2109;
+pub(super) const CKM_AES_KEY_WRAP: u64 = 0x2109;
 /// `CKM_AES_KEY_WRAP_PAD` as SoftHSM2 2.6 uses it: RFC 5649 under the pre-3.0 number.
-pub const CKM_AES_KEY_WRAP_PAD: u64 = 0x210A;
+pub(super) const CKM_AES_KEY_WRAP_PAD: u64 = 0x210A;
 /// `CKM_AES_KEY_WRAP_KWP` (RFC 5649, PKCS#11 3.x).
-pub const CKM_AES_KEY_WRAP_KWP: u64 = 0x210B;
+pub(super) const CKM_AES_KEY_WRAP_KWP: u64 = 0x210B;
 /// `CKM_RSA_PKCS_KEY_PAIR_GEN`.
-pub const CKM_RSA_PKCS_KEY_PAIR_GEN: u64 = 0x0000;
+pub(super) const CKM_RSA_PKCS_KEY_PAIR_GEN: u64 = 0x0000;
 /// `CKM_RSA_PKCS_OAEP`.
-pub const CKM_RSA_PKCS_OAEP: u64 = 0x0009;
+pub(super) const CKM_RSA_PKCS_OAEP: u64 = 0x0009;
 /// `CKM_SHA256_HMAC`.
-pub const CKM_SHA256_HMAC: u64 = 0x0251;
+pub(super) const CKM_SHA256_HMAC: u64 = 0x0251;
 /// `CKM_HKDF_DERIVE` (PKCS#11 3.0).
-pub const CKM_HKDF_DERIVE: u64 = 0x402A;
+pub(super) const CKM_HKDF_DERIVE: u64 = 0x402A;
 
 /// A mechanism type for any number, including those cryptoki does not name.
 #[allow(unsafe_code)] // cryptoki has no safe constructor for numbers it does not name
-pub fn mechanism_type(number: u64) -> MechanismType {
+pub(super) fn mechanism_type(number: u64) -> MechanismType {
     // SAFETY: `MechanismType` is `#[repr(transparent)]` over `CK_MECHANISM_TYPE` (a u64 on
     // the platforms cryptoki supports); cryptoki declares it so precisely so that the two have
     // the same layout. Every value is a valid mechanism number to pass to a module, which
@@ -90,7 +90,7 @@ impl Offered {
 }
 
 /// The PKCS#11 name of a mechanism number of the profile.
-pub fn name(number: u64) -> &'static str {
+pub(super) fn name(number: u64) -> &'static str {
     match number {
         CKM_AES_GCM => "CKM_AES_GCM",
         CKM_AES_KEY_GEN => "CKM_AES_KEY_GEN",

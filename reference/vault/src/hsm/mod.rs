@@ -8,14 +8,16 @@ pub mod ceremony;
 #[cfg(feature = "pkcs11")]
 pub mod check;
 #[cfg(feature = "pkcs11")]
-pub mod mechanisms;
+mod mechanisms;
 #[cfg(feature = "pkcs11")]
-pub mod pkcs11;
+mod pkcs11;
 mod soft;
 pub mod uri;
 
 #[cfg(feature = "pkcs11")]
-pub use pkcs11::{Export, KeyPolicy, Pkcs11Hsm, Token};
+pub use mechanisms::Offered;
+#[cfg(feature = "pkcs11")]
+pub use pkcs11::{softhsm2_module, Export, KeyPolicy, Pkcs11Hsm, Token};
 pub use soft::SoftHsm;
 pub use uri::Pkcs11Config;
 

@@ -30,7 +30,7 @@ pub struct Token {
 }
 
 /// The `CKR_*` name of a return value (`EncryptedDataInvalid` → `CKR_ENCRYPTED_DATA_INVALID`).
-pub fn ckr_name(code: RvError) -> String {
+pub(super) fn ckr_name(code: RvError) -> String {
     let mut name = String::from("CKR");
     for ch in format!("{code:?}").chars() {
         if ch.is_ascii_uppercase() {

@@ -3,9 +3,13 @@
 //! padding; errors are `{"error": CLASS, "message": ...}` with a status that fits the class.
 
 pub mod api;
-pub mod client;
-pub mod rate;
-pub mod server;
+mod client;
+mod rate;
+mod server;
+
+pub use client::{Recovered, VaultClient};
+pub use rate::{Limiter, Rate, RateLimits};
+pub use server::{router, serve, ApiError, Tenants, MAX_BODY, MAX_USER_ID};
 
 use crate::error::ErrorClass;
 

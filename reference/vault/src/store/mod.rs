@@ -3,7 +3,7 @@
 //! effect (and its audit event) is on disk.
 
 #[cfg(feature = "etcd")]
-pub mod etcd;
+mod etcd;
 #[cfg(feature = "etcd")]
 mod etcd_rpc;
 mod sqlite;

@@ -1,17 +1,21 @@
 //! The key vault (`spec/vault.md`): OPAQUE (RFC 9807, `opaque-ke` 4.0.1) registration and
 //! recovery of a root key K behind a password, with a durable guess limit. Transport-free:
-//! [`client`] and [`server`] exchange byte messages; the HTTP layer carries them.
+//! the clients ([`RegistrationClient`], [`RecoveryClient`]) and the [`VaultServer`] exchange byte
+//! messages; the HTTP layer carries them.
 
-pub mod client;
-pub mod envelope;
-pub mod randomness;
-pub mod server;
-pub mod suite;
+mod client;
+pub(crate) mod envelope;
+pub(crate) mod randomness;
+pub(crate) mod server;
+pub(crate) mod suite;
 
 pub use crate::ids::{RecordId, SessionId};
-pub use client::{RecoveryClient, RegistrationClient};
-pub use server::{ServerConfig, Status, VaultServer};
-pub use suite::{KsfParams, Suite};
+pub use client::{LoginDone, Parties, RecoveryClient, RegistrationClient, MAX_CLIENT_KSF_KIB};
+pub use randomness::VaultRng;
+pub use server::{
+    RecoverStart, RegisterStart, ServerConfig, Status, VaultServer, PASSWORD_FILE_LEN,
+};
+pub use suite::{credential_id, KsfParams, Suite, CONTEXT};
 
 use crate::error::{Classify, ErrorClass};
 
