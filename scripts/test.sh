@@ -9,7 +9,8 @@
 # (no >= 1 GiB peak-memory check), COFFER_SKIP_SCHEMATHESIS=1 (no OpenAPI fuzzing of the
 # vault), COFFER_SKIP_SOFTHSM=1 (no PKCS#11 tests on SoftHSM2), COFFER_SKIP_KRYOPTIC=1 (no
 # kryoptic build and tests), COFFER_SKIP_PYTHON_VECTORS=1 (no Python re-check of the vectors),
-# COFFER_SKIP_ETCD=1 (no etcd store tests), COFFER_SKIP_PYTHON_PACKAGE=1 (no build and pytest of
+# COFFER_SKIP_ETCD=1 (no etcd store tests), COFFER_SKIP_MSRV=1 (no build with the oldest
+# supported Rust), COFFER_SKIP_PYTHON_PACKAGE=1 (no build and pytest of
 # the Python package).
 # Anything else missing is a failure, not a skip.
 set -euo pipefail
@@ -58,6 +59,22 @@ if [[ "${COFFER_SKIP_KRYOPTIC:-}" != 1 ]]; then
   COFFER_KRYOPTIC_MODULE=$(scripts/kryoptic.sh)
   export COFFER_KRYOPTIC_MODULE
   echo "$COFFER_KRYOPTIC_MODULE"
+fi
+
+step "licenses, duplicate versions, sources (cargo-deny; advisories need GitHub, unreachable here)"
+deny_version=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $deny_version"; then
+  cargo install --locked --quiet --force cargo-deny --version "$deny_version"
+fi
+cargo deny --offline check licenses bans sources
+
+if [[ "${COFFER_SKIP_MSRV:-}" != 1 ]]; then
+  msrv=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' Cargo.toml)
+  step "MSRV: the workspace builds with Rust $msrv (rust-version in Cargo.toml)"
+  if ! rustup toolchain list | grep -q "^$msrv"; then
+    rustup toolchain install "$msrv" --profile minimal
+  fi
+  CARGO_TARGET_DIR=target/msrv cargo "+$msrv" check --workspace --all-targets --locked --quiet
 fi
 
 step "format and lints"

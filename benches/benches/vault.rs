@@ -11,7 +11,7 @@ use coffer::hsm::{Hsm, HsmError, SoftHsm};
 use coffer::key::RootKey;
 use coffer::store::SqliteStore;
 use coffer::vault::Parties;
-use coffer::vault::{KsfParams, RecoveryClient, RegistrationClient, ServerConfig, VaultServer};
+use coffer::vault::{KsfParams, RecoveryClient, ServerConfig, VaultServer};
 use coffer_bench::tokens::{kryoptic, softhsm};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
@@ -39,25 +39,16 @@ fn registered_with<H: Hsm>(
     };
     let store = SqliteStore::open(db).unwrap();
     let server = VaultServer::open(store, hsm, config.clone()).unwrap();
-    let parties = Parties {
-        user: "bench".into(),
-        server_id: config.server_id.clone(),
-    };
-    let (client, request) = RegistrationClient::start(b"pw").unwrap();
-    let start = server.register_start("t", "bench", &request).unwrap();
-    let (upload, envelope) = client
-        .finish(
-            &parties,
-            &start.response,
-            &start.ksf,
-            &start.record_id,
-            1,
-            &RootKey::from_bytes([1; 32]),
-        )
-        .unwrap();
-    server
-        .register_finish("t", "bench", start.record_id, &upload, &envelope, None)
-        .unwrap();
+    coffer_testkit::flows::register(
+        &server,
+        "t",
+        "bench",
+        b"pw",
+        &RootKey::from_bytes([1; 32]),
+        None,
+    )
+    .unwrap();
+    let parties = coffer_testkit::flows::parties(&server, "bench");
     (server, parties)
 }
 

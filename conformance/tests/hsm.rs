@@ -1,106 +1,13 @@
 //! The `hsm` suite against the two real modules, with their committed expected-failures
 //! files; and what the runner does with a stale entry, a missing reason and no module.
 
-use std::path::{Path, PathBuf};
+use coffer_testkit::tokens::{self, Module, TestToken};
+use std::path::Path;
 use std::process::Command;
 
-const SO_PIN: &str = "12345678";
-const USER_PIN: &str = "87654321";
-
-/// A token on `module` under `dir`, and the environment variable naming its configuration.
-fn token(module: &str, dir: &Path) -> Option<(String, (&'static str, PathBuf))> {
-    let skip = if module == "softhsm2" {
-        "COFFER_SKIP_SOFTHSM"
-    } else {
-        "COFFER_SKIP_KRYOPTIC"
-    };
-    if std::env::var(skip).as_deref() == Ok("1") {
-        eprintln!("SKIPPED: {module} ({skip}=1)");
-        return None;
-    }
-    let pin = dir.join("pin");
-    std::fs::write(&pin, format!("{USER_PIN}\n")).unwrap();
-    let (path, var, conf) = if module == "softhsm2" {
-        let conf = dir.join("softhsm2.conf");
-        std::fs::create_dir_all(dir.join("tokens")).unwrap();
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.join("tokens").display()
-            ),
-        )
-        .unwrap();
-        let out = Command::new("softhsm2-util")
-            .args(["--init-token", "--free", "--label", "conformance", "--so-pin", SO_PIN, "--pin", USER_PIN])
-            .env("SOFTHSM2_CONF", &conf)
-            .output()
-            .expect("softhsm2-util (apt-get install softhsm2; scripts/test.sh does), or COFFER_SKIP_SOFTHSM=1");
-        assert!(out.status.success());
-        (
-            PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"),
-            "SOFTHSM2_CONF",
-            conf,
-        )
-    } else {
-        let module = PathBuf::from(std::env::var("COFFER_KRYOPTIC_MODULE").expect(
-            "COFFER_KRYOPTIC_MODULE: run scripts/kryoptic.sh (scripts/test.sh does), or COFFER_SKIP_KRYOPTIC=1",
-        ));
-        let conf = dir.join("kryoptic.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "[[slots]]\nslot = 42\ndbtype = \"sqlite\"\ndbargs = \"{}\"\n",
-                dir.join("t.sql").display()
-            ),
-        )
-        .unwrap();
-        for args in [
-            vec!["--init-token", "--label", "conformance", "--so-pin", SO_PIN],
-            vec![
-                "--token-label",
-                "conformance",
-                "--login",
-                "--login-type",
-                "so",
-                "--so-pin",
-                SO_PIN,
-                "--init-pin",
-                "--pin",
-                USER_PIN,
-            ],
-        ] {
-            let out = Command::new("pkcs11-tool")
-                .arg("--module")
-                .arg(&module)
-                .args(&args)
-                .env("KRYOPTIC_CONF", &conf)
-                .output()
-                .expect("pkcs11-tool (apt-get install opensc; scripts/test.sh does)");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        (module, "KRYOPTIC_CONF", conf)
-    };
-    Some((
-        format!(
-            "pkcs11:token=conformance?module-path={}&pin-source=file:{}",
-            path.display(),
-            pin.display()
-        ),
-        (var, conf),
-    ))
-}
-
-fn runner(env: &(&str, PathBuf), args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_coffer-conformance"))
-        .args(args)
-        .env(env.0, &env.1)
-        .output()
-        .unwrap()
+fn runner(token: &TestToken, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_coffer-conformance"));
+    token.apply(&mut command).args(args).output().unwrap()
 }
 
 fn expected_file(name: &str) -> String {
@@ -113,15 +20,20 @@ fn expected_file(name: &str) -> String {
 
 #[test]
 fn both_modules_meet_their_expected_failures_and_reports_are_written() {
-    for (module, expected) in [("softhsm2", "softhsm2.yaml"), ("kryoptic", "kryoptic.yaml")] {
+    for (module, expected) in [
+        (Module::SoftHsm2, "softhsm2.yaml"),
+        (Module::Kryoptic, "kryoptic.yaml"),
+    ] {
         let dir = tempfile::tempdir().unwrap();
-        let Some((uri, env)) = token(module, dir.path()) else {
+        let Some(token) = tokens::create(module, dir.path(), "conformance") else {
             continue;
         };
+        let uri = token.uri.clone();
+        let env = &token;
         let json = dir.path().join("report.json");
         let junit = dir.path().join("report.xml");
         let out = runner(
-            &env,
+            env,
             &[
                 "run",
                 "--hsm",
@@ -135,7 +47,7 @@ fn both_modules_meet_their_expected_failures_and_reports_are_written() {
             ],
         );
         let console = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(0), "{module}: {console}");
+        assert_eq!(out.status.code(), Some(0), "{module:?}: {console}");
         assert!(console.contains("every result is as expected"), "{console}");
         let report: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
@@ -145,15 +57,15 @@ fn both_modules_meet_their_expected_failures_and_reports_are_written() {
             .iter()
             .filter(|c| c["status"] == "expected_failure")
             .count();
-        let wanted = if module == "softhsm2" { 3 } else { 1 };
-        assert_eq!(expected_failures, wanted, "{module}");
+        let wanted = if module == Module::SoftHsm2 { 3 } else { 1 };
+        assert_eq!(expected_failures, wanted, "{module:?}");
         let xml = std::fs::read_to_string(&junit).unwrap();
         assert!(xml.starts_with("<?xml"));
         assert_eq!(xml.matches("<testcase ").count(), cases.len());
 
         // Without the file the same run fails, naming the cases.
-        let out = runner(&env, &["run", "--hsm", &uri]);
-        assert_eq!(out.status.code(), Some(1), "{module}");
+        let out = runner(env, &["run", "--hsm", &uri]);
+        assert_eq!(out.status.code(), Some(1), "{module:?}");
         assert!(String::from_utf8_lossy(&out.stdout).contains("hsm.gcm.null_aad_pointer_rejected"));
 
         // A stale entry (matching no case) and an entry for a case that passes both fail.
@@ -164,7 +76,7 @@ fn both_modules_meet_their_expected_failures_and_reports_are_written() {
         )
         .unwrap();
         let out = runner(
-            &env,
+            env,
             &[
                 "run",
                 "--hsm",

@@ -253,7 +253,7 @@ fn encrypt_both(plain: &Path, crypt15_path: &Path, coffer_path: &Path) -> anyhow
 
 /// A size as the workload names write it: `1MiB`, `64MiB`, `1GiB`.
 pub fn size_name(bytes: u64) -> String {
-    if bytes >= 1 << 30 && bytes % (1 << 30) == 0 {
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
         format!("{}GiB", bytes >> 30)
     } else {
         format!("{}MiB", bytes >> 20)

@@ -9,6 +9,7 @@ use coffer::vault::{
 };
 use coffer::vault::{LoginDone, Parties};
 use coffer::{Classify, ErrorClass};
+use coffer_testkit::flows;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -35,21 +36,7 @@ fn parties(user: &str) -> Parties {
 }
 
 fn register(server: &Server, user: &str, password: &[u8], root: &RootKey) {
-    let (client, request) = RegistrationClient::start(password).unwrap();
-    let start = server.register_start("default", user, &request).unwrap();
-    let (upload, envelope) = client
-        .finish(
-            &parties(user),
-            &start.response,
-            &start.ksf,
-            &start.record_id,
-            1,
-            root,
-        )
-        .unwrap();
-    server
-        .register_finish("default", user, start.record_id, &upload, &envelope, None)
-        .unwrap();
+    flows::register(server, "default", user, password, root, None).unwrap();
 }
 
 /// A full recovery; returns K, or the error class where it stopped.
@@ -58,20 +45,9 @@ fn recover(
     user: &str,
     password: &[u8],
 ) -> Result<(RootKey, coffer::vault::SessionId, LoginDone), ErrorClass> {
-    let (client, ke1) = RecoveryClient::start(password).unwrap();
-    let start = server
-        .recover_start("default", user, &ke1)
-        .map_err(|e| e.class())?;
-    let done = client
-        .finish(&parties(user), &start.ke2, &start.ksf)
-        .map_err(|e| e.class())?;
-    let released = server
-        .recover_finish("default", &start.session_id, &done.ke3)
-        .map_err(|e| e.class())?;
-    let (_, _, k) = done
-        .open(&start.session_id, &released)
-        .map_err(|e| e.class())?;
-    Ok((k, start.session_id, done))
+    flows::recover(server, "default", user, password)
+        .map(|r| (r.root, r.session_id, r.done))
+        .map_err(|e| e.class())
 }
 
 #[test]

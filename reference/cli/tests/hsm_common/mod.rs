@@ -4,8 +4,7 @@
 use coffer::hsm::{Hsm, Pkcs11Config, Pkcs11Hsm, SoftHsm};
 use coffer::key::RootKey;
 use coffer::store::SqliteStore;
-use coffer::vault::Parties;
-use coffer::vault::{KsfParams, RecoveryClient, RegistrationClient, ServerConfig, VaultServer};
+use coffer::vault::{KsfParams, ServerConfig, VaultServer};
 use coffer::{Classify, ErrorClass};
 use std::path::Path;
 
@@ -66,33 +65,11 @@ pub(crate) fn exercise_backend(config: &Pkcs11Config, dir: &Path) {
     let db = dir.join("vault.db");
     let vault =
         VaultServer::open(SqliteStore::open(&db).unwrap(), hsm, vault_config.clone()).unwrap();
-    let parties = Parties {
-        user: "alice".into(),
-        server_id: vault_config.server_id.clone(),
-    };
     let root = RootKey::generate().unwrap();
-    let (client, request) = RegistrationClient::start(b"pw").unwrap();
-    let start = vault.register_start("t", "alice", &request).unwrap();
-    let (upload, envelope) = client
-        .finish(
-            &parties,
-            &start.response,
-            &start.ksf,
-            &start.record_id,
-            1,
-            &root,
-        )
-        .unwrap();
-    vault
-        .register_finish("t", "alice", start.record_id, &upload, &envelope, None)
-        .unwrap();
-    let (client, ke1) = RecoveryClient::start(b"pw").unwrap();
-    let ke2 = vault.recover_start("t", "alice", &ke1).unwrap();
-    let done = client.finish(&parties, &ke2.ke2, &ke2.ksf).unwrap();
-    let released = vault
-        .recover_finish("t", &ke2.session_id, &done.ke3)
-        .unwrap();
-    let (_, _, k) = done.open(&ke2.session_id, &released).unwrap();
+    coffer_testkit::flows::register(&vault, "t", "alice", b"pw", &root, None).unwrap();
+    let k = coffer_testkit::flows::recover(&vault, "t", "alice", b"pw")
+        .unwrap()
+        .root;
     assert_eq!(k.as_bytes(), root.as_bytes());
     drop(vault);
 

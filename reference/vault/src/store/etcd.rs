@@ -756,3 +756,49 @@ impl Store for EtcdStore {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_members_prefix_and_tls() {
+        let plain = EtcdConfig::parse("etcd://a:2379,b:2379").unwrap();
+        assert_eq!(plain.endpoints, ["http://a:2379", "http://b:2379"]);
+        assert_eq!(plain.prefix, "/coffer/v1/");
+        let tls = EtcdConfig::parse("etcds://a:2379/site//one/").unwrap();
+        assert_eq!(tls.endpoints, ["https://a:2379"]);
+        assert_eq!(tls.prefix, "/site//one/");
+        for bad in ["http://a:2379", "etcd://", "etcd:///prefix", "etcd://,,"] {
+            assert!(
+                matches!(EtcdConfig::parse(bad), Err(StoreError::Database(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn records_survive_their_json_form_and_bad_ones_are_refused() {
+        let record = Record {
+            record_id: RecordId::from_bytes([7; 16]),
+            tenant: "t".into(),
+            user: "ü".into(),
+            version: 3,
+            state: RecordState::Destroyed,
+            guesses: 4,
+            limit: 10,
+            ksf: "argon2id:m=256,t=1,p=1".into(),
+            sealed: Some(vec![0, 1, 2, 255]),
+        };
+        let json = serde_json::to_vec(&Stored::of(&record)).unwrap();
+        let back: Stored = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back.record().unwrap(), record);
+
+        let mut bad_id = Stored::of(&record);
+        bad_id.id = "zz".into();
+        assert!(bad_id.record().is_err());
+        let mut bad_sealed = Stored::of(&record);
+        bad_sealed.sealed = Some("not base64!".into());
+        assert!(bad_sealed.record().is_err());
+    }
+}

@@ -151,3 +151,164 @@ pub struct AuditEvent {
     /// Non-secret detail (e.g. `guesses=3/10`).
     pub detail: String,
 }
+
+/// The behaviour every [`Store`] owes the vault (`spec/vault.md` §4, §6), checked on a fresh
+/// store by each backend's unit tests.
+#[cfg(test)]
+pub(crate) mod contract {
+    use super::*;
+
+    fn record(user: &str, byte: u8, limit: u32) -> Record {
+        Record {
+            record_id: RecordId::from_bytes([byte; 16]),
+            tenant: "t".into(),
+            user: user.into(),
+            version: 1,
+            state: RecordState::Active,
+            guesses: 0,
+            limit,
+            ksf: "argon2id:m=256,t=1,p=1".into(),
+            sealed: Some(vec![byte; 40]),
+        }
+    }
+
+    /// Runs every check on `store`, which must be empty.
+    pub(crate) fn check(store: &dyn Store) {
+        setup_is_saved_once(store);
+        one_active_record_per_user(store);
+        guesses_count_to_the_limit_then_destroy(store);
+        a_recovery_resets_only_its_own_version(store);
+        replace_and_delete(store);
+        the_audit_log_names_every_step_and_no_secret(store);
+    }
+
+    fn setup_is_saved_once(store: &dyn Store) {
+        assert_eq!(store.server_setup().unwrap(), None);
+        assert_eq!(store.init_server_setup(b"first").unwrap(), b"first");
+        assert_eq!(store.init_server_setup(b"second").unwrap(), b"first");
+        assert_eq!(
+            store.server_setup().unwrap().as_deref(),
+            Some(&b"first"[..])
+        );
+    }
+
+    fn one_active_record_per_user(store: &dyn Store) {
+        store.insert(&record("alice", 1, 3)).unwrap();
+        assert!(matches!(
+            store.insert(&record("alice", 2, 3)),
+            Err(StoreError::Exists)
+        ));
+        assert_eq!(
+            store.latest("t", "alice").unwrap(),
+            Some(record("alice", 1, 3))
+        );
+        assert_eq!(store.latest("t", "nobody").unwrap(), None);
+        assert_eq!(store.latest("other-tenant", "alice").unwrap(), None);
+    }
+
+    fn guesses_count_to_the_limit_then_destroy(store: &dyn Store) {
+        store.insert(&record("bob", 3, 2)).unwrap();
+        for expected in 1..=2 {
+            match store.count_guess("t", "bob").unwrap() {
+                GuessOutcome::Counted(r) => assert_eq!(r.guesses, expected),
+                other => panic!("guess {expected}: {other:?}"),
+            }
+        }
+        // The limit is used up; a KE3 that fails now destroys the record.
+        let id = RecordId::from_bytes([3; 16]);
+        assert!(store.failed_at_limit(&id).unwrap());
+        let gone = store.latest("t", "bob").unwrap().unwrap();
+        assert_eq!(gone.state, RecordState::Destroyed);
+        assert_eq!(gone.sealed, None, "destroyed records keep no secrets");
+        assert_eq!(store.count_guess("t", "bob").unwrap(), GuessOutcome::Absent);
+        assert!(
+            !store.recovered(&id, 1).unwrap(),
+            "nothing revives a destroyed record"
+        );
+
+        // Counting past the limit destroys without a KE3.
+        store.insert(&record("bob2", 4, 1)).unwrap();
+        assert!(matches!(
+            store.count_guess("t", "bob2").unwrap(),
+            GuessOutcome::Counted(_)
+        ));
+        assert_eq!(
+            store.count_guess("t", "bob2").unwrap(),
+            GuessOutcome::Destroyed
+        );
+        assert_eq!(
+            store.count_guess("t", "nobody").unwrap(),
+            GuessOutcome::Absent
+        );
+    }
+
+    fn a_recovery_resets_only_its_own_version(store: &dyn Store) {
+        store.insert(&record("carol", 5, 5)).unwrap();
+        store.count_guess("t", "carol").unwrap();
+        store.count_guess("t", "carol").unwrap();
+        let id = RecordId::from_bytes([5; 16]);
+        assert!(
+            !store.recovered(&id, 2).unwrap(),
+            "a stale version resets nothing"
+        );
+        assert_eq!(store.latest("t", "carol").unwrap().unwrap().guesses, 2);
+        assert!(store.recovered(&id, 1).unwrap());
+        assert_eq!(store.latest("t", "carol").unwrap().unwrap().guesses, 0);
+        assert!(
+            !store.failed_at_limit(&id).unwrap(),
+            "below the limit nothing is destroyed"
+        );
+    }
+
+    fn replace_and_delete(store: &dyn Store) {
+        store.insert(&record("dave", 6, 5)).unwrap();
+        let id = RecordId::from_bytes([6; 16]);
+        assert!(
+            !store.replace(&id, 2, b"new").unwrap(),
+            "the version must match"
+        );
+        assert!(store.replace(&id, 1, b"new").unwrap());
+        let now = store.latest("t", "dave").unwrap().unwrap();
+        assert_eq!((now.version, now.sealed.as_deref()), (2, Some(&b"new"[..])));
+        assert!(
+            !store.replace(&id, 1, b"again").unwrap(),
+            "a replaced version is stale"
+        );
+        assert!(store.delete("t", "dave").unwrap());
+        assert!(!store.delete("t", "dave").unwrap());
+        let deleted = store.latest("t", "dave").unwrap().unwrap();
+        assert_eq!(
+            (deleted.state, deleted.sealed),
+            (RecordState::Deleted, None)
+        );
+        // A deleted user may register again.
+        store.insert(&record("dave", 7, 5)).unwrap();
+    }
+
+    fn the_audit_log_names_every_step_and_no_secret(store: &dyn Store) {
+        let events = store.audit(0, 1000).unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+        for kind in [
+            "registered",
+            "guess",
+            "destroyed",
+            "recovered",
+            "password_changed",
+            "deleted",
+        ] {
+            assert!(kinds.contains(&kind), "no {kind} event in {kinds:?}");
+        }
+        assert!(events.windows(2).all(|w| w[0].seq < w[1].seq), "seq grows");
+        let later = store.audit(events[2].seq, 1000).unwrap();
+        assert_eq!(later.len(), events.len() - 3);
+        for event in &events {
+            let text = format!("{event:?}");
+            for byte in 1..=7u8 {
+                assert!(
+                    !text.contains(&hex::encode([byte; 40])),
+                    "a sealed blob in the audit log: {text}"
+                );
+            }
+        }
+    }
+}

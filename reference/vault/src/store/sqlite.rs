@@ -415,3 +415,51 @@ impl Store for SqliteStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meets_the_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("vault.db")).unwrap();
+        crate::store::contract::check(&store);
+    }
+
+    #[test]
+    fn counts_are_durable_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault.db");
+        let record = Record {
+            record_id: RecordId::from_bytes([9; 16]),
+            tenant: "t".into(),
+            user: "u".into(),
+            version: 1,
+            state: RecordState::Active,
+            guesses: 0,
+            limit: 10,
+            ksf: "argon2id:m=256,t=1,p=1".into(),
+            sealed: Some(vec![1; 8]),
+        };
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store.insert(&record).unwrap();
+            store.count_guess("t", "u").unwrap();
+            store.count_guess("t", "u").unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.latest("t", "u").unwrap().unwrap().guesses, 2);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault.db");
+        std::fs::write(&path, b"not sqlite at all, just text that is long enough").unwrap();
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::Database(_))
+        ));
+    }
+}

@@ -203,6 +203,12 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
         &self.store
     }
 
+    /// The server identity bound into every login (public: clients need it as
+    /// [`Parties::server_id`](crate::vault::Parties)).
+    pub fn server_id(&self) -> &str {
+        &self.config.server_id
+    }
+
     /// Context and identities of a login: the client identity is the user id, the server
     /// identity the configured server id (`spec/vault.md` §2).
     fn login_params<'a>(&'a self, user: &'a str) -> ServerLoginParameters<'a, 'a> {
@@ -528,4 +534,172 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
 /// A message that does not parse is malformed, whatever opaque-ke calls the reason.
 fn malformed(what: &str, e: opaque_ke::errors::ProtocolError) -> VaultError {
     VaultError::Malformed(format!("{what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hsm::SoftHsm;
+    use crate::key::RootKey;
+    use crate::store::{RecordState, SqliteStore};
+    use crate::vault::{Parties, RecoveryClient, RegistrationClient};
+
+    type Server = VaultServer<SqliteStore, SoftHsm>;
+
+    fn server(dir: &std::path::Path) -> Server {
+        let config = ServerConfig {
+            ksf: KsfParams::TEST,
+            ..ServerConfig::default()
+        };
+        let store = SqliteStore::open(&dir.join("vault.db")).unwrap();
+        let hsm = SoftHsm::open_or_create(&dir.join("master.key")).unwrap();
+        VaultServer::open(store, hsm, config).unwrap()
+    }
+
+    fn parties(server: &Server, user: &str) -> Parties {
+        Parties {
+            user: user.into(),
+            server_id: server.server_id().into(),
+        }
+    }
+
+    fn register(server: &Server, user: &str, password: &[u8], limit: Option<u32>) -> RootKey {
+        let root = RootKey::generate().unwrap();
+        let (client, request) = RegistrationClient::start(password).unwrap();
+        let start = server.register_start("t", user, &request).unwrap();
+        let (upload, envelope) = client
+            .finish(
+                &parties(server, user),
+                &start.response,
+                &start.ksf,
+                &start.record_id,
+                1,
+                &root,
+            )
+            .unwrap();
+        server
+            .register_finish("t", user, start.record_id, &upload, &envelope, limit)
+            .unwrap();
+        root
+    }
+
+    /// A whole recovery with `password`: K, or the server's (or client's) error.
+    fn recover(server: &Server, user: &str, password: &[u8]) -> Result<RootKey, VaultError> {
+        let (client, ke1) = RecoveryClient::start(password)?;
+        let start = server.recover_start("t", user, &ke1)?;
+        let done = client.finish(&parties(server, user), &start.ke2, &start.ksf)?;
+        let released = server.recover_finish("t", &start.session_id, &done.ke3)?;
+        Ok(done.open(&start.session_id, &released)?.2)
+    }
+
+    fn guesses(server: &Server, user: &str) -> (u32, RecordState) {
+        let r = server.store().latest("t", user).unwrap().unwrap();
+        (r.guesses, r.state)
+    }
+
+    #[test]
+    fn the_right_password_gives_back_k_and_resets_the_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = server(dir.path());
+        let root = register(&server, "alice", b"right", None);
+        assert!(recover(&server, "alice", b"wrong").is_err());
+        assert_eq!(guesses(&server, "alice"), (1, RecordState::Active));
+        assert_eq!(recover(&server, "alice", b"right").unwrap(), root);
+        assert_eq!(guesses(&server, "alice"), (0, RecordState::Active));
+    }
+
+    #[test]
+    fn a_guess_is_counted_before_ke2_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = server(dir.path());
+        register(&server, "bob", b"right", None);
+        // KE1 alone, never finished: the count has already moved.
+        let (_, ke1) = RecoveryClient::start(b"anything").unwrap();
+        server.recover_start("t", "bob", &ke1).unwrap();
+        assert_eq!(guesses(&server, "bob").0, 1);
+    }
+
+    #[test]
+    fn the_limit_destroys_the_record_and_nothing_brings_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = server(dir.path());
+        register(&server, "carol", b"right", Some(2));
+        for _ in 0..2 {
+            let failed = recover(&server, "carol", b"wrong");
+            assert!(
+                matches!(failed, Err(VaultError::WrongPassword)),
+                "{failed:?}"
+            );
+        }
+        // Both guesses used; the client saw the wrong password and sent no KE3 (spec/vault.md §3.2 step 3),
+        // so the record waits, spent, for the next KE1 (§4.2).
+        assert_eq!(guesses(&server, "carol"), (2, RecordState::Active));
+        // That KE1 destroys it, even with the right password: a fake KE2, no K.
+        let failed = recover(&server, "carol", b"right");
+        assert!(
+            matches!(failed, Err(VaultError::WrongPassword)),
+            "{failed:?}"
+        );
+        assert_eq!(guesses(&server, "carol"), (2, RecordState::Destroyed));
+        assert_eq!(
+            server.status("t", "carol").unwrap().state,
+            Some(RecordState::Destroyed)
+        );
+    }
+
+    #[test]
+    fn a_limit_outside_the_configured_range_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = server(dir.path());
+        let (client, request) = RegistrationClient::start(b"pw").unwrap();
+        let start = server.register_start("t", "dave", &request).unwrap();
+        let (upload, envelope) = client
+            .finish(
+                &parties(&server, "dave"),
+                &start.response,
+                &start.ksf,
+                &start.record_id,
+                1,
+                &RootKey::generate().unwrap(),
+            )
+            .unwrap();
+        let refused =
+            server.register_finish("t", "dave", start.record_id, &upload, &envelope, Some(0));
+        assert!(
+            matches!(refused, Err(VaultError::Unsupported(_))),
+            "{refused:?}"
+        );
+        assert!(server.store().latest("t", "dave").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_session_is_used_once_and_unknown_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = server(dir.path());
+        register(&server, "erin", b"pw", None);
+        let (client, ke1) = RecoveryClient::start(b"pw").unwrap();
+        let start = server.recover_start("t", "erin", &ke1).unwrap();
+        let done = client
+            .finish(&parties(&server, "erin"), &start.ke2, &start.ksf)
+            .unwrap();
+        server
+            .recover_finish("t", &start.session_id, &done.ke3)
+            .unwrap();
+        let replayed = server.recover_finish("t", &start.session_id, &done.ke3);
+        assert!(replayed.is_err(), "a replayed KE3 released K twice");
+        let unknown = server.recover_finish("t", &SessionId::from_bytes([0; 16]), &done.ke3);
+        assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn another_tenant_sees_no_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = server(dir.path());
+        register(&server, "frank", b"pw", None);
+        let (_, ke1) = RecoveryClient::start(b"pw").unwrap();
+        // A fake KE2 (no enumeration), and nothing counted anywhere.
+        server.recover_start("other", "frank", &ke1).unwrap();
+        assert_eq!(guesses(&server, "frank").0, 0);
+        assert!(server.store().latest("other", "frank").unwrap().is_none());
+    }
 }
