@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn tools() -> Option<PathBuf> {
-    if std::env::var("COFFER_SKIP_INTEROP").as_deref() == Ok("1") {
-        eprintln!("interop with wa-crypt-tools skipped: COFFER_SKIP_INTEROP=1");
+    if coffer_testkit::opt_out("COFFER_SKIP_INTEROP", "interop with wa-crypt-tools") {
         return None;
     }
     let dir = std::env::var_os("COFFER_WA_CRYPT_TOOLS").map(PathBuf::from).unwrap_or_else(|| {

@@ -405,7 +405,7 @@ fn a_node_cut_off_from_the_quorum_refuses_then_counts_stay_exact() {
 /// COFFER_SKIP_ETCD=1 or COFFER_SKIP_SOFTHSM=1).
 #[test]
 fn the_three_site_script_starts_a_working_vault_and_tears_it_down() {
-    if etcd::skipped() || std::env::var("COFFER_SKIP_SOFTHSM").as_deref() == Ok("1") {
+    if etcd::skipped() || coffer_testkit::opt_out("COFFER_SKIP_SOFTHSM", "scripts/cluster.sh") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

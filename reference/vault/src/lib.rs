@@ -7,6 +7,48 @@
 //! - [`http`]: the vault as an HTTP service, and its client.
 //!
 //! Keys and error classes come from `coffer-format`.
+//!
+//! # Example: K behind a password, in process
+//!
+//! ```
+//! use coffer_format::key::RootKey;
+//! use coffer_vault::hsm::SoftHsm;
+//! use coffer_vault::store::SqliteStore;
+//! use coffer_vault::vault::{
+//!     KsfParams, Parties, RecoveryClient, RegistrationClient, ServerConfig, VaultServer,
+//! };
+//!
+//! let dir = tempfile::tempdir()?;
+//! let config = ServerConfig { ksf: KsfParams::TEST, ..ServerConfig::default() };
+//! let store = SqliteStore::open(&dir.path().join("vault.db"))?;
+//! let hsm = SoftHsm::open_or_create(&dir.path().join("master.key"))?;
+//! let vault = VaultServer::open(store, hsm, config)?;
+//! let parties = Parties { user: "alice".into(), server_id: vault.server_id().into() };
+//!
+//! // Registration: the client's messages go to the vault; the vault never sees the password.
+//! let root = RootKey::generate()?;
+//! let (client, request) = RegistrationClient::start(b"correct horse")?;
+//! let start = vault.register_start("tenant", "alice", &request)?;
+//! let (upload, envelope) =
+//!     client.finish(&parties, &start.response, &start.ksf, &start.record_id, 1, &root)?;
+//! vault.register_finish("tenant", "alice", start.record_id, &upload, &envelope, None)?;
+//!
+//! // Recovery: each KE1 is counted durably before the vault answers.
+//! let (client, ke1) = RecoveryClient::start(b"correct horse")?;
+//! let ke2 = vault.recover_start("tenant", "alice", &ke1)?;
+//! let done = client.finish(&parties, &ke2.ke2, &ke2.ksf)?;
+//! let released = vault.recover_finish("tenant", &ke2.session_id, &done.ke3)?;
+//! let (_, _, k) = done.open(&ke2.session_id, &released)?;
+//! assert_eq!(k, root);
+//!
+//! // A wrong password fails at the client, and the guess has been counted.
+//! let (client, ke1) = RecoveryClient::start(b"wrong")?;
+//! let ke2 = vault.recover_start("tenant", "alice", &ke1)?;
+//! assert!(client.finish(&parties, &ke2.ke2, &ke2.ksf).is_err());
+//! let status = vault.status("tenant", "alice")?;
+//! assert_eq!((status.guesses_left, status.limit), (9, 10));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 // The format crate's modules under the names the vault's modules use.
 use coffer_format::{error, key};
