@@ -66,7 +66,7 @@ deny_version=0.20.2
 if ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $deny_version"; then
   cargo install --locked --quiet --force cargo-deny --version "$deny_version"
 fi
-cargo deny --offline check licenses bans sources
+cargo deny check licenses bans sources
 
 if [[ "${COFFER_SKIP_MSRV:-}" != 1 ]]; then
   msrv=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' Cargo.toml)
