@@ -5,6 +5,7 @@
 //! - [`store`]: where records and guess counts live (SQLite on one host, etcd over sites).
 //! - [`hsm`]: the key that seals the vault's secrets (PKCS#11, or in memory for tests).
 //! - [`http`]: the vault as an HTTP service, and its client.
+//! - [`realms`]: threshold recovery across independent vaults (`spec/realms.md`).
 //!
 //! Keys and error classes come from `coffer-format`.
 //!
@@ -56,6 +57,7 @@ use coffer_format::{error, key};
 pub mod hsm;
 pub mod http;
 mod ids;
+pub mod realms;
 pub mod store;
 pub mod vault;
 

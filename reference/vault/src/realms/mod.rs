@@ -1,0 +1,78 @@
+//! Threshold recovery of K across independent realms (`spec/realms.md`): a `t`-of-`n`
+//! OPRF over ristretto255 with verifiable evaluations, so that no single vault, its host
+//! or its operator can test a password guess offline.
+//!
+//! - [`register`]: the client splits a registration over a [`RealmSet`], one
+//!   [`RealmShare`] per realm.
+//! - [`Recovery`]: the client's two phases (evaluate, unlock), naming every realm that
+//!   answers wrongly.
+//! - [`Realm`]: one realm's side over a [`RealmStore`], counting every evaluation before it
+//!   answers.
+//!
+//! Transport-free, like [`crate::vault`]: the messages are byte structures the HTTP layer
+//! carries.
+
+mod client;
+mod group;
+mod public;
+mod realm;
+mod shamir;
+mod store;
+
+pub use client::{register, EvalAnswer, RealmSet, RealmShare, Recovery, UnlockRequest, Unlocking};
+pub use public::{PublicPart, REG_ID_LEN};
+pub use realm::{Realm, RealmConfig};
+pub use store::{RealmGuess, RealmRecord, RealmStore, SqliteRealmStore};
+
+use crate::error::{Classify, ErrorClass};
+
+/// Errors of the realm protocol, each with its class (`spec/realms.md` §11).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RealmError {
+    /// A malformed message, element, scalar or public part.
+    #[error("malformed: {0}")]
+    Malformed(String),
+    /// Parameters out of bounds.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// The password is wrong (the realms have counted the guess).
+    #[error("wrong password")]
+    WrongPassword,
+    /// No registration: every realm answered for an unknown user.
+    #[error("no registration for this user on these realms")]
+    NoRecord,
+    /// Not enough realms hold a usable registration (destroyed, replaced, or answering
+    /// wrongly); the message names them.
+    #[error("locked: {0}")]
+    Locked(String),
+    /// Fewer than `t` realms answered at all; the message names the silent ones.
+    #[error("not enough realms answered: {0}")]
+    Unavailable(String),
+    /// The realm's store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The realm's HSM failed.
+    #[error(transparent)]
+    Hsm(#[from] crate::hsm::HsmError),
+    /// A bug or an environment failure (random generator, key derivation).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Classify for RealmError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            RealmError::Malformed(_) => ErrorClass::Malformed,
+            RealmError::Unsupported(_) => ErrorClass::Unsupported,
+            RealmError::WrongPassword => ErrorClass::WrongPassword,
+            RealmError::NoRecord => ErrorClass::NoRecord,
+            RealmError::Locked(_) => ErrorClass::Locked,
+            RealmError::Unavailable(_) | RealmError::Internal(_) => ErrorClass::Io,
+            RealmError::Store(e) => e.class(),
+            RealmError::Hsm(e) => e.class(),
+        }
+    }
+}
+#[cfg(test)]
+mod tests;

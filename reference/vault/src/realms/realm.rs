@@ -1,0 +1,358 @@
+//! One realm's side (`spec/realms.md` §3.2, §4 step 2, §6.2, §6.4): it stores its shares
+//! sealed by its HSM, counts every evaluation durably before computing it, and releases its
+//! secret share only to a client that proves it knows the unlock tag.
+
+use super::client::{release_aad, release_key, seal, unlock_proof, EvalAnswer, RealmShare};
+use super::group::{base, decode_point, decode_scalar, dleq_prove, hash_to_scalar};
+use super::public::{PublicPart, REG_ID_LEN, WRAPPED_LEN};
+use super::store::{RealmGuess, RealmRecord, RealmStore};
+use super::RealmError;
+use crate::hsm::Hsm;
+use crate::store::RecordState;
+use crate::vault::{KsfParams, VaultRng};
+use curve25519_dalek::scalar::Scalar;
+use rand_core::{OsRng, RngCore};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, Zeroizing};
+
+/// Open sessions a realm keeps at most (each a few hundred bytes).
+const MAX_SESSIONS: usize = 100_000;
+
+/// How a realm runs.
+#[derive(Debug, Clone)]
+pub struct RealmConfig {
+    /// The name this realm gives itself; registrations name it.
+    pub realm_id: String,
+    /// The largest guess limit a registration may ask for.
+    pub max_limit: u32,
+    /// Parameters shown in fake answers (those new registrations use).
+    pub ksf: KsfParams,
+    /// How long a phase-1 session waits for phase 2.
+    pub session_lifetime: Duration,
+}
+
+impl RealmConfig {
+    /// A realm named `realm_id` with the defaults: limit up to 100, Argon2id defaults, 300 s.
+    pub fn new(realm_id: &str) -> Self {
+        RealmConfig {
+            realm_id: realm_id.to_owned(),
+            max_limit: 100,
+            ksf: KsfParams::DEFAULT,
+            session_lifetime: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A phase-1 session waiting for phase 2.
+struct Session {
+    tenant: String,
+    user: String,
+    /// `None` for a fake answer: its phase 2 always fails.
+    reg_id: Option<[u8; REG_ID_LEN]>,
+    expires: Instant,
+}
+
+/// The secrets of one record, as unsealed.
+pub(super) struct Secrets {
+    pub(super) key_share: Scalar,
+    secret_share: Scalar,
+    tag: Zeroizing<[u8; 32]>,
+}
+
+impl Drop for Secrets {
+    fn drop(&mut self) {
+        self.key_share.zeroize();
+        self.secret_share.zeroize();
+    }
+}
+
+fn lp(bytes: &[u8]) -> Vec<u8> {
+    let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn record_aad(tenant: &str, user: &str, reg_id: &[u8; REG_ID_LEN]) -> Vec<u8> {
+    [
+        b"coffer-realms-v1 record".as_slice(),
+        &lp(tenant.as_bytes()),
+        &lp(user.as_bytes()),
+        reg_id,
+    ]
+    .concat()
+}
+
+/// A realm: its store, its HSM and its open sessions.
+pub struct Realm<St: RealmStore, H: Hsm> {
+    store: St,
+    hsm: H,
+    config: RealmConfig,
+    fake_seed: Zeroizing<Vec<u8>>,
+    sessions: Mutex<HashMap<[u8; 16], Session>>,
+}
+
+impl<St: RealmStore, H: Hsm> Realm<St, H> {
+    /// Opens a realm, drawing and sealing its fake seed on first start.
+    pub fn open(store: St, hsm: H, config: RealmConfig) -> Result<Self, RealmError> {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(&mut seed[..]);
+        let sealed = hsm.seal(b"coffer-realms-v1 fake seed", &seed[..])?;
+        let stored = store.init_fake_seed(&sealed)?;
+        let fake_seed = hsm.unseal(b"coffer-realms-v1 fake seed", &stored)?;
+        Ok(Realm {
+            store,
+            hsm,
+            config,
+            fake_seed,
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The store (for status pages and tests).
+    pub fn store(&self) -> &St {
+        &self.store
+    }
+
+    /// This realm's name.
+    pub fn realm_id(&self) -> &str {
+        &self.config.realm_id
+    }
+
+    /// Stores a registration share for `tenant`/`user`, replacing any earlier one.
+    pub fn register(&self, tenant: &str, user: &str, share: &RealmShare) -> Result<(), RealmError> {
+        if share.realm_id != self.config.realm_id {
+            return Err(RealmError::Malformed(format!(
+                "a share for realm {:?} sent to realm {:?}",
+                share.realm_id, self.config.realm_id
+            )));
+        }
+        let public = &share.public;
+        if share.index == 0 || share.index > public.n {
+            return Err(RealmError::Malformed(format!("index {}", share.index)));
+        }
+        if public.limit == 0 || public.limit > self.config.max_limit {
+            return Err(RealmError::Unsupported(format!(
+                "limit {}: this realm allows 1 to {}",
+                public.limit, self.config.max_limit
+            )));
+        }
+        KsfParams::parse(&public.ksf).map_err(|e| RealmError::Unsupported(e.to_string()))?;
+        let k = decode_scalar(&share.key_share[..], "key share")?;
+        let s = decode_scalar(&share.secret_share[..], "secret share")?;
+        let i = share.index as usize - 1;
+        if k * base() != public.key_shares[i] || s * base() != public.secret_shares[i] {
+            return Err(RealmError::Malformed(
+                "the shares do not match their public commitments".into(),
+            ));
+        }
+        let secrets = Zeroizing::new(
+            [
+                &share.key_share[..],
+                &share.secret_share[..],
+                &share.tag[..],
+            ]
+            .concat(),
+        );
+        let sealed = self
+            .hsm
+            .seal(&record_aad(tenant, user, &public.reg_id), &secrets)?;
+        self.store.put(&RealmRecord {
+            tenant: tenant.to_owned(),
+            user: user.to_owned(),
+            reg_id: public.reg_id,
+            public: public.encode(),
+            index: share.index,
+            sealed: Some(sealed),
+            guesses: 0,
+            limit: public.limit,
+            state: RecordState::Active,
+        })?;
+        Ok(())
+    }
+
+    pub(super) fn unseal(&self, record: &RealmRecord) -> Result<Secrets, RealmError> {
+        let sealed = record
+            .sealed
+            .as_ref()
+            .ok_or_else(|| RealmError::Locked("the record's shares are erased".into()))?;
+        let plain = self.hsm.unseal(
+            &record_aad(&record.tenant, &record.user, &record.reg_id),
+            sealed,
+        )?;
+        if plain.len() != 96 {
+            return Err(RealmError::Internal(
+                "sealed shares of the wrong size".into(),
+            ));
+        }
+        let mut tag = Zeroizing::new([0u8; 32]);
+        tag.copy_from_slice(&plain[64..]);
+        Ok(Secrets {
+            key_share: decode_scalar(&plain[..32], "stored key share")?,
+            secret_share: decode_scalar(&plain[32..64], "stored secret share")?,
+            tag,
+        })
+    }
+
+    fn open_session(&self, session: Session) -> Result<[u8; 16], RealmError> {
+        let mut id = [0u8; 16];
+        OsRng.fill_bytes(&mut id);
+        let mut sessions = self
+            .sessions
+            .lock()
+            .map_err(|_| RealmError::Internal("session lock poisoned".into()))?;
+        if sessions.len() >= MAX_SESSIONS {
+            let now = Instant::now();
+            sessions.retain(|_, s| s.expires > now);
+            if sessions.len() >= MAX_SESSIONS {
+                return Err(RealmError::Unavailable("too many open sessions".into()));
+            }
+        }
+        sessions.insert(id, session);
+        Ok(id)
+    }
+
+    /// Phase 1 (`spec/realms.md` §4 step 2): counts the evaluation durably, then evaluates
+    /// `M` with this realm's key share and proves it. Unknown, deleted and destroyed users get
+    /// a fake answer.
+    pub fn evaluate(
+        &self,
+        tenant: &str,
+        user: &str,
+        blinded: &[u8],
+    ) -> Result<EvalAnswer, RealmError> {
+        let m = decode_point(blinded, "blinded element")?;
+        let expires = Instant::now() + self.config.session_lifetime;
+        let record = match self.store.count_guess(tenant, user)? {
+            RealmGuess::Counted(record) => record,
+            RealmGuess::Destroyed | RealmGuess::Absent => {
+                return self.fake_answer(tenant, user, &m, expires)
+            }
+        };
+        let secrets = self.unseal(&record)?;
+        let public = PublicPart::decode(&record.public)?;
+        let p = public.key_shares[record.index as usize - 1];
+        let z = secrets.key_share * m;
+        let proof = dleq_prove(&secrets.key_share, &p, &m, &z, &mut OsRng);
+        let session = self.open_session(Session {
+            tenant: tenant.to_owned(),
+            user: user.to_owned(),
+            reg_id: Some(record.reg_id),
+            expires,
+        })?;
+        Ok(EvalAnswer {
+            public: record.public,
+            index: record.index,
+            evaluation: z.compress().to_bytes(),
+            proof,
+            session,
+        })
+    }
+
+    /// The fake answer of `spec/realms.md` §6.4: the same registration for every request
+    /// about `user`, shaped like a real 1-of-1 answer, counted nowhere.
+    fn fake_answer(
+        &self,
+        tenant: &str,
+        user: &str,
+        m: &curve25519_dalek::ristretto::RistrettoPoint,
+        expires: Instant,
+    ) -> Result<EvalAnswer, RealmError> {
+        let seed = super::client::hmac(
+            &self.fake_seed,
+            &[b"coffer-realms-v1 fake", &lp(user.as_bytes())],
+        );
+        let derive = |label: &[u8]| hash_to_scalar(&[seed.as_slice(), label].concat());
+        let bytes = |label: &[u8], len: usize| super::group::expand_message_xmd(&seed, label, len);
+        let mut k = derive(b"k");
+        let s = derive(b"s");
+        let mut reg_id = [0u8; REG_ID_LEN];
+        reg_id.copy_from_slice(&bytes(b"reg_id", REG_ID_LEN));
+        let mut check = [0u8; 32];
+        check.copy_from_slice(&bytes(b"check", 32));
+        let public = PublicPart {
+            reg_id,
+            t: 1,
+            n: 1,
+            ksf: self.config.ksf.name(),
+            limit: self.config.max_limit.min(10),
+            key_shares: vec![k * base()],
+            secret_shares: vec![s * base()],
+            check,
+            wrapped: bytes(b"wrapped", WRAPPED_LEN),
+        };
+        let z = k * m;
+        let proof = dleq_prove(&k, &public.key_shares[0], m, &z, &mut OsRng);
+        k.zeroize();
+        let session = self.open_session(Session {
+            tenant: tenant.to_owned(),
+            user: user.to_owned(),
+            reg_id: None,
+            expires,
+        })?;
+        Ok(EvalAnswer {
+            public: public.encode(),
+            index: 1,
+            evaluation: z.compress().to_bytes(),
+            proof,
+            session,
+        })
+    }
+
+    /// Phase 2 (`spec/realms.md` §6.2): checks the proof of the tag for a phase-1 session;
+    /// on success resets the count durably and releases the secret share, sealed to the tag.
+    pub fn unlock(
+        &self,
+        tenant: &str,
+        session: &[u8; 16],
+        proof: &[u8],
+    ) -> Result<Vec<u8>, RealmError> {
+        let taken = self
+            .sessions
+            .lock()
+            .map_err(|_| RealmError::Internal("session lock poisoned".into()))?
+            .remove(session);
+        let Some(taken) = taken else {
+            return Err(RealmError::WrongPassword);
+        };
+        let (Some(reg_id), true, true) = (
+            taken.reg_id,
+            taken.tenant == tenant,
+            taken.expires > Instant::now(),
+        ) else {
+            return Err(RealmError::WrongPassword);
+        };
+        let record = self
+            .store
+            .get(tenant, &taken.user)?
+            .filter(|r| r.state == RecordState::Active && r.reg_id == reg_id)
+            .ok_or_else(|| {
+                RealmError::Locked("the registration was destroyed or replaced".into())
+            })?;
+        let secrets = self.unseal(&record)?;
+        let expected = unlock_proof(&secrets.tag, session);
+        if !bool::from(expected.as_slice().ct_eq(proof)) {
+            self.store.destroy_if_spent(tenant, &taken.user, &reg_id)?;
+            return Err(RealmError::WrongPassword);
+        }
+        if !self.store.reset(tenant, &taken.user, &reg_id)? {
+            return Err(RealmError::Locked(
+                "the registration was destroyed or replaced".into(),
+            ));
+        }
+        let key = release_key(&secrets.tag, session);
+        seal(
+            &key,
+            &release_aad(session),
+            secrets.secret_share.as_bytes(),
+            &mut OsRng as &mut dyn VaultRng,
+        )
+    }
+
+    /// Deletes the user's record (its shares and tag erased). Returns whether there was one.
+    pub fn delete(&self, tenant: &str, user: &str) -> Result<bool, RealmError> {
+        Ok(self.store.delete(tenant, user)?)
+    }
+}
