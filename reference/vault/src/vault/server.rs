@@ -702,4 +702,54 @@ mod tests {
         assert_eq!(guesses(&server, "frank").0, 0);
         assert!(server.store().latest("other", "frank").unwrap().is_none());
     }
+
+    /// The insider the realms remove (spec/realms.md §9): with one vault's store file and
+    /// master key, and its own code that answers KE1 without counting, a 4-digit PIN falls in
+    /// at most 10^4 offline logins, and the store never sees a guess.
+    #[test]
+    fn an_insider_with_one_vaults_state_finds_a_4_digit_pin_offline() {
+        let dir = tempfile::tempdir().unwrap();
+        drop({
+            let honest = server(dir.path());
+            register(&honest, "hank", b"4711", None);
+            honest
+        });
+        // The stolen files, opened by the attacker.
+        let stolen = server(dir.path());
+        let record = stolen.store().latest("t", "hank").unwrap().unwrap();
+        let secret = stolen
+            .hsm
+            .unseal(
+                &record_aad(&record.record_id, record.version),
+                record.sealed.as_deref().unwrap(),
+            )
+            .unwrap();
+        let cred = credential_id("t", "hank");
+        let found = (0..10_000u32).map(|pin| format!("{pin:04}")).find(|pin| {
+            let file =
+                ServerRegistration::<Suite>::deserialize(&secret[..PASSWORD_FILE_LEN]).unwrap();
+            let (client, ke1) = RecoveryClient::start(pin.as_bytes()).unwrap();
+            let ke1 = CredentialRequest::<Suite>::deserialize(&ke1).unwrap();
+            let ke2 = ServerLogin::start(
+                &mut rand_core::OsRng,
+                &stolen.setup,
+                Some(file),
+                ke1,
+                &cred,
+                stolen.login_params("hank"),
+            )
+            .unwrap()
+            .message
+            .serialize();
+            client
+                .finish(&parties(&stolen, "hank"), &ke2, &record.ksf)
+                .is_ok()
+        });
+        assert_eq!(found.as_deref(), Some("4711"));
+        assert_eq!(
+            guesses(&stolen, "hank"),
+            (0, RecordState::Active),
+            "nothing counted"
+        );
+    }
 }
