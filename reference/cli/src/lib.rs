@@ -4,7 +4,7 @@
 //! dependencies (async runtime, HTTP, SQLite, etcd, PKCS#11).
 
 pub use coffer_format::{crypt15, error, format, key, Classify, ErrorClass};
-pub use coffer_vault::{hsm, http, store, vault};
+pub use coffer_vault::{hsm, http, realms, store, vault};
 
 /// Not API: the layers below both crates' public surfaces, for Coffer's own vectors,
 /// conformance runner, fuzzers and tests.

@@ -8,6 +8,7 @@ mod info;
 mod input;
 mod key_arg;
 mod output;
+mod realm_cmds;
 mod vault_cmds;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -89,6 +90,55 @@ enum Command {
     /// Password-protected backups end to end: a new key, kept in the vault, encrypting a Coffer file.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Keep K behind a password split over t-of-n independent realms (spec/realms.md), so
+    /// that no single vault, host or operator can test a guess offline.
+    #[command(
+        subcommand,
+        after_help = "The realms file (JSON) names the realms in order, with their tokens:\n  \
+        {\"threshold\": 2, \"limit\": 10, \"realms\": [\n    \
+        {\"id\": \"r1\", \"url\": \"http://r1.example:8443\", \"token_file\": \"r1.token\"}, ...]}\n\
+        Run a realm: coffer vault serve --realm-id r1 --data DIR"
+    )]
+    Realms(RealmsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RealmsCommand {
+    /// Split a 64-digit key over every realm of the file; all must accept.
+    Register {
+        #[command(flatten)]
+        client: RealmsClientArgs,
+        /// The key to protect (64 digits, a key file, or - for stdin).
+        #[arg(long, short, env = "COFFER_KEY", hide_env_values = true)]
+        key: String,
+    },
+    /// Get the key back from any `threshold` realms (each attempt uses one guess at each).
+    Recover {
+        #[command(flatten)]
+        client: RealmsClientArgs,
+        /// Write the 64 digits to this file (mode 0600) instead of printing them.
+        #[arg(long, value_name = "FILE")]
+        key_out: Option<PathBuf>,
+    },
+    /// Delete the registration on every realm.
+    Delete {
+        #[command(flatten)]
+        client: RealmsClientArgs,
+    },
+}
+
+/// Which realms, and who asks.
+#[derive(Debug, Args)]
+pub(crate) struct RealmsClientArgs {
+    /// The realms file (see `coffer realms --help`).
+    #[arg(long, value_name = "FILE")]
+    realms: PathBuf,
+    /// The user id.
+    #[arg(long)]
+    user: String,
+    /// Read the password from the first line of this file instead of prompting.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +199,10 @@ pub(crate) enum VaultCommand {
         /// (the PIN may also come from COFFER_PKCS11_PIN). Create the key first: coffer hsm init.
         #[arg(long, value_name = "URI")]
         hsm: Option<String>,
+        /// Serve as a realm of a threshold registration (spec/realms.md) named NAME, instead
+        /// of a vault: its records in DATA/realm.db, sealed by --hsm. Clients: coffer realms.
+        #[arg(long, value_name = "NAME")]
+        realm_id: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -545,6 +599,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Info(args) => info::run(&args.input),
         Command::Vault(command) => vault_cmds::run(&command),
         Command::Backup(command) => vault_cmds::backup(&command),
+        Command::Realms(command) => realm_cmds::run(&command),
         Command::Hsm(command) => match hsm_cmds::run(&command) {
             Ok(hsm_cmds::Outcome::Done(report)) => Ok(report),
             Ok(hsm_cmds::Outcome::Checked { report, conforms }) => {

@@ -9,9 +9,10 @@ use coffer::format::Compression;
 use coffer::hsm::uri::{self, HsmLocation};
 use coffer::hsm::{Hsm, Pkcs11Hsm, SoftHsm};
 use coffer::http::VaultClient;
-use coffer::http::{router, serve, Tenants};
+use coffer::http::{realm_router, router, serve, Tenants};
 use coffer::http::{Rate, RateLimits};
 use coffer::key::RootKey;
+use coffer::realms::{Realm, RealmConfig, SqliteRealmStore};
 use coffer::store::{EtcdConfig, EtcdStore, SqliteStore, Store};
 use coffer::vault::{KsfParams, ServerConfig, VaultServer};
 use coffer::ErrorClass;
@@ -33,6 +34,7 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
             tenant_per_second,
             config,
             hsm,
+            realm_id,
             store,
         } => {
             let limits = rate_limits(*user_per_minute, *tenant_per_second);
@@ -44,6 +46,7 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
                 limits,
                 config.as_deref(),
                 hsm.as_deref(),
+                realm_id.as_deref(),
                 store,
             )
         }
@@ -248,7 +251,7 @@ fn first_line(text: &str) -> CliResult<Zeroizing<Vec<u8>>> {
     Ok(Zeroizing::new(line.as_bytes().to_vec()))
 }
 
-fn read_password_file(path: &Path) -> CliResult<Zeroizing<Vec<u8>>> {
+pub(super) fn read_password_file(path: &Path) -> CliResult<Zeroizing<Vec<u8>>> {
     let text = Zeroizing::new(
         std::fs::read_to_string(path)
             .map_err(|e| Failure::io(format!("cannot read {}", path.display()), e))?,
@@ -256,7 +259,7 @@ fn read_password_file(path: &Path) -> CliResult<Zeroizing<Vec<u8>>> {
     first_line(&text)
 }
 
-fn prompt(question: &str) -> CliResult<Zeroizing<Vec<u8>>> {
+pub(super) fn prompt(question: &str) -> CliResult<Zeroizing<Vec<u8>>> {
     let text = Zeroizing::new(
         rpassword::prompt_password(question)
             .map_err(|e| Failure::io("cannot read the password", e))?,
@@ -265,7 +268,7 @@ fn prompt(question: &str) -> CliResult<Zeroizing<Vec<u8>>> {
 }
 
 /// Writes a file readable only by its owner.
-fn write_private(path: &Path, bytes: &[u8]) -> CliResult<()> {
+pub(super) fn write_private(path: &Path, bytes: &[u8]) -> CliResult<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -404,6 +407,7 @@ fn serve_command(
     limits: RateLimits,
     config_file: Option<&Path>,
     hsm_uri: Option<&str>,
+    realm_id: Option<&str>,
     store_args: &StoreArgs,
 ) -> CliResult<Report> {
     std::fs::create_dir_all(data)
@@ -488,31 +492,62 @@ fn serve_command(
         announced,
         limits,
     };
+    if let Some(realm_id) = realm_id {
+        if store_args.store != "sqlite" {
+            return Err(Failure::new(
+                ErrorClass::Unsupported,
+                "a realm keeps its records in SQLite (DATA/realm.db); --store etcd is for vaults",
+            ));
+        }
+        let store = SqliteRealmStore::open(&data.join("realm.db"))
+            .map_err(|e| Failure::from_lib("store", e))?;
+        let realm = RealmConfig {
+            ksf: config.ksf,
+            max_limit: config.max_limit,
+            ..RealmConfig::new(realm_id)
+        };
+        let served = Served {
+            store: format!("sqlite:{}", data.join("realm.db").display()),
+            ..served
+        };
+        return serve_on::<SqliteStore>(Service::Realm(store, realm), location, served);
+    }
     if store_args.store == "sqlite" {
         let store =
             SqliteStore::open(&data.join("vault.db")).map_err(|e| Failure::from_lib("store", e))?;
-        serve_on(store, location, config, served)
+        serve_on(Service::Vault(store, config), location, served)
     } else {
-        serve_on(etcd_store(store_args)?, location, config, served)
+        serve_on(
+            Service::Vault(etcd_store(store_args)?, config),
+            location,
+            served,
+        )
     }
+}
+
+/// What a `vault serve` process serves.
+enum Service<S> {
+    /// A vault (spec/vault.md) on store `S`.
+    Vault(S, ServerConfig),
+    /// A realm (spec/realms.md).
+    Realm(SqliteRealmStore, RealmConfig),
 }
 
 /// Serves with `store` and the HSM at `location`.
 fn serve_on<S: Store + 'static>(
-    store: S,
+    service: Service<S>,
     location: HsmLocation,
-    config: ServerConfig,
     served: Served<'_>,
 ) -> CliResult<Report> {
     match location {
         HsmLocation::Soft(dir) => {
             let hsm = SoftHsm::open_or_create(&dir.join("master.key"))
                 .map_err(|e| Failure::from_lib("HSM", e))?;
-            run_server(store, hsm, config, served)
+            run_server(service, hsm, served)
         }
         HsmLocation::Pkcs11(pkcs11) => {
             let hsm = Pkcs11Hsm::open(&pkcs11).map_err(|e| Failure::from_lib("HSM", e))?;
-            run_server(store, hsm, config, served)
+            run_server(service, hsm, served)
         }
     }
 }
@@ -528,9 +563,8 @@ struct Served<'a> {
 }
 
 fn run_server<S: Store + 'static, H: Hsm + 'static>(
-    store: S,
+    service: Service<S>,
     hsm: H,
-    config: ServerConfig,
     served: Served<'_>,
 ) -> CliResult<Report> {
     let Served {
@@ -543,7 +577,19 @@ fn run_server<S: Store + 'static, H: Hsm + 'static>(
     } = served;
     let sealing = hsm.describe();
     tracing::info!(hsm = %sealing, "sealing with");
-    let vault = VaultServer::open(store, hsm, config).map_err(|e| Failure::from_lib("vault", e))?;
+    let (app, mode, realm_id) = match service {
+        Service::Vault(store, config) => {
+            let vault =
+                VaultServer::open(store, hsm, config).map_err(|e| Failure::from_lib("vault", e))?;
+            (router(vault, tenants, limits), "vault", None)
+        }
+        Service::Realm(store, config) => {
+            let id = config.realm_id.clone();
+            let realm =
+                Realm::open(store, hsm, config).map_err(|e| Failure::from_lib("realm", e))?;
+            (realm_router(realm, tenants, limits), "realm", Some(id))
+        }
+    };
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Failure::io("cannot start the async runtime", e))?;
     runtime.block_on(async {
@@ -564,11 +610,13 @@ fn run_server<S: Store + 'static, H: Hsm + 'static>(
                 "data": data,
                 "store": store_name,
                 "hsm": sealing,
+                "mode": mode,
+                "realm_id": realm_id,
             })
             .to_string(),
         );
-        tracing::info!(%addr, "vault serving");
-        serve(listener, router(vault, tenants, limits))
+        tracing::info!(%addr, mode, "serving");
+        serve(listener, app)
             .await
             .map_err(|e| Failure::io("server", e))
     })?;

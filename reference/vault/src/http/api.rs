@@ -117,3 +117,95 @@ pub struct ErrorBody {
     /// A readable message.
     pub message: String,
 }
+
+/// Secret binary data as base64url, zeroized on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretB64(pub zeroize::Zeroizing<Vec<u8>>);
+
+impl std::fmt::Debug for SecretB64 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretB64(<redacted>)")
+    }
+}
+
+impl Serialize for SecretB64 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&URL_SAFE_NO_PAD.encode(&self.0[..]))
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretB64 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = zeroize::Zeroizing::new(String::deserialize(d)?);
+        URL_SAFE_NO_PAD
+            .decode(text.as_bytes())
+            .map(|b| SecretB64(zeroize::Zeroizing::new(b)))
+            .map_err(|e| serde::de::Error::custom(format!("not base64url: {e}")))
+    }
+}
+
+/// `GET /v1/realm`: who this realm is.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealmInfo {
+    /// The realm's id (`spec/realms.md` §1).
+    pub realm_id: String,
+}
+
+/// `POST /v1/realm/users/{user}/register`: one realm's share of a registration.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealmRegisterRequest {
+    /// The realm the share is for.
+    pub realm_id: String,
+    /// Its Shamir index.
+    pub index: u8,
+    /// The public part.
+    pub public: B64,
+    /// `k_i`.
+    pub key_share: SecretB64,
+    /// `s_i`.
+    pub secret_share: SecretB64,
+    /// `tag_i`.
+    pub tag: SecretB64,
+}
+
+/// `POST /v1/realm/users/{user}/evaluate`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealmEvaluateRequest {
+    /// The blinded element `M`.
+    pub blinded: B64,
+}
+
+/// The answer to [`RealmEvaluateRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealmEvaluateResponse {
+    /// The public part.
+    pub public: B64,
+    /// The realm's index.
+    pub index: u8,
+    /// `Z_i`.
+    pub evaluation: B64,
+    /// The DLEQ proof.
+    pub proof: B64,
+    /// The session for phase 2.
+    pub session: B64,
+}
+
+/// `POST /v1/realm/sessions/{session}/unlock`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealmUnlockRequest {
+    /// `HMAC(tag_i, "coffer-realms-v1 unlock" ‖ session)`.
+    pub proof: B64,
+}
+
+/// The answer to [`RealmUnlockRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealmUnlockResponse {
+    /// `s_i`, sealed to the tag.
+    pub release: B64,
+}

@@ -1,7 +1,7 @@
 //! A blocking client for the vault's HTTP API, running the client side of every flow.
 
 use super::api::*;
-use crate::error::ErrorClass;
+use super::transport::{b64, enc, CallError, Transport};
 use crate::ids::{RecordId, SessionId};
 use crate::key::RootKey;
 use crate::vault::{Parties, RecoveryClient, RegistrationClient, Status, VaultError};
@@ -11,10 +11,8 @@ use std::time::Duration;
 
 /// A vault at a base URL, for one tenant.
 pub struct VaultClient {
-    base: String,
-    token: String,
+    transport: Transport,
     server_id: String,
-    agent: ureq::Agent,
 }
 
 /// The result of a recovery: K and the verified session (for a password change).
@@ -27,11 +25,6 @@ pub struct Recovered {
     pub record_id: RecordId,
     /// The record version.
     pub version: u32,
-}
-
-fn b64(text: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
 
 fn not_16_bytes() -> VaultError {
@@ -49,15 +42,9 @@ fn session_id(bytes: &[u8]) -> Result<SessionId, VaultError> {
 impl VaultClient {
     /// A client for the vault at `base` (e.g. `http://127.0.0.1:8443`) with a tenant token.
     pub fn new(base: &str, token: &str, server_id: &str) -> Self {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build();
         VaultClient {
-            base: base.trim_end_matches('/').to_owned(),
-            token: token.trim().to_owned(),
+            transport: Transport::new(base, token, Duration::from_secs(60)),
             server_id: server_id.to_owned(),
-            agent: config.into(),
         }
     }
 
@@ -68,67 +55,20 @@ impl VaultClient {
         }
     }
 
-    fn answer<T: DeserializeOwned>(
-        mut response: ureq::http::Response<ureq::Body>,
-    ) -> Result<T, VaultError> {
-        let status = response.status();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(64 * 1024)
-            .read_to_vec()
-            .map_err(|e| VaultError::Remote {
-                class: ErrorClass::Io,
-                message: format!("reading the vault's answer: {e}"),
-            })?;
-        if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|e| {
-                VaultError::Malformed(format!("the vault's answer is not the expected JSON: {e}"))
-            });
-        }
-        let error: ErrorBody = serde_json::from_slice(&body).map_err(|_| VaultError::Remote {
-            class: ErrorClass::Io,
-            message: format!("HTTP {status} without an error body"),
-        })?;
-        Err(VaultError::Remote {
-            class: ErrorClass::from_name(&error.error).unwrap_or(ErrorClass::Io),
-            message: error.message,
-        })
-    }
-
     fn send<B: Serialize, T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
         body: Option<&B>,
     ) -> Result<T, VaultError> {
-        let url = format!("{}{path}", self.base);
-        let auth = format!("Bearer {}", self.token);
-        let io = |e: ureq::Error| VaultError::Remote {
-            class: ErrorClass::Io,
-            message: format!("{url}: {e}"),
-        };
-        let response = match (method, body) {
-            ("POST", Some(b)) => self
-                .agent
-                .post(&url)
-                .header("authorization", &auth)
-                .send_json(b)
-                .map_err(io)?,
-            ("DELETE", _) => self
-                .agent
-                .delete(&url)
-                .header("authorization", &auth)
-                .call()
-                .map_err(io)?,
-            _ => self
-                .agent
-                .get(&url)
-                .header("authorization", &auth)
-                .call()
-                .map_err(io)?,
-        };
-        Self::answer(response)
+        self.transport
+            .send(method, path, body)
+            .map_err(|e| match e {
+                CallError::BadAnswer(message) => {
+                    VaultError::Malformed(format!("the vault's answer: {message}"))
+                }
+                CallError::Remote(class, message) => VaultError::Remote { class, message },
+            })
     }
 
     /// Registers `root` for `user` behind `password`.
@@ -236,18 +176,4 @@ impl VaultClient {
             self.send::<(), _>("DELETE", &format!("/v1/users/{}", enc(user)), None)?;
         Ok(())
     }
-}
-
-/// Percent-encodes a path segment.
-fn enc(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

@@ -5,10 +5,17 @@
 pub mod api;
 mod client;
 mod rate;
+mod realm_client;
+mod realm_server;
 mod server;
+mod transport;
 
 pub use client::{Recovered, VaultClient};
 pub use rate::{Limiter, Rate, RateLimits};
+pub use realm_client::{
+    delete_from_realms, recover_from_realms, register_with_realms, RealmClient,
+};
+pub use realm_server::realm_router;
 pub use server::{router, serve, ApiError, Tenants, MAX_BODY, MAX_USER_ID};
 
 use crate::error::ErrorClass;

@@ -35,7 +35,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+    pub(super) fn new(class: ErrorClass, message: impl Into<String>) -> Self {
         ApiError {
             class,
             message: message.into(),
@@ -46,7 +46,9 @@ impl ApiError {
 }
 
 /// The request body, or a JSON error for one that is too large or unreadable.
-fn body(b: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<Bytes, ApiError> {
+pub(super) fn body(
+    b: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Bytes, ApiError> {
     b.map_err(|rejection| ApiError {
         class: ErrorClass::Malformed,
         message: format!("request body: {rejection}"),
@@ -113,7 +115,7 @@ impl Tenants {
     }
 
     /// The tenant whose token the request carries (compared in constant time).
-    fn of(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+    pub(super) fn of(&self, headers: &HeaderMap) -> Result<String, ApiError> {
         let token = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -139,7 +141,7 @@ struct App<S: Store, H: Hsm> {
     user_rate: Limiter,
 }
 
-fn limited(wait: std::time::Duration, what: &str) -> ApiError {
+pub(super) fn limited(wait: std::time::Duration, what: &str) -> ApiError {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     ApiError {
         class: ErrorClass::RateLimited,
@@ -170,12 +172,12 @@ impl<S: Store, H: Hsm> App<S, H> {
 
 type Shared<S, H> = Arc<App<S, H>>;
 
-fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(super) fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::new(ErrorClass::Malformed, format!("request body: {e}")))
 }
 
-fn user_id(user: &str) -> Result<(), ApiError> {
+pub(super) fn user_id(user: &str) -> Result<(), ApiError> {
     if user.is_empty() || user.len() > MAX_USER_ID || user.contains('\0') {
         return Err(ApiError::new(
             ErrorClass::Malformed,
@@ -361,7 +363,7 @@ async fn remove<S: Store + 'static, H: Hsm + 'static>(
     Ok(Json(serde_json::json!({"deleted": true})))
 }
 
-async fn fallback() -> ApiError {
+pub(super) async fn fallback() -> ApiError {
     ApiError::new(
         ErrorClass::Malformed,
         "no such endpoint (see spec/openapi.yaml)",

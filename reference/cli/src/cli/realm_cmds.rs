@@ -1,0 +1,175 @@
+//! `coffer realms`: K behind a password, split over t-of-n realms (`spec/realms.md`).
+
+use super::failure::{CliResult, Failure};
+use super::vault_cmds::{prompt, read_password_file, write_private};
+use super::{key_arg, RealmsClientArgs, RealmsCommand, Report};
+use coffer::http::{delete_from_realms, recover_from_realms, register_with_realms, RealmClient};
+use coffer::realms::RealmSet;
+use coffer::vault::KsfParams;
+use coffer::ErrorClass;
+use serde::Deserialize;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// The realms file (`--realms FILE`, JSON): which realms, in registration order, and how.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RealmsFile {
+    /// How many realms recover K.
+    threshold: u8,
+    /// Guesses each realm allows between recoveries (default 10).
+    limit: Option<u32>,
+    /// Argon2id parameters (default: the vault's).
+    ksf: Option<String>,
+    /// Seconds any one call to a realm may take (default 10).
+    timeout_seconds: Option<u64>,
+    /// The realms, in index order.
+    realms: Vec<RealmEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RealmEntry {
+    /// The realm's id (what `vault serve --realm-id` says).
+    id: String,
+    /// Its base URL.
+    url: String,
+    /// The tenant token's file (relative to the realms file).
+    token_file: PathBuf,
+}
+
+/// The realms and the registration's shape, from the file.
+fn load(path: &Path) -> CliResult<(Vec<RealmClient>, RealmSet)> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::io(format!("cannot read {}", path.display()), e))?;
+    let file: RealmsFile = serde_json::from_str(&text)
+        .map_err(|e| Failure::new(ErrorClass::Malformed, format!("{}: {e}", path.display())))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let timeout = Duration::from_secs(file.timeout_seconds.unwrap_or(10).clamp(1, 300));
+    let mut clients = Vec::new();
+    for realm in &file.realms {
+        let token_path = base.join(&realm.token_file);
+        let token = Zeroizing::new(std::fs::read_to_string(&token_path).map_err(|e| {
+            Failure::io(
+                format!("realm {}: cannot read {}", realm.id, token_path.display()),
+                e,
+            )
+        })?);
+        clients.push(RealmClient::new(
+            &realm.id,
+            &realm.url,
+            token.trim(),
+            timeout,
+        ));
+    }
+    let ksf = match &file.ksf {
+        Some(text) => KsfParams::parse(text).map_err(|e| Failure::from_lib("ksf", e))?,
+        None => KsfParams::DEFAULT,
+    };
+    let set = RealmSet {
+        realm_ids: file.realms.iter().map(|r| r.id.clone()).collect(),
+        threshold: file.threshold,
+        limit: file.limit.unwrap_or(10),
+        ksf,
+    };
+    Ok((clients, set))
+}
+
+fn password(client: &RealmsClientArgs) -> CliResult<Zeroizing<Vec<u8>>> {
+    match &client.password_file {
+        Some(path) => read_password_file(path),
+        None => prompt(&format!("password for {}: ", client.user)),
+    }
+}
+
+/// Runs one `realms` subcommand.
+pub(super) fn run(command: &RealmsCommand) -> CliResult<Report> {
+    match command {
+        RealmsCommand::Register { client, key } => {
+            let root = key_arg::resolve_root(key)?;
+            let (realms, set) = load(&client.realms)?;
+            let password = password(client)?;
+            register_with_realms(&realms, &set, &client.user, &password, &root)
+                .map_err(|e| Failure::from_lib("register", e))?;
+            Ok(Report {
+                text: format!(
+                    "registered {} on {} realms: any {} recover the key; each allows {} wrong guesses",
+                    client.user,
+                    set.realm_ids.len(),
+                    set.threshold,
+                    set.limit
+                ),
+                json: json!({
+                    "command": "realms register",
+                    "user": client.user,
+                    "realms": set.realm_ids,
+                    "threshold": set.threshold,
+                    "limit": set.limit,
+                }),
+            })
+        }
+        RealmsCommand::Recover { client, key_out } => {
+            let (realms, set) = load(&client.realms)?;
+            let password = password(client)?;
+            let (root, problems) = recover_from_realms(&realms, &set, &client.user, &password)
+                .map_err(|e| Failure::from_lib("recover", e))?;
+            let failed: Vec<String> = problems
+                .iter()
+                .map(|(realm, why)| format!("{realm}: {why}"))
+                .collect();
+            let note = if failed.is_empty() {
+                String::new()
+            } else {
+                format!("\nrecovered without: {}", failed.join("; "))
+            };
+            let grouped = root.to_grouped();
+            match key_out.as_deref() {
+                Some(path) if path != Path::new("-") => {
+                    write_private(path, format!("{}\n", grouped.as_str()).as_bytes())?;
+                    Ok(Report {
+                        text: format!(
+                            "recovered the key of {}; written to {}{note}",
+                            client.user,
+                            path.display()
+                        ),
+                        json: json!({"command": "realms recover", "user": client.user, "key_file": path, "failed_realms": failed}),
+                    })
+                }
+                _ => Ok(Report {
+                    text: format!("{}{note}", grouped.as_str()),
+                    json: json!({"command": "realms recover", "user": client.user, "key": root.to_hex().as_str(), "failed_realms": failed}),
+                }),
+            }
+        }
+        RealmsCommand::Delete { client } => {
+            let (realms, set) = load(&client.realms)?;
+            let answers = delete_from_realms(&realms, &client.user);
+            let failed: Vec<String> = answers
+                .iter()
+                .filter_map(|(realm, r)| r.as_ref().err().map(|why| format!("{realm}: {why}")))
+                .collect();
+            let reached = answers.len() - failed.len();
+            // Fewer than n − t + 1 deletions leave t realms that can still recover.
+            let needed = set.realm_ids.len() + 1 - set.threshold as usize;
+            if reached < needed {
+                return Err(Failure::new(
+                    ErrorClass::Io,
+                    format!(
+                        "deleted on {reached} realms, fewer than the {needed} that make the key unrecoverable: {}",
+                        failed.join("; ")
+                    ),
+                ));
+            }
+            Ok(Report {
+                text: format!(
+                    "deleted {} on {reached} of {} realms: the key can no longer be recovered",
+                    client.user,
+                    answers.len()
+                ),
+                json: json!({"command": "realms delete", "user": client.user, "reached": reached, "failed_realms": failed}),
+            })
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Three realms on loopback, 2-of-3 (`spec/realms.md`): each a `coffer vault serve
+//! --realm-id` process with its own SQLite file and master key; the client is `coffer realms`.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+struct Realm {
+    child: Child,
+    url: String,
+    token_file: String,
+    data: PathBuf,
+}
+
+impl Drop for Realm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(id: &str, data: &Path) -> Realm {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args([
+            "vault",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--realm-id",
+            id,
+        ])
+        .args(["--ksf", "argon2id:m=256,t=1,p=1", "--data"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let first: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    assert_eq!(first["mode"], "realm");
+    assert_eq!(first["realm_id"], id);
+    Realm {
+        child,
+        url: first["listening"].as_str().unwrap().to_owned(),
+        token_file: first["token_file"].as_str().unwrap().to_owned(),
+        data: data.to_owned(),
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    realms: Vec<Realm>,
+    file: PathBuf,
+    right: PathBuf,
+    wrong: PathBuf,
+}
+
+fn setup(limit: u32) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let realms: Vec<Realm> = ["r1", "r2", "r3"]
+        .iter()
+        .map(|id| start(id, &dir.path().join(id)))
+        .collect();
+    let entries: Vec<Value> = realms
+        .iter()
+        .enumerate()
+        .map(|(i, r)| serde_json::json!({"id": format!("r{}", i + 1), "url": r.url, "token_file": r.token_file}))
+        .collect();
+    let file = dir.path().join("realms.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({"threshold": 2, "limit": limit, "ksf": "argon2id:m=256,t=1,p=1", "timeout_seconds": 5, "realms": entries})
+            .to_string(),
+    )
+    .unwrap();
+    let right = dir.path().join("right");
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&right, "correct horse\n").unwrap();
+    std::fs::write(&wrong, "battery staple\n").unwrap();
+    Setup {
+        _dir: dir,
+        realms,
+        file,
+        right,
+        wrong,
+    }
+}
+
+fn realms(s: &Setup, command: &str, password: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["--json", "realms", command, "--realms"])
+        .arg(&s.file)
+        .args(["--user", "alice", "--password-file"])
+        .arg(password)
+        .args(extra)
+        .env_remove("COFFER_KEY")
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("{e}: {text:?} / {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Exit code of an error class (spec/errors.md: 10 + its index).
+fn exit(class: &str) -> i32 {
+    10 + [
+        "wrong_key",
+        "corrupt",
+        "truncated",
+        "trailing_data",
+        "unsupported",
+        "malformed",
+        "wrong_password",
+        "no_record",
+        "locked",
+        "server_auth_failed",
+        "rate_limited",
+        "unauthorized",
+        "io",
+    ]
+    .iter()
+    .position(|c| *c == class)
+    .unwrap() as i32
+}
+
+/// Guesses counted at one realm, read from its database.
+fn guesses(realm: &Realm) -> (u32, String) {
+    let db = rusqlite::Connection::open(realm.data.join("realm.db")).unwrap();
+    db.query_row(
+        "SELECT guesses, state FROM realm_records WHERE user_id = 'alice'",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn register_recover_lose_a_realm_and_recover_again() {
+    let mut s = setup(10);
+    let out = realms(&s, "register", &s.right, &["--key", KEY]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["threshold"], 2);
+
+    let out = realms(&s, "recover", &s.right, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["key"], KEY);
+
+    // One realm killed: 2 of 3 still recover, and the dead one is named.
+    let dead = s.realms.remove(1);
+    drop(dead);
+    let out = realms(&s, "recover", &s.right, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer = json(&out);
+    assert_eq!(answer["key"], KEY);
+    let failed = answer["failed_realms"].to_string();
+    assert!(failed.contains("r2"), "{failed}");
+
+    // A wrong password: its own class, and one guess counted at each live realm.
+    let out = realms(&s, "recover", &s.wrong, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(exit("wrong_password")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for realm in &s.realms {
+        assert_eq!(guesses(realm), (1, "active".into()));
+    }
+}
+
+#[test]
+fn the_limit_destroys_the_key_on_every_realm() {
+    let s = setup(2);
+    assert!(realms(&s, "register", &s.right, &["--key", KEY])
+        .status
+        .success());
+    for _ in 0..2 {
+        let out = realms(&s, "recover", &s.wrong, &[]);
+        assert_eq!(out.status.code(), Some(exit("wrong_password")));
+    }
+    // The next attempt, even with the right password, meets destroyed records.
+    let out = realms(&s, "recover", &s.right, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(exit("no_record")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for realm in &s.realms {
+        assert_eq!(guesses(realm).1, "destroyed");
+    }
+}
+
+#[test]
+fn concurrent_wrong_guesses_never_pass_the_limit() {
+    let s = setup(3);
+    assert!(realms(&s, "register", &s.right, &["--key", KEY])
+        .status
+        .success());
+    // Eight clients guess at once; each asks all three realms.
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| realms(&s, "recover", &s.wrong, &[]));
+        }
+    });
+    for realm in &s.realms {
+        let (count, state) = guesses(realm);
+        assert!(count <= 3, "{count} guesses counted against a limit of 3");
+        assert_eq!(state, "destroyed", "eight guesses at a limit of three");
+    }
+    assert_eq!(
+        realms(&s, "recover", &s.right, &[]).status.code(),
+        Some(exit("no_record"))
+    );
+}
+
+#[test]
+fn a_wrong_realm_id_and_deletion() {
+    let s = setup(10);
+    // A realms file that calls r1 "r9": nothing is registered anywhere.
+    let text = std::fs::read_to_string(&s.file)
+        .unwrap()
+        .replacen("\"r1\"", "\"r9\"", 1);
+    let bad = s.file.with_file_name("bad.json");
+    std::fs::write(&bad, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["realms", "register", "--realms"])
+        .arg(&bad)
+        .args(["--user", "alice", "--password-file"])
+        .arg(&s.right)
+        .args(["--key", KEY])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(exit("io")));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("r9") && stderr.contains("nothing registered"),
+        "{stderr}"
+    );
+
+    assert!(realms(&s, "register", &s.right, &["--key", KEY])
+        .status
+        .success());
+    let out = realms(&s, "delete", &s.right, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        realms(&s, "recover", &s.right, &[]).status.code(),
+        Some(exit("no_record"))
+    );
+}

@@ -1,0 +1,265 @@
+//! The client of `spec/realms.md` over HTTP: every realm asked in parallel, each call bounded
+//! by a timeout, and every realm that fails named in the answer.
+
+use super::api::*;
+use super::transport::{b64, enc, CallError, Transport};
+use crate::key::RootKey;
+use crate::realms::{register, EvalAnswer, RealmError, RealmSet, Recovery};
+use rand_core::OsRng;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// One realm, as the client's configuration names it.
+pub struct RealmClient {
+    realm_id: String,
+    transport: Transport,
+}
+
+fn describe(e: CallError) -> String {
+    match e {
+        CallError::BadAnswer(message) => format!("wrong answer: {message}"),
+        CallError::Remote(class, message) => format!("{message} ({class})"),
+    }
+}
+
+impl RealmClient {
+    /// The realm `realm_id` at `base` with a tenant token; each call gives up after `timeout`.
+    pub fn new(realm_id: &str, base: &str, token: &str, timeout: Duration) -> Self {
+        RealmClient {
+            realm_id: realm_id.to_owned(),
+            transport: Transport::new(base, token, timeout),
+        }
+    }
+
+    /// The realm's id, as configured.
+    pub fn realm_id(&self) -> &str {
+        &self.realm_id
+    }
+
+    /// Asks the realm who it is; refuses a realm whose id is not the configured one.
+    pub fn check_identity(&self) -> Result<(), String> {
+        let info: RealmInfo = self
+            .transport
+            .send::<(), _>("GET", "/v1/realm", None)
+            .map_err(describe)?;
+        if info.realm_id != self.realm_id {
+            return Err(format!(
+                "this server is realm {:?}, not {:?}",
+                info.realm_id, self.realm_id
+            ));
+        }
+        Ok(())
+    }
+
+    fn register_share(&self, user: &str, share: &crate::realms::RealmShare) -> Result<(), String> {
+        let _: serde_json::Value = self
+            .transport
+            .send(
+                "POST",
+                &format!("/v1/realm/users/{}/register", enc(user)),
+                Some(&RealmRegisterRequest {
+                    realm_id: share.realm_id.clone(),
+                    index: share.index,
+                    public: B64(share.public.encode()),
+                    key_share: SecretB64(Zeroizing::new(share.key_share.to_vec())),
+                    secret_share: SecretB64(Zeroizing::new(share.secret_share.to_vec())),
+                    tag: SecretB64(Zeroizing::new(share.tag.to_vec())),
+                }),
+            )
+            .map_err(describe)?;
+        Ok(())
+    }
+
+    fn evaluate(&self, user: &str, blinded: &[u8; 32]) -> Result<EvalAnswer, String> {
+        let answer: RealmEvaluateResponse = self
+            .transport
+            .send(
+                "POST",
+                &format!("/v1/realm/users/{}/evaluate", enc(user)),
+                Some(&RealmEvaluateRequest {
+                    blinded: B64(blinded.to_vec()),
+                }),
+            )
+            .map_err(describe)?;
+        let fixed = |bytes: Vec<u8>, what: &str| -> Result<Vec<u8>, String> {
+            Ok(bytes).and_then(|b| {
+                if what == "evaluation" && b.len() != 32 || what == "proof" && b.len() != 64 {
+                    Err(format!("wrong answer: {what} of {} bytes", b.len()))
+                } else {
+                    Ok(b)
+                }
+            })
+        };
+        let evaluation = fixed(answer.evaluation.0, "evaluation")?;
+        let proof = fixed(answer.proof.0, "proof")?;
+        Ok(EvalAnswer {
+            public: answer.public.0,
+            index: answer.index,
+            evaluation: evaluation
+                .try_into()
+                .map_err(|_| "wrong answer: evaluation")?,
+            proof: proof.try_into().map_err(|_| "wrong answer: proof")?,
+            session: answer
+                .session
+                .0
+                .try_into()
+                .map_err(|_| "wrong answer: session id".to_owned())?,
+        })
+    }
+
+    fn unlock(&self, session: &[u8; 16], proof: &[u8; 32]) -> Result<Vec<u8>, String> {
+        let answer: RealmUnlockResponse = self
+            .transport
+            .send(
+                "POST",
+                &format!("/v1/realm/sessions/{}/unlock", b64(session)),
+                Some(&RealmUnlockRequest {
+                    proof: B64(proof.to_vec()),
+                }),
+            )
+            .map_err(describe)?;
+        Ok(answer.release.0)
+    }
+
+    fn delete(&self, user: &str) -> Result<bool, String> {
+        let answer: serde_json::Value = self
+            .transport
+            .send::<(), _>("DELETE", &format!("/v1/realm/users/{}", enc(user)), None)
+            .map_err(describe)?;
+        Ok(answer["deleted"].as_bool().unwrap_or(false))
+    }
+}
+
+/// Runs `f` on every realm at once; the answers in the realms' order, each with its realm id.
+fn on_all<T: Send>(
+    realms: &[RealmClient],
+    f: impl Fn(&RealmClient) -> Result<T, String> + Sync,
+) -> Vec<(String, Result<T, String>)> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = realms
+            .iter()
+            .map(|realm| scope.spawn(|| (realm.realm_id.clone(), f(realm))))
+            .collect();
+        handles
+            .into_iter()
+            .zip(realms)
+            .map(|(h, realm)| {
+                h.join().unwrap_or_else(|_| {
+                    (realm.realm_id.clone(), Err("client thread failed".into()))
+                })
+            })
+            .collect()
+    })
+}
+
+fn named(failures: &[(String, String)]) -> String {
+    failures
+        .iter()
+        .map(|(realm, why)| format!("{realm}: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Registers `root` behind `password` with every realm of `set` (`realms` in the same
+/// order). All must accept; otherwise the error names those that did not, and says whether
+/// the registration is recoverable anyway (`spec/realms.md` §7.3).
+pub fn register_with_realms(
+    realms: &[RealmClient],
+    set: &RealmSet,
+    user: &str,
+    password: &[u8],
+    root: &RootKey,
+) -> Result<(), RealmError> {
+    let identities: Vec<(String, String)> = on_all(realms, RealmClient::check_identity)
+        .into_iter()
+        .filter_map(|(realm, r)| r.err().map(|why| (realm, why)))
+        .collect();
+    if !identities.is_empty() {
+        return Err(RealmError::Unavailable(format!(
+            "nothing registered: {}",
+            named(&identities)
+        )));
+    }
+    let shares = register(user, password, root, set, &mut OsRng)?;
+    let refused: Vec<(String, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = realms
+            .iter()
+            .zip(&shares)
+            .map(|(realm, share)| {
+                scope.spawn(move || (realm.realm_id.clone(), realm.register_share(user, share)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| match h.join() {
+                Ok((realm, Err(why))) => Some((realm, why)),
+                Ok(_) => None,
+                Err(_) => Some(("?".into(), "client thread failed".into())),
+            })
+            .collect()
+    });
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let accepted = realms.len() - refused.len();
+    let verdict = if accepted >= set.threshold as usize {
+        format!(
+            "{accepted} of {} realms accepted: recoverable, but retry the others",
+            realms.len()
+        )
+    } else {
+        // Shares that can never be combined: take them back (best effort).
+        let accepted_realms: Vec<&RealmClient> = realms
+            .iter()
+            .filter(|r| !refused.iter().any(|(id, _)| *id == r.realm_id))
+            .collect();
+        for realm in accepted_realms {
+            let _ = realm.delete(user);
+        }
+        format!(
+            "only {accepted} of {} realms accepted, fewer than {}: nothing is registered",
+            realms.len(),
+            set.threshold
+        )
+    };
+    Err(RealmError::Unavailable(format!(
+        "{verdict}; {}",
+        named(&refused)
+    )))
+}
+
+/// Recovers K from the realms of `set` with `password`: phase 1 on every realm at once,
+/// phase 2 on every realm that answered well. Returns K and the realms that failed (named,
+/// with why) although recovery succeeded without them.
+pub fn recover_from_realms(
+    realms: &[RealmClient],
+    set: &RealmSet,
+    user: &str,
+    password: &[u8],
+) -> Result<(RootKey, Vec<(String, String)>), RealmError> {
+    let (recovery, blinded) = Recovery::start(user, password, set, &mut OsRng)?;
+    let answers = on_all(realms, |realm| realm.evaluate(user, &blinded));
+    let unlocking = recovery.combine(answers)?;
+    let requests = unlocking.requests().to_vec();
+    let releases = on_all(realms, |realm| {
+        match requests.iter().find(|r| r.realm == realm.realm_id) {
+            Some(request) => realm.unlock(&request.session, &request.proof),
+            None => Err("not asked in phase 2".into()),
+        }
+    })
+    .into_iter()
+    .filter(|(realm, _)| requests.iter().any(|r| r.realm == *realm))
+    .collect();
+    let problems = unlocking.problems().to_vec();
+    let root = unlocking.finish(releases)?;
+    Ok((root, problems))
+}
+
+/// Deletes the user's registration on every realm; each realm's answer (whether it had one),
+/// or why it failed.
+pub fn delete_from_realms(
+    realms: &[RealmClient],
+    user: &str,
+) -> Vec<(String, Result<bool, String>)> {
+    on_all(realms, |realm| realm.delete(user))
+}

@@ -1,0 +1,185 @@
+//! A realm over HTTP (`spec/realms.md`): the same tenants, rate limits, body limits and
+//! error bodies as the vault (`spec/vault.md` §9, §10), around a [`Realm`].
+
+use super::api::*;
+use super::rate::{Limiter, RateLimits};
+use super::server::{body, fallback, json, limited, user_id, ApiError, Tenants, MAX_BODY};
+use crate::error::ErrorClass;
+use crate::hsm::Hsm;
+use crate::realms::{PublicPart, Realm, RealmShare, RealmStore};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::HeaderMap;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+struct RealmApp<St: RealmStore, H: Hsm> {
+    realm: Realm<St, H>,
+    workers: tokio::sync::Semaphore,
+    tenants: Tenants,
+    tenant_rate: Limiter,
+    user_rate: Limiter,
+}
+
+type Shared<St, H> = Arc<RealmApp<St, H>>;
+type Raw = Result<Bytes, axum::extract::rejection::BytesRejection>;
+
+impl<St: RealmStore, H: Hsm> RealmApp<St, H> {
+    fn tenant(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let tenant = self.tenants.of(headers)?;
+        self.tenant_rate
+            .take(&tenant)
+            .map_err(|w| limited(w, "tenant"))?;
+        Ok(tenant)
+    }
+
+    fn user_action(&self, tenant: &str, user: &str) -> Result<(), ApiError> {
+        user_id(user)?;
+        self.user_rate
+            .take(&format!("{tenant}\0{user}"))
+            .map_err(|w| limited(w, "user"))
+    }
+}
+
+async fn blocking<St, H, T>(
+    app: &Shared<St, H>,
+    f: impl FnOnce(&Realm<St, H>) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    St: RealmStore + 'static,
+    H: Hsm + 'static,
+    T: Send + 'static,
+{
+    let _permit = app
+        .workers
+        .acquire()
+        .await
+        .map_err(|e| ApiError::new(ErrorClass::Io, format!("worker pool closed: {e}")))?;
+    let app = Arc::clone(app);
+    tokio::task::spawn_blocking(move || f(&app.realm))
+        .await
+        .map_err(|e| ApiError::new(ErrorClass::Io, format!("worker failed: {e}")))?
+}
+
+fn fixed<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], ApiError> {
+    bytes
+        .try_into()
+        .map_err(|_| ApiError::new(ErrorClass::Malformed, format!("{what} must be {N} bytes")))
+}
+
+fn secret32(b: &SecretB64, what: &str) -> Result<Zeroizing<[u8; 32]>, ApiError> {
+    Ok(Zeroizing::new(fixed::<32>(&b.0, what)?))
+}
+
+async fn info<St: RealmStore + 'static, H: Hsm + 'static>(
+    State(app): State<Shared<St, H>>,
+    headers: HeaderMap,
+) -> Result<Json<RealmInfo>, ApiError> {
+    app.tenant(&headers)?;
+    Ok(Json(RealmInfo {
+        realm_id: app.realm.realm_id().to_owned(),
+    }))
+}
+
+async fn register<St: RealmStore + 'static, H: Hsm + 'static>(
+    State(app): State<Shared<St, H>>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+    raw: Raw,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tenant = app.tenant(&headers)?;
+    app.user_action(&tenant, &user)?;
+    let req: RealmRegisterRequest = json(&body(raw)?)?;
+    let share = RealmShare {
+        realm_id: req.realm_id,
+        index: req.index,
+        public: PublicPart::decode(&req.public.0)?,
+        key_share: secret32(&req.key_share, "key_share")?,
+        secret_share: secret32(&req.secret_share, "secret_share")?,
+        tag: secret32(&req.tag, "tag")?,
+    };
+    blocking(&app, move |r| Ok(r.register(&tenant, &user, &share)?)).await?;
+    Ok(Json(serde_json::json!({"registered": true})))
+}
+
+async fn evaluate<St: RealmStore + 'static, H: Hsm + 'static>(
+    State(app): State<Shared<St, H>>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+    raw: Raw,
+) -> Result<Json<RealmEvaluateResponse>, ApiError> {
+    let tenant = app.tenant(&headers)?;
+    app.user_action(&tenant, &user)?;
+    let req: RealmEvaluateRequest = json(&body(raw)?)?;
+    let answer = blocking(&app, move |r| {
+        Ok(r.evaluate(&tenant, &user, &req.blinded.0)?)
+    })
+    .await?;
+    Ok(Json(RealmEvaluateResponse {
+        public: B64(answer.public),
+        index: answer.index,
+        evaluation: B64(answer.evaluation.to_vec()),
+        proof: B64(answer.proof.to_vec()),
+        session: B64(answer.session.to_vec()),
+    }))
+}
+
+async fn unlock<St: RealmStore + 'static, H: Hsm + 'static>(
+    State(app): State<Shared<St, H>>,
+    headers: HeaderMap,
+    Path(session): Path<String>,
+    raw: Raw,
+) -> Result<Json<RealmUnlockResponse>, ApiError> {
+    use base64::Engine;
+    let tenant = app.tenant(&headers)?;
+    let session = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&session)
+        .map_err(|_| ApiError::new(ErrorClass::Malformed, "session ids are base64url"))?;
+    let session: [u8; 16] = fixed(&session, "a session id")?;
+    let req: RealmUnlockRequest = json(&body(raw)?)?;
+    let release = blocking(&app, move |r| {
+        Ok(r.unlock(&tenant, &session, &req.proof.0)?)
+    })
+    .await?;
+    Ok(Json(RealmUnlockResponse {
+        release: B64(release),
+    }))
+}
+
+async fn remove<St: RealmStore + 'static, H: Hsm + 'static>(
+    State(app): State<Shared<St, H>>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tenant = app.tenant(&headers)?;
+    user_id(&user)?;
+    let deleted = blocking(&app, move |r| Ok(r.delete(&tenant, &user)?)).await?;
+    Ok(Json(serde_json::json!({ "deleted": deleted })))
+}
+
+/// The router for a realm and its tenants.
+pub fn realm_router<St: RealmStore + 'static, H: Hsm + 'static>(
+    realm: Realm<St, H>,
+    tenants: Tenants,
+    limits: RateLimits,
+) -> Router {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let app = Arc::new(RealmApp {
+        realm,
+        workers: tokio::sync::Semaphore::new(cores * 2),
+        tenants,
+        tenant_rate: Limiter::new(limits.tenant),
+        user_rate: Limiter::new(limits.user),
+    });
+    Router::new()
+        .route("/v1/realm", get(info::<St, H>))
+        .route("/v1/realm/users/{user}/register", post(register::<St, H>))
+        .route("/v1/realm/users/{user}/evaluate", post(evaluate::<St, H>))
+        .route("/v1/realm/users/{user}", delete(remove::<St, H>))
+        .route("/v1/realm/sessions/{session}/unlock", post(unlock::<St, H>))
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+}

@@ -1,0 +1,122 @@
+//! One JSON-over-HTTP round trip to a vault or realm: bearer token, bounded answer, the
+//! error body turned back into its class.
+
+use super::api::ErrorBody;
+use crate::error::ErrorClass;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+
+/// Largest answer read.
+const MAX_ANSWER: u64 = 64 * 1024;
+
+/// Why a call failed.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// The server's answer is not the JSON expected.
+    BadAnswer(String),
+    /// The server answered with an error body, or could not be reached (class `io`).
+    Remote(ErrorClass, String),
+}
+
+/// A server at a base URL, with a tenant token.
+pub(crate) struct Transport {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+impl Transport {
+    /// `base` like `http://127.0.0.1:8443`; every call gives up after `timeout`.
+    pub(crate) fn new(base: &str, token: &str, timeout: Duration) -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .build();
+        Transport {
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.trim().to_owned(),
+            agent: config.into(),
+        }
+    }
+
+    fn answer<T: DeserializeOwned>(
+        mut response: ureq::http::Response<ureq::Body>,
+    ) -> Result<T, CallError> {
+        let status = response.status();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER)
+            .read_to_vec()
+            .map_err(|e| CallError::Remote(ErrorClass::Io, format!("reading the answer: {e}")))?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|e| {
+                CallError::BadAnswer(format!("the answer is not the expected JSON: {e}"))
+            });
+        }
+        let error: ErrorBody = serde_json::from_slice(&body).map_err(|_| {
+            CallError::Remote(
+                ErrorClass::Io,
+                format!("HTTP {status} without an error body"),
+            )
+        })?;
+        Err(CallError::Remote(
+            ErrorClass::from_name(&error.error).unwrap_or(ErrorClass::Io),
+            error.message,
+        ))
+    }
+
+    /// `method path` with an optional JSON body; the answer as `T`, or its class and message.
+    pub(crate) fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, CallError> {
+        let url = format!("{}{path}", self.base);
+        let auth = format!("Bearer {}", self.token);
+        let io = |e: ureq::Error| CallError::Remote(ErrorClass::Io, format!("{url}: {e}"));
+        let response = match (method, body) {
+            ("POST", Some(b)) => self
+                .agent
+                .post(&url)
+                .header("authorization", &auth)
+                .send_json(b)
+                .map_err(io)?,
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("authorization", &auth)
+                .call()
+                .map_err(io)?,
+            _ => self
+                .agent
+                .get(&url)
+                .header("authorization", &auth)
+                .call()
+                .map_err(io)?,
+        };
+        Self::answer(response)
+    }
+}
+
+/// A URL path segment, percent-encoded (RFC 3986 unreserved characters kept).
+pub(crate) fn enc(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Bytes as base64url without padding (ids in paths).
+pub(crate) fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
