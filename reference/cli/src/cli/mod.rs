@@ -120,7 +120,8 @@ enum RealmsCommand {
         #[arg(long, value_name = "FILE")]
         key_out: Option<PathBuf>,
     },
-    /// Delete the registration on every realm.
+    /// Delete the registration on every realm (the password is proven to each first: one
+    /// guess, then a reset).
     Delete {
         #[command(flatten)]
         client: RealmsClientArgs,

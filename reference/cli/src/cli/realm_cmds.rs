@@ -145,7 +145,9 @@ pub(super) fn run(command: &RealmsCommand) -> CliResult<Report> {
         }
         RealmsCommand::Delete { client } => {
             let (realms, set) = load(&client.realms)?;
-            let answers = delete_from_realms(&realms, &client.user);
+            let password = password(client)?;
+            let answers = delete_from_realms(&realms, &set, &client.user, &password)
+                .map_err(|e| Failure::from_lib("delete (the password is proven first)", e))?;
             let failed: Vec<String> = answers
                 .iter()
                 .filter_map(|(realm, r)| r.as_ref().err().map(|why| format!("{realm}: {why}")))

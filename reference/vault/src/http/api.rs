@@ -209,3 +209,21 @@ pub struct RealmUnlockResponse {
     /// `s_i`, sealed to the tag.
     pub release: B64,
 }
+
+/// The answer to [`RealmRegisterRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealmRegisterResponse {
+    /// Always true.
+    pub registered: bool,
+    /// Deletes this registration within the session lifetime (a half-finished one).
+    pub grant: B64,
+}
+
+/// `POST /v1/realm/users/{user}/delete`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealmDeleteRequest {
+    /// A session this realm unlocked, or the grant of a registration.
+    pub grant: B64,
+}

@@ -9,6 +9,15 @@ use rand_core::OsRng;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
+/// Each realm's answer, by realm id: the value, or why it failed.
+pub type PerRealm<T> = Vec<(String, Result<T, String>)>;
+
+/// Realms named with what went wrong at each.
+pub type Problems = Vec<(String, String)>;
+
+/// The sessions realms unlocked, by realm id (each a deletion grant).
+type Sessions = Vec<(String, [u8; 16])>;
+
 /// One realm, as the client's configuration names it.
 pub struct RealmClient {
     realm_id: String,
@@ -51,8 +60,12 @@ impl RealmClient {
         Ok(())
     }
 
-    fn register_share(&self, user: &str, share: &crate::realms::RealmShare) -> Result<(), String> {
-        let _: serde_json::Value = self
+    fn register_share(
+        &self,
+        user: &str,
+        share: &crate::realms::RealmShare,
+    ) -> Result<[u8; 16], String> {
+        let answer: RealmRegisterResponse = self
             .transport
             .send(
                 "POST",
@@ -67,7 +80,11 @@ impl RealmClient {
                 }),
             )
             .map_err(describe)?;
-        Ok(())
+        answer
+            .grant
+            .0
+            .try_into()
+            .map_err(|_| "wrong answer: the grant is not 16 bytes".to_owned())
     }
 
     fn evaluate(&self, user: &str, blinded: &[u8; 32]) -> Result<EvalAnswer, String> {
@@ -121,10 +138,16 @@ impl RealmClient {
         Ok(answer.release.0)
     }
 
-    fn delete(&self, user: &str) -> Result<bool, String> {
+    fn delete(&self, user: &str, grant: &[u8; 16]) -> Result<bool, String> {
         let answer: serde_json::Value = self
             .transport
-            .send::<(), _>("DELETE", &format!("/v1/realm/users/{}", enc(user)), None)
+            .send(
+                "POST",
+                &format!("/v1/realm/users/{}/delete", enc(user)),
+                Some(&RealmDeleteRequest {
+                    grant: B64(grant.to_vec()),
+                }),
+            )
             .map_err(describe)?;
         Ok(answer["deleted"].as_bool().unwrap_or(false))
     }
@@ -134,7 +157,7 @@ impl RealmClient {
 fn on_all<T: Send>(
     realms: &[RealmClient],
     f: impl Fn(&RealmClient) -> Result<T, String> + Sync,
-) -> Vec<(String, Result<T, String>)> {
+) -> PerRealm<T> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = realms
             .iter()
@@ -181,7 +204,7 @@ pub fn register_with_realms(
         )));
     }
     let shares = register(user, password, root, set, &mut OsRng)?;
-    let refused: Vec<(String, String)> = std::thread::scope(|scope| {
+    let answers: Vec<(String, Result<[u8; 16], String>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = realms
             .iter()
             .zip(&shares)
@@ -191,13 +214,16 @@ pub fn register_with_realms(
             .collect();
         handles
             .into_iter()
-            .filter_map(|h| match h.join() {
-                Ok((realm, Err(why))) => Some((realm, why)),
-                Ok(_) => None,
-                Err(_) => Some(("?".into(), "client thread failed".into())),
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| ("?".into(), Err("client thread failed".into())))
             })
             .collect()
     });
+    let refused: Vec<(String, String)> = answers
+        .iter()
+        .filter_map(|(realm, r)| r.as_ref().err().map(|why| (realm.clone(), why.clone())))
+        .collect();
     if refused.is_empty() {
         return Ok(());
     }
@@ -208,13 +234,12 @@ pub fn register_with_realms(
             realms.len()
         )
     } else {
-        // Shares that can never be combined: take them back (best effort).
-        let accepted_realms: Vec<&RealmClient> = realms
-            .iter()
-            .filter(|r| !refused.iter().any(|(id, _)| *id == r.realm_id))
-            .collect();
-        for realm in accepted_realms {
-            let _ = realm.delete(user);
+        // Shares that can never be combined: take them back with each registration's grant
+        // (best effort; spec/realms.md §7.3).
+        for (realm, (_, answer)) in realms.iter().zip(&answers) {
+            if let Ok(grant) = answer {
+                let _ = realm.delete(user, grant);
+            }
         }
         format!(
             "only {accepted} of {} realms accepted, fewer than {}: nothing is registered",
@@ -236,12 +261,22 @@ pub fn recover_from_realms(
     set: &RealmSet,
     user: &str,
     password: &[u8],
-) -> Result<(RootKey, Vec<(String, String)>), RealmError> {
+) -> Result<(RootKey, Problems), RealmError> {
+    recover_with_sessions(realms, set, user, password).map(|(root, problems, _)| (root, problems))
+}
+
+/// A recovery that also returns the sessions the realms unlocked (each a deletion grant).
+fn recover_with_sessions(
+    realms: &[RealmClient],
+    set: &RealmSet,
+    user: &str,
+    password: &[u8],
+) -> Result<(RootKey, Problems, Sessions), RealmError> {
     let (recovery, blinded) = Recovery::start(user, password, set, &mut OsRng)?;
     let answers = on_all(realms, |realm| realm.evaluate(user, &blinded));
     let unlocking = recovery.combine(answers)?;
     let requests = unlocking.requests().to_vec();
-    let releases = on_all(realms, |realm| {
+    let releases: Vec<(String, Result<Vec<u8>, String>)> = on_all(realms, |realm| {
         match requests.iter().find(|r| r.realm == realm.realm_id) {
             Some(request) => realm.unlock(&request.session, &request.proof),
             None => Err("not asked in phase 2".into()),
@@ -250,16 +285,35 @@ pub fn recover_from_realms(
     .into_iter()
     .filter(|(realm, _)| requests.iter().any(|r| r.realm == *realm))
     .collect();
+    let unlocked: Vec<(String, [u8; 16])> = releases
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .filter_map(|(realm, _)| {
+            requests
+                .iter()
+                .find(|q| q.realm == *realm)
+                .map(|q| (realm.clone(), q.session))
+        })
+        .collect();
     let problems = unlocking.problems().to_vec();
     let root = unlocking.finish(releases)?;
-    Ok((root, problems))
+    Ok((root, problems, unlocked))
 }
 
-/// Deletes the user's registration on every realm; each realm's answer (whether it had one),
-/// or why it failed.
+/// Deletes the user's registration on every realm, after proving the password to each
+/// (a recovery: one counted guess per realm, then a reset). Returns each realm's answer
+/// (whether it had a record), or why it failed; realms that did not unlock are not deleted.
 pub fn delete_from_realms(
     realms: &[RealmClient],
+    set: &RealmSet,
     user: &str,
-) -> Vec<(String, Result<bool, String>)> {
-    on_all(realms, |realm| realm.delete(user))
+    password: &[u8],
+) -> Result<PerRealm<bool>, RealmError> {
+    let (_, _, unlocked) = recover_with_sessions(realms, set, user, password)?;
+    Ok(on_all(realms, |realm| {
+        match unlocked.iter().find(|(id, _)| *id == realm.realm_id) {
+            Some((_, session)) => realm.delete(user, session),
+            None => Err("not unlocked, so not deleted".into()),
+        }
+    }))
 }

@@ -10,7 +10,7 @@ use crate::realms::{PublicPart, Realm, RealmShare, RealmStore};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::HeaderMap;
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -88,7 +88,7 @@ async fn register<St: RealmStore + 'static, H: Hsm + 'static>(
     headers: HeaderMap,
     Path(user): Path<String>,
     raw: Raw,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RealmRegisterResponse>, ApiError> {
     let tenant = app.tenant(&headers)?;
     app.user_action(&tenant, &user)?;
     let req: RealmRegisterRequest = json(&body(raw)?)?;
@@ -100,8 +100,11 @@ async fn register<St: RealmStore + 'static, H: Hsm + 'static>(
         secret_share: secret32(&req.secret_share, "secret_share")?,
         tag: secret32(&req.tag, "tag")?,
     };
-    blocking(&app, move |r| Ok(r.register(&tenant, &user, &share)?)).await?;
-    Ok(Json(serde_json::json!({"registered": true})))
+    let grant = blocking(&app, move |r| Ok(r.register(&tenant, &user, &share)?)).await?;
+    Ok(Json(RealmRegisterResponse {
+        registered: true,
+        grant: B64(grant.to_vec()),
+    }))
 }
 
 async fn evaluate<St: RealmStore + 'static, H: Hsm + 'static>(
@@ -152,10 +155,13 @@ async fn remove<St: RealmStore + 'static, H: Hsm + 'static>(
     State(app): State<Shared<St, H>>,
     headers: HeaderMap,
     Path(user): Path<String>,
+    raw: Raw,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = app.tenant(&headers)?;
-    user_id(&user)?;
-    let deleted = blocking(&app, move |r| Ok(r.delete(&tenant, &user)?)).await?;
+    app.user_action(&tenant, &user)?;
+    let req: RealmDeleteRequest = json(&body(raw)?)?;
+    let grant: [u8; 16] = fixed(&req.grant.0, "a grant")?;
+    let deleted = blocking(&app, move |r| Ok(r.delete(&tenant, &user, &grant)?)).await?;
     Ok(Json(serde_json::json!({ "deleted": deleted })))
 }
 
@@ -177,7 +183,7 @@ pub fn realm_router<St: RealmStore + 'static, H: Hsm + 'static>(
         .route("/v1/realm", get(info::<St, H>))
         .route("/v1/realm/users/{user}/register", post(register::<St, H>))
         .route("/v1/realm/users/{user}/evaluate", post(evaluate::<St, H>))
-        .route("/v1/realm/users/{user}", delete(remove::<St, H>))
+        .route("/v1/realm/users/{user}/delete", post(remove::<St, H>))
         .route("/v1/realm/sessions/{session}/unlock", post(unlock::<St, H>))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -46,6 +46,9 @@ pub enum RealmError {
     /// wrongly); the message names them.
     #[error("locked: {0}")]
     Locked(String),
+    /// The caller may not do this (a deletion without a valid grant).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
     /// Fewer than `t` realms answered at all; the message names the silent ones.
     #[error("not enough realms answered: {0}")]
     Unavailable(String),
@@ -68,6 +71,7 @@ impl Classify for RealmError {
             RealmError::WrongPassword => ErrorClass::WrongPassword,
             RealmError::NoRecord => ErrorClass::NoRecord,
             RealmError::Locked(_) => ErrorClass::Locked,
+            RealmError::Unauthorized(_) => ErrorClass::Unauthorized,
             RealmError::Unavailable(_) | RealmError::Internal(_) => ErrorClass::Io,
             RealmError::Store(e) => e.class(),
             RealmError::Hsm(e) => e.class(),

@@ -92,6 +92,16 @@ pub struct Realm<St: RealmStore, H: Hsm> {
     config: RealmConfig,
     fake_seed: Zeroizing<Vec<u8>>,
     sessions: Mutex<HashMap<[u8; 16], Session>>,
+    /// Deletion grants (`spec/realms.md` §7.2, §7.3): a session unlocked in phase 2, or the
+    /// grant a registration answered, each usable once before it expires.
+    grants: Mutex<HashMap<[u8; 16], Grant>>,
+}
+
+/// Who may delete, until when.
+struct Grant {
+    tenant: String,
+    user: String,
+    expires: Instant,
 }
 
 impl<St: RealmStore, H: Hsm> Realm<St, H> {
@@ -108,6 +118,7 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
             config,
             fake_seed,
             sessions: Mutex::new(HashMap::new()),
+            grants: Mutex::new(HashMap::new()),
         })
     }
 
@@ -121,8 +132,15 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
         &self.config.realm_id
     }
 
-    /// Stores a registration share for `tenant`/`user`, replacing any earlier one.
-    pub fn register(&self, tenant: &str, user: &str, share: &RealmShare) -> Result<(), RealmError> {
+    /// Stores a registration share for `tenant`/`user`, replacing any earlier one. Returns a
+    /// grant that deletes it within the session lifetime (a half-finished registration,
+    /// `spec/realms.md` §7.3).
+    pub fn register(
+        &self,
+        tenant: &str,
+        user: &str,
+        share: &RealmShare,
+    ) -> Result<[u8; 16], RealmError> {
         if share.realm_id != self.config.realm_id {
             return Err(RealmError::Malformed(format!(
                 "a share for realm {:?} sent to realm {:?}",
@@ -170,6 +188,32 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
             limit: public.limit,
             state: RecordState::Active,
         })?;
+        let mut grant = [0u8; 16];
+        OsRng.fill_bytes(&mut grant);
+        self.add_grant(grant, tenant, user)?;
+        Ok(grant)
+    }
+
+    fn add_grant(&self, id: [u8; 16], tenant: &str, user: &str) -> Result<(), RealmError> {
+        let mut grants = self
+            .grants
+            .lock()
+            .map_err(|_| RealmError::Internal("grant lock poisoned".into()))?;
+        let now = Instant::now();
+        if grants.len() >= MAX_SESSIONS {
+            grants.retain(|_, g| g.expires > now);
+            if grants.len() >= MAX_SESSIONS {
+                return Err(RealmError::Unavailable("too many open grants".into()));
+            }
+        }
+        grants.insert(
+            id,
+            Grant {
+                tenant: tenant.to_owned(),
+                user: user.to_owned(),
+                expires: now + self.config.session_lifetime,
+            },
+        );
         Ok(())
     }
 
@@ -342,6 +386,7 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
                 "the registration was destroyed or replaced".into(),
             ));
         }
+        self.add_grant(*session, tenant, &taken.user)?;
         let key = release_key(&secrets.tag, session);
         seal(
             &key,
@@ -351,8 +396,24 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
         )
     }
 
-    /// Deletes the user's record (its shares and tag erased). Returns whether there was one.
-    pub fn delete(&self, tenant: &str, user: &str) -> Result<bool, RealmError> {
-        Ok(self.store.delete(tenant, user)?)
+    /// Deletes the user's record (its shares and tag erased) with a grant: a session this
+    /// realm unlocked, or the grant its registration answered, within the session lifetime
+    /// and once. Returns whether there was a record. Without a valid grant: `unauthorized`,
+    /// so that a tenant token alone deletes nothing (`spec/realms.md` §7.2).
+    pub fn delete(&self, tenant: &str, user: &str, grant: &[u8; 16]) -> Result<bool, RealmError> {
+        let taken = self
+            .grants
+            .lock()
+            .map_err(|_| RealmError::Internal("grant lock poisoned".into()))?
+            .remove(grant);
+        match taken {
+            Some(g) if g.tenant == tenant && g.user == user && g.expires > Instant::now() => {
+                Ok(self.store.delete(tenant, user)?)
+            }
+            _ => Err(RealmError::Unauthorized(
+                "deleting needs a session unlocked with the password, or the registration's grant"
+                    .into(),
+            )),
+        }
     }
 }

@@ -382,3 +382,61 @@ fn resetting_one_realms_counter_on_disk_gives_no_more_than_the_bound() {
     };
     assert_eq!(candidates_tested(&realms, "jack", &reset), 6);
 }
+
+#[test]
+fn deletion_needs_the_password_or_the_registrations_own_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let realms = realms(dir.path());
+    let root = RootKey::generate().unwrap();
+    let shares = register("kim", b"pw", &root, &set(&realms, 2, 10), &mut OsRng).unwrap();
+    let grant = realms[0].register("t", "kim", &shares[0]).unwrap();
+    realms[1].register("t", "kim", &shares[1]).unwrap();
+    realms[2].register("t", "kim", &shares[2]).unwrap();
+    // A tenant token alone (any made-up grant) deletes nothing.
+    assert!(matches!(
+        realms[1].delete("t", "kim", &[0; 16]),
+        Err(RealmError::Unauthorized(_))
+    ));
+    // Another user's grant does not apply, and is spent by the attempt.
+    assert!(matches!(
+        realms[0].delete("t", "other", &grant),
+        Err(RealmError::Unauthorized(_))
+    ));
+    assert!(matches!(
+        realms[0].delete("t", "kim", &grant),
+        Err(RealmError::Unauthorized(_))
+    ));
+    // A session unlocked with the password deletes, once.
+    let (recovery, m) = Recovery::start("kim", b"pw", &set(&realms, 2, 10), &mut OsRng).unwrap();
+    let answers = realms
+        .iter()
+        .map(|r| {
+            (
+                r.realm_id().to_owned(),
+                Ok(r.evaluate("t", "kim", &m).unwrap()),
+            )
+        })
+        .collect();
+    let unlocking = recovery.combine(answers).unwrap();
+    let request = unlocking.requests()[1].clone();
+    assert_eq!(request.realm, "r2");
+    // Not unlocked yet: the phase-1 session is no grant.
+    assert!(matches!(
+        realms[1].delete("t", "kim", &request.session),
+        Err(RealmError::Unauthorized(_))
+    ));
+    realms[1]
+        .unlock("t", &request.session, &request.proof)
+        .unwrap();
+    assert!(realms[1].delete("t", "kim", &request.session).unwrap());
+    assert!(matches!(
+        realms[1].delete("t", "kim", &request.session),
+        Err(RealmError::Unauthorized(_))
+    ));
+    assert_eq!(guesses(&realms[1], "kim").1, RecordState::Deleted);
+    assert_eq!(guesses(&realms[0], "kim").1, RecordState::Active);
+    // A registration's own grant deletes it (a half-finished registration taken back).
+    let again = realms[2].register("t", "kim", &shares[2]).unwrap();
+    assert!(realms[2].delete("t", "kim", &again).unwrap());
+    assert_eq!(guesses(&realms[2], "kim").1, RecordState::Deleted);
+}
