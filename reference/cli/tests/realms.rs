@@ -272,3 +272,65 @@ fn a_wrong_realm_id_and_deletion() {
         Some(exit("no_record"))
     );
 }
+
+#[test]
+fn a_backup_whose_key_lives_on_the_realms() {
+    let mut s = setup(10);
+    let dir = s.file.parent().unwrap().to_owned();
+    let input = dir.join("msgstore.db");
+    std::fs::write(&input, b"SQLite format 3\0 and the chats of a lifetime").unwrap();
+    let coffer = |args: &[&std::ffi::OsStr]| {
+        Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let out = coffer(&[
+        &os("backup"),
+        &os("create"),
+        &os("--realms"),
+        s.file.as_os_str(),
+        &os("--user"),
+        &os("alice"),
+        &os("--password-file"),
+        s.right.as_os_str(),
+        input.as_os_str(),
+        &os("-o"),
+        dir.join("backup.coffer").as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("split over 3 realms"));
+    // One realm gone; the backup still restores.
+    drop(s.realms.remove(0));
+    let out = coffer(&[
+        &os("backup"),
+        &os("restore"),
+        &os("--realms"),
+        s.file.as_os_str(),
+        &os("--user"),
+        &os("alice"),
+        &os("--password-file"),
+        s.right.as_os_str(),
+        dir.join("backup.coffer").as_os_str(),
+        &os("-o"),
+        dir.join("restored.db").as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        std::fs::read(dir.join("restored.db")).unwrap(),
+        std::fs::read(&input).unwrap()
+    );
+    // Neither --vault nor --realms: a readable refusal.
+    let out = coffer(&[
+        &os("backup"),
+        &os("restore"),
+        &os("--user"),
+        &os("alice"),
+        dir.join("backup.coffer").as_os_str(),
+        &os("-o"),
+        dir.join("again.db").as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(exit("malformed")));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--vault URL or --realms FILE"));
+}

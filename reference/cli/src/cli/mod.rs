@@ -379,11 +379,12 @@ pub(crate) enum BackupCommand {
     /// New random key K, registered in the vault behind your password; INPUT (a file or a
     /// directory) encrypted with it as a Coffer file.
     #[command(
-        after_help = "Example:\n  coffer backup create --vault http://127.0.0.1:8443 --user alice --token-file t msgstore.db -o backup.coffer"
+        after_help = "Examples:\n  coffer backup create --vault http://127.0.0.1:8443 --user alice --token-file t msgstore.db -o backup.coffer\n  \
+        coffer backup create --realms realms.json --user alice msgstore.db -o backup.coffer   # K over t-of-n realms"
     )]
     Create {
         #[command(flatten)]
-        client: VaultClientArgs,
+        client: BackupClientArgs,
         /// What to back up.
         input: PathBuf,
         /// The Coffer file to write.
@@ -402,7 +403,7 @@ pub(crate) enum BackupCommand {
     /// Recover K from the vault with your password and decrypt a Coffer backup.
     Restore {
         #[command(flatten)]
-        client: VaultClientArgs,
+        client: BackupClientArgs,
         /// The Coffer file.
         input: PathBuf,
         /// Where to write the plaintext (created only once it authenticates).
@@ -433,6 +434,31 @@ pub(crate) struct VaultClientArgs {
     #[arg(long)]
     user: String,
     /// File holding the tenant token (or set COFFER_VAULT_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Read the password from the first line of this file instead of prompting.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// The vault's server identity.
+    #[arg(long, default_value = "coffer-vault")]
+    server_id: String,
+}
+
+/// Where a backup's key is kept: one vault, or t-of-n realms.
+#[derive(Debug, Args)]
+pub(crate) struct BackupClientArgs {
+    /// The vault's base URL, e.g. http://127.0.0.1:8443 (or --realms).
+    #[arg(long, conflicts_with = "realms")]
+    vault: Option<String>,
+    /// A realms file: the key split over t-of-n realms instead of one vault (see
+    /// `coffer realms --help`).
+    #[arg(long, value_name = "FILE")]
+    realms: Option<PathBuf>,
+    /// The user id.
+    #[arg(long)]
+    user: String,
+    /// File holding the vault's tenant token (or set COFFER_VAULT_TOKEN); realms name theirs
+    /// in the realms file.
     #[arg(long)]
     token_file: Option<PathBuf>,
     /// Read the password from the first line of this file instead of prompting.

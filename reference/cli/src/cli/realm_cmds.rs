@@ -41,7 +41,7 @@ struct RealmEntry {
 }
 
 /// The realms and the registration's shape, from the file.
-fn load(path: &Path) -> CliResult<(Vec<RealmClient>, RealmSet)> {
+pub(super) fn load(path: &Path) -> CliResult<(Vec<RealmClient>, RealmSet)> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::io(format!("cannot read {}", path.display()), e))?;
     let file: RealmsFile = serde_json::from_str(&text)

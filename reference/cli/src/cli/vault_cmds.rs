@@ -2,16 +2,17 @@
 
 use super::failure::{CliResult, Failure};
 use super::{
-    coffer_file, key_arg, BackupCommand, CompressArg, Report, StoreArgs, VaultClientArgs,
-    VaultCommand,
+    coffer_file, key_arg, BackupClientArgs, BackupCommand, CompressArg, Report, StoreArgs,
+    VaultClientArgs, VaultCommand,
 };
 use coffer::format::Compression;
 use coffer::hsm::uri::{self, HsmLocation};
 use coffer::hsm::{Hsm, Pkcs11Hsm, SoftHsm};
-use coffer::http::VaultClient;
 use coffer::http::{realm_router, router, serve, Tenants};
+use coffer::http::{recover_from_realms, register_with_realms, RealmClient, VaultClient};
 use coffer::http::{Rate, RateLimits};
 use coffer::key::RootKey;
+use coffer::realms::RealmSet;
 use coffer::realms::{Realm, RealmConfig, SqliteRealmStore};
 use coffer::store::{EtcdConfig, EtcdStore, SqliteStore, Store};
 use coffer::vault::{KsfParams, ServerConfig, VaultServer};
@@ -165,10 +166,9 @@ pub(super) fn backup(command: &BackupCommand) -> CliResult<Report> {
                 ));
             }
             let root = RootKey::generate().map_err(|e| Failure::from_lib("key generation", e))?;
-            let password = password(client)?;
-            connect(client)?
-                .register(&client.user, &password, &root, None)
-                .map_err(|e| Failure::from_lib("register the new key", e))?;
+            let keeper = Keeper::of(client)?;
+            let password = backup_password(client)?;
+            keeper.register(&client.user, &password, &root)?;
             if let Some(path) = key_out {
                 write_private(path, format!("{}\n", root.to_grouped().as_str()).as_bytes())?;
             }
@@ -179,8 +179,10 @@ pub(super) fn backup(command: &BackupCommand) -> CliResult<Report> {
             let report = coffer_file::encrypt_path(input, output, *force, compression, 3, &root)?;
             Ok(Report {
                 text: format!(
-                    "{}\nthe key is in the vault behind your password (user {})",
-                    report.text, client.user
+                    "{}\nthe key is {} behind your password (user {})",
+                    report.text,
+                    keeper.describe(),
+                    client.user
                 ),
                 json: json!({"command": "backup create", "user": client.user, "encrypt": report.json, "key_file": key_out}),
             })
@@ -191,12 +193,10 @@ pub(super) fn backup(command: &BackupCommand) -> CliResult<Report> {
             output,
             force,
         } => {
-            let password = password(client)?;
-            let recovered = connect(client)?
-                .recover(&client.user, &password)
-                .map_err(|e| Failure::from_lib("recover the key", e))?;
-            let (header, summary) =
-                coffer_file::decrypt_path(input, output, *force, &recovered.root)?;
+            let keeper = Keeper::of(client)?;
+            let password = backup_password(client)?;
+            let root = keeper.recover(&client.user, &password)?;
+            let (header, summary) = coffer_file::decrypt_path(input, output, *force, &root)?;
             Ok(Report {
                 text: format!(
                     "{}: {} bytes restored to {}",
@@ -216,8 +216,82 @@ pub(super) fn backup(command: &BackupCommand) -> CliResult<Report> {
     }
 }
 
+/// Where `backup create` keeps K and `backup restore` gets it back.
+enum Keeper {
+    Vault(VaultClient),
+    Realms(Vec<RealmClient>, RealmSet),
+}
+
+impl Keeper {
+    fn of(args: &BackupClientArgs) -> CliResult<Self> {
+        match (&args.vault, &args.realms) {
+            (Some(vault), None) => Ok(Keeper::Vault(vault_client(
+                vault,
+                args.token_file.as_deref(),
+                &args.server_id,
+            )?)),
+            (None, Some(file)) => {
+                let (realms, set) = super::realm_cmds::load(file)?;
+                Ok(Keeper::Realms(realms, set))
+            }
+            _ => Err(Failure::new(
+                ErrorClass::Malformed,
+                "say where the key is kept: --vault URL or --realms FILE",
+            )),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Keeper::Vault(_) => "in the vault".into(),
+            Keeper::Realms(_, set) => format!(
+                "split over {} realms ({} recover it)",
+                set.realm_ids.len(),
+                set.threshold
+            ),
+        }
+    }
+
+    fn register(&self, user: &str, password: &[u8], root: &RootKey) -> CliResult<()> {
+        match self {
+            Keeper::Vault(vault) => vault
+                .register(user, password, root, None)
+                .map_err(|e| Failure::from_lib("register the new key", e)),
+            Keeper::Realms(realms, set) => register_with_realms(realms, set, user, password, root)
+                .map_err(|e| Failure::from_lib("register the new key", e)),
+        }
+    }
+
+    fn recover(&self, user: &str, password: &[u8]) -> CliResult<RootKey> {
+        match self {
+            Keeper::Vault(vault) => vault
+                .recover(user, password)
+                .map(|r| r.root)
+                .map_err(|e| Failure::from_lib("recover the key", e)),
+            Keeper::Realms(realms, set) => recover_from_realms(realms, set, user, password)
+                .map(|(root, _)| root)
+                .map_err(|e| Failure::from_lib("recover the key", e)),
+        }
+    }
+}
+
+fn backup_password(client: &BackupClientArgs) -> CliResult<Zeroizing<Vec<u8>>> {
+    match &client.password_file {
+        Some(path) => read_password_file(path),
+        None => prompt(&format!("password for {}: ", client.user)),
+    }
+}
+
 fn connect(client: &VaultClientArgs) -> CliResult<VaultClient> {
-    let token = match &client.token_file {
+    vault_client(
+        &client.vault,
+        client.token_file.as_deref(),
+        &client.server_id,
+    )
+}
+
+fn vault_client(vault: &str, token_file: Option<&Path>, server_id: &str) -> CliResult<VaultClient> {
+    let token = match token_file {
         Some(path) => Zeroizing::new(
             std::fs::read_to_string(path)
                 .map_err(|e| Failure::io(format!("cannot read {}", path.display()), e))?,
@@ -229,11 +303,7 @@ fn connect(client: &VaultClientArgs) -> CliResult<VaultClient> {
             )
         })?),
     };
-    Ok(VaultClient::new(
-        &client.vault,
-        token.trim(),
-        &client.server_id,
-    ))
+    Ok(VaultClient::new(vault, token.trim(), server_id))
 }
 
 fn password(client: &VaultClientArgs) -> CliResult<Zeroizing<Vec<u8>>> {
