@@ -17,5 +17,6 @@ pub mod suites {
     pub mod client_format;
     pub mod client_vault;
     pub mod hsm;
+    pub mod realm_server;
     pub mod vault_server;
 }

@@ -22,6 +22,52 @@ pub struct LocalVault {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
+/// A running realm (spec/realms.md); stopped when dropped.
+pub struct LocalRealm {
+    /// Its base URL.
+    pub url: String,
+    /// The tenant token.
+    pub token: String,
+    _runtime: RuntimeGuard,
+}
+
+/// Serves a reference realm named `conformance-realm` over SQLite and the software HSM in
+/// `dir`, with one tenant and a random token.
+pub fn start_realm(dir: &Path) -> anyhow::Result<LocalRealm> {
+    use coffer::realms::{Realm, RealmConfig, SqliteRealmStore};
+    std::fs::create_dir_all(dir)?;
+    let store = SqliteRealmStore::open(&dir.join("realm.db")).context("the realm's store")?;
+    let hsm = SoftHsm::open_or_create(&dir.join("realm.key")).context("the software HSM")?;
+    let realm = Realm::open(store, hsm, RealmConfig::new("conformance-realm"))
+        .context("opening the realm")?;
+    let mut random = [0u8; 24];
+    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+    let token = hex::encode(random);
+    let mut tenants = Tenants::default();
+    tenants.add(&token, "default");
+    let (url, runtime) = serve_loopback(coffer::http::realm_router(
+        realm,
+        tenants,
+        RateLimits::default(),
+    ))?;
+    Ok(LocalRealm {
+        url,
+        token,
+        _runtime: RuntimeGuard(Some(runtime)),
+    })
+}
+
+/// Stops a loopback server's runtime when dropped.
+struct RuntimeGuard(Option<tokio::runtime::Runtime>);
+
+impl Drop for RuntimeGuard {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// A SQLite store in `dir` (the embedded default).
 pub fn sqlite_store(dir: &Path) -> anyhow::Result<SqliteStore> {
     SqliteStore::open(&dir.join("vault.db")).context("opening the vault's SQLite store")

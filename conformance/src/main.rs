@@ -53,6 +53,13 @@ enum Command {
         /// The vault's server identity (bound into every login).
         #[arg(long, value_name = "ID", default_value = "coffer-vault")]
         vault_server_id: String,
+        /// A realm for the realm-server suite (spec/realms.md; base URL). Without it the suite
+        /// is skipped. It registers its own users (random names starting `conformance-`).
+        #[arg(long, value_name = "URL")]
+        realm: Option<String>,
+        /// The tenant bearer token for --realm, read from this file.
+        #[arg(long, value_name = "FILE", env = "COFFER_REALM_TOKEN_FILE")]
+        realm_token_file: Option<PathBuf>,
         /// The vectors the client suites read (default: the repository's vectors/).
         #[arg(long, value_name = "DIR")]
         vectors: Option<PathBuf>,
@@ -164,6 +171,11 @@ fn all_cases(vectors: &std::path::Path) -> anyhow::Result<Vec<(&'static str, Str
         suites::client_vault::case_ids()
             .into_iter()
             .map(|id| ("client-vault", id.to_owned(), must())),
+    );
+    all.extend(
+        suites::realm_server::case_ids()
+            .into_iter()
+            .map(|id| ("realm-server", id.to_owned(), must())),
     );
     all.extend(
         suites::vault_server::case_ids()
@@ -387,6 +399,8 @@ fn run() -> anyhow::Result<bool> {
             vault,
             vault_token_file,
             vault_server_id,
+            realm,
+            realm_token_file,
             expected_failures,
             filter,
             list,
@@ -399,7 +413,8 @@ fn run() -> anyhow::Result<bool> {
         } => {
             // With no target at all: the embedded defaults (the reference adapter, and a
             // private SoftHSM2 token with SoftHSM2's committed expected failures if installed).
-            let defaults = client.is_none() && hsm.is_none() && vault.is_none() && !list;
+            let defaults =
+                client.is_none() && hsm.is_none() && vault.is_none() && realm.is_none() && !list;
             let mut default_token = None;
             let (client, hsm) = if defaults {
                 match softhsm2_token()? {
@@ -437,6 +452,25 @@ fn run() -> anyhow::Result<bool> {
                         served.server_id.clone(),
                     );
                     local_vault = Some((served, dir));
+                    Some(target)
+                }
+                (None, false) => None,
+            };
+            // The default run serves a reference realm of its own too.
+            let mut local_realm = None;
+            let realm = match (realm, defaults) {
+                (Some(url), _) => {
+                    let path = realm_token_file
+                        .context("--realm needs --realm-token-file (or COFFER_REALM_TOKEN_FILE)")?;
+                    let token = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    Some((url, token.trim().to_owned()))
+                }
+                (None, true) => {
+                    let dir = tempfile::tempdir().context("a directory for the local realm")?;
+                    let served = local_vault::start_realm(dir.path())?;
+                    let target = (served.url.clone(), served.token.clone());
+                    local_realm = Some((served, dir));
                     Some(target)
                 }
                 (None, false) => None,
@@ -518,7 +552,24 @@ fn run() -> anyhow::Result<bool> {
                 }
                 None => eprintln!("vault-server: skipped (no --vault URL given)"),
             }
+            match &realm {
+                Some((url, token)) => {
+                    let shown = match &local_realm {
+                        Some(_) => format!("{url} (the reference realm, served by this run)"),
+                        None => url.clone(),
+                    };
+                    targets.insert("realm-server".to_owned(), shown);
+                    let ctx = suites::realm_server::Ctx::new(Vault::new(
+                        url,
+                        token,
+                        Duration::from_secs(timeout),
+                    ))?;
+                    cases.extend(suites::realm_server::run(&ctx, keep, jobs)?);
+                }
+                None => eprintln!("realm-server: skipped (no --realm URL given)"),
+            }
             drop(local_vault);
+            drop(local_realm);
             let mut stale = expected.apply(&mut cases);
             if filter.is_some() {
                 // An entry for a case the filter left out is not stale; one that names no

@@ -299,7 +299,11 @@ fn a_backup_whose_key_lives_on_the_realms() {
         &os("-o"),
         dir.join("backup.coffer").as_os_str(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("split over 3 realms"));
     // One realm gone; the backup still restores.
     drop(s.realms.remove(0));
@@ -316,7 +320,11 @@ fn a_backup_whose_key_lives_on_the_realms() {
         &os("-o"),
         dir.join("restored.db").as_os_str(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         std::fs::read(dir.join("restored.db")).unwrap(),
         std::fs::read(&input).unwrap()
