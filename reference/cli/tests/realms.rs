@@ -342,3 +342,46 @@ fn a_backup_whose_key_lives_on_the_realms() {
     assert_eq!(out.status.code(), Some(exit("malformed")));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--vault URL or --realms FILE"));
 }
+
+#[test]
+fn a_realm_that_never_answers_costs_one_timeout_and_is_named() {
+    let s = setup(10);
+    assert!(realms(&s, "register", &s.right, &["--key", KEY])
+        .status
+        .success());
+    // r2's address now leads to a listener that accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let keep_open = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().take(4) {
+            held.push(stream);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        drop(held);
+    });
+    let text = std::fs::read_to_string(&s.file)
+        .unwrap()
+        .replacen(&s.realms[1].url, &silent_url, 1)
+        .replacen("\"timeout_seconds\":5", "\"timeout_seconds\":2", 1);
+    std::fs::write(&s.file, text).unwrap();
+    let started = std::time::Instant::now();
+    let out = realms(&s, "recover", &s.right, &[]);
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer = json(&out);
+    assert_eq!(answer["key"], KEY);
+    assert!(
+        answer["failed_realms"].to_string().contains("r2"),
+        "{answer}"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(8),
+        "took {took:?} with a 2 s timeout"
+    );
+    drop(keep_open);
+}

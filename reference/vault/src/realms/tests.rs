@@ -50,6 +50,8 @@ enum Behaviour {
     Down,
     WrongEvaluation,
     WrongRelease,
+    /// Answers for a registration it made up, with its own key and a valid proof.
+    Forged,
 }
 
 /// A whole recovery against `realms`, each behaving as told.
@@ -66,6 +68,7 @@ fn recover_with(
         .map(|(realm, b)| {
             let answer = match b {
                 Behaviour::Down => Err("connection refused".to_owned()),
+                Behaviour::Forged => Ok(forged_answer(realm, user, &m)),
                 _ => realm.evaluate("t", user, &m).map_err(|e| e.to_string()),
             };
             let answer = answer.map(|mut a| {
@@ -105,6 +108,32 @@ fn recover_with(
     let problems = unlocking.problems().to_vec();
     let root = unlocking.finish(releases)?;
     Ok((root, problems))
+}
+
+/// A hostile realm's phase-1 answer: a whole registration of its own making (its own key and
+/// K, the same realm ids), with a proof that verifies against it.
+fn forged_answer(realm: &TestRealm, user: &str, blinded: &[u8; 32]) -> EvalAnswer {
+    let dir = tempfile::tempdir().unwrap();
+    let accomplice = realm_with_id(dir.path(), realm.realm_id());
+    let ids = ["r1", "r2", "r3"];
+    let set = RealmSet {
+        realm_ids: ids.iter().map(|s| s.to_string()).collect(),
+        threshold: 2,
+        limit: 10,
+        ksf: KsfParams::TEST,
+    };
+    let fake_root = RootKey::from_bytes([0xee; 32]);
+    let shares = register(user, b"whatever", &fake_root, &set, &mut OsRng).unwrap();
+    let mine = shares
+        .iter()
+        .find(|s| s.realm_id == realm.realm_id())
+        .unwrap();
+    accomplice.register("t", user, mine).unwrap();
+    accomplice.evaluate("t", user, blinded).unwrap()
+}
+
+fn realm_with_id(dir: &Path, id: &str) -> TestRealm {
+    realm(dir, id)
 }
 
 fn recover(realms: &[TestRealm], user: &str, password: &[u8]) -> Result<RootKey, RealmError> {
@@ -151,6 +180,10 @@ fn recovery_survives_one_realm_down_or_lying_and_names_it() {
             );
         }
     }
+    // A realm that answers for a registration of its own making is outvoted: its group has
+    // one member, fewer than t; the client outputs the registered K, never the forged one.
+    let (k, _) = recover_with(&realms, "bob", b"pw", &[Forged, Honest, Honest]).unwrap();
+    assert_eq!(k, root);
     // Two realms wrong: locked, naming both.
     let err = recover_with(&realms, "bob", b"pw", &[Down, WrongEvaluation, Honest])
         .err()
