@@ -39,7 +39,7 @@ fn realms(dir: &Path) -> (Vec<TestRealm>, RealmSet) {
     let root = RootKey::from_bytes([7; 32]);
     let shares = register("bench", b"pw", &root, &set, &mut rand_core::OsRng).unwrap();
     for (realm, share) in realms.iter().zip(&shares) {
-        realm.register("t", "bench", share).unwrap();
+        realm.register("t", "bench", share, None).unwrap();
     }
     (realms, set)
 }

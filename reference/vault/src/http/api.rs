@@ -168,6 +168,9 @@ pub struct RealmRegisterRequest {
     pub secret_share: SecretB64,
     /// `tag_i`.
     pub tag: SecretB64,
+    /// To replace an active registration: a session this realm unlocked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<B64>,
 }
 
 /// `POST /v1/realm/users/{user}/evaluate`.

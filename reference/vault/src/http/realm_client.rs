@@ -77,6 +77,7 @@ impl RealmClient {
                     key_share: SecretB64(Zeroizing::new(share.key_share.to_vec())),
                     secret_share: SecretB64(Zeroizing::new(share.secret_share.to_vec())),
                     tag: SecretB64(Zeroizing::new(share.tag.to_vec())),
+                    grant: None,
                 }),
             )
             .map_err(describe)?;
@@ -193,6 +194,12 @@ pub fn register_with_realms(
     password: &[u8],
     root: &RootKey,
 ) -> Result<(), RealmError> {
+    let configured: Vec<&str> = realms.iter().map(|r| r.realm_id.as_str()).collect();
+    if configured != set.realm_ids.iter().map(String::as_str).collect::<Vec<_>>() {
+        return Err(RealmError::Malformed(
+            "the realms to register with must be exactly the realm set's, in its order".into(),
+        ));
+    }
     let identities: Vec<(String, String)> = on_all(realms, RealmClient::check_identity)
         .into_iter()
         .filter_map(|(realm, r)| r.err().map(|why| (realm, why)))

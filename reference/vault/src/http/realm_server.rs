@@ -100,7 +100,14 @@ async fn register<St: RealmStore + 'static, H: Hsm + 'static>(
         secret_share: secret32(&req.secret_share, "secret_share")?,
         tag: secret32(&req.tag, "tag")?,
     };
-    let grant = blocking(&app, move |r| Ok(r.register(&tenant, &user, &share)?)).await?;
+    let replacing = match &req.grant {
+        Some(g) => Some(fixed::<16>(&g.0, "a grant")?),
+        None => None,
+    };
+    let grant = blocking(&app, move |r| {
+        Ok(r.register(&tenant, &user, &share, replacing.as_ref())?)
+    })
+    .await?;
     Ok(Json(RealmRegisterResponse {
         registered: true,
         grant: B64(grant.to_vec()),

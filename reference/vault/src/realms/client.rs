@@ -25,6 +25,9 @@ type HmacSha256 = Hmac<Sha256>;
 const MAX_USER: usize = 256;
 /// Largest realm id.
 const MAX_REALM_ID: usize = 64;
+/// Most realms in one registration: the public part of 64 realms fits the 8 KiB request
+/// body with room to spare (spec/realms.md §1).
+pub const MAX_REALMS: usize = 64;
 /// Guess limits a registration may ask for.
 const LIMITS: std::ops::RangeInclusive<u32> = 1..=1000;
 
@@ -224,8 +227,12 @@ pub fn register(
     rng: &mut dyn VaultRng,
 ) -> Result<Vec<RealmShare>, RealmError> {
     let (realm_ids, t, limit, ksf) = (&set.realm_ids, set.threshold, set.limit, &set.ksf);
-    let n = u8::try_from(realm_ids.len())
-        .map_err(|_| RealmError::Unsupported("at most 255 realms".into()))?;
+    if realm_ids.len() > MAX_REALMS {
+        return Err(RealmError::Unsupported(format!(
+            "at most {MAX_REALMS} realms"
+        )));
+    }
+    let n = realm_ids.len() as u8;
     if t == 0 || n == 0 || t > n {
         return Err(RealmError::Unsupported(format!(
             "threshold {t} of {n} realms: needs 1 ≤ t ≤ n"
@@ -253,9 +260,11 @@ pub fn register(
 
     let mut k = random_scalar(rng);
     let mut s = random_scalar(rng);
-    let key_shares = split(&k, t, n, rng);
-    let secret_shares = split(&s, t, n, rng);
-    let y = oprf_output(&access, &(k * hash_to_group(&access[..])));
+    let key_shares = Zeroizing::new(split(&k, t, n, rng));
+    let secret_shares = Zeroizing::new(split(&s, t, n, rng));
+    let mut evaluated = k * hash_to_group(&access[..]);
+    let y = oprf_output(&access, &evaluated);
+    evaluated.zeroize();
     let unlock = Unlock::new(&reg_id, &y);
     let wrapped = seal(
         &wrap_key(&reg_id, &y, &s),
@@ -315,6 +324,8 @@ pub struct Recovery {
     ksf: String,
     threshold: u8,
     realms: u8,
+    /// The configured realm ids: realm `i` must answer with index `i` (1-based).
+    realm_ids: Vec<String>,
     access: Zeroizing<[u8; 32]>,
     blind: Scalar,
     blinded: RistrettoPoint,
@@ -371,8 +382,17 @@ impl Recovery {
         rng: &mut dyn VaultRng,
     ) -> Result<(Self, [u8; 32]), RealmError> {
         let (ksf, threshold) = (&set.ksf, set.threshold);
-        let realms = u8::try_from(set.realm_ids.len())
-            .map_err(|_| RealmError::Unsupported("at most 255 realms".into()))?;
+        if set.realm_ids.len() > MAX_REALMS {
+            return Err(RealmError::Unsupported(format!(
+                "at most {MAX_REALMS} realms"
+            )));
+        }
+        for (i, id) in set.realm_ids.iter().enumerate() {
+            if set.realm_ids[..i].contains(id) {
+                return Err(RealmError::Malformed(format!("realm {id} is listed twice")));
+            }
+        }
+        let realms = set.realm_ids.len() as u8;
         if threshold == 0 || realms == 0 || threshold > realms {
             return Err(RealmError::Unsupported(format!(
                 "threshold {threshold} of {realms} realms: needs 1 ≤ t ≤ n"
@@ -388,6 +408,7 @@ impl Recovery {
                 ksf: ksf.name(),
                 threshold,
                 realms,
+                realm_ids: set.realm_ids.clone(),
                 access,
                 blind,
                 blinded,
@@ -444,7 +465,12 @@ impl Recovery {
                 .entry(commitment)
                 .or_insert_with(|| (public, Vec::new()));
             let index = answer.index;
-            if index == 0 || index > public.n || verified.iter().any(|v| v.index == index) {
+            // Realm i of the configuration is index i (spec/realms.md §1): a realm that
+            // answers with another's index (forwarding that realm's answer) is refused.
+            let position = self.realm_ids.iter().position(|id| *id == realm);
+            if position.map(|p| p + 1) != Some(usize::from(index))
+                || verified.iter().any(|v| v.index == index)
+            {
                 problems.push((realm, format!("wrong answer: index {index}")));
                 continue;
             }
@@ -467,28 +493,40 @@ impl Recovery {
                 session: answer.session,
             });
         }
+        let largest = groups.values().map(|(_, v)| v.len()).max().unwrap_or(0);
         let best = groups
             .into_values()
             .filter(|(public, verified)| verified.len() >= public.t as usize)
             .max_by(|(a, va), (b, vb)| va.len().cmp(&vb.len()).then(a.reg_id.cmp(&b.reg_id)));
         let Some((public, verified)) = best else {
-            if silent > 0 && problems.len() == silent {
+            let answered = self.realm_ids.len().saturating_sub(silent);
+            if answered < usize::from(self.threshold) {
                 return Err(RealmError::Unavailable(named(&problems)));
             }
-            if problems.is_empty() || problems.len() == silent {
+            if largest == 0 && problems.len() == silent {
+                // Every answer was a fake or another registration's shape.
                 return Err(RealmError::NoRecord);
             }
-            return Err(RealmError::Locked(named(&problems)));
+            let mut why = format!(
+                "{largest} of the {} realms needed hold this registration",
+                self.threshold
+            );
+            if !problems.is_empty() {
+                why.push_str(&format!("; {}", named(&problems)));
+            }
+            return Err(RealmError::Locked(why));
         };
         let chosen = &verified[..public.t as usize];
         let xs: Vec<u8> = chosen.iter().map(|v| v.index).collect();
-        let combined: RistrettoPoint = lagrange_at_zero(&xs)
+        let mut combined: RistrettoPoint = lagrange_at_zero(&xs)
             .iter()
             .zip(chosen)
             .map(|(lambda, v)| lambda * v.evaluation)
             .sum();
-        let unblinded = self.blind.invert() * combined;
+        let mut unblinded = self.blind.invert() * combined;
+        combined.zeroize();
         let y = oprf_output(&self.access, &unblinded);
+        unblinded.zeroize();
         let unlock = Unlock::new(&public.reg_id, &y);
         if !bool::from(unlock.check().ct_eq(&public.check)) {
             return Err(RealmError::WrongPassword);

@@ -19,7 +19,9 @@ mod realm;
 mod shamir;
 mod store;
 
-pub use client::{register, EvalAnswer, RealmSet, RealmShare, Recovery, UnlockRequest, Unlocking};
+pub use client::{
+    register, EvalAnswer, RealmSet, RealmShare, Recovery, UnlockRequest, Unlocking, MAX_REALMS,
+};
 pub use public::{PublicPart, REG_ID_LEN};
 pub use realm::{Realm, RealmConfig};
 pub use store::{RealmGuess, RealmRecord, RealmStore, SqliteRealmStore};

@@ -50,8 +50,9 @@ impl RealmConfig {
 struct Session {
     tenant: String,
     user: String,
-    /// `None` for a fake answer: its phase 2 always fails.
-    reg_id: Option<[u8; REG_ID_LEN]>,
+    reg_id: [u8; REG_ID_LEN],
+    /// The record's public part as answered: phase 2 needs the record unchanged.
+    public: Vec<u8>,
     expires: Instant,
 }
 
@@ -101,6 +102,8 @@ pub struct Realm<St: RealmStore, H: Hsm> {
 struct Grant {
     tenant: String,
     user: String,
+    /// The registration it may delete or replace.
+    reg_id: [u8; REG_ID_LEN],
     expires: Instant,
 }
 
@@ -135,11 +138,16 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
     /// Stores a registration share for `tenant`/`user`, replacing any earlier one. Returns a
     /// grant that deletes it within the session lifetime (a half-finished registration,
     /// `spec/realms.md` §7.3).
+    /// An active record of another registration is replaced only with `grant`: a session
+    /// this realm unlocked for it (a password change, after a recovery); without one the
+    /// answer is `unauthorized`, so that a tenant token cannot overwrite other users'
+    /// registrations. The same registration sent again is accepted (a retry).
     pub fn register(
         &self,
         tenant: &str,
         user: &str,
         share: &RealmShare,
+        grant: Option<&[u8; 16]>,
     ) -> Result<[u8; 16], RealmError> {
         if share.realm_id != self.config.realm_id {
             return Err(RealmError::Malformed(format!(
@@ -158,13 +166,25 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
             )));
         }
         KsfParams::parse(&public.ksf).map_err(|e| RealmError::Unsupported(e.to_string()))?;
-        let k = decode_scalar(&share.key_share[..], "key share")?;
-        let s = decode_scalar(&share.secret_share[..], "secret share")?;
+        let mut k = decode_scalar(&share.key_share[..], "key share")?;
+        let mut s = decode_scalar(&share.secret_share[..], "secret share")?;
         let i = share.index as usize - 1;
-        if k * base() != public.key_shares[i] || s * base() != public.secret_shares[i] {
+        let matches = k * base() == public.key_shares[i] && s * base() == public.secret_shares[i];
+        k.zeroize();
+        s.zeroize();
+        if !matches {
             return Err(RealmError::Malformed(
                 "the shares do not match their public commitments".into(),
             ));
+        }
+        if let Some(existing) = self.store.get(tenant, user)? {
+            let replacing =
+                existing.state == RecordState::Active && existing.reg_id != public.reg_id;
+            if replacing && !self.take_grant(grant, tenant, user, &existing.reg_id)? {
+                return Err(RealmError::Unauthorized(
+                    "this user has an active registration: replacing it needs a session unlocked with its password".into(),
+                ));
+            }
         }
         let secrets = Zeroizing::new(
             [
@@ -190,11 +210,41 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
         })?;
         let mut grant = [0u8; 16];
         OsRng.fill_bytes(&mut grant);
-        self.add_grant(grant, tenant, user)?;
+        self.add_grant(grant, tenant, user, &public.reg_id)?;
         Ok(grant)
     }
 
-    fn add_grant(&self, id: [u8; 16], tenant: &str, user: &str) -> Result<(), RealmError> {
+    /// Uses up `grant` if it is valid for this tenant, user and registration.
+    fn take_grant(
+        &self,
+        grant: Option<&[u8; 16]>,
+        tenant: &str,
+        user: &str,
+        reg_id: &[u8; REG_ID_LEN],
+    ) -> Result<bool, RealmError> {
+        let Some(grant) = grant else {
+            return Ok(false);
+        };
+        let taken = self
+            .grants
+            .lock()
+            .map_err(|_| RealmError::Internal("grant lock poisoned".into()))?
+            .remove(grant);
+        Ok(taken.is_some_and(|g| {
+            g.tenant == tenant
+                && g.user == user
+                && g.reg_id == *reg_id
+                && g.expires > Instant::now()
+        }))
+    }
+
+    fn add_grant(
+        &self,
+        id: [u8; 16],
+        tenant: &str,
+        user: &str,
+        reg_id: &[u8; REG_ID_LEN],
+    ) -> Result<(), RealmError> {
         let mut grants = self
             .grants
             .lock()
@@ -211,6 +261,7 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
             Grant {
                 tenant: tenant.to_owned(),
                 user: user.to_owned(),
+                reg_id: *reg_id,
                 expires: now + self.config.session_lifetime,
             },
         );
@@ -238,6 +289,21 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
             secret_share: decode_scalar(&plain[32..64], "stored secret share")?,
             tag,
         })
+    }
+
+    fn room_for_a_session(&self) -> Result<(), RealmError> {
+        let mut sessions = self
+            .sessions
+            .lock()
+            .map_err(|_| RealmError::Internal("session lock poisoned".into()))?;
+        if sessions.len() >= MAX_SESSIONS {
+            let now = Instant::now();
+            sessions.retain(|_, s| s.expires > now);
+            if sessions.len() >= MAX_SESSIONS {
+                return Err(RealmError::Unavailable("too many open sessions".into()));
+            }
+        }
+        Ok(())
     }
 
     fn open_session(&self, session: Session) -> Result<[u8; 16], RealmError> {
@@ -269,11 +335,12 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
     ) -> Result<EvalAnswer, RealmError> {
         let m = decode_point(blinded, "blinded element")?;
         let expires = Instant::now() + self.config.session_lifetime;
+        // Room for the session is made before the guess is counted, so that a full table
+        // never costs a user a guess it cannot use.
+        self.room_for_a_session()?;
         let record = match self.store.count_guess(tenant, user)? {
             RealmGuess::Counted(record) => record,
-            RealmGuess::Destroyed | RealmGuess::Absent => {
-                return self.fake_answer(tenant, user, &m, expires)
-            }
+            RealmGuess::Destroyed | RealmGuess::Absent => return self.fake_answer(user, &m),
         };
         let secrets = self.unseal(&record)?;
         let public = PublicPart::decode(&record.public)?;
@@ -283,7 +350,8 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
         let session = self.open_session(Session {
             tenant: tenant.to_owned(),
             user: user.to_owned(),
-            reg_id: Some(record.reg_id),
+            reg_id: record.reg_id,
+            public: record.public.clone(),
             expires,
         })?;
         Ok(EvalAnswer {
@@ -299,19 +367,17 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
     /// about `user`, shaped like a real 1-of-1 answer, counted nowhere.
     fn fake_answer(
         &self,
-        tenant: &str,
         user: &str,
         m: &curve25519_dalek::ristretto::RistrettoPoint,
-        expires: Instant,
     ) -> Result<EvalAnswer, RealmError> {
-        let seed = super::client::hmac(
+        let mut seed = super::client::hmac(
             &self.fake_seed,
             &[b"coffer-realms-v1 fake", &lp(user.as_bytes())],
         );
         let derive = |label: &[u8]| hash_to_scalar(&[seed.as_slice(), label].concat());
         let bytes = |label: &[u8], len: usize| super::group::expand_message_xmd(&seed, label, len);
         let mut k = derive(b"k");
-        let s = derive(b"s");
+        let mut s = derive(b"s");
         let mut reg_id = [0u8; REG_ID_LEN];
         reg_id.copy_from_slice(&bytes(b"reg_id", REG_ID_LEN));
         let mut check = [0u8; 32];
@@ -330,12 +396,12 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
         let z = k * m;
         let proof = dleq_prove(&k, &public.key_shares[0], m, &z, &mut OsRng);
         k.zeroize();
-        let session = self.open_session(Session {
-            tenant: tenant.to_owned(),
-            user: user.to_owned(),
-            reg_id: None,
-            expires,
-        })?;
+        s.zeroize();
+        seed.zeroize();
+        // A fake's session is never kept: phase 2 answers an unknown session as it answers a
+        // wrong proof, and fakes fill no table.
+        let mut session = [0u8; 16];
+        OsRng.fill_bytes(&mut session);
         Ok(EvalAnswer {
             public: public.encode(),
             index: 1,
@@ -361,17 +427,16 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
         let Some(taken) = taken else {
             return Err(RealmError::WrongPassword);
         };
-        let (Some(reg_id), true, true) = (
-            taken.reg_id,
-            taken.tenant == tenant,
-            taken.expires > Instant::now(),
-        ) else {
+        if taken.tenant != tenant || taken.expires <= Instant::now() {
             return Err(RealmError::WrongPassword);
-        };
+        }
+        let reg_id = taken.reg_id;
         let record = self
             .store
             .get(tenant, &taken.user)?
-            .filter(|r| r.state == RecordState::Active && r.reg_id == reg_id)
+            .filter(|r| {
+                r.state == RecordState::Active && r.reg_id == reg_id && r.public == taken.public
+            })
             .ok_or_else(|| {
                 RealmError::Locked("the registration was destroyed or replaced".into())
             })?;
@@ -386,7 +451,13 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
                 "the registration was destroyed or replaced".into(),
             ));
         }
-        self.add_grant(*session, tenant, &taken.user)?;
+        // The reset is done; a full grant table only costs the caller the grant.
+        if self
+            .add_grant(*session, tenant, &taken.user, &reg_id)
+            .is_err()
+        {
+            tracing::warn!("grant table full: this unlock grants no deletion");
+        }
         let key = release_key(&secrets.tag, session);
         seal(
             &key,
@@ -401,19 +472,18 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
     /// and once. Returns whether there was a record. Without a valid grant: `unauthorized`,
     /// so that a tenant token alone deletes nothing (`spec/realms.md` §7.2).
     pub fn delete(&self, tenant: &str, user: &str, grant: &[u8; 16]) -> Result<bool, RealmError> {
-        let taken = self
-            .grants
-            .lock()
-            .map_err(|_| RealmError::Internal("grant lock poisoned".into()))?
-            .remove(grant);
-        match taken {
-            Some(g) if g.tenant == tenant && g.user == user && g.expires > Instant::now() => {
-                Ok(self.store.delete(tenant, user)?)
-            }
-            _ => Err(RealmError::Unauthorized(
+        let refused = || {
+            RealmError::Unauthorized(
                 "deleting needs a session unlocked with the password, or the registration's grant"
                     .into(),
-            )),
+            )
+        };
+        let Some(record) = self.store.get(tenant, user)? else {
+            return Err(refused());
+        };
+        if !self.take_grant(Some(grant), tenant, user, &record.reg_id)? {
+            return Err(refused());
         }
+        Ok(self.store.delete(tenant, user)?)
     }
 }

@@ -38,7 +38,7 @@ fn register_all(realms: &[TestRealm], user: &str, password: &[u8], t: u8, limit:
     let root = RootKey::generate().unwrap();
     let shares = register(user, password, &root, &set(realms, t, limit), &mut OsRng).unwrap();
     for (realm, share) in realms.iter().zip(&shares) {
-        realm.register("t", user, share).unwrap();
+        realm.register("t", user, share, None).unwrap();
     }
     root
 }
@@ -52,6 +52,8 @@ enum Behaviour {
     WrongRelease,
     /// Answers for a registration it made up, with its own key and a valid proof.
     Forged,
+    /// Forwards the next realm's answer as its own (with that realm's index).
+    Forwards,
 }
 
 /// A whole recovery against `realms`, each behaving as told.
@@ -69,6 +71,14 @@ fn recover_with(
             let answer = match b {
                 Behaviour::Down => Err("connection refused".to_owned()),
                 Behaviour::Forged => Ok(forged_answer(realm, user, &m)),
+                Behaviour::Forwards => {
+                    let next = realms
+                        .iter()
+                        .position(|r| r.realm_id() == realm.realm_id())
+                        .map(|i| &realms[(i + 1) % realms.len()])
+                        .unwrap();
+                    next.evaluate("t", user, &m).map_err(|e| e.to_string())
+                }
                 _ => realm.evaluate("t", user, &m).map_err(|e| e.to_string()),
             };
             let answer = answer.map(|mut a| {
@@ -128,7 +138,7 @@ fn forged_answer(realm: &TestRealm, user: &str, blinded: &[u8; 32]) -> EvalAnswe
         .iter()
         .find(|s| s.realm_id == realm.realm_id())
         .unwrap();
-    accomplice.register("t", user, mine).unwrap();
+    accomplice.register("t", user, mine, None).unwrap();
     accomplice.evaluate("t", user, blinded).unwrap()
 }
 
@@ -184,6 +194,16 @@ fn recovery_survives_one_realm_down_or_lying_and_names_it() {
     // one member, fewer than t; the client outputs the registered K, never the forged one.
     let (k, _) = recover_with(&realms, "bob", b"pw", &[Forged, Honest, Honest]).unwrap();
     assert_eq!(k, root);
+    // A realm that forwards another realm's answer as its own is refused by index, named,
+    // and the realm it copied still counts as honest.
+    let (k, problems) = recover_with(&realms, "bob", b"pw", &[Forwards, Honest, Honest]).unwrap();
+    assert_eq!(k, root);
+    assert!(
+        problems
+            .iter()
+            .any(|(r, what)| r == "r1" && what.contains("index")),
+        "{problems:?}"
+    );
     // Two realms wrong: locked, naming both.
     let err = recover_with(&realms, "bob", b"pw", &[Down, WrongEvaluation, Honest])
         .err()
@@ -293,7 +313,7 @@ fn a_share_for_another_realm_or_with_false_commitments_is_refused() {
     let root = RootKey::generate().unwrap();
     let shares = register("frank", b"pw", &root, &set(&realms, 2, 10), &mut OsRng).unwrap();
     assert!(matches!(
-        realms[0].register("t", "frank", &shares[1]),
+        realms[0].register("t", "frank", &shares[1], None),
         Err(RealmError::Malformed(_))
     ));
     let mut forged = RealmShare {
@@ -305,13 +325,13 @@ fn a_share_for_another_realm_or_with_false_commitments_is_refused() {
         tag: shares[0].tag.clone(),
     };
     assert!(matches!(
-        realms[0].register("t", "frank", &forged),
+        realms[0].register("t", "frank", &forged, None),
         Err(RealmError::Malformed(_))
     ));
     forged.key_share = shares[0].key_share.clone();
     forged.public.limit = 1000;
     assert!(matches!(
-        realms[0].register("t", "frank", &forged),
+        realms[0].register("t", "frank", &forged, None),
         Err(RealmError::Unsupported(_))
     ));
 }
@@ -321,11 +341,34 @@ fn a_half_finished_password_change_still_recovers_from_either_side() {
     let dir = tempfile::tempdir().unwrap();
     let realms = realms(dir.path());
     let old = register_all(&realms, "gina", b"old", 2, 10);
-    // The new registration reached realms 1 and 2 only.
     let new = RootKey::generate().unwrap();
     let shares = register("gina", b"new", &new, &set(&realms, 2, 10), &mut OsRng).unwrap();
-    realms[0].register("t", "gina", &shares[0]).unwrap();
-    realms[1].register("t", "gina", &shares[1]).unwrap();
+    // Without the old password nothing is replaced: a tenant token cannot overwrite.
+    assert!(matches!(
+        realms[0].register("t", "gina", &shares[0], None),
+        Err(RealmError::Unauthorized(_))
+    ));
+    // A recovery with the old password unlocks a session at each realm; the new
+    // registration, sent with those grants, reached realms 1 and 2 only.
+    let (recovery, m) = Recovery::start("gina", b"old", &set(&realms, 2, 10), &mut OsRng).unwrap();
+    let answers = realms
+        .iter()
+        .map(|r| {
+            (
+                r.realm_id().to_owned(),
+                Ok(r.evaluate("t", "gina", &m).unwrap()),
+            )
+        })
+        .collect();
+    let unlocking = recovery.combine(answers).unwrap();
+    for (i, request) in unlocking.requests().iter().take(2).enumerate() {
+        realms[i]
+            .unlock("t", &request.session, &request.proof)
+            .unwrap();
+        realms[i]
+            .register("t", "gina", &shares[i], Some(&request.session))
+            .unwrap();
+    }
     assert_eq!(recover(&realms, "gina", b"new").unwrap(), new);
     // The old password meets one old realm only: not enough.
     assert!(recover(&realms, "gina", b"old").is_err());
@@ -422,21 +465,17 @@ fn deletion_needs_the_password_or_the_registrations_own_grant() {
     let realms = realms(dir.path());
     let root = RootKey::generate().unwrap();
     let shares = register("kim", b"pw", &root, &set(&realms, 2, 10), &mut OsRng).unwrap();
-    let grant = realms[0].register("t", "kim", &shares[0]).unwrap();
-    realms[1].register("t", "kim", &shares[1]).unwrap();
-    realms[2].register("t", "kim", &shares[2]).unwrap();
+    let grant = realms[0].register("t", "kim", &shares[0], None).unwrap();
+    realms[1].register("t", "kim", &shares[1], None).unwrap();
+    realms[2].register("t", "kim", &shares[2], None).unwrap();
     // A tenant token alone (any made-up grant) deletes nothing.
     assert!(matches!(
         realms[1].delete("t", "kim", &[0; 16]),
         Err(RealmError::Unauthorized(_))
     ));
-    // Another user's grant does not apply, and is spent by the attempt.
+    // A user's grant does not apply to another user.
     assert!(matches!(
         realms[0].delete("t", "other", &grant),
-        Err(RealmError::Unauthorized(_))
-    ));
-    assert!(matches!(
-        realms[0].delete("t", "kim", &grant),
         Err(RealmError::Unauthorized(_))
     ));
     // A session unlocked with the password deletes, once.
@@ -469,7 +508,7 @@ fn deletion_needs_the_password_or_the_registrations_own_grant() {
     assert_eq!(guesses(&realms[1], "kim").1, RecordState::Deleted);
     assert_eq!(guesses(&realms[0], "kim").1, RecordState::Active);
     // A registration's own grant deletes it (a half-finished registration taken back).
-    let again = realms[2].register("t", "kim", &shares[2]).unwrap();
+    let again = realms[2].register("t", "kim", &shares[2], None).unwrap();
     assert!(realms[2].delete("t", "kim", &again).unwrap());
     assert_eq!(guesses(&realms[2], "kim").1, RecordState::Deleted);
 }
