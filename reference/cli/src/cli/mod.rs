@@ -9,6 +9,7 @@ mod input;
 mod key_arg;
 mod output;
 mod realm_cmds;
+mod secrets;
 mod vault_cmds;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};

@@ -1,7 +1,7 @@
 //! `coffer realms`: K behind a password, split over t-of-n realms (`spec/realms.md`).
 
 use super::failure::{CliResult, Failure};
-use super::vault_cmds::{prompt, read_password_file, write_private};
+use super::secrets::{self, write_private};
 use super::{key_arg, RealmsClientArgs, RealmsCommand, Report};
 use coffer::http::{delete_from_realms, recover_from_realms, register_with_realms, RealmClient};
 use coffer::realms::RealmSet;
@@ -78,10 +78,10 @@ pub(super) fn load(path: &Path) -> CliResult<(Vec<RealmClient>, RealmSet)> {
 }
 
 fn password(client: &RealmsClientArgs) -> CliResult<Zeroizing<Vec<u8>>> {
-    match &client.password_file {
-        Some(path) => read_password_file(path),
-        None => prompt(&format!("password for {}: ", client.user)),
-    }
+    secrets::password(
+        client.password_file.as_deref(),
+        &format!("password for {}: ", client.user),
+    )
 }
 
 /// Runs one `realms` subcommand.

@@ -1,6 +1,7 @@
 //! `coffer vault ...`: run a vault server, and the client side of every flow.
 
 use super::failure::{CliResult, Failure};
+use super::secrets;
 use super::{
     coffer_file, key_arg, BackupClientArgs, BackupCommand, CompressArg, Report, StoreArgs,
     VaultClientArgs, VaultCommand,
@@ -18,7 +19,6 @@ use coffer::store::{EtcdConfig, EtcdStore, SqliteStore, Store};
 use coffer::vault::{KsfParams, ServerConfig, VaultServer};
 use coffer::ErrorClass;
 use serde_json::json;
-use std::io::Write;
 use std::path::Path;
 use std::path::PathBuf;
 use zeroize::Zeroizing;
@@ -53,7 +53,10 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
         }
         VaultCommand::Register { client, key, limit } => {
             let root = key_arg::resolve_root(key)?;
-            let password = password(client)?;
+            let password = secrets::password(
+                client.password_file.as_deref(),
+                &format!("vault password for {}: ", client.user),
+            )?;
             connect(client)?
                 .register(&client.user, &password, &root, *limit)
                 .map_err(|e| Failure::from_lib("register", e))?;
@@ -63,14 +66,17 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
             })
         }
         VaultCommand::Recover { client, key_out } => {
-            let password = password(client)?;
+            let password = secrets::password(
+                client.password_file.as_deref(),
+                &format!("vault password for {}: ", client.user),
+            )?;
             let recovered = connect(client)?
                 .recover(&client.user, &password)
                 .map_err(|e| Failure::from_lib("recover", e))?;
             let grouped = recovered.root.to_grouped();
             match key_out.as_deref() {
                 Some(path) if path != Path::new("-") => {
-                    write_private(path, format!("{}\n", grouped.as_str()).as_bytes())?;
+                    secrets::write_private(path, format!("{}\n", grouped.as_str()).as_bytes())?;
                     Ok(Report {
                         text: format!(
                             "recovered the key of {}; written to {}",
@@ -90,11 +96,14 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
             client,
             new_password_file,
         } => {
-            let old = password(client)?;
-            let new = match new_password_file {
-                Some(path) => read_password_file(path)?,
-                None => prompt(&format!("new vault password for {}: ", client.user))?,
-            };
+            let old = secrets::password(
+                client.password_file.as_deref(),
+                &format!("vault password for {}: ", client.user),
+            )?;
+            let new = secrets::password(
+                new_password_file.as_deref(),
+                &format!("new vault password for {}: ", client.user),
+            )?;
             let vault = connect(client)?;
             let recovered = vault
                 .recover(&client.user, &old)
@@ -167,10 +176,16 @@ pub(super) fn backup(command: &BackupCommand) -> CliResult<Report> {
             }
             let root = RootKey::generate().map_err(|e| Failure::from_lib("key generation", e))?;
             let keeper = Keeper::of(client)?;
-            let password = backup_password(client)?;
+            let password = secrets::password(
+                client.password_file.as_deref(),
+                &format!("password for {}: ", client.user),
+            )?;
             keeper.register(&client.user, &password, &root)?;
             if let Some(path) = key_out {
-                write_private(path, format!("{}\n", root.to_grouped().as_str()).as_bytes())?;
+                secrets::write_private(
+                    path,
+                    format!("{}\n", root.to_grouped().as_str()).as_bytes(),
+                )?;
             }
             let compression = match compress {
                 CompressArg::None => Compression::None,
@@ -194,7 +209,10 @@ pub(super) fn backup(command: &BackupCommand) -> CliResult<Report> {
             force,
         } => {
             let keeper = Keeper::of(client)?;
-            let password = backup_password(client)?;
+            let password = secrets::password(
+                client.password_file.as_deref(),
+                &format!("password for {}: ", client.user),
+            )?;
             let root = keeper.recover(&client.user, &password)?;
             let (header, summary) = coffer_file::decrypt_path(input, output, *force, &root)?;
             Ok(Report {
@@ -275,13 +293,6 @@ impl Keeper {
     }
 }
 
-fn backup_password(client: &BackupClientArgs) -> CliResult<Zeroizing<Vec<u8>>> {
-    match &client.password_file {
-        Some(path) => read_password_file(path),
-        None => prompt(&format!("password for {}: ", client.user)),
-    }
-}
-
 fn connect(client: &VaultClientArgs) -> CliResult<VaultClient> {
     vault_client(
         &client.vault,
@@ -306,51 +317,6 @@ fn vault_client(vault: &str, token_file: Option<&Path>, server_id: &str) -> CliR
     Ok(VaultClient::new(vault, token.trim(), server_id))
 }
 
-fn password(client: &VaultClientArgs) -> CliResult<Zeroizing<Vec<u8>>> {
-    match &client.password_file {
-        Some(path) => read_password_file(path),
-        None => prompt(&format!("vault password for {}: ", client.user)),
-    }
-}
-
-fn first_line(text: &str) -> CliResult<Zeroizing<Vec<u8>>> {
-    let line = text.lines().next().unwrap_or_default();
-    if line.is_empty() {
-        return Err(Failure::new(ErrorClass::Malformed, "the password is empty"));
-    }
-    Ok(Zeroizing::new(line.as_bytes().to_vec()))
-}
-
-pub(super) fn read_password_file(path: &Path) -> CliResult<Zeroizing<Vec<u8>>> {
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|e| Failure::io(format!("cannot read {}", path.display()), e))?,
-    );
-    first_line(&text)
-}
-
-pub(super) fn prompt(question: &str) -> CliResult<Zeroizing<Vec<u8>>> {
-    let text = Zeroizing::new(
-        rpassword::prompt_password(question)
-            .map_err(|e| Failure::io("cannot read the password", e))?,
-    );
-    first_line(&text)
-}
-
-/// Writes a file readable only by its owner.
-pub(super) fn write_private(path: &Path, bytes: &[u8]) -> CliResult<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Failure::io(format!("cannot create {}", path.display()), e))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Failure::io(format!("cannot write {}", path.display()), e))
-}
-
 /// The default tenant's token, created on first start.
 fn default_token(data: &Path) -> CliResult<(String, std::path::PathBuf)> {
     let path = data.join("tenant-default.token");
@@ -361,7 +327,7 @@ fn default_token(data: &Path) -> CliResult<(String, std::path::PathBuf)> {
     getrandom::fill(&mut raw)
         .map_err(|e| Failure::new(ErrorClass::Io, format!("OS random: {e}")))?;
     let token = hex::encode(raw);
-    write_private(&path, format!("{token}\n").as_bytes())?;
+    secrets::write_private(&path, format!("{token}\n").as_bytes())?;
     Ok((token, path))
 }
 
