@@ -2,8 +2,8 @@
 //! error bodies as the vault (`spec/vault.md` §9, §10), around a [`Realm`].
 
 use super::api::*;
-use super::rate::{Limiter, RateLimits};
-use super::server::{body, fallback, json, limited, user_id, ApiError, Tenants, MAX_BODY};
+use super::rate::RateLimits;
+use super::server::{blocking, body, fallback, json, ApiError, App, Shared, Tenants, MAX_BODY};
 use crate::error::ErrorClass;
 use crate::hsm::Hsm;
 use crate::realms::{PublicPart, Realm, RealmShare, RealmStore};
@@ -12,56 +12,10 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use std::sync::Arc;
 use zeroize::Zeroizing;
 
-struct RealmApp<St: RealmStore, H: Hsm> {
-    realm: Realm<St, H>,
-    workers: tokio::sync::Semaphore,
-    tenants: Tenants,
-    tenant_rate: Limiter,
-    user_rate: Limiter,
-}
-
-type Shared<St, H> = Arc<RealmApp<St, H>>;
+type RealmApp<St, H> = Shared<Realm<St, H>>;
 type Raw = Result<Bytes, axum::extract::rejection::BytesRejection>;
-
-impl<St: RealmStore, H: Hsm> RealmApp<St, H> {
-    fn tenant(&self, headers: &HeaderMap) -> Result<String, ApiError> {
-        let tenant = self.tenants.of(headers)?;
-        self.tenant_rate
-            .take(&tenant)
-            .map_err(|w| limited(w, "tenant"))?;
-        Ok(tenant)
-    }
-
-    fn user_action(&self, tenant: &str, user: &str) -> Result<(), ApiError> {
-        user_id(user)?;
-        self.user_rate
-            .take(&format!("{tenant}\0{user}"))
-            .map_err(|w| limited(w, "user"))
-    }
-}
-
-async fn blocking<St, H, T>(
-    app: &Shared<St, H>,
-    f: impl FnOnce(&Realm<St, H>) -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError>
-where
-    St: RealmStore + 'static,
-    H: Hsm + 'static,
-    T: Send + 'static,
-{
-    let _permit = app
-        .workers
-        .acquire()
-        .await
-        .map_err(|e| ApiError::new(ErrorClass::Io, format!("worker pool closed: {e}")))?;
-    let app = Arc::clone(app);
-    tokio::task::spawn_blocking(move || f(&app.realm))
-        .await
-        .map_err(|e| ApiError::new(ErrorClass::Io, format!("worker failed: {e}")))?
-}
 
 fn fixed<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], ApiError> {
     bytes
@@ -74,17 +28,17 @@ fn secret32(b: &SecretB64, what: &str) -> Result<Zeroizing<[u8; 32]>, ApiError> 
 }
 
 async fn info<St: RealmStore + 'static, H: Hsm + 'static>(
-    State(app): State<Shared<St, H>>,
+    State(app): State<RealmApp<St, H>>,
     headers: HeaderMap,
 ) -> Result<Json<RealmInfo>, ApiError> {
     app.tenant(&headers)?;
     Ok(Json(RealmInfo {
-        realm_id: app.realm.realm_id().to_owned(),
+        realm_id: app.service.realm_id().to_owned(),
     }))
 }
 
 async fn register<St: RealmStore + 'static, H: Hsm + 'static>(
-    State(app): State<Shared<St, H>>,
+    State(app): State<RealmApp<St, H>>,
     headers: HeaderMap,
     Path(user): Path<String>,
     raw: Raw,
@@ -115,7 +69,7 @@ async fn register<St: RealmStore + 'static, H: Hsm + 'static>(
 }
 
 async fn evaluate<St: RealmStore + 'static, H: Hsm + 'static>(
-    State(app): State<Shared<St, H>>,
+    State(app): State<RealmApp<St, H>>,
     headers: HeaderMap,
     Path(user): Path<String>,
     raw: Raw,
@@ -137,7 +91,7 @@ async fn evaluate<St: RealmStore + 'static, H: Hsm + 'static>(
 }
 
 async fn unlock<St: RealmStore + 'static, H: Hsm + 'static>(
-    State(app): State<Shared<St, H>>,
+    State(app): State<RealmApp<St, H>>,
     headers: HeaderMap,
     Path(session): Path<String>,
     raw: Raw,
@@ -159,7 +113,7 @@ async fn unlock<St: RealmStore + 'static, H: Hsm + 'static>(
 }
 
 async fn remove<St: RealmStore + 'static, H: Hsm + 'static>(
-    State(app): State<Shared<St, H>>,
+    State(app): State<RealmApp<St, H>>,
     headers: HeaderMap,
     Path(user): Path<String>,
     raw: Raw,
@@ -178,14 +132,7 @@ pub fn realm_router<St: RealmStore + 'static, H: Hsm + 'static>(
     tenants: Tenants,
     limits: RateLimits,
 ) -> Router {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let app = Arc::new(RealmApp {
-        realm,
-        workers: tokio::sync::Semaphore::new(cores * 2),
-        tenants,
-        tenant_rate: Limiter::new(limits.tenant),
-        user_rate: Limiter::new(limits.user),
-    });
+    let app = App::new(realm, tenants, limits);
     Router::new()
         .route("/v1/realm", get(info::<St, H>))
         .route("/v1/realm/users/{user}/register", post(register::<St, H>))

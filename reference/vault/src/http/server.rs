@@ -131,9 +131,11 @@ impl Tenants {
     }
 }
 
-struct App<S: Store, H: Hsm> {
-    vault: VaultServer<S, H>,
-    /// Vault work runs at most this many at a time, first come first served (a fair
+/// A service (a vault or a realm) behind the HTTP layer's gate: tenants, rate limits and a
+/// fair pool for the blocking work.
+pub(super) struct App<V> {
+    pub(super) service: V,
+    /// Service work runs at most this many at a time, first come first served (a fair
     /// semaphore): more threads than cores only adds tail latency.
     workers: tokio::sync::Semaphore,
     tenants: Tenants,
@@ -151,9 +153,21 @@ pub(super) fn limited(wait: std::time::Duration, what: &str) -> ApiError {
     }
 }
 
-impl<S: Store, H: Hsm> App<S, H> {
+impl<V> App<V> {
+    /// `service` behind `tenants` and `limits`, with two workers per core.
+    pub(super) fn new(service: V, tenants: Tenants, limits: RateLimits) -> Arc<Self> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Arc::new(App {
+            service,
+            workers: tokio::sync::Semaphore::new(cores * 2),
+            tenants,
+            tenant_rate: Limiter::new(limits.tenant),
+            user_rate: Limiter::new(limits.user),
+        })
+    }
+
     /// The request's tenant, after its token and its rate limit.
-    fn tenant(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+    pub(super) fn tenant(&self, headers: &HeaderMap) -> Result<String, ApiError> {
         let tenant = self.tenants.of(headers)?;
         self.tenant_rate
             .take(&tenant)
@@ -162,7 +176,7 @@ impl<S: Store, H: Hsm> App<S, H> {
     }
 
     /// A user's guess or registration, under the per-user limit.
-    fn user_action(&self, tenant: &str, user: &str) -> Result<(), ApiError> {
+    pub(super) fn user_action(&self, tenant: &str, user: &str) -> Result<(), ApiError> {
         user_id(user)?;
         self.user_rate
             .take(&format!("{tenant}\0{user}"))
@@ -170,7 +184,9 @@ impl<S: Store, H: Hsm> App<S, H> {
     }
 }
 
-type Shared<S, H> = Arc<App<S, H>>;
+/// An [`App`] as the handlers share it.
+pub(super) type Shared<V> = Arc<App<V>>;
+type VaultApp<S, H> = Shared<VaultServer<S, H>>;
 
 pub(super) fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body)
@@ -201,14 +217,13 @@ fn session_id(text: &str) -> Result<SessionId, ApiError> {
         .ok_or_else(|| ApiError::new(ErrorClass::Malformed, "a session id must be 16 bytes"))
 }
 
-/// Runs vault work on the blocking pool.
-async fn blocking<S, H, T>(
-    app: &Shared<S, H>,
-    f: impl FnOnce(&VaultServer<S, H>) -> Result<T, ApiError> + Send + 'static,
+/// Runs service work on the blocking pool, a permit of the fair semaphore held.
+pub(super) async fn blocking<V, T>(
+    app: &Shared<V>,
+    f: impl FnOnce(&V) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError>
 where
-    S: Store + 'static,
-    H: Hsm + 'static,
+    V: Send + Sync + 'static,
     T: Send + 'static,
 {
     let _permit = app
@@ -217,13 +232,13 @@ where
         .await
         .map_err(|e| ApiError::new(ErrorClass::Io, format!("worker pool closed: {e}")))?;
     let app = Arc::clone(app);
-    tokio::task::spawn_blocking(move || f(&app.vault))
+    tokio::task::spawn_blocking(move || f(&app.service))
         .await
         .map_err(|e| ApiError::new(ErrorClass::Io, format!("worker failed: {e}")))?
 }
 
 async fn register_start<S: Store + 'static, H: Hsm + 'static>(
-    State(app): State<Shared<S, H>>,
+    State(app): State<VaultApp<S, H>>,
     headers: HeaderMap,
     Path(user): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -243,7 +258,7 @@ async fn register_start<S: Store + 'static, H: Hsm + 'static>(
 }
 
 async fn register_finish<S: Store + 'static, H: Hsm + 'static>(
-    State(app): State<Shared<S, H>>,
+    State(app): State<VaultApp<S, H>>,
     headers: HeaderMap,
     Path(user): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -267,7 +282,7 @@ async fn register_finish<S: Store + 'static, H: Hsm + 'static>(
 }
 
 async fn recover_start<S: Store + 'static, H: Hsm + 'static>(
-    State(app): State<Shared<S, H>>,
+    State(app): State<VaultApp<S, H>>,
     headers: HeaderMap,
     Path(user): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -287,7 +302,7 @@ async fn recover_start<S: Store + 'static, H: Hsm + 'static>(
 }
 
 async fn recover_finish<S: Store + 'static, H: Hsm + 'static>(
-    State(app): State<Shared<S, H>>,
+    State(app): State<VaultApp<S, H>>,
     headers: HeaderMap,
     Path(session): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -305,7 +320,7 @@ async fn recover_finish<S: Store + 'static, H: Hsm + 'static>(
 }
 
 async fn password_start<S: Store + 'static, H: Hsm + 'static>(
-    State(app): State<Shared<S, H>>,
+    State(app): State<VaultApp<S, H>>,
     headers: HeaderMap,
     Path(session): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -325,7 +340,7 @@ async fn password_start<S: Store + 'static, H: Hsm + 'static>(
 }
 
 async fn password_finish<S: Store + 'static, H: Hsm + 'static>(
-    State(app): State<Shared<S, H>>,
+    State(app): State<VaultApp<S, H>>,
     headers: HeaderMap,
     Path(session): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -341,7 +356,7 @@ async fn password_finish<S: Store + 'static, H: Hsm + 'static>(
 }
 
 async fn status<S: Store + 'static, H: Hsm + 'static>(
-    State(app): State<Shared<S, H>>,
+    State(app): State<VaultApp<S, H>>,
     headers: HeaderMap,
     Path(user): Path<String>,
 ) -> Result<Json<crate::vault::Status>, ApiError> {
@@ -353,7 +368,7 @@ async fn status<S: Store + 'static, H: Hsm + 'static>(
 }
 
 async fn remove<S: Store + 'static, H: Hsm + 'static>(
-    State(app): State<Shared<S, H>>,
+    State(app): State<VaultApp<S, H>>,
     headers: HeaderMap,
     Path(user): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -376,14 +391,7 @@ pub fn router<S: Store + 'static, H: Hsm + 'static>(
     tenants: Tenants,
     limits: RateLimits,
 ) -> Router {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let app = Arc::new(App {
-        vault,
-        workers: tokio::sync::Semaphore::new(cores * 2),
-        tenants,
-        tenant_rate: Limiter::new(limits.tenant),
-        user_rate: Limiter::new(limits.user),
-    });
+    let app = App::new(vault, tenants, limits);
     Router::new()
         .route(
             "/v1/users/{user}/register/start",

@@ -2,8 +2,9 @@
 //! one durable transaction, so that a guess is counted on disk before the realm answers.
 
 use super::public::REG_ID_LEN;
+use crate::store::sqlite::{in_tx, open_durable};
 use crate::store::{RecordState, StoreError};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -137,16 +138,9 @@ const SELECT: &str =
 impl SqliteRealmStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(db)?;
+        let conn = open_durable(path, SCHEMA)?;
         conn.pragma_update(None, "secure_delete", "ON")
             .map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(db)?;
-        conn.execute_batch(SCHEMA).map_err(db)?;
         Ok(SqliteRealmStore {
             conn: Mutex::new(conn),
         })
@@ -156,16 +150,7 @@ impl SqliteRealmStore {
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError::Database("store lock poisoned".into()))?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let out = f(&tx).map_err(db)?;
-        tx.commit().map_err(db)?;
-        Ok(out)
+        in_tx(&self.conn, f)
     }
 }
 

@@ -6,7 +6,7 @@
 mod etcd;
 #[cfg(feature = "etcd")]
 mod etcd_rpc;
-mod sqlite;
+pub(crate) mod sqlite;
 
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdConfig, EtcdStore};

@@ -103,18 +103,41 @@ fn audit(
     Ok(())
 }
 
+/// Opens (creating if needed) the database at `path` for durable commits: WAL,
+/// `synchronous = FULL`, a 10 s busy timeout, and `schema` applied.
+pub(crate) fn open_durable(path: &Path, schema: &str) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(db)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(db)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(db)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(db)?;
+    conn.execute_batch(schema).map_err(db)?;
+    Ok(conn)
+}
+
+/// Runs `f` in one immediate (write-locked) transaction and commits it.
+pub(crate) fn in_tx<T>(
+    conn: &Mutex<Connection>,
+    f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+) -> Result<T, StoreError> {
+    let mut conn = conn
+        .lock()
+        .map_err(|_| StoreError::Database("store lock poisoned".into()))?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)?;
+    let out = f(&tx).map_err(db)?;
+    tx.commit().map_err(db)?;
+    Ok(out)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(db)?;
+        let conn = open_durable(path, SCHEMA)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(db)?;
-        conn.execute_batch(SCHEMA).map_err(db)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             queue: Mutex::new(Vec::new()),
@@ -125,16 +148,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError::Database("store lock poisoned".into()))?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let out = f(&tx).map_err(db)?;
-        tx.commit().map_err(db)?;
-        Ok(out)
+        in_tx(&self.conn, f)
     }
 
     fn active(
