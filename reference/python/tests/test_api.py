@@ -137,7 +137,7 @@ def test_error_classes_table():
 def test_failed_decrypt_leaves_no_file(tmp_path: pathlib.Path):
     damaged = encrypted(PLAIN, "crypt15")[:-1]
     (tmp_path / "bad.crypt15").write_bytes(damaged)
-    with pytest.raises(coffer.CofferError):
+    with pytest.raises(coffer.TruncatedError):
         coffer.decrypt(tmp_path / "bad.crypt15", tmp_path / "out.db", key=KEY)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.crypt15"]
 
@@ -169,7 +169,7 @@ def test_unseekable_destination_gets_nothing_on_failure():
     damaged = encrypted(PLAIN, "crypt15")
     damaged = damaged[:-40] + bytes([damaged[-40] ^ 1]) + damaged[-39:]
     pipe = Pipe()
-    with pytest.raises(coffer.CofferError):
+    with pytest.raises(coffer.CorruptError):
         coffer.decrypt(io.BytesIO(damaged), pipe, key=KEY)
     assert pipe.received == b""
     coffer.decrypt(io.BytesIO(encrypted(PLAIN, "crypt15")), pipe, key=KEY)

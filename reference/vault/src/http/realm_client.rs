@@ -99,29 +99,18 @@ impl RealmClient {
                 }),
             )
             .map_err(describe)?;
-        let fixed = |bytes: Vec<u8>, what: &str| -> Result<Vec<u8>, String> {
-            Ok(bytes).and_then(|b| {
-                if what == "evaluation" && b.len() != 32 || what == "proof" && b.len() != 64 {
-                    Err(format!("wrong answer: {what} of {} bytes", b.len()))
-                } else {
-                    Ok(b)
-                }
-            })
-        };
-        let evaluation = fixed(answer.evaluation.0, "evaluation")?;
-        let proof = fixed(answer.proof.0, "proof")?;
+        fn fixed<const N: usize>(bytes: Vec<u8>, what: &str) -> Result<[u8; N], String> {
+            let len = bytes.len();
+            bytes
+                .try_into()
+                .map_err(|_| format!("wrong answer: {what} of {len} bytes, not {N}"))
+        }
         Ok(EvalAnswer {
             public: answer.public.0,
             index: answer.index,
-            evaluation: evaluation
-                .try_into()
-                .map_err(|_| "wrong answer: evaluation")?,
-            proof: proof.try_into().map_err(|_| "wrong answer: proof")?,
-            session: answer
-                .session
-                .0
-                .try_into()
-                .map_err(|_| "wrong answer: session id".to_owned())?,
+            evaluation: fixed(answer.evaluation.0, "evaluation")?,
+            proof: fixed(answer.proof.0, "proof")?,
+            session: fixed(answer.session.0, "session id")?,
         })
     }
 

@@ -602,7 +602,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let server = server(dir.path());
         let root = register(&server, "alice", b"right", None);
-        assert!(recover(&server, "alice", b"wrong").is_err());
+        assert!(matches!(
+            recover(&server, "alice", b"wrong"),
+            Err(VaultError::WrongPassword)
+        ));
         assert_eq!(guesses(&server, "alice"), (1, RecordState::Active));
         assert_eq!(recover(&server, "alice", b"right").unwrap(), root);
         assert_eq!(guesses(&server, "alice"), (0, RecordState::Active));
@@ -686,9 +689,16 @@ mod tests {
             .recover_finish("t", &start.session_id, &done.ke3)
             .unwrap();
         let replayed = server.recover_finish("t", &start.session_id, &done.ke3);
-        assert!(replayed.is_err(), "a replayed KE3 released K twice");
+        // spec/vault.md §3.2 step 4: a used session answers as a failed KE3.
+        assert!(
+            matches!(replayed, Err(VaultError::WrongPassword)),
+            "a replayed KE3: {replayed:?}"
+        );
         let unknown = server.recover_finish("t", &SessionId::from_bytes([0; 16]), &done.ke3);
-        assert!(unknown.is_err());
+        assert!(
+            matches!(unknown, Err(VaultError::WrongPassword)),
+            "{unknown:?}"
+        );
     }
 
     #[test]
