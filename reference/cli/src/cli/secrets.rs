@@ -1,0 +1,54 @@
+//! Secrets the CLI reads or writes: passwords (a file's first line, or a prompt; never the
+//! command line) and files only their owner may read.
+
+use super::failure::{CliResult, Failure};
+use coffer::ErrorClass;
+use std::io::Write;
+use std::path::Path;
+use zeroize::Zeroizing;
+
+/// The password: the first line of `file` if given, else asked with `question`.
+pub(super) fn password(file: Option<&Path>, question: &str) -> CliResult<Zeroizing<Vec<u8>>> {
+    match file {
+        Some(path) => read_password_file(path),
+        None => prompt(question),
+    }
+}
+
+fn first_line(text: &str) -> CliResult<Zeroizing<Vec<u8>>> {
+    let line = text.lines().next().unwrap_or_default();
+    if line.is_empty() {
+        return Err(Failure::new(ErrorClass::Malformed, "the password is empty"));
+    }
+    Ok(Zeroizing::new(line.as_bytes().to_vec()))
+}
+
+fn read_password_file(path: &Path) -> CliResult<Zeroizing<Vec<u8>>> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| Failure::io(format!("cannot read {}", path.display()), e))?,
+    );
+    first_line(&text)
+}
+
+fn prompt(question: &str) -> CliResult<Zeroizing<Vec<u8>>> {
+    let text = Zeroizing::new(
+        rpassword::prompt_password(question)
+            .map_err(|e| Failure::io("cannot read the password", e))?,
+    );
+    first_line(&text)
+}
+
+/// Writes a file readable only by its owner.
+pub(super) fn write_private(path: &Path, bytes: &[u8]) -> CliResult<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Failure::io(format!("cannot create {}", path.display()), e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Failure::io(format!("cannot write {}", path.display()), e))
+}
