@@ -9,6 +9,7 @@ pub mod format;
 pub mod hsm;
 pub mod kdf;
 pub mod keys;
+pub mod realms;
 pub mod vault;
 
 use schemars::JsonSchema;
@@ -134,6 +135,26 @@ pub const TOPICS: &[Topic] = &[
             "steps.guesses_left",
             "transcript:messages",
             "transcript:outcome"
+        ]
+    ),
+    topic!(
+        "realms",
+        realms,
+        realms::RealmsFile,
+        &[
+            "hash:output",
+            "transcript:public",
+            "transcript:commitment",
+            "transcript:shares",
+            "transcript:blinded",
+            "transcript:answers",
+            "transcript:unlocks",
+            "transcript:named",
+            "transcript:recovered_key",
+            "transcript:outcome",
+            "steps.outcome",
+            "steps.guesses",
+            "steps.states"
         ]
     ),
     topic!(

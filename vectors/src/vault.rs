@@ -677,7 +677,7 @@ pub struct TranscriptRandomness {
 
 /// A deterministic generator for vectors: SHA-256(seed ‖ counter) blocks. Not for keys in
 /// service; it only makes transcripts reproducible.
-struct StreamRng {
+pub(crate) struct StreamRng {
     seed: Vec<u8>,
     counter: u64,
     buffer: Vec<u8>,
@@ -685,7 +685,7 @@ struct StreamRng {
 }
 
 impl StreamRng {
-    fn new(seed: &str) -> (Self, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    pub(crate) fn new(seed: &str) -> (Self, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
         let drawn = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         (
             StreamRng {
@@ -728,7 +728,7 @@ impl rand_core::RngCore for StreamRng {
 impl rand_core::CryptoRng for StreamRng {}
 
 /// Serves exactly the given bytes; drawing more is an error (and fills zeros).
-struct ReplayRng {
+pub(crate) struct ReplayRng {
     bytes: Vec<u8>,
     at: std::sync::Arc<std::sync::Mutex<usize>>,
     overdrawn: std::sync::Arc<std::sync::Mutex<bool>>,
@@ -762,14 +762,14 @@ impl rand_core::RngCore for ReplayRng {
 
 impl rand_core::CryptoRng for ReplayRng {}
 
-struct Replay {
-    rng: Option<ReplayRng>,
+pub(crate) struct Replay {
+    pub(crate) rng: Option<ReplayRng>,
     at: std::sync::Arc<std::sync::Mutex<usize>>,
     overdrawn: std::sync::Arc<std::sync::Mutex<bool>>,
     len: usize,
 }
 
-fn replay(hex_bytes: &str) -> Result<Replay, String> {
+pub(crate) fn replay(hex_bytes: &str) -> Result<Replay, String> {
     let bytes = hex::decode(hex_bytes).map_err(|e| e.to_string())?;
     let at = std::sync::Arc::new(std::sync::Mutex::new(0));
     let overdrawn = std::sync::Arc::new(std::sync::Mutex::new(false));
@@ -787,7 +787,7 @@ fn replay(hex_bytes: &str) -> Result<Replay, String> {
 
 impl Replay {
     /// Whether exactly all the bytes were drawn.
-    fn exact(&self) -> bool {
+    pub(crate) fn exact(&self) -> bool {
         let at = *self.at.lock().unwrap_or_else(|p| p.into_inner());
         at == self.len && !*self.overdrawn.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -180,6 +180,7 @@ impl Ctx {
         let release = reply.bytes("release").ok_or("unlock: no release")?;
         unlocking
             .finish(vec![(id, Ok(release))])
+            .map(|(root, _)| root)
             .map_err(|e| format!("the release: {e}"))
     }
 

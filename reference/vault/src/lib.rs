@@ -73,6 +73,10 @@ pub mod internal {
     pub mod randomness {
         pub use crate::vault::randomness::*;
     }
+    /// The realms' hash functions, for their vectors.
+    pub mod realm_hashes {
+        pub use crate::realms::hashes::*;
+    }
     /// Fault-injection points of the server (tests only).
     pub use crate::vault::server::FAULT_POINTS;
 }

@@ -291,8 +291,7 @@ fn recover_with_sessions(
                 .map(|q| (realm.clone(), q.session))
         })
         .collect();
-    let problems = unlocking.problems().to_vec();
-    let root = unlocking.finish(releases)?;
+    let (root, problems) = unlocking.finish(releases)?;
     Ok((root, problems, unlocked))
 }
 

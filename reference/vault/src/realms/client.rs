@@ -564,11 +564,13 @@ impl Unlocking {
     }
 
     /// Opens the realms' releases (each `Err` a realm that refused or did not answer),
-    /// combines `t` secret shares and opens K. Wrong releases are named.
+    /// combines `t` secret shares and opens K. Returns K with every realm that failed in
+    /// either phase although recovery succeeded without it (named, with why).
+    #[allow(clippy::type_complexity)]
     pub fn finish(
         mut self,
         releases: Vec<(String, Result<Vec<u8>, String>)>,
-    ) -> Result<RootKey, RealmError> {
+    ) -> Result<(RootKey, Vec<(String, String)>), RealmError> {
         let mut shares: Vec<(u8, Scalar)> = Vec::new();
         let mut sessions = BTreeMap::new();
         for request in &self.requests {
@@ -641,7 +643,7 @@ impl Unlocking {
         let key = RootKey::from_bytes(root);
         root.zeroize();
         debug_assert_eq!(self.public.wrapped.len(), WRAPPED_LEN);
-        Ok(key)
+        Ok((key, std::mem::take(&mut self.problems)))
     }
 }
 

@@ -28,6 +28,19 @@ pub use store::{RealmGuess, RealmRecord, RealmStore, SqliteRealmStore};
 
 use crate::error::{Classify, ErrorClass};
 
+/// The hash functions of `spec/realms.md` §1, encoded, for the vectors.
+pub(crate) mod hashes {
+    /// `HashToGroup(input)`, encoded.
+    pub fn to_group(input: &[u8]) -> [u8; 32] {
+        super::group::hash_to_group(input).compress().to_bytes()
+    }
+
+    /// `HashToScalar(input)`, encoded.
+    pub fn to_scalar(input: &[u8]) -> [u8; 32] {
+        super::group::hash_to_scalar(input).to_bytes()
+    }
+}
+
 /// Errors of the realm protocol, each with its class (`spec/realms.md` §11).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -9,9 +9,10 @@ use super::store::{RealmGuess, RealmRecord, RealmStore};
 use super::RealmError;
 use crate::hsm::Hsm;
 use crate::store::RecordState;
+use crate::vault::randomness::Randomness;
 use crate::vault::{KsfParams, VaultRng};
 use curve25519_dalek::scalar::Scalar;
-use rand_core::{OsRng, RngCore};
+use rand_core::RngCore;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -96,6 +97,8 @@ pub struct Realm<St: RealmStore, H: Hsm> {
     /// Deletion grants (`spec/realms.md` §7.2, §7.3): a session unlocked in phase 2, or the
     /// grant a registration answered, each usable once before it expires.
     grants: Mutex<HashMap<[u8; 16], Grant>>,
+    /// Where sessions, grants, proofs and release nonces come from.
+    randomness: Randomness,
 }
 
 /// Who may delete, until when.
@@ -110,8 +113,28 @@ struct Grant {
 impl<St: RealmStore, H: Hsm> Realm<St, H> {
     /// Opens a realm, drawing and sealing its fake seed on first start.
     pub fn open(store: St, hsm: H, config: RealmConfig) -> Result<Self, RealmError> {
+        Self::open_with(store, hsm, config, Randomness::Os)
+    }
+
+    /// [`Realm::open`] drawing every random value (fake seed, sessions, DLEQ nonces, release
+    /// nonces, grants) from `rng`, one at a time: for deterministic test vectors only.
+    pub fn open_with_rng(
+        store: St,
+        hsm: H,
+        config: RealmConfig,
+        rng: Box<dyn VaultRng>,
+    ) -> Result<Self, RealmError> {
+        Self::open_with(store, hsm, config, Randomness::Fixed(Mutex::new(rng)))
+    }
+
+    fn open_with(
+        store: St,
+        hsm: H,
+        config: RealmConfig,
+        randomness: Randomness,
+    ) -> Result<Self, RealmError> {
         let mut seed = Zeroizing::new([0u8; 32]);
-        OsRng.fill_bytes(&mut seed[..]);
+        randomness.with(|rng| rng.fill_bytes(&mut seed[..]));
         let sealed = hsm.seal(b"coffer-realms-v1 fake seed", &seed[..])?;
         let stored = store.init_fake_seed(&sealed)?;
         let fake_seed = hsm.unseal(b"coffer-realms-v1 fake seed", &stored)?;
@@ -122,6 +145,7 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
             fake_seed,
             sessions: Mutex::new(HashMap::new()),
             grants: Mutex::new(HashMap::new()),
+            randomness,
         })
     }
 
@@ -209,7 +233,7 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
             state: RecordState::Active,
         })?;
         let mut grant = [0u8; 16];
-        OsRng.fill_bytes(&mut grant);
+        self.randomness.with(|rng| rng.fill_bytes(&mut grant));
         self.add_grant(grant, tenant, user, &public.reg_id)?;
         Ok(grant)
     }
@@ -308,7 +332,7 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
 
     fn open_session(&self, session: Session) -> Result<[u8; 16], RealmError> {
         let mut id = [0u8; 16];
-        OsRng.fill_bytes(&mut id);
+        self.randomness.with(|rng| rng.fill_bytes(&mut id));
         // Room was made before the guess was counted (room_for_a_session); a burst of
         // concurrent evaluations may pass the cap by at most the number of workers.
         self.sessions
@@ -340,7 +364,9 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
         let public = PublicPart::decode(&record.public)?;
         let p = public.key_shares[record.index as usize - 1];
         let z = secrets.key_share * m;
-        let proof = dleq_prove(&secrets.key_share, &p, &m, &z, &mut OsRng);
+        let proof = self
+            .randomness
+            .with(|rng| dleq_prove(&secrets.key_share, &p, &m, &z, rng));
         let session = self.open_session(Session {
             tenant: tenant.to_owned(),
             user: user.to_owned(),
@@ -388,14 +414,16 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
             wrapped: bytes(b"wrapped", WRAPPED_LEN),
         };
         let z = k * m;
-        let proof = dleq_prove(&k, &public.key_shares[0], m, &z, &mut OsRng);
+        let proof = self
+            .randomness
+            .with(|rng| dleq_prove(&k, &public.key_shares[0], m, &z, rng));
         k.zeroize();
         s.zeroize();
         seed.zeroize();
         // A fake's session is never kept: phase 2 answers an unknown session as it answers a
         // wrong proof, and fakes fill no table.
         let mut session = [0u8; 16];
-        OsRng.fill_bytes(&mut session);
+        self.randomness.with(|rng| rng.fill_bytes(&mut session));
         Ok(EvalAnswer {
             public: public.encode(),
             index: 1,
@@ -453,12 +481,14 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
             tracing::warn!("grant table full: this unlock grants no deletion");
         }
         let key = release_key(&secrets.tag, session);
-        seal(
-            &key,
-            &release_aad(session),
-            secrets.secret_share.as_bytes(),
-            &mut OsRng as &mut dyn VaultRng,
-        )
+        self.randomness.with(|rng| {
+            seal(
+                &key,
+                &release_aad(session),
+                secrets.secret_share.as_bytes(),
+                rng,
+            )
+        })
     }
 
     /// Deletes the user's record (its shares and tag erased) with a grant: a session this
