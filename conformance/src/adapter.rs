@@ -5,13 +5,16 @@ use crate::shim::PROTOCOL;
 use coffer::crypt15::{self, DecryptOptions, EncryptOptions, HeaderSpec, PayloadEncoding};
 use coffer::format::{decrypt_parallel_at, Parallelism};
 use coffer::format::{Compression, Header, WriteOptions};
-use coffer::http::VaultClient;
+use coffer::http::{recover_from_realms, register_with_realms, RealmClient, VaultClient};
 use coffer::internal::cobblestone::{encrypt_with_salt, SALT_LEN};
 use coffer::internal::format_header::{encode_footer, header_check, INFO_FILE_KEY};
 use coffer::key::{BackupKey, KeyFile, RootKey};
+use coffer::realms::{RealmSet, RealmsFailure};
+use coffer::vault::KsfParams;
 use coffer::Classify;
 use serde_json::{json, Value};
 use std::io::{BufRead, Write};
+use std::time::Duration;
 
 fn bytes(request: &Value, field: &str) -> Result<Vec<u8>, String> {
     let text = request[field]
@@ -47,6 +50,51 @@ fn vault_client(request: &Value) -> Result<VaultClient, String> {
         text(request, "token")?,
         text(request, "server_id")?,
     ))
+}
+
+/// The realms of a `realms_register` or `realms_recover` request, and the client's
+/// configuration of them (spec/conformance.md §13).
+fn realms_of(request: &Value) -> Result<(Vec<RealmClient>, RealmSet), String> {
+    let timeout = Duration::from_millis(request["timeout_ms"].as_u64().unwrap_or(10_000));
+    let mut realms = Vec::new();
+    for realm in request["realms"].as_array().ok_or("no realms")? {
+        realms.push(RealmClient::new(
+            text(realm, "realm_id")?,
+            text(realm, "url")?,
+            text(realm, "token")?,
+            timeout,
+        ));
+    }
+    let set = RealmSet {
+        realm_ids: realms.iter().map(|r| r.realm_id().to_owned()).collect(),
+        threshold: request["threshold"]
+            .as_u64()
+            .and_then(|t| u8::try_from(t).ok())
+            .ok_or("no threshold")?,
+        limit: request["limit"]
+            .as_u64()
+            .and_then(|l| u32::try_from(l).ok())
+            .unwrap_or(100),
+        ksf: KsfParams::parse(text(request, "ksf")?).map_err(|e| e.to_string())?,
+    };
+    Ok((realms, set))
+}
+
+/// Each realm named once, in the order first named.
+fn named(problems: &[(String, String)]) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for (realm, _) in problems {
+        if !names.contains(&realm.as_str()) {
+            names.push(realm);
+        }
+    }
+    names
+}
+
+/// A realms failure as a shim answer: its class and the realms it names.
+fn realms_failure(e: &RealmsFailure) -> Value {
+    json!({"ok": false, "error": e.class().as_str(), "named": named(&e.realms),
+        "detail": e.to_string()})
 }
 
 /// `decrypt_file` / `encrypt_file` (the bench workloads, spec/conformance.md §7): streaming
@@ -113,6 +161,33 @@ fn file_op(request: &Value, format: &str) -> Result<Result<Value, String>, Strin
             .map(|_| ())
             .map_err(|e| e.class().to_string());
             encrypted.and_then(|()| out.flush().map_err(|_| "io".to_string()))
+        }
+        ("realms_recover", _) => {
+            let (realms, set) = realms_of(request)?;
+            let password = text(request, "password")?.as_bytes();
+            return Ok(Ok(
+                match recover_from_realms(&realms, &set, text(request, "user")?, password) {
+                    Ok((root, problems)) => json!({"ok": true, "key": root.to_hex().as_str(),
+                        "named": named(&problems)}),
+                    Err(e) => realms_failure(&e),
+                },
+            ));
+        }
+        ("realms_register", _) => {
+            let (realms, set) = realms_of(request)?;
+            let (user, password) = (text(request, "user")?, text(request, "password")?);
+            return Ok(Ok(
+                match register_with_realms(
+                    &realms,
+                    &set,
+                    user,
+                    password.as_bytes(),
+                    &root(request)?,
+                ) {
+                    Ok(()) => json!({"ok": true, "named": []}),
+                    Err(e) => realms_failure(&e),
+                },
+            ));
         }
         _ => return Ok(Err("unimplemented".into())),
     };
@@ -211,6 +286,33 @@ fn answer(request: &Value) -> Result<Result<Value, String>, String> {
                 .map(|()| json!({}))
                 .map_err(|e| e.class().to_string())
         }
+        ("realms_recover", _) => {
+            let (realms, set) = realms_of(request)?;
+            let password = text(request, "password")?.as_bytes();
+            return Ok(Ok(
+                match recover_from_realms(&realms, &set, text(request, "user")?, password) {
+                    Ok((root, problems)) => json!({"ok": true, "key": root.to_hex().as_str(),
+                        "named": named(&problems)}),
+                    Err(e) => realms_failure(&e),
+                },
+            ));
+        }
+        ("realms_register", _) => {
+            let (realms, set) = realms_of(request)?;
+            let (user, password) = (text(request, "user")?, text(request, "password")?);
+            return Ok(Ok(
+                match register_with_realms(
+                    &realms,
+                    &set,
+                    user,
+                    password.as_bytes(),
+                    &root(request)?,
+                ) {
+                    Ok(()) => json!({"ok": true, "named": []}),
+                    Err(e) => realms_failure(&e),
+                },
+            ));
+        }
         _ => return Ok(Err("unimplemented".into())),
     })
 }
@@ -225,12 +327,14 @@ pub fn serve() -> anyhow::Result<()> {
             json!({"type": "hello", "protocol": PROTOCOL, "name": "coffer (reference)",
                 "capabilities": {"decrypt": ["crypt15", "coffer"], "encrypt": ["crypt15", "coffer"],
                     "decrypt_file": ["crypt15", "coffer"], "encrypt_file": ["crypt15", "coffer"],
-                    "vault_client": true}})
+                    "vault_client": true, "realms_client": true}})
         } else {
             let mut reply = match answer(&request) {
                 Ok(Ok(fields)) => {
                     let mut r = fields;
-                    r["ok"] = json!(true);
+                    if r.get("ok").is_none() {
+                        r["ok"] = json!(true);
+                    }
                     r
                 }
                 Ok(Err(class)) if class == "unimplemented" => {

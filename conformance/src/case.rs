@@ -37,7 +37,8 @@ impl Status {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaseResult {
-    /// The suite: `hsm`, `client-format`, `client-vault`, `vault-server`.
+    /// The suite: `hsm`, `client-format`, `client-vault`, `client-realms`, `vault-server`,
+    /// `realm-server`.
     pub suite: String,
     /// Stable id, `role.area.case`.
     pub id: String,

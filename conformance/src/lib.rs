@@ -15,6 +15,7 @@ pub mod shim;
 pub mod suites {
     //! One module per suite.
     pub mod client_format;
+    pub mod client_realms;
     pub mod client_vault;
     pub mod hsm;
     pub mod realm_server;

@@ -85,8 +85,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
         /// Cases run at once in the client-format suite (one adapter process each) and the
-        /// vault-server suite. The hsm suite (one token) and the client-vault suite (one
-        /// runner-played vault) run one case at a time.
+        /// vault-server suite. The hsm suite (one token) and the client-vault and
+        /// client-realms suites (one runner-played vault or realm set) run one case at a time.
         #[arg(long, short = 'j', value_name = "N", default_value_t = 1)]
         jobs: usize,
         /// Seconds a case may take before it counts as hung.
@@ -171,6 +171,11 @@ fn all_cases(vectors: &std::path::Path) -> anyhow::Result<Vec<(&'static str, Str
         suites::client_vault::case_ids()
             .into_iter()
             .map(|id| ("client-vault", id.to_owned(), must())),
+    );
+    all.extend(
+        suites::client_realms::case_ids()
+            .into_iter()
+            .map(|id| ("client-realms", id.to_owned(), must())),
     );
     all.extend(
         suites::realm_server::case_ids()
@@ -505,6 +510,7 @@ fn run() -> anyhow::Result<bool> {
                     };
                     targets.insert("client-format".to_owned(), argv.join(" "));
                     targets.insert("client-vault".to_owned(), argv.join(" "));
+                    targets.insert("client-realms".to_owned(), argv.join(" "));
                     cases.extend(suites::client_format::run(
                         &argv,
                         &vectors,
@@ -517,9 +523,16 @@ fn run() -> anyhow::Result<bool> {
                         keep,
                         Duration::from_secs(timeout),
                     )?);
+                    cases.extend(suites::client_realms::run(
+                        &argv,
+                        keep,
+                        Duration::from_secs(timeout),
+                    )?);
                 }
                 None => {
-                    eprintln!("client-format, client-vault: skipped (no --client adapter given)")
+                    eprintln!(
+                        "client-format, client-vault, client-realms: skipped (no --client adapter given)"
+                    )
                 }
             }
             match &hsm {

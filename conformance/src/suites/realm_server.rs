@@ -171,7 +171,7 @@ impl Ctx {
         let first = answer(&self.evaluate(user, &m))?;
         let unlocking = recovery
             .combine(vec![(id.clone(), Ok(first))])
-            .map_err(|e| class_of(&e).to_owned())?;
+            .map_err(|e| class_of(&e.error).to_owned())?;
         let request = unlocking.requests()[0].clone();
         let reply = self.unlock(&request.session, &request.proof);
         if reply.status != 200 {

@@ -11,6 +11,10 @@ to the reference adapter and then misbehaves as MODE says.
                 bench: a tool whose output is wrong must not be timed as a success)
   ke3-anyway    after a failed vault recovery, sends a KE3 to the vault all the same (a
                 client that does not stop when KE2 does not verify)
+  names-nobody  answers realms requests without naming any realm (a client that hides which
+                realm failed)
+  unlock-anyway after a failed realms recovery, sends a phase-2 unlock to every realm all the
+                same (a client that does not stop when the password check fails)
 
 Usage: broken_client.py MODE REFERENCE_EXE [CRASH_ON]
 """
@@ -46,6 +50,18 @@ for line in sys.stdin:
             urllib.request.urlopen(post, timeout=10).read()
         except Exception:
             pass
+    if mode == "names-nobody" and request.get("op", "").startswith("realms_"):
+        answer["named"] = []
+    if mode == "unlock-anyway" and request.get("op") == "realms_recover" and answer.get("ok") is False:
+        for realm in request["realms"]:
+            post = urllib.request.Request(realm["url"] + "/v1/realm/sessions/AAAAAAAAAAAAAAAAAAAAAA/unlock",
+                                          data=json.dumps({"proof": "A" * 43}).encode(),
+                                          headers={"content-type": "application/json",
+                                                   "authorization": "Bearer " + realm["token"]})
+            try:
+                urllib.request.urlopen(post, timeout=10).read()
+            except Exception:
+                pass
     if mode == "bad-output" and request.get("op") == "decrypt_file" and answer.get("ok") is True:
         with open(request["output"], "r+b") as f:
             first = f.read(1)

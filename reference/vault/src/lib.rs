@@ -73,7 +73,7 @@ pub mod internal {
     pub mod randomness {
         pub use crate::vault::randomness::*;
     }
-    /// The realms' hash functions, for their vectors.
+    /// The realms' hash functions, for their vectors, and release sealing, for hostile realms.
     pub mod realm_hashes {
         pub use crate::realms::hashes::*;
     }

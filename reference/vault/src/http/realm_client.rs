@@ -4,7 +4,7 @@
 use super::api::*;
 use super::transport::{b64, enc, CallError, Transport};
 use crate::key::RootKey;
-use crate::realms::{register, EvalAnswer, RealmError, RealmSet, Recovery};
+use crate::realms::{register, EvalAnswer, RealmError, RealmSet, RealmsFailure, Recovery};
 use rand_core::OsRng;
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -182,22 +182,21 @@ pub fn register_with_realms(
     user: &str,
     password: &[u8],
     root: &RootKey,
-) -> Result<(), RealmError> {
+) -> Result<(), RealmsFailure> {
     let configured: Vec<&str> = realms.iter().map(|r| r.realm_id.as_str()).collect();
     if configured != set.realm_ids.iter().map(String::as_str).collect::<Vec<_>>() {
         return Err(RealmError::Malformed(
             "the realms to register with must be exactly the realm set's, in its order".into(),
-        ));
+        )
+        .into());
     }
     let identities: Vec<(String, String)> = on_all(realms, RealmClient::check_identity)
         .into_iter()
         .filter_map(|(realm, r)| r.err().map(|why| (realm, why)))
         .collect();
     if !identities.is_empty() {
-        return Err(RealmError::Unavailable(format!(
-            "nothing registered: {}",
-            named(&identities)
-        )));
+        let error = RealmError::Unavailable(format!("nothing registered: {}", named(&identities)));
+        return Err(RealmsFailure::naming(error, identities));
     }
     let shares = register(user, password, root, set, &mut OsRng)?;
     let answers: Vec<(String, Result<[u8; 16], String>)> = std::thread::scope(|scope| {
@@ -243,10 +242,8 @@ pub fn register_with_realms(
             set.threshold
         )
     };
-    Err(RealmError::Unavailable(format!(
-        "{verdict}; {}",
-        named(&refused)
-    )))
+    let error = RealmError::Unavailable(format!("{verdict}; {}", named(&refused)));
+    Err(RealmsFailure::naming(error, refused))
 }
 
 /// Recovers K from the realms of `set` with `password`: phase 1 on every realm at once,
@@ -257,7 +254,7 @@ pub fn recover_from_realms(
     set: &RealmSet,
     user: &str,
     password: &[u8],
-) -> Result<(RootKey, Problems), RealmError> {
+) -> Result<(RootKey, Problems), RealmsFailure> {
     recover_with_sessions(realms, set, user, password).map(|(root, problems, _)| (root, problems))
 }
 
@@ -267,7 +264,7 @@ fn recover_with_sessions(
     set: &RealmSet,
     user: &str,
     password: &[u8],
-) -> Result<(RootKey, Problems, Sessions), RealmError> {
+) -> Result<(RootKey, Problems, Sessions), RealmsFailure> {
     let (recovery, blinded) = Recovery::start(user, password, set, &mut OsRng)?;
     let answers = on_all(realms, |realm| realm.evaluate(user, &blinded));
     let unlocking = recovery.combine(answers)?;
@@ -303,7 +300,7 @@ pub fn delete_from_realms(
     set: &RealmSet,
     user: &str,
     password: &[u8],
-) -> Result<PerRealm<bool>, RealmError> {
+) -> Result<PerRealm<bool>, RealmsFailure> {
     let (_, _, unlocked) = recover_with_sessions(realms, set, user, password)?;
     Ok(on_all(realms, |realm| {
         match unlocked.iter().find(|(id, _)| *id == realm.realm_id) {

@@ -6,7 +6,7 @@ use super::group::{
 };
 use super::public::{PublicPart, REG_ID_LEN, WRAPPED_LEN};
 use super::shamir::{lagrange_at_zero, split};
-use super::RealmError;
+use super::{RealmError, RealmsFailure};
 use crate::key::RootKey;
 use crate::vault::{KsfParams, VaultRng};
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
@@ -428,7 +428,7 @@ impl Recovery {
     pub fn combine(
         self,
         answers: Vec<(String, Result<EvalAnswer, String>)>,
-    ) -> Result<Unlocking, RealmError> {
+    ) -> Result<Unlocking, RealmsFailure> {
         let mut problems: Vec<(String, String)> = Vec::new();
         let mut silent = 0usize;
         // commitment -> (public part, verified answers)
@@ -501,11 +501,12 @@ impl Recovery {
         let Some((public, verified)) = best else {
             let answered = self.realm_ids.len().saturating_sub(silent);
             if answered < usize::from(self.threshold) {
-                return Err(RealmError::Unavailable(named(&problems)));
+                let error = RealmError::Unavailable(named(&problems));
+                return Err(RealmsFailure::naming(error, problems));
             }
             if largest == 0 && problems.len() == silent {
                 // Every answer was a fake or another registration's shape.
-                return Err(RealmError::NoRecord);
+                return Err(RealmsFailure::naming(RealmError::NoRecord, problems));
             }
             let mut why = format!(
                 "{largest} of the {} realms needed hold this registration",
@@ -514,7 +515,7 @@ impl Recovery {
             if !problems.is_empty() {
                 why.push_str(&format!("; {}", named(&problems)));
             }
-            return Err(RealmError::Locked(why));
+            return Err(RealmsFailure::naming(RealmError::Locked(why), problems));
         };
         let chosen = &verified[..public.t as usize];
         let xs: Vec<u8> = chosen.iter().map(|v| v.index).collect();
@@ -529,7 +530,7 @@ impl Recovery {
         unblinded.zeroize();
         let unlock = Unlock::new(&public.reg_id, &y);
         if !bool::from(unlock.check().ct_eq(&public.check)) {
-            return Err(RealmError::WrongPassword);
+            return Err(RealmsFailure::naming(RealmError::WrongPassword, problems));
         }
         let mut requests = Vec::new();
         let mut tags = BTreeMap::new();
@@ -570,7 +571,7 @@ impl Unlocking {
     pub fn finish(
         mut self,
         releases: Vec<(String, Result<Vec<u8>, String>)>,
-    ) -> Result<(RootKey, Vec<(String, String)>), RealmError> {
+    ) -> Result<(RootKey, Vec<(String, String)>), RealmsFailure> {
         let mut shares: Vec<(u8, Scalar)> = Vec::new();
         let mut sessions = BTreeMap::new();
         for request in &self.requests {
@@ -612,11 +613,15 @@ impl Unlocking {
         }
         let t = self.public.t as usize;
         if shares.len() < t {
-            return Err(RealmError::Locked(format!(
+            let error = RealmError::Locked(format!(
                 "{} of {t} realms released their share: {}",
                 shares.len(),
                 named(&self.problems)
-            )));
+            ));
+            return Err(RealmsFailure::naming(
+                error,
+                std::mem::take(&mut self.problems),
+            ));
         }
         let chosen = &shares[..t];
         let xs: Vec<u8> = chosen.iter().map(|(x, _)| *x).collect();

@@ -24,11 +24,13 @@ pub use client::{
 };
 pub use public::{PublicPart, REG_ID_LEN};
 pub use realm::{Realm, RealmConfig};
+
 pub use store::{RealmGuess, RealmRecord, RealmStore, SqliteRealmStore};
 
 use crate::error::{Classify, ErrorClass};
 
-/// The hash functions of `spec/realms.md` §1, encoded, for the vectors.
+/// The hash functions of `spec/realms.md` §1, encoded, for the vectors; and a release as a
+/// realm seals it, for the conformance runner's hostile realms.
 pub(crate) mod hashes {
     /// `HashToGroup(input)`, encoded.
     pub fn to_group(input: &[u8]) -> [u8; 32] {
@@ -38,6 +40,19 @@ pub(crate) mod hashes {
     /// `HashToScalar(input)`, encoded.
     pub fn to_scalar(input: &[u8]) -> [u8; 32] {
         super::group::hash_to_scalar(input).to_bytes()
+    }
+
+    /// A phase-2 release of `share` for `session`, sealed to `tag` as an honest realm seals
+    /// it (§6.2): what a hostile realm in the conformance runner sends with a wrong share.
+    pub fn release(tag: &[u8; 32], session: &[u8; 16], share: &[u8; 32]) -> Vec<u8> {
+        let key = super::client::release_key(tag, session);
+        super::client::seal(
+            &key,
+            &super::client::release_aad(session),
+            share,
+            &mut rand_core::OsRng,
+        )
+        .expect("AES-256-GCM sealing with a 32-byte key")
     }
 }
 
@@ -76,6 +91,39 @@ pub enum RealmError {
     /// A bug or an environment failure (random generator, key derivation).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// A failed registration or recovery, with every realm that failed on the way, named with
+/// what went wrong there (`spec/realms.md` §2 goal 5: a realm that answers wrongly is named).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct RealmsFailure {
+    /// Why it failed, with its class.
+    pub error: RealmError,
+    /// The realms that did not answer or answered wrongly, with why (may be empty).
+    pub realms: Vec<(String, String)>,
+}
+
+impl RealmsFailure {
+    /// `error`, naming `realms`.
+    pub fn naming(error: RealmError, realms: Vec<(String, String)>) -> Self {
+        RealmsFailure { error, realms }
+    }
+}
+
+impl From<RealmError> for RealmsFailure {
+    fn from(error: RealmError) -> Self {
+        RealmsFailure {
+            error,
+            realms: Vec::new(),
+        }
+    }
+}
+
+impl Classify for RealmsFailure {
+    fn class(&self) -> ErrorClass {
+        self.error.class()
+    }
 }
 
 impl Classify for RealmError {

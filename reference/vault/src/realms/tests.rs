@@ -93,7 +93,7 @@ fn recover_with(
             (realm.realm_id().to_owned(), answer)
         })
         .collect();
-    let unlocking = recovery.combine(answers)?;
+    let unlocking = recovery.combine(answers).map_err(|f| f.error)?;
     let releases = unlocking
         .requests()
         .iter()
@@ -115,7 +115,7 @@ fn recover_with(
             (request.realm.clone(), release)
         })
         .collect();
-    unlocking.finish(releases)
+    unlocking.finish(releases).map_err(|f| f.error)
 }
 
 /// A hostile realm's phase-1 answer: a whole registration of its own making (its own key and
