@@ -122,6 +122,9 @@ if [[ "${COFFER_SKIP_SOFTHSM:-}" != 1 ]]; then backends+=",softhsm2"; fi
 if [[ "${COFFER_SKIP_KRYOPTIC:-}" != 1 ]]; then backends+=",kryoptic"; fi
 cargo run -q --locked -p coffer-bench --bin vault-load -- --seconds 1 --clients 4 \
   --mode recoveries --backends "$backends" --coffer target/release/coffer
+step "vault load generator, quick: 2-of-3 realms against one vault (1 s each, 4 clients)"
+cargo run -q --locked -p coffer-bench --bin vault-load -- --seconds 1 --clients 4 \
+  --mode realms --coffer target/release/coffer
 
 if [[ "${COFFER_SKIP_SCHEMATHESIS:-}" != 1 ]]; then
   step "schemathesis (PyPI) against the vault's HTTP API and spec/openapi.yaml"

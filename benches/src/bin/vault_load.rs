@@ -7,9 +7,14 @@
 //! backend, with ratios to the first backend of the same run, and the ceiling: opaque-ke's
 //! `ServerLogin::start` rate on one core, in process.
 //!
-//! Usage: vault-load [--clients 64] [--seconds 10] [--mode guesses|recoveries]
+//! `--mode realms` measures threshold recovery (spec/realms.md): whole single-vault
+//! recoveries on the first backend and store, then whole 2-of-3 recoveries against three
+//! realms (`coffer vault serve --realm-id`, each its own process, SQLite file and master key),
+//! every realm asked and unlocked, with the realms' rate as a ratio to the single vault's.
+//!
+//! Usage: vault-load [--clients 64] [--seconds 10] [--mode guesses|recoveries|realms]
 //!        [--backends soft,softhsm2,kryoptic] [--stores sqlite,etcd://host:port,...]
-//!        [--coffer target/release/coffer] [--json]
+//!        [--coffer target/release/coffer] [--json] [--realms-floor 0.3]
 //!
 //! Every backend runs on every store; an etcd store gets a fresh key prefix per run.
 //!
@@ -90,6 +95,16 @@ struct Served {
 /// Starts `coffer vault serve` for `backend` (`soft`, `softhsm2`, `kryoptic`), with its own
 /// token when it is a PKCS#11 module.
 fn serve(coffer: &str, backend: &str, store: &str) -> Result<Served, String> {
+    serve_as(coffer, backend, store, None)
+}
+
+/// [`serve`], as the realm `realm_id` when given.
+fn serve_as(
+    coffer: &str,
+    backend: &str,
+    store: &str,
+    realm_id: Option<&str>,
+) -> Result<Served, String> {
     let dir = tempfile::tempdir_in(".")
         .map_err(|e| format!("temporary directory beside the current one (on disk): {e}"))?;
     let hsm_uri = match backend {
@@ -126,6 +141,9 @@ fn serve(coffer: &str, backend: &str, store: &str) -> Result<Served, String> {
         .stdout(Stdio::piped());
     if let Some(uri) = &hsm_uri {
         command.args(["--hsm", uri]);
+    }
+    if let Some(id) = realm_id {
+        command.args(["--realm-id", id]);
     }
     if store != "sqlite" {
         // A fresh prefix: each run registers its own users.
@@ -264,14 +282,108 @@ fn load(
     })
 }
 
+/// Whole 2-of-3 recoveries against three realms for `seconds`, `clients` at once.
+fn load_realms(coffer: &str, clients: usize, seconds: f64) -> serde_json::Value {
+    use coffer::http::{recover_from_realms, register_with_realms, RealmClient};
+    use coffer::realms::RealmSet;
+    let ids = ["realm-1", "realm-2", "realm-3"];
+    let mut served: Vec<Served> = ids
+        .iter()
+        .map(|id| serve_as(coffer, "soft", "sqlite", Some(id)).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let realms = || -> Vec<RealmClient> {
+        ids.iter()
+            .zip(&served)
+            .map(|(id, s)| RealmClient::new(id, &s.url, &s.token, Duration::from_secs(30)))
+            .collect()
+    };
+    let set = RealmSet {
+        realm_ids: ids.iter().map(|s| s.to_string()).collect(),
+        threshold: 2,
+        limit: 100,
+        ksf: coffer::vault::KsfParams::TEST,
+    };
+    let setup = realms();
+    for c in 0..clients {
+        for u in 0..USERS_PER_CLIENT {
+            register_with_realms(
+                &setup,
+                &set,
+                &format!("load{c}-{u}"),
+                b"pw",
+                &RootKey::from_bytes([c as u8; 32]),
+            )
+            .expect("register with the realms");
+        }
+    }
+    let stop = AtomicBool::new(false);
+    let histogram =
+        Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram"));
+    let started = Instant::now();
+    let total: u64 = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let (stop, histogram, set) = (&stop, &histogram, &set);
+                let mine = realms();
+                scope.spawn(move || {
+                    let mut local =
+                        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let user = format!("load{c}-{}", n as usize % USERS_PER_CLIENT);
+                        let t = Instant::now();
+                        let (root, problems) =
+                            recover_from_realms(&mine, set, &user, b"pw").expect("recovery");
+                        assert_eq!(root.as_bytes(), &[c as u8; 32]);
+                        assert!(problems.is_empty(), "{problems:?}");
+                        local
+                            .record(t.elapsed().as_micros() as u64)
+                            .expect("latency in range");
+                        n += 1;
+                    }
+                    histogram
+                        .lock()
+                        .expect("histogram")
+                        .add(local)
+                        .expect("merge");
+                    n
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        stop.store(true, Ordering::Relaxed);
+        handles.into_iter().map(|h| h.join().expect("client")).sum()
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    for s in &mut served {
+        let _ = s.child.kill();
+        let _ = s.child.wait();
+    }
+    let h = histogram.lock().expect("histogram");
+    serde_json::json!({
+        "backend": "soft",
+        "store": "sqlite",
+        "mode": "realms 2-of-3",
+        "clients": clients,
+        "operations": total,
+        "seconds": elapsed,
+        "per_second": total as f64 / elapsed,
+        "p50_ms": h.value_at_quantile(0.50) as f64 / 1000.0,
+        "p99_ms": h.value_at_quantile(0.99) as f64 / 1000.0,
+        "max_ms": h.max() as f64 / 1000.0,
+    })
+}
+
 fn main() {
     let clients: usize = arg("--clients", "64").parse().expect("--clients N");
     let seconds: f64 = arg("--seconds", "10").parse().expect("--seconds S");
     let coffer = arg("--coffer", "target/release/coffer");
-    let recoveries = match arg("--mode", "guesses").as_str() {
-        "guesses" => false,
-        "recoveries" => true,
-        other => panic!("--mode {other}: guesses or recoveries"),
+    let mode = arg("--mode", "guesses");
+    let (recoveries, with_realms) = match mode.as_str() {
+        "guesses" => (false, false),
+        "recoveries" => (true, false),
+        "realms" => (true, true),
+        other => panic!("--mode {other}: guesses, recoveries or realms"),
     };
     let backends = arg("--backends", "soft");
     let stores = arg("--stores", "sqlite");
@@ -287,6 +399,19 @@ fn main() {
         }
     }
     let mut runs: Vec<serde_json::Value> = Vec::new();
+    if with_realms {
+        // The single vault first (the baseline), then the realms, in the same run.
+        let backend = backends.split(',').next().unwrap_or("soft").trim();
+        runs.push(load(
+            &coffer,
+            (backend, &store_list[0]),
+            clients,
+            seconds,
+            true,
+        ));
+        runs.push(load_realms(&coffer, clients, seconds));
+        store_list.clear();
+    }
     for store in &store_list {
         for b in backends.split(',') {
             runs.push(load(
@@ -311,6 +436,7 @@ fn main() {
     });
     if json_out {
         println!("{report}");
+        floor_holds(&runs);
         return;
     }
     let unit = if recoveries {
@@ -319,14 +445,15 @@ fn main() {
         "durable guesses"
     };
     println!(
-        "| backend | store | {unit}/s | p50 | p99 | max | ratio to the first row | ratio to ceiling |"
+        "| backend | store | mode | {unit}/s | p50 | p99 | max | ratio to the first row | ratio to ceiling |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|");
     for run in &runs {
         println!(
-            "| {} | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} | {:.2} |",
+            "| {} | {} | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} | {:.2} |",
             run["backend"].as_str().unwrap_or("?"),
             run["store"].as_str().unwrap_or("?"),
+            run["mode"].as_str().unwrap_or("?"),
             run["per_second"].as_f64().unwrap_or(0.0),
             run["p50_ms"].as_f64().unwrap_or(0.0),
             run["p99_ms"].as_f64().unwrap_or(0.0),
@@ -338,6 +465,25 @@ fn main() {
     println!(
         "{clients} clients, {seconds} s per run; ceiling: ServerLogin::start {ceiling:.0}/s on one core, in process"
     );
+    floor_holds(&runs);
+}
+
+/// `--realms-floor R`: exits 1 when the realms' rate is below `R` of the single vault's.
+fn floor_holds(runs: &[serde_json::Value]) {
+    let floor = arg("--realms-floor", "");
+    if floor.is_empty() {
+        return;
+    }
+    let floor: f64 = floor.parse().expect("--realms-floor R");
+    let ratio = runs
+        .iter()
+        .find(|r| r["mode"] == "realms 2-of-3")
+        .and_then(|r| r["ratio_to_first_backend"].as_f64())
+        .expect("--realms-floor needs --mode realms");
+    if ratio < floor {
+        eprintln!("realms: {ratio:.2} of the single vault's rate, below the floor {floor}");
+        std::process::exit(1);
+    }
 }
 
 fn base64_url(bytes: &[u8]) -> String {
