@@ -425,15 +425,28 @@ fn delete_needs_grant(ctx: &Ctx) -> Outcome {
     if unlocked.status != 200 {
         return fail(unlocked.describe(), "unlock");
     }
-    let deleted = ctx.realm.post(
+    let by_id = ctx.realm.post(
         &format!("/v1/realm/users/{}/delete", segment(&user)),
         &json!({ "grant": b64(&request.session) }),
     );
+    if by_id.status != 403 || by_id.class() != "unauthorized" {
+        return fail(
+            by_id.describe(),
+            "the unlocked session's id is no grant (spec/realms.md §7.2: grant_i)",
+        );
+    }
+    let deleted = ctx.realm.post(
+        &format!("/v1/realm/users/{}/delete", segment(&user)),
+        &json!({ "grant": b64(&request.grant) }),
+    );
     if deleted.status != 200 || deleted.body["deleted"] != true {
-        return fail(deleted.describe(), "an unlocked session must delete");
+        return fail(
+            deleted.describe(),
+            "the grant of an unlocked session must delete",
+        );
     }
     match ctx.recover(&user, PASSWORD, &set) {
-        Err(_) => pass("refused without a grant; deleted with an unlocked session; gone"),
+        Err(_) => pass("refused without a grant and with the session id; deleted with the unlocked session's grant; gone"),
         Ok(_) => fail("K still recovers", "a deleted record must be gone"),
     }
 }
@@ -568,7 +581,7 @@ const CASES: &[Case] = &[
     },
     Case {
         id: "realm.delete.needs_grant",
-        expected: "403 unauthorized without a grant; deleted with an unlocked session",
+        expected: "403 unauthorized without a grant or with the session id; deleted with the unlocked session's grant",
         run: delete_needs_grant,
     },
     Case {

@@ -385,3 +385,58 @@ fn a_realm_that_never_answers_costs_one_timeout_and_is_named() {
     );
     drop(keep_open);
 }
+
+#[test]
+fn a_password_change_keeps_the_key_and_needs_every_realm() {
+    let mut s = setup(10);
+    assert!(realms(&s, "register", &s.right, &["--key", KEY])
+        .status
+        .success());
+    let third = s.right.with_file_name("third");
+    std::fs::write(&third, "tr0ub4dor &3\n").unwrap();
+    let change = |s: &Setup, old: &Path, new: &Path| {
+        let new = new.to_str().unwrap().to_owned();
+        realms(s, "change-password", old, &["--new-password-file", &new])
+    };
+
+    // Registering again over the active registration, without its password: refused at
+    // every realm, so a tenant token cannot replace (and so delete) a user's key.
+    let out = realms(&s, "register", &s.wrong, &["--key", KEY]);
+    assert_eq!(out.status.code(), Some(exit("io")));
+    let answer = json(&out).to_string();
+    assert!(answer.contains("unauthorized"), "{answer}");
+
+    // The wrong old password changes nothing (and is a counted guess).
+    let out = change(&s, &s.wrong, &third);
+    assert_eq!(out.status.code(), Some(exit("wrong_password")));
+    assert_eq!(json(&realms(&s, "recover", &s.right, &[]))["key"], KEY);
+
+    // The right one: the same key behind the new password, the old one no longer works.
+    let out = change(&s, &s.right, &s.wrong);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&realms(&s, "recover", &s.wrong, &[]))["key"], KEY);
+    assert_eq!(
+        realms(&s, "recover", &s.right, &[]).status.code(),
+        Some(exit("wrong_password"))
+    );
+
+    // With one realm down nothing changes (a realm left out would keep the old password
+    // alive), the dead realm is named, and the current password still recovers.
+    drop(s.realms.remove(2));
+    let out = change(&s, &s.wrong, &third);
+    assert_eq!(out.status.code(), Some(exit("io")));
+    let stderr = json(&out).to_string();
+    assert!(
+        stderr.contains("r3") && stderr.contains("nothing changed"),
+        "{stderr}"
+    );
+    assert_eq!(json(&realms(&s, "recover", &s.wrong, &[]))["key"], KEY);
+    assert_eq!(
+        realms(&s, "recover", &third, &[]).status.code(),
+        Some(exit("wrong_password"))
+    );
+}

@@ -121,6 +121,15 @@ enum RealmsCommand {
         #[arg(long, value_name = "FILE")]
         key_out: Option<PathBuf>,
     },
+    /// Change the password: recover with the old one (one guess at each realm, then a
+    /// reset), then register the same key behind the new one; every realm must answer.
+    ChangePassword {
+        #[command(flatten)]
+        client: RealmsClientArgs,
+        /// Read the new password from the first line of this file instead of prompting.
+        #[arg(long)]
+        new_password_file: Option<PathBuf>,
+    },
     /// Delete the registration on every realm (the password is proven to each first: one
     /// guess, then a reset).
     Delete {

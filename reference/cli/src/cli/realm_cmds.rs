@@ -3,7 +3,10 @@
 use super::failure::{CliResult, Failure};
 use super::secrets::{self, write_private};
 use super::{key_arg, RealmsClientArgs, RealmsCommand, Report};
-use coffer::http::{delete_from_realms, recover_from_realms, register_with_realms, RealmClient};
+use coffer::http::{
+    change_password_on_realms, delete_from_realms, recover_from_realms, register_with_realms,
+    RealmClient,
+};
 use coffer::realms::RealmSet;
 use coffer::vault::KsfParams;
 use coffer::ErrorClass;
@@ -142,6 +145,27 @@ pub(super) fn run(command: &RealmsCommand) -> CliResult<Report> {
                     json: json!({"command": "realms recover", "user": client.user, "key": root.to_hex().as_str(), "failed_realms": failed}),
                 }),
             }
+        }
+        RealmsCommand::ChangePassword {
+            client,
+            new_password_file,
+        } => {
+            let (realms, set) = load(&client.realms)?;
+            let old = password(client)?;
+            let new = secrets::password(
+                new_password_file.as_deref(),
+                &format!("new password for {}: ", client.user),
+            )?;
+            change_password_on_realms(&realms, &set, &client.user, &old, &new)
+                .map_err(|e| Failure::from_lib("change the password", e))?;
+            Ok(Report {
+                text: format!(
+                    "changed the password of {} on all {} realms; the key is the same",
+                    client.user,
+                    set.realm_ids.len()
+                ),
+                json: json!({"command": "realms change-password", "user": client.user, "realms": set.realm_ids}),
+            })
         }
         RealmsCommand::Delete { client } => {
             let (realms, set) = load(&client.realms)?;

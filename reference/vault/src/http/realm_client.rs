@@ -15,8 +15,8 @@ pub type PerRealm<T> = Vec<(String, Result<T, String>)>;
 /// Realms named with what went wrong at each.
 pub type Problems = Vec<(String, String)>;
 
-/// The sessions realms unlocked, by realm id (each a deletion grant).
-type Sessions = Vec<(String, [u8; 16])>;
+/// The grants of the sessions realms unlocked, by realm id (`spec/realms.md` §7.2).
+type Grants = Vec<(String, [u8; 16])>;
 
 /// One realm, as the client's configuration names it.
 pub struct RealmClient {
@@ -64,6 +64,7 @@ impl RealmClient {
         &self,
         user: &str,
         share: &crate::realms::RealmShare,
+        replacing: Option<&[u8; 16]>,
     ) -> Result<[u8; 16], String> {
         let answer: RealmRegisterResponse = self
             .transport
@@ -77,7 +78,7 @@ impl RealmClient {
                     key_share: SecretB64(Zeroizing::new(share.key_share.to_vec())),
                     secret_share: SecretB64(Zeroizing::new(share.secret_share.to_vec())),
                     tag: SecretB64(Zeroizing::new(share.tag.to_vec())),
-                    grant: None,
+                    grant: replacing.map(|g| B64(g.to_vec())),
                 }),
             )
             .map_err(describe)?;
@@ -183,42 +184,8 @@ pub fn register_with_realms(
     password: &[u8],
     root: &RootKey,
 ) -> Result<(), RealmsFailure> {
-    let configured: Vec<&str> = realms.iter().map(|r| r.realm_id.as_str()).collect();
-    if configured != set.realm_ids.iter().map(String::as_str).collect::<Vec<_>>() {
-        return Err(RealmError::Malformed(
-            "the realms to register with must be exactly the realm set's, in its order".into(),
-        )
-        .into());
-    }
-    let identities: Vec<(String, String)> = on_all(realms, RealmClient::check_identity)
-        .into_iter()
-        .filter_map(|(realm, r)| r.err().map(|why| (realm, why)))
-        .collect();
-    if !identities.is_empty() {
-        let error = RealmError::Unavailable(format!("nothing registered: {}", named(&identities)));
-        return Err(RealmsFailure::naming(error, identities));
-    }
-    let shares = register(user, password, root, set, &mut OsRng)?;
-    let answers: Vec<(String, Result<[u8; 16], String>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = realms
-            .iter()
-            .zip(&shares)
-            .map(|(realm, share)| {
-                scope.spawn(move || (realm.realm_id.clone(), realm.register_share(user, share)))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| ("?".into(), Err("client thread failed".into())))
-            })
-            .collect()
-    });
-    let refused: Vec<(String, String)> = answers
-        .iter()
-        .filter_map(|(realm, r)| r.as_ref().err().map(|why| (realm.clone(), why.clone())))
-        .collect();
+    let answers = send_registration(realms, set, user, password, root, &Vec::new())?;
+    let refused = refusals(&answers);
     if refused.is_empty() {
         return Ok(());
     }
@@ -246,6 +213,116 @@ pub fn register_with_realms(
     Err(RealmsFailure::naming(error, refused))
 }
 
+/// Changes the password (`spec/realms.md` §7.1): recovers K with `old` (one counted guess at
+/// each realm, then a reset), then registers the same K behind `new` at every realm, each
+/// share sent with the grant of the session that realm unlocked. Every realm must unlock
+/// first, or nothing changes: a realm left out would keep the old password alive. If some
+/// realms then refuse the new registration, the error says which password recovers now.
+pub fn change_password_on_realms(
+    realms: &[RealmClient],
+    set: &RealmSet,
+    user: &str,
+    old: &[u8],
+    new: &[u8],
+) -> Result<(), RealmsFailure> {
+    let (root, problems, grants) = recover_with_grants(realms, set, user, old)?;
+    let missing: Problems = realms
+        .iter()
+        .filter(|realm| !grants.iter().any(|(id, _)| *id == realm.realm_id))
+        .map(|realm| {
+            let why = problems
+                .iter()
+                .find(|(id, _)| *id == realm.realm_id)
+                .map_or_else(|| "did not unlock".to_owned(), |(_, why)| why.clone());
+            (realm.realm_id.clone(), why)
+        })
+        .collect();
+    if !missing.is_empty() {
+        let error = RealmError::Unavailable(format!(
+            "nothing changed: every realm must unlock with the old password first; {}",
+            named(&missing)
+        ));
+        return Err(RealmsFailure::naming(error, missing));
+    }
+    let answers = send_registration(realms, set, user, new, &root, &grants)?;
+    let refused = refusals(&answers);
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let (n, t) = (realms.len(), set.threshold as usize);
+    let accepted = n - refused.len();
+    let verdict = if accepted >= t {
+        format!("{accepted} of {n} realms took the new password, which recovers the key; run the change again to move the others")
+    } else if n - accepted >= t {
+        format!("only {accepted} of {n} realms took the new password: the old one still recovers the key; run the change again")
+    } else {
+        format!("only {accepted} of {n} realms took the new password and {} keep the old one, fewer than {t}: neither recovers the key until the change is retried on the realms named", n - accepted)
+    };
+    let error = RealmError::Unavailable(format!("{verdict}; {}", named(&refused)));
+    Err(RealmsFailure::naming(error, refused))
+}
+
+/// Checks every realm's identity, splits `root` behind `password` and sends each realm its
+/// share (with its grant from `grants`, when replacing), all at once.
+fn send_registration(
+    realms: &[RealmClient],
+    set: &RealmSet,
+    user: &str,
+    password: &[u8],
+    root: &RootKey,
+    grants: &Grants,
+) -> Result<PerRealm<[u8; 16]>, RealmsFailure> {
+    let configured: Vec<&str> = realms.iter().map(|r| r.realm_id.as_str()).collect();
+    if configured != set.realm_ids.iter().map(String::as_str).collect::<Vec<_>>() {
+        return Err(RealmError::Malformed(
+            "the realms to register with must be exactly the realm set's, in its order".into(),
+        )
+        .into());
+    }
+    let identities: Vec<(String, String)> = on_all(realms, RealmClient::check_identity)
+        .into_iter()
+        .filter_map(|(realm, r)| r.err().map(|why| (realm, why)))
+        .collect();
+    if !identities.is_empty() {
+        let error = RealmError::Unavailable(format!("nothing registered: {}", named(&identities)));
+        return Err(RealmsFailure::naming(error, identities));
+    }
+    let shares = register(user, password, root, set, &mut OsRng)?;
+    Ok(std::thread::scope(|scope| {
+        let handles: Vec<_> = realms
+            .iter()
+            .zip(&shares)
+            .map(|(realm, share)| {
+                let grant = grants
+                    .iter()
+                    .find(|(id, _)| *id == realm.realm_id)
+                    .map(|(_, g)| g);
+                scope.spawn(move || {
+                    (
+                        realm.realm_id.clone(),
+                        realm.register_share(user, share, grant),
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| ("?".into(), Err("client thread failed".into())))
+            })
+            .collect()
+    }))
+}
+
+/// The realms that refused, with why.
+fn refusals<T>(answers: &PerRealm<T>) -> Problems {
+    answers
+        .iter()
+        .filter_map(|(realm, r)| r.as_ref().err().map(|why| (realm.clone(), why.clone())))
+        .collect()
+}
+
 /// Recovers K from the realms of `set` with `password`: phase 1 on every realm at once,
 /// phase 2 on every realm that answered well. Returns K and the realms that failed (named,
 /// with why) although recovery succeeded without them.
@@ -255,16 +332,16 @@ pub fn recover_from_realms(
     user: &str,
     password: &[u8],
 ) -> Result<(RootKey, Problems), RealmsFailure> {
-    recover_with_sessions(realms, set, user, password).map(|(root, problems, _)| (root, problems))
+    recover_with_grants(realms, set, user, password).map(|(root, problems, _)| (root, problems))
 }
 
-/// A recovery that also returns the sessions the realms unlocked (each a deletion grant).
-fn recover_with_sessions(
+/// A recovery that also returns the grants of the sessions the realms unlocked.
+fn recover_with_grants(
     realms: &[RealmClient],
     set: &RealmSet,
     user: &str,
     password: &[u8],
-) -> Result<(RootKey, Problems, Sessions), RealmsFailure> {
+) -> Result<(RootKey, Problems, Grants), RealmsFailure> {
     let (recovery, blinded) = Recovery::start(user, password, set, &mut OsRng)?;
     let answers = on_all(realms, |realm| realm.evaluate(user, &blinded));
     let unlocking = recovery.combine(answers)?;
@@ -285,7 +362,7 @@ fn recover_with_sessions(
             requests
                 .iter()
                 .find(|q| q.realm == *realm)
-                .map(|q| (realm.clone(), q.session))
+                .map(|q| (realm.clone(), q.grant))
         })
         .collect();
     let (root, problems) = unlocking.finish(releases)?;
@@ -301,10 +378,10 @@ pub fn delete_from_realms(
     user: &str,
     password: &[u8],
 ) -> Result<PerRealm<bool>, RealmsFailure> {
-    let (_, _, unlocked) = recover_with_sessions(realms, set, user, password)?;
+    let (_, _, unlocked) = recover_with_grants(realms, set, user, password)?;
     Ok(on_all(realms, |realm| {
         match unlocked.iter().find(|(id, _)| *id == realm.realm_id) {
-            Some((_, session)) => realm.delete(user, session),
+            Some((_, grant)) => realm.delete(user, grant),
             None => Err("not unlocked, so not deleted".into()),
         }
     }))

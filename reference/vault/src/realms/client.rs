@@ -167,6 +167,15 @@ pub(crate) fn unlock_proof(tag: &[u8; 32], session: &[u8; 16]) -> [u8; 32] {
     hmac(tag, &[b"coffer-realms-v1 unlock", session])
 }
 
+/// The grant of an unlocked session (`spec/realms.md` §7.2): it deletes or replaces the
+/// record, and only the realm and a client that knows the tag can compute it.
+pub(crate) fn session_grant(tag: &[u8; 32], session: &[u8; 16]) -> [u8; 16] {
+    let mac = hmac(tag, &[b"coffer-realms-v1 grant", session]);
+    let mut grant = [0u8; 16];
+    grant.copy_from_slice(&mac[..16]);
+    grant
+}
+
 /// The key a realm seals its secret share under in phase 2.
 pub(crate) fn release_key(tag: &[u8; 32], session: &[u8; 16]) -> Zeroizing<[u8; 32]> {
     hkdf(session, tag, b"coffer-realms-v1 release")
@@ -363,6 +372,8 @@ pub struct UnlockRequest {
     pub session: [u8; 16],
     /// `HMAC(tag_i, "coffer-realms-v1 unlock" ‖ session)`.
     pub proof: [u8; 32],
+    /// What deletes or replaces the record at this realm once it has unlocked (§7.2).
+    pub grant: [u8; 16],
 }
 
 fn named(problems: &[(String, String)]) -> String {
@@ -540,6 +551,7 @@ impl Recovery {
                 realm: v.realm.clone(),
                 session: v.session,
                 proof: unlock_proof(&tag, &v.session),
+                grant: session_grant(&tag, &v.session),
             });
             tags.insert(v.realm.clone(), (v.index, tag));
         }

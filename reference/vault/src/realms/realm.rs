@@ -2,7 +2,9 @@
 //! sealed by its HSM, counts every evaluation durably before computing it, and releases its
 //! secret share only to a client that proves it knows the unlock tag.
 
-use super::client::{release_aad, release_key, seal, unlock_proof, EvalAnswer, RealmShare};
+use super::client::{
+    release_aad, release_key, seal, session_grant, unlock_proof, EvalAnswer, RealmShare,
+};
 use super::group::{base, decode_point, decode_scalar, dleq_prove, hash_to_scalar};
 use super::public::{PublicPart, REG_ID_LEN, WRAPPED_LEN};
 use super::store::{RealmGuess, RealmRecord, RealmStore};
@@ -94,7 +96,7 @@ pub struct Realm<St: RealmStore, H: Hsm> {
     config: RealmConfig,
     fake_seed: Zeroizing<Vec<u8>>,
     sessions: Mutex<HashMap<[u8; 16], Session>>,
-    /// Deletion grants (`spec/realms.md` §7.2, §7.3): a session unlocked in phase 2, or the
+    /// Deletion grants (`spec/realms.md` §7.2, §7.3): that of a session unlocked in phase 2, or the
     /// grant a registration answered, each usable once before it expires.
     grants: Mutex<HashMap<[u8; 16], Grant>>,
     /// Where sessions, grants, proofs and release nonces come from.
@@ -162,8 +164,8 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
     /// Stores a registration share for `tenant`/`user`, replacing any earlier one. Returns a
     /// grant that deletes it within the session lifetime (a half-finished registration,
     /// `spec/realms.md` §7.3).
-    /// An active record of another registration is replaced only with `grant`: a session
-    /// this realm unlocked for it (a password change, after a recovery); without one the
+    /// An active record of another registration is replaced only with `grant`: the grant of
+    /// a session this realm unlocked for it (a password change, after a recovery); without one the
     /// answer is `unauthorized`, so that a tenant token cannot overwrite other users'
     /// registrations. The same registration sent again is accepted (a retry).
     pub fn register(
@@ -475,7 +477,12 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
         }
         // The reset is done; a full grant table only costs the caller the grant.
         if self
-            .add_grant(*session, tenant, &taken.user, &reg_id)
+            .add_grant(
+                session_grant(&secrets.tag, session),
+                tenant,
+                &taken.user,
+                &reg_id,
+            )
             .is_err()
         {
             tracing::warn!("grant table full: this unlock grants no deletion");
@@ -491,8 +498,8 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
         })
     }
 
-    /// Deletes the user's record (its shares and tag erased) with a grant: a session this
-    /// realm unlocked, or the grant its registration answered, within the session lifetime
+    /// Deletes the user's record (its shares and tag erased) with a grant: that of a session
+    /// this realm unlocked, or the grant its registration answered, within the session lifetime
     /// and once. Returns whether there was a record. Without a valid grant: `unauthorized`,
     /// so that a tenant token alone deletes nothing (`spec/realms.md` §7.2).
     pub fn delete(&self, tenant: &str, user: &str, grant: &[u8; 16]) -> Result<bool, RealmError> {

@@ -358,7 +358,7 @@ fn a_half_finished_password_change_still_recovers_from_either_side() {
             .unlock("t", &request.session, &request.proof)
             .unwrap();
         realms[i]
-            .register("t", "gina", &shares[i], Some(&request.session))
+            .register("t", "gina", &shares[i], Some(&request.grant))
             .unwrap();
     }
     assert_eq!(recover(&realms, "gina", b"new").unwrap(), new);
@@ -496,9 +496,14 @@ fn deletion_needs_the_password_or_the_registrations_own_grant() {
     realms[1]
         .unlock("t", &request.session, &request.proof)
         .unwrap();
-    assert!(realms[1].delete("t", "kim", &request.session).unwrap());
+    // Unlocked, the session id alone is still no grant: it travels in a URL path.
     assert!(matches!(
         realms[1].delete("t", "kim", &request.session),
+        Err(RealmError::Unauthorized(_))
+    ));
+    assert!(realms[1].delete("t", "kim", &request.grant).unwrap());
+    assert!(matches!(
+        realms[1].delete("t", "kim", &request.grant),
         Err(RealmError::Unauthorized(_))
     ));
     assert_eq!(guesses(&realms[1], "kim").1, RecordState::Deleted);
