@@ -23,6 +23,10 @@ impl Drop for Realm {
 }
 
 fn start(id: &str, data: &Path) -> Realm {
+    start_with(id, data, &[])
+}
+
+fn start_with(id: &str, data: &Path, extra: &[&str]) -> Realm {
     let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
         .args([
             "vault",
@@ -34,6 +38,7 @@ fn start(id: &str, data: &Path) -> Realm {
         ])
         .args(["--ksf", "argon2id:m=256,t=1,p=1", "--data"])
         .arg(data)
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -439,4 +444,92 @@ fn a_password_change_keeps_the_key_and_needs_every_realm() {
         realms(&s, "recover", &third, &[]).status.code(),
         Some(exit("wrong_password"))
     );
+}
+
+/// The realms file of `s`, with realm `i` reached at `node` instead.
+fn through(s: &Setup, i: usize, node: &Realm) -> PathBuf {
+    let mut file: Value = serde_json::from_str(&std::fs::read_to_string(&s.file).unwrap()).unwrap();
+    file["realms"][i]["url"] = node.url.clone().into();
+    file["realms"][i]["token_file"] = node.token_file.clone().into();
+    let path = s.file.with_file_name(format!(
+        "through-{}.json",
+        node.url.replace([':', '/'], "_")
+    ));
+    std::fs::write(&path, file.to_string()).unwrap();
+    path
+}
+
+/// Realm r1 as two nodes on one etcd prefix (one master key, copied): a registration made
+/// through one node recovers through the other, the guesses made through both are one count,
+/// and the realm survives losing either node.
+#[test]
+fn a_realm_of_two_nodes_on_etcd_keeps_one_count() {
+    if coffer_testkit::etcd::skipped() {
+        return;
+    }
+    let mut s = setup(10);
+    let store = format!(
+        "etcd://{}/realm-r1-{}",
+        coffer_testkit::etcd::shared().members[0].client,
+        std::process::id()
+    );
+    let dir = s.file.parent().unwrap().to_owned();
+    drop(s.realms.remove(0));
+    let first = start_with("r1", &dir.join("r1-a"), &["--store", &store]);
+    std::fs::create_dir_all(dir.join("r1-b")).unwrap();
+    std::fs::copy(dir.join("r1-a/master.key"), dir.join("r1-b/master.key")).unwrap();
+    let second = start_with("r1", &dir.join("r1-b"), &["--store", &store]);
+    let via_first = through(&s, 0, &first);
+    let via_second = through(&s, 0, &second);
+    let run = |file: &Path, command: &str, password: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .args(["--json", "realms", command, "--realms"])
+            .arg(file)
+            .args(["--user", "alice", "--password-file"])
+            .arg(password)
+            .args(if command == "register" {
+                vec!["--key", KEY]
+            } else {
+                vec![]
+            })
+            .output()
+            .unwrap()
+    };
+    let out = run(&via_first, "register", &s.right);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(json(&run(&via_second, "recover", &s.right))["key"], KEY);
+    // Three wrong guesses through the first node, four through the second: r1 counts seven
+    // in etcd, as r2 does on its own disk.
+    for _ in 0..3 {
+        assert_eq!(
+            run(&via_first, "recover", &s.wrong).status.code(),
+            Some(exit("wrong_password"))
+        );
+    }
+    for _ in 0..4 {
+        assert_eq!(
+            run(&via_second, "recover", &s.wrong).status.code(),
+            Some(exit("wrong_password"))
+        );
+    }
+    assert_eq!(guesses(&s.realms[0]), (7, "active".into()));
+    use coffer::realms::RealmStore;
+    let r1 = coffer::realms::EtcdRealmStore::new(
+        coffer::store::EtcdStore::connect(&coffer::store::EtcdConfig::parse(&store).unwrap())
+            .unwrap(),
+    );
+    let counted =
+        |r1: &coffer::realms::EtcdRealmStore| r1.get("default", "alice").unwrap().unwrap().guesses;
+    assert_eq!(counted(&r1), 7);
+    drop(first);
+    let out = run(&via_second, "recover", &s.right);
+    let answer = json(&out);
+    assert_eq!(answer["key"], KEY, "{answer}");
+    assert_eq!(answer["failed_realms"].as_array().map(Vec::len), Some(0));
+    assert_eq!(guesses(&s.realms[0]), (0, "active".into()));
+    assert_eq!(counted(&r1), 0);
 }

@@ -211,7 +211,8 @@ pub(crate) enum VaultCommand {
         #[arg(long, value_name = "URI")]
         hsm: Option<String>,
         /// Serve as a realm of a threshold registration (spec/realms.md) named NAME, instead
-        /// of a vault: its records in DATA/realm.db, sealed by --hsm. Clients: coffer realms.
+        /// of a vault: its records in DATA/realm.db (or in etcd with --store, shared by the
+        /// realm's nodes), sealed by --hsm. Clients: coffer realms.
         #[arg(long, value_name = "NAME")]
         realm_id: Option<String>,
         #[command(flatten)]

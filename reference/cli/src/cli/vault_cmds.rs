@@ -14,7 +14,7 @@ use coffer::http::{recover_from_realms, register_with_realms, RealmClient, Vault
 use coffer::http::{Rate, RateLimits};
 use coffer::key::RootKey;
 use coffer::realms::RealmSet;
-use coffer::realms::{Realm, RealmConfig, SqliteRealmStore};
+use coffer::realms::{EtcdRealmStore, Realm, RealmConfig, RealmStore, SqliteRealmStore};
 use coffer::store::{EtcdConfig, EtcdStore, SqliteStore, Store};
 use coffer::vault::{KsfParams, ServerConfig, VaultServer};
 use coffer::ErrorClass;
@@ -529,21 +529,27 @@ fn serve_command(
         limits,
     };
     if let Some(realm_id) = realm_id {
-        if store_args.store != "sqlite" {
-            return Err(Failure::new(
-                ErrorClass::Unsupported,
-                "a realm keeps its records in SQLite (DATA/realm.db); --store etcd is for vaults",
-            ));
-        }
-        let store = SqliteRealmStore::open(&data.join("realm.db"))
-            .map_err(|e| Failure::from_lib("store", e))?;
+        // Several nodes of one realm may share an etcd cluster, as a vault's nodes do; the
+        // realm's prefix should be its own (etcd://hosts/realm-name).
+        let store: Box<dyn RealmStore> = if store_args.store == "sqlite" {
+            Box::new(
+                SqliteRealmStore::open(&data.join("realm.db"))
+                    .map_err(|e| Failure::from_lib("store", e))?,
+            )
+        } else {
+            Box::new(EtcdRealmStore::new(etcd_store(store_args)?))
+        };
         let realm = RealmConfig {
             ksf: config.ksf,
             max_limit: config.max_limit,
             ..RealmConfig::new(realm_id)
         };
         let served = Served {
-            store: format!("sqlite:{}", data.join("realm.db").display()),
+            store: if store_args.store == "sqlite" {
+                format!("sqlite:{}", data.join("realm.db").display())
+            } else {
+                store_args.store.clone()
+            },
             ..served
         };
         return serve_on::<SqliteStore>(Service::Realm(store, realm), location, served);
@@ -566,7 +572,7 @@ enum Service<S> {
     /// A vault (spec/vault.md) on store `S`.
     Vault(S, ServerConfig),
     /// A realm (spec/realms.md).
-    Realm(SqliteRealmStore, RealmConfig),
+    Realm(Box<dyn RealmStore>, RealmConfig),
 }
 
 /// Serves with `store` and the HSM at `location`.

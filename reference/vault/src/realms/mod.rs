@@ -13,6 +13,8 @@
 //! carries.
 
 mod client;
+#[cfg(feature = "etcd")]
+mod etcd_store;
 mod group;
 mod public;
 mod realm;
@@ -25,6 +27,8 @@ pub use client::{
 pub use public::{PublicPart, REG_ID_LEN};
 pub use realm::{Realm, RealmConfig};
 
+#[cfg(feature = "etcd")]
+pub use etcd_store::EtcdRealmStore;
 pub use store::{RealmGuess, RealmRecord, RealmStore, SqliteRealmStore};
 
 use crate::error::{Classify, ErrorClass};

@@ -70,6 +70,41 @@ pub trait RealmStore: Send + Sync {
     fn init_fake_seed(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError>;
 }
 
+/// A store chosen at run time (`vault serve --realm-id` on SQLite or etcd).
+impl<S: RealmStore + ?Sized> RealmStore for Box<S> {
+    fn put(&self, record: &RealmRecord) -> Result<(), StoreError> {
+        (**self).put(record)
+    }
+    fn get(&self, tenant: &str, user: &str) -> Result<Option<RealmRecord>, StoreError> {
+        (**self).get(tenant, user)
+    }
+    fn count_guess(&self, tenant: &str, user: &str) -> Result<RealmGuess, StoreError> {
+        (**self).count_guess(tenant, user)
+    }
+    fn reset(
+        &self,
+        tenant: &str,
+        user: &str,
+        reg_id: &[u8; REG_ID_LEN],
+    ) -> Result<bool, StoreError> {
+        (**self).reset(tenant, user, reg_id)
+    }
+    fn destroy_if_spent(
+        &self,
+        tenant: &str,
+        user: &str,
+        reg_id: &[u8; REG_ID_LEN],
+    ) -> Result<bool, StoreError> {
+        (**self).destroy_if_spent(tenant, user, reg_id)
+    }
+    fn delete(&self, tenant: &str, user: &str) -> Result<bool, StoreError> {
+        (**self).delete(tenant, user)
+    }
+    fn init_fake_seed(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        (**self).init_fake_seed(sealed)
+    }
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS realm_records (
     tenant  TEXT NOT NULL,

@@ -376,6 +376,12 @@ impl EtcdStore {
             success,
             failure: vec![],
         };
+        self.commit(txn, until)
+    }
+
+    /// Sends `txn`. Returns whether its compares held (and it committed), or `None` when the
+    /// answer was lost (it may have committed).
+    fn commit(&self, txn: TxnRequest, until: Instant) -> Result<Option<bool>, StoreError> {
         let client = self.client.clone();
         #[cfg(debug_assertions)]
         let lose = self
@@ -513,6 +519,47 @@ impl EtcdStore {
                 None => Change::Done(false),
             })
         })
+    }
+}
+
+/// Plain keys for other kinds of record (a realm's, `crate::realms`), under the same prefix,
+/// with the same deadline, retries and test hooks as the vault's records.
+impl EtcdStore {
+    /// The moment a call started now must be done by.
+    pub(crate) fn deadline_from_now(&self) -> Instant {
+        self.until()
+    }
+
+    /// A linearizable read of `rest` (under the prefix): its value and `mod_revision`.
+    pub(crate) fn value_at(
+        &self,
+        rest: &str,
+        until: Instant,
+    ) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
+        self.get(&self.key(rest), until)
+    }
+
+    /// Writes `value` at `rest` if the key is still at `revision` (0: absent). Returns
+    /// whether it committed, or `None` when the answer was lost (it may have committed).
+    pub(crate) fn swap_value(
+        &self,
+        rest: &str,
+        revision: i64,
+        value: Vec<u8>,
+        until: Instant,
+    ) -> Result<Option<bool>, StoreError> {
+        let key = self.key(rest);
+        let txn = TxnRequest {
+            compare: vec![Compare::modified_at(&key, revision)],
+            success: vec![RequestOp::put(key.clone(), value)],
+            failure: vec![],
+        };
+        self.commit(txn, until)
+    }
+
+    /// Pauses before the next attempt after a lost answer.
+    pub(crate) fn pause_before_retry(&self) {
+        std::thread::sleep(RETRY_PAUSE);
     }
 }
 
