@@ -6,7 +6,7 @@ use super::rate::RateLimits;
 use super::server::{blocking, body, fallback, json, ApiError, App, Shared, Tenants, MAX_BODY};
 use crate::error::ErrorClass;
 use crate::hsm::Hsm;
-use crate::realms::{PublicPart, Realm, RealmShare, RealmStore};
+use crate::realms::{PublicPart, Realm, RealmError, RealmShare, RealmStore};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::HeaderMap;
@@ -37,6 +37,17 @@ async fn info<St: RealmStore + 'static, H: Hsm + 'static>(
     }))
 }
 
+/// A realm's refusal as an answer: a full session or grant table with `Retry-After`.
+fn refusal(e: RealmError) -> ApiError {
+    match e {
+        RealmError::Busy {
+            message,
+            retry_after,
+        } => ApiError::retry_in(ErrorClass::RateLimited, message, retry_after),
+        other => other.into(),
+    }
+}
+
 async fn register<St: RealmStore + 'static, H: Hsm + 'static>(
     State(app): State<RealmApp<St, H>>,
     headers: HeaderMap,
@@ -59,7 +70,8 @@ async fn register<St: RealmStore + 'static, H: Hsm + 'static>(
         None => None,
     };
     let grant = blocking(&app, move |r| {
-        Ok(r.register(&tenant, &user, &share, replacing.as_ref())?)
+        r.register(&tenant, &user, &share, replacing.as_ref())
+            .map_err(refusal)
     })
     .await?;
     Ok(Json(RealmRegisterResponse {
@@ -78,7 +90,7 @@ async fn evaluate<St: RealmStore + 'static, H: Hsm + 'static>(
     app.user_action(&tenant, &user)?;
     let req: RealmEvaluateRequest = json(&body(raw)?)?;
     let answer = blocking(&app, move |r| {
-        Ok(r.evaluate(&tenant, &user, &req.blinded.0)?)
+        r.evaluate(&tenant, &user, &req.blinded.0).map_err(refusal)
     })
     .await?;
     Ok(Json(RealmEvaluateResponse {
@@ -104,7 +116,7 @@ async fn unlock<St: RealmStore + 'static, H: Hsm + 'static>(
     let session: [u8; 16] = fixed(&session, "a session id")?;
     let req: RealmUnlockRequest = json(&body(raw)?)?;
     let release = blocking(&app, move |r| {
-        Ok(r.unlock(&tenant, &session, &req.proof.0)?)
+        r.unlock(&tenant, &session, &req.proof.0).map_err(refusal)
     })
     .await?;
     Ok(Json(RealmUnlockResponse {

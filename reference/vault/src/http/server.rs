@@ -43,6 +43,14 @@ impl ApiError {
             retry_after: None,
         }
     }
+
+    /// A refusal the caller may retry in `seconds` (a `Retry-After` header).
+    pub(super) fn retry_in(class: ErrorClass, message: impl Into<String>, seconds: u64) -> Self {
+        ApiError {
+            retry_after: Some(seconds.max(1)),
+            ..ApiError::new(class, message)
+        }
+    }
 }
 
 /// The request body, or a JSON error for one that is too large or unreadable.

@@ -16,6 +16,7 @@ mod client;
 #[cfg(feature = "etcd")]
 mod etcd_store;
 mod group;
+mod open_table;
 mod public;
 mod realm;
 mod shamir;
@@ -83,6 +84,15 @@ pub enum RealmError {
     /// The caller may not do this (a deletion without a valid grant).
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// The realm's tables of open sessions or grants are full for this tenant (or for the
+    /// realm): nothing was counted; retry in `retry_after` seconds.
+    #[error("rate limited: {message}")]
+    Busy {
+        /// What is full.
+        message: String,
+        /// Seconds until an entry expires.
+        retry_after: u64,
+    },
     /// Fewer than `t` realms answered at all; the message names the silent ones.
     #[error("not enough realms answered: {0}")]
     Unavailable(String),
@@ -139,6 +149,7 @@ impl Classify for RealmError {
             RealmError::NoRecord => ErrorClass::NoRecord,
             RealmError::Locked(_) => ErrorClass::Locked,
             RealmError::Unauthorized(_) => ErrorClass::Unauthorized,
+            RealmError::Busy { .. } => ErrorClass::RateLimited,
             RealmError::Unavailable(_) | RealmError::Internal(_) => ErrorClass::Io,
             RealmError::Store(e) => e.class(),
             RealmError::Hsm(e) => e.class(),

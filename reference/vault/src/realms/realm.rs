@@ -6,6 +6,7 @@ use super::client::{
     release_aad, release_key, seal, session_grant, unlock_proof, EvalAnswer, RealmShare,
 };
 use super::group::{base, decode_point, decode_scalar, dleq_prove, hash_to_scalar};
+use super::open_table::{Expiring, Full, OpenTable};
 use super::public::{PublicPart, REG_ID_LEN, WRAPPED_LEN};
 use super::store::{RealmGuess, RealmRecord, RealmStore};
 use super::RealmError;
@@ -15,13 +16,12 @@ use crate::vault::randomness::Randomness;
 use crate::vault::{KsfParams, VaultRng};
 use curve25519_dalek::scalar::Scalar;
 use rand_core::RngCore;
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
-/// Open sessions a realm keeps at most (each a few hundred bytes).
+/// Open sessions (and, apart, grants) a realm keeps at most (each a few hundred bytes).
 const MAX_SESSIONS: usize = 100_000;
 
 /// How a realm runs.
@@ -35,6 +35,9 @@ pub struct RealmConfig {
     pub ksf: KsfParams,
     /// How long a phase-1 session waits for phase 2.
     pub session_lifetime: Duration,
+    /// Open sessions (and, apart, grants) one tenant may hold at once, so that one tenant
+    /// cannot fill the realm's tables for the others.
+    pub sessions_per_tenant: usize,
 }
 
 impl RealmConfig {
@@ -45,6 +48,7 @@ impl RealmConfig {
             max_limit: 100,
             ksf: KsfParams::DEFAULT,
             session_lifetime: Duration::from_secs(300),
+            sessions_per_tenant: MAX_SESSIONS / 10,
         }
     }
 }
@@ -57,6 +61,36 @@ struct Session {
     /// The record's public part as answered: phase 2 needs the record unchanged.
     public: Vec<u8>,
     expires: Instant,
+}
+
+impl Expiring for Session {
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
+    fn expires(&self) -> Instant {
+        self.expires
+    }
+}
+
+impl Expiring for Grant {
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
+    fn expires(&self) -> Instant {
+        self.expires
+    }
+}
+
+/// A full table as an error: `rate_limited`, with when to retry.
+fn full(what: &str, why: Full) -> RealmError {
+    let (whose, seconds) = match why {
+        Full::Tenant(s) => ("this tenant", s),
+        Full::Realm(s) => ("this realm", s),
+    };
+    RealmError::Busy {
+        message: format!("too many open {what} for {whose}; retry in {seconds} s"),
+        retry_after: seconds,
+    }
 }
 
 /// The secrets of one record, as unsealed.
@@ -95,10 +129,10 @@ pub struct Realm<St: RealmStore, H: Hsm> {
     hsm: H,
     config: RealmConfig,
     fake_seed: Zeroizing<Vec<u8>>,
-    sessions: Mutex<HashMap<[u8; 16], Session>>,
+    sessions: Mutex<OpenTable<Session>>,
     /// Deletion grants (`spec/realms.md` §7.2, §7.3): that of a session unlocked in phase 2, or the
     /// grant a registration answered, each usable once before it expires.
-    grants: Mutex<HashMap<[u8; 16], Grant>>,
+    grants: Mutex<OpenTable<Grant>>,
     /// Where sessions, grants, proofs and release nonces come from.
     randomness: Randomness,
 }
@@ -140,13 +174,14 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
         let sealed = hsm.seal(b"coffer-realms-v1 fake seed", &seed[..])?;
         let stored = store.init_fake_seed(&sealed)?;
         let fake_seed = hsm.unseal(b"coffer-realms-v1 fake seed", &stored)?;
+        let per_tenant = config.sessions_per_tenant;
         Ok(Realm {
             store,
             hsm,
             config,
             fake_seed,
-            sessions: Mutex::new(HashMap::new()),
-            grants: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(OpenTable::new(MAX_SESSIONS, per_tenant)),
+            grants: Mutex::new(OpenTable::new(MAX_SESSIONS, per_tenant)),
             randomness,
         })
     }
@@ -255,7 +290,7 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
             .grants
             .lock()
             .map_err(|_| RealmError::Internal("grant lock poisoned".into()))?
-            .remove(grant);
+            .take(grant);
         Ok(taken.is_some_and(|g| {
             g.tenant == tenant
                 && g.user == user
@@ -276,12 +311,9 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
             .lock()
             .map_err(|_| RealmError::Internal("grant lock poisoned".into()))?;
         let now = Instant::now();
-        if grants.len() >= MAX_SESSIONS {
-            grants.retain(|_, g| g.expires > now);
-            if grants.len() >= MAX_SESSIONS {
-                return Err(RealmError::Unavailable("too many open grants".into()));
-            }
-        }
+        grants
+            .room_for(tenant, now)
+            .map_err(|why| full("grants", why))?;
         grants.insert(
             id,
             Grant {
@@ -317,19 +349,12 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
         })
     }
 
-    fn room_for_a_session(&self) -> Result<(), RealmError> {
-        let mut sessions = self
-            .sessions
+    fn room_for_a_session(&self, tenant: &str) -> Result<(), RealmError> {
+        self.sessions
             .lock()
-            .map_err(|_| RealmError::Internal("session lock poisoned".into()))?;
-        if sessions.len() >= MAX_SESSIONS {
-            let now = Instant::now();
-            sessions.retain(|_, s| s.expires > now);
-            if sessions.len() >= MAX_SESSIONS {
-                return Err(RealmError::Unavailable("too many open sessions".into()));
-            }
-        }
-        Ok(())
+            .map_err(|_| RealmError::Internal("session lock poisoned".into()))?
+            .room_for(tenant, Instant::now())
+            .map_err(|why| full("sessions", why))
     }
 
     fn open_session(&self, session: Session) -> Result<[u8; 16], RealmError> {
@@ -357,7 +382,7 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
         let expires = Instant::now() + self.config.session_lifetime;
         // Room for the session is made before the guess is counted, so that a full table
         // never costs a user a guess it cannot use.
-        self.room_for_a_session()?;
+        self.room_for_a_session(tenant)?;
         let record = match self.store.count_guess(tenant, user)? {
             RealmGuess::Counted(record) => record,
             RealmGuess::Destroyed | RealmGuess::Absent => return self.fake_answer(user, &m),
@@ -447,7 +472,7 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
             .sessions
             .lock()
             .map_err(|_| RealmError::Internal("session lock poisoned".into()))?
-            .remove(session);
+            .take(session);
         let Some(taken) = taken else {
             return Err(RealmError::WrongPassword);
         };

@@ -513,3 +513,42 @@ fn deletion_needs_the_password_or_the_registrations_own_grant() {
     assert!(realms[2].delete("t", "kim", &again).unwrap());
     assert_eq!(guesses(&realms[2], "kim").1, RecordState::Deleted);
 }
+
+#[test]
+fn a_tenant_at_its_session_cap_is_refused_before_counting_and_others_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteRealmStore::open(&dir.path().join("r1.db")).unwrap();
+    let hsm = SoftHsm::open_or_create(&dir.path().join("r1.key")).unwrap();
+    let config = RealmConfig {
+        ksf: KsfParams::TEST,
+        sessions_per_tenant: 2,
+        ..RealmConfig::new("r1")
+    };
+    let realm = Realm::open(store, hsm, config).unwrap();
+    let set = set(std::slice::from_ref(&realm), 1, 10);
+    let root = RootKey::generate().unwrap();
+    let shares = register("lee", b"pw", &root, &set, &mut OsRng).unwrap();
+    realm.register("t", "lee", &shares[0], None).unwrap();
+    realm.register("u", "lee", &shares[0], None).unwrap();
+    let (_, m) = Recovery::start("lee", b"pw", &set, &mut OsRng).unwrap();
+    let first = realm.evaluate("t", "lee", &m).unwrap();
+    realm.evaluate("t", "lee", &m).unwrap();
+    // Tenant t holds its two sessions: refused with a time to retry, and no guess counted.
+    match realm.evaluate("t", "lee", &m) {
+        Err(e @ RealmError::Busy { retry_after, .. }) => {
+            assert_eq!(e.class(), ErrorClass::RateLimited);
+            assert!((299..=300).contains(&retry_after), "{retry_after}");
+        }
+        other => panic!("not refused: {:?}", other.map(|_| ())),
+    }
+    assert_eq!(guesses(&realm, "lee"), (2, RecordState::Active));
+    // Another tenant of the realm is not held up.
+    realm.evaluate("u", "lee", &m).unwrap();
+    // A session taken in phase 2 (even by a wrong proof) gives its room back.
+    assert!(matches!(
+        realm.unlock("t", &first.session, &[0u8; 32]),
+        Err(RealmError::WrongPassword)
+    ));
+    realm.evaluate("t", "lee", &m).unwrap();
+    assert_eq!(guesses(&realm, "lee"), (3, RecordState::Active));
+}
