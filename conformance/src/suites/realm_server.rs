@@ -401,6 +401,45 @@ fn refuses_huge_limit(ctx: &Ctx) -> Outcome {
     expect_class(&reply, 422, "unsupported")
 }
 
+fn status_is_uncounted(ctx: &Ctx) -> Outcome {
+    let (user, _, set) = tri!(ctx.registered("status", 10));
+    let status = |user: &str| {
+        ctx.realm
+            .get(&format!("/v1/realm/users/{}/status", segment(user)))
+    };
+    let fields = |reply: &Reply| {
+        (
+            reply.body["state"].clone(),
+            reply.body["guesses"].as_u64(),
+            reply.body["limit"].as_u64(),
+            reply.body["guesses_left"].as_u64(),
+        )
+    };
+    let before = status(&user);
+    if before.status != 200 || fields(&before) != (json!("active"), Some(0), Some(10), Some(10)) {
+        return fail(before.describe(), "active, 0 guesses of 10, 10 left");
+    }
+    let m = tri!(ctx.blinded(&user, PASSWORD, &set));
+    tri!(answer(&ctx.evaluate(&user, &m)));
+    for _ in 0..3 {
+        let after = status(&user);
+        if fields(&after) != (json!("active"), Some(1), Some(10), Some(9)) {
+            return fail(
+                after.describe(),
+                "one evaluation counted, and status requests none",
+            );
+        }
+    }
+    let stranger = status(&ctx.user("status-never-registered"));
+    if stranger.status != 200
+        || !stranger.body["state"].is_null()
+        || stranger.body["guesses_left"] != 0
+    {
+        return fail(stranger.describe(), "an unknown user: state null, 0 left");
+    }
+    pass("counts shown, status itself uncounted, unknown users without a state")
+}
+
 fn delete_needs_grant(ctx: &Ctx) -> Outcome {
     let (user, _, set) = tri!(ctx.registered("delete", 10));
     let refused = ctx.realm.post(
@@ -578,6 +617,11 @@ const CASES: &[Case] = &[
         id: "realm.register.limit_bounds",
         expected: "accepted within bounds, else 422 unsupported",
         run: refuses_huge_limit,
+    },
+    Case {
+        id: "realm.status.uncounted",
+        expected: "state, guesses, limit and guesses_left of the record; status requests count nothing",
+        run: status_is_uncounted,
     },
     Case {
         id: "realm.delete.needs_grant",

@@ -191,6 +191,16 @@ fn register_recover_lose_a_realm_and_recover_again() {
     for realm in &s.realms {
         assert_eq!(guesses(realm), (1, "active".into()));
     }
+    let message = json(&out)["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("9 guesses left") && message.contains("r2: unknown"),
+        "{message}"
+    );
+    // Status counts nothing, and names the realm that is down.
+    let status = json(&realms(&s, "status", &s.right, &[]));
+    assert_eq!(status["guesses_left"], 9, "{status}");
+    assert!(status["realms"][1]["error"].is_string(), "{status}");
+    assert_eq!(guesses(&s.realms[0]), (1, "active".into()));
 }
 
 #[test]
@@ -199,10 +209,21 @@ fn the_limit_destroys_the_key_on_every_realm() {
     assert!(realms(&s, "register", &s.right, &["--key", KEY])
         .status
         .success());
-    for _ in 0..2 {
+    // Each wrong password says how many guesses are left (each realm allows two).
+    for left in [
+        "1 guess left before the key is destroyed",
+        "no guesses left",
+    ] {
         let out = realms(&s, "recover", &s.wrong, &[]);
         assert_eq!(out.status.code(), Some(exit("wrong_password")));
+        let answer = json(&out);
+        let message = answer["message"].as_str().unwrap();
+        assert!(message.contains(left), "{message}");
     }
+    let status = json(&realms(&s, "status", &s.right, &[]));
+    assert_eq!(status["guesses_left"], 0, "{status}");
+    assert_eq!(status["realms"][1]["guesses"], 2, "{status}");
+    assert_eq!(status["realms"][1]["state"], "active", "{status}");
     // The next attempt, even with the right password, meets destroyed records.
     let out = realms(&s, "recover", &s.right, &[]);
     assert_eq!(
@@ -214,6 +235,9 @@ fn the_limit_destroys_the_key_on_every_realm() {
     for realm in &s.realms {
         assert_eq!(guesses(realm).1, "destroyed");
     }
+    let status = json(&realms(&s, "status", &s.right, &[]));
+    assert_eq!(status["guesses_left"], 0, "{status}");
+    assert_eq!(status["realms"][2]["state"], "destroyed", "{status}");
 }
 
 #[test]

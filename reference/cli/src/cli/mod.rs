@@ -130,6 +130,12 @@ enum RealmsCommand {
         #[arg(long)]
         new_password_file: Option<PathBuf>,
     },
+    /// What each realm holds for the user, and the guesses left before the key is lost
+    /// (asks nothing of the password; counts nothing).
+    Status {
+        #[command(flatten)]
+        client: RealmsClientArgs,
+    },
     /// Delete the registration on every realm (the password is proven to each first: one
     /// guess, then a reset).
     Delete {

@@ -4,10 +4,10 @@ use super::failure::{CliResult, Failure};
 use super::secrets::{self, write_private};
 use super::{key_arg, RealmsClientArgs, RealmsCommand, Report};
 use coffer::http::{
-    change_password_on_realms, delete_from_realms, recover_from_realms, register_with_realms,
-    RealmClient,
+    change_password_on_realms, delete_from_realms, guesses_left, realms_status,
+    recover_from_realms, register_with_realms, RealmClient,
 };
-use coffer::realms::RealmSet;
+use coffer::realms::{RealmSet, RealmsFailure};
 use coffer::vault::KsfParams;
 use coffer::ErrorClass;
 use serde::Deserialize;
@@ -87,6 +87,44 @@ fn password(client: &RealmsClientArgs) -> CliResult<Zeroizing<Vec<u8>>> {
     )
 }
 
+/// A failed call to the realms; after a wrong password, with the guesses left (spec/realms.md
+/// §12: status is uncounted), so that the user knows how close the key is to being lost.
+fn failed(
+    context: &str,
+    failure: RealmsFailure,
+    realms: &[RealmClient],
+    set: &RealmSet,
+    user: &str,
+) -> Failure {
+    let mut out = Failure::from_lib(context, failure);
+    if out.class == ErrorClass::WrongPassword {
+        let statuses = realms_status(realms, user);
+        let left = guesses_left(&statuses, set.threshold);
+        let each: Vec<String> = statuses
+            .iter()
+            .map(|(realm, s)| match s {
+                Ok(s) => format!("{realm}: {}", s.guesses_left()),
+                Err(why) => format!("{realm}: unknown ({why})"),
+            })
+            .collect();
+        out.message = if left == 0 {
+            format!(
+                "{}; no guesses left: the next wrong one destroys the key ({})",
+                out.message,
+                each.join(", ")
+            )
+        } else {
+            format!(
+                "{}; {left} {} left before the key is destroyed ({})",
+                out.message,
+                if left == 1 { "guess" } else { "guesses" },
+                each.join(", ")
+            )
+        };
+    }
+    out
+}
+
 /// Runs one `realms` subcommand.
 pub(super) fn run(command: &RealmsCommand) -> CliResult<Report> {
     match command {
@@ -117,7 +155,7 @@ pub(super) fn run(command: &RealmsCommand) -> CliResult<Report> {
             let (realms, set) = load(&client.realms)?;
             let password = password(client)?;
             let (root, problems) = recover_from_realms(&realms, &set, &client.user, &password)
-                .map_err(|e| Failure::from_lib("recover", e))?;
+                .map_err(|e| failed("recover", e, &realms, &set, &client.user))?;
             let failed: Vec<String> = problems
                 .iter()
                 .map(|(realm, why)| format!("{realm}: {why}"))
@@ -157,7 +195,7 @@ pub(super) fn run(command: &RealmsCommand) -> CliResult<Report> {
                 &format!("new password for {}: ", client.user),
             )?;
             change_password_on_realms(&realms, &set, &client.user, &old, &new)
-                .map_err(|e| Failure::from_lib("change the password", e))?;
+                .map_err(|e| failed("change the password", e, &realms, &set, &client.user))?;
             Ok(Report {
                 text: format!(
                     "changed the password of {} on all {} realms; the key is the same",
@@ -167,11 +205,62 @@ pub(super) fn run(command: &RealmsCommand) -> CliResult<Report> {
                 json: json!({"command": "realms change-password", "user": client.user, "realms": set.realm_ids}),
             })
         }
+        RealmsCommand::Status { client } => {
+            let (realms, set) = load(&client.realms)?;
+            let statuses = realms_status(&realms, &client.user);
+            let left = guesses_left(&statuses, set.threshold);
+            let each: Vec<serde_json::Value> = statuses
+                .iter()
+                .map(|(realm, s)| match s {
+                    Ok(s) => json!({
+                        "realm": realm,
+                        "state": s.state,
+                        "registration": s.reg_id.map(hex::encode),
+                        "guesses": s.guesses,
+                        "limit": s.limit,
+                        "guesses_left": s.guesses_left(),
+                    }),
+                    Err(why) => json!({"realm": realm, "error": why}),
+                })
+                .collect();
+            let lines: Vec<String> = statuses
+                .iter()
+                .map(|(realm, s)| match s {
+                    Ok(s) => match s.state {
+                        Some(state) => format!(
+                            "  {realm}: {}, {} of {} guesses used",
+                            state.as_str(),
+                            s.guesses,
+                            s.limit
+                        ),
+                        None => format!("  {realm}: not registered"),
+                    },
+                    Err(why) => format!("  {realm}: {why}"),
+                })
+                .collect();
+            Ok(Report {
+                text: format!(
+                    "{}: {left} wrong guesses left before the key is destroyed (any {} realms recover it)\n{}",
+                    client.user,
+                    set.threshold,
+                    lines.join("\n")
+                ),
+                json: json!({"command": "realms status", "user": client.user, "guesses_left": left, "realms": each}),
+            })
+        }
         RealmsCommand::Delete { client } => {
             let (realms, set) = load(&client.realms)?;
             let password = password(client)?;
-            let answers = delete_from_realms(&realms, &set, &client.user, &password)
-                .map_err(|e| Failure::from_lib("delete (the password is proven first)", e))?;
+            let answers =
+                delete_from_realms(&realms, &set, &client.user, &password).map_err(|e| {
+                    failed(
+                        "delete (the password is proven first)",
+                        e,
+                        &realms,
+                        &set,
+                        &client.user,
+                    )
+                })?;
             let failed: Vec<String> = answers
                 .iter()
                 .filter_map(|(realm, r)| r.as_ref().err().map(|why| format!("{realm}: {why}")))

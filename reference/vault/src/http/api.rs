@@ -152,6 +152,24 @@ pub struct RealmInfo {
     pub realm_id: String,
 }
 
+/// `GET /v1/realm/users/{user}/status`: what the realm holds for the user, uncounted.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealmStatusResponse {
+    /// `active`, `destroyed`, `deleted`, or absent when the user never registered here.
+    pub state: Option<crate::store::RecordState>,
+    /// The registration the record belongs to (hex).
+    pub reg_id: Option<String>,
+    /// Its public part (with the Argon2id parameters a client needs for phase 1).
+    pub public: Option<B64>,
+    /// Evaluations counted since the last unlock.
+    pub guesses: u32,
+    /// Evaluations allowed.
+    pub limit: u32,
+    /// Evaluations left before the record is destroyed (0 unless active).
+    pub guesses_left: u32,
+}
+
 /// `POST /v1/realm/users/{user}/register`: one realm's share of a registration.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -13,8 +13,8 @@ mod transport;
 pub use client::{Recovered, VaultClient};
 pub use rate::{Limiter, Rate, RateLimits};
 pub use realm_client::{
-    change_password_on_realms, delete_from_realms, recover_from_realms, register_with_realms,
-    PerRealm, Problems, RealmClient,
+    change_password_on_realms, delete_from_realms, guesses_left, realms_status,
+    recover_from_realms, register_with_realms, PerRealm, Problems, RealmClient,
 };
 pub use realm_server::realm_router;
 pub use server::{router, serve, ApiError, Tenants, MAX_BODY, MAX_USER_ID};

@@ -4,7 +4,9 @@
 use super::api::*;
 use super::transport::{b64, enc, CallError, Transport};
 use crate::key::RootKey;
-use crate::realms::{register, EvalAnswer, RealmError, RealmSet, RealmsFailure, Recovery};
+use crate::realms::{
+    register, EvalAnswer, RealmError, RealmSet, RealmStatus, RealmsFailure, Recovery,
+};
 use rand_core::OsRng;
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -129,6 +131,33 @@ impl RealmClient {
         Ok(answer.release.0)
     }
 
+    fn status(&self, user: &str) -> Result<RealmStatus, String> {
+        let answer: RealmStatusResponse = self
+            .transport
+            .send::<(), _>(
+                "GET",
+                &format!("/v1/realm/users/{}/status", enc(user)),
+                None,
+            )
+            .map_err(describe)?;
+        let reg_id = match answer.reg_id {
+            Some(text) => Some(
+                hex::decode(&text)
+                    .ok()
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or("wrong answer: reg_id is not 16 bytes of hex")?,
+            ),
+            None => None,
+        };
+        Ok(RealmStatus {
+            state: answer.state,
+            reg_id,
+            public: answer.public.map(|p| p.0),
+            guesses: answer.guesses,
+            limit: answer.limit,
+        })
+    }
+
     fn delete(&self, user: &str, grant: &[u8; 16]) -> Result<bool, String> {
         let answer: serde_json::Value = self
             .transport
@@ -172,6 +201,32 @@ fn named(failures: &[(String, String)]) -> String {
         .map(|(realm, why)| format!("{realm}: {why}"))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// What every realm holds for `user`, asked at once and uncounted (`spec/realms.md` §12).
+pub fn realms_status(realms: &[RealmClient], user: &str) -> PerRealm<RealmStatus> {
+    on_all(realms, |realm| realm.status(user))
+}
+
+/// How many more wrong guesses the user has before the key is lost, from the realms'
+/// statuses: each guess is counted at every realm that answers, so the key survives while
+/// `threshold` realms still hold an active record of one registration; this is the
+/// `threshold`-th largest number of guesses left among those realms (0 with fewer).
+pub fn guesses_left(statuses: &[(String, Result<RealmStatus, String>)], threshold: u8) -> u32 {
+    let mut by_registration: std::collections::BTreeMap<[u8; 16], Vec<u32>> = Default::default();
+    for status in statuses.iter().filter_map(|(_, s)| s.as_ref().ok()) {
+        if let (Some(reg_id), left @ 1..) = (status.reg_id, status.guesses_left()) {
+            by_registration.entry(reg_id).or_default().push(left);
+        }
+    }
+    by_registration
+        .into_values()
+        .filter_map(|mut lefts| {
+            lefts.sort_unstable_by(|a, b| b.cmp(a));
+            lefts.get(usize::from(threshold).max(1) - 1).copied()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Registers `root` behind `password` with every realm of `set` (`realms` in the same
@@ -385,4 +440,45 @@ pub fn delete_from_realms(
             None => Err("not unlocked, so not deleted".into()),
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RecordState;
+
+    fn status(reg: u8, state: RecordState, guesses: u32) -> (String, Result<RealmStatus, String>) {
+        let status = RealmStatus {
+            state: Some(state),
+            reg_id: Some([reg; 16]),
+            public: None,
+            guesses,
+            limit: 10,
+        };
+        (format!("r{reg}"), Ok(status))
+    }
+
+    #[test]
+    fn guesses_left_is_the_thresholds_largest_of_one_registration() {
+        use RecordState::*;
+        let all = vec![
+            status(1, Active, 3),
+            status(1, Active, 5),
+            status(1, Active, 1),
+        ];
+        // 2-of-3: the key lives while two realms answer; the second most left is 7.
+        assert_eq!(guesses_left(&all, 2), 7);
+        assert_eq!(guesses_left(&all, 3), 5);
+        assert_eq!(guesses_left(&all, 1), 9);
+        // A destroyed realm, a silent one and one of another registration do not count.
+        let some = vec![
+            status(1, Active, 4),
+            status(1, Destroyed, 10),
+            ("r3".into(), Err("down".into())),
+            status(2, Active, 0),
+        ];
+        assert_eq!(guesses_left(&some, 2), 0);
+        assert_eq!(guesses_left(&some, 1), 10);
+        assert_eq!(guesses_left(&[], 1), 0);
+    }
 }

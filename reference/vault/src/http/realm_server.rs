@@ -3,7 +3,9 @@
 
 use super::api::*;
 use super::rate::RateLimits;
-use super::server::{blocking, body, fallback, json, ApiError, App, Shared, Tenants, MAX_BODY};
+use super::server::{
+    blocking, body, fallback, json, user_id, ApiError, App, Shared, Tenants, MAX_BODY,
+};
 use crate::error::ErrorClass;
 use crate::hsm::Hsm;
 use crate::realms::{PublicPart, Realm, RealmError, RealmShare, RealmStore};
@@ -34,6 +36,25 @@ async fn info<St: RealmStore + 'static, H: Hsm + 'static>(
     app.tenant(&headers)?;
     Ok(Json(RealmInfo {
         realm_id: app.service.realm_id().to_owned(),
+    }))
+}
+
+async fn status<St: RealmStore + 'static, H: Hsm + 'static>(
+    State(app): State<RealmApp<St, H>>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+) -> Result<Json<RealmStatusResponse>, ApiError> {
+    let tenant = app.tenant(&headers)?;
+    user_id(&user)?;
+    let status = blocking(&app, move |r| r.status(&tenant, &user).map_err(refusal)).await?;
+    let guesses_left = status.guesses_left();
+    Ok(Json(RealmStatusResponse {
+        state: status.state,
+        reg_id: status.reg_id.map(hex::encode),
+        public: status.public.map(B64),
+        guesses: status.guesses,
+        limit: status.limit,
+        guesses_left,
     }))
 }
 
@@ -150,6 +171,7 @@ pub fn realm_router<St: RealmStore + 'static, H: Hsm + 'static>(
         .route("/v1/realm/users/{user}/register", post(register::<St, H>))
         .route("/v1/realm/users/{user}/evaluate", post(evaluate::<St, H>))
         .route("/v1/realm/users/{user}/delete", post(remove::<St, H>))
+        .route("/v1/realm/users/{user}/status", get(status::<St, H>))
         .route("/v1/realm/sessions/{session}/unlock", post(unlock::<St, H>))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -26,7 +26,7 @@ pub use client::{
     register, EvalAnswer, RealmSet, RealmShare, Recovery, UnlockRequest, Unlocking, MAX_REALMS,
 };
 pub use public::{PublicPart, REG_ID_LEN};
-pub use realm::{Realm, RealmConfig};
+pub use realm::{Realm, RealmConfig, RealmStatus};
 
 #[cfg(feature = "etcd")]
 pub use etcd_store::EtcdRealmStore;

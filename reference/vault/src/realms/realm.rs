@@ -53,6 +53,33 @@ impl RealmConfig {
     }
 }
 
+/// What a realm holds for one user (`Realm::status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealmStatus {
+    /// The record's state, if the user ever registered here.
+    pub state: Option<RecordState>,
+    /// The registration the record belongs to.
+    pub reg_id: Option<[u8; REG_ID_LEN]>,
+    /// Its public part, encoded (`spec/realms.md` §3.1 step 8): commitments only, nothing
+    /// that tests a password.
+    pub public: Option<Vec<u8>>,
+    /// Evaluations counted since the last unlock.
+    pub guesses: u32,
+    /// Evaluations allowed (0 without a record).
+    pub limit: u32,
+}
+
+impl RealmStatus {
+    /// Evaluations this realm still answers before it destroys the record (0 unless active).
+    pub fn guesses_left(&self) -> u32 {
+        if self.state == Some(RecordState::Active) {
+            self.limit.saturating_sub(self.guesses)
+        } else {
+            0
+        }
+    }
+}
+
 /// A phase-1 session waiting for phase 2.
 struct Session {
     tenant: String,
@@ -367,6 +394,27 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
             .map_err(|_| RealmError::Internal("session lock poisoned".into()))?
             .insert(id, session);
         Ok(id)
+    }
+
+    /// What this realm holds for `user`, uncounted (`spec/realms.md` §12): the state, the
+    /// guesses counted since the last unlock and the limit of its record, if it has one.
+    pub fn status(&self, tenant: &str, user: &str) -> Result<RealmStatus, RealmError> {
+        Ok(match self.store.get(tenant, user)? {
+            Some(r) => RealmStatus {
+                state: Some(r.state),
+                reg_id: Some(r.reg_id),
+                public: Some(r.public),
+                guesses: r.guesses,
+                limit: r.limit,
+            },
+            None => RealmStatus {
+                state: None,
+                reg_id: None,
+                public: None,
+                guesses: 0,
+                limit: 0,
+            },
+        })
     }
 
     /// Phase 1 (`spec/realms.md` §4 step 2): counts the evaluation durably, then evaluates

@@ -49,7 +49,8 @@ pub enum RecordState {
 }
 
 impl RecordState {
-    fn as_str(self) -> &'static str {
+    /// The state's name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
         match self {
             RecordState::Active => "active",
             RecordState::Destroyed => "destroyed",
