@@ -4,6 +4,7 @@ on the command line using only the YAML, the specs' text and PyPI's `cryptograph
 Rust code, to show the files alone are enough to implement against.
 
 Usage: check_vectors.py vectors/keys.yaml vectors/kdf.yaml ...
+realms.yaml is read by realms_check.py beside this file (ristretto255, the threshold OPRF).
 Exit status: 0 when every case holds, 1 otherwise.
 Needs: pyyaml, cryptography (pip install pyyaml cryptography).
 """
@@ -13,6 +14,7 @@ import sys
 import zlib
 
 import yaml
+import realms_check
 from cryptography.hazmat.primitives import hashes
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -118,6 +120,22 @@ class Checker:
                 self.fail(case, f"valid, but rejected as {error_class}")
             return False
         return True
+
+    # realms.yaml (spec/realms.md), through realms_check.py
+    def realms_cases(self, group, check):
+        for case in group["cases"]:
+            self.cases += 1
+            for problem in check(case):
+                self.fail(case, problem)
+
+    def realms_hash(self, group):
+        self.realms_cases(group, realms_check.check_hash)
+
+    def realms_transcript(self, group):
+        self.realms_cases(group, realms_check.check_transcript)
+
+    def realms_guess_counts(self, group):
+        self.realms_cases(group, lambda case: realms_check.check_guess_counts(group["parameters"], case))
 
     # keys.yaml
     def sixty_four_digits(self, group):
@@ -743,6 +761,8 @@ def chunk_keys(input_key, salt, context):
     return okm[:32], okm[32:44], okm[44:]
 
 
+REALMS_GROUP_TYPES = {"hash", "transcript", "guess_counts"}
+
 GROUP_TYPES = {
     "sixty_four_digits", "key_file", "hkdf_sha256", "key_id", "vault_keys", "chunked_encryption_keys",
     "header", "file", "invalid_file", "coffer_file", "invalid_coffer_file",
@@ -759,7 +779,11 @@ def main(paths):
             continue
         before = checker.cases
         for group in doc["groups"]:
-            handler = getattr(checker, group["type"], None) if group["type"] in GROUP_TYPES else None
+            if doc.get("topic") == "realms":
+                known = group["type"] in REALMS_GROUP_TYPES
+                handler = getattr(checker, "realms_" + group["type"], None) if known else None
+            else:
+                handler = getattr(checker, group["type"], None) if group["type"] in GROUP_TYPES else None
             if handler is None:
                 checker.failures.append(f"{path}: no checker for group type {group['type']!r}")
                 continue
