@@ -1,9 +1,13 @@
-//! The vault HTTP suite (tests/suites/vault_http.rs, crash test included) with the master
-//! key on the embedded soft backend (a key file).
+//! The vault HTTP suite (tests/suites/vault_http.rs, crash test included) over HTTPS (a
+//! private CA made for the test), with the master key on the embedded soft backend (a key
+//! file).
 
 #[path = "suites/vault_http.rs"]
 mod suite;
 use coffer_testkit::tokens;
+
+/// HTTPS with a private CA (true), or plain HTTP on loopback.
+const TLS: bool = true;
 
 const BACKEND: Option<tokens::Module> = None;
 

@@ -7,6 +7,9 @@ use coffer_testkit::etcd;
 mod suite;
 use coffer_testkit::tokens;
 
+/// HTTPS with a private CA (true), or plain HTTP on loopback.
+const TLS: bool = false;
+
 const BACKEND: Option<tokens::Module> = None;
 
 /// A prefix of the shared etcd member, unique to the data directory.

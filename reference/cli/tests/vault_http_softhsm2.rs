@@ -5,6 +5,9 @@
 mod suite;
 use coffer_testkit::tokens;
 
+/// HTTPS with a private CA (true), or plain HTTP on loopback.
+const TLS: bool = false;
+
 const BACKEND: Option<tokens::Module> = Some(tokens::Module::SoftHsm2);
 
 /// The embedded SQLite store.

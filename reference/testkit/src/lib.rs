@@ -1,10 +1,11 @@
 //! What Coffer's tests, benches and conformance runs share: real PKCS#11 tokens
 //! ([`tokens`]: SoftHSM2 and kryoptic), a real etcd cluster ([`etcd`]), whole vault flows
-//! in process ([`flows`]), and the one way a prerequisite may be skipped ([`opt_out`]). Not published; used only as a
+//! in process ([`flows`]), a private CA for TLS on loopback ([`tls`]), and the one way a prerequisite may be skipped ([`opt_out`]). Not published; used only as a
 //! dev-dependency.
 
 pub mod etcd;
 pub mod flows;
+pub mod tls;
 pub mod tokens;
 
 /// The `coffer` binary of this build, beside the running test (as cargo lays them out:

@@ -97,8 +97,11 @@ enum Command {
         subcommand,
         after_help = "The realms file (JSON) names the realms in order, with their tokens:\n  \
         {\"threshold\": 2, \"limit\": 10, \"realms\": [\n    \
-        {\"id\": \"r1\", \"url\": \"http://r1.example:8443\", \"token_file\": \"r1.token\"}, ...]}\n\
-        Run a realm: coffer vault serve --realm-id r1 --data DIR"
+        {\"id\": \"r1\", \"url\": \"https://r1.example:8443\", \"token_file\": \"r1.token\",\n     \
+        \"ca_file\": \"r1-ca.pem\"}, ...]}\n\
+        ca_file is optional (default: the system's roots); plain http:// is refused except to\n\
+        loopback unless \"insecure_http\": true.\n\
+        Run a realm: coffer vault serve --realm-id r1 --data DIR --tls-cert C --tls-key K"
     )]
     Realms(RealmsCommand),
 }
@@ -223,6 +226,8 @@ pub(crate) enum VaultCommand {
         realm_id: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        network: ServeNetworkArgs,
     },
     /// Put a 64-digit key behind a password.
     Register {
@@ -262,6 +267,30 @@ pub(crate) enum VaultCommand {
         #[command(flatten)]
         client: VaultClientArgs,
     },
+}
+
+/// How a vault or realm meets the network: TLS, and the bounds on connections (spec/vault.md
+/// §9.1).
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct ServeNetworkArgs {
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key; both are read again on
+    /// SIGHUP). Without it the vault serves plain HTTP, which clients accept on loopback
+    /// only.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key (PKCS#8, PKCS#1 or SEC1; keep it mode 0600).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Connections open at once; more are closed as they arrive.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
+    /// Seconds for a TLS handshake and for each request's headers (also the longest a
+    /// kept-alive connection may sit idle).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    header_timeout: u64,
+    /// Seconds from a request's headers to its answer, body included (408 past it).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    request_timeout: u64,
 }
 
 /// Where a vault keeps its records (spec/vault.md §6).
@@ -444,7 +473,8 @@ the transport key's SHA-256 (printed by transport-key and trust) over a trusted 
 /// Where the vault is and who asks.
 #[derive(Debug, Args)]
 pub(crate) struct VaultClientArgs {
-    /// The vault's base URL, e.g. http://127.0.0.1:8443.
+    /// The vault's base URL, e.g. https://vault.example:8443 (plain http:// only to
+    /// loopback, unless --insecure-http).
     #[arg(long)]
     vault: String,
     /// The user id within the tenant.
@@ -459,12 +489,32 @@ pub(crate) struct VaultClientArgs {
     /// The vault's server identity.
     #[arg(long, default_value = "coffer-vault")]
     server_id: String,
+    #[command(flatten)]
+    connection: VaultConnectionArgs,
+}
+
+/// How the client reaches a vault: whom it trusts (spec/vault.md §9.1).
+#[derive(Debug, Args, Clone)]
+pub(crate) struct VaultConnectionArgs {
+    /// Trust only the CA certificates in this PEM file for https:// (default: the system's
+    /// roots).
+    #[arg(long, value_name = "FILE", env = "COFFER_VAULT_CA")]
+    ca: Option<PathBuf>,
+    /// Allow plain http:// to a host that is not loopback: the token, and every message,
+    /// then cross the network in clear.
+    #[arg(long)]
+    insecure_http: bool,
+    /// The vault's OPAQUE public key (64 hex digits, as `vault serve` prints it): a vault
+    /// that answers with another key is refused (server_auth_failed) at registration and at
+    /// every recovery.
+    #[arg(long, value_name = "HEX", env = "COFFER_VAULT_SERVER_KEY")]
+    server_key: Option<String>,
 }
 
 /// Where a backup's key is kept: one vault, or t-of-n realms.
 #[derive(Debug, Args)]
 pub(crate) struct BackupClientArgs {
-    /// The vault's base URL, e.g. http://127.0.0.1:8443 (or --realms).
+    /// The vault's base URL, e.g. https://vault.example:8443 (or --realms).
     #[arg(long, conflicts_with = "realms")]
     vault: Option<String>,
     /// A realms file: the key split over t-of-n realms instead of one vault (see
@@ -484,6 +534,8 @@ pub(crate) struct BackupClientArgs {
     /// The vault's server identity.
     #[arg(long, default_value = "coffer-vault")]
     server_id: String,
+    #[command(flatten)]
+    connection: VaultConnectionArgs,
 }
 
 /// Backup formats `coffer encrypt` can write.

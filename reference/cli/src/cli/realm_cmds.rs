@@ -4,8 +4,8 @@ use super::failure::{CliResult, Failure};
 use super::secrets::{self, write_private};
 use super::{key_arg, RealmsClientArgs, RealmsCommand, Report};
 use coffer::http::{
-    change_password_on_realms, delete_from_realms, guesses_left, realms_status,
-    recover_from_realms, register_with_realms, RealmClient,
+    change_password_on_realms, check_url, delete_from_realms, guesses_left, realms_status,
+    recover_from_realms, register_with_realms, ClientTls, RealmClient,
 };
 use coffer::realms::{RealmSet, RealmsFailure};
 use coffer::vault::KsfParams;
@@ -28,6 +28,10 @@ struct RealmsFile {
     ksf: Option<String>,
     /// Seconds any one call to a realm may take (default 10).
     timeout_seconds: Option<u64>,
+    /// Allow plain http:// to realms that are not on loopback (default false): tokens and
+    /// messages then cross the network in clear.
+    #[serde(default)]
+    insecure_http: bool,
     /// The realms, in index order.
     realms: Vec<RealmEntry>,
 }
@@ -41,6 +45,9 @@ struct RealmEntry {
     url: String,
     /// The tenant token's file (relative to the realms file).
     token_file: PathBuf,
+    /// Trust only the CA certificates of this PEM file for the realm's https:// URL
+    /// (relative to the realms file; default: the system's roots).
+    ca_file: Option<PathBuf>,
 }
 
 /// The realms and the registration's shape, from the file.
@@ -60,11 +67,27 @@ pub(super) fn load(path: &Path) -> CliResult<(Vec<RealmClient>, RealmSet)> {
                 e,
             )
         })?);
-        clients.push(RealmClient::new(
+        let tls = match &realm.ca_file {
+            Some(ca) => ClientTls::with_ca_file(&base.join(ca))
+                .map_err(|e| Failure::new(ErrorClass::Io, format!("realm {}: {e}", realm.id)))?,
+            None => ClientTls::default(),
+        };
+        let tls = ClientTls {
+            insecure_http: file.insecure_http,
+            ..tls
+        };
+        check_url(&realm.url, tls.insecure_http).map_err(|why| {
+            Failure::new(
+                ErrorClass::Unsupported,
+                format!("realm {}: {why}", realm.id),
+            )
+        })?;
+        clients.push(RealmClient::with_tls(
             &realm.id,
             &realm.url,
             token.trim(),
             timeout,
+            &tls,
         ));
     }
     let ksf = match &file.ksf {

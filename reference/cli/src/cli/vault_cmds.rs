@@ -3,12 +3,13 @@
 use super::failure::{CliResult, Failure};
 use super::secrets;
 use super::{
-    coffer_file, key_arg, BackupClientArgs, BackupCommand, CompressArg, Report, StoreArgs,
-    VaultClientArgs, VaultCommand,
+    coffer_file, key_arg, BackupClientArgs, BackupCommand, CompressArg, Report, ServeNetworkArgs,
+    StoreArgs, VaultClientArgs, VaultCommand, VaultConnectionArgs,
 };
 use coffer::format::Compression;
 use coffer::hsm::uri::{self, HsmLocation};
 use coffer::hsm::{Hsm, Pkcs11Hsm, SoftHsm};
+use coffer::http::{check_url, ClientTls, ServeOptions, ServerTls};
 use coffer::http::{realm_router, router, serve, Tenants};
 use coffer::http::{recover_from_realms, register_with_realms, RealmClient, VaultClient};
 use coffer::http::{Rate, RateLimits};
@@ -16,7 +17,7 @@ use coffer::key::RootKey;
 use coffer::realms::RealmSet;
 use coffer::realms::{EtcdRealmStore, Realm, RealmConfig, RealmStore, SqliteRealmStore};
 use coffer::store::{EtcdConfig, EtcdStore, SqliteStore, Store};
-use coffer::vault::{KsfParams, ServerConfig, VaultServer};
+use coffer::vault::{KsfParams, ServerConfig, VaultServer, SERVER_KEY_LEN};
 use coffer::ErrorClass;
 use serde_json::json;
 use std::path::Path;
@@ -37,6 +38,7 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
             hsm,
             realm_id,
             store,
+            network,
         } => {
             let limits = rate_limits(*user_per_minute, *tenant_per_second);
             serve_command(
@@ -49,6 +51,7 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
                 hsm.as_deref(),
                 realm_id.as_deref(),
                 store,
+                network,
             )
         }
         VaultCommand::Register { client, key, limit } => {
@@ -247,6 +250,7 @@ impl Keeper {
                 vault,
                 args.token_file.as_deref(),
                 &args.server_id,
+                &args.connection,
             )?)),
             (None, Some(file)) => {
                 let (realms, set) = super::realm_cmds::load(file)?;
@@ -298,10 +302,31 @@ fn connect(client: &VaultClientArgs) -> CliResult<VaultClient> {
         &client.vault,
         client.token_file.as_deref(),
         &client.server_id,
+        &client.connection,
     )
 }
 
-fn vault_client(vault: &str, token_file: Option<&Path>, server_id: &str) -> CliResult<VaultClient> {
+fn vault_client(
+    vault: &str,
+    token_file: Option<&Path>,
+    server_id: &str,
+    connection: &VaultConnectionArgs,
+) -> CliResult<VaultClient> {
+    let tls = match &connection.ca {
+        Some(path) => ClientTls::with_ca_file(path)
+            .map_err(|e| Failure::new(ErrorClass::Io, format!("--ca: {e}")))?,
+        None => ClientTls::default(),
+    };
+    let tls = ClientTls {
+        insecure_http: connection.insecure_http,
+        ..tls
+    };
+    check_url(vault, tls.insecure_http)
+        .map_err(|why| Failure::new(ErrorClass::Unsupported, why))?;
+    let server_key = match &connection.server_key {
+        Some(text) => Some(server_key(text)?),
+        None => None,
+    };
     let token = match token_file {
         Some(path) => Zeroizing::new(
             std::fs::read_to_string(path)
@@ -314,7 +339,24 @@ fn vault_client(vault: &str, token_file: Option<&Path>, server_id: &str) -> CliR
             )
         })?),
     };
-    Ok(VaultClient::new(vault, token.trim(), server_id))
+    let client = VaultClient::with_tls(vault, token.trim(), server_id, &tls);
+    Ok(match server_key {
+        Some(key) => client.pin_server_key(key),
+        None => client,
+    })
+}
+
+/// `--server-key`: 64 hex digits (spaces allowed).
+fn server_key(text: &str) -> CliResult<[u8; SERVER_KEY_LEN]> {
+    let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut key = [0u8; SERVER_KEY_LEN];
+    hex::decode_to_slice(&digits, &mut key).map_err(|_| {
+        Failure::new(
+            ErrorClass::Malformed,
+            format!("--server-key: expected {} hex digits", 2 * SERVER_KEY_LEN),
+        )
+    })?;
+    Ok(key)
 }
 
 /// The default tenant's token, created on first start.
@@ -445,7 +487,15 @@ fn serve_command(
     hsm_uri: Option<&str>,
     realm_id: Option<&str>,
     store_args: &StoreArgs,
+    network: &ServeNetworkArgs,
 ) -> CliResult<Report> {
+    let tls = match (&network.tls_cert, &network.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            ServerTls::load(cert, key)
+                .map_err(|e| Failure::new(ErrorClass::Io, format!("TLS: {e}")))?,
+        ),
+        _ => None,
+    };
     std::fs::create_dir_all(data)
         .map_err(|e| Failure::io(format!("cannot create {}", data.display()), e))?;
     let file = match config_file {
@@ -527,6 +577,12 @@ fn serve_command(
         tenants,
         announced,
         limits,
+        options: ServeOptions {
+            tls,
+            max_connections: network.max_connections as usize,
+            header_read_timeout: std::time::Duration::from_secs(network.header_timeout),
+            request_timeout: std::time::Duration::from_secs(network.request_timeout),
+        },
     };
     if let Some(realm_id) = realm_id {
         // Several nodes of one realm may share an etcd cluster, as a vault's nodes do; the
@@ -602,6 +658,7 @@ struct Served<'a> {
     tenants: Tenants,
     announced: Vec<serde_json::Value>,
     limits: RateLimits,
+    options: ServeOptions,
 }
 
 fn run_server<S: Store + 'static, H: Hsm + 'static>(
@@ -616,21 +673,33 @@ fn run_server<S: Store + 'static, H: Hsm + 'static>(
         tenants,
         announced,
         limits,
+        options,
     } = served;
     let sealing = hsm.describe();
     tracing::info!(hsm = %sealing, "sealing with");
-    let (app, mode, realm_id) = match service {
+    let (app, mode, realm_id, server_key) = match service {
         Service::Vault(store, config) => {
             let vault =
                 VaultServer::open(store, hsm, config).map_err(|e| Failure::from_lib("vault", e))?;
-            (router(vault, tenants, limits), "vault", None)
+            let key = hex::encode(vault.server_key());
+            (router(vault, tenants, limits), "vault", None, Some(key))
         }
         Service::Realm(store, config) => {
             let id = config.realm_id.clone();
             let realm =
                 Realm::open(store, hsm, config).map_err(|e| Failure::from_lib("realm", e))?;
-            (realm_router(realm, tenants, limits), "realm", Some(id))
+            (
+                realm_router(realm, tenants, limits),
+                "realm",
+                Some(id),
+                None,
+            )
         }
+    };
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
     };
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Failure::io("cannot start the async runtime", e))?;
@@ -645,7 +714,8 @@ fn run_server<S: Store + 'static, H: Hsm + 'static>(
         let first = &announced[0];
         super::print_line(
             &json!({
-                "listening": format!("http://{addr}"),
+                "listening": format!("{scheme}://{addr}"),
+                "server_key": server_key,
                 "tenant": first["tenant"],
                 "token_file": first["token_file"],
                 "tenants": announced,
@@ -658,7 +728,7 @@ fn run_server<S: Store + 'static, H: Hsm + 'static>(
             .to_string(),
         );
         tracing::info!(%addr, mode, "serving");
-        serve(listener, app)
+        serve(listener, app, options)
             .await
             .map_err(|e| Failure::io("server", e))
     })?;

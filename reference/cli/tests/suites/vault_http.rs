@@ -3,10 +3,12 @@
 //! The same suite runs once per HSM backend: the including test file sets `BACKEND` (None
 //! for the soft backend, or a PKCS#11 module, each server then sealing on its own token),
 //! and once on the etcd store: the including file's `store_url` names the store (None: the
-//! embedded SQLite in the data directory).
+//! embedded SQLite in the data directory). The including file's `TLS` says whether the
+//! vault serves HTTPS (a private CA made for the test, which every client trusts by `--ca`)
+//! or plain HTTP on loopback.
 
 use super::tokens;
-use super::{store_url, BACKEND};
+use super::{store_url, BACKEND, TLS};
 use coffer::store::Store;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -19,6 +21,33 @@ struct Vault {
     child: Child,
     url: String,
     token_file: PathBuf,
+    /// The CA the server's certificate chains to (with TLS).
+    ca: Option<PathBuf>,
+}
+
+impl Vault {
+    /// `--vault URL`, and `--ca FILE` with TLS.
+    fn args(&self) -> Vec<String> {
+        let mut args = vec!["--vault".to_owned(), self.url.clone()];
+        if let Some(ca) = &self.ca {
+            args.extend(["--ca".to_owned(), ca.display().to_string()]);
+        }
+        args
+    }
+
+    /// A raw HTTP agent that trusts the vault's CA.
+    fn agent(&self) -> ureq::Agent {
+        coffer_testkit::tls::agent(self.ca.as_deref())
+    }
+
+    /// The library's client, trusting the vault's CA.
+    fn client(&self, token: &str) -> coffer::http::VaultClient {
+        let tls = match &self.ca {
+            Some(ca) => coffer::http::ClientTls::with_ca_file(ca).unwrap(),
+            None => coffer::http::ClientTls::default(),
+        };
+        coffer::http::VaultClient::with_tls(&self.url, token, "coffer-vault", &tls)
+    }
 }
 
 impl Drop for Vault {
@@ -57,6 +86,13 @@ fn start_env(data: &Path, extra: &[&str], fault: Option<&str>) -> Vault {
         token.apply(&mut command);
         hsm = vec!["--hsm".to_owned(), token.uri.clone()];
     }
+    // One CA per data directory, so that a restarted server keeps its certificate.
+    let pki = TLS.then(|| coffer_testkit::tls::issue(&data.with_extension("pki"), "vault"));
+    let tls_args = pki
+        .iter()
+        .flat_map(|pki| [("--tls-cert", &pki.cert), ("--tls-key", &pki.key)])
+        .flat_map(|(flag, path)| [flag.into(), path.as_os_str().to_owned()])
+        .collect::<Vec<std::ffi::OsString>>();
     if let Some(point) = fault {
         command.env("COFFER_VAULT_FAULT", point);
     } else {
@@ -75,6 +111,7 @@ fn start_env(data: &Path, extra: &[&str], fault: Option<&str>) -> Vault {
         .arg(data)
         .args(extra)
         .args(&hsm)
+        .args(&tls_args)
         .args(
             store_url(data)
                 .map(|url| ["--store".to_owned(), url])
@@ -106,10 +143,13 @@ fn start_env(data: &Path, extra: &[&str], fault: Option<&str>) -> Vault {
         None => assert!(store.starts_with("sqlite:"), "{store}"),
         Some(url) => assert_eq!(store, url),
     }
+    let url = first["listening"].as_str().unwrap().to_owned();
+    assert_eq!(url.starts_with("https://"), TLS, "{url}");
     Vault {
         child,
-        url: first["listening"].as_str().unwrap().to_owned(),
+        url,
         token_file: PathBuf::from(first["token_file"].as_str().unwrap()),
+        ca: pki.map(|pki| pki.ca),
     }
 }
 
@@ -139,19 +179,17 @@ fn coffer(args: &[&str]) -> Output {
 }
 
 fn client(vault: &Vault, command: &str, user: &str, password: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "--json",
-        "vault",
-        command,
-        "--vault",
-        &vault.url,
+    let target = vault.args();
+    let mut args = vec!["--json", "vault", command];
+    args.extend(target.iter().map(String::as_str));
+    args.extend_from_slice(&[
         "--user",
         user,
         "--token-file",
         vault.token_file.to_str().unwrap(),
         "--password-file",
         password.to_str().unwrap(),
-    ];
+    ]);
     args.extend_from_slice(extra);
     coffer(&args)
 }
@@ -226,10 +264,7 @@ fn bad_requests_get_4xx_with_a_class_and_never_crash() {
     let dir = tempfile::tempdir().unwrap();
     let vault = start(&dir.path().join("data"));
     let token = std::fs::read_to_string(&vault.token_file).unwrap();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = vault.agent();
     let post = |path: &str, body: Vec<u8>, auth: bool| {
         let mut req = agent
             .post(format!("{}{path}", vault.url))
@@ -329,16 +364,16 @@ fn bad_requests_get_4xx_with_a_class_and_never_crash() {
         assert!(v["error"].is_string());
     }
     // The server is still up.
-    let out = coffer(&[
-        "vault",
-        "status",
-        "--vault",
-        &vault.url,
+    let target = vault.args();
+    let mut args = vec!["vault", "status"];
+    args.extend(target.iter().map(String::as_str));
+    args.extend_from_slice(&[
         "--user",
         "x",
         "--token-file",
         vault.token_file.to_str().unwrap(),
     ]);
+    let out = coffer(&args);
     assert!(
         out.status.success(),
         "{}",
@@ -372,10 +407,7 @@ fn guesses_per_user_are_rate_limited_with_retry_after() {
     assert_eq!(json(&out)["error"], "rate_limited");
     // Raw: the 429 carries Retry-After.
     let token = std::fs::read_to_string(&vault.token_file).unwrap();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = vault.agent();
     let resp = agent
         .post(format!("{}/v1/users/carol/recover/start", vault.url))
         .header("authorization", format!("Bearer {}", token.trim()))
@@ -459,19 +491,16 @@ fn backup_create_then_restore_with_only_the_password() {
     let key_file = dir.path().join("key.txt");
     // `backup` is its own command group: run it with the same client options.
     let args = |command: &str, extra: Vec<String>| {
-        let mut a = vec![
-            "--json".to_string(),
-            "backup".into(),
-            command.into(),
-            "--vault".into(),
-            vault.url.clone(),
+        let mut a = vec!["--json".to_string(), "backup".into(), command.into()];
+        a.extend(vault.args());
+        a.extend([
             "--user".into(),
             "frank".into(),
             "--token-file".into(),
             vault.token_file.to_str().unwrap().into(),
             "--password-file".into(),
             pw.to_str().unwrap().into(),
-        ];
+        ]);
         a.extend(extra);
         a
     };
@@ -600,11 +629,11 @@ fn a_config_file_sets_tenants_that_never_see_each_other() {
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "pw\n").unwrap();
     let run = |token: &str, args: &[&str]| {
+        let target = vault.args();
         let mut a = vec!["--json", "vault"];
         a.extend_from_slice(args);
+        a.extend(target.iter().map(String::as_str));
         a.extend_from_slice(&[
-            "--vault",
-            &vault.url,
             "--server-id",
             "test-vault",
             "--password-file",
@@ -650,19 +679,15 @@ fn completed_and_abandoned_guesses_and_concurrency_over_http() {
     if skipped() {
         return;
     }
-    use coffer::http::VaultClient;
     use coffer::key::RootKey;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let vault = start(&data);
     let token = std::fs::read_to_string(&vault.token_file).unwrap();
-    let client = VaultClient::new(&vault.url, &token, "coffer-vault");
+    let client = vault.client(&token);
     let root = RootKey::from_bytes([3; 32]);
     client.register("hal", b"right", &root, None).unwrap();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = vault.agent();
     let post = |path: &str, body: String| {
         let mut resp = agent
             .post(format!("{}{path}", vault.url))
@@ -707,12 +732,8 @@ fn completed_and_abandoned_guesses_and_concurrency_over_http() {
     client.register("ivy", b"right", &root, None).unwrap();
     let threads: Vec<_> = (0..50)
         .map(|_| {
-            let (url, token) = (vault.url.clone(), token.clone());
-            std::thread::spawn(move || {
-                VaultClient::new(&url, &token, "coffer-vault")
-                    .recover("ivy", b"wrong")
-                    .is_err()
-            })
+            let client = vault.client(&token);
+            std::thread::spawn(move || client.recover("ivy", b"wrong").is_err())
         })
         .collect();
     assert!(threads.into_iter().all(|t| t.join().unwrap()));

@@ -1,10 +1,13 @@
 //! A blocking client for the vault's HTTP API, running the client side of every flow.
 
 use super::api::*;
+use super::tls::ClientTls;
 use super::transport::{b64, enc, CallError, Transport};
 use crate::ids::{RecordId, SessionId};
 use crate::key::RootKey;
-use crate::vault::{Parties, RecoveryClient, RegistrationClient, Status, VaultError};
+use crate::vault::{
+    Parties, RecoveryClient, RegistrationClient, Status, VaultError, SERVER_KEY_LEN,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
@@ -13,6 +16,7 @@ use std::time::Duration;
 pub struct VaultClient {
     transport: Transport,
     server_id: String,
+    server_key: Option<[u8; SERVER_KEY_LEN]>,
 }
 
 /// The result of a recovery: K and the verified session (for a password change).
@@ -40,12 +44,26 @@ fn session_id(bytes: &[u8]) -> Result<SessionId, VaultError> {
 }
 
 impl VaultClient {
-    /// A client for the vault at `base` (e.g. `http://127.0.0.1:8443`) with a tenant token.
+    /// A client for the vault at `base` (e.g. `https://vault.example:8443`, or plain HTTP
+    /// on loopback) with a tenant token, trusting the system's roots.
     pub fn new(base: &str, token: &str, server_id: &str) -> Self {
+        Self::with_tls(base, token, server_id, &ClientTls::default())
+    }
+
+    /// [`VaultClient::new`] with these TLS settings (a CA file, `--insecure-http`).
+    pub fn with_tls(base: &str, token: &str, server_id: &str, tls: &ClientTls) -> Self {
         VaultClient {
-            transport: Transport::new(base, token, Duration::from_secs(60)),
+            transport: Transport::new(base, token, Duration::from_secs(60), tls),
             server_id: server_id.to_owned(),
+            server_key: None,
         }
+    }
+
+    /// Refuse a vault whose OPAQUE public key is not `key`, at registration and in every
+    /// KE2 (`server_auth_failed`); `vault serve` prints its key.
+    pub fn pin_server_key(mut self, key: [u8; SERVER_KEY_LEN]) -> Self {
+        self.server_key = Some(key);
+        self
     }
 
     fn parties_for(&self, user: &str) -> Parties {
@@ -80,6 +98,7 @@ impl VaultClient {
         limit: Option<u32>,
     ) -> Result<(), VaultError> {
         let (client, request) = RegistrationClient::start(password)?;
+        let client = client.pin_server_key(self.server_key);
         let start: RegisterStartResponse = self.send(
             "POST",
             &format!("/v1/users/{}/register/start", enc(user)),
@@ -107,6 +126,7 @@ impl VaultClient {
     /// Recovers K with `password`. A wrong password sends no KE3 (the guess is spent).
     pub fn recover(&self, user: &str, password: &[u8]) -> Result<Recovered, VaultError> {
         let (client, ke1) = RecoveryClient::start(password)?;
+        let client = client.pin_server_key(self.server_key);
         let start: RecoverStartResponse = self.send(
             "POST",
             &format!("/v1/users/{}/recover/start", enc(user)),
@@ -139,6 +159,7 @@ impl VaultClient {
     ) -> Result<u32, VaultError> {
         let session = b64(recovered.session_id.as_bytes());
         let (client, request) = RegistrationClient::start(new_password)?;
+        let client = client.pin_server_key(self.server_key);
         let start: RegisterStartResponse = self.send(
             "POST",
             &format!("/v1/sessions/{session}/password/start"),

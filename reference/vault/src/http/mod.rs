@@ -4,20 +4,24 @@
 
 pub mod api;
 mod client;
+mod listener;
 mod rate;
 mod realm_client;
 mod realm_server;
 mod server;
+mod tls;
 mod transport;
 
 pub use client::{Recovered, VaultClient};
+pub use listener::{serve, serve_until, ServeOptions};
 pub use rate::{Limiter, Rate, RateLimits};
 pub use realm_client::{
     change_password_on_realms, delete_from_realms, guesses_left, realms_status,
     recover_from_realms, register_with_realms, PerRealm, Problems, RealmClient,
 };
 pub use realm_server::realm_router;
-pub use server::{router, serve, ApiError, Tenants, MAX_BODY, MAX_USER_ID};
+pub use server::{router, ApiError, Tenants, MAX_BODY, MAX_USER_ID};
+pub use tls::{check_url, read_certificates, ClientTls, ServerTls, TlsError};
 
 use crate::error::ErrorClass;
 

@@ -2,6 +2,7 @@
 //! by a timeout, and every realm that fails named in the answer.
 
 use super::api::*;
+use super::tls::ClientTls;
 use super::transport::{b64, enc, CallError, Transport};
 use crate::key::RootKey;
 use crate::realms::{
@@ -36,9 +37,20 @@ fn describe(e: CallError) -> String {
 impl RealmClient {
     /// The realm `realm_id` at `base` with a tenant token; each call gives up after `timeout`.
     pub fn new(realm_id: &str, base: &str, token: &str, timeout: Duration) -> Self {
+        Self::with_tls(realm_id, base, token, timeout, &ClientTls::default())
+    }
+
+    /// [`RealmClient::new`] with these TLS settings (a CA file, `--insecure-http`).
+    pub fn with_tls(
+        realm_id: &str,
+        base: &str,
+        token: &str,
+        timeout: Duration,
+        tls: &ClientTls,
+    ) -> Self {
         RealmClient {
             realm_id: realm_id.to_owned(),
-            transport: Transport::new(base, token, timeout),
+            transport: Transport::new(base, token, timeout, tls),
         }
     }
 

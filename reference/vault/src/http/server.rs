@@ -431,12 +431,3 @@ pub fn router<S: Store + 'static, H: Hsm + 'static>(
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
 }
-
-/// Serves until the process is stopped (or ctrl-c).
-pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-}

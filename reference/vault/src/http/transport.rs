@@ -2,6 +2,7 @@
 //! error body turned back into its class.
 
 use super::api::ErrorBody;
+use super::tls::{check_url, ClientTls};
 use crate::error::ErrorClass;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -23,20 +24,30 @@ pub(crate) enum CallError {
 pub(crate) struct Transport {
     base: String,
     token: String,
-    agent: ureq::Agent,
+    /// The agent, or why this URL may not be used (checked once, reported at every call).
+    agent: Result<ureq::Agent, String>,
 }
 
 impl Transport {
-    /// `base` like `http://127.0.0.1:8443`; every call gives up after `timeout`.
-    pub(crate) fn new(base: &str, token: &str, timeout: Duration) -> Self {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(timeout))
-            .build();
+    /// `base` like `https://vault.example:8443` (or `http://127.0.0.1:8443`); every call
+    /// gives up after `timeout`. `tls` says whom to trust and whether plain HTTP may leave
+    /// the machine (`spec/vault.md` §9.1).
+    pub(crate) fn new(base: &str, token: &str, timeout: Duration, tls: &ClientTls) -> Self {
+        let agent = check_url(base, tls.insecure_http).and_then(|https| {
+            let config = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(timeout));
+            let config = if https {
+                config.tls_config(tls.ureq_config()?)
+            } else {
+                config
+            };
+            Ok(config.build().into())
+        });
         Transport {
             base: base.trim_end_matches('/').to_owned(),
             token: token.trim().to_owned(),
-            agent: config.into(),
+            agent,
         }
     }
 
@@ -74,24 +85,25 @@ impl Transport {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, CallError> {
+        let agent = self
+            .agent
+            .as_ref()
+            .map_err(|why| CallError::Remote(ErrorClass::Unsupported, why.clone()))?;
         let url = format!("{}{path}", self.base);
         let auth = format!("Bearer {}", self.token);
         let io = |e: ureq::Error| CallError::Remote(ErrorClass::Io, format!("{url}: {e}"));
         let response = match (method, body) {
-            ("POST", Some(b)) => self
-                .agent
+            ("POST", Some(b)) => agent
                 .post(&url)
                 .header("authorization", &auth)
                 .send_json(b)
                 .map_err(io)?,
-            ("DELETE", _) => self
-                .agent
+            ("DELETE", _) => agent
                 .delete(&url)
                 .header("authorization", &auth)
                 .call()
                 .map_err(io)?,
-            _ => self
-                .agent
+            _ => agent
                 .get(&url)
                 .header("authorization", &auth)
                 .call()

@@ -46,10 +46,28 @@ impl Parties {
     }
 }
 
+/// The length of the vault's OPAQUE public key (ristretto255).
+pub const SERVER_KEY_LEN: usize = 32;
+
+/// Checks the server's OPAQUE public key against the one the client pinned, if any
+/// (`spec/vault.md` §9.1): a server in the path that answers with its own key is refused
+/// (`server_auth_failed`) before anything is sent that it could test passwords against.
+fn check_pin(pinned: Option<&[u8; SERVER_KEY_LEN]>, got: &[u8]) -> Result<(), VaultError> {
+    match pinned {
+        Some(pinned) if pinned.as_slice() != got => Err(VaultError::ServerAuth(format!(
+            "the vault's OPAQUE key is {}, not the pinned {}",
+            hex::encode(got),
+            hex::encode(pinned)
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// A registration in progress.
 pub struct RegistrationClient {
     state: ClientRegistration<Suite>,
     password: Zeroizing<Vec<u8>>,
+    pinned: Option<[u8; SERVER_KEY_LEN]>,
 }
 
 impl RegistrationClient {
@@ -68,9 +86,16 @@ impl RegistrationClient {
             RegistrationClient {
                 state: start.state,
                 password: Zeroizing::new(password.to_vec()),
+                pinned: None,
             },
             start.message.serialize().to_vec(),
         ))
+    }
+
+    /// Refuse a server whose OPAQUE public key is not `key` (with `Some`).
+    pub fn pin_server_key(mut self, key: Option<[u8; SERVER_KEY_LEN]>) -> Self {
+        self.pinned = key;
+        self
     }
 
     /// Finishes with the server's response: returns the `RegistrationUpload` and the
@@ -107,6 +132,7 @@ impl RegistrationClient {
         let done = self
             .state
             .finish(&mut RngRef(rng), &self.password, response, params)?;
+        check_pin(self.pinned.as_ref(), &done.server_s_pk.serialize())?;
         let envelope = seal_envelope(&done.export_key, record_id, version, root.as_bytes(), rng)?;
         debug_assert_eq!(envelope.len(), ENVELOPE_LEN);
         Ok((done.message.serialize().to_vec(), envelope))
@@ -117,6 +143,7 @@ impl RegistrationClient {
 pub struct RecoveryClient {
     state: ClientLogin<Suite>,
     password: Zeroizing<Vec<u8>>,
+    pinned: Option<[u8; SERVER_KEY_LEN]>,
 }
 
 /// A login that verified the server: what the client keeps until the envelope arrives.
@@ -143,9 +170,16 @@ impl RecoveryClient {
             RecoveryClient {
                 state: start.state,
                 password: Zeroizing::new(password.to_vec()),
+                pinned: None,
             },
             start.message.serialize().to_vec(),
         ))
+    }
+
+    /// Refuse a KE2 from a server whose OPAQUE public key is not `key` (with `Some`).
+    pub fn pin_server_key(mut self, key: Option<[u8; SERVER_KEY_LEN]>) -> Self {
+        self.pinned = key;
+        self
     }
 
     /// Checks KE2. A wrong password (or a fake KE2 for a user without record, or a KE2
@@ -157,6 +191,7 @@ impl RecoveryClient {
         let params =
             ClientLoginFinishParameters::new(Some(CONTEXT), parties.identifiers(), Some(&argon));
         let done = self.state.finish(&mut OsRng, &self.password, ke2, params)?;
+        check_pin(self.pinned.as_ref(), &done.server_s_pk.serialize())?;
         Ok(LoginDone {
             ke3: done.message.serialize().to_vec(),
             session_key: Zeroizing::new(done.session_key.to_vec()),

@@ -10,7 +10,9 @@ pub(crate) mod server;
 pub(crate) mod suite;
 
 pub use crate::ids::{RecordId, SessionId};
-pub use client::{LoginDone, Parties, RecoveryClient, RegistrationClient, MAX_CLIENT_KSF_KIB};
+pub use client::{
+    LoginDone, Parties, RecoveryClient, RegistrationClient, MAX_CLIENT_KSF_KIB, SERVER_KEY_LEN,
+};
 pub use randomness::VaultRng;
 pub use server::{
     RecoverStart, RegisterStart, ServerConfig, Status, VaultServer, PASSWORD_FILE_LEN,

@@ -180,6 +180,13 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
         })
     }
 
+    /// The vault's OPAQUE public key: clients pin it (`spec/vault.md` §9.1). Not secret.
+    pub fn server_key(&self) -> [u8; super::SERVER_KEY_LEN] {
+        let mut key = [0u8; super::SERVER_KEY_LEN];
+        key.copy_from_slice(&self.setup.keypair().public().serialize());
+        key
+    }
+
     fn random_id(&self) -> Result<[u8; 16], VaultError> {
         let mut id = [0u8; 16];
         self.randomness.fill(&mut id)?;

@@ -1,0 +1,420 @@
+//! The vault as it meets a network (spec/vault.md §9.1), with real processes on loopback:
+//! HTTPS with a private CA, a client that trusts only what it is told to, the vault's OPAQUE
+//! key pinned, plain HTTP refused off loopback, a certificate reloaded on SIGHUP, and the
+//! bounds that keep slow or idle clients from stopping the vault (header and request
+//! timeouts, the connection cap) while an honest client is served.
+
+use coffer_testkit::tls;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+struct Vault {
+    child: Child,
+    url: String,
+    token_file: PathBuf,
+    server_key: String,
+}
+
+impl Drop for Vault {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Vault {
+    fn address(&self) -> String {
+        self.url.split("://").nth(1).unwrap().to_owned()
+    }
+}
+
+fn serve(data: &Path, pki: Option<&tls::Pki>, extra: &[&str]) -> Vault {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    command
+        .args(["vault", "serve", "--listen", "127.0.0.1:0"])
+        .args(["--ksf", "argon2id:m=256,t=1,p=1", "--data"])
+        .arg(data)
+        .args(extra);
+    if let Some(pki) = pki {
+        command.arg("--tls-cert").arg(&pki.cert);
+        command.arg("--tls-key").arg(&pki.key);
+    }
+    let mut child = command
+        .env_remove("COFFER_VAULT_FAULT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start coffer vault serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let first: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    Vault {
+        child,
+        url: first["listening"].as_str().unwrap().to_owned(),
+        token_file: PathBuf::from(first["token_file"].as_str().unwrap()),
+        server_key: first["server_key"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// `coffer --json vault COMMAND` for user `user` against `vault`, with more arguments.
+fn client(vault: &Vault, command: &str, user: &str, password: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args([
+            "--json", "vault", command, "--vault", &vault.url, "--user", user,
+        ])
+        .arg("--token-file")
+        .arg(&vault.token_file)
+        .arg("--password-file")
+        .arg(password)
+        .args(extra)
+        .env_remove("COFFER_KEY")
+        .env_remove("COFFER_VAULT_CA")
+        .env_remove("COFFER_VAULT_SERVER_KEY")
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn ok(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(out)
+}
+
+/// The failure's class and exit code.
+fn failed(out: &Output) -> (String, i32) {
+    let v = json(out);
+    assert_eq!(v["ok"], false, "{v}");
+    (
+        v["error"].as_str().unwrap().to_owned(),
+        out.status.code().unwrap(),
+    )
+}
+
+fn guesses_left(vault: &Vault, user: &str, password: &Path, ca: &Path) -> u64 {
+    let status = ok(&client(
+        vault,
+        "status",
+        user,
+        password,
+        &["--ca", ca.to_str().unwrap()],
+    ));
+    status["guesses_left"].as_u64().unwrap()
+}
+
+#[test]
+fn https_with_a_pinned_key_and_nothing_trusted_that_was_not_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = tls::issue(&dir.path().join("pki"), "vault");
+    let other = tls::issue(&dir.path().join("other"), "other");
+    let vault = serve(&dir.path().join("data"), Some(&pki), &[]);
+    assert!(vault.url.starts_with("https://127.0.0.1:"), "{}", vault.url);
+    assert_eq!(vault.server_key.len(), 64);
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "correct horse\n").unwrap();
+    let ca = pki.ca.to_str().unwrap();
+    let pin = vault.server_key.as_str();
+    let wrong_pin = format!(
+        "{}{}",
+        if pin.starts_with('0') { "1" } else { "0" },
+        &pin[1..]
+    );
+
+    // A client that trusts the system's roots, or another CA, never reaches the vault.
+    for extra in [&[][..], &["--ca", other.ca.to_str().unwrap()][..]] {
+        let mut args = vec!["--key", KEY];
+        args.extend_from_slice(extra);
+        let out = client(&vault, "register", "alice", &pw, &args);
+        let (class, code) = failed(&out);
+        assert_eq!((class.as_str(), code), ("io", 22), "{}", json(&out));
+        assert!(
+            json(&out)["message"]
+                .as_str()
+                .unwrap()
+                .contains("certificate"),
+            "{}",
+            json(&out)
+        );
+    }
+    // A registration against a vault whose OPAQUE key is not the pinned one stops before
+    // anything is uploaded.
+    let out = client(
+        &vault,
+        "register",
+        "alice",
+        &pw,
+        &["--key", KEY, "--ca", ca, "--server-key", &wrong_pin],
+    );
+    assert_eq!(failed(&out), ("server_auth_failed".into(), 19));
+    let status = ok(&client(&vault, "status", "alice", &pw, &["--ca", ca]));
+    assert_eq!(status["registered"], false, "{status}");
+
+    // With the CA and the right pin: register and recover.
+    ok(&client(
+        &vault,
+        "register",
+        "alice",
+        &pw,
+        &["--key", KEY, "--ca", ca, "--server-key", pin],
+    ));
+    let recovered = ok(&client(
+        &vault,
+        "recover",
+        "alice",
+        &pw,
+        &["--ca", ca, "--server-key", pin],
+    ));
+    assert_eq!(recovered["key"], KEY);
+    // A KE2 under another key than the pinned one is refused (the guess was counted by
+    // the vault, which cannot know the client will refuse; no KE3 is sent).
+    let out = client(
+        &vault,
+        "recover",
+        "alice",
+        &pw,
+        &["--ca", ca, "--server-key", &wrong_pin],
+    );
+    assert_eq!(failed(&out), ("server_auth_failed".into(), 19));
+    assert_eq!(guesses_left(&vault, "alice", &pw, &pki.ca), 9);
+    // A malformed pin is a usage error of its own.
+    let out = client(
+        &vault,
+        "recover",
+        "alice",
+        &pw,
+        &["--ca", ca, "--server-key", "abc"],
+    );
+    assert_eq!(failed(&out).0, "malformed");
+}
+
+#[test]
+fn plain_http_is_refused_off_loopback_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw\n").unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t".repeat(64)).unwrap();
+    // `.invalid` never resolves (RFC 6761): were the URL not refused first, the error
+    // would be `io` and name the lookup, not `unsupported`.
+    for command in [
+        vec!["vault", "status", "--vault", "http://vault.invalid:8443"],
+        vec!["vault", "recover", "--vault", "http://vault.invalid:8443"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .arg("--json")
+            .args(&command)
+            .args(["--user", "alice", "--token-file"])
+            .arg(&token)
+            .arg("--password-file")
+            .arg(&pw)
+            .output()
+            .unwrap();
+        assert_eq!(failed(&out), ("unsupported".into(), 14));
+        let message = json(&out)["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("--insecure-http"), "{message}");
+    }
+    // A realms file naming a plain-HTTP realm off loopback is refused the same way.
+    std::fs::write(
+        dir.path().join("realms.json"),
+        r#"{"threshold": 1, "realms": [{"id": "r1", "url": "http://r1.invalid:1", "token_file": "token"}]}"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["--json", "realms", "status", "--user", "alice", "--realms"])
+        .arg(dir.path().join("realms.json"))
+        .output()
+        .unwrap();
+    assert_eq!(failed(&out), ("unsupported".into(), 14));
+}
+
+#[test]
+fn a_new_certificate_is_served_after_sighup_and_a_bad_one_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = tls::issue(&dir.path().join("first"), "vault");
+    let second = tls::issue(&dir.path().join("second"), "vault");
+    // The vault serves copies, which the test replaces.
+    let live = tls::Pki {
+        ca: first.ca.clone(),
+        cert: dir.path().join("live-cert.pem"),
+        key: dir.path().join("live-key.pem"),
+    };
+    std::fs::copy(&first.cert, &live.cert).unwrap();
+    std::fs::copy(&first.key, &live.key).unwrap();
+    let vault = serve(&dir.path().join("data"), Some(&live), &[]);
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw\n").unwrap();
+    let status = |ca: &Path| {
+        client(
+            &vault,
+            "status",
+            "alice",
+            &pw,
+            &["--ca", ca.to_str().unwrap()],
+        )
+    };
+    ok(&status(&first.ca));
+    assert_eq!(failed(&status(&second.ca)).0, "io");
+
+    let hangup = |vault: &Vault| {
+        let sent = Command::new("kill")
+            .args(["-HUP", &vault.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    // A key that does not go with the certificate: the reload fails, the old one stays.
+    std::fs::copy(&second.cert, &live.cert).unwrap();
+    hangup(&vault);
+    ok(&status(&first.ca));
+    // Both files of the second CA: served from then on.
+    std::fs::copy(&second.key, &live.key).unwrap();
+    hangup(&vault);
+    ok(&status(&second.ca));
+    assert_eq!(failed(&status(&first.ca)).0, "io");
+}
+
+/// Reads until the server closes the connection (or `limit` passes); returns what it sent
+/// and how long that took.
+fn wait_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Duration) {
+    let start = Instant::now();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("still open after {:?}: {e}", start.elapsed()),
+        }
+    }
+    (got, start.elapsed())
+}
+
+#[test]
+fn slow_and_idle_clients_are_cut_off_while_an_honest_one_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = tls::issue(&dir.path().join("pki"), "vault");
+    let vault = serve(
+        &dir.path().join("data"),
+        Some(&pki),
+        &["--header-timeout", "2", "--request-timeout", "3"],
+    );
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw\n").unwrap();
+    let ca = pki.ca.to_str().unwrap();
+    // 300 connections that never finish a TLS handshake (a slowloris), held open.
+    let mut held: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = TcpStream::connect(vault.address()).unwrap();
+            s.write_all(&[0x16, 0x03, 0x01]).unwrap();
+            s
+        })
+        .collect();
+    // Meanwhile an honest client registers and recovers within its timeout.
+    let start = Instant::now();
+    ok(&client(
+        &vault,
+        "register",
+        "bob",
+        &pw,
+        &["--key", KEY, "--ca", ca],
+    ));
+    let recovered = ok(&client(&vault, "recover", "bob", &pw, &["--ca", ca]));
+    assert_eq!(recovered["key"], KEY);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    // And every held connection is closed by the vault once the header timeout passes.
+    for s in &mut held {
+        let (_, waited) = wait_closed(s, Duration::from_secs(10));
+        assert!(waited < Duration::from_secs(10));
+    }
+    drop(held);
+}
+
+#[test]
+fn plain_http_bounds_headers_bodies_and_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = serve(
+        &dir.path().join("data"),
+        None,
+        &[
+            "--header-timeout",
+            "1",
+            "--request-timeout",
+            "2",
+            "--max-connections",
+            "20",
+        ],
+    );
+    let token = std::fs::read_to_string(&vault.token_file).unwrap();
+    // Half-sent headers: closed after the header timeout (1 s), not held.
+    let mut half = TcpStream::connect(vault.address()).unwrap();
+    half.write_all(b"POST /v1/users/x/recover/start HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let (_, waited) = wait_closed(&mut half, Duration::from_secs(10));
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    // Headers, then a body that never completes: 408 after the request timeout (2 s), with
+    // the JSON error body.
+    let mut slow = TcpStream::connect(vault.address()).unwrap();
+    write!(
+        slow,
+        "POST /v1/users/x/recover/start HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"ke1\":",
+        token.trim()
+    )
+    .unwrap();
+    let (answer, waited) = wait_closed(&mut slow, Duration::from_secs(10));
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""error":"io""#), "{answer}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    // The connection cap: 20 idle connections fill it, the 21st is closed at once, and
+    // once the idle ones time out the vault answers again.
+    let idle: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(vault.address()).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut over = TcpStream::connect(vault.address()).unwrap();
+    let _ = over.write_all(b"GET /v1/users/x/status HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (answer, waited) = wait_closed(&mut over, Duration::from_secs(10));
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    assert!(waited < Duration::from_millis(900), "{waited:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let agent = tls::agent(None);
+    let response = agent
+        .get(format!("{}/v1/users/x/status", vault.url))
+        .header("authorization", format!("Bearer {}", token.trim()))
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    drop(idle);
+}
