@@ -2,6 +2,7 @@
 //! is kept whole (status, error class, headers) so that cases can grade it, including the
 //! malformed requests an ordinary client would never send.
 
+use coffer::http::{check_url, ClientTls};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -95,17 +96,45 @@ pub fn segment(text: &str) -> String {
 }
 
 impl Vault {
-    /// A vault at `base` (e.g. `http://127.0.0.1:8443`) for the tenant of `token`.
-    pub fn new(base: &str, token: &str, timeout: Duration) -> Self {
+    /// A vault at `base` (e.g. `https://vault.example:8443`, or plain HTTP on loopback) for
+    /// the tenant of `token`, trusting the roots of `tls`.
+    pub fn new(
+        base: &str,
+        token: &str,
+        timeout: Duration,
+        tls: &ClientTls,
+    ) -> anyhow::Result<Self> {
+        let https = check_url(base, tls.insecure_http).map_err(|why| anyhow::anyhow!(why))?;
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
-            .timeout_global(Some(timeout))
-            .build();
-        Vault {
+            .timeout_global(Some(timeout));
+        let config = if https {
+            config.tls_config(tls.ureq_config().map_err(|why| anyhow::anyhow!(why))?)
+        } else {
+            config
+        };
+        Ok(Vault {
             base: base.trim_end_matches('/').to_owned(),
             token: token.trim().to_owned(),
-            agent: config.into(),
+            agent: config.build().into(),
+        })
+    }
+
+    /// The `host:port` of the base URL (the scheme's default port if none is given).
+    pub fn authority(&self) -> String {
+        let (scheme, rest) = self.base.split_once("://").unwrap_or(("http", &self.base));
+        let authority = rest.split('/').next().unwrap_or_default();
+        let has_port = match authority.rfind(']') {
+            Some(end) => authority[end..].contains(':'),
+            None => authority.contains(':'),
+        };
+        if has_port {
+            authority.to_owned()
+        } else if scheme.eq_ignore_ascii_case("https") {
+            format!("{authority}:443")
+        } else {
+            format!("{authority}:80")
         }
     }
 

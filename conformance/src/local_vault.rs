@@ -6,15 +6,18 @@ use anyhow::Context;
 use coffer::hsm::SoftHsm;
 use coffer::http::RateLimits;
 use coffer::http::{router, Tenants};
+use coffer::http::{serve_until, ServeOptions, ServerTls};
 use coffer::store::SqliteStore;
 use coffer::store::Store;
 use coffer::vault::{ServerConfig, VaultServer};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// A running vault; stopped when dropped.
+/// A running vault, served over HTTPS with a private CA; stopped when dropped.
 pub struct LocalVault {
-    /// Its base URL, `http://127.0.0.1:PORT`.
+    /// Its base URL, `https://127.0.0.1:PORT`.
     pub url: String,
+    /// The CA its certificate chains to (what clients pass as `--vault-ca`).
+    pub ca: PathBuf,
     /// The tenant token.
     pub token: String,
     /// The server identity it binds into logins.
@@ -22,10 +25,13 @@ pub struct LocalVault {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
-/// A running realm (spec/realms.md); stopped when dropped.
+/// A running realm (spec/realms.md), served over HTTPS with a private CA; stopped when
+/// dropped.
 pub struct LocalRealm {
     /// Its base URL.
     pub url: String,
+    /// The CA its certificate chains to.
+    pub ca: PathBuf,
     /// The tenant token.
     pub token: String,
     _runtime: RuntimeGuard,
@@ -45,13 +51,13 @@ pub fn start_realm(dir: &Path) -> anyhow::Result<LocalRealm> {
     let token = hex::encode(random);
     let mut tenants = Tenants::default();
     tenants.add(&token, "default");
-    let (url, runtime) = serve_loopback(coffer::http::realm_router(
-        realm,
-        tenants,
-        RateLimits::default(),
-    ))?;
+    let (url, runtime, ca) = serve_loopback_tls(
+        coffer::http::realm_router(realm, tenants, RateLimits::default()),
+        dir,
+    )?;
     Ok(LocalRealm {
         url,
+        ca,
         token,
         _runtime: RuntimeGuard(Some(runtime)),
     })
@@ -86,9 +92,11 @@ impl LocalVault {
         let token = hex::encode(random);
         let mut tenants = Tenants::default();
         tenants.add(&token, "default");
-        let (url, runtime) = serve_loopback(router(vault, tenants, RateLimits::default()))?;
+        let (url, runtime, ca) =
+            serve_loopback_tls(router(vault, tenants, RateLimits::default()), dir)?;
         Ok(LocalVault {
             url,
+            ca,
             token,
             server_id,
             runtime: Some(runtime),
@@ -117,6 +125,39 @@ pub fn serve_loopback(app: axum::Router) -> anyhow::Result<(String, tokio::runti
         }
     });
     Ok((url, runtime))
+}
+
+/// Serves `app` over HTTPS on a free loopback port (the reference's own listener, with its
+/// bounds), with a private CA made in `dir`: returns the base URL, the runtime (dropping it
+/// stops the server) and the CA's file.
+pub fn serve_loopback_tls(
+    app: axum::Router,
+    dir: &Path,
+) -> anyhow::Result<(String, tokio::runtime::Runtime, PathBuf)> {
+    let pki = coffer_testkit::tls::issue(&dir.join("pki"), "conformance");
+    let tls = ServerTls::load(&pki.cert, &pki.key).context("the loopback certificate")?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding loopback")?;
+    listener.set_nonblocking(true)?;
+    let url = format!("https://{}", listener.local_addr()?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let listener = {
+        let _guard = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+    let options = ServeOptions {
+        tls: Some(tls),
+        ..ServeOptions::default()
+    };
+    runtime.spawn(async move {
+        if let Err(e) = serve_until(listener, app, options, std::future::pending()).await {
+            eprintln!("loopback server: {e}");
+        }
+    });
+    Ok((url, runtime, pki.ca))
 }
 
 /// A reference vault (not served) over SQLite and the software HSM, both in `dir`, with the

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use coffer::http::ClientTls;
 use coffer_conformance::expected::{glob_match, ExpectedFailures};
 use coffer_conformance::http::Vault;
 use coffer_conformance::local_vault;
@@ -42,7 +43,8 @@ enum Command {
         /// ARG"). Without it the suite is skipped.
         #[arg(long, value_name = "CMD")]
         client: Option<String>,
-        /// The vault server for the vault-server suite (base URL, e.g. http://127.0.0.1:8443).
+        /// The vault server for the vault-server suite (base URL, e.g.
+        /// https://vault.example:8443; plain http:// only on loopback unless --insecure-http).
         /// Without it the suite is skipped. The suite registers its own users (random names
         /// starting `conformance-`) and destroys some of them: point it at a test tenant.
         #[arg(long, value_name = "URL")]
@@ -53,6 +55,10 @@ enum Command {
         /// The vault's server identity (bound into every login).
         #[arg(long, value_name = "ID", default_value = "coffer-vault")]
         vault_server_id: String,
+        /// Trust only the CA certificates of this PEM file for an https:// --vault (default:
+        /// the system's roots).
+        #[arg(long, value_name = "FILE")]
+        vault_ca: Option<PathBuf>,
         /// A realm for the realm-server suite (spec/realms.md; base URL). Without it the suite
         /// is skipped. It registers its own users (random names starting `conformance-`).
         #[arg(long, value_name = "URL")]
@@ -60,6 +66,13 @@ enum Command {
         /// The tenant bearer token for --realm, read from this file.
         #[arg(long, value_name = "FILE", env = "COFFER_REALM_TOKEN_FILE")]
         realm_token_file: Option<PathBuf>,
+        /// Trust only the CA certificates of this PEM file for an https:// --realm.
+        #[arg(long, value_name = "FILE")]
+        realm_ca: Option<PathBuf>,
+        /// Allow plain http:// --vault and --realm URLs that are not loopback (the token
+        /// then crosses the network in clear; the vault.transport.https case still fails).
+        #[arg(long)]
+        insecure_http: bool,
         /// The vectors the client suites read (default: the repository's vectors/).
         #[arg(long, value_name = "DIR")]
         vectors: Option<PathBuf>,
@@ -404,8 +417,11 @@ fn run() -> anyhow::Result<bool> {
             vault,
             vault_token_file,
             vault_server_id,
+            vault_ca,
             realm,
             realm_token_file,
+            realm_ca,
+            insecure_http,
             expected_failures,
             filter,
             list,
@@ -445,7 +461,7 @@ fn run() -> anyhow::Result<bool> {
                         .context("--vault needs --vault-token-file (or COFFER_VAULT_TOKEN_FILE)")?;
                     let token = std::fs::read_to_string(&path)
                         .with_context(|| format!("reading {}", path.display()))?;
-                    Some((url, token.trim().to_owned(), vault_server_id))
+                    Some((url, token.trim().to_owned(), vault_server_id, vault_ca))
                 }
                 (None, true) => {
                     let dir = tempfile::tempdir().context("a directory for the local vault")?;
@@ -455,6 +471,7 @@ fn run() -> anyhow::Result<bool> {
                         served.url.clone(),
                         served.token.clone(),
                         served.server_id.clone(),
+                        Some(served.ca.clone()),
                     );
                     local_vault = Some((served, dir));
                     Some(target)
@@ -469,12 +486,16 @@ fn run() -> anyhow::Result<bool> {
                         .context("--realm needs --realm-token-file (or COFFER_REALM_TOKEN_FILE)")?;
                     let token = std::fs::read_to_string(&path)
                         .with_context(|| format!("reading {}", path.display()))?;
-                    Some((url, token.trim().to_owned()))
+                    Some((url, token.trim().to_owned(), realm_ca))
                 }
                 (None, true) => {
                     let dir = tempfile::tempdir().context("a directory for the local realm")?;
                     let served = local_vault::start_realm(dir.path())?;
-                    let target = (served.url.clone(), served.token.clone());
+                    let target = (
+                        served.url.clone(),
+                        served.token.clone(),
+                        Some(served.ca.clone()),
+                    );
                     local_realm = Some((served, dir));
                     Some(target)
                 }
@@ -550,14 +571,15 @@ fn run() -> anyhow::Result<bool> {
                 None => eprintln!("hsm: skipped (no --hsm URI given)"),
             }
             match &vault {
-                Some((url, token, server_id)) => {
+                Some((url, token, server_id, ca)) => {
                     let shown = match &local_vault {
                         Some(_) => format!("{url} (the reference vault, served by this run)"),
                         None => url.clone(),
                     };
                     targets.insert("vault-server".to_owned(), shown);
+                    let tls = client_tls(ca.as_deref(), insecure_http)?;
                     let ctx = suites::vault_server::Ctx::new(
-                        Vault::new(url, token, Duration::from_secs(timeout)),
+                        Vault::new(url, token, Duration::from_secs(timeout), &tls)?,
                         server_id,
                         Duration::from_secs(timeout),
                     )?;
@@ -566,17 +588,19 @@ fn run() -> anyhow::Result<bool> {
                 None => eprintln!("vault-server: skipped (no --vault URL given)"),
             }
             match &realm {
-                Some((url, token)) => {
+                Some((url, token, ca)) => {
                     let shown = match &local_realm {
                         Some(_) => format!("{url} (the reference realm, served by this run)"),
                         None => url.clone(),
                     };
                     targets.insert("realm-server".to_owned(), shown);
+                    let tls = client_tls(ca.as_deref(), insecure_http)?;
                     let ctx = suites::realm_server::Ctx::new(Vault::new(
                         url,
                         token,
                         Duration::from_secs(timeout),
-                    ))?;
+                        &tls,
+                    )?)?;
                     cases.extend(suites::realm_server::run(&ctx, keep, jobs)?);
                 }
                 None => eprintln!("realm-server: skipped (no --realm URL given)"),
@@ -615,4 +639,16 @@ fn run() -> anyhow::Result<bool> {
             Ok(run.as_expected())
         }
     }
+}
+
+/// Whom the runner trusts for an https:// target: the CA file given, or the system's roots.
+fn client_tls(ca: Option<&std::path::Path>, insecure_http: bool) -> anyhow::Result<ClientTls> {
+    let tls = match ca {
+        Some(path) => ClientTls::with_ca_file(path)?,
+        None => ClientTls::default(),
+    };
+    Ok(ClientTls {
+        insecure_http,
+        ..tls
+    })
 }

@@ -1,5 +1,5 @@
-//! The vault suites: the reference vault passes every vault-server case over real HTTP on
-//! loopback; a vault that counts guesses only on failed KE3s fails exactly the cases meant
+//! The vault suites: the reference vault passes every vault-server case over real HTTPS
+//! on loopback (and fails them all when its CA is not trusted); a vault that counts guesses only on failed KE3s fails exactly the cases meant
 //! to catch it; the reference client passes every client-vault case; a client that sends
 //! KE3 after a bad KE2 fails exactly the cases that forbid it.
 
@@ -50,12 +50,39 @@ fn set(ids: &[&str]) -> BTreeSet<String> {
 fn against(vault: &LocalVault, dir: &Path) -> (Option<i32>, Value) {
     let token = dir.join("token");
     std::fs::write(&token, &vault.token).unwrap();
+    assert!(vault.url.starts_with("https://"), "{}", vault.url);
     run(&[
         "--vault",
         &vault.url,
         "--vault-token-file",
         token.to_str().unwrap(),
+        "--vault-ca",
+        vault.ca.to_str().unwrap(),
     ])
+}
+
+/// Without the vault's CA the runner cannot reach it: every case fails (none passes on a
+/// connection it could not make).
+#[test]
+fn a_vault_whose_certificate_is_not_trusted_fails_every_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = LocalVault::start(sqlite_store(dir.path()).unwrap(), dir.path()).unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, &vault.token).unwrap();
+    let (code, report) = run(&[
+        "--vault",
+        &vault.url,
+        "--vault-token-file",
+        token.to_str().unwrap(),
+        "--filter",
+        "vault.flow.*",
+    ]);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert!(ids_with(&report, "pass").is_empty(), "{report:#}");
+    for case in report["cases"].as_array().unwrap() {
+        let said = format!("{} {}", case["actual"], case["detail"]);
+        assert!(said.contains("UnknownIssuer"), "{case:#}");
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 use crate::case::{CaseResult, Level, Status};
 use crate::http::{b64, segment, Method, Reply, Vault};
-use coffer::http::status_of;
+use coffer::http::{check_url, status_of};
 use coffer::key::RootKey;
 use coffer::vault::{LoginDone, Parties};
 use coffer::vault::{RecordId, SessionId};
@@ -709,7 +709,80 @@ fn user_rate_limited(ctx: &Ctx) -> Outcome {
     fail("200 guesses in a row for one user without a 429", "")
 }
 
+/// spec/vault.md §9.1 (1): HTTPS, or plain HTTP on loopback only.
+fn transport_https(ctx: &Ctx) -> Outcome {
+    let base = ctx.vault.base();
+    match check_url(base, false) {
+        Ok(true) => pass("https"),
+        Ok(false) => pass("plain HTTP on loopback"),
+        Err(_) => fail(
+            format!("plain HTTP at {base}"),
+            "a vault reachable from another host must be served over HTTPS",
+        ),
+    }
+}
+
+/// How long the suite waits for a vault to close a connection that sends nothing more.
+const IDLE_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// spec/vault.md §9.1 (3): a connection that never finishes its handshake or headers is
+/// closed by the vault within a bound (the suite allows 30 s; the reference takes 10).
+fn transport_stalled_connection_closed(ctx: &Ctx) -> Outcome {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let authority = ctx.vault.authority();
+    let Some(address) = authority.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return fail(format!("cannot resolve {authority}"), "");
+    };
+    let mut stream =
+        match std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(10)) {
+            Ok(stream) => stream,
+            Err(e) => return fail(format!("cannot connect to {authority}: {e}"), ""),
+        };
+    // Plain HTTP: half a request. HTTPS: the first bytes of a ClientHello. Then nothing.
+    let start: &[u8] = if ctx.vault.base().starts_with("https") {
+        &[0x16, 0x03, 0x01]
+    } else {
+        b"POST /v1/users/x/recover/start HTTP/1.1\r\nHost: x\r\n"
+    };
+    let began = std::time::Instant::now();
+    if let Err(e) = stream.write_all(start) {
+        return fail(format!("write: {e}"), "");
+    }
+    let _ = stream.set_read_timeout(Some(IDLE_BOUND));
+    let mut buf = [0u8; 512];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(_) => {
+                return fail(
+                    format!("still open after {} s", IDLE_BOUND.as_secs()),
+                    "a stalled connection must be closed (spec/vault.md §9.1)",
+                )
+            }
+        }
+    }
+    pass(format!(
+        "closed after {:.1} s",
+        began.elapsed().as_secs_f64()
+    ))
+}
+
 const CASES: &[Case] = &[
+    Case {
+        id: "vault.transport.https",
+        level: Level::Must,
+        expected: "HTTPS, or plain HTTP only on loopback",
+        run: transport_https,
+    },
+    Case {
+        id: "vault.transport.stalled_connection_closed",
+        level: Level::Must,
+        expected: "a connection that stalls in its handshake or headers is closed within 30 s",
+        run: transport_stalled_connection_closed,
+    },
     Case {
         id: "vault.flow.register_recover",
         level: Level::Must,

@@ -145,8 +145,9 @@ impl ClientTls {
         })
     }
 
-    /// The ureq TLS settings: these roots, or the system's.
-    pub(crate) fn ureq_config(&self) -> Result<ureq::tls::TlsConfig, String> {
+    /// The ureq TLS settings: these roots, or the system's (for callers that make raw
+    /// requests, as the conformance runner does).
+    pub fn ureq_config(&self) -> Result<ureq::tls::TlsConfig, String> {
         let roots: Vec<ureq::tls::Certificate<'static>> = match &self.roots {
             Some(roots) => roots
                 .iter()
