@@ -98,6 +98,7 @@ fn bench_recovery<H: Hsm>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, 
             let mut server_time = Duration::ZERO;
             for _ in 0..iters {
                 let (client, ke1) = RecoveryClient::start(b"pw").unwrap();
+                let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
                 let t = Instant::now();
                 let ke2 = server.recover_start("t", "bench", &ke1).unwrap();
                 server_time += t.elapsed();
@@ -245,6 +246,7 @@ fn bench_client(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, db: &Path,
             for _ in 0..iters {
                 let t = Instant::now();
                 let (client, ke1) = RecoveryClient::start(b"pw").unwrap();
+                let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
                 client_time += t.elapsed();
                 let ke2 = server.recover_start("t", "bench", &ke1).unwrap();
                 let t = Instant::now();

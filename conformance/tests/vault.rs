@@ -196,7 +196,7 @@ fn the_reference_client_passes_every_client_vault_case() {
     let (code, report) = run(&["--client", "reference", "--filter", "client.vault.*"]);
     assert_eq!(code, Some(0), "{report:#}");
     let passed = ids_with(&report, "pass");
-    assert_eq!(passed.len(), 16, "{report:#}");
+    assert_eq!(passed.len(), 17, "{report:#}");
     assert!(passed.iter().all(|id| id.starts_with("client.vault.")));
 }
 
@@ -215,6 +215,7 @@ fn a_client_that_sends_ke3_after_a_bad_ke2_fails_exactly_those_cases() {
             "client.vault.recover.replayed_ke2",
             "client.vault.recover.truncated_ke2",
             "client.vault.recover.costly_ksf",
+            "client.vault.recover.weak_ksf",
             "client.vault.recover.rate_limited",
         ]),
         "{report:#}"
@@ -237,5 +238,5 @@ fn a_client_without_vault_support_has_the_suite_skipped() {
     let client = format!("python3 {} crypt15-only {}", double(), exe());
     let (code, report) = run(&["--client", &client, "--filter", "client.vault.*"]);
     assert_eq!(code, Some(0), "{report:#}");
-    assert_eq!(ids_with(&report, "skipped").len(), 16, "{report:#}");
+    assert_eq!(ids_with(&report, "skipped").len(), 17, "{report:#}");
 }

@@ -363,6 +363,7 @@ fn login(
     password: &str,
 ) -> Result<(coffer::vault::SessionId, coffer::vault::LoginDone), String> {
     let (client, ke1) = RecoveryClient::start(password.as_bytes()).map_err(class)?;
+    let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
     let ke2 = vault.recover_start(TENANT, user, &ke1).map_err(class)?;
     let done = client.finish(parties, &ke2.ke2, &ke2.ksf).map_err(class)?;
     Ok((ke2.session_id, done))
@@ -381,6 +382,7 @@ fn run_step(vault: &Vault, config: &ServerConfig, s: &Step, held: &mut Held) -> 
         "register" => {
             let (client, request) =
                 RegistrationClient::start(password.as_bytes()).map_err(class)?;
+            let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
             let start = vault
                 .register_start(TENANT, &s.user, &request)
                 .map_err(class)?;
@@ -445,6 +447,7 @@ fn run_step(vault: &Vault, config: &ServerConfig, s: &Step, held: &mut Held) -> 
             let (record_id, version, k) = done.open(&session, &released).map_err(class)?;
             let new = s.new_password.clone().unwrap_or_default();
             let (client, request) = RegistrationClient::start(new.as_bytes()).map_err(class)?;
+            let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
             let start = vault
                 .change_password_start(TENANT, &session, &request)
                 .map_err(class)?;
@@ -922,6 +925,7 @@ fn run_transcript(
             )?;
             let (client, request) =
                 RegistrationClient::start_with(password.as_bytes(), &mut *rng).map_err(class)?;
+            let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
             note(
                 "registration_client_start",
                 &rep,
@@ -967,6 +971,7 @@ fn run_transcript(
             client_rng("recovery_client_start", &recorded.recovery_client_start)?;
         let (client, ke1) =
             RecoveryClient::start_with(recovery_password.as_bytes(), &mut *rng).map_err(class)?;
+        let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
         note(
             "recovery_client_start",
             &rep,

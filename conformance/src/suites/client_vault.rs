@@ -62,6 +62,8 @@ enum Play {
     TruncatedKe2,
     /// KSF parameters asking for 4 GiB.
     CostlyKsf,
+    /// KSF parameters below the floor (8 KiB, one pass): passwords cheap to test offline.
+    WeakKsf,
     /// KE1 answered 429 `rate_limited`.
     RateLimited,
     /// The release with one byte flipped.
@@ -90,6 +92,7 @@ impl Rogue {
         let cred = credential_id(TENANT, "alice");
         let ksf = KsfParams::DEFAULT.name();
         let (client, request) = RegistrationClient::start(PASSWORD.as_bytes())?;
+        let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
         let start = ServerRegistration::<Suite>::start(
             &real,
             RegistrationRequest::deserialize(&request)?,
@@ -110,6 +113,7 @@ impl Rogue {
             server_id: server_id.to_owned(),
         };
         let (client, ke1) = RecoveryClient::start(PASSWORD.as_bytes())?;
+        let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
         let ke2 = honest.ke2(&ke1)?;
         client
             .finish(&parties("alice", server_id), &ke2, &ksf)
@@ -236,6 +240,7 @@ async fn recover_start(
         Play::ReplayedKe2 => (shared.recorded.0.clone(), start.ksf),
         Play::TruncatedKe2 => (start.ke2[..100].to_vec(), start.ksf),
         Play::CostlyKsf => (start.ke2, "argon2id:m=4194304,t=3,p=1".to_owned()),
+        Play::WeakKsf => (start.ke2, "argon2id:m=8,t=1,p=1".to_owned()),
         _ => (start.ke2, start.ksf),
     };
     Json(RecoverStartResponse {
@@ -360,6 +365,7 @@ fn register(
     envelope_kind: Envelope,
 ) -> anyhow::Result<()> {
     let (client, request) = RegistrationClient::start(password.as_bytes())?;
+    let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
     let start = server.register_start(TENANT, user, &request)?;
     let version = match envelope_kind {
         Envelope::OtherVersion => 2,
@@ -388,6 +394,7 @@ fn recover(
     password: &str,
 ) -> anyhow::Result<(RootKey, Vec<u8>, Vec<u8>)> {
     let (client, ke1) = RecoveryClient::start(password.as_bytes())?;
+    let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
     let start = server.recover_start(TENANT, user, &ke1)?;
     let done = client.finish(&parties(user, server_id), &start.ke2, &start.ksf)?;
     let release = server.recover_finish(TENANT, &start.session_id, &done.ke3)?;
@@ -571,6 +578,14 @@ const CASES: &[Case] = &[
         op: "vault_recover",
         want: refused("unsupported", true),
         expected: "unsupported before any work, no KE3",
+    },
+    Case {
+        id: "client.vault.recover.weak_ksf",
+        play: Play::WeakKsf,
+        user: "alice",
+        op: "vault_recover",
+        want: refused("unsupported", true),
+        expected: "unsupported (below the floor), no KE3",
     },
     Case {
         id: "client.vault.recover.rate_limited",

@@ -129,6 +129,7 @@ impl Ctx {
         limit: Option<u32>,
     ) -> Result<(), String> {
         let (client, request) = RegistrationClient::start(password).map_err(|e| e.to_string())?;
+        let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
         let start = self.vault.post(
             &format!("/v1/users/{}/register/start", segment(user)),
             &json!({"request": b64(&request)}),
@@ -299,6 +300,7 @@ fn flow_change_password(ctx: &Ctx) -> Outcome {
     };
     let new = b"a new password for the change";
     let (client, request) = tri!(RegistrationClient::start(new).map_err(|e| e.to_string()));
+    let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
     let start = ctx.vault.post(
         &format!("/v1/sessions/{}/password/start", b64(session.as_bytes())),
         &json!({"request": b64(&request)}),

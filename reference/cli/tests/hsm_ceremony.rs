@@ -88,6 +88,7 @@ fn serve(token: &TestToken, data: &Path) -> Server {
 
 fn vault(server: &Server, command: &str, user: &str, password: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .env("COFFER_ALLOW_WEAK_KSF", "1")
         .args([
             "--json",
             "vault",

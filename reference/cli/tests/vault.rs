@@ -210,6 +210,7 @@ fn replayed_and_crossed_ke3_are_rejected() {
     register(&server, "frank", b"pw", &RootKey::generate().unwrap());
     // Replay: the same KE3 twice.
     let (client, ke1) = RecoveryClient::start(b"pw").unwrap();
+    let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
     let start = server.recover_start("default", "frank", &ke1).unwrap();
     let done = client
         .finish(&parties("frank"), &start.ke2, &start.ksf)
@@ -223,6 +224,7 @@ fn replayed_and_crossed_ke3_are_rejected() {
     assert_eq!(replay.class(), ErrorClass::WrongPassword);
     // Crossed: a valid KE3 of session A sent for session B.
     let (ca, ke1a) = RecoveryClient::start(b"pw").unwrap();
+    let ca = ca.ksf_floor(coffer::vault::KsfFloor::NONE);
     let a = server.recover_start("default", "frank", &ke1a).unwrap();
     let (_, ke1b) = RecoveryClient::start(b"pw").unwrap();
     let b = server.recover_start("default", "frank", &ke1b).unwrap();
@@ -239,6 +241,7 @@ fn a_ke2_for_another_user_or_server_fails_on_the_client() {
     let server = server(dir.path());
     register(&server, "gina", b"pw", &RootKey::generate().unwrap());
     let (client, ke1) = RecoveryClient::start(b"pw").unwrap();
+    let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
     let start = server.recover_start("default", "gina", &ke1).unwrap();
     let wrong_server = Parties {
         server_id: "another-vault".into(),
@@ -249,6 +252,7 @@ fn a_ke2_for_another_user_or_server_fails_on_the_client() {
         Err(VaultError::WrongPassword)
     ));
     let (client, ke1) = RecoveryClient::start(b"pw").unwrap();
+    let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
     let start = server.recover_start("default", "gina", &ke1).unwrap();
     let err = client
         .finish(&parties("someone-else"), &start.ke2, &start.ksf)
@@ -257,6 +261,7 @@ fn a_ke2_for_another_user_or_server_fails_on_the_client() {
     assert_eq!(err.class(), ErrorClass::WrongPassword);
     // A hostile KSF demand is refused before any work.
     let (client, ke1) = RecoveryClient::start(b"pw").unwrap();
+    let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
     let start = server.recover_start("default", "gina", &ke1).unwrap();
     let err = client
         .finish(&parties("gina"), &start.ke2, "argon2id:m=4000000,t=3,p=1")
@@ -286,6 +291,7 @@ fn change_password_needs_a_recovery_and_then_the_old_one_fails() {
     );
     let (k, session, _) = recover(&server, "hank", b"old").unwrap();
     let (client, request) = RegistrationClient::start(b"new").unwrap();
+    let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
     let start = server
         .change_password_start("default", &session, &request)
         .unwrap();
@@ -354,6 +360,7 @@ fn the_data_directory_without_the_hsm_key_reveals_nothing() {
         // Register by hand to keep what the client sent: the envelope, and the upload from
         // which the server derives the password file.
         let (client, request) = RegistrationClient::start(b"pw").unwrap();
+        let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
         let start = server.register_start("default", "jack", &request).unwrap();
         let (upload, envelope) = client
             .finish(

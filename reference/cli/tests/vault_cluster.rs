@@ -108,7 +108,7 @@ impl Site {
 }
 
 fn client(node: &Node) -> VaultClient {
-    VaultClient::new(&node.url, TOKEN, "coffer-vault")
+    VaultClient::new(&node.url, TOKEN, "coffer-vault").ksf_floor(coffer::vault::KsfFloor::NONE)
 }
 
 /// What one KE1 got back.
@@ -131,6 +131,7 @@ fn guess(url: &str, user: &str, password: &[u8]) -> (Outcome, bool) {
         .build()
         .into();
     let (state, ke1) = RecoveryClient::start(password).unwrap();
+    let state = state.ksf_floor(coffer::vault::KsfFloor::NONE);
     let b64 = |b: &[u8]| {
         use base64::Engine;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
@@ -449,6 +450,7 @@ fn the_three_site_script_starts_a_working_vault_and_tears_it_down() {
             &token,
             "coffer-vault",
         )
+        .ksf_floor(coffer::vault::KsfFloor::NONE)
     };
     let root = RootKey::from_bytes([4; 32]);
     node(1).register("bob", b"pw", &root, None).unwrap();

@@ -252,7 +252,8 @@ fn tls_and_etcd_users_as_operators_run_them() {
     // The right CA and user: it serves, over TLS, with etcd's authentication.
     let (mut child, url) = vault(&d.join("v4"), &store, &args(&auth("vault.pw", "vault"))).unwrap();
     let token = std::fs::read_to_string(d.join("v4/tenant-default.token")).unwrap();
-    let client = VaultClient::new(&url, &token, "coffer-vault");
+    let client =
+        VaultClient::new(&url, &token, "coffer-vault").ksf_floor(coffer::vault::KsfFloor::NONE);
     client
         .register("eve", b"pw", &RootKey::from_bytes([6; 32]), None)
         .unwrap();

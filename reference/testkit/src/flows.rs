@@ -28,6 +28,7 @@ pub fn register<S: Store, H: Hsm>(
     limit: Option<u32>,
 ) -> Result<RecordId, VaultError> {
     let (client, request) = RegistrationClient::start(password)?;
+    let client = client.ksf_floor(coffer_vault::vault::KsfFloor::NONE);
     let start = server.register_start(tenant, user, &request)?;
     let (upload, envelope) = client.finish(
         &parties(server, user),
@@ -59,6 +60,7 @@ pub fn recover<S: Store, H: Hsm>(
     password: &[u8],
 ) -> Result<Recovery, VaultError> {
     let (client, ke1) = RecoveryClient::start(password)?;
+    let client = client.ksf_floor(coffer_vault::vault::KsfFloor::NONE);
     let start = server.recover_start(tenant, user, &ke1)?;
     let done = client.finish(&parties(server, user), &start.ke2, &start.ksf)?;
     let released = server.recover_finish(tenant, &start.session_id, &done.ke3)?;

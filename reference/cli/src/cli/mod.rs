@@ -509,6 +509,10 @@ pub(crate) struct VaultConnectionArgs {
     /// every recovery.
     #[arg(long, value_name = "HEX", env = "COFFER_VAULT_SERVER_KEY")]
     server_key: Option<String>,
+    /// Accept a vault's Argon2id parameters below the floor (19 MiB, 2 passes): only for
+    /// test vaults with cheap parameters. Or set COFFER_ALLOW_WEAK_KSF=1.
+    #[arg(long, env = "COFFER_ALLOW_WEAK_KSF", value_parser = clap::builder::FalseyValueParser::new())]
+    allow_weak_ksf: bool,
 }
 
 /// Where a backup's key is kept: one vault, or t-of-n realms.

@@ -17,7 +17,7 @@ use coffer::key::RootKey;
 use coffer::realms::RealmSet;
 use coffer::realms::{EtcdRealmStore, Realm, RealmConfig, RealmStore, SqliteRealmStore};
 use coffer::store::{EtcdConfig, EtcdStore, SqliteStore, Store};
-use coffer::vault::{KsfParams, ServerConfig, VaultServer, SERVER_KEY_LEN};
+use coffer::vault::{KsfFloor, KsfParams, ServerConfig, VaultServer, SERVER_KEY_LEN};
 use coffer::ErrorClass;
 use serde_json::json;
 use std::path::Path;
@@ -339,7 +339,10 @@ fn vault_client(
             )
         })?),
     };
-    let client = VaultClient::with_tls(vault, token.trim(), server_id, &tls);
+    let mut client = VaultClient::with_tls(vault, token.trim(), server_id, &tls);
+    if connection.allow_weak_ksf {
+        client = client.ksf_floor(KsfFloor::NONE);
+    }
     Ok(match server_key {
         Some(key) => client.pin_server_key(key),
         None => client,

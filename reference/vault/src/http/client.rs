@@ -6,7 +6,7 @@ use super::transport::{b64, enc, CallError, Transport};
 use crate::ids::{RecordId, SessionId};
 use crate::key::RootKey;
 use crate::vault::{
-    Parties, RecoveryClient, RegistrationClient, Status, VaultError, SERVER_KEY_LEN,
+    KsfFloor, Parties, RecoveryClient, RegistrationClient, Status, VaultError, SERVER_KEY_LEN,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -17,6 +17,7 @@ pub struct VaultClient {
     transport: Transport,
     server_id: String,
     server_key: Option<[u8; SERVER_KEY_LEN]>,
+    floor: KsfFloor,
 }
 
 /// The result of a recovery: K and the verified session (for a password change).
@@ -56,6 +57,7 @@ impl VaultClient {
             transport: Transport::new(base, token, Duration::from_secs(60), tls),
             server_id: server_id.to_owned(),
             server_key: None,
+            floor: KsfFloor::RECOMMENDED,
         }
     }
 
@@ -63,6 +65,13 @@ impl VaultClient {
     /// KE2 (`server_auth_failed`); `vault serve` prints its key.
     pub fn pin_server_key(mut self, key: [u8; SERVER_KEY_LEN]) -> Self {
         self.server_key = Some(key);
+        self
+    }
+
+    /// Accept a vault's key stretching down to `floor` (default [`KsfFloor::RECOMMENDED`];
+    /// [`KsfFloor::NONE`] for tests with cheap parameters).
+    pub fn ksf_floor(mut self, floor: KsfFloor) -> Self {
+        self.floor = floor;
         self
     }
 
@@ -98,7 +107,7 @@ impl VaultClient {
         limit: Option<u32>,
     ) -> Result<(), VaultError> {
         let (client, request) = RegistrationClient::start(password)?;
-        let client = client.pin_server_key(self.server_key);
+        let client = client.pin_server_key(self.server_key).ksf_floor(self.floor);
         let start: RegisterStartResponse = self.send(
             "POST",
             &format!("/v1/users/{}/register/start", enc(user)),
@@ -126,7 +135,7 @@ impl VaultClient {
     /// Recovers K with `password`. A wrong password sends no KE3 (the guess is spent).
     pub fn recover(&self, user: &str, password: &[u8]) -> Result<Recovered, VaultError> {
         let (client, ke1) = RecoveryClient::start(password)?;
-        let client = client.pin_server_key(self.server_key);
+        let client = client.pin_server_key(self.server_key).ksf_floor(self.floor);
         let start: RecoverStartResponse = self.send(
             "POST",
             &format!("/v1/users/{}/recover/start", enc(user)),
@@ -159,7 +168,7 @@ impl VaultClient {
     ) -> Result<u32, VaultError> {
         let session = b64(recovered.session_id.as_bytes());
         let (client, request) = RegistrationClient::start(new_password)?;
-        let client = client.pin_server_key(self.server_key);
+        let client = client.pin_server_key(self.server_key).ksf_floor(self.floor);
         let start: RegisterStartResponse = self.send(
             "POST",
             &format!("/v1/sessions/{session}/password/start"),

@@ -3,7 +3,7 @@
 
 use super::envelope::{open_envelope, open_transport, seal_envelope, ENVELOPE_LEN};
 use super::randomness::{RngRef, VaultRng};
-use super::suite::{KsfParams, Suite, CONTEXT};
+use super::suite::{KsfFloor, KsfParams, Suite, CONTEXT};
 use super::VaultError;
 use crate::ids::{RecordId, SessionId};
 use crate::key::RootKey;
@@ -18,8 +18,9 @@ use zeroize::Zeroizing;
 /// to make the client allocate without bound).
 pub const MAX_CLIENT_KSF_KIB: u32 = 1024 * 1024;
 
-fn ksf_from_server(text: &str) -> Result<KsfParams, VaultError> {
+fn ksf_from_server(text: &str, floor: &KsfFloor) -> Result<KsfParams, VaultError> {
     let ksf = KsfParams::parse(text)?;
+    floor.check(&ksf)?;
     if ksf.m_kib > MAX_CLIENT_KSF_KIB {
         return Err(VaultError::Unsupported(format!(
             "KSF {text}: more memory than this client allows"
@@ -68,6 +69,7 @@ pub struct RegistrationClient {
     state: ClientRegistration<Suite>,
     password: Zeroizing<Vec<u8>>,
     pinned: Option<[u8; SERVER_KEY_LEN]>,
+    floor: KsfFloor,
 }
 
 impl RegistrationClient {
@@ -87,6 +89,7 @@ impl RegistrationClient {
                 state: start.state,
                 password: Zeroizing::new(password.to_vec()),
                 pinned: None,
+                floor: KsfFloor::RECOMMENDED,
             },
             start.message.serialize().to_vec(),
         ))
@@ -95,6 +98,12 @@ impl RegistrationClient {
     /// Refuse a server whose OPAQUE public key is not `key` (with `Some`).
     pub fn pin_server_key(mut self, key: Option<[u8; SERVER_KEY_LEN]>) -> Self {
         self.pinned = key;
+        self
+    }
+
+    /// Accept key stretching down to `floor` (default [`KsfFloor::RECOMMENDED`]).
+    pub fn ksf_floor(mut self, floor: KsfFloor) -> Self {
+        self.floor = floor;
         self
     }
 
@@ -125,7 +134,7 @@ impl RegistrationClient {
         root: &RootKey,
         rng: &mut dyn VaultRng,
     ) -> Result<(Vec<u8>, Vec<u8>), VaultError> {
-        let argon = ksf_from_server(ksf)?.argon2()?;
+        let argon = ksf_from_server(ksf, &self.floor)?.argon2()?;
         let response = RegistrationResponse::<Suite>::deserialize(response)
             .map_err(|e| malformed("RegistrationResponse", e))?;
         let params = ClientRegistrationFinishParameters::new(parties.identifiers(), Some(&argon));
@@ -144,6 +153,7 @@ pub struct RecoveryClient {
     state: ClientLogin<Suite>,
     password: Zeroizing<Vec<u8>>,
     pinned: Option<[u8; SERVER_KEY_LEN]>,
+    floor: KsfFloor,
 }
 
 /// A login that verified the server: what the client keeps until the envelope arrives.
@@ -171,6 +181,7 @@ impl RecoveryClient {
                 state: start.state,
                 password: Zeroizing::new(password.to_vec()),
                 pinned: None,
+                floor: KsfFloor::RECOMMENDED,
             },
             start.message.serialize().to_vec(),
         ))
@@ -182,10 +193,16 @@ impl RecoveryClient {
         self
     }
 
+    /// Accept key stretching down to `floor` (default [`KsfFloor::RECOMMENDED`]).
+    pub fn ksf_floor(mut self, floor: KsfFloor) -> Self {
+        self.floor = floor;
+        self
+    }
+
     /// Checks KE2. A wrong password (or a fake KE2 for a user without record, or a KE2
     /// from another server) is `WrongPassword`; no KE3 is produced then.
     pub fn finish(self, parties: &Parties, ke2: &[u8], ksf: &str) -> Result<LoginDone, VaultError> {
-        let argon = ksf_from_server(ksf)?.argon2()?;
+        let argon = ksf_from_server(ksf, &self.floor)?.argon2()?;
         let ke2 = CredentialResponse::<Suite>::deserialize(ke2)
             .map_err(|e| malformed("CredentialResponse", e))?;
         let params =

@@ -17,7 +17,7 @@ pub use randomness::VaultRng;
 pub use server::{
     RecoverStart, RegisterStart, ServerConfig, Status, VaultServer, PASSWORD_FILE_LEN,
 };
-pub use suite::{credential_id, KsfParams, Suite, CONTEXT};
+pub use suite::{credential_id, KsfFloor, KsfParams, Suite, CONTEXT};
 
 use crate::error::{Classify, ErrorClass};
 

@@ -573,6 +573,7 @@ mod tests {
     fn register(server: &Server, user: &str, password: &[u8], limit: Option<u32>) -> RootKey {
         let root = RootKey::generate().unwrap();
         let (client, request) = RegistrationClient::start(password).unwrap();
+        let client = client.ksf_floor(crate::vault::KsfFloor::NONE);
         let start = server.register_start("t", user, &request).unwrap();
         let (upload, envelope) = client
             .finish(
@@ -593,6 +594,7 @@ mod tests {
     /// A whole recovery with `password`: K, or the server's (or client's) error.
     fn recover(server: &Server, user: &str, password: &[u8]) -> Result<RootKey, VaultError> {
         let (client, ke1) = RecoveryClient::start(password)?;
+        let client = client.ksf_floor(crate::vault::KsfFloor::NONE);
         let start = server.recover_start("t", user, &ke1)?;
         let done = client.finish(&parties(server, user), &start.ke2, &start.ksf)?;
         let released = server.recover_finish("t", &start.session_id, &done.ke3)?;
@@ -662,6 +664,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let server = server(dir.path());
         let (client, request) = RegistrationClient::start(b"pw").unwrap();
+        let client = client.ksf_floor(crate::vault::KsfFloor::NONE);
         let start = server.register_start("t", "dave", &request).unwrap();
         let (upload, envelope) = client
             .finish(
@@ -688,6 +691,7 @@ mod tests {
         let server = server(dir.path());
         register(&server, "erin", b"pw", None);
         let (client, ke1) = RecoveryClient::start(b"pw").unwrap();
+        let client = client.ksf_floor(crate::vault::KsfFloor::NONE);
         let start = server.recover_start("t", "erin", &ke1).unwrap();
         let done = client
             .finish(&parties(&server, "erin"), &start.ke2, &start.ksf)
@@ -746,6 +750,7 @@ mod tests {
             let file =
                 ServerRegistration::<Suite>::deserialize(&secret[..PASSWORD_FILE_LEN]).unwrap();
             let (client, ke1) = RecoveryClient::start(pin.as_bytes()).unwrap();
+            let client = client.ksf_floor(crate::vault::KsfFloor::NONE);
             let ke1 = CredentialRequest::<Suite>::deserialize(&ke1).unwrap();
             let ke2 = ServerLogin::start(
                 &mut rand_core::OsRng,

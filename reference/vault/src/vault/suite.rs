@@ -60,16 +60,19 @@ impl KsfParams {
                 "p" => 2,
                 _ => return Err(bad()),
             };
-            values[slot] = Some(v);
+            if values[slot].replace(v).is_some() {
+                return Err(bad());
+            }
         }
         let [Some(m_kib), Some(t), Some(p)] = values else {
             return Err(bad());
         };
         let params = KsfParams { m_kib, t, p };
-        // Bounds: at most 4 GiB, 100 passes, 16 lanes; at least what argon2 accepts.
-        if !(8 * p..=4 * 1024 * 1024).contains(&m_kib)
+        // Bounds: at most 4 GiB, 100 passes, 16 lanes; at least what argon2 accepts. The
+        // lanes are checked first, so that 8 · p cannot overflow.
+        if !(1..=16).contains(&p)
+            || !(8 * p..=4 * 1024 * 1024).contains(&m_kib)
             || !(1..=100).contains(&t)
-            || !(1..=16).contains(&p)
         {
             return Err(bad());
         }
@@ -84,6 +87,41 @@ impl KsfParams {
     }
 }
 
+/// The least key stretching a client accepts from a server (`spec/vault.md` §2): a server
+/// that sends less makes every password cheap to test for whoever holds its records. Lower
+/// only by name (`--allow-weak-ksf`: tests, vectors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KsfFloor {
+    /// Least memory, in KiB.
+    pub m_kib: u32,
+    /// Fewest passes.
+    pub t: u32,
+}
+
+impl KsfFloor {
+    /// 19 MiB and 2 passes: OWASP's least recommended Argon2id configuration.
+    pub const RECOMMENDED: KsfFloor = KsfFloor {
+        m_kib: 19 * 1024,
+        t: 2,
+    };
+    /// No floor, for tests and vectors with cheap parameters.
+    pub const NONE: KsfFloor = KsfFloor { m_kib: 0, t: 0 };
+
+    /// `unsupported` when `ksf` is below this floor.
+    pub fn check(&self, ksf: &KsfParams) -> Result<(), VaultError> {
+        if ksf.m_kib < self.m_kib || ksf.t < self.t {
+            return Err(VaultError::Unsupported(format!(
+                "KSF {}: below this client's floor (m={} KiB, t={}); a vault that stretches \
+                 passwords this little makes them cheap to test offline",
+                ksf.name(),
+                self.m_kib,
+                self.t
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The OPAQUE credential identifier of a user: `tenant ‖ 00 ‖ user`.
 pub fn credential_id(tenant: &str, user: &str) -> Vec<u8> {
     let mut id = Vec::with_capacity(tenant.len() + 1 + user.len());
@@ -91,4 +129,49 @@ pub fn credential_id(tenant: &str, user: &str) -> Vec<u8> {
     id.push(0);
     id.extend_from_slice(user.as_bytes());
     id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KsfFloor, KsfParams};
+
+    #[test]
+    fn hostile_ksf_text_is_refused_without_overflow() {
+        for text in [
+            "argon2id:m=65536,t=3,p=536870912",
+            "argon2id:m=65536,t=3,p=4294967295",
+            "argon2id:m=65536,t=3,p=0",
+            "argon2id:m=4294967295,t=3,p=1",
+            "argon2id:m=65536,t=3,p=1,p=1",
+            "argon2id:m=65536,m=8,t=3,p=1",
+            "argon2id:m=65536,t=3",
+            "argon2id:m=-1,t=3,p=1",
+            "argon2i:m=65536,t=3,p=1",
+            "argon2id:m=7,t=1,p=1",
+        ] {
+            assert!(KsfParams::parse(text).is_err(), "{text}");
+        }
+        assert_eq!(
+            KsfParams::parse("argon2id:m=65536,t=3,p=1").unwrap(),
+            KsfParams::DEFAULT
+        );
+    }
+
+    #[test]
+    fn the_floor_refuses_cheap_stretching_unless_lowered() {
+        let floor = KsfFloor::RECOMMENDED;
+        assert!(floor.check(&KsfParams::DEFAULT).is_ok());
+        assert!(floor
+            .check(&KsfParams::parse("argon2id:m=19456,t=2,p=1").unwrap())
+            .is_ok());
+        for weak in [
+            "argon2id:m=19455,t=2,p=1",
+            "argon2id:m=65536,t=1,p=1",
+            "argon2id:m=8,t=1,p=1",
+        ] {
+            let ksf = KsfParams::parse(weak).unwrap();
+            assert!(floor.check(&ksf).is_err(), "{weak}");
+            assert!(KsfFloor::NONE.check(&ksf).is_ok(), "{weak}");
+        }
+    }
 }
