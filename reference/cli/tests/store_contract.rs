@@ -195,3 +195,75 @@ fn etcd_never_applies_an_operation_twice_when_its_answer_is_lost() {
         1
     );
 }
+
+/// `etcdctl get --prefix PREFIX` on the shared member, at `revision` if given: (whether it
+/// answered, what it printed).
+fn etcdctl_get(prefix: &str, revision: Option<i64>, json: bool) -> (bool, String) {
+    let mut command = std::process::Command::new("etcdctl");
+    command
+        .arg(format!(
+            "--endpoints=http://{}",
+            etcd::shared().members[0].client
+        ))
+        .args(["get", "--prefix", prefix]);
+    if let Some(revision) = revision {
+        command.arg(format!("--rev={revision}"));
+    }
+    if json {
+        command.args(["-w", "json"]);
+    }
+    let out = command.output().expect("etcdctl (Debian etcd-client)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// spec/vault.md §4.3 and §6.1: once a record is destroyed or deleted, no revision etcd
+/// still serves holds its secrets; the revisions that held them are compacted away.
+#[test]
+fn etcd_serves_no_revision_that_held_erased_secrets() {
+    if etcd::skipped() {
+        return;
+    }
+    use base64::Engine;
+    let store = etcd_store("erasure");
+    let prefix = format!("/contract-erasure-{}/", std::process::id());
+    for (user, id, end) in [("eve", 8u8, "destroy"), ("fay", 9u8, "delete")] {
+        let secret = format!("secret of {user}: only in the sealed field").into_bytes();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&secret);
+        let mut r = record(id, user, 1);
+        r.sealed = Some(secret);
+        store.insert(&r).unwrap();
+        let (ok, now) = etcdctl_get(&prefix, None, true);
+        assert!(ok, "{now}");
+        let held_at: i64 = serde_json::from_str::<serde_json::Value>(&now).unwrap()["header"]
+            ["revision"]
+            .as_i64()
+            .unwrap();
+        let (ok, then) = etcdctl_get(&prefix, Some(held_at), false);
+        assert!(ok && then.contains(&encoded), "the control: {then}");
+        match end {
+            "destroy" => {
+                counted(store.count_guess("t", user).unwrap());
+                assert_eq!(
+                    store.count_guess("t", user).unwrap(),
+                    GuessOutcome::Destroyed
+                );
+            }
+            _ => assert!(store.delete("t", user).unwrap()),
+        }
+        let (ok, now) = etcdctl_get(&prefix, None, false);
+        assert!(
+            ok && !now.contains(&encoded),
+            "{end}: the current value: {now}"
+        );
+        let (ok, then) = etcdctl_get(&prefix, Some(held_at), false);
+        assert!(
+            !ok && then.contains("compacted"),
+            "{end}: revision {held_at} is still served: {then}"
+        );
+    }
+}

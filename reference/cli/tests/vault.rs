@@ -426,3 +426,72 @@ fn the_key_file_is_private() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// Whether `needle` occurs anywhere in the bytes of `path` (false for a missing file).
+fn file_holds(path: &Path, needle: &[u8]) -> bool {
+    std::fs::read(path)
+        .map(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        .unwrap_or(false)
+}
+
+/// spec/vault.md §4.3: once a record is destroyed, deleted or replaced, its sealed secrets
+/// are in neither the database file nor its write-ahead log (searched byte for byte), and
+/// the files are private to their owner.
+#[test]
+fn destroyed_deleted_and_replaced_secrets_leave_no_bytes_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path());
+    let (db, wal) = (dir.path().join("vault.db"), dir.path().join("vault.db-wal"));
+    let sealed = |user: &str| -> Vec<u8> {
+        let record = server.store().latest("default", user).unwrap().unwrap();
+        record.sealed.expect("an active record holds its secrets")
+    };
+    let on_disk = |bytes: &[u8]| file_holds(&db, bytes) || file_holds(&wal, bytes);
+    let root = RootKey::from_bytes([9; 32]);
+
+    // The control: an active record's sealed bytes are found by the search.
+    register(&server, "alice", b"pw", &root);
+    let alice = sealed("alice");
+    assert!(on_disk(&alice), "the search finds live secrets");
+
+    // Destroyed at the limit (10 wrong guesses, then one more).
+    for _ in 0..11 {
+        let _ = recover(&server, "alice", b"wrong");
+    }
+    let after = server.store().latest("default", "alice").unwrap().unwrap();
+    assert_eq!(after.state, RecordState::Destroyed);
+    assert!(
+        !on_disk(&alice),
+        "a destroyed record's secrets are still on disk"
+    );
+
+    // Deleted by its holder.
+    register(&server, "bob", b"pw", &root);
+    let bob = sealed("bob");
+    assert!(on_disk(&bob));
+    assert!(server.store().delete("default", "bob").unwrap());
+    assert!(
+        !on_disk(&bob),
+        "a deleted record's secrets are still on disk"
+    );
+
+    // Replaced by a password change: the old version's secrets go.
+    register(&server, "carol", b"old", &root);
+    let carol_v1 = sealed("carol");
+    let record = server.store().latest("default", "carol").unwrap().unwrap();
+    assert!(server
+        .store()
+        .replace(&record.record_id, record.version, &[7u8; 200])
+        .unwrap());
+    assert!(
+        !on_disk(&carol_v1),
+        "a replaced version's secrets are still on disk"
+    );
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "vault.db is {mode:o}");
+    }
+}

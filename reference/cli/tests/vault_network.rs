@@ -420,3 +420,20 @@ fn plain_http_bounds_headers_bodies_and_connections() {
     assert_eq!(response.status().as_u16(), 200);
     drop(idle);
 }
+
+/// The files a served vault makes are its operator's alone: the data directory 0700, the
+/// database, the master key file and the tenant token 0600.
+#[cfg(unix)]
+#[test]
+fn the_data_directory_and_its_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("nested").join("data");
+    let vault = serve(&data, None, &[]);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    for file in ["vault.db", "master.key", "tenant-default.token"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    drop(vault);
+}

@@ -52,3 +52,36 @@ pub(super) fn write_private(path: &Path, bytes: &[u8]) -> CliResult<()> {
         .and_then(|()| file.sync_all())
         .map_err(|e| Failure::io(format!("cannot write {}", path.display()), e))
 }
+
+/// Creates `dir` (and its parents) with the last component mode 0700; an existing directory
+/// that others can enter is kept, with a warning (the operator chose it).
+pub(super) fn private_dir(dir: &Path) -> CliResult<()> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Failure::io(format!("cannot create {}", parent.display()), e))?;
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    match builder.create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(dir)
+                    .map(|m| m.permissions().mode() & 0o777)
+                    .unwrap_or(0);
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        mode = format!("{mode:o}"),
+                        "the data directory is open to other users; chmod 700 it"
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(Failure::io(format!("cannot create {}", dir.display()), e)),
+    }
+}

@@ -499,8 +499,7 @@ fn serve_command(
         ),
         _ => None,
     };
-    std::fs::create_dir_all(data)
-        .map_err(|e| Failure::io(format!("cannot create {}", data.display()), e))?;
+    secrets::private_dir(data)?;
     let file = match config_file {
         Some(path) => load_config(path)?,
         None => ServeConfig::default(),

@@ -150,12 +150,19 @@ impl EtcdRealmStore {
                 .find(|(n, _)| ops.contains(&format!("{op}-{n}")))
                 .map(|(_, out)| out.clone())
             {
+                // A write whose answer was lost committed: compact, in case it dropped
+                // secrets (this path is rare).
+                self.etcd.erase_history();
                 return Ok(out);
             }
             let current = stored.as_ref().map(Stored::record).transpose()?;
+            let held = current.as_ref().and_then(|r| r.sealed.clone());
             match decide(current)? {
                 Change::Done(out) => return Ok(out),
                 Change::Write(record, out) => {
+                    // Shares this write drops (destroyed, deleted, replaced) stay in the
+                    // key's history until it is compacted.
+                    let drops = held.is_some() && held != record.sealed;
                     let mut ops = ops;
                     ops.push(format!("{op}-{}", attempts.len()));
                     let excess = ops.len().saturating_sub(RECENT_OPS);
@@ -164,7 +171,12 @@ impl EtcdRealmStore {
                         .map_err(|e| StoreError::Database(e.to_string()))?;
                     attempts.push(out.clone());
                     match self.etcd.swap_value(&key, revision, value, until)? {
-                        Some(true) => return Ok(out),
+                        Some(true) => {
+                            if drops {
+                                self.etcd.erase_history();
+                            }
+                            return Ok(out);
+                        }
                         Some(false) => {}
                         None => self.etcd.pause_before_retry(),
                     }

@@ -2,7 +2,7 @@
 //! one durable transaction, so that a guess is counted on disk before the realm answers.
 
 use super::public::REG_ID_LEN;
-use crate::store::sqlite::{in_tx, open_durable};
+use crate::store::sqlite::{in_tx, in_tx_erasing, open_durable};
 use crate::store::{RecordState, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -216,8 +216,11 @@ fn end(
 
 impl RealmStore for SqliteRealmStore {
     fn put(&self, r: &RealmRecord) -> Result<(), StoreError> {
-        self.with_tx(|tx| {
-            tx.execute(
+        // A registration replaces the user's earlier record, whose shares are then erased.
+        in_tx_erasing(
+            &self.conn,
+            |tx| {
+                tx.execute(
                 "INSERT OR REPLACE INTO realm_records (tenant, user_id, reg_id, public, idx, sealed, guesses, lim, state)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
@@ -233,7 +236,9 @@ impl RealmStore for SqliteRealmStore {
                 ],
             )
             .map(drop)
-        })
+            },
+            |()| true,
+        )
     }
 
     fn get(&self, tenant: &str, user: &str) -> Result<Option<RealmRecord>, StoreError> {
@@ -241,24 +246,29 @@ impl RealmStore for SqliteRealmStore {
     }
 
     fn count_guess(&self, tenant: &str, user: &str) -> Result<RealmGuess, StoreError> {
-        self.with_tx(|tx| {
-            let Some(mut r) = get(tx, tenant, user)? else {
-                return Ok(RealmGuess::Absent);
-            };
-            if r.state != RecordState::Active {
-                return Ok(RealmGuess::Absent);
-            }
-            if r.guesses >= r.limit {
-                end(tx, tenant, user, RecordState::Destroyed)?;
-                return Ok(RealmGuess::Destroyed);
-            }
-            r.guesses += 1;
-            tx.execute(
-                "UPDATE realm_records SET guesses = ?3 WHERE tenant = ?1 AND user_id = ?2",
-                params![tenant, user, r.guesses],
-            )?;
-            Ok(RealmGuess::Counted(r))
-        })
+        let destroyed = |g: &RealmGuess| matches!(g, RealmGuess::Destroyed);
+        in_tx_erasing(
+            &self.conn,
+            |tx| {
+                let Some(mut r) = get(tx, tenant, user)? else {
+                    return Ok(RealmGuess::Absent);
+                };
+                if r.state != RecordState::Active {
+                    return Ok(RealmGuess::Absent);
+                }
+                if r.guesses >= r.limit {
+                    end(tx, tenant, user, RecordState::Destroyed)?;
+                    return Ok(RealmGuess::Destroyed);
+                }
+                r.guesses += 1;
+                tx.execute(
+                    "UPDATE realm_records SET guesses = ?3 WHERE tenant = ?1 AND user_id = ?2",
+                    params![tenant, user, r.guesses],
+                )?;
+                Ok(RealmGuess::Counted(r))
+            },
+            destroyed,
+        )
     }
 
     fn reset(
@@ -282,18 +292,26 @@ impl RealmStore for SqliteRealmStore {
         user: &str,
         reg_id: &[u8; REG_ID_LEN],
     ) -> Result<bool, StoreError> {
-        self.with_tx(|tx| {
-            tx.execute(
+        in_tx_erasing(
+            &self.conn,
+            |tx| {
+                tx.execute(
                 "UPDATE realm_records SET sealed = NULL, state = 'destroyed'
                  WHERE tenant = ?1 AND user_id = ?2 AND reg_id = ?3 AND state = 'active' AND guesses >= lim",
                 params![tenant, user, reg_id.as_slice()],
             )
             .map(|n| n == 1)
-        })
+            },
+            |destroyed| *destroyed,
+        )
     }
 
     fn delete(&self, tenant: &str, user: &str) -> Result<bool, StoreError> {
-        self.with_tx(|tx| end(tx, tenant, user, RecordState::Deleted).map(|n| n == 1))
+        in_tx_erasing(
+            &self.conn,
+            |tx| end(tx, tenant, user, RecordState::Deleted).map(|n| n == 1),
+            |deleted| *deleted,
+        )
     }
 
     fn init_fake_seed(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {

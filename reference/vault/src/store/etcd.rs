@@ -16,7 +16,9 @@
 //! gRPC client on a small runtime of its own, and every call has a deadline: a node cut off
 //! from the etcd quorum fails with `io` instead of answering from stale state.
 
-use super::etcd_rpc::{Compare, Connection, EtcdClient, RangeRequest, RequestOp, TxnRequest};
+use super::etcd_rpc::{
+    CompactionRequest, Compare, Connection, EtcdClient, RangeRequest, RequestOp, TxnRequest,
+};
 use super::{AuditEvent, GuessOutcome, Record, RecordState, Store, StoreError};
 use crate::ids::RecordId;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -444,6 +446,9 @@ impl EtcdStore {
         loop {
             if !outs.is_empty() {
                 if let Some(attempt) = self.committed_attempt(&op, until)? {
+                    // Which write committed is known; whether it dropped secrets is not
+                    // worth a second read: compact anyway (this path follows a lost answer).
+                    self.erase_history();
                     return outs
                         .get(attempt)
                         .cloned()
@@ -476,8 +481,19 @@ impl EtcdStore {
                         ));
                     }
                     outs.push(out.clone());
+                    // Secrets this write drops (destroyed, deleted, replaced) stay in the
+                    // key's history until it is compacted.
+                    let drops = read
+                        .record
+                        .as_ref()
+                        .is_some_and(|r| r.sealed.is_some() && r.sealed != record.sealed);
                     match self.swap((key, read.revision), &marker, &record, ops, until)? {
-                        Some(true) => return Ok(out),
+                        Some(true) => {
+                            if drops {
+                                self.erase_history();
+                            }
+                            return Ok(out);
+                        }
                         // Changed by another node (or by this operation's own late commit:
                         // the marker check above finds it): look again at once.
                         Some(false) => {}
@@ -555,6 +571,38 @@ impl EtcdStore {
             failure: vec![],
         };
         self.commit(txn, until)
+    }
+
+    /// Erases the history of every key up to now (`spec/vault.md` §4.3, §6.1): etcd keeps
+    /// each earlier value of a key, a destroyed record's secrets included, until it is
+    /// compacted. Called after a committed change that dropped secrets; a failure cannot
+    /// undo that change, so it is logged, and the next compaction catches up.
+    pub(crate) fn erase_history(&self) {
+        let client = self.client.clone();
+        let result = self.run(self.until(), async move {
+            let now = client
+                .range(RangeRequest::key("\0"))
+                .await
+                .map_err(db)?
+                .header
+                .map(|h| h.revision)
+                .ok_or_else(|| db("a Range answer without a header"))?;
+            match client
+                .compact(CompactionRequest {
+                    revision: now,
+                    physical: true,
+                })
+                .await
+            {
+                Ok(_) => Ok(()),
+                // Another node compacted as far or further.
+                Err(e) if e.to_string().contains("compacted") => Ok(()),
+                Err(e) => Err(db(e)),
+            }
+        });
+        if let Err(e) = result {
+            tracing::error!(error = %e, "compacting etcd's history failed; the next erasure retries");
+        }
     }
 
     /// Pauses before the next attempt after a lost answer.

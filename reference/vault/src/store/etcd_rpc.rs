@@ -115,12 +115,36 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
-/// `etcdserverpb.RangeResponse`: only `kvs` (the `header`, `more` and `count` are not read).
+/// `etcdserverpb.RangeResponse`: `header` and `kvs` (`more` and `count` are not read).
 #[derive(Clone, PartialEq, prost::Message)]
 pub(super) struct RangeResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
     #[prost(message, repeated, tag = "2")]
     pub kvs: Vec<KeyValue>,
 }
+
+/// `etcdserverpb.ResponseHeader`: only `revision`, the store's revision when the request
+/// was served.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct ResponseHeader {
+    #[prost(int64, tag = "3")]
+    pub revision: i64,
+}
+
+/// `etcdserverpb.CompactionRequest`: drop every key's history before `revision` (each
+/// key's value at `revision` stays); `physical` waits until the backend has removed it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct CompactionRequest {
+    #[prost(int64, tag = "1")]
+    pub revision: i64,
+    #[prost(bool, tag = "2")]
+    pub physical: bool,
+}
+
+/// `etcdserverpb.CompactionResponse` (its header is not read).
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct CompactionResponse {}
 
 /// `etcdserverpb.PutRequest`, without `lease` (3) and the `prev_kv`/`ignore_*` flags.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -260,6 +284,7 @@ struct AuthenticateResponse {
 
 const RANGE: &str = "/etcdserverpb.KV/Range";
 const TXN: &str = "/etcdserverpb.KV/Txn";
+const COMPACT: &str = "/etcdserverpb.KV/Compact";
 const AUTHENTICATE: &str = "/etcdserverpb.Auth/Authenticate";
 
 /// A failed call.
@@ -406,6 +431,14 @@ impl EtcdClient {
     /// `KV/Txn`.
     pub(super) async fn txn(&self, request: TxnRequest) -> Result<TxnResponse, RpcError> {
         self.call(TXN, request).await
+    }
+
+    /// `KV/Compact`.
+    pub(super) async fn compact(
+        &self,
+        request: CompactionRequest,
+    ) -> Result<CompactionResponse, RpcError> {
+        self.call(COMPACT, request).await
     }
 
     /// One call with the current token; if a member says the token is no longer valid,

@@ -104,9 +104,13 @@ fn audit(
 }
 
 /// Opens (creating if needed) the database at `path` for durable commits: WAL,
-/// `synchronous = FULL`, a 10 s busy timeout, and `schema` applied.
+/// `synchronous = FULL`, `secure_delete` (freed content is overwritten with zeros), a 10 s
+/// busy timeout, and `schema` applied. A new file is created 0600.
 pub(crate) fn open_durable(path: &Path, schema: &str) -> Result<Connection, StoreError> {
+    create_private(path)?;
     let conn = Connection::open(path).map_err(db)?;
+    conn.pragma_update(None, "secure_delete", "ON")
+        .map_err(db)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(db)?;
     conn.pragma_update(None, "synchronous", "FULL")
@@ -115,6 +119,67 @@ pub(crate) fn open_durable(path: &Path, schema: &str) -> Result<Connection, Stor
         .map_err(db)?;
     conn.execute_batch(schema).map_err(db)?;
     Ok(conn)
+}
+
+/// Creates `path` empty with mode 0600 if it does not exist, so that SQLite (which keeps an
+/// existing file's mode for its -wal and -shm files) never makes it readable by others.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Database(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Erases what a committed destruction, deletion or replacement left behind
+/// (`spec/vault.md` §4.3): `secure_delete` zeroed the freed space in the pages it rewrote,
+/// and a truncating checkpoint copies those pages into the database file and empties the
+/// write-ahead log, which still held the earlier versions of the pages.
+pub(crate) fn erase_freed(conn: &Connection) -> Result<(), StoreError> {
+    let (busy, _, _): (i64, i64, i64) = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(db)?;
+    if busy != 0 {
+        return Err(StoreError::Database(
+            "the write-ahead log could not be emptied (a reader held it)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `f` in one immediate transaction, commits it, and then, if `erase` says the result
+/// ended or replaced secrets, erases what the commit left behind.
+pub(crate) fn in_tx_erasing<T>(
+    conn: &Mutex<Connection>,
+    f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    erase: impl FnOnce(&T) -> bool,
+) -> Result<T, StoreError> {
+    let mut conn = conn
+        .lock()
+        .map_err(|_| StoreError::Database("store lock poisoned".into()))?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)?;
+    let out = f(&tx).map_err(db)?;
+    tx.commit().map_err(db)?;
+    if erase(&out) {
+        erase_after_commit(&conn);
+    }
+    Ok(out)
+}
+
+/// [`erase_freed`] after a change that is already committed: a failure cannot undo the
+/// change, so it is logged for the operator, and the next erasure catches up.
+pub(crate) fn erase_after_commit(conn: &Connection) {
+    if let Err(e) = erase_freed(conn) {
+        tracing::error!(error = %e, "erasing freed secrets failed; the next erasure retries");
+    }
 }
 
 /// Runs `f` in one immediate (write-locked) transaction and commits it.
@@ -149,6 +214,14 @@ impl SqliteStore {
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
         in_tx(&self.conn, f)
+    }
+
+    /// [`Self::with_tx`], erasing freed secrets after the commit when the result is true.
+    fn with_tx_erasing(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<bool>,
+    ) -> Result<bool, StoreError> {
+        in_tx_erasing(&self.conn, f, |ended| *ended)
     }
 
     fn active(
@@ -314,6 +387,11 @@ impl Store for SqliteStore {
             tx.commit()?;
             Ok(outcomes)
         })();
+        let destroyed = matches!(&result, Ok(outcomes)
+            if outcomes.iter().any(|o| matches!(o, GuessOutcome::Destroyed)));
+        if destroyed {
+            erase_after_commit(&conn);
+        }
         match result {
             Ok(outcomes) => {
                 for (j, outcome) in batch.iter().zip(outcomes) {
@@ -359,7 +437,7 @@ impl Store for SqliteStore {
     }
 
     fn failed_at_limit(&self, record_id: &RecordId) -> Result<bool, StoreError> {
-        self.with_tx(|tx| {
+        self.with_tx_erasing(|tx| {
             let Some(r) = Self::by_id(tx, record_id)? else {
                 return Ok(false);
             };
@@ -383,7 +461,7 @@ impl Store for SqliteStore {
         version: u32,
         sealed: &[u8],
     ) -> Result<bool, StoreError> {
-        self.with_tx(|tx| {
+        self.with_tx_erasing(|tx| {
             let Some(r) = Self::by_id(tx, record_id)? else { return Ok(false) };
             if r.state != RecordState::Active || r.version != version {
                 return Ok(false);
@@ -398,7 +476,7 @@ impl Store for SqliteStore {
     }
 
     fn delete(&self, tenant: &str, user: &str) -> Result<bool, StoreError> {
-        self.with_tx(|tx| {
+        self.with_tx_erasing(|tx| {
             let Some(r) = Self::active(tx, tenant, user)? else {
                 return Ok(false);
             };
