@@ -11,7 +11,8 @@
 # kryoptic build and tests), COFFER_SKIP_PYTHON_VECTORS=1 (no Python re-check of the vectors),
 # COFFER_SKIP_ETCD=1 (no etcd store tests), COFFER_SKIP_MSRV=1 (no build with the oldest
 # supported Rust), COFFER_SKIP_PYTHON_PACKAGE=1 (no build and pytest of
-# the Python package).
+# the Python package), COFFER_SKIP_PROMETHEUS=1 (no parse of the vault's /metrics by the
+# Prometheus project's Python parser).
 # Anything else missing is a failure, not a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +53,16 @@ if [[ "${COFFER_SKIP_PYTHON_VECTORS:-}" != 1 ]]; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check "pyyaml==6.0.2" "cryptography==44.0.3"
   fi
   export COFFER_VECTORS_PYTHON="$venv/bin/python"
+fi
+
+if [[ "${COFFER_SKIP_PROMETHEUS:-}" != 1 ]]; then
+  step "the Prometheus project's OpenMetrics parser (PyPI prometheus-client) in .venv/prometheus"
+  venv="$root/.venv/prometheus"
+  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import prometheus_client" 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "prometheus-client==0.21.1"
+  fi
+  export COFFER_PROMETHEUS_PYTHON="$venv/bin/python"
 fi
 
 if [[ "${COFFER_SKIP_KRYOPTIC:-}" != 1 ]]; then

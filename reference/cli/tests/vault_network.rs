@@ -19,6 +19,8 @@ struct Vault {
     url: String,
     token_file: PathBuf,
     server_key: String,
+    /// The admin endpoints' URL, with --admin-listen.
+    admin: Option<String>,
 }
 
 impl Drop for Vault {
@@ -61,6 +63,7 @@ fn serve(data: &Path, pki: Option<&tls::Pki>, extra: &[&str]) -> Vault {
         url: first["listening"].as_str().unwrap().to_owned(),
         token_file: PathBuf::from(first["token_file"].as_str().unwrap()),
         server_key: first["server_key"].as_str().unwrap().to_owned(),
+        admin: first["admin"].as_str().map(str::to_owned),
     }
 }
 
@@ -436,4 +439,136 @@ fn the_data_directory_and_its_files_are_private() {
         assert_eq!(mode(&data.join(file)), 0o600, "{file}");
     }
     drop(vault);
+}
+
+/// spec/vault.md §9.3: the admin endpoints, on their own listener. `/metrics` is parsed by
+/// the Prometheus project's own OpenMetrics parser (PyPI prometheus-client; scripts/test.sh
+/// sets COFFER_PROMETHEUS_PYTHON, opt out with COFFER_SKIP_PROMETHEUS=1), and says what
+/// happened without naming any user.
+#[test]
+fn health_readiness_and_metrics_a_prometheus_parser_reads() {
+    if coffer_testkit::opt_out("COFFER_SKIP_PROMETHEUS", "the Prometheus parser") {
+        return;
+    }
+    let python = std::env::var("COFFER_PROMETHEUS_PYTHON").expect(
+        "COFFER_PROMETHEUS_PYTHON is not set: scripts/test.sh makes .venv/prometheus (pip \
+         install prometheus-client) and sets it; or opt out with COFFER_SKIP_PROMETHEUS=1",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut vault = serve(
+        &dir.path().join("data"),
+        None,
+        &["--admin-listen", "127.0.0.1:0"],
+    );
+    let admin = vault.admin.take().expect("an admin URL");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw\n").unwrap();
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not it\n").unwrap();
+    ok(&client(
+        &vault,
+        "register",
+        "alice-secret-name",
+        &pw,
+        &["--key", KEY],
+    ));
+    failed(&client(&vault, "recover", "alice-secret-name", &wrong, &[]));
+    ok(&client(&vault, "recover", "alice-secret-name", &pw, &[]));
+    let bad_token = dir.path().join("bad.token");
+    std::fs::write(&bad_token, "x".repeat(64)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args([
+            "--json", "vault", "status", "--vault", &vault.url, "--user", "bob",
+        ])
+        .arg("--token-file")
+        .arg(&bad_token)
+        .output()
+        .unwrap();
+    assert_eq!(failed(&out).0, "unauthorized");
+
+    let agent = tls::agent(None);
+    let get = |path: &str| {
+        let mut response = agent.get(format!("{admin}{path}")).call().unwrap();
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().unwrap())
+    };
+    assert_eq!(get("/healthz").0, 200);
+    assert_eq!(get("/readyz"), (200, "ready\n".to_owned()));
+    let (status, text) = get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        !text.contains("alice-secret-name"),
+        "a user named in the metrics"
+    );
+    let parse = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+samples = [
+    {"name": s.name, "labels": s.labels, "value": s.value}
+    for family in text_string_to_metric_families(sys.stdin.read())
+    for s in family.samples
+]
+print(json.dumps(samples))
+"#;
+    let mut child = Command::new(&python)
+        .args(["-c", parse])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the parser refused the metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        samples
+            .iter()
+            .filter(|s| s["name"] == name)
+            .filter(|s| labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+            .map(|s| s["value"].as_f64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        value("coffer_vault_events_total", &[("event", "registered")]),
+        1.0
+    );
+    assert_eq!(
+        value("coffer_vault_events_total", &[("event", "guess_counted")]),
+        2.0
+    );
+    assert_eq!(
+        value("coffer_vault_events_total", &[("event", "recovered")]),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "coffer_http_requests_total",
+            &[("route", "/v1/users/{user}/recover/start"), ("class", "ok")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            "coffer_http_requests_total",
+            &[("class", "unauthorized"), ("status", "401")]
+        ),
+        1.0
+    );
+    assert!(
+        value(
+            "coffer_store_duration_seconds_count",
+            &[("op", "count_guess")]
+        ) >= 2.0
+    );
+    assert!(value("coffer_hsm_duration_seconds_count", &[("op", "unseal")]) >= 1.0);
 }

@@ -227,7 +227,7 @@ pub(crate) enum VaultCommand {
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
-        network: ServeNetworkArgs,
+        network: Box<ServeNetworkArgs>,
     },
     /// Put a 64-digit key behind a password.
     Register {
@@ -291,6 +291,10 @@ pub(crate) struct ServeNetworkArgs {
     /// Seconds from a request's headers to its answer, body included (408 past it).
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     request_timeout: u64,
+    /// Serve /healthz, /readyz (store and HSM answer) and /metrics (OpenMetrics text) on
+    /// this address, in plain HTTP: keep it where only operators reach, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
 }
 
 /// Where a vault keeps its records (spec/vault.md §6).

@@ -9,8 +9,11 @@ use super::{
 use coffer::format::Compression;
 use coffer::hsm::uri::{self, HsmLocation};
 use coffer::hsm::{Hsm, Pkcs11Hsm, SoftHsm};
+use coffer::http::{
+    admin_router, metered, realm_router_with_readiness, router_with_readiness, serve, serve_until,
+    MeteredHsm, MeteredStore, Metrics, Tenants,
+};
 use coffer::http::{check_url, ClientTls, ServeOptions, ServerTls};
-use coffer::http::{realm_router, router, serve, Tenants};
 use coffer::http::{recover_from_realms, register_with_realms, RealmClient, VaultClient};
 use coffer::http::{Rate, RateLimits};
 use coffer::key::RootKey;
@@ -515,8 +518,13 @@ fn serve_command(
             .server_id
             .clone()
             .unwrap_or_else(|| server_id.to_owned()),
-        // Crash tests only (spec/vault.md §4.3): abort at a named point.
-        fault: std::env::var("COFFER_VAULT_FAULT").ok(),
+        // Crash tests only (spec/vault.md §10): abort at a named point. Debug builds only:
+        // a release build ignores the variable, so no deployment can be made to crash by it.
+        fault: if cfg!(debug_assertions) {
+            std::env::var("COFFER_VAULT_FAULT").ok()
+        } else {
+            None
+        },
         ..ServerConfig::default()
     };
     if let Some(l) = &file.guess_limit {
@@ -579,6 +587,7 @@ fn serve_command(
         tenants,
         announced,
         limits,
+        admin_listen: network.admin_listen.clone(),
         options: ServeOptions {
             tls,
             max_connections: network.max_connections as usize,
@@ -661,6 +670,7 @@ struct Served<'a> {
     announced: Vec<serde_json::Value>,
     limits: RateLimits,
     options: ServeOptions,
+    admin_listen: Option<String>,
 }
 
 fn run_server<S: Store + 'static, H: Hsm + 'static>(
@@ -676,28 +686,30 @@ fn run_server<S: Store + 'static, H: Hsm + 'static>(
         announced,
         limits,
         options,
+        admin_listen,
     } = served;
+    let metrics = Metrics::new();
+    let hsm = MeteredHsm::new(hsm, metrics.clone());
     let sealing = hsm.describe();
     tracing::info!(hsm = %sealing, "sealing with");
-    let (app, mode, realm_id, server_key) = match service {
+    let ((app, ready), mode, realm_id, server_key) = match service {
         Service::Vault(store, config) => {
+            let store = MeteredStore::new(store, metrics.clone());
             let vault =
                 VaultServer::open(store, hsm, config).map_err(|e| Failure::from_lib("vault", e))?;
             let key = hex::encode(vault.server_key());
-            (router(vault, tenants, limits), "vault", None, Some(key))
+            let served = router_with_readiness(vault, tenants, limits);
+            (served, "vault", None, Some(key))
         }
         Service::Realm(store, config) => {
             let id = config.realm_id.clone();
             let realm =
                 Realm::open(store, hsm, config).map_err(|e| Failure::from_lib("realm", e))?;
-            (
-                realm_router(realm, tenants, limits),
-                "realm",
-                Some(id),
-                None,
-            )
+            let served = realm_router_with_readiness(realm, tenants, limits);
+            (served, "realm", Some(id), None)
         }
     };
+    let app = metered(app, metrics.clone());
     let scheme = if options.tls.is_some() {
         "https"
     } else {
@@ -712,12 +724,33 @@ fn run_server<S: Store + 'static, H: Hsm + 'static>(
         let addr = listener
             .local_addr()
             .map_err(|e| Failure::io("local address", e))?;
+        let admin = match &admin_listen {
+            Some(at) => {
+                let admin = tokio::net::TcpListener::bind(at)
+                    .await
+                    .map_err(|e| Failure::io(format!("cannot listen on {at}"), e))?;
+                let admin_addr = admin
+                    .local_addr()
+                    .map_err(|e| Failure::io("local address", e))?;
+                let routes = admin_router(metrics.clone(), ready);
+                tokio::spawn(async move {
+                    let stop = std::future::pending();
+                    if let Err(e) = serve_until(admin, routes, ServeOptions::default(), stop).await
+                    {
+                        tracing::error!(error = %e, "admin endpoints stopped");
+                    }
+                });
+                Some(format!("http://{admin_addr}"))
+            }
+            None => None,
+        };
         // One line for people and scripts: where it listens and where the tokens are.
         let first = &announced[0];
         super::print_line(
             &json!({
                 "listening": format!("{scheme}://{addr}"),
                 "server_key": server_key,
+                "admin": admin,
                 "tenant": first["tenant"],
                 "token_file": first["token_file"],
                 "tenants": announced,

@@ -5,6 +5,7 @@
 pub mod api;
 mod client;
 mod listener;
+mod metrics;
 mod rate;
 mod realm_client;
 mod realm_server;
@@ -14,13 +15,14 @@ mod transport;
 
 pub use client::{Recovered, VaultClient};
 pub use listener::{serve, serve_until, ServeOptions};
+pub use metrics::{admin_router, metered, MeteredHsm, MeteredStore, Metrics, Readiness};
 pub use rate::{Limiter, Rate, RateLimits};
 pub use realm_client::{
     change_password_on_realms, delete_from_realms, guesses_left, realms_status,
     recover_from_realms, register_with_realms, PerRealm, Problems, RealmClient,
 };
-pub use realm_server::realm_router;
-pub use server::{router, ApiError, Tenants, MAX_BODY, MAX_USER_ID};
+pub use realm_server::{realm_router, realm_router_with_readiness};
+pub use server::{router, router_with_readiness, ApiError, Tenants, MAX_BODY, MAX_USER_ID};
 pub use tls::{check_url, read_certificates, ClientTls, ServerTls, TlsError};
 
 use crate::error::ErrorClass;

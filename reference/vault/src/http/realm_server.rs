@@ -165,8 +165,22 @@ pub fn realm_router<St: RealmStore + 'static, H: Hsm + 'static>(
     tenants: Tenants,
     limits: RateLimits,
 ) -> Router {
+    realm_router_with_readiness(realm, tenants, limits).0
+}
+
+/// [`realm_router`], and the realm's readiness check for `/readyz`.
+pub fn realm_router_with_readiness<St: RealmStore + 'static, H: Hsm + 'static>(
+    realm: Realm<St, H>,
+    tenants: Tenants,
+    limits: RateLimits,
+) -> (Router, super::Readiness) {
     let app = App::new(realm, tenants, limits);
-    Router::new()
+    let ready = {
+        let app = app.clone();
+        std::sync::Arc::new(move || app.service.ready().map_err(|e| e.to_string()))
+            as super::Readiness
+    };
+    let router = Router::new()
         .route("/v1/realm", get(info::<St, H>))
         .route("/v1/realm/users/{user}/register", post(register::<St, H>))
         .route("/v1/realm/users/{user}/evaluate", post(evaluate::<St, H>))
@@ -175,5 +189,6 @@ pub fn realm_router<St: RealmStore + 'static, H: Hsm + 'static>(
         .route("/v1/realm/sessions/{session}/unlock", post(unlock::<St, H>))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(app)
+        .with_state(app);
+    (router, ready)
 }

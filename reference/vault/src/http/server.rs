@@ -84,6 +84,8 @@ impl IntoResponse for ApiError {
             message: self.message,
         };
         let mut response = (status, Json(body)).into_response();
+        // For the metrics layer: the class, never the message.
+        response.extensions_mut().insert(self.class);
         if status == StatusCode::UNAUTHORIZED && self.class == ErrorClass::Unauthorized {
             response.headers_mut().insert(
                 "www-authenticate",
@@ -399,8 +401,21 @@ pub fn router<S: Store + 'static, H: Hsm + 'static>(
     tenants: Tenants,
     limits: RateLimits,
 ) -> Router {
+    router_with_readiness(vault, tenants, limits).0
+}
+
+/// [`router`], and the vault's readiness check for `/readyz` (its store and HSM answer).
+pub fn router_with_readiness<S: Store + 'static, H: Hsm + 'static>(
+    vault: VaultServer<S, H>,
+    tenants: Tenants,
+    limits: RateLimits,
+) -> (Router, super::Readiness) {
     let app = App::new(vault, tenants, limits);
-    Router::new()
+    let ready = {
+        let app = app.clone();
+        Arc::new(move || app.service.ready().map_err(|e| e.to_string())) as super::Readiness
+    };
+    let router = Router::new()
         .route(
             "/v1/users/{user}/register/start",
             post(register_start::<S, H>),
@@ -429,5 +444,6 @@ pub fn router<S: Store + 'static, H: Hsm + 'static>(
         )
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(app)
+        .with_state(app);
+    (router, ready)
 }

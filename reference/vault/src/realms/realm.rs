@@ -417,6 +417,15 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
         })
     }
 
+    /// Whether the store and the HSM answer (`/readyz`): a read of the store, and a seal
+    /// opened again by the HSM.
+    pub fn ready(&self) -> Result<(), RealmError> {
+        self.store.get("", "")?;
+        let sealed = self.hsm.seal(b"coffer-realms-v1 ready", b"")?;
+        self.hsm.unseal(b"coffer-realms-v1 ready", &sealed)?;
+        Ok(())
+    }
+
     /// Phase 1 (`spec/realms.md` §4 step 2): counts the evaluation durably, then evaluates
     /// `M` with this realm's key share and proves it. Unknown, deleted and destroyed users get
     /// a fake answer.

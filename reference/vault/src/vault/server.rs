@@ -180,6 +180,17 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
         })
     }
 
+    /// Whether the store and the HSM answer: the sealed server setup is read from the store
+    /// and opened by the HSM (`/readyz`, spec/vault.md §9.3).
+    pub fn ready(&self) -> Result<(), VaultError> {
+        let sealed = self
+            .store
+            .server_setup()?
+            .ok_or_else(|| VaultError::Malformed("the store holds no server setup".into()))?;
+        self.hsm.unseal(AAD_SETUP, &sealed)?;
+        Ok(())
+    }
+
     /// The vault's OPAQUE public key: clients pin it (`spec/vault.md` §9.1). Not secret.
     pub fn server_key(&self) -> [u8; super::SERVER_KEY_LEN] {
         let mut key = [0u8; super::SERVER_KEY_LEN];
