@@ -572,3 +572,102 @@ print(json.dumps(samples))
     );
     assert!(value("coffer_hsm_duration_seconds_count", &[("op", "unseal")]) >= 1.0);
 }
+
+/// `vault serve --config FILE.toml`: tenants, limits and rates from TOML (rates that are not
+/// positive numbers refused), and `--log-format json` logs one JSON object per line.
+#[test]
+fn a_toml_configuration_and_json_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "a".repeat(40);
+    std::fs::write(dir.path().join("acme.token"), &token).unwrap();
+    let config = dir.path().join("vault.toml");
+    std::fs::write(
+        &config,
+        "server_id = \"toml-vault\"\n\
+         [guess_limit]\ndefault = 4\nmin = 1\nmax = 5\n\
+         [rate]\nuser_per_minute = 600.0\ntenant_per_second = 1000.0\n\
+         [[tenants]]\nname = \"acme\"\ntoken_file = \"acme.token\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args([
+            "--log-format",
+            "json",
+            "-v",
+            "vault",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--ksf", "argon2id:m=256,t=1,p=1", "--data"])
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let first: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(first["tenant"], "acme", "{first}");
+    let url = first["listening"].as_str().unwrap().to_owned();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args([
+            "--json", "vault", "register", "--vault", &url, "--user", "u",
+        ])
+        .args(["--server-id", "toml-vault", "--key", KEY, "--password-file"])
+        .arg(&pw)
+        .env("COFFER_VAULT_TOKEN", &token)
+        .env("COFFER_ALLOW_WEAK_KSF", "1")
+        .output()
+        .unwrap();
+    ok(&out);
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["--json", "vault", "status", "--vault", &url, "--user", "u"])
+        .env("COFFER_VAULT_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out)["guesses_left"], 4, "the TOML default limit");
+    let _ = child.kill();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let _ = child.wait();
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.is_empty()).collect();
+    assert!(!lines.is_empty(), "no log lines");
+    for l in lines {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{l}");
+    }
+
+    // A rate that is not a positive number is refused before anything is served.
+    std::fs::write(
+        &config,
+        "[rate]\nuser_per_minute = nan\ntenant_per_second = 1000.0\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args([
+            "--json",
+            "vault",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(dir.path().join("data2"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(failed(&out).0, "malformed");
+}

@@ -52,6 +52,15 @@ pub(crate) struct Cli {
     /// More log output on stderr (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Log lines as text, or as one JSON object each (for log collectors).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "COFFER_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -192,16 +201,20 @@ pub(crate) enum VaultCommand {
     )]
     Serve {
         /// Address to listen on (port 0 picks a free one; the first stdout line says which).
-        #[arg(long, default_value = "127.0.0.1:8443")]
+        #[arg(long, default_value = "127.0.0.1:8443", env = "COFFER_VAULT_LISTEN")]
         listen: String,
         /// Directory for the database, the master key file and the tenant token.
-        #[arg(long)]
+        #[arg(long, env = "COFFER_VAULT_DATA")]
         data: PathBuf,
         /// Argon2id parameters for new registrations.
-        #[arg(long, default_value = "argon2id:m=65536,t=3,p=1")]
+        #[arg(
+            long,
+            default_value = "argon2id:m=65536,t=3,p=1",
+            env = "COFFER_VAULT_KSF"
+        )]
         ksf: String,
         /// The server identity bound into every login.
-        #[arg(long, default_value = "coffer-vault")]
+        #[arg(long, default_value = "coffer-vault", env = "COFFER_VAULT_SERVER_ID")]
         server_id: String,
         /// Guesses and registrations per user and minute (up to a minute's worth at once).
         #[arg(long, default_value_t = 30.0)]
@@ -209,15 +222,17 @@ pub(crate) enum VaultCommand {
         /// Requests per tenant and second.
         #[arg(long, default_value_t = 10_000.0)]
         tenant_per_second: f64,
-        /// JSON configuration (tenants and their token files, server_id, ksf, guess_limit
-        /// {default,min,max}, rate {user_per_minute,tenant_per_second}, session_ttl_seconds);
-        /// what it sets wins over the flags. Without tenants, the `default` tenant is created.
-        #[arg(long, value_name = "FILE")]
+        /// Configuration file, TOML (name ending .toml) or JSON: tenants and their token
+        /// files, server_id, ksf, guess_limit {default,min,max}, rate
+        /// {user_per_minute,tenant_per_second}, session_ttl_seconds; what it sets wins over
+        /// the flags and their COFFER_VAULT_* variables. Without tenants, the `default`
+        /// tenant is created.
+        #[arg(long, value_name = "FILE", env = "COFFER_VAULT_CONFIG")]
         config: Option<PathBuf>,
         /// Where the master key is: soft:DIR (default soft:DATA, a key file) or an RFC 7512
         /// URI, e.g. "pkcs11:token=vault?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/coffer/pin"
         /// (the PIN may also come from COFFER_PKCS11_PIN). Create the key first: coffer hsm init.
-        #[arg(long, value_name = "URI")]
+        #[arg(long, value_name = "URI", env = "COFFER_VAULT_HSM")]
         hsm: Option<String>,
         /// Serve as a realm of a threshold registration (spec/realms.md) named NAME, instead
         /// of a vault: its records in DATA/realm.db (or in etcd with --store, shared by the
@@ -276,10 +291,20 @@ pub(crate) struct ServeNetworkArgs {
     /// Serve HTTPS with this PEM certificate chain (with --tls-key; both are read again on
     /// SIGHUP). Without it the vault serves plain HTTP, which clients accept on loopback
     /// only.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        env = "COFFER_VAULT_TLS_CERT"
+    )]
     tls_cert: Option<PathBuf>,
     /// The certificate's PEM private key (PKCS#8, PKCS#1 or SEC1; keep it mode 0600).
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        env = "COFFER_VAULT_TLS_KEY"
+    )]
     tls_key: Option<PathBuf>,
     /// Connections open at once; more are closed as they arrive.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -293,7 +318,7 @@ pub(crate) struct ServeNetworkArgs {
     request_timeout: u64,
     /// Serve /healthz, /readyz (store and HSM answer) and /metrics (OpenMetrics text) on
     /// this address, in plain HTTP: keep it where only operators reach, e.g. 127.0.0.1:9464.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "COFFER_VAULT_ADMIN_LISTEN")]
     admin_listen: Option<String>,
 }
 
@@ -674,7 +699,17 @@ struct InfoArgs {
     input: PathBuf,
 }
 
-fn init_logging(verbose: u8) {
+/// How log lines are written on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    // Human-readable lines. (Plain comments: doc comments would put clap's help for every
+    // command into its long layout.)
+    Text,
+    // One JSON object per line.
+    Json,
+}
+
+fn init_logging(verbose: u8, format: LogFormat) {
     let default = match verbose {
         0 => "warn",
         1 => "coffer=debug",
@@ -682,16 +717,19 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => logs.try_init(),
+        LogFormat::Json => logs.json().try_init(),
+    };
 }
 
 /// Runs the CLI and returns the process exit code.
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, cli.log_format);
     let result = match cli.command {
         Command::Key(KeyCommand::New { out, form, force }) => {
             commands::key_new(out.as_deref(), form, force)

@@ -43,7 +43,7 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
             store,
             network,
         } => {
-            let limits = rate_limits(*user_per_minute, *tenant_per_second);
+            let limits = rate_limits(*user_per_minute, *tenant_per_second)?;
             serve_command(
                 listen,
                 data,
@@ -415,8 +415,20 @@ struct TenantConfig {
 }
 
 /// The rate limits of `--user-per-minute` / `--tenant-per-second` (or the config).
-pub(super) fn rate_limits(user_per_minute: f64, tenant_per_second: f64) -> RateLimits {
-    RateLimits {
+/// The rate limits, refusing rates that are not positive finite numbers.
+pub(super) fn rate_limits(user_per_minute: f64, tenant_per_second: f64) -> CliResult<RateLimits> {
+    for (name, rate) in [
+        ("user_per_minute", user_per_minute),
+        ("tenant_per_second", tenant_per_second),
+    ] {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(Failure::new(
+                ErrorClass::Malformed,
+                format!("{name} must be a positive number, not {rate}"),
+            ));
+        }
+    }
+    Ok(RateLimits {
         tenant: Rate {
             per_second: tenant_per_second,
             burst: tenant_per_second * 2.0,
@@ -425,14 +437,25 @@ pub(super) fn rate_limits(user_per_minute: f64, tenant_per_second: f64) -> RateL
             per_second: user_per_minute / 60.0,
             burst: user_per_minute.max(1.0),
         },
-    }
+    })
 }
 
+/// The configuration file: TOML when its name ends in `.toml`, JSON otherwise.
 fn load_config(path: &Path) -> CliResult<ServeConfig> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::io(format!("cannot read {}", path.display()), e))?;
-    serde_json::from_str(&text)
-        .map_err(|e| Failure::new(ErrorClass::Malformed, format!("{}: {e}", path.display())))
+    let malformed = |e: &dyn std::fmt::Display| {
+        Failure::new(ErrorClass::Malformed, format!("{}: {e}", path.display()))
+    };
+    let config: ServeConfig = if path.extension().is_some_and(|e| e == "toml") {
+        toml::from_str(&text).map_err(|e| malformed(&e))?
+    } else {
+        serde_json::from_str(&text).map_err(|e| malformed(&e))?
+    };
+    if let Some(rate) = &config.rate {
+        rate_limits(rate.user_per_minute, rate.tenant_per_second)?;
+    }
+    Ok(config)
 }
 
 /// Opens the etcd store the arguments name.
@@ -509,9 +532,10 @@ fn serve_command(
     };
     let ksf = KsfParams::parse(file.ksf.as_deref().unwrap_or(ksf))
         .map_err(|e| Failure::from_lib("KSF", e))?;
-    let limits = file.rate.as_ref().map_or(limits, |r| {
-        rate_limits(r.user_per_minute, r.tenant_per_second)
-    });
+    let limits = match &file.rate {
+        Some(r) => rate_limits(r.user_per_minute, r.tenant_per_second)?,
+        None => limits,
+    };
     let mut config = ServerConfig {
         ksf,
         server_id: file
