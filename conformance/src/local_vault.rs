@@ -83,6 +83,16 @@ impl LocalVault {
     /// Serves a reference vault over `store`, with its software HSM key in `dir`, the
     /// default configuration and rate limits, and one tenant with a random token.
     pub fn start<S: Store + 'static>(store: S, dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(store, dir, false)
+    }
+
+    /// [`LocalVault::start`]; with `admin`, its one token is the tenant's admin token (for
+    /// tests: a vault whose clients can delete without the password).
+    pub fn start_with<S: Store + 'static>(
+        store: S,
+        dir: &Path,
+        admin: bool,
+    ) -> anyhow::Result<Self> {
         let hsm = SoftHsm::open_or_create(&dir.join("master.key")).context("the software HSM")?;
         let config = ServerConfig::default();
         let server_id = config.server_id.clone();
@@ -91,7 +101,11 @@ impl LocalVault {
         getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
         let token = hex::encode(random);
         let mut tenants = Tenants::default();
-        tenants.add(&token, "default");
+        if admin {
+            tenants.add_admin(&token, "default");
+        } else {
+            tenants.add(&token, "default");
+        }
         let (url, runtime, ca) =
             serve_loopback_tls(router(vault, tenants, RateLimits::default()), dir)?;
         Ok(LocalVault {

@@ -100,6 +100,22 @@ fn the_reference_vault_passes_every_vault_server_case() {
     assert_eq!(ids_with(&report, "pass").len(), cases.len());
 }
 
+/// A vault whose clients hold the admin token can delete any record without the password:
+/// exactly the case that forbids it fails.
+#[test]
+fn a_vault_that_deletes_without_the_password_fails_that_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault =
+        LocalVault::start_with(sqlite_store(dir.path()).unwrap(), dir.path(), true).unwrap();
+    let (code, report) = against(&vault, dir.path());
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(
+        ids_with(&report, "fail"),
+        set(&["vault.auth.delete_needs_password"]),
+        "{report:#}"
+    );
+}
+
 /// A deliberately broken store: a KE1 does not count a guess; only a failed KE3 does (the
 /// mistake of counting at the wrong step: abandoned recoveries then cost nothing).
 struct CountsOnlyFailedKe3 {

@@ -340,20 +340,32 @@ fn flow_change_password(ctx: &Ctx) -> Outcome {
     }
 }
 
+/// `POST /v1/sessions/{session}/delete` after a verified recovery.
+fn delete_in(ctx: &Ctx, session: &SessionId) -> Reply {
+    ctx.vault.post(
+        &format!("/v1/sessions/{}/delete", b64(session.as_bytes())),
+        &json!({}),
+    )
+}
+
 fn flow_delete(ctx: &Ctx) -> Outcome {
     let (user, _) = tri!(ctx.registered("delete", None));
-    let deleted = ctx.vault.delete(&format!("/v1/users/{}", segment(&user)));
+    let session = match ctx.recover(&user, PASSWORD) {
+        Recovery::Key { session, .. } => session,
+        other => return fail(format!("recovery: {}", other.describe()), ""),
+    };
+    let deleted = delete_in(ctx, &session);
     if deleted.status != 200 {
         return fail(format!("delete: {}", deleted.describe()), "");
     }
-    let again = ctx.vault.delete(&format!("/v1/users/{}", segment(&user)));
+    let again = delete_in(ctx, &session);
     let status = tri!(ctx.status(&user));
     let recovery = ctx.recover(&user, PASSWORD);
-    if is_error(&again, "no_record")
+    if is_error(&again, "unauthorized")
         && status["registered"] == false
         && matches!(recovery, Recovery::Ke2Refused)
     {
-        pass("deleted; a second delete is no_record; the password no longer verifies")
+        pass("deleted; the session deletes once; the password no longer verifies")
     } else {
         fail(
             format!(
@@ -772,6 +784,34 @@ fn transport_stalled_connection_closed(ctx: &Ctx) -> Outcome {
     ))
 }
 
+/// spec/vault.md §3.3: the tenant token alone cannot delete a record, nor can a session
+/// whose recovery did not verify.
+fn delete_needs_the_password(ctx: &Ctx) -> Outcome {
+    let (user, _) = tri!(ctx.registered("delete-proof", None));
+    let bare = ctx.vault.delete(&format!("/v1/users/{}", segment(&user)));
+    let (start, _) = ctx.ke1(&user, WRONG);
+    let unverified = match session_id(start.bytes("session_id")) {
+        Some(session) => delete_in(ctx, &session),
+        None => return fail(format!("recover/start: {}", start.describe()), ""),
+    };
+    let status = tri!(ctx.status(&user));
+    if is_error(&bare, "unauthorized")
+        && is_error(&unverified, "unauthorized")
+        && status["registered"] == true
+    {
+        pass("403 unauthorized twice; still registered")
+    } else {
+        fail(
+            format!(
+                "bare DELETE {}; delete in an unverified session {}; status {status}",
+                bare.describe(),
+                unverified.describe()
+            ),
+            "",
+        )
+    }
+}
+
 const CASES: &[Case] = &[
     Case {
         id: "vault.transport.https",
@@ -928,6 +968,12 @@ const CASES: &[Case] = &[
         level: Level::Must,
         expected: "400 malformed",
         run: bad_session_id,
+    },
+    Case {
+        id: "vault.auth.delete_needs_password",
+        level: Level::Must,
+        expected: "DELETE with the tenant token, or delete in an unverified session: 403 unauthorized; still registered",
+        run: delete_needs_the_password,
     },
     Case {
         id: "vault.auth.missing_token",

@@ -277,10 +277,15 @@ pub(crate) enum VaultCommand {
         #[command(flatten)]
         client: VaultClientArgs,
     },
-    /// Delete a user's record (its key is gone for good).
+    /// Delete a user's record (its key is gone for good): the password is proven first (one
+    /// guess, then a reset), or --admin with the tenant's admin token.
     Delete {
         #[command(flatten)]
         client: VaultClientArgs,
+        /// Delete without the password, with the tenant's admin token (--token-file or
+        /// COFFER_VAULT_TOKEN); an ordinary tenant token is refused.
+        #[arg(long)]
+        admin: bool,
     },
 }
 

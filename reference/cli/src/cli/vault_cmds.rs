@@ -148,10 +148,18 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
                 }),
             })
         }
-        VaultCommand::Delete { client } => {
-            connect(client)?
-                .delete(&client.user)
-                .map_err(|e| Failure::from_lib("delete", e))?;
+        VaultCommand::Delete { client, admin } => {
+            let vault = connect(client)?;
+            if *admin {
+                vault.delete_as_admin(&client.user)
+            } else {
+                let password = secrets::password(
+                    client.password_file.as_deref(),
+                    &format!("vault password for {}: ", client.user),
+                )?;
+                vault.delete(&client.user, &password)
+            }
+            .map_err(|e| Failure::from_lib("delete", e))?;
             Ok(Report {
                 text: format!("deleted the record of {}", client.user),
                 json: json!({"command": "vault delete", "user": client.user, "deleted": true}),
@@ -412,10 +420,11 @@ struct TenantConfig {
     name: String,
     /// Relative paths are relative to the config file.
     token_file: PathBuf,
+    /// The tenant's admin token, which may also delete records without the password.
+    admin_token_file: Option<PathBuf>,
 }
 
-/// The rate limits of `--user-per-minute` / `--tenant-per-second` (or the config).
-/// The rate limits, refusing rates that are not positive finite numbers.
+/// The rate limits of `--user-per-minute` / `--tenant-per-second` (or the config), refusing rates that are not positive finite numbers.
 pub(super) fn rate_limits(user_per_minute: f64, tenant_per_second: f64) -> CliResult<RateLimits> {
     for (name, rate) in [
         ("user_per_minute", user_per_minute),
@@ -568,26 +577,36 @@ fn serve_command(
     match file.tenants.as_deref() {
         Some(list) if !list.is_empty() => {
             let base = config_file.and_then(Path::parent).unwrap_or(Path::new("."));
-            for t in list {
-                let path = if t.token_file.is_absolute() {
-                    t.token_file.clone()
+            let read_token = |name: &str, file: &Path| -> CliResult<(Zeroizing<String>, PathBuf)> {
+                let path = if file.is_absolute() {
+                    file.to_owned()
                 } else {
-                    base.join(&t.token_file)
+                    base.join(file)
                 };
-                let token = std::fs::read_to_string(&path).map_err(|e| {
-                    Failure::io(
-                        format!("tenant {}: cannot read {}", t.name, path.display()),
-                        e,
-                    )
-                })?;
+                let token = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
+                    Failure::io(format!("tenant {name}: cannot read {}", path.display()), e)
+                })?);
                 if token.trim().len() < 32 {
                     return Err(Failure::new(
                         ErrorClass::Malformed,
-                        format!("tenant {}: tokens must have at least 32 characters", t.name),
+                        format!("tenant {name}: tokens must have at least 32 characters"),
                     ));
                 }
+                Ok((token, path))
+            };
+            for t in list {
+                let (token, path) = read_token(&t.name, &t.token_file)?;
                 tenants.add(token.trim(), &t.name);
-                announced.push(json!({"tenant": t.name, "token_file": path}));
+                let admin = match &t.admin_token_file {
+                    Some(file) => {
+                        let (admin, admin_path) = read_token(&t.name, file)?;
+                        tenants.add_admin(admin.trim(), &t.name);
+                        Some(admin_path)
+                    }
+                    None => None,
+                };
+                announced
+                    .push(json!({"tenant": t.name, "token_file": path, "admin_token_file": admin}));
             }
         }
         _ => {

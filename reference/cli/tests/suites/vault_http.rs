@@ -251,12 +251,24 @@ fn register_recover_exhaust_delete_over_http() {
     let out = client(&vault, "recover", "nobody", &right, &[]);
     assert_eq!(out.status.code(), Some(16));
 
+    // Deleting needs the password: a wrong one deletes nothing (and costs a guess), the
+    // tenant token alone (--admin without an admin token) is refused, the right one deletes.
     let out = client(&vault, "register", "bob", &right, &["--key", KEY]);
     assert!(out.status.success());
+    let out = client(&vault, "delete", "bob", &wrong, &[]);
+    assert_eq!(json(&out)["error"], "wrong_password");
+    let out = client(&vault, "delete", "bob", &right, &["--admin"]);
+    assert_eq!(json(&out)["error"], "unauthorized");
+    let status = json(&client(&vault, "status", "bob", &right, &[]));
+    assert_eq!(status["registered"], true, "{status}");
+    assert_eq!(status["guesses_left"], 9, "{status}");
     let out = client(&vault, "delete", "bob", &right, &[]);
     assert!(out.status.success());
+    let status = json(&client(&vault, "status", "bob", &right, &[]));
+    assert_eq!(status["state"], "deleted", "{status}");
+    // A deleted record answers as if it never existed: the password no longer verifies.
     let out = client(&vault, "delete", "bob", &right, &[]);
-    assert_eq!(out.status.code(), Some(17), "no_record");
+    assert_eq!(json(&out)["error"], "wrong_password");
 }
 
 #[test]
@@ -620,10 +632,11 @@ fn a_config_file_sets_tenants_that_never_see_each_other() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("acme.token"), "a".repeat(40)).unwrap();
     std::fs::write(dir.path().join("globex.token"), "g".repeat(40)).unwrap();
+    std::fs::write(dir.path().join("acme-admin.token"), "A".repeat(40)).unwrap();
     let config = dir.path().join("vault.json");
     std::fs::write(
         &config,
-        r#"{"tenants": [{"name": "acme", "token_file": "acme.token"}, {"name": "globex", "token_file": "globex.token"}],
+        r#"{"tenants": [{"name": "acme", "token_file": "acme.token", "admin_token_file": "acme-admin.token"}, {"name": "globex", "token_file": "globex.token"}],
             "guess_limit": {"default": 3, "min": 1, "max": 5}, "server_id": "test-vault"}"#,
     )
     .unwrap();
@@ -676,6 +689,17 @@ fn a_config_file_sets_tenants_that_never_see_each_other() {
     );
     let out = run(&acme, &["recover", "--user", "same"]);
     assert_eq!(json(&out)["key"], KEY);
+    // Only the tenant's admin token deletes without the password, and only its own users.
+    let admin = "A".repeat(40);
+    let out = run(&acme, &["delete", "--admin", "--user", "same"]);
+    assert_eq!(json(&out)["error"], "unauthorized");
+    let out = run(&globex, &["delete", "--admin", "--user", "same"]);
+    assert_eq!(json(&out)["error"], "unauthorized");
+    assert!(run(&admin, &["delete", "--admin", "--user", "same"])
+        .status
+        .success());
+    let status = json(&run(&acme, &["status", "--user", "same"]));
+    assert_eq!(status["state"], "deleted", "{status}");
 }
 
 /// Over HTTP: wrong guesses that complete a (forged) KE3 and wrong guesses abandoned after

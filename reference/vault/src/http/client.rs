@@ -200,8 +200,23 @@ impl VaultClient {
         self.send::<(), Status>("GET", &format!("/v1/users/{}/status", enc(user)), None)
     }
 
-    /// Deletes the user's record.
-    pub fn delete(&self, user: &str) -> Result<(), VaultError> {
+    /// Deletes the user's record with the password: a recovery (one counted guess, then a
+    /// reset), then the deletion in the same session (`spec/vault.md` §3.3).
+    pub fn delete(&self, user: &str, password: &[u8]) -> Result<(), VaultError> {
+        let recovered = self.recover(user, password)?;
+        let _: serde_json::Value = self.send(
+            "POST",
+            &format!(
+                "/v1/sessions/{}/delete",
+                b64(recovered.session_id.as_bytes())
+            ),
+            Some(&serde_json::json!({})),
+        )?;
+        Ok(())
+    }
+
+    /// Deletes the user's record without the password: the tenant's admin token only.
+    pub fn delete_as_admin(&self, user: &str) -> Result<(), VaultError> {
         let _: serde_json::Value =
             self.send::<(), _>("DELETE", &format!("/v1/users/{}", enc(user)), None)?;
         Ok(())

@@ -111,30 +111,47 @@ fn unauthenticated(message: &str) -> ApiError {
     }
 }
 
-/// Tenants: bearer token → tenant name.
+/// Tenants: bearer token → tenant name, and whether the token is the tenant's admin token.
 #[derive(Clone, Default)]
 pub struct Tenants {
-    tokens: Vec<(Vec<u8>, String)>,
+    tokens: Vec<(Vec<u8>, String, bool)>,
+}
+
+/// Who is calling: a tenant, with its admin token or its ordinary one.
+#[derive(Debug, Clone)]
+pub(super) struct Caller {
+    pub(super) tenant: String,
+    pub(super) admin: bool,
 }
 
 impl Tenants {
-    /// Adds a tenant.
+    /// Adds a tenant's token (what its front end uses for its users' flows).
     pub fn add(&mut self, token: &str, tenant: &str) {
         self.tokens
-            .push((token.as_bytes().to_vec(), tenant.to_owned()));
+            .push((token.as_bytes().to_vec(), tenant.to_owned(), false));
     }
 
-    /// The tenant whose token the request carries (compared in constant time).
-    pub(super) fn of(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+    /// Adds a tenant's admin token: everything the tenant token allows, and deleting a user's
+    /// record without proof of the password (`spec/vault.md` §9).
+    pub fn add_admin(&mut self, token: &str, tenant: &str) {
+        self.tokens
+            .push((token.as_bytes().to_vec(), tenant.to_owned(), true));
+    }
+
+    /// The caller whose token the request carries (every token compared, in constant time).
+    pub(super) fn of(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let token = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| unauthenticated("a tenant bearer token is required"))?;
         let mut found = None;
-        for (known, tenant) in &self.tokens {
+        for (known, tenant, admin) in &self.tokens {
             if known.len() == token.len() && bool::from(known.as_slice().ct_eq(token.as_bytes())) {
-                found = Some(tenant.clone());
+                found = Some(Caller {
+                    tenant: tenant.clone(),
+                    admin: *admin,
+                });
             }
         }
         found.ok_or_else(|| unauthenticated("unknown tenant token"))
@@ -178,11 +195,16 @@ impl<V> App<V> {
 
     /// The request's tenant, after its token and its rate limit.
     pub(super) fn tenant(&self, headers: &HeaderMap) -> Result<String, ApiError> {
-        let tenant = self.tenants.of(headers)?;
+        Ok(self.caller(headers)?.tenant)
+    }
+
+    /// The request's caller, after its token and its tenant's rate limit.
+    pub(super) fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let caller = self.tenants.of(headers)?;
         self.tenant_rate
-            .take(&tenant)
+            .take(&caller.tenant)
             .map_err(|w| limited(w, "tenant"))?;
-        Ok(tenant)
+        Ok(caller)
     }
 
     /// A user's guess or registration, under the per-user limit.
@@ -377,14 +399,39 @@ async fn status<S: Store + 'static, H: Hsm + 'static>(
     ))
 }
 
+/// `DELETE /v1/users/{user}`: the tenant's administrator only (its admin token); a user
+/// deletes through a recovery (`POST /v1/sessions/{session}/delete`).
 async fn remove<S: Store + 'static, H: Hsm + 'static>(
     State(app): State<VaultApp<S, H>>,
     headers: HeaderMap,
     Path(user): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = app.tenant(&headers)?;
+    let caller = app.caller(&headers)?;
     user_id(&user)?;
+    if !caller.admin {
+        return Err(ApiError::new(
+            ErrorClass::Unauthorized,
+            "deleting a record needs the password (a recovery, then POST \
+             /v1/sessions/{session}/delete) or the tenant's admin token",
+        ));
+    }
+    let tenant = caller.tenant;
     blocking(&app, move |v| Ok(v.delete(&tenant, &user)?)).await?;
+    Ok(Json(serde_json::json!({"deleted": true})))
+}
+
+/// `POST /v1/sessions/{session}/delete`: after a verified recovery in the same session.
+async fn remove_after_recovery<S: Store + 'static, H: Hsm + 'static>(
+    State(app): State<VaultApp<S, H>>,
+    headers: HeaderMap,
+    Path(session): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tenant = app.tenant(&headers)?;
+    let session = session_id(&session)?;
+    blocking(&app, move |v| {
+        Ok(v.delete_after_recovery(&tenant, &session)?)
+    })
+    .await?;
     Ok(Json(serde_json::json!({"deleted": true})))
 }
 
@@ -430,6 +477,10 @@ pub fn router_with_readiness<S: Store + 'static, H: Hsm + 'static>(
         )
         .route("/v1/users/{user}/status", get(status::<S, H>))
         .route("/v1/users/{user}", delete(remove::<S, H>))
+        .route(
+            "/v1/sessions/{session}/delete",
+            post(remove_after_recovery::<S, H>),
+        )
         .route(
             "/v1/sessions/{session}/finish",
             post(recover_finish::<S, H>),

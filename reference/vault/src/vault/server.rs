@@ -469,9 +469,31 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             .filter(|v| v.expires > Instant::now() && v.tenant == tenant)
             .ok_or_else(|| {
                 VaultError::Unauthorized(
-                    "a password change needs a successful recovery in this session".into(),
+                    "a password change or a deletion needs a successful recovery in this session"
+                        .into(),
                 )
             })
+    }
+
+    /// Deletes the record a verified recovery of this session opened (`spec/vault.md` §3.3):
+    /// the holder proves the password (one counted guess, then a reset) and deletes. `locked`
+    /// if the record changed since.
+    pub fn delete_after_recovery(
+        &self,
+        tenant: &str,
+        session_id: &SessionId,
+    ) -> Result<(), VaultError> {
+        let v = self.verified_session(tenant, session_id, true)?;
+        match self.store.latest(&v.tenant, &v.user)? {
+            Some(r)
+                if r.state == RecordState::Active
+                    && r.record_id == v.record_id
+                    && r.version == v.version =>
+            {
+                self.delete(&v.tenant, &v.user)
+            }
+            _ => Err(VaultError::Locked),
+        }
     }
 
     /// Password change, step 1 (after a verified recovery in the same session).
@@ -539,7 +561,8 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
         })
     }
 
-    /// Deletes the user's record (its secrets are erased).
+    /// Deletes the user's record (its secrets are erased), without proof of the password: for
+    /// the tenant's administrator (HTTP: the admin token) and operators.
     pub fn delete(&self, tenant: &str, user: &str) -> Result<(), VaultError> {
         if self.store.delete(tenant, user)? {
             Ok(())
