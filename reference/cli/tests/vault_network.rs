@@ -61,7 +61,11 @@ fn serve(data: &Path, pki: Option<&tls::Pki>, extra: &[&str]) -> Vault {
     Vault {
         child,
         url: first["listening"].as_str().unwrap().to_owned(),
-        token_file: PathBuf::from(first["token_file"].as_str().unwrap()),
+        // A configuration may give the tenant no shared token (user tokens only).
+        token_file: first["token_file"]
+            .as_str()
+            .map(PathBuf::from)
+            .unwrap_or_default(),
         server_key: first["server_key"].as_str().unwrap().to_owned(),
         admin: first["admin"].as_str().map(str::to_owned),
     }
@@ -441,7 +445,7 @@ fn the_data_directory_and_its_files_are_private() {
     drop(vault);
 }
 
-/// spec/vault.md §9.3: the admin endpoints, on their own listener. `/metrics` is parsed by
+/// spec/vault.md §9.2: the admin endpoints, on their own listener. `/metrics` is parsed by
 /// the Prometheus project's own OpenMetrics parser (PyPI prometheus-client; scripts/test.sh
 /// sets COFFER_PROMETHEUS_PYTHON, opt out with COFFER_SKIP_PROMETHEUS=1), and says what
 /// happened without naming any user.
@@ -670,4 +674,145 @@ fn a_toml_configuration_and_json_logs() {
         .output()
         .unwrap();
     assert_eq!(failed(&out).0, "malformed");
+}
+
+/// `coffer vault user-token`, as a tenant's front end would mint a token.
+fn user_token(key: &Path, user: &str, audience: &str, ttl: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args([
+            "--json",
+            "vault",
+            "user-token",
+            "--kid",
+            "k1",
+            "--tenant",
+            "acme",
+        ])
+        .args(["--user", user, "--audience", audience, "--ttl", ttl])
+        .arg("--signing-key")
+        .arg(key)
+        .output()
+        .unwrap();
+    ok(&out)["token"].as_str().unwrap().to_owned()
+}
+
+/// spec/vault.md §9.3: a tenant that signs per-user tokens. A token acts for its user only
+/// (another user's record, status or session is refused), for this server only, and not
+/// once expired; nobody holds a tenant-wide token, and the admin token still deletes.
+#[test]
+fn a_user_token_acts_for_its_user_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("acme-signing.key");
+    let made = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["--json", "vault", "user-key", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    let public = ok(&made)["public_key"].as_str().unwrap().to_owned();
+    std::fs::write(dir.path().join("admin.token"), "Z".repeat(48)).unwrap();
+    let config = dir.path().join("vault.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[tenants]]\nname = \"acme\"\nadmin_token_file = \"admin.token\"\n\
+             user_token_keys = [{{ kid = \"k1\", public_key = \"{public}\" }}]\n"
+        ),
+    )
+    .unwrap();
+    let vault = serve(
+        &dir.path().join("data"),
+        None,
+        &["--config", config.to_str().unwrap()],
+    );
+    let alice = user_token(&key, "alice", "coffer-vault", "600");
+    let bob = user_token(&key, "bob", "coffer-vault", "600");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw\n").unwrap();
+    let as_user = |token: &str, command: &str, user: &str, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .args([
+                "--json", "vault", command, "--vault", &vault.url, "--user", user,
+            ])
+            .arg("--password-file")
+            .arg(&pw)
+            .args(extra)
+            .env("COFFER_VAULT_TOKEN", token)
+            .env("COFFER_ALLOW_WEAK_KSF", "1")
+            .output()
+            .unwrap()
+    };
+    ok(&as_user(&alice, "register", "alice", &["--key", KEY]));
+    assert_eq!(ok(&as_user(&alice, "recover", "alice", &[]))["key"], KEY);
+    // Bob's token for Alice's record: refused, and nothing counted.
+    for command in ["recover", "status"] {
+        let out = as_user(&bob, command, "alice", &[]);
+        assert_eq!(failed(&out).0, "unauthorized", "{command}");
+    }
+    assert_eq!(
+        ok(&as_user(&alice, "status", "alice", &[]))["guesses_left"],
+        10
+    );
+    // Bob's token on Alice's session: refused; Alice's own token gets the vault's answer.
+    let agent = tls::agent(None);
+    let post = |token: &str, path: &str, body: &str| {
+        let mut response = agent
+            .post(format!("{}{path}", vault.url))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .send(body.as_bytes())
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = serde_json::from_slice(&response.body_mut().read_to_vec().unwrap())
+            .unwrap_or(Value::Null);
+        (status, body)
+    };
+    let (_, ke1) = coffer::vault::RecoveryClient::start(b"pw").unwrap();
+    let b64 = |b: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    };
+    let (status, start) = post(
+        &alice,
+        "/v1/users/alice/recover/start",
+        &format!(r#"{{"ke1":"{}"}}"#, b64(&ke1)),
+    );
+    assert_eq!(status, 200, "{start}");
+    let session = start["session_id"].as_str().unwrap();
+    let finish = format!("/v1/sessions/{session}/finish");
+    let ke3 = format!(r#"{{"ke3":"{}"}}"#, b64(&[7u8; 64]));
+    let (status, body) = post(&bob, &finish, &ke3);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("unauthorized"))
+    );
+    let (status, body) = post(&alice, &finish, &ke3);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("wrong_password"))
+    );
+    // Another server's token, an expired one, a forged one: 401 unauthorized.
+    let elsewhere = user_token(&key, "alice", "another-vault", "600");
+    let signing = std::fs::read(&key).unwrap();
+    let now = coffer::http::unix_now();
+    let claims = |iat: u64, exp: u64| coffer::http::UserClaims {
+        iss: "acme".into(),
+        sub: "alice".into(),
+        aud: "coffer-vault".into(),
+        iat,
+        exp,
+    };
+    // Expired two minutes ago (past the minute of clock skew allowed).
+    let expired =
+        coffer::http::mint_user_token(&signing, "k1", &claims(now - 600, now - 120)).unwrap();
+    let (other_key, _) = coffer::http::new_signing_key().unwrap();
+    let forged = coffer::http::mint_user_token(&other_key, "k1", &claims(now, now + 600)).unwrap();
+    for token in [&elsewhere, &expired, &forged] {
+        let out = as_user(token, "status", "alice", &[]);
+        assert_eq!(failed(&out).0, "unauthorized");
+    }
+    // A user token cannot delete without the password; the admin token can.
+    let out = as_user(&alice, "delete", "alice", &["--admin"]);
+    assert_eq!(failed(&out).0, "unauthorized");
+    let out = as_user(&"Z".repeat(48), "delete", "alice", &["--admin"]);
+    ok(&out);
 }

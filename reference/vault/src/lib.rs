@@ -16,9 +16,11 @@
 //! use coffer_vault::hsm::SoftHsm;
 //! use coffer_vault::store::SqliteStore;
 //! use coffer_vault::vault::{
-//!     KsfParams, Parties, RecoveryClient, RegistrationClient, ServerConfig, VaultServer,
+//!     KsfFloor, KsfParams, Parties, RecoveryClient, RegistrationClient, ServerConfig,
+//!     VaultServer,
 //! };
 //!
+//! // Cheap key stretching, for the example: clients refuse it unless told by name.
 //! let dir = tempfile::tempdir()?;
 //! let config = ServerConfig { ksf: KsfParams::TEST, ..ServerConfig::default() };
 //! let store = SqliteStore::open(&dir.path().join("vault.db"))?;
@@ -29,6 +31,7 @@
 //! // Registration: the client's messages go to the vault; the vault never sees the password.
 //! let root = RootKey::generate()?;
 //! let (client, request) = RegistrationClient::start(b"correct horse")?;
+//! let client = client.ksf_floor(KsfFloor::NONE);
 //! let start = vault.register_start("tenant", "alice", &request)?;
 //! let (upload, envelope) =
 //!     client.finish(&parties, &start.response, &start.ksf, &start.record_id, 1, &root)?;
@@ -36,6 +39,7 @@
 //!
 //! // Recovery: each KE1 is counted durably before the vault answers.
 //! let (client, ke1) = RecoveryClient::start(b"correct horse")?;
+//! let client = client.ksf_floor(KsfFloor::NONE);
 //! let ke2 = vault.recover_start("tenant", "alice", &ke1)?;
 //! let done = client.finish(&parties, &ke2.ke2, &ke2.ksf)?;
 //! let released = vault.recover_finish("tenant", &ke2.session_id, &done.ke3)?;
@@ -44,6 +48,7 @@
 //!
 //! // A wrong password fails at the client, and the guess has been counted.
 //! let (client, ke1) = RecoveryClient::start(b"wrong")?;
+//! let client = client.ksf_floor(KsfFloor::NONE);
 //! let ke2 = vault.recover_start("tenant", "alice", &ke1)?;
 //! assert!(client.finish(&parties, &ke2.ke2, &ke2.ksf).is_err());
 //! let status = vault.status("tenant", "alice")?;

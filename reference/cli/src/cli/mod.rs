@@ -277,6 +277,35 @@ pub(crate) enum VaultCommand {
         #[command(flatten)]
         client: VaultClientArgs,
     },
+    /// Make a tenant's signing key for user tokens: the secret key (PKCS#8, mode 0600) goes
+    /// to --out, the public key (for the vault's config, user_token_keys) is printed.
+    UserKey {
+        /// Where to write the secret signing key (refused if it exists).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Sign a user token with a tenant's key (what the tenant's front end does once it has
+    /// authenticated the user; for tests and local use). Prints the token.
+    UserToken {
+        /// The tenant's secret signing key (from `coffer vault user-key`).
+        #[arg(long, value_name = "FILE")]
+        signing_key: PathBuf,
+        /// The key id the vault's config gives that key.
+        #[arg(long)]
+        kid: String,
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The user the token is for.
+        #[arg(long)]
+        user: String,
+        /// The server it is for: a vault's server id, or a realm's id.
+        #[arg(long, default_value = "coffer-vault")]
+        audience: String,
+        /// Seconds until it expires (at most 3600).
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        ttl: u64,
+    },
     /// Delete a user's record (its key is gone for good): the password is proven first (one
     /// guess, then a reset), or --admin with the tenant's admin token.
     Delete {

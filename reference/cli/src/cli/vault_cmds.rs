@@ -14,6 +14,7 @@ use coffer::http::{
     MeteredHsm, MeteredStore, Metrics, Tenants,
 };
 use coffer::http::{check_url, ClientTls, ServeOptions, ServerTls};
+use coffer::http::{mint_user_token, new_signing_key, unix_now, UserClaims};
 use coffer::http::{recover_from_realms, register_with_realms, RealmClient, VaultClient};
 use coffer::http::{Rate, RateLimits};
 use coffer::key::RootKey;
@@ -146,6 +147,56 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
                     "guesses_left": status.guesses_left,
                     "limit": status.limit,
                 }),
+            })
+        }
+        VaultCommand::UserKey { out } => {
+            if out.exists() {
+                return Err(Failure::new(
+                    ErrorClass::Io,
+                    format!(
+                        "{} exists: a signing key is never overwritten",
+                        out.display()
+                    ),
+                ));
+            }
+            let (secret, public) =
+                new_signing_key().map_err(|e| Failure::new(ErrorClass::Io, e.to_string()))?;
+            secrets::write_private(out, &secret)?;
+            let public = hex::encode(public);
+            Ok(Report {
+                text: format!(
+                    "signing key written to {} (keep it secret)\npublic key: {public}\n\
+                     in the vault's config: user_token_keys = [{{ kid = \"...\", public_key = \"{public}\" }}]",
+                    out.display()
+                ),
+                json: json!({"command": "vault user-key", "signing_key": out, "public_key": public}),
+            })
+        }
+        VaultCommand::UserToken {
+            signing_key,
+            kid,
+            tenant,
+            user,
+            audience,
+            ttl,
+        } => {
+            let secret =
+                Zeroizing::new(std::fs::read(signing_key).map_err(|e| {
+                    Failure::io(format!("cannot read {}", signing_key.display()), e)
+                })?);
+            let now = unix_now();
+            let claims = UserClaims {
+                iss: tenant.clone(),
+                sub: user.clone(),
+                aud: audience.clone(),
+                iat: now,
+                exp: now + ttl,
+            };
+            let token = mint_user_token(&secret, kid, &claims)
+                .map_err(|e| Failure::new(ErrorClass::Malformed, format!("signing: {e}")))?;
+            Ok(Report {
+                text: token.clone(),
+                json: json!({"command": "vault user-token", "token": token, "expires": claims.exp}),
             })
         }
         VaultCommand::Delete { client, admin } => {
@@ -418,10 +469,22 @@ struct RateConfig {
 #[serde(deny_unknown_fields)]
 struct TenantConfig {
     name: String,
+    /// The tenant's shared token (its front end acts for any of its users with it).
     /// Relative paths are relative to the config file.
-    token_file: PathBuf,
+    token_file: Option<PathBuf>,
     /// The tenant's admin token, which may also delete records without the password.
     admin_token_file: Option<PathBuf>,
+    /// Public keys of the tenant's user tokens (spec/vault.md §9.3).
+    user_token_keys: Option<Vec<UserKeyConfig>>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserKeyConfig {
+    /// The key id user tokens name in their header.
+    kid: String,
+    /// The Ed25519 public key, 64 hex digits (as `coffer vault user-key` prints it).
+    public_key: String,
 }
 
 /// The rate limits of `--user-per-minute` / `--tenant-per-second` (or the config), refusing rates that are not positive finite numbers.
@@ -595,8 +658,37 @@ fn serve_command(
                 Ok((token, path))
             };
             for t in list {
-                let (token, path) = read_token(&t.name, &t.token_file)?;
-                tenants.add(token.trim(), &t.name);
+                let keys = t.user_token_keys.as_deref().unwrap_or_default();
+                if t.token_file.is_none() && t.admin_token_file.is_none() && keys.is_empty() {
+                    return Err(Failure::new(
+                        ErrorClass::Malformed,
+                        format!(
+                            "tenant {}: needs a token_file, an admin_token_file or user_token_keys",
+                            t.name
+                        ),
+                    ));
+                }
+                for key in keys {
+                    let public = hex::decode(key.public_key.trim()).map_err(|_| {
+                        Failure::new(
+                            ErrorClass::Malformed,
+                            format!("tenant {}: key {}: not hex", t.name, key.kid),
+                        )
+                    })?;
+                    tenants
+                        .add_user_key(&t.name, &key.kid, &public)
+                        .map_err(|e| {
+                            Failure::new(ErrorClass::Malformed, format!("tenant {}: {e}", t.name))
+                        })?;
+                }
+                let path = match &t.token_file {
+                    Some(file) => {
+                        let (token, path) = read_token(&t.name, file)?;
+                        tenants.add(token.trim(), &t.name);
+                        Some(path)
+                    }
+                    None => None,
+                };
                 let admin = match &t.admin_token_file {
                     Some(file) => {
                         let (admin, admin_path) = read_token(&t.name, file)?;
@@ -615,6 +707,8 @@ fn serve_command(
             announced.push(json!({"tenant": "default", "token_file": token_path}));
         }
     }
+    // User tokens name this server: a realm by its id, a vault by its server id.
+    tenants.set_audience(realm_id.unwrap_or(&config.server_id));
     let location = match hsm_uri {
         Some(text) => uri::parse(text).map_err(|e| Failure::from_lib("--hsm", e))?,
         None => HsmLocation::Soft(data.to_owned()),

@@ -1,4 +1,4 @@
-//! What an operator watches (`spec/vault.md` §9.3): Prometheus metrics in the OpenMetrics
+//! What an operator watches (`spec/vault.md` §9.2): Prometheus metrics in the OpenMetrics
 //! text format (prometheus-client, the Prometheus project's Rust client), and the admin
 //! endpoints `/healthz`, `/readyz` and `/metrics`, served apart from the API. No label ever
 //! names a user or a tenant: routes are the API's templates, classes those of

@@ -12,6 +12,7 @@ mod realm_server;
 mod server;
 mod tls;
 mod transport;
+mod user_token;
 
 pub use client::{Recovered, VaultClient};
 pub use listener::{serve, serve_until, ServeOptions};
@@ -24,6 +25,10 @@ pub use realm_client::{
 pub use realm_server::{realm_router, realm_router_with_readiness};
 pub use server::{router, router_with_readiness, ApiError, Tenants, MAX_BODY, MAX_USER_ID};
 pub use tls::{check_url, read_certificates, ClientTls, ServerTls, TlsError};
+pub use user_token::{
+    mint as mint_user_token, new_signing_key, public_key_of, unix_now, KeyError, MintError,
+    UserClaims, MAX_LIFETIME_SECONDS,
+};
 
 use crate::error::ErrorClass;
 

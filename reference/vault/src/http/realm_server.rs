@@ -44,7 +44,7 @@ async fn status<St: RealmStore + 'static, H: Hsm + 'static>(
     headers: HeaderMap,
     Path(user): Path<String>,
 ) -> Result<Json<RealmStatusResponse>, ApiError> {
-    let tenant = app.tenant(&headers)?;
+    let tenant = app.tenant_for_user(&headers, &user)?;
     user_id(&user)?;
     let status = blocking(&app, move |r| r.status(&tenant, &user).map_err(refusal)).await?;
     let guesses_left = status.guesses_left();
@@ -75,7 +75,7 @@ async fn register<St: RealmStore + 'static, H: Hsm + 'static>(
     Path(user): Path<String>,
     raw: Raw,
 ) -> Result<Json<RealmRegisterResponse>, ApiError> {
-    let tenant = app.tenant(&headers)?;
+    let tenant = app.tenant_for_user(&headers, &user)?;
     app.user_action(&tenant, &user)?;
     let req: RealmRegisterRequest = json(&body(raw)?)?;
     let share = RealmShare {
@@ -107,7 +107,7 @@ async fn evaluate<St: RealmStore + 'static, H: Hsm + 'static>(
     Path(user): Path<String>,
     raw: Raw,
 ) -> Result<Json<RealmEvaluateResponse>, ApiError> {
-    let tenant = app.tenant(&headers)?;
+    let tenant = app.tenant_for_user(&headers, &user)?;
     app.user_action(&tenant, &user)?;
     let req: RealmEvaluateRequest = json(&body(raw)?)?;
     let answer = blocking(&app, move |r| {
@@ -130,11 +130,11 @@ async fn unlock<St: RealmStore + 'static, H: Hsm + 'static>(
     raw: Raw,
 ) -> Result<Json<RealmUnlockResponse>, ApiError> {
     use base64::Engine;
-    let tenant = app.tenant(&headers)?;
     let session = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(&session)
         .map_err(|_| ApiError::new(ErrorClass::Malformed, "session ids are base64url"))?;
     let session: [u8; 16] = fixed(&session, "a session id")?;
+    let tenant = app.tenant_for_session(&headers, &session)?;
     let req: RealmUnlockRequest = json(&body(raw)?)?;
     let release = blocking(&app, move |r| {
         r.unlock(&tenant, &session, &req.proof.0).map_err(refusal)
@@ -151,7 +151,7 @@ async fn remove<St: RealmStore + 'static, H: Hsm + 'static>(
     Path(user): Path<String>,
     raw: Raw,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = app.tenant(&headers)?;
+    let tenant = app.tenant_for_user(&headers, &user)?;
     app.user_action(&tenant, &user)?;
     let req: RealmDeleteRequest = json(&body(raw)?)?;
     let grant: [u8; 16] = fixed(&req.grant.0, "a grant")?;
@@ -191,4 +191,10 @@ pub fn realm_router_with_readiness<St: RealmStore + 'static, H: Hsm + 'static>(
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app);
     (router, ready)
+}
+
+impl<St: RealmStore, H: Hsm> super::server::SessionOwner for Realm<St, H> {
+    fn session_user(&self, tenant: &str, id: &[u8; 16]) -> Option<String> {
+        Realm::session_user(self, tenant, id)
+    }
 }

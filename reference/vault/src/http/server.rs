@@ -16,6 +16,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 
+use super::user_token::{unix_now, KeyError, UserKeys};
 use crate::ids::{RecordId, SessionId};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -111,17 +112,41 @@ fn unauthenticated(message: &str) -> ApiError {
     }
 }
 
-/// Tenants: bearer token → tenant name, and whether the token is the tenant's admin token.
+/// Tenants: bearer token → tenant name, and whether the token is the tenant's admin token;
+/// and the tenants' public keys for per-user tokens (`spec/vault.md` §9.3).
 #[derive(Clone, Default)]
 pub struct Tenants {
     tokens: Vec<(Vec<u8>, String, bool)>,
+    user_keys: UserKeys,
+    audience: String,
 }
 
-/// Who is calling: a tenant, with its admin token or its ordinary one.
+/// Who is calling: a tenant, with its admin token, its ordinary one, or a user token that
+/// names the one user it may act for.
 #[derive(Debug, Clone)]
 pub(super) struct Caller {
     pub(super) tenant: String,
     pub(super) admin: bool,
+    pub(super) user: Option<String>,
+}
+
+/// What a service knows of its sessions: whose they are.
+pub(super) trait SessionOwner {
+    /// The user of `tenant` whose session `id` is (pending or verified), if it is known.
+    fn session_user(&self, tenant: &str, id: &[u8; 16]) -> Option<String>;
+}
+
+impl<S: Store, H: Hsm> SessionOwner for VaultServer<S, H> {
+    fn session_user(&self, tenant: &str, id: &[u8; 16]) -> Option<String> {
+        VaultServer::session_user(self, tenant, &SessionId::from_bytes(*id))
+    }
+}
+
+fn not_yours() -> ApiError {
+    ApiError::new(
+        ErrorClass::Unauthorized,
+        "this user token is for another user",
+    )
 }
 
 impl Tenants {
@@ -138,6 +163,23 @@ impl Tenants {
             .push((token.as_bytes().to_vec(), tenant.to_owned(), true));
     }
 
+    /// Accepts user tokens that `tenant` signs with the Ed25519 key `public_key` (32 bytes)
+    /// under key id `kid` (unique across tenants).
+    pub fn add_user_key(
+        &mut self,
+        tenant: &str,
+        kid: &str,
+        public_key: &[u8],
+    ) -> Result<(), KeyError> {
+        self.user_keys.add(tenant, kid, public_key)
+    }
+
+    /// The audience user tokens must name: this server's identity (a vault's server id, a
+    /// realm's id).
+    pub fn set_audience(&mut self, audience: &str) {
+        self.audience = audience.to_owned();
+    }
+
     /// The caller whose token the request carries (every token compared, in constant time).
     pub(super) fn of(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let token = headers
@@ -145,12 +187,24 @@ impl Tenants {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| unauthenticated("a tenant bearer token is required"))?;
+        if token.contains('.') && !self.user_keys.is_empty() {
+            let (tenant, user) = self
+                .user_keys
+                .verify(token, &self.audience, unix_now())
+                .map_err(|why| unauthenticated(&why))?;
+            return Ok(Caller {
+                tenant,
+                admin: false,
+                user: Some(user),
+            });
+        }
         let mut found = None;
         for (known, tenant, admin) in &self.tokens {
             if known.len() == token.len() && bool::from(known.as_slice().ct_eq(token.as_bytes())) {
                 found = Some(Caller {
                     tenant: tenant.clone(),
                     admin: *admin,
+                    user: None,
                 });
             }
         }
@@ -205,6 +259,40 @@ impl<V> App<V> {
             .take(&caller.tenant)
             .map_err(|w| limited(w, "tenant"))?;
         Ok(caller)
+    }
+
+    /// The request's tenant, for a request about `user`: a user token must name that user.
+    pub(super) fn tenant_for_user(
+        &self,
+        headers: &HeaderMap,
+        user: &str,
+    ) -> Result<String, ApiError> {
+        let caller = self.caller(headers)?;
+        match &caller.user {
+            Some(named) if named != user => Err(not_yours()),
+            _ => Ok(caller.tenant),
+        }
+    }
+
+    /// The request's tenant, for a request about session `id`: a user token must name the
+    /// session's user (an unknown session is left to the service to refuse).
+    pub(super) fn tenant_for_session(
+        &self,
+        headers: &HeaderMap,
+        id: &[u8; 16],
+    ) -> Result<String, ApiError>
+    where
+        V: SessionOwner,
+    {
+        let caller = self.caller(headers)?;
+        if let Some(named) = &caller.user {
+            if let Some(owner) = self.service.session_user(&caller.tenant, id) {
+                if &owner != named {
+                    return Err(not_yours());
+                }
+            }
+        }
+        Ok(caller.tenant)
     }
 
     /// A user's guess or registration, under the per-user limit.
@@ -275,7 +363,7 @@ async fn register_start<S: Store + 'static, H: Hsm + 'static>(
     Path(user): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<RegisterStartResponse>, ApiError> {
-    let tenant = app.tenant(&headers)?;
+    let tenant = app.tenant_for_user(&headers, &user)?;
     app.user_action(&tenant, &user)?;
     let req: RegisterStartRequest = json(&body(raw)?)?;
     let out = blocking(&app, move |v| {
@@ -295,7 +383,7 @@ async fn register_finish<S: Store + 'static, H: Hsm + 'static>(
     Path(user): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = app.tenant(&headers)?;
+    let tenant = app.tenant_for_user(&headers, &user)?;
     user_id(&user)?;
     let req: RegisterFinishRequest = json(&body(raw)?)?;
     let record_id = record_id(&req.record_id.0)?;
@@ -319,7 +407,7 @@ async fn recover_start<S: Store + 'static, H: Hsm + 'static>(
     Path(user): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<RecoverStartResponse>, ApiError> {
-    let tenant = app.tenant(&headers)?;
+    let tenant = app.tenant_for_user(&headers, &user)?;
     app.user_action(&tenant, &user)?;
     let req: RecoverStartRequest = json(&body(raw)?)?;
     let out = blocking(&app, move |v| {
@@ -339,8 +427,9 @@ async fn recover_finish<S: Store + 'static, H: Hsm + 'static>(
     Path(session): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<RecoverFinishResponse>, ApiError> {
-    let tenant = app.tenant(&headers)?;
-    let session = session_id(&session)?;
+    let caller_session = session_id(&session)?;
+    let tenant = app.tenant_for_session(&headers, caller_session.as_bytes())?;
+    let session = caller_session;
     let req: RecoverFinishRequest = json(&body(raw)?)?;
     let release = blocking(&app, move |v| {
         Ok(v.recover_finish(&tenant, &session, &req.ke3.0)?)
@@ -357,8 +446,9 @@ async fn password_start<S: Store + 'static, H: Hsm + 'static>(
     Path(session): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<RegisterStartResponse>, ApiError> {
-    let tenant = app.tenant(&headers)?;
-    let session = session_id(&session)?;
+    let caller_session = session_id(&session)?;
+    let tenant = app.tenant_for_session(&headers, caller_session.as_bytes())?;
+    let session = caller_session;
     let req: RegisterStartRequest = json(&body(raw)?)?;
     let out = blocking(&app, move |v| {
         Ok(v.change_password_start(&tenant, &session, &req.request.0)?)
@@ -377,8 +467,9 @@ async fn password_finish<S: Store + 'static, H: Hsm + 'static>(
     Path(session): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<PasswordFinishResponse>, ApiError> {
-    let tenant = app.tenant(&headers)?;
-    let session = session_id(&session)?;
+    let caller_session = session_id(&session)?;
+    let tenant = app.tenant_for_session(&headers, caller_session.as_bytes())?;
+    let session = caller_session;
     let req: PasswordFinishRequest = json(&body(raw)?)?;
     let version = blocking(&app, move |v| {
         Ok(v.change_password_finish(&tenant, &session, &req.upload.0, &req.envelope.0)?)
@@ -392,7 +483,7 @@ async fn status<S: Store + 'static, H: Hsm + 'static>(
     headers: HeaderMap,
     Path(user): Path<String>,
 ) -> Result<Json<crate::vault::Status>, ApiError> {
-    let tenant = app.tenant(&headers)?;
+    let tenant = app.tenant_for_user(&headers, &user)?;
     user_id(&user)?;
     Ok(Json(
         blocking(&app, move |v| Ok(v.status(&tenant, &user)?)).await?,
@@ -426,8 +517,9 @@ async fn remove_after_recovery<S: Store + 'static, H: Hsm + 'static>(
     headers: HeaderMap,
     Path(session): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = app.tenant(&headers)?;
-    let session = session_id(&session)?;
+    let caller_session = session_id(&session)?;
+    let tenant = app.tenant_for_session(&headers, caller_session.as_bytes())?;
+    let session = caller_session;
     blocking(&app, move |v| {
         Ok(v.delete_after_recovery(&tenant, &session)?)
     })

@@ -70,6 +70,11 @@ impl<V: Expiring> OpenTable<V> {
         }
     }
 
+    /// The entry `id`, if present (expired or not), left in place.
+    pub(super) fn peek(&self, id: &[u8; 16]) -> Option<&V> {
+        self.entries.get(id)
+    }
+
     /// Takes the entry `id` out, expired or not.
     pub(super) fn take(&mut self, id: &[u8; 16]) -> Option<V> {
         let entry = self.entries.remove(id)?;

@@ -417,6 +417,15 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
         })
     }
 
+    /// The user of `tenant` whose open phase-1 session `id` is, if it is known.
+    pub fn session_user(&self, tenant: &str, id: &[u8; 16]) -> Option<String> {
+        let sessions = self.sessions.lock().ok()?;
+        sessions
+            .peek(id)
+            .filter(|s| s.tenant == tenant)
+            .map(|s| s.user.clone())
+    }
+
     /// Whether the store and the HSM answer (`/readyz`): a read of the store, and a seal
     /// opened again by the HSM.
     pub fn ready(&self) -> Result<(), RealmError> {

@@ -181,7 +181,7 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
     }
 
     /// Whether the store and the HSM answer: the sealed server setup is read from the store
-    /// and opened by the HSM (`/readyz`, spec/vault.md §9.3).
+    /// and opened by the HSM (`/readyz`, spec/vault.md §9.2).
     pub fn ready(&self) -> Result<(), VaultError> {
         let sealed = self
             .store
@@ -494,6 +494,21 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             }
             _ => Err(VaultError::Locked),
         }
+    }
+
+    /// The user of `tenant` whose session `id` is, pending or verified (for the HTTP layer's
+    /// check that a user token names the session's user).
+    pub fn session_user(&self, tenant: &str, id: &SessionId) -> Option<String> {
+        let pending = self.pending.lock().ok()?;
+        if let Some(p) = pending.get(id).filter(|p| p.tenant == tenant) {
+            return Some(p.user.clone());
+        }
+        drop(pending);
+        let verified = self.verified.lock().ok()?;
+        verified
+            .get(id)
+            .filter(|v| v.tenant == tenant)
+            .map(|v| v.user.clone())
     }
 
     /// Password change, step 1 (after a verified recovery in the same session).
