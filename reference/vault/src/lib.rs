@@ -62,6 +62,7 @@ use coffer_format::{error, key};
 pub mod hsm;
 pub mod http;
 mod ids;
+mod open_table;
 pub mod realms;
 pub mod store;
 pub mod vault;

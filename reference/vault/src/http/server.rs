@@ -7,7 +7,7 @@ use super::status_of;
 use crate::error::{Classify, ErrorClass};
 use crate::hsm::Hsm;
 use crate::store::Store;
-use crate::vault::VaultServer;
+use crate::vault::{VaultError, VaultServer};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -411,7 +411,8 @@ async fn recover_start<S: Store + 'static, H: Hsm + 'static>(
     app.user_action(&tenant, &user)?;
     let req: RecoverStartRequest = json(&body(raw)?)?;
     let out = blocking(&app, move |v| {
-        Ok(v.recover_start(&tenant, &user, &req.ke1.0)?)
+        v.recover_start(&tenant, &user, &req.ke1.0)
+            .map_err(vault_refusal)
     })
     .await?;
     Ok(Json(RecoverStartResponse {
@@ -525,6 +526,17 @@ async fn remove_after_recovery<S: Store + 'static, H: Hsm + 'static>(
     })
     .await?;
     Ok(Json(serde_json::json!({"deleted": true})))
+}
+
+/// A vault's refusal as an answer: a full session table with `Retry-After`.
+fn vault_refusal(e: VaultError) -> ApiError {
+    match e {
+        VaultError::Busy {
+            message,
+            retry_after,
+        } => ApiError::retry_in(ErrorClass::RateLimited, message, retry_after),
+        other => other.into(),
+    }
 }
 
 pub(super) async fn fallback() -> ApiError {

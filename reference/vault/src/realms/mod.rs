@@ -16,7 +16,6 @@ mod client;
 #[cfg(feature = "etcd")]
 mod etcd_store;
 mod group;
-mod open_table;
 mod public;
 mod realm;
 mod shamir;

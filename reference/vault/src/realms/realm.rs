@@ -6,11 +6,11 @@ use super::client::{
     release_aad, release_key, seal, session_grant, unlock_proof, EvalAnswer, RealmShare,
 };
 use super::group::{base, decode_point, decode_scalar, dleq_prove, hash_to_scalar};
-use super::open_table::{Expiring, Full, OpenTable};
 use super::public::{PublicPart, REG_ID_LEN, WRAPPED_LEN};
 use super::store::{RealmGuess, RealmRecord, RealmStore};
 use super::RealmError;
 use crate::hsm::Hsm;
+use crate::open_table::{Expiring, Full, OpenTable};
 use crate::store::RecordState;
 use crate::vault::randomness::Randomness;
 use crate::vault::{KsfParams, VaultRng};
@@ -112,7 +112,7 @@ impl Expiring for Grant {
 fn full(what: &str, why: Full) -> RealmError {
     let (whose, seconds) = match why {
         Full::Tenant(s) => ("this tenant", s),
-        Full::Realm(s) => ("this realm", s),
+        Full::Server(s) => ("this realm", s),
     };
     RealmError::Busy {
         message: format!("too many open {what} for {whose}; retry in {seconds} s"),

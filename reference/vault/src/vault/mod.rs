@@ -60,6 +60,15 @@ pub enum VaultError {
         /// Its message.
         message: String,
     },
+    /// The open sessions are at their cap, for the tenant or for the server: nothing was
+    /// counted; retry in `retry_after` seconds.
+    #[error("rate limited: {message}")]
+    Busy {
+        /// What is full.
+        message: String,
+        /// Seconds until a session expires.
+        retry_after: u64,
+    },
     /// Randomness or a primitive failed.
     #[error("internal: {0}")]
     Internal(String),
@@ -78,6 +87,7 @@ impl Classify for VaultError {
             VaultError::Store(e) => e.class(),
             VaultError::Hsm(e) => e.class(),
             VaultError::Internal(_) => ErrorClass::Io,
+            VaultError::Busy { .. } => ErrorClass::RateLimited,
             VaultError::Remote { class, .. } => *class,
         }
     }

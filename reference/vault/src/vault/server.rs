@@ -7,12 +7,12 @@ use super::suite::{credential_id, KsfParams, Suite, CONTEXT};
 use super::VaultError;
 use crate::hsm::Hsm;
 use crate::ids::{RecordId, SessionId};
+use crate::open_table::{Expiring, Full, OpenTable};
 use crate::store::{GuessOutcome, Record, RecordState, Store};
 use opaque_ke::{
     CredentialFinalization, CredentialRequest, Identifiers, RegistrationRequest,
     RegistrationUpload, ServerLogin, ServerLoginParameters, ServerRegistration, ServerSetup,
 };
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
@@ -39,6 +39,11 @@ pub struct ServerConfig {
     pub session_ttl: Duration,
     /// Test only: a fault point at which the process aborts (crash tests), see [`FAULT_POINTS`].
     pub fault: Option<String>,
+    /// Recovery sessions open at once, in all (each a few hundred bytes; more are refused
+    /// with `rate_limited` before a guess is counted).
+    pub max_sessions: usize,
+    /// Recovery sessions one tenant may hold open at once.
+    pub max_sessions_per_tenant: usize,
 }
 
 /// Fault points for crash tests: after a guess is committed (before KE2 is computed), after
@@ -56,6 +61,8 @@ impl Default for ServerConfig {
             ksf: KsfParams::DEFAULT,
             session_ttl: Duration::from_secs(300),
             fault: None,
+            max_sessions: 100_000,
+            max_sessions_per_tenant: 10_000,
         }
     }
 }
@@ -105,6 +112,36 @@ struct Pending {
     expires: Instant,
 }
 
+impl Expiring for Pending {
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
+    fn expires(&self) -> Instant {
+        self.expires
+    }
+}
+
+impl Expiring for Verified {
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
+    fn expires(&self) -> Instant {
+        self.expires
+    }
+}
+
+/// A full session table as an error: nothing was counted.
+fn busy(why: Full) -> VaultError {
+    let (whose, seconds) = match why {
+        Full::Tenant(s) => ("this tenant", s),
+        Full::Server(s) => ("this vault", s),
+    };
+    VaultError::Busy {
+        message: format!("too many open recovery sessions for {whose}; retry in {seconds} s"),
+        retry_after: seconds,
+    }
+}
+
 #[derive(Clone)]
 struct Verified {
     record_id: RecordId,
@@ -120,8 +157,8 @@ pub struct VaultServer<S: Store, H: Hsm> {
     hsm: H,
     setup: ServerSetup<Suite>,
     config: ServerConfig,
-    pending: Mutex<HashMap<SessionId, Pending>>,
-    verified: Mutex<HashMap<SessionId, Verified>>,
+    pending: Mutex<OpenTable<Pending>>,
+    verified: Mutex<OpenTable<Verified>>,
     randomness: Randomness,
 }
 
@@ -169,13 +206,14 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
         let bytes = hsm.unseal(AAD_SETUP, &sealed)?;
         let setup =
             ServerSetup::<Suite>::deserialize(&bytes).map_err(|e| malformed("ServerSetup", e))?;
+        let (total, per_tenant) = (config.max_sessions, config.max_sessions_per_tenant);
         Ok(VaultServer {
             store,
             hsm,
             setup,
             config,
-            pending: Mutex::new(HashMap::new()),
-            verified: Mutex::new(HashMap::new()),
+            pending: Mutex::new(OpenTable::new(total, per_tenant)),
+            verified: Mutex::new(OpenTable::new(total, per_tenant)),
             randomness,
         })
     }
@@ -237,11 +275,6 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
                 server: Some(self.config.server_id.as_bytes()),
             },
         }
-    }
-
-    fn sweep<T>(map: &mut HashMap<SessionId, T>, expires: impl Fn(&T) -> Instant) {
-        let now = Instant::now();
-        map.retain(|_, v| expires(v) > now);
     }
 
     /// Registration, step 1: the OPRF evaluation for a new record.
@@ -325,6 +358,13 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             .map_err(|e| malformed("CredentialRequest", e))?;
         let cred = credential_id(tenant, user);
         let session_id = SessionId::from_bytes(self.random_id()?);
+        // Room for the session is made before the guess is counted, so that a full table
+        // costs nobody a guess (a burst may pass the cap by at most the number of workers).
+        self.pending
+            .lock()
+            .map_err(|_| VaultError::Internal("session lock".into()))?
+            .room_for(tenant, Instant::now())
+            .map_err(busy)?;
         let record = match self.store.count_guess(tenant, user)? {
             GuessOutcome::Counted(r) => Some(r),
             GuessOutcome::Destroyed | GuessOutcome::Absent => None,
@@ -368,9 +408,8 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             .pending
             .lock()
             .map_err(|_| VaultError::Internal("session lock".into()))?;
-        Self::sweep(&mut pending, |p| p.expires);
         pending.insert(
-            session_id,
+            *session_id.as_bytes(),
             Pending {
                 record_id: record.record_id,
                 version: record.version,
@@ -403,7 +442,7 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
                 .pending
                 .lock()
                 .map_err(|_| VaultError::Internal("session lock".into()))?;
-            map.remove(session_id)
+            map.take(session_id.as_bytes())
         };
         // Unknown, expired, already used, or fake: all the same answer as a wrong password.
         let Some(p) = pending.filter(|p| p.expires > Instant::now() && p.tenant == tenant) else {
@@ -436,9 +475,8 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             .verified
             .lock()
             .map_err(|_| VaultError::Internal("session lock".into()))?;
-        Self::sweep(&mut verified, |v| v.expires);
         verified.insert(
-            *session_id,
+            *session_id.as_bytes(),
             Verified {
                 record_id: p.record_id,
                 version: p.version,
@@ -461,9 +499,9 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             .lock()
             .map_err(|_| VaultError::Internal("session lock".into()))?;
         let found = if take {
-            map.remove(session_id)
+            map.take(session_id.as_bytes())
         } else {
-            map.get(session_id).cloned()
+            map.peek(session_id.as_bytes()).cloned()
         };
         found
             .filter(|v| v.expires > Instant::now() && v.tenant == tenant)
@@ -500,13 +538,13 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
     /// check that a user token names the session's user).
     pub fn session_user(&self, tenant: &str, id: &SessionId) -> Option<String> {
         let pending = self.pending.lock().ok()?;
-        if let Some(p) = pending.get(id).filter(|p| p.tenant == tenant) {
+        if let Some(p) = pending.peek(id.as_bytes()).filter(|p| p.tenant == tenant) {
             return Some(p.user.clone());
         }
         drop(pending);
         let verified = self.verified.lock().ok()?;
         verified
-            .get(id)
+            .peek(id.as_bytes())
             .filter(|v| v.tenant == tenant)
             .map(|v| v.user.clone())
     }
@@ -595,6 +633,7 @@ fn malformed(what: &str, e: opaque_ke::errors::ProtocolError) -> VaultError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{Classify, ErrorClass};
     use crate::hsm::SoftHsm;
     use crate::key::RootKey;
     use crate::store::{RecordState, SqliteStore};
@@ -610,6 +649,57 @@ mod tests {
         let store = SqliteStore::open(&dir.join("vault.db")).unwrap();
         let hsm = SoftHsm::open_or_create(&dir.join("master.key")).unwrap();
         VaultServer::open(store, hsm, config).unwrap()
+    }
+
+    /// spec/vault.md §9.1 (3): open recovery sessions are capped per tenant and in all, and
+    /// a request past a cap is refused before its guess is counted.
+    #[test]
+    fn full_session_tables_refuse_before_counting() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ServerConfig {
+            ksf: KsfParams::TEST,
+            max_sessions: 3,
+            max_sessions_per_tenant: 2,
+            ..ServerConfig::default()
+        };
+        let store = SqliteStore::open(&dir.path().join("vault.db")).unwrap();
+        let hsm = SoftHsm::open_or_create(&dir.path().join("master.key")).unwrap();
+        let server = VaultServer::open(store, hsm, config).unwrap();
+        register(&server, "alice", b"pw", None);
+        let ke1 = || RecoveryClient::start(b"pw").unwrap().1;
+        for _ in 0..2 {
+            server.recover_start("t", "alice", &ke1()).unwrap();
+        }
+        let refused = server.recover_start("t", "alice", &ke1()).unwrap_err();
+        assert!(matches!(refused, VaultError::Busy { retry_after, .. } if retry_after > 0));
+        assert_eq!(refused.class(), ErrorClass::RateLimited);
+        assert_eq!(
+            server.status("t", "alice").unwrap().guesses_left,
+            8,
+            "not counted"
+        );
+        // Another tenant still has room (an unknown user: a fake answer, which stores no
+        // session); once the vault as a whole is full, it is refused too, fakes alike.
+        server.recover_start("u", "nobody", &ke1()).unwrap();
+        register(&server, "carol", b"pw", None);
+        let refused = server.recover_start("t", "carol", &ke1()).unwrap_err();
+        assert!(refused.to_string().contains("this tenant"), "{refused}");
+        let dir = tempfile::tempdir().unwrap();
+        let config = ServerConfig {
+            ksf: KsfParams::TEST,
+            max_sessions: 2,
+            max_sessions_per_tenant: 2,
+            ..ServerConfig::default()
+        };
+        let store = SqliteStore::open(&dir.path().join("vault.db")).unwrap();
+        let hsm = SoftHsm::open_or_create(&dir.path().join("master.key")).unwrap();
+        let server = VaultServer::open(store, hsm, config).unwrap();
+        register(&server, "alice", b"pw", None);
+        for _ in 0..2 {
+            server.recover_start("t", "alice", &ke1()).unwrap();
+        }
+        let refused = server.recover_start("u", "nobody", &ke1()).unwrap_err();
+        assert!(refused.to_string().contains("this vault"), "{refused}");
     }
 
     fn parties(server: &Server, user: &str) -> Parties {

@@ -1,12 +1,13 @@
-//! What a realm holds in memory between requests, phase-1 sessions and grants, in a table
-//! with a cap for the whole realm and a smaller one per tenant, so that one tenant (or one
-//! leaked token) cannot fill the table and stop every other tenant's recoveries.
+//! What a vault or realm holds in memory between requests (sessions, verified sessions,
+//! grants), in a table with a cap for the whole server and a smaller one per tenant, so that
+//! one tenant (or one leaked token) cannot fill the table and stop every other tenant's
+//! recoveries.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 /// An entry that belongs to a tenant and expires.
-pub(super) trait Expiring {
+pub(crate) trait Expiring {
     /// The tenant that opened it.
     fn tenant(&self) -> &str;
     /// When it stops counting.
@@ -15,15 +16,15 @@ pub(super) trait Expiring {
 
 /// Why there is no room.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Full {
+pub(crate) enum Full {
     /// The tenant holds its cap; the earliest of its entries expires in this many seconds.
     Tenant(u64),
-    /// The realm holds its cap.
-    Realm(u64),
+    /// The server holds its cap.
+    Server(u64),
 }
 
 /// Entries by 16-byte id, with `total` and `per_tenant` caps on live ones.
-pub(super) struct OpenTable<V> {
+pub(crate) struct OpenTable<V> {
     entries: HashMap<[u8; 16], V>,
     per_tenant: HashMap<String, usize>,
     total: usize,
@@ -32,7 +33,7 @@ pub(super) struct OpenTable<V> {
 
 impl<V: Expiring> OpenTable<V> {
     /// An empty table.
-    pub(super) fn new(total: usize, tenant_cap: usize) -> Self {
+    pub(crate) fn new(total: usize, tenant_cap: usize) -> Self {
         OpenTable {
             entries: HashMap::new(),
             per_tenant: HashMap::new(),
@@ -43,7 +44,7 @@ impl<V: Expiring> OpenTable<V> {
 
     /// Whether `tenant` may open one more entry now. Expired entries are swept only when a
     /// cap is reached, so the sweep's cost is spread over the entries that filled it.
-    pub(super) fn room_for(&mut self, tenant: &str, now: Instant) -> Result<(), Full> {
+    pub(crate) fn room_for(&mut self, tenant: &str, now: Instant) -> Result<(), Full> {
         if self.held_by(tenant) >= self.tenant_cap || self.entries.len() >= self.total {
             self.sweep(now);
         }
@@ -53,14 +54,14 @@ impl<V: Expiring> OpenTable<V> {
             ));
         }
         if self.entries.len() >= self.total {
-            return Err(Full::Realm(self.seconds_to_first_expiry(None, now)));
+            return Err(Full::Server(self.seconds_to_first_expiry(None, now)));
         }
         Ok(())
     }
 
     /// Adds `entry` under `id` (callers make room first; a burst of concurrent requests may
     /// pass a cap by at most the number of workers).
-    pub(super) fn insert(&mut self, id: [u8; 16], entry: V) {
+    pub(crate) fn insert(&mut self, id: [u8; 16], entry: V) {
         *self
             .per_tenant
             .entry(entry.tenant().to_owned())
@@ -71,19 +72,19 @@ impl<V: Expiring> OpenTable<V> {
     }
 
     /// The entry `id`, if present (expired or not), left in place.
-    pub(super) fn peek(&self, id: &[u8; 16]) -> Option<&V> {
+    pub(crate) fn peek(&self, id: &[u8; 16]) -> Option<&V> {
         self.entries.get(id)
     }
 
     /// Takes the entry `id` out, expired or not.
-    pub(super) fn take(&mut self, id: &[u8; 16]) -> Option<V> {
+    pub(crate) fn take(&mut self, id: &[u8; 16]) -> Option<V> {
         let entry = self.entries.remove(id)?;
         self.forget(entry.tenant().to_owned());
         Some(entry)
     }
 
     /// How many entries `tenant` holds, expired ones included until a sweep.
-    pub(super) fn held_by(&self, tenant: &str) -> usize {
+    pub(crate) fn held_by(&self, tenant: &str) -> usize {
         self.per_tenant.get(tenant).copied().unwrap_or(0)
     }
 
@@ -149,7 +150,7 @@ mod tests {
             table.room_for("b", now).unwrap();
             table.insert([id; 16], Entry("b", later));
         }
-        assert_eq!(table.room_for("c", now), Err(Full::Realm(300)));
+        assert_eq!(table.room_for("c", now), Err(Full::Server(300)));
         // Taking an entry gives its tenant room back.
         assert!(table.take(&[0; 16]).is_some());
         assert_eq!(table.held_by("a"), 1);
