@@ -12,12 +12,18 @@ use coffer::store::Store;
 use coffer::vault::{ServerConfig, VaultServer};
 use std::path::{Path, PathBuf};
 
+/// The key id of the local vault's user-token key.
+pub const LOCAL_KID: &str = "conformance";
+
 /// A running vault, served over HTTPS with a private CA; stopped when dropped.
 pub struct LocalVault {
     /// Its base URL, `https://127.0.0.1:PORT`.
     pub url: String,
     /// The CA its certificate chains to (what clients pass as `--vault-ca`).
     pub ca: PathBuf,
+    /// The signing key (PKCS#8) of the user tokens its tenant may sign, under key id
+    /// [`LOCAL_KID`].
+    pub user_key: zeroize::Zeroizing<Vec<u8>>,
     /// The tenant token.
     pub token: String,
     /// The server identity it binds into logins.
@@ -106,11 +112,16 @@ impl LocalVault {
         } else {
             tenants.add(&token, "default");
         }
+        let (user_key, public) =
+            coffer::http::new_signing_key().map_err(|e| anyhow::anyhow!("a signing key: {e}"))?;
+        tenants.add_user_key("default", LOCAL_KID, &public)?;
+        tenants.set_audience(&server_id);
         let (url, runtime, ca) =
             serve_loopback_tls(router(vault, tenants, RateLimits::default()), dir)?;
         Ok(LocalVault {
             url,
             ca,
+            user_key,
             token,
             server_id,
             runtime: Some(runtime),

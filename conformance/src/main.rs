@@ -59,6 +59,16 @@ enum Command {
         /// the system's roots).
         #[arg(long, value_name = "FILE")]
         vault_ca: Option<PathBuf>,
+        /// The tenant's Ed25519 signing key for user tokens (PKCS#8, as `coffer vault
+        /// user-key` writes it), for the vault.auth.user_token_* cases (skipped without it).
+        #[arg(long, value_name = "FILE", requires = "vault_user_kid")]
+        vault_user_key: Option<PathBuf>,
+        /// The key id the vault's configuration gives --vault-user-key.
+        #[arg(long, value_name = "KID", requires = "vault_user_key")]
+        vault_user_kid: Option<String>,
+        /// The tenant of --vault-token-file (the issuer of user tokens).
+        #[arg(long, value_name = "NAME", default_value = "default")]
+        vault_tenant: String,
         /// A realm for the realm-server suite (spec/realms.md; base URL). Without it the suite
         /// is skipped. It registers its own users (random names starting `conformance-`).
         #[arg(long, value_name = "URL")]
@@ -418,6 +428,9 @@ fn run() -> anyhow::Result<bool> {
             vault_token_file,
             vault_server_id,
             vault_ca,
+            vault_user_key,
+            vault_user_kid,
+            vault_tenant,
             realm,
             realm_token_file,
             realm_ca,
@@ -455,23 +468,46 @@ fn run() -> anyhow::Result<bool> {
             };
             // The default run serves a reference vault of its own on loopback.
             let mut local_vault = None;
-            let vault = match (vault, defaults) {
+            let mut vault = match (vault, defaults) {
                 (Some(url), _) => {
                     let path = vault_token_file
                         .context("--vault needs --vault-token-file (or COFFER_VAULT_TOKEN_FILE)")?;
                     let token = std::fs::read_to_string(&path)
                         .with_context(|| format!("reading {}", path.display()))?;
-                    Some((url, token.trim().to_owned(), vault_server_id, vault_ca))
+                    let signer = match (&vault_user_key, vault_user_kid) {
+                        (Some(key), Some(kid)) => Some(suites::vault_server::UserSigner {
+                            key: zeroize::Zeroizing::new(
+                                std::fs::read(key)
+                                    .with_context(|| format!("reading {}", key.display()))?,
+                            ),
+                            kid,
+                            tenant: vault_tenant.clone(),
+                        }),
+                        _ => None,
+                    };
+                    Some((
+                        url,
+                        token.trim().to_owned(),
+                        vault_server_id,
+                        vault_ca,
+                        signer,
+                    ))
                 }
                 (None, true) => {
                     let dir = tempfile::tempdir().context("a directory for the local vault")?;
                     let store = local_vault::sqlite_store(dir.path())?;
                     let served = local_vault::LocalVault::start(store, dir.path())?;
+                    let signer = suites::vault_server::UserSigner {
+                        key: served.user_key.clone(),
+                        kid: local_vault::LOCAL_KID.to_owned(),
+                        tenant: "default".to_owned(),
+                    };
                     let target = (
                         served.url.clone(),
                         served.token.clone(),
                         served.server_id.clone(),
                         Some(served.ca.clone()),
+                        Some(signer),
                     );
                     local_vault = Some((served, dir));
                     Some(target)
@@ -570,19 +606,22 @@ fn run() -> anyhow::Result<bool> {
                 None if defaults => {}
                 None => eprintln!("hsm: skipped (no --hsm URI given)"),
             }
-            match &vault {
-                Some((url, token, server_id, ca)) => {
+            match vault.as_mut() {
+                Some((url, token, server_id, ca, signer)) => {
                     let shown = match &local_vault {
                         Some(_) => format!("{url} (the reference vault, served by this run)"),
                         None => url.clone(),
                     };
                     targets.insert("vault-server".to_owned(), shown);
                     let tls = client_tls(ca.as_deref(), insecure_http)?;
-                    let ctx = suites::vault_server::Ctx::new(
+                    let mut ctx = suites::vault_server::Ctx::new(
                         Vault::new(url, token, Duration::from_secs(timeout), &tls)?,
                         server_id,
                         Duration::from_secs(timeout),
                     )?;
+                    if let Some(signer) = signer.take() {
+                        ctx = ctx.with_user_signer(signer);
+                    }
                     cases.extend(suites::vault_server::run(&ctx, keep, jobs)?);
                 }
                 None => eprintln!("vault-server: skipped (no --vault URL given)"),

@@ -374,7 +374,7 @@ fn the_default_run_checks_the_reference_its_own_vault_and_softhsm2() {
     );
     assert!(console.contains("client-format     86"), "{console}");
     assert!(console.contains("client-vault      17"), "{console}");
-    assert!(console.contains("vault-server      30"), "{console}");
+    assert!(console.contains("vault-server      33"), "{console}");
     if std::env::var("COFFER_SKIP_SOFTHSM").as_deref() != Ok("1") {
         assert!(console.lines().any(|l| l.starts_with("hsm ")), "{console}");
     }

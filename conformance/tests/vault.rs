@@ -50,6 +50,8 @@ fn set(ids: &[&str]) -> BTreeSet<String> {
 fn against(vault: &LocalVault, dir: &Path) -> (Option<i32>, Value) {
     let token = dir.join("token");
     std::fs::write(&token, &vault.token).unwrap();
+    let user_key = dir.join("user.key");
+    std::fs::write(&user_key, &vault.user_key[..]).unwrap();
     assert!(vault.url.starts_with("https://"), "{}", vault.url);
     run(&[
         "--vault",
@@ -58,6 +60,10 @@ fn against(vault: &LocalVault, dir: &Path) -> (Option<i32>, Value) {
         token.to_str().unwrap(),
         "--vault-ca",
         vault.ca.to_str().unwrap(),
+        "--vault-user-key",
+        user_key.to_str().unwrap(),
+        "--vault-user-kid",
+        coffer_conformance::local_vault::LOCAL_KID,
     ])
 }
 

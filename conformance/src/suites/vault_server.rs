@@ -20,6 +20,7 @@ struct Outcome {
     pass: bool,
     actual: String,
     detail: String,
+    skipped: bool,
 }
 
 fn pass(actual: impl Into<String>) -> Outcome {
@@ -27,6 +28,7 @@ fn pass(actual: impl Into<String>) -> Outcome {
         pass: true,
         actual: actual.into(),
         detail: String::new(),
+        skipped: false,
     }
 }
 
@@ -35,6 +37,17 @@ fn fail(actual: impl Into<String>, detail: impl Into<String>) -> Outcome {
         pass: false,
         actual: actual.into(),
         detail: detail.into(),
+        skipped: false,
+    }
+}
+
+/// Not run: the report says why (never a pass).
+fn skip(why: impl Into<String>) -> Outcome {
+    Outcome {
+        pass: false,
+        actual: "not run".into(),
+        detail: why.into(),
+        skipped: true,
     }
 }
 
@@ -52,6 +65,18 @@ pub struct Ctx {
     server_id: String,
     prefix: String,
     timeout: std::time::Duration,
+    signer: Option<UserSigner>,
+}
+
+/// A tenant's signing key for user tokens (spec/vault.md §9.3), for the cases that check
+/// them.
+pub struct UserSigner {
+    /// The PKCS#8 Ed25519 signing key.
+    pub key: zeroize::Zeroizing<Vec<u8>>,
+    /// Its key id in the vault's configuration.
+    pub kid: String,
+    /// The tenant it signs for (that of the tenant token).
+    pub tenant: String,
 }
 
 /// A recovery's end.
@@ -107,7 +132,39 @@ impl Ctx {
             server_id: server_id.to_owned(),
             prefix: format!("conformance-{}", hex::encode(random)),
             timeout,
+            signer: None,
         })
+    }
+
+    /// Checks user tokens too, signed with `signer`.
+    pub fn with_user_signer(mut self, signer: UserSigner) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// A user token for `user`, this vault and `[iat, exp]` relative to now, or why not.
+    fn user_token(
+        &self,
+        user: &str,
+        audience: Option<&str>,
+        iat: i64,
+        exp: i64,
+    ) -> Result<String, Outcome> {
+        let Some(signer) = &self.signer else {
+            return Err(skip(
+                "no user-token signing key given (--vault-user-key, --vault-user-kid)",
+            ));
+        };
+        let now = coffer::http::unix_now() as i64;
+        let claims = coffer::http::UserClaims {
+            iss: signer.tenant.clone(),
+            sub: user.to_owned(),
+            aud: audience.unwrap_or(&self.server_id).to_owned(),
+            iat: (now + iat).max(0) as u64,
+            exp: (now + exp).max(0) as u64,
+        };
+        coffer::http::mint_user_token(&signer.key, &signer.kid, &claims)
+            .map_err(|e| fail(format!("signing: {e}"), ""))
     }
 
     fn user(&self, name: &str) -> String {
@@ -812,6 +869,73 @@ fn delete_needs_the_password(ctx: &Ctx) -> Outcome {
     }
 }
 
+/// spec/vault.md §9.3: a valid user token is accepted for its own user (the control).
+fn user_token_accepted(ctx: &Ctx) -> Outcome {
+    let (user, _) = tri!(ctx.registered("token-own", None));
+    let token = match ctx.user_token(&user, None, 0, 600) {
+        Ok(token) => token,
+        Err(outcome) => return outcome,
+    };
+    let reply = ctx.vault.raw(
+        Method::Get,
+        &format!("/v1/users/{}/status", segment(&user)),
+        None,
+        Some(&token),
+    );
+    if reply.status == 200 && reply.body["registered"] == true {
+        pass("200, registered")
+    } else {
+        fail(reply.describe(), "")
+    }
+}
+
+/// spec/vault.md §9.3: a user token for one user is refused for another's record, before
+/// anything is counted.
+fn user_token_for_another_user(ctx: &Ctx) -> Outcome {
+    let (victim, _) = tri!(ctx.registered("token-victim", None));
+    let token = match ctx.user_token(&ctx.user("token-other"), None, 0, 600) {
+        Ok(token) => token,
+        Err(outcome) => return outcome,
+    };
+    let (_, ke1) = tri!(RecoveryClient::start(PASSWORD).map_err(|e| e.to_string()));
+    let reply = ctx.vault.raw(
+        Method::Post,
+        &format!("/v1/users/{}/recover/start", segment(&victim)),
+        Some(json!({"ke1": b64(&ke1)}).to_string().as_bytes()),
+        Some(&token),
+    );
+    let status = tri!(ctx.status(&victim));
+    if is_error(&reply, "unauthorized") && status["guesses_left"] == status["limit"] {
+        pass("403 unauthorized; nothing counted")
+    } else {
+        fail(format!("{}; status {status}", reply.describe()), "")
+    }
+}
+
+/// spec/vault.md §9.3: an expired token, and one for another server, are 401.
+fn user_token_expired_or_elsewhere(ctx: &Ctx) -> Outcome {
+    let (user, _) = tri!(ctx.registered("token-stale", None));
+    let mut answers = Vec::new();
+    for (audience, iat, exp) in [(None, -600, -120), (Some("another-server"), 0, 600)] {
+        let token = match ctx.user_token(&user, audience, iat, exp) {
+            Ok(token) => token,
+            Err(outcome) => return outcome,
+        };
+        answers.push(ctx.vault.raw(
+            Method::Get,
+            &format!("/v1/users/{}/status", segment(&user)),
+            None,
+            Some(&token),
+        ));
+    }
+    if answers.iter().all(is_token_refusal) {
+        pass("401 unauthorized twice")
+    } else {
+        let seen: Vec<String> = answers.iter().map(Reply::describe).collect();
+        fail(seen.join("; "), "expired, then another audience")
+    }
+}
+
 const CASES: &[Case] = &[
     Case {
         id: "vault.transport.https",
@@ -976,6 +1100,24 @@ const CASES: &[Case] = &[
         run: delete_needs_the_password,
     },
     Case {
+        id: "vault.auth.user_token_accepted",
+        level: Level::Must,
+        expected: "a user token for its own user: 200",
+        run: user_token_accepted,
+    },
+    Case {
+        id: "vault.auth.user_token_for_another_user",
+        level: Level::Must,
+        expected: "a user token on another user's record: 403 unauthorized, nothing counted",
+        run: user_token_for_another_user,
+    },
+    Case {
+        id: "vault.auth.user_token_expired_or_elsewhere",
+        level: Level::Must,
+        expected: "an expired user token, and one for another server: 401 unauthorized",
+        run: user_token_expired_or_elsewhere,
+    },
+    Case {
         id: "vault.auth.missing_token",
         level: Level::Must,
         expected: "401 unauthorized",
@@ -1010,7 +1152,9 @@ pub fn run(ctx: &Ctx, keep: impl Fn(&str) -> bool, jobs: usize) -> anyhow::Resul
             suite: "vault-server".into(),
             id: c.id.into(),
             level: c.level,
-            status: if outcome.pass {
+            status: if outcome.skipped {
+                Status::Skipped
+            } else if outcome.pass {
                 Status::Pass
             } else {
                 Status::Fail
