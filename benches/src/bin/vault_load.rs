@@ -14,6 +14,7 @@
 //!
 //! Usage: vault-load [--clients 64] [--seconds 10] [--mode guesses|recoveries|realms]
 //!        [--backends soft,softhsm2,kryoptic] [--stores sqlite,etcd://host:port,...]
+//!        [--transports http,https]
 //!        [--coffer target/release/coffer] [--json] [--realms-floor 0.3]
 //!
 //! Every backend runs on every store; an etcd store gets a fresh key prefix per run.
@@ -21,7 +22,7 @@
 //! `softhsm2` needs Debian's softhsm2; `kryoptic` needs COFFER_KRYOPTIC_MODULE (the output
 //! of scripts/kryoptic.sh). A backend that is asked for and missing is an error.
 
-use coffer::http::VaultClient;
+use coffer::http::{ClientTls, VaultClient};
 use coffer::key::RootKey;
 use coffer::vault::{KsfFloor, RecoveryClient};
 use hdrhistogram::Histogram;
@@ -88,14 +89,16 @@ fn ceiling(seconds: f64) -> f64 {
 struct Served {
     url: String,
     token: String,
+    /// The CA of its certificate, when it serves HTTPS.
+    ca: Option<std::path::PathBuf>,
     child: std::process::Child,
     _dir: tempfile::TempDir,
 }
 
 /// Starts `coffer vault serve` for `backend` (`soft`, `softhsm2`, `kryoptic`), with its own
 /// token when it is a PKCS#11 module.
-fn serve(coffer: &str, backend: &str, store: &str) -> Result<Served, String> {
-    serve_as(coffer, backend, store, None)
+fn serve(coffer: &str, backend: &str, store: &str, https: bool) -> Result<Served, String> {
+    serve_as(coffer, backend, store, None, https)
 }
 
 /// [`serve`], as the realm `realm_id` when given.
@@ -104,6 +107,7 @@ fn serve_as(
     backend: &str,
     store: &str,
     realm_id: Option<&str>,
+    https: bool,
 ) -> Result<Served, String> {
     let dir = tempfile::tempdir_in(".")
         .map_err(|e| format!("temporary directory beside the current one (on disk): {e}"))?;
@@ -145,6 +149,12 @@ fn serve_as(
     if let Some(id) = realm_id {
         command.args(["--realm-id", id]);
     }
+    // HTTPS with a private CA (the test kit's), which the clients trust.
+    let pki = https.then(|| coffer_testkit::tls::issue(&dir.path().join("pki"), "vault-load"));
+    if let Some(pki) = &pki {
+        command.arg("--tls-cert").arg(&pki.cert);
+        command.arg("--tls-key").arg(&pki.key);
+    }
     if store != "sqlite" {
         // A fresh prefix: each run registers its own users.
         let nanos = std::time::SystemTime::now()
@@ -169,6 +179,7 @@ fn serve_as(
     Ok(Served {
         url,
         token: token.trim().to_owned(),
+        ca: pki.map(|p| p.ca),
         child,
         _dir: dir,
     })
@@ -176,19 +187,16 @@ fn serve_as(
 
 /// One client's loop: guesses (KE1s) or whole recoveries, until `stop`.
 fn client_loop(
-    served: (&str, &str),
+    served: (&str, &str, Option<&std::path::Path>),
     c: usize,
     recoveries: bool,
     stop: &AtomicBool,
     histogram: &Mutex<Histogram<u64>>,
 ) -> u64 {
-    let (url, token) = served;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let (url, token, ca) = served;
+    let agent = coffer_testkit::tls::agent(ca);
     // The vaults run with cheap KSF parameters (the server is what is measured).
-    let client = VaultClient::new(url, token, "coffer-vault").ksf_floor(KsfFloor::NONE);
+    let client = vault_client(url, token, ca);
     let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
     let paths: Vec<String> = (0..USERS_PER_CLIENT)
         .map(|u| format!("{url}/v1/users/load{c}-{u}/recover/start"))
@@ -227,17 +235,26 @@ fn client_loop(
     n
 }
 
+/// A client of the vault at `url`, trusting `ca` for HTTPS, accepting the cheap KSF the
+/// measured vaults use (the server is what is measured).
+fn vault_client(url: &str, token: &str, ca: Option<&std::path::Path>) -> VaultClient {
+    let tls = match ca {
+        Some(ca) => ClientTls::with_ca_file(ca).expect("the vault's CA"),
+        None => ClientTls::default(),
+    };
+    VaultClient::with_tls(url, token, "coffer-vault", &tls).ksf_floor(KsfFloor::NONE)
+}
+
 /// Runs the load against one backend; returns its figures.
 fn load(
     coffer: &str,
-    (backend, store): (&str, &str),
+    (backend, store, https): (&str, &str, bool),
     clients: usize,
     seconds: f64,
     recoveries: bool,
 ) -> serde_json::Value {
-    let mut served = serve(coffer, backend, store).unwrap_or_else(|e| panic!("{e}"));
-    let setup =
-        VaultClient::new(&served.url, &served.token, "coffer-vault").ksf_floor(KsfFloor::NONE);
+    let mut served = serve(coffer, backend, store, https).unwrap_or_else(|e| panic!("{e}"));
+    let setup = vault_client(&served.url, &served.token, served.ca.as_deref());
     for c in 0..clients {
         for u in 0..USERS_PER_CLIENT {
             setup
@@ -258,7 +275,11 @@ fn load(
         let handles: Vec<_> = (0..clients)
             .map(|c| {
                 let (stop, histogram) = (&stop, &histogram);
-                let target = (served.url.as_str(), served.token.as_str());
+                let target = (
+                    served.url.as_str(),
+                    served.token.as_str(),
+                    served.ca.as_deref(),
+                );
                 scope.spawn(move || client_loop(target, c, recoveries, stop, histogram))
             })
             .collect();
@@ -273,6 +294,7 @@ fn load(
     serde_json::json!({
         "backend": backend,
         "store": if store == "sqlite" { "sqlite" } else { "etcd" },
+        "transport": if https { "https" } else { "http" },
         "mode": if recoveries { "recoveries" } else { "guesses" },
         "clients": clients,
         "operations": total,
@@ -291,7 +313,9 @@ fn load_realms(coffer: &str, clients: usize, seconds: f64) -> serde_json::Value 
     let ids = ["realm-1", "realm-2", "realm-3"];
     let mut served: Vec<Served> = ids
         .iter()
-        .map(|id| serve_as(coffer, "soft", "sqlite", Some(id)).unwrap_or_else(|e| panic!("{e}")))
+        .map(|id| {
+            serve_as(coffer, "soft", "sqlite", Some(id), false).unwrap_or_else(|e| panic!("{e}"))
+        })
         .collect();
     let realms = || -> Vec<RealmClient> {
         ids.iter()
@@ -389,6 +413,15 @@ fn main() {
     };
     let backends = arg("--backends", "soft");
     let stores = arg("--stores", "sqlite");
+    let transports = arg("--transports", "http");
+    let transports: Vec<bool> = transports
+        .split(',')
+        .map(|t| match t.trim() {
+            "http" => false,
+            "https" => true,
+            other => panic!("--transports {other}: http or https"),
+        })
+        .collect();
     let json_out = std::env::args().any(|a| a == "--json");
     // Store URLs hold commas (etcd members): split the list at "sqlite" and "etcd" starts.
     let mut store_list: Vec<String> = Vec::new();
@@ -406,7 +439,7 @@ fn main() {
         let backend = backends.split(',').next().unwrap_or("soft").trim();
         runs.push(load(
             &coffer,
-            (backend, &store_list[0]),
+            (backend, &store_list[0], false),
             clients,
             seconds,
             true,
@@ -416,13 +449,15 @@ fn main() {
     }
     for store in &store_list {
         for b in backends.split(',') {
-            runs.push(load(
-                &coffer,
-                (b.trim(), store),
-                clients,
-                seconds,
-                recoveries,
-            ));
+            for &https in &transports {
+                runs.push(load(
+                    &coffer,
+                    (b.trim(), store, https),
+                    clients,
+                    seconds,
+                    recoveries,
+                ));
+            }
         }
     }
     let ceiling = ceiling(2.0);
@@ -447,14 +482,15 @@ fn main() {
         "durable guesses"
     };
     println!(
-        "| backend | store | mode | {unit}/s | p50 | p99 | max | ratio to the first row | ratio to ceiling |"
+        "| backend | store | transport | mode | {unit}/s | p50 | p99 | max | ratio to the first row | ratio to ceiling |"
     );
-    println!("|---|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---|---|---:|---:|---:|---:|---:|---:|");
     for run in &runs {
         println!(
-            "| {} | {} | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} | {:.2} |",
+            "| {} | {} | {} | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} | {:.2} |",
             run["backend"].as_str().unwrap_or("?"),
             run["store"].as_str().unwrap_or("?"),
+            run["transport"].as_str().unwrap_or("http"),
             run["mode"].as_str().unwrap_or("?"),
             run["per_second"].as_f64().unwrap_or(0.0),
             run["p50_ms"].as_f64().unwrap_or(0.0),
