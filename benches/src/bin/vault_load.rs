@@ -422,6 +422,11 @@ fn main() {
             other => panic!("--transports {other}: http or https"),
         })
         .collect();
+    if transports.len() > 1 && backends.split(',').any(|b| b.trim() != "soft") {
+        // A PKCS#11 module reads its configuration once per process: a second token for the
+        // second transport would not be found. Compare transports on the soft backend.
+        panic!("--transports with more than one transport takes --backends soft only");
+    }
     let json_out = std::env::args().any(|a| a == "--json");
     // Store URLs hold commas (etcd members): split the list at "sqlite" and "etcd" starts.
     let mut store_list: Vec<String> = Vec::new();
