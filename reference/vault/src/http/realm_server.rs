@@ -130,11 +130,12 @@ async fn unlock<St: RealmStore + 'static, H: Hsm + 'static>(
     raw: Raw,
 ) -> Result<Json<RealmUnlockResponse>, ApiError> {
     use base64::Engine;
+    let caller = app.caller(&headers)?;
     let session = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(&session)
         .map_err(|_| ApiError::new(ErrorClass::Malformed, "session ids are base64url"))?;
     let session: [u8; 16] = fixed(&session, "a session id")?;
-    let tenant = app.tenant_for_session(&headers, &session)?;
+    let tenant = app.tenant_for_session(caller, &session)?;
     let req: RealmUnlockRequest = json(&body(raw)?)?;
     let release = blocking(&app, move |r| {
         r.unlock(&tenant, &session, &req.proof.0).map_err(refusal)

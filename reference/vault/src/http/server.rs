@@ -274,17 +274,17 @@ impl<V> App<V> {
         }
     }
 
-    /// The request's tenant, for a request about session `id`: a user token must name the
-    /// session's user (an unknown session is left to the service to refuse).
+    /// The caller's tenant, for a request about session `id`: a user token must name the
+    /// session's user (an unknown session is left to the service to refuse). The caller is
+    /// authenticated first ([`App::caller`]), before the session id is read.
     pub(super) fn tenant_for_session(
         &self,
-        headers: &HeaderMap,
+        caller: Caller,
         id: &[u8; 16],
     ) -> Result<String, ApiError>
     where
         V: SessionOwner,
     {
-        let caller = self.caller(headers)?;
         if let Some(named) = &caller.user {
             if let Some(owner) = self.service.session_user(&caller.tenant, id) {
                 if &owner != named {
@@ -428,9 +428,9 @@ async fn recover_finish<S: Store + 'static, H: Hsm + 'static>(
     Path(session): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<RecoverFinishResponse>, ApiError> {
-    let caller_session = session_id(&session)?;
-    let tenant = app.tenant_for_session(&headers, caller_session.as_bytes())?;
-    let session = caller_session;
+    let caller = app.caller(&headers)?;
+    let session = session_id(&session)?;
+    let tenant = app.tenant_for_session(caller, session.as_bytes())?;
     let req: RecoverFinishRequest = json(&body(raw)?)?;
     let release = blocking(&app, move |v| {
         Ok(v.recover_finish(&tenant, &session, &req.ke3.0)?)
@@ -447,9 +447,9 @@ async fn password_start<S: Store + 'static, H: Hsm + 'static>(
     Path(session): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<RegisterStartResponse>, ApiError> {
-    let caller_session = session_id(&session)?;
-    let tenant = app.tenant_for_session(&headers, caller_session.as_bytes())?;
-    let session = caller_session;
+    let caller = app.caller(&headers)?;
+    let session = session_id(&session)?;
+    let tenant = app.tenant_for_session(caller, session.as_bytes())?;
     let req: RegisterStartRequest = json(&body(raw)?)?;
     let out = blocking(&app, move |v| {
         Ok(v.change_password_start(&tenant, &session, &req.request.0)?)
@@ -468,9 +468,9 @@ async fn password_finish<S: Store + 'static, H: Hsm + 'static>(
     Path(session): Path<String>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<PasswordFinishResponse>, ApiError> {
-    let caller_session = session_id(&session)?;
-    let tenant = app.tenant_for_session(&headers, caller_session.as_bytes())?;
-    let session = caller_session;
+    let caller = app.caller(&headers)?;
+    let session = session_id(&session)?;
+    let tenant = app.tenant_for_session(caller, session.as_bytes())?;
     let req: PasswordFinishRequest = json(&body(raw)?)?;
     let version = blocking(&app, move |v| {
         Ok(v.change_password_finish(&tenant, &session, &req.upload.0, &req.envelope.0)?)
@@ -518,9 +518,9 @@ async fn remove_after_recovery<S: Store + 'static, H: Hsm + 'static>(
     headers: HeaderMap,
     Path(session): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let caller_session = session_id(&session)?;
-    let tenant = app.tenant_for_session(&headers, caller_session.as_bytes())?;
-    let session = caller_session;
+    let caller = app.caller(&headers)?;
+    let session = session_id(&session)?;
+    let tenant = app.tenant_for_session(caller, session.as_bytes())?;
     blocking(&app, move |v| {
         Ok(v.delete_after_recovery(&tenant, &session)?)
     })
