@@ -129,12 +129,15 @@ impl LocalVault {
     }
 }
 
-/// Serves `app` on a free loopback port from a runtime of its own: returns the base URL and
-/// the runtime (dropping it, with `shutdown_background`, stops the server).
-pub fn serve_loopback(app: axum::Router) -> anyhow::Result<(String, tokio::runtime::Runtime)> {
+/// A free loopback port, listened on from a runtime of its own (two workers).
+fn loopback_listener() -> anyhow::Result<(
+    std::net::SocketAddr,
+    tokio::runtime::Runtime,
+    tokio::net::TcpListener,
+)> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding loopback")?;
     listener.set_nonblocking(true)?;
-    let url = format!("http://{}", listener.local_addr()?);
+    let addr = listener.local_addr()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -144,6 +147,14 @@ pub fn serve_loopback(app: axum::Router) -> anyhow::Result<(String, tokio::runti
         let _guard = runtime.enter();
         tokio::net::TcpListener::from_std(listener)?
     };
+    Ok((addr, runtime, listener))
+}
+
+/// Serves `app` on a free loopback port from a runtime of its own: returns the base URL and
+/// the runtime (dropping it, with `shutdown_background`, stops the server).
+pub fn serve_loopback(app: axum::Router) -> anyhow::Result<(String, tokio::runtime::Runtime)> {
+    let (addr, runtime, listener) = loopback_listener()?;
+    let url = format!("http://{addr}");
     runtime.spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             eprintln!("loopback server: {e}");
@@ -161,18 +172,8 @@ pub fn serve_loopback_tls(
 ) -> anyhow::Result<(String, tokio::runtime::Runtime, PathBuf)> {
     let pki = coffer_testkit::tls::issue(&dir.join("pki"), "conformance");
     let tls = ServerTls::load(&pki.cert, &pki.key).context("the loopback certificate")?;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding loopback")?;
-    listener.set_nonblocking(true)?;
-    let url = format!("https://{}", listener.local_addr()?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let listener = {
-        let _guard = runtime.enter();
-        tokio::net::TcpListener::from_std(listener)?
-    };
+    let (addr, runtime, listener) = loopback_listener()?;
+    let url = format!("https://{addr}");
     let options = ServeOptions {
         tls: Some(tls),
         ..ServeOptions::default()

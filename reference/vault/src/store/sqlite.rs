@@ -187,15 +187,7 @@ pub(crate) fn in_tx<T>(
     conn: &Mutex<Connection>,
     f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
 ) -> Result<T, StoreError> {
-    let mut conn = conn
-        .lock()
-        .map_err(|_| StoreError::Database("store lock poisoned".into()))?;
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(db)?;
-    let out = f(&tx).map_err(db)?;
-    tx.commit().map_err(db)?;
-    Ok(out)
+    in_tx_erasing(conn, f, |_| false)
 }
 
 impl SqliteStore {

@@ -651,20 +651,25 @@ mod tests {
         VaultServer::open(store, hsm, config).unwrap()
     }
 
+    /// A vault whose session table holds `total` sessions, `per_tenant` per tenant.
+    fn capped(dir: &std::path::Path, total: usize, per_tenant: usize) -> Server {
+        let config = ServerConfig {
+            ksf: KsfParams::TEST,
+            max_sessions: total,
+            max_sessions_per_tenant: per_tenant,
+            ..ServerConfig::default()
+        };
+        let store = SqliteStore::open(&dir.join("vault.db")).unwrap();
+        let hsm = SoftHsm::open_or_create(&dir.join("master.key")).unwrap();
+        VaultServer::open(store, hsm, config).unwrap()
+    }
+
     /// spec/vault.md §9.1 (3): open recovery sessions are capped per tenant and in all, and
     /// a request past a cap is refused before its guess is counted.
     #[test]
     fn full_session_tables_refuse_before_counting() {
         let dir = tempfile::tempdir().unwrap();
-        let config = ServerConfig {
-            ksf: KsfParams::TEST,
-            max_sessions: 3,
-            max_sessions_per_tenant: 2,
-            ..ServerConfig::default()
-        };
-        let store = SqliteStore::open(&dir.path().join("vault.db")).unwrap();
-        let hsm = SoftHsm::open_or_create(&dir.path().join("master.key")).unwrap();
-        let server = VaultServer::open(store, hsm, config).unwrap();
+        let server = capped(dir.path(), 3, 2);
         register(&server, "alice", b"pw", None);
         let ke1 = || RecoveryClient::start(b"pw").unwrap().1;
         for _ in 0..2 {
@@ -685,15 +690,7 @@ mod tests {
         let refused = server.recover_start("t", "carol", &ke1()).unwrap_err();
         assert!(refused.to_string().contains("this tenant"), "{refused}");
         let dir = tempfile::tempdir().unwrap();
-        let config = ServerConfig {
-            ksf: KsfParams::TEST,
-            max_sessions: 2,
-            max_sessions_per_tenant: 2,
-            ..ServerConfig::default()
-        };
-        let store = SqliteStore::open(&dir.path().join("vault.db")).unwrap();
-        let hsm = SoftHsm::open_or_create(&dir.path().join("master.key")).unwrap();
-        let server = VaultServer::open(store, hsm, config).unwrap();
+        let server = capped(dir.path(), 2, 2);
         register(&server, "alice", b"pw", None);
         for _ in 0..2 {
             server.recover_start("t", "alice", &ke1()).unwrap();
