@@ -28,5 +28,6 @@ TOML
   cargo build --quiet --release --locked --manifest-path "$dest/src/Cargo.toml" \
     --no-default-features --features "minimal kryoptic-lib/dynamic" --target-dir "$dest/build" >&2
   cp "$dest/build/release/libkryoptic_pkcs11.so" "$module"
+  rm -rf "$dest/build" "$dest/src" "$dest/fetch" # only the module is used again
 fi
 realpath "$module"

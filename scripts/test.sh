@@ -20,6 +20,12 @@ root=$(pwd)
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# A batch run gains nothing from incremental compilation, whose caches are the largest part of
+# a test build's target directory; the disk these runs share is not always large.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+disk() { df -h --output=avail "$root" | tail -1 | tr -d ' '; }
+echo "disk free at the start: $(disk)"
+
 step "the main job on a machine with only Rust (no protoc; before anything is installed)"
 scripts/fresh-machine.sh
 
@@ -86,6 +92,7 @@ if [[ "${COFFER_SKIP_MSRV:-}" != 1 ]]; then
     rustup toolchain install "$msrv" --profile minimal
   fi
   CARGO_TARGET_DIR=target/msrv cargo "+$msrv" check --workspace --all-targets --locked --quiet
+  rm -rf target/msrv # a check build is not used again; its space is
 fi
 
 step "format and lints"
@@ -151,4 +158,5 @@ if [[ "${COFFER_SKIP_BIGFILE:-}" != 1 ]]; then
 fi
 
 step "all tests passed"
+echo "disk: target/ holds $(du -sh target | cut -f1), $(disk) free"
 echo "tests: $passed passed, $failed failed"
