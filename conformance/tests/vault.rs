@@ -130,6 +130,12 @@ struct CountsOnlyFailedKe3 {
 }
 
 impl Store for CountsOnlyFailedKe3 {
+    fn bind(
+        &self,
+        integrity: std::sync::Arc<coffer::store::integrity::Integrity>,
+    ) -> Result<coffer::store::integrity::StoreSummary, StoreError> {
+        self.inner.bind(integrity)
+    }
     fn server_setup(&self) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.server_setup()
     }

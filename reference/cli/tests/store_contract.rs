@@ -1,13 +1,21 @@
 //! The `Store` contract (spec/vault.md §4, §6), run on both stores: the embedded SQLite and
 //! etcd (a real single-member etcd on loopback; opt out with COFFER_SKIP_ETCD=1). Both must
 //! give the same answers to the same calls. On etcd, a commit whose answer is lost (as when
-//! a member dies between committing and answering) must count once, not twice.
+//! a member dies between committing and answering) must count once, not twice. Both refuse
+//! a record changed or rolled back behind the vault's back as corrupt (§6.2).
 
 use coffer_testkit::etcd;
 
+use coffer::store::integrity::Integrity;
 use coffer::store::{
     EtcdConfig, EtcdStore, GuessOutcome, Record, RecordState, SqliteStore, Store, StoreError,
 };
+use std::sync::Arc;
+
+/// The state key every store in these tests is bound with.
+fn integrity() -> Arc<Integrity> {
+    Arc::new(Integrity::new([42; 32]))
+}
 use coffer::vault::RecordId;
 
 fn record(id: u8, user: &str, limit: u32) -> Record {
@@ -33,6 +41,9 @@ fn counted(outcome: GuessOutcome) -> u32 {
 
 /// Every operation of the trait, with the answers spec/vault.md §4 gives.
 fn contract(store: &dyn Store) {
+    // Unbound, a store answers nothing but its server setup.
+    assert!(store.latest("t", "ann").is_err());
+    store.bind(integrity()).unwrap();
     // Server setup: written once, the first one stays.
     assert_eq!(store.server_setup().unwrap(), None);
     assert_eq!(store.init_server_setup(b"one").unwrap(), b"one");
@@ -154,12 +165,89 @@ fn etcd_store(prefix: &str) -> EtcdStore {
     EtcdStore::connect(&EtcdConfig::parse(&url).unwrap()).unwrap()
 }
 
+fn bound_etcd_store(prefix: &str) -> EtcdStore {
+    let store = etcd_store(prefix);
+    store.bind(integrity()).unwrap();
+    store
+}
+
 #[test]
 fn etcd_keeps_the_contract() {
     if etcd::skipped() {
         return;
     }
     contract(&etcd_store("contract"));
+}
+
+fn etcdctl_put(key: &str, value: &str) {
+    let out = std::process::Command::new("etcdctl")
+        .arg(format!(
+            "--endpoints=http://{}",
+            etcd::shared().members[0].client
+        ))
+        .args(["put", key, value])
+        .output()
+        .expect("etcdctl (Debian etcd-client)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn tampered(result: Result<impl std::fmt::Debug, StoreError>, says: &str) {
+    match result {
+        Err(StoreError::Tampered(m)) => assert!(m.contains(says), "{m}"),
+        other => panic!("expected Tampered ({says}), got {other:?}"),
+    }
+}
+
+/// spec/vault.md §6.2 on etcd: a count set back with etcdctl is refused; a destroyed
+/// record's earlier value put back is refused by the running vault and by one that binds
+/// the store afresh; a second vault binds while the first goes on writing.
+#[test]
+fn etcd_refuses_a_record_changed_or_rolled_back_behind_the_vault() {
+    if etcd::skipped() {
+        return;
+    }
+    let store = bound_etcd_store("tamper");
+    let prefix = format!("/contract-tamper-{}/", std::process::id());
+    let key = format!("{prefix}user/{}/{}", hex::encode("t"), hex::encode("gil"));
+    store.insert(&record(10, "gil", 2)).unwrap();
+    let (_, fresh) = etcdctl_get(&key, None, false);
+    let fresh = fresh.lines().nth(1).unwrap().to_owned();
+    counted(store.count_guess("t", "gil").unwrap());
+    let (_, counted_once) = etcdctl_get(&key, None, false);
+    let counted_once = counted_once.lines().nth(1).unwrap().to_owned();
+    assert!(counted_once.contains("\"guesses\":1"), "{counted_once}");
+
+    etcdctl_put(
+        &key,
+        &counted_once.replace("\"guesses\":1", "\"guesses\":0"),
+    );
+    tampered(store.count_guess("t", "gil"), "tag does not verify");
+    etcdctl_put(&key, &counted_once);
+    assert_eq!(counted(store.count_guess("t", "gil").unwrap()), 2);
+    assert_eq!(
+        store.count_guess("t", "gil").unwrap(),
+        GuessOutcome::Destroyed
+    );
+    // A second vault binds the store while the first goes on writing.
+    let second = etcd_store("tamper");
+    let writer = std::thread::spawn(move || {
+        for n in 0..20u8 {
+            store.insert(&record(100 + n, &format!("u{n}"), 3)).unwrap();
+        }
+        store
+    });
+    let summary = second.bind(integrity()).unwrap();
+    assert!(summary.records >= 1, "{summary:?}");
+    let store = writer.join().unwrap();
+
+    etcdctl_put(&key, &fresh);
+    tampered(store.latest("t", "gil"), "went back");
+    tampered(second.count_guess("t", "gil"), "went back");
+    tampered(etcd_store("tamper").bind(integrity()), "add up");
 }
 
 /// Commits whose answers are lost are found again by their operation's marker: a guess is
@@ -169,7 +257,7 @@ fn etcd_never_applies_an_operation_twice_when_its_answer_is_lost() {
     if etcd::skipped() {
         return;
     }
-    let store = etcd_store("lost");
+    let store = bound_etcd_store("lost");
     store.lose_next_answers(1);
     store.insert(&record(7, "dee", 10)).unwrap();
     for n in 1..=3 {
@@ -229,7 +317,7 @@ fn etcd_serves_no_revision_that_held_erased_secrets() {
         return;
     }
     use base64::Engine;
-    let store = etcd_store("erasure");
+    let store = bound_etcd_store("erasure");
     let prefix = format!("/contract-erasure-{}/", std::process::id());
     for (user, id, end) in [("eve", 8u8, "destroy"), ("fay", 9u8, "delete")] {
         let secret = format!("secret of {user}: only in the sealed field").into_bytes();

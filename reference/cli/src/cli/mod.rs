@@ -306,6 +306,28 @@ pub(crate) enum VaultCommand {
         #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=3600))]
         ttl: u64,
     },
+    /// Read the tenant's audit log (its admin token only): every event is checked against
+    /// its chain hash (spec/vault.md §6.2), and an event that does not chain fails the
+    /// command (corrupt).
+    Audit {
+        /// The vault's base URL.
+        #[arg(long)]
+        vault: String,
+        /// File holding the tenant's admin token (or set COFFER_VAULT_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Start after this position (the `next` a previous page printed).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Events per page (1 to 1000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        limit: u64,
+        /// Read every page to the end of the log, not only the first.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        connection: VaultConnectionArgs,
+    },
     /// Delete a user's record (its key is gone for good): the password is proven first (one
     /// guess, then a reset), or --admin with the tenant's admin token.
     Delete {

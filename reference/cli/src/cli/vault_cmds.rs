@@ -199,6 +199,47 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
                 json: json!({"command": "vault user-token", "token": token, "expires": claims.exp}),
             })
         }
+        VaultCommand::Audit {
+            vault,
+            token_file,
+            after,
+            limit,
+            all,
+            connection,
+        } => {
+            let client = vault_client(vault, token_file.as_deref(), "coffer-vault", connection)?;
+            let (mut events, mut position) = (Vec::new(), *after);
+            let next = loop {
+                let page = client
+                    .audit(position, *limit as usize)
+                    .map_err(|e| Failure::from_lib("audit", e))?;
+                events.extend(page.events);
+                match page.next {
+                    Some(next) if *all => position = next,
+                    other => break other,
+                }
+            };
+            let text = events
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{:>8}  epoch {:<8} {}  {:<16} {:<16} {}",
+                        e.seq, e.epoch, e.at, e.user, e.event, e.detail
+                    )
+                })
+                .chain(std::iter::once(format!(
+                    "{} events, each chained to the one before it{}",
+                    events.len(),
+                    next.map(|n| format!("; more after --after {n}"))
+                        .unwrap_or_default()
+                )))
+                .collect::<Vec<_>>()
+                .join("\n");
+            Ok(Report {
+                text,
+                json: json!({"command": "vault audit", "events": events, "next": next}),
+            })
+        }
         VaultCommand::Delete { client, admin } => {
             let vault = connect(client)?;
             if *admin {

@@ -490,6 +490,91 @@ fn a_crash_at_any_step_of_a_recovery_never_loses_a_counted_guess() {
     }
 }
 
+/// spec/vault.md §6.2: whoever can write the store file, but holds no state key, cannot set
+/// a count back or revive a destroyed record: the running vault answers `corrupt`, and a
+/// restarted vault refuses the store. (Edits the SQLite file; on etcd the same edits are
+/// made with etcdctl in `store_contract.rs`.)
+#[test]
+fn a_store_edited_behind_the_vault_is_refused_as_corrupt() {
+    if skipped() || store_url(Path::new("/")).is_some() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (right, wrong) = (dir.path().join("right"), dir.path().join("wrong"));
+    std::fs::write(&right, "right\n").unwrap();
+    std::fs::write(&wrong, "wrong\n").unwrap();
+    let db = data.join("vault.db");
+    let edit = |sql: &str| {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap()
+    };
+    let vault = start(&data);
+    for user in ["gus", "hal"] {
+        let out = client(&vault, "register", user, &right, &["--key", KEY]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // Two guesses spent, then set back to 0 in the file.
+    for _ in 0..2 {
+        client(&vault, "recover", "gus", &wrong, &[]);
+    }
+    edit("UPDATE records SET guesses = 0 WHERE user_id = 'gus'");
+    let out = client(&vault, "recover", "gus", &right, &[]);
+    assert_eq!(
+        json(&out)["error"],
+        "corrupt",
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(KEY));
+
+    // A copy of hal's row while it holds its secrets; hal destroyed; the copy put back.
+    let copy = dir.path().join("copy.db");
+    edit(&format!(
+        "ATTACH '{}' AS old; CREATE TABLE old.saved AS SELECT * FROM records WHERE user_id = 'hal';",
+        copy.display()
+    ));
+    for _ in 0..11 {
+        client(&vault, "recover", "hal", &wrong, &[]);
+    }
+    let status = json(&client(&vault, "status", "hal", &right, &[]));
+    assert_eq!(status["state"], "destroyed", "{status}");
+    edit(&format!(
+        "ATTACH '{}' AS old; DELETE FROM records WHERE user_id = 'hal';
+         INSERT INTO records SELECT * FROM old.saved;",
+        copy.display()
+    ));
+    let out = client(&vault, "recover", "hal", &right, &[]);
+    assert_eq!(
+        json(&out)["error"],
+        "corrupt",
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    drop(vault);
+
+    // Restarted, the vault checks the whole store first and refuses to serve it (on the
+    // soft backend: the PKCS#11 suites' tokens are set up by `start`).
+    if BACKEND.is_some() {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["vault", "serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("tampered"), "{stderr}");
+}
+
 #[test]
 fn backup_create_then_restore_with_only_the_password() {
     if skipped() {
@@ -700,6 +785,69 @@ fn a_config_file_sets_tenants_that_never_see_each_other() {
         .success());
     let status = json(&run(&acme, &["status", "--user", "same"]));
     assert_eq!(status["state"], "deleted", "{status}");
+
+    // The audit log over HTTP (spec/vault.md §9): the admin token reads its own tenant's
+    // events, each checked against its chain hash; other credentials are refused.
+    assert!(run(&globex, &["register", "--user", "other", "--key", KEY])
+        .status
+        .success());
+    let audit = |token: &str, extra: &[&str]| {
+        let mut args = vec!["--json", "vault", "audit"];
+        let target = vault.args();
+        args.extend(target.iter().map(String::as_str));
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .args(&args)
+            .env("COFFER_VAULT_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let out = audit(&admin, &["--all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = json(&out);
+    let events = log["events"].as_array().unwrap();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["registered", "guess", "recovered", "deleted"],
+        "{log}"
+    );
+    assert!(events.iter().all(|e| e["tenant"] == "acme"), "{log}");
+    assert_eq!(log["next"], Value::Null);
+    // One at a time: every page but the last says where the next starts.
+    let first = json(&audit(&admin, &["--limit", "1"]));
+    assert_eq!(first["events"].as_array().unwrap().len(), 1);
+    let next = first["next"].as_u64().unwrap().to_string();
+    let second = json(&audit(&admin, &["--limit", "1", "--after", &next]));
+    assert_eq!(second["events"][0]["event"], "guess", "{second}");
+    for token in [&acme, &globex] {
+        assert_eq!(json(&audit(token, &[]))["error"], "unauthorized");
+    }
+    // An event changed in the file no longer chains: the client refuses the page.
+    if store_url(Path::new("/")).is_none() {
+        let db = dir.path().join("data").join("vault.db");
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch(
+                "DROP TRIGGER audit_append_only_update;
+                 UPDATE audit SET detail = 'nothing happened' WHERE event = 'deleted';",
+            )
+            .unwrap();
+        let out = audit(&admin, &["--all"]);
+        assert_eq!(
+            json(&out)["error"],
+            "corrupt",
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 }
 
 /// Over HTTP: wrong guesses that complete a (forged) KE3 and wrong guesses abandoned after

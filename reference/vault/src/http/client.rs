@@ -215,6 +215,23 @@ impl VaultClient {
         Ok(())
     }
 
+    /// One page of the tenant's audit log after position `after` (the tenant's admin token
+    /// only). Every event's chain hash is checked before it is returned: a page with an event
+    /// that does not chain is `corrupt`.
+    pub fn audit(&self, after: u64, limit: usize) -> Result<AuditPage, VaultError> {
+        let page: AuditPage = self.send::<(), _>(
+            "GET",
+            &format!("/v1/audit?after={after}&limit={limit}"),
+            None,
+        )?;
+        if let Some(bad) = page.events.iter().find(|e| !e.chains()) {
+            return Err(VaultError::Store(crate::store::StoreError::Tampered(
+                format!("audit event {} does not match its chain hash", bad.seq),
+            )));
+        }
+        Ok(page)
+    }
+
     /// Deletes the user's record without the password: the tenant's admin token only.
     pub fn delete_as_admin(&self, user: &str) -> Result<(), VaultError> {
         let _: serde_json::Value =

@@ -227,6 +227,13 @@ impl<S> MeteredStore<S> {
 }
 
 impl<S: Store> Store for MeteredStore<S> {
+    fn bind(
+        &self,
+        integrity: Arc<crate::store::integrity::Integrity>,
+    ) -> Result<crate::store::integrity::StoreSummary, StoreError> {
+        Metrics::time(&self.metrics.store, "bind", || self.inner.bind(integrity))
+    }
+
     fn server_setup(&self) -> Result<Option<Vec<u8>>, StoreError> {
         Metrics::time(&self.metrics.store, "server_setup", || {
             self.inner.server_setup()

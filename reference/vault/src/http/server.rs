@@ -491,6 +491,54 @@ async fn status<S: Store + 'static, H: Hsm + 'static>(
     ))
 }
 
+/// `GET /v1/audit?after=SEQ&limit=N`: the tenant's own audit events with their place in the
+/// chain, for its admin token only (`spec/vault.md` §9).
+async fn audit<S: Store + 'static, H: Hsm + 'static>(
+    State(app): State<VaultApp<S, H>>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Json<AuditPage>, ApiError> {
+    let caller = app.caller(&headers)?;
+    if !caller.admin {
+        return Err(ApiError::new(
+            ErrorClass::Unauthorized,
+            "the audit log needs the tenant's admin token",
+        ));
+    }
+    let (after, limit) = audit_query(query.as_deref().unwrap_or(""))?;
+    let tenant = caller.tenant;
+    let (events, next) = blocking(&app, move |v| Ok(v.audit(&tenant, after, limit)?)).await?;
+    Ok(Json(AuditPage {
+        events: events.into_iter().map(AuditEntry::from).collect(),
+        next,
+    }))
+}
+
+/// `after` (default 0) and `limit` (default 100, 1..=1000) of an audit query.
+fn audit_query(query: &str) -> Result<(u64, usize), ApiError> {
+    let bad = |why: String| ApiError::new(ErrorClass::Malformed, why);
+    let (mut after, mut limit) = (0u64, 100usize);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "after" => {
+                after = value
+                    .parse()
+                    .map_err(|_| bad(format!("after={value}: not a position")))?
+            }
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| bad(format!("limit={value}: not in 1..=1000")))?
+            }
+            other => return Err(bad(format!("unknown query parameter {other:?}"))),
+        }
+    }
+    Ok((after, limit))
+}
+
 /// `DELETE /v1/users/{user}`: the tenant's administrator only (its admin token); a user
 /// deletes through a recovery (`POST /v1/sessions/{session}/delete`).
 async fn remove<S: Store + 'static, H: Hsm + 'static>(
@@ -581,6 +629,7 @@ pub fn router_with_readiness<S: Store + 'static, H: Hsm + 'static>(
         )
         .route("/v1/users/{user}/status", get(status::<S, H>))
         .route("/v1/users/{user}", delete(remove::<S, H>))
+        .route("/v1/audit", get(audit::<S, H>))
         .route(
             "/v1/sessions/{session}/delete",
             post(remove_after_recovery::<S, H>),

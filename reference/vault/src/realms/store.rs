@@ -249,7 +249,7 @@ impl RealmStore for SqliteRealmStore {
         let destroyed = |g: &RealmGuess| matches!(g, RealmGuess::Destroyed);
         in_tx_erasing(
             &self.conn,
-            |tx| {
+            |tx| -> rusqlite::Result<RealmGuess> {
                 let Some(mut r) = get(tx, tenant, user)? else {
                     return Ok(RealmGuess::Absent);
                 };

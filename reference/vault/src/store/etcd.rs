@@ -7,7 +7,10 @@
 //!
 //! Keys, under a prefix (default `/coffer/v1/`): `setup`; `user/<tenant hex>/<user hex>`
 //! (the user's latest record, JSON); `id/<record id hex>` (the user key of a record);
-//! `audit/<unique>` (one event, JSON; its position in the log is the key's create revision).
+//! `audit/<unique>` (one event, JSON; its position in the log is the key's create revision);
+//! `head` (the store head, `spec/vault.md` §6.2). Every change compares and writes the head
+//! as well as the record, so writes to different records also take turns; the head orders
+//! them, and the audit chain follows that order.
 //!
 //! The gRPC client is Coffer's own (`etcd_rpc`: three calls, no build-time `protoc`) on
 //! tonic's channel, with TCP_NODELAY set (Nagle's algorithm would add 40 ms to every call).
@@ -19,12 +22,15 @@
 use super::etcd_rpc::{
     CompactionRequest, Compare, Connection, EtcdClient, RangeRequest, RequestOp, TxnRequest,
 };
-use super::{AuditEvent, GuessOutcome, Record, RecordState, Store, StoreError};
+use super::integrity::{EventFields, Head, Integrity, RowSeal, StoreSummary};
+use super::transitions::{self, Change};
+use super::{bound, AuditEvent, GuessOutcome, Record, RecordState, Store, StoreError};
 use crate::ids::RecordId;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How to reach the etcd cluster.
@@ -94,10 +100,48 @@ struct Stored {
     limit: u32,
     ksf: String,
     sealed: Option<String>,
+    /// The row's seal (`spec/vault.md` §6.2): epoch and hex tag.
+    epoch: u64,
+    tag: String,
+}
+
+fn hex32(s: &str, what: &str) -> Result<[u8; 32], StoreError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).map_err(|_| db(format!("bad {what}")))?;
+    Ok(out)
+}
+
+/// The store head as stored (`spec/vault.md` §6.2).
+#[derive(Serialize, Deserialize)]
+struct StoredHead {
+    epoch: u64,
+    records_sum: String,
+    audit_hash: String,
+    tag: String,
+}
+
+impl StoredHead {
+    fn of(h: &Head) -> Self {
+        StoredHead {
+            epoch: h.epoch,
+            records_sum: hex::encode(h.records_sum),
+            audit_hash: hex::encode(h.audit_hash),
+            tag: hex::encode(h.tag),
+        }
+    }
+
+    fn head(self) -> Result<Head, StoreError> {
+        Ok(Head {
+            epoch: self.epoch,
+            records_sum: hex32(&self.records_sum, "head sum")?,
+            audit_hash: hex32(&self.audit_hash, "head audit hash")?,
+            tag: hex32(&self.tag, "head tag")?,
+        })
+    }
 }
 
 impl Stored {
-    fn of(r: &Record) -> Self {
+    fn of(r: &Record, seal: &RowSeal) -> Self {
         Stored {
             id: r.record_id.to_hex(),
             tenant: r.tenant.clone(),
@@ -108,17 +152,23 @@ impl Stored {
             limit: r.limit,
             ksf: r.ksf.clone(),
             sealed: r.sealed.as_ref().map(|s| B64.encode(s)),
+            epoch: seal.epoch,
+            tag: hex::encode(seal.tag),
         }
     }
 
-    fn record(self) -> Result<Record, StoreError> {
+    fn record(self) -> Result<(Record, RowSeal), StoreError> {
+        let seal = RowSeal {
+            epoch: self.epoch,
+            tag: hex32(&self.tag, "record tag")?,
+        };
         let corrupt = |what: &str| StoreError::Database(format!("etcd record: bad {what}"));
         let id = RecordId::from_hex(&self.id).ok_or_else(|| corrupt("id"))?;
         let sealed = match self.sealed {
             Some(s) => Some(B64.decode(s).map_err(|_| corrupt("sealed"))?),
             None => None,
         };
-        Ok(Record {
+        let record = Record {
             record_id: id,
             tenant: self.tenant,
             user: self.user,
@@ -128,7 +178,8 @@ impl Stored {
             limit: self.limit,
             ksf: self.ksf,
             sealed,
-        })
+        };
+        Ok((record, seal))
     }
 }
 
@@ -144,6 +195,11 @@ struct StoredEvent {
     /// Which attempt of its operation wrote it (see `EtcdStore::update`).
     #[serde(default)]
     attempt: usize,
+    /// The epoch of the write that logged it, and the chain's hashes (hex) before and
+    /// after it.
+    epoch: u64,
+    previous: String,
+    hash: String,
 }
 
 /// The etcd store.
@@ -156,6 +212,7 @@ pub struct EtcdStore {
     runtime: Option<tokio::runtime::Runtime>,
     #[cfg(debug_assertions)]
     lose_answers: std::sync::atomic::AtomicUsize,
+    integrity: OnceLock<Arc<Integrity>>,
 }
 
 impl Drop for EtcdStore {
@@ -176,9 +233,11 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A record read with the revision a compare-and-swap must find unchanged (0: absent).
+/// A record read with its seal and the revision a compare-and-swap must find unchanged
+/// (0: absent).
 struct Read {
     record: Option<Record>,
+    seal: Option<RowSeal>,
     revision: i64,
 }
 
@@ -221,6 +280,7 @@ impl EtcdStore {
             runtime: Some(runtime),
             #[cfg(debug_assertions)]
             lose_answers: std::sync::atomic::AtomicUsize::new(0),
+            integrity: OnceLock::new(),
         };
         // A linearizable read: proves a quorum is reachable before the vault starts.
         store.get(&store.key("setup"), store.until())?;
@@ -295,12 +355,20 @@ impl EtcdStore {
         match self.get(key, until)? {
             None => Ok(Read {
                 record: None,
+                seal: None,
                 revision: 0,
             }),
             Some((value, revision)) => {
-                let stored: Stored = serde_json::from_slice(&value).map_err(db)?;
+                let stored: Stored = serde_json::from_slice(&value).map_err(|e| {
+                    db(format!(
+                        "a record that does not parse (written before vault spec 0.4, or \
+                         changed outside the vault): {e}"
+                    ))
+                })?;
+                let (record, seal) = stored.record()?;
                 Ok(Read {
-                    record: Some(stored.record()?),
+                    record: Some(record),
+                    seal: Some(seal),
                     revision,
                 })
             }
@@ -339,21 +407,54 @@ impl EtcdStore {
     fn audit_op(
         &self,
         key: String,
-        r: &Record,
-        (event, detail): (&str, &str),
+        e: &EventFields<'_>,
+        chained: &super::integrity::Chained,
         attempt: usize,
     ) -> Result<RequestOp, StoreError> {
         let value = serde_json::to_vec(&StoredEvent {
-            at: now(),
-            tenant: r.tenant.clone(),
-            user: r.user.clone(),
-            record: r.record_id.to_hex(),
-            event: event.to_owned(),
-            detail: detail.to_owned(),
+            at: e.at,
+            tenant: e.tenant.to_owned(),
+            user: e.user.to_owned(),
+            record: e.record.to_owned(),
+            event: e.event.to_owned(),
+            detail: e.detail.to_owned(),
             attempt,
+            epoch: chained.epoch,
+            previous: hex::encode(chained.previous),
+            hash: hex::encode(chained.hash),
         })
         .map_err(db)?;
         Ok(RequestOp::put(key, value))
+    }
+
+    /// The store head and its revision (the head is absent only in a store no vault bound).
+    fn read_head(&self, until: Instant) -> Result<(Head, i64), StoreError> {
+        let (value, revision) = self
+            .get(&self.key("head"), until)?
+            .ok_or_else(|| StoreError::Tampered("the store has no head (it was removed)".into()))?;
+        let stored: StoredHead = serde_json::from_slice(&value)
+            .map_err(|_| StoreError::Tampered("the store head does not parse".into()))?;
+        Ok((stored.head()?, revision))
+    }
+
+    /// One page of a range, at store revision `at` (0: the latest), retried until `until`.
+    fn range_at(
+        &self,
+        mut request: RangeRequest,
+        at: i64,
+        until: Instant,
+    ) -> Result<super::etcd_rpc::RangeResponse, StoreError> {
+        request.revision = at;
+        let client = self.client.clone();
+        self.run(until, async move {
+            loop {
+                match client.range(request.clone()).await {
+                    Ok(response) => return Ok(response),
+                    Err(e) if e.transient() => tokio::time::sleep(RETRY_PAUSE).await,
+                    Err(e) => return Err(db(e)),
+                }
+            }
+        })
     }
 
     /// Writes `record` at `key` with `ops` if the key is still at `revision` and `marker`
@@ -362,17 +463,24 @@ impl EtcdStore {
     fn swap(
         &self,
         (key, revision): (&str, i64),
+        (head, head_revision): (&Head, i64),
         marker: &str,
-        record: &Record,
+        (record, seal): (&Record, &RowSeal),
         extra: Vec<RequestOp>,
         until: Instant,
     ) -> Result<Option<bool>, StoreError> {
-        let value = serde_json::to_vec(&Stored::of(record)).map_err(db)?;
-        let mut success = vec![RequestOp::put(key, value)];
+        let value = serde_json::to_vec(&Stored::of(record, seal)).map_err(db)?;
+        let head_key = self.key("head");
+        let head_value = serde_json::to_vec(&StoredHead::of(head)).map_err(db)?;
+        let mut success = vec![
+            RequestOp::put(key, value),
+            RequestOp::put(head_key.clone(), head_value),
+        ];
         success.extend(extra);
         let txn = TxnRequest {
             compare: vec![
                 Compare::modified_at(key, revision),
+                Compare::modified_at(&head_key, head_revision),
                 Compare::created_at(marker, 0),
             ],
             success,
@@ -439,6 +547,7 @@ impl EtcdStore {
         key: &str,
         mut decide: impl FnMut(&Read) -> Result<Change<T>, StoreError>,
     ) -> Result<T, StoreError> {
+        let integrity = bound(&self.integrity)?;
         let until = self.until();
         let op = Self::op_id()?;
         let marker = self.audit_key(&op, 0);
@@ -455,7 +564,15 @@ impl EtcdStore {
                         .ok_or_else(|| db("a committed attempt this node never made"));
                 }
             }
+            // The record first, then the head: a record is never newer than a head read
+            // after it.
+            let mark = integrity.mark()?;
             let read = self.read(key, until)?;
+            let (head, head_revision) = self.read_head(until)?;
+            integrity.check_head(&head, mark)?;
+            if let (Some(r), Some(seal)) = (&read.record, &read.seal) {
+                integrity.check_row(&head, r, seal, mark)?;
+            }
             match decide(&read)? {
                 Change::Done(out) => return Ok(out),
                 Change::Write {
@@ -464,14 +581,27 @@ impl EtcdStore {
                     out,
                 } => {
                     let attempt = outs.len();
+                    let at = now();
+                    let record_hex = record.record_id.to_hex();
+                    let fields: Vec<EventFields<'_>> = events
+                        .iter()
+                        .map(|(event, detail)| EventFields {
+                            at,
+                            tenant: &record.tenant,
+                            user: &record.user,
+                            record: &record_hex,
+                            event,
+                            detail,
+                        })
+                        .collect();
+                    let old = read.seal.as_ref().filter(|_| {
+                        read.record.as_ref().map(|r| r.record_id) == Some(record.record_id)
+                    });
+                    let mut new_head = head.clone();
+                    let (seal, chained) = integrity.write(&mut new_head, old, &record, &fields);
                     let mut ops = Vec::new();
-                    for (n, (event, detail)) in events.iter().enumerate() {
-                        ops.push(self.audit_op(
-                            self.audit_key(&op, n),
-                            &record,
-                            (event, detail),
-                            attempt,
-                        )?);
+                    for (n, (e, c)) in fields.iter().zip(&chained).enumerate() {
+                        ops.push(self.audit_op(self.audit_key(&op, n), e, c, attempt)?);
                     }
                     // A new record (registration) is also found by its id.
                     if read.record.as_ref().map(|r| r.record_id) != Some(record.record_id) {
@@ -487,8 +617,17 @@ impl EtcdStore {
                         .record
                         .as_ref()
                         .is_some_and(|r| r.sealed.is_some() && r.sealed != record.sealed);
-                    match self.swap((key, read.revision), &marker, &record, ops, until)? {
+                    let swapped = self.swap(
+                        (key, read.revision),
+                        (&new_head, head_revision),
+                        &marker,
+                        (&record, &seal),
+                        ops,
+                        until,
+                    )?;
+                    match swapped {
                         Some(true) => {
+                            integrity.committed(&new_head, &[(record.record_id, seal.epoch)]);
                             if drops {
                                 self.erase_history();
                             }
@@ -511,30 +650,100 @@ impl EtcdStore {
 }
 
 impl EtcdStore {
-    /// An update of the active record `id` (found through its id key): `change` returns the
-    /// new record and its audit event, or `None` to leave it. Returns whether it wrote.
-    fn update_active(
+    /// An update of the record `id` (found through its id key) by `change`.
+    fn update_by_id(
         &self,
         id: &RecordId,
-        change: impl Fn(&Record) -> Option<(Record, (&'static str, String))>,
+        change: impl Fn(Option<&Record>) -> Change<bool>,
     ) -> Result<bool, StoreError> {
         let Some((key, _)) = self.read_id(id)? else {
             return Ok(false);
         };
-        self.update(&key, |read| {
-            let active = read
-                .record
-                .as_ref()
-                .filter(|r| r.record_id == *id && r.state == RecordState::Active);
-            Ok(match active.and_then(&change) {
-                Some((record, event)) => Change::Write {
-                    record,
-                    events: vec![event],
-                    out: true,
-                },
-                None => Change::Done(false),
-            })
-        })
+        self.update(&key, |read| Ok(change(read.record.as_ref())))
+    }
+
+    /// Checks the whole store at one revision (`spec/vault.md` §6.2): every record, the sum
+    /// of their tags and the audit chain against the head.
+    fn check_at(
+        &self,
+        integrity: &Integrity,
+        at: i64,
+        head: &Head,
+    ) -> Result<StoreSummary, StoreError> {
+        const PAGE: i64 = 500;
+        let until = self.until();
+        let mut check = integrity.check_store(head, integrity.mark()?)?;
+        let mut from = 0;
+        loop {
+            let page = self.range_at(
+                RangeRequest::prefix_by_creation(&self.key("user/"), from, PAGE),
+                at,
+                until,
+            )?;
+            for kv in &page.kvs {
+                let stored: Stored = serde_json::from_slice(&kv.value).map_err(|e| {
+                    StoreError::Tampered(format!("a record that does not parse: {e}"))
+                })?;
+                let (r, seal) = stored.record()?;
+                check.row(&r, &seal)?;
+                from = kv.create_revision + 1;
+            }
+            if page.kvs.len() < PAGE as usize {
+                break;
+            }
+        }
+        let mut after = 0;
+        loop {
+            let events = self.audit_at(after, PAGE as usize, at)?;
+            for e in &events {
+                let fields = EventFields {
+                    at: e.at,
+                    tenant: &e.tenant,
+                    user: &e.user,
+                    record: &e.record,
+                    event: &e.event,
+                    detail: &e.detail,
+                };
+                check.event(e.epoch, &fields, &hex32(&e.hash, "audit hash")?)?;
+                after = e.seq;
+            }
+            if events.len() < PAGE as usize {
+                break;
+            }
+        }
+        check.finish()
+    }
+
+    /// The head, making the first one if the store is empty.
+    fn head_or_genesis(&self, integrity: &Integrity) -> Result<(), StoreError> {
+        let until = self.until();
+        if self.get(&self.key("head"), until)?.is_some() {
+            return Ok(());
+        }
+        for what in ["user/", "audit/"] {
+            let any = self.range_at(
+                RangeRequest::prefix_by_creation(&self.key(what), 0, 1),
+                0,
+                until,
+            )?;
+            if !any.kvs.is_empty() {
+                return Err(StoreError::Tampered(
+                    "the store holds records but no head (it was removed, or the records \
+                     were written before vault spec 0.4)"
+                        .into(),
+                ));
+            }
+        }
+        let key = self.key("head");
+        let value = serde_json::to_vec(&StoredHead::of(&integrity.genesis())).map_err(db)?;
+        let txn = TxnRequest {
+            compare: vec![Compare::created_at(&key, 0)],
+            success: vec![RequestOp::put(key, value)],
+            failure: vec![],
+        };
+        // Another node may have made it first: either way there is one now.
+        self.commit(txn, until)?;
+        Ok(())
     }
 }
 
@@ -614,27 +823,42 @@ impl EtcdStore {
 /// Pause between attempts after an unreachable member or a lost answer.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
-/// What an update decided.
-enum Change<T> {
-    /// Nothing to write.
-    Done(T),
-    /// Write this record (and these audit events), then return `out`.
-    Write {
-        record: Record,
-        events: Vec<(&'static str, String)>,
-        out: T,
-    },
-}
-
-fn ended(r: &Record, state: RecordState) -> Record {
-    Record {
-        state,
-        sealed: None,
-        ..r.clone()
-    }
-}
-
 impl Store for EtcdStore {
+    /// Checks the store at one revision, so that other nodes may go on writing meanwhile;
+    /// a compaction under way makes it try again at a later one.
+    fn bind(&self, integrity: Arc<Integrity>) -> Result<StoreSummary, StoreError> {
+        self.head_or_genesis(&integrity)?;
+        let mut attempts = 0;
+        let summary = loop {
+            let response = self.range_at(RangeRequest::key(&self.key("head")), 0, self.until())?;
+            let at = response
+                .header
+                .map(|h| h.revision)
+                .ok_or_else(|| db("a Range answer without a header"))?;
+            let value = response
+                .kvs
+                .into_iter()
+                .next()
+                .map(|kv| kv.value)
+                .ok_or_else(|| {
+                    StoreError::Tampered("the store has no head (it was removed)".into())
+                })?;
+            let head = serde_json::from_slice::<StoredHead>(&value)
+                .map_err(|_| StoreError::Tampered("the store head does not parse".into()))?
+                .head()?;
+            match self.check_at(&integrity, at, &head) {
+                Err(StoreError::Database(e)) if e.contains("compacted") && attempts < 5 => {
+                    attempts += 1;
+                }
+                other => break other?,
+            }
+        };
+        self.integrity
+            .set(integrity)
+            .map_err(|_| db("the store is bound already"))?;
+        Ok(summary)
+    }
+
     fn server_setup(&self) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.get(&self.key("setup"), self.until())?.map(|(v, _)| v))
     }
@@ -667,96 +891,35 @@ impl Store for EtcdStore {
     fn insert(&self, record: &Record) -> Result<(), StoreError> {
         let key = self.user_key(&record.tenant, &record.user);
         self.update(&key, |read| {
-            if read
-                .record
-                .as_ref()
-                .is_some_and(|r| r.state == RecordState::Active)
-            {
-                return Err(StoreError::Exists);
-            }
-            let new = Record {
-                state: RecordState::Active,
-                guesses: 0,
-                ..record.clone()
-            };
-            let detail = format!("limit={} ksf={}", record.limit, record.ksf);
-            Ok(Change::Write {
-                record: new,
-                events: vec![("registered", detail)],
-                out: (),
-            })
+            transitions::insert(read.record.as_ref(), record)
         })
     }
 
     fn latest(&self, tenant: &str, user: &str) -> Result<Option<Record>, StoreError> {
-        Ok(self
-            .read(&self.user_key(tenant, user), self.until())?
-            .record)
+        let integrity = bound(&self.integrity)?;
+        let until = self.until();
+        let mark = integrity.mark()?;
+        let read = self.read(&self.user_key(tenant, user), until)?;
+        let (head, _) = self.read_head(until)?;
+        integrity.check_head(&head, mark)?;
+        if let (Some(r), Some(seal)) = (&read.record, &read.seal) {
+            integrity.check_row(&head, r, seal, mark)?;
+        }
+        Ok(read.record)
     }
 
     fn count_guess(&self, tenant: &str, user: &str) -> Result<GuessOutcome, StoreError> {
         self.update(&self.user_key(tenant, user), |read| {
-            let Some(r) = read
-                .record
-                .as_ref()
-                .filter(|r| r.state == RecordState::Active)
-            else {
-                return Ok(Change::Done(GuessOutcome::Absent));
-            };
-            if r.guesses >= r.limit {
-                return Ok(Change::Write {
-                    record: ended(r, RecordState::Destroyed),
-                    events: vec![(
-                        "destroyed",
-                        format!("guesses={}/{} used up", r.guesses, r.limit),
-                    )],
-                    out: GuessOutcome::Destroyed,
-                });
-            }
-            let counted = Record {
-                guesses: r.guesses + 1,
-                ..r.clone()
-            };
-            let mut events = vec![(
-                "guess",
-                format!("guesses={}/{}", counted.guesses, counted.limit),
-            )];
-            if counted.guesses == counted.limit {
-                events.push((
-                    "locked",
-                    "last guess given out: a failure destroys the record".into(),
-                ));
-            }
-            Ok(Change::Write {
-                record: counted.clone(),
-                events,
-                out: GuessOutcome::Counted(counted),
-            })
+            Ok(transitions::count_guess(read.record.as_ref()))
         })
     }
 
     fn recovered(&self, record_id: &RecordId, version: u32) -> Result<bool, StoreError> {
-        self.update_active(record_id, |r| {
-            (r.version == version).then(|| {
-                let event = format!("after guesses={}/{}", r.guesses, r.limit);
-                (
-                    Record {
-                        guesses: 0,
-                        ..r.clone()
-                    },
-                    ("recovered", event),
-                )
-            })
-        })
+        self.update_by_id(record_id, |r| transitions::recovered(r, record_id, version))
     }
 
     fn failed_at_limit(&self, record_id: &RecordId) -> Result<bool, StoreError> {
-        self.update_active(record_id, |r| {
-            (r.guesses >= r.limit).then(|| {
-                let event = format!("last guess failed at {}/{}", r.guesses, r.limit);
-                (ended(r, RecordState::Destroyed), ("destroyed", event))
-            })
-        })
+        self.update_by_id(record_id, |r| transitions::failed_at_limit(r, record_id))
     }
 
     fn replace(
@@ -765,48 +928,33 @@ impl Store for EtcdStore {
         version: u32,
         sealed: &[u8],
     ) -> Result<bool, StoreError> {
-        self.update_active(record_id, |r| {
-            // As a recovery does: the password change follows one in the same session.
-            (r.version == version).then(|| {
-                (
-                    Record {
-                        version: version + 1,
-                        guesses: 0,
-                        sealed: Some(sealed.to_vec()),
-                        ..r.clone()
-                    },
-                    ("password_changed", format!("version={}", version + 1)),
-                )
-            })
+        self.update_by_id(record_id, |r| {
+            transitions::replace(r, record_id, version, sealed)
         })
     }
 
     fn delete(&self, tenant: &str, user: &str) -> Result<bool, StoreError> {
         self.update(&self.user_key(tenant, user), |read| {
-            let Some(r) = read
-                .record
-                .as_ref()
-                .filter(|r| r.state == RecordState::Active)
-            else {
-                return Ok(Change::Done(false));
-            };
-            Ok(Change::Write {
-                record: ended(r, RecordState::Deleted),
-                events: vec![("deleted", "by the account holder".into())],
-                out: true,
-            })
+            Ok(transitions::delete(read.record.as_ref()))
         })
     }
 
+    fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        self.audit_at(after, limit, 0)
+    }
+}
+
+impl EtcdStore {
     /// Positions are `create revision × 256 + n` (an operation's events share its commit's
     /// revision; `n` is the event's index in it), so paging with `after` never skips one.
-    fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+    fn audit_at(&self, after: u64, limit: usize, at: i64) -> Result<Vec<AuditEvent>, StoreError> {
         let from = i64::try_from(after / 256).unwrap_or(i64::MAX);
-        let request = RangeRequest::prefix_by_creation(
+        let mut request = RangeRequest::prefix_by_creation(
             &self.key("audit/"),
             from,
             i64::try_from(limit.saturating_add(8)).unwrap_or(i64::MAX),
         );
+        request.revision = at;
         let client = self.client.clone();
         let kvs = self.run(self.until(), async move {
             loop {
@@ -846,6 +994,9 @@ impl Store for EtcdStore {
                     record: e.record,
                     event: e.event,
                     detail: e.detail,
+                    epoch: e.epoch,
+                    previous: e.previous,
+                    hash: e.hash,
                 })
             })
             .collect()
@@ -885,15 +1036,22 @@ mod tests {
             ksf: "argon2id:m=256,t=1,p=1".into(),
             sealed: Some(vec![0, 1, 2, 255]),
         };
-        let json = serde_json::to_vec(&Stored::of(&record)).unwrap();
+        let seal = RowSeal {
+            epoch: 12,
+            tag: [3; 32],
+        };
+        let json = serde_json::to_vec(&Stored::of(&record, &seal)).unwrap();
         let back: Stored = serde_json::from_slice(&json).unwrap();
-        assert_eq!(back.record().unwrap(), record);
+        assert_eq!(back.record().unwrap(), (record.clone(), seal));
 
-        let mut bad_id = Stored::of(&record);
+        let mut bad_id = Stored::of(&record, &seal);
         bad_id.id = "zz".into();
         assert!(bad_id.record().is_err());
-        let mut bad_sealed = Stored::of(&record);
+        let mut bad_sealed = Stored::of(&record, &seal);
         bad_sealed.sealed = Some("not base64!".into());
         assert!(bad_sealed.record().is_err());
+        let mut bad_tag = Stored::of(&record, &seal);
+        bad_tag.tag = "00".into();
+        assert!(bad_tag.record().is_err());
     }
 }

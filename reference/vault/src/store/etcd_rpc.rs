@@ -71,6 +71,9 @@ pub(super) struct RangeRequest {
     pub range_end: Vec<u8>,
     #[prost(int64, tag = "3")]
     pub limit: i64,
+    /// The store's revision to read at (0: the latest).
+    #[prost(int64, tag = "4")]
+    pub revision: i64,
     #[prost(enumeration = "SortOrder", tag = "5")]
     pub sort_order: i32,
     #[prost(enumeration = "SortTarget", tag = "6")]
@@ -98,6 +101,7 @@ impl RangeRequest {
             sort_order: SortOrder::Ascend as i32,
             sort_target: SortTarget::Create as i32,
             min_create_revision,
+            revision: 0,
         }
     }
 }

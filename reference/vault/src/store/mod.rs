@@ -1,12 +1,15 @@
 //! Vault storage (`spec/vault.md` §6): records, guess counters, the sealed server setup and
 //! the append-only audit log. Every method is one durable transaction: when it returns, its
-//! effect (and its audit event) is on disk.
+//! effect (and its audit event) is on disk. Every row, the log and the store's head are
+//! tamper-evident under the vault's state key ([`integrity`], §6.2).
 
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]
 mod etcd_rpc;
+pub mod integrity;
 pub(crate) mod sqlite;
+mod transitions;
 
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdConfig, EtcdStore};
@@ -14,6 +17,8 @@ pub use sqlite::SqliteStore;
 
 use crate::error::{Classify, ErrorClass};
 use crate::ids::RecordId;
+use integrity::{Integrity, StoreSummary};
+use std::sync::Arc;
 
 /// Errors of a store.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +30,9 @@ pub enum StoreError {
     /// An active record already exists for this user.
     #[error("an active record already exists for this user")]
     Exists,
+    /// The store was changed outside the vault, or rolled back (`spec/vault.md` §6.2).
+    #[error("the store was tampered with: {0}")]
+    Tampered(String),
 }
 
 impl Classify for StoreError {
@@ -32,6 +40,7 @@ impl Classify for StoreError {
         match self {
             StoreError::Database(_) => ErrorClass::Io,
             StoreError::Exists => ErrorClass::Unauthorized,
+            StoreError::Tampered(_) => ErrorClass::Corrupt,
         }
     }
 }
@@ -105,7 +114,14 @@ pub enum GuessOutcome {
 
 /// Storage for the vault. Implementations must make each call atomic and durable, and must
 /// serialise concurrent guesses on one record so that the limit holds.
+///
+/// Until [`Store::bind`] has checked the store under a vault's state key, every method but
+/// the server setup's fails: an unchecked store is never used.
 pub trait Store: Send + Sync {
+    /// Checks the whole store under `integrity` (every row, the sum of their tags, the audit
+    /// chain; a store with no records and no head gets its first head) and from then on
+    /// checks every row read and tags every row written with it.
+    fn bind(&self, integrity: Arc<Integrity>) -> Result<StoreSummary, StoreError>;
     /// The sealed `ServerSetup`, if one was saved.
     fn server_setup(&self) -> Result<Option<Vec<u8>>, StoreError>;
     /// Saves the sealed `ServerSetup` unless one exists; returns the one that is stored.
@@ -151,6 +167,19 @@ pub struct AuditEvent {
     pub event: String,
     /// Non-secret detail (e.g. `guesses=3/10`).
     pub detail: String,
+    /// The store epoch of the write that logged it (`spec/vault.md` §6.2).
+    pub epoch: u64,
+    /// Hex of the hash of the event before it in the whole log (zeros before the first).
+    pub previous: String,
+    /// Hex of `SHA-256(domain ‖ previous ‖ this event)`: the chain.
+    pub hash: String,
+}
+
+/// The integrity a store was bound with, or the error every unbound store gives.
+pub(crate) fn bound(cell: &std::sync::OnceLock<Arc<Integrity>>) -> Result<&Integrity, StoreError> {
+    cell.get().map(|i| &**i).ok_or_else(|| {
+        StoreError::Database("the store is not bound to a vault's state key yet".into())
+    })
 }
 
 /// The behaviour every [`Store`] owes the vault (`spec/vault.md` §4, §6), checked on a fresh
@@ -175,6 +204,9 @@ pub(crate) mod contract {
 
     /// Runs every check on `store`, which must be empty.
     pub(crate) fn check(store: &dyn Store) {
+        store
+            .bind(Arc::new(Integrity::new([7; 32])))
+            .expect("an empty store binds");
         setup_is_saved_once(store);
         one_active_record_per_user(store);
         guesses_count_to_the_limit_then_destroy(store);
@@ -300,6 +332,27 @@ pub(crate) mod contract {
             assert!(kinds.contains(&kind), "no {kind} event in {kinds:?}");
         }
         assert!(events.windows(2).all(|w| w[0].seq < w[1].seq), "seq grows");
+        assert!(
+            events.windows(2).all(|w| w[0].epoch <= w[1].epoch),
+            "epochs grow"
+        );
+        let mut previous = [0u8; 32];
+        for e in &events {
+            let fields = integrity::EventFields {
+                at: e.at,
+                tenant: &e.tenant,
+                user: &e.user,
+                record: &e.record,
+                event: &e.event,
+                detail: &e.detail,
+            };
+            previous = integrity::audit_hash(&previous, e.epoch, &fields);
+            assert_eq!(
+                hex::encode(previous),
+                e.hash,
+                "the chain, checked with no key"
+            );
+        }
         let later = store.audit(events[2].seq, 1000).unwrap();
         assert_eq!(later.len(), events.len() - 3);
         for event in &events {

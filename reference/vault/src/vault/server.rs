@@ -8,12 +8,13 @@ use super::VaultError;
 use crate::hsm::Hsm;
 use crate::ids::{RecordId, SessionId};
 use crate::open_table::{Expiring, Full, OpenTable};
-use crate::store::{GuessOutcome, Record, RecordState, Store};
+use crate::store::integrity::Integrity;
+use crate::store::{AuditEvent, GuessOutcome, Record, RecordState, Store};
 use opaque_ke::{
     CredentialFinalization, CredentialRequest, Identifiers, RegistrationRequest,
     RegistrationUpload, ServerLogin, ServerLoginParameters, ServerRegistration, ServerSetup,
 };
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -45,6 +46,9 @@ pub struct ServerConfig {
     /// Recovery sessions one tenant may hold open at once.
     pub max_sessions_per_tenant: usize,
 }
+
+/// The most audit events one page of [`VaultServer::audit`] reads from the log.
+pub(crate) const AUDIT_SCAN: usize = 10_000;
 
 /// Fault points for crash tests: after a guess is committed (before KE2 is computed), after
 /// KE2 is computed (before it is returned), after a verified KE3 reset the count (before the
@@ -206,6 +210,15 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
         let bytes = hsm.unseal(AAD_SETUP, &sealed)?;
         let setup =
             ServerSetup::<Suite>::deserialize(&bytes).map_err(|e| malformed("ServerSetup", e))?;
+        // Every row, the sum of their tags and the audit chain are checked before the first
+        // request (spec/vault.md §6.2).
+        let summary = store.bind(Arc::new(Integrity::from_setup(&bytes)))?;
+        tracing::info!(
+            epoch = summary.epoch,
+            records = summary.records,
+            audit_events = summary.events,
+            "store checked: every record and audit event verifies"
+        );
         let (total, per_tenant) = (config.max_sessions, config.max_sessions_per_tenant);
         Ok(VaultServer {
             store,
@@ -612,6 +625,38 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
                 limit: 0,
             },
         })
+    }
+
+    /// One page of `tenant`'s audit events after position `after`, at most `limit` of them
+    /// from at most [`AUDIT_SCAN`] events of the whole log (`spec/vault.md` §9), and the
+    /// position the next page starts after (`None` at the end of the log).
+    pub fn audit(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<AuditEvent>, Option<u64>), VaultError> {
+        const PAGE: usize = 1000;
+        let mut found = Vec::new();
+        let (mut position, mut scanned) = (after, 0);
+        while found.len() < limit && scanned < AUDIT_SCAN {
+            let page = self.store.audit(position, PAGE.min(AUDIT_SCAN - scanned))?;
+            let full = page.len() == PAGE.min(AUDIT_SCAN - scanned);
+            for event in page {
+                scanned += 1;
+                position = event.seq;
+                if event.tenant == tenant {
+                    found.push(event);
+                    if found.len() == limit {
+                        return Ok((found, Some(position)));
+                    }
+                }
+            }
+            if !full {
+                return Ok((found, None));
+            }
+        }
+        Ok((found, Some(position)))
     }
 
     /// Deletes the user's record (its secrets are erased), without proof of the password: for
