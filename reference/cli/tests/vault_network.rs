@@ -258,7 +258,7 @@ fn plain_http_is_refused_off_loopback_before_anything_is_sent() {
 }
 
 #[test]
-fn a_new_certificate_is_served_after_sighup_and_a_bad_one_is_not() {
+fn a_new_certificate_is_served_after_sighup_or_a_change_and_a_bad_one_is_not() {
     let dir = tempfile::tempdir().unwrap();
     let first = tls::issue(&dir.path().join("first"), "vault");
     let second = tls::issue(&dir.path().join("second"), "vault");
@@ -302,6 +302,22 @@ fn a_new_certificate_is_served_after_sighup_and_a_bad_one_is_not() {
     hangup(&vault);
     ok(&status(&second.ca));
     assert_eq!(failed(&status(&first.ca)).0, "io");
+
+    // Without a signal: files replaced in place are picked up within a few seconds (as a
+    // certificate manager renews them), one file at a time included.
+    std::fs::copy(&first.cert, &live.cert).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    ok(&status(&second.ca));
+    std::fs::copy(&first.key, &live.key).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&first.ca).status.code() != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed files were never served"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(failed(&status(&second.ca)).0, "io");
 }
 
 /// Reads until the server closes the connection (or `limit` passes); returns what it sent

@@ -345,7 +345,7 @@ pub(crate) enum VaultCommand {
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct ServeNetworkArgs {
     /// Serve HTTPS with this PEM certificate chain (with --tls-key; both are read again on
-    /// SIGHUP). Without it the vault serves plain HTTP, which clients accept on loopback
+    /// SIGHUP and within a second of either file changing). Without it the vault serves plain HTTP, which clients accept on loopback
     /// only.
     #[arg(
         long,

@@ -68,6 +68,7 @@ pub async fn serve_until(
     let (stopping, stopped) = watch::channel(false);
     if let Some(tls) = &options.tls {
         reload_on_sighup(tls.clone());
+        reload_on_change(tls.clone());
     }
     tokio::pin!(stop);
     loop {
@@ -192,6 +193,35 @@ async fn shutdown_signal() {
     {
         let _ = interrupt.await;
     }
+}
+
+/// How often the certificate and key files are looked at for a change.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reloads the certificate and key when either file changes (size, modification time or
+/// inode, looked at every [`WATCH_EVERY`]: a metadata call per file, no watcher library). A
+/// pair replaced one file at a time fails to load at the first change and loads at the
+/// second; until then the certificate in use stays.
+fn reload_on_change(tls: Arc<ServerTls>) {
+    tokio::spawn(async move {
+        let mut last = tls.fingerprint();
+        let mut tick = tokio::time::interval(WATCH_EVERY);
+        loop {
+            tick.tick().await;
+            let now = tls.fingerprint();
+            if now == last {
+                continue;
+            }
+            last = now;
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded (its files changed)"),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "TLS files changed but do not load (yet); the old certificate stays"
+                ),
+            }
+        }
+    });
 }
 
 /// Reloads the certificate and key from their files on every SIGHUP; a reload that fails

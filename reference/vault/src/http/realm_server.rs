@@ -46,7 +46,10 @@ async fn status<St: RealmStore + 'static, H: Hsm + 'static>(
 ) -> Result<Json<RealmStatusResponse>, ApiError> {
     let tenant = app.tenant_for_user(&headers, &user)?;
     user_id(&user)?;
-    let status = blocking(&app, move |r| r.status(&tenant, &user).map_err(refusal)).await?;
+    let status = blocking(&app, tenant.clone(), move |r| {
+        r.status(&tenant, &user).map_err(refusal)
+    })
+    .await?;
     let guesses_left = status.guesses_left();
     Ok(Json(RealmStatusResponse {
         state: status.state,
@@ -90,7 +93,7 @@ async fn register<St: RealmStore + 'static, H: Hsm + 'static>(
         Some(g) => Some(fixed::<16>(&g.0, "a grant")?),
         None => None,
     };
-    let grant = blocking(&app, move |r| {
+    let grant = blocking(&app, tenant.clone(), move |r| {
         r.register(&tenant, &user, &share, replacing.as_ref())
             .map_err(refusal)
     })
@@ -110,7 +113,7 @@ async fn evaluate<St: RealmStore + 'static, H: Hsm + 'static>(
     let tenant = app.tenant_for_user(&headers, &user)?;
     app.user_action(&tenant, &user)?;
     let req: RealmEvaluateRequest = json(&body(raw)?)?;
-    let answer = blocking(&app, move |r| {
+    let answer = blocking(&app, tenant.clone(), move |r| {
         r.evaluate(&tenant, &user, &req.blinded.0).map_err(refusal)
     })
     .await?;
@@ -137,7 +140,7 @@ async fn unlock<St: RealmStore + 'static, H: Hsm + 'static>(
     let session: [u8; 16] = fixed(&session, "a session id")?;
     let tenant = app.tenant_for_session(caller, &session)?;
     let req: RealmUnlockRequest = json(&body(raw)?)?;
-    let release = blocking(&app, move |r| {
+    let release = blocking(&app, tenant.clone(), move |r| {
         r.unlock(&tenant, &session, &req.proof.0).map_err(refusal)
     })
     .await?;
@@ -156,7 +159,10 @@ async fn remove<St: RealmStore + 'static, H: Hsm + 'static>(
     app.user_action(&tenant, &user)?;
     let req: RealmDeleteRequest = json(&body(raw)?)?;
     let grant: [u8; 16] = fixed(&req.grant.0, "a grant")?;
-    let deleted = blocking(&app, move |r| Ok(r.delete(&tenant, &user, &grant)?)).await?;
+    let deleted = blocking(&app, tenant.clone(), move |r| {
+        Ok(r.delete(&tenant, &user, &grant)?)
+    })
+    .await?;
     Ok(Json(serde_json::json!({ "deleted": deleted })))
 }
 

@@ -150,6 +150,15 @@ fn not_yours() -> ApiError {
 }
 
 impl Tenants {
+    /// How many tenants are configured.
+    pub(super) fn count(&self) -> usize {
+        let mut names: Vec<&str> = self.tokens.iter().map(|(_, t, _)| t.as_str()).collect();
+        names.extend(self.user_keys.tenants());
+        names.sort_unstable();
+        names.dedup();
+        names.len()
+    }
+
     /// Adds a tenant's token (what its front end uses for its users' flows).
     pub fn add(&mut self, token: &str, tenant: &str) {
         self.tokens
@@ -219,6 +228,11 @@ pub(super) struct App<V> {
     /// Service work runs at most this many at a time, first come first served (a fair
     /// semaphore): more threads than cores only adds tail latency.
     workers: tokio::sync::Semaphore,
+    /// Each tenant's share of the workers (`spec/vault.md` §9.1): with more than one tenant,
+    /// one tenant holds at most three quarters of them, so a flood from one leaves room for
+    /// the others; its further requests wait behind its own.
+    shares: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    share: usize,
     tenants: Tenants,
     tenant_rate: Limiter,
     user_rate: Limiter,
@@ -238,9 +252,26 @@ impl<V> App<V> {
     /// `service` behind `tenants` and `limits`, with two workers per core.
     pub(super) fn new(service: V, tenants: Tenants, limits: RateLimits) -> Arc<Self> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self::with_workers(service, tenants, limits, cores * 2)
+    }
+
+    /// `service` with `workers` workers.
+    pub(super) fn with_workers(
+        service: V,
+        tenants: Tenants,
+        limits: RateLimits,
+        workers: usize,
+    ) -> Arc<Self> {
+        let share = if tenants.count() > 1 {
+            (workers * 3 / 4).max(1)
+        } else {
+            workers
+        };
         Arc::new(App {
             service,
-            workers: tokio::sync::Semaphore::new(cores * 2),
+            workers: tokio::sync::Semaphore::new(workers),
+            shares: Default::default(),
+            share,
             tenants,
             tenant_rate: Limiter::new(limits.tenant),
             user_rate: Limiter::new(limits.user),
@@ -340,17 +371,30 @@ fn session_id(text: &str) -> Result<SessionId, ApiError> {
 /// Runs service work on the blocking pool, a permit of the fair semaphore held.
 pub(super) async fn blocking<V, T>(
     app: &Shared<V>,
+    tenant: String,
     f: impl FnOnce(&V) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError>
 where
     V: Send + Sync + 'static,
     T: Send + 'static,
 {
-    let _permit = app
-        .workers
-        .acquire()
-        .await
-        .map_err(|e| ApiError::new(ErrorClass::Io, format!("worker pool closed: {e}")))?;
+    let closed = |e: tokio::sync::AcquireError| {
+        ApiError::new(ErrorClass::Io, format!("worker pool closed: {e}"))
+    };
+    let share = {
+        let mut shares = app
+            .shares
+            .lock()
+            .map_err(|_| ApiError::new(ErrorClass::Io, "worker shares lock poisoned"))?;
+        // Tenants are configured, so the map has at most one entry per tenant.
+        Arc::clone(
+            shares
+                .entry(tenant)
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(app.share))),
+        )
+    };
+    let _own = share.acquire().await.map_err(closed)?;
+    let _permit = app.workers.acquire().await.map_err(closed)?;
     let app = Arc::clone(app);
     tokio::task::spawn_blocking(move || f(&app.service))
         .await
@@ -366,7 +410,7 @@ async fn register_start<S: Store + 'static, H: Hsm + 'static>(
     let tenant = app.tenant_for_user(&headers, &user)?;
     app.user_action(&tenant, &user)?;
     let req: RegisterStartRequest = json(&body(raw)?)?;
-    let out = blocking(&app, move |v| {
+    let out = blocking(&app, tenant.clone(), move |v| {
         Ok(v.register_start(&tenant, &user, &req.request.0)?)
     })
     .await?;
@@ -387,7 +431,7 @@ async fn register_finish<S: Store + 'static, H: Hsm + 'static>(
     user_id(&user)?;
     let req: RegisterFinishRequest = json(&body(raw)?)?;
     let record_id = record_id(&req.record_id.0)?;
-    blocking(&app, move |v| {
+    blocking(&app, tenant.clone(), move |v| {
         Ok(v.register_finish(
             &tenant,
             &user,
@@ -410,7 +454,7 @@ async fn recover_start<S: Store + 'static, H: Hsm + 'static>(
     let tenant = app.tenant_for_user(&headers, &user)?;
     app.user_action(&tenant, &user)?;
     let req: RecoverStartRequest = json(&body(raw)?)?;
-    let out = blocking(&app, move |v| {
+    let out = blocking(&app, tenant.clone(), move |v| {
         v.recover_start(&tenant, &user, &req.ke1.0)
             .map_err(vault_refusal)
     })
@@ -432,7 +476,7 @@ async fn recover_finish<S: Store + 'static, H: Hsm + 'static>(
     let session = session_id(&session)?;
     let tenant = app.tenant_for_session(caller, session.as_bytes())?;
     let req: RecoverFinishRequest = json(&body(raw)?)?;
-    let release = blocking(&app, move |v| {
+    let release = blocking(&app, tenant.clone(), move |v| {
         Ok(v.recover_finish(&tenant, &session, &req.ke3.0)?)
     })
     .await?;
@@ -451,7 +495,7 @@ async fn password_start<S: Store + 'static, H: Hsm + 'static>(
     let session = session_id(&session)?;
     let tenant = app.tenant_for_session(caller, session.as_bytes())?;
     let req: RegisterStartRequest = json(&body(raw)?)?;
-    let out = blocking(&app, move |v| {
+    let out = blocking(&app, tenant.clone(), move |v| {
         Ok(v.change_password_start(&tenant, &session, &req.request.0)?)
     })
     .await?;
@@ -472,7 +516,7 @@ async fn password_finish<S: Store + 'static, H: Hsm + 'static>(
     let session = session_id(&session)?;
     let tenant = app.tenant_for_session(caller, session.as_bytes())?;
     let req: PasswordFinishRequest = json(&body(raw)?)?;
-    let version = blocking(&app, move |v| {
+    let version = blocking(&app, tenant.clone(), move |v| {
         Ok(v.change_password_finish(&tenant, &session, &req.upload.0, &req.envelope.0)?)
     })
     .await?;
@@ -487,7 +531,7 @@ async fn status<S: Store + 'static, H: Hsm + 'static>(
     let tenant = app.tenant_for_user(&headers, &user)?;
     user_id(&user)?;
     Ok(Json(
-        blocking(&app, move |v| Ok(v.status(&tenant, &user)?)).await?,
+        blocking(&app, tenant.clone(), move |v| Ok(v.status(&tenant, &user)?)).await?,
     ))
 }
 
@@ -507,7 +551,10 @@ async fn audit<S: Store + 'static, H: Hsm + 'static>(
     }
     let (after, limit) = audit_query(query.as_deref().unwrap_or(""))?;
     let tenant = caller.tenant;
-    let (events, next) = blocking(&app, move |v| Ok(v.audit(&tenant, after, limit)?)).await?;
+    let (events, next) = blocking(&app, tenant.clone(), move |v| {
+        Ok(v.audit(&tenant, after, limit)?)
+    })
+    .await?;
     Ok(Json(AuditPage {
         events: events.into_iter().map(AuditEntry::from).collect(),
         next,
@@ -556,7 +603,7 @@ async fn remove<S: Store + 'static, H: Hsm + 'static>(
         ));
     }
     let tenant = caller.tenant;
-    blocking(&app, move |v| Ok(v.delete(&tenant, &user)?)).await?;
+    blocking(&app, tenant.clone(), move |v| Ok(v.delete(&tenant, &user)?)).await?;
     Ok(Json(serde_json::json!({"deleted": true})))
 }
 
@@ -569,7 +616,7 @@ async fn remove_after_recovery<S: Store + 'static, H: Hsm + 'static>(
     let caller = app.caller(&headers)?;
     let session = session_id(&session)?;
     let tenant = app.tenant_for_session(caller, session.as_bytes())?;
-    blocking(&app, move |v| {
+    blocking(&app, tenant.clone(), move |v| {
         Ok(v.delete_after_recovery(&tenant, &session)?)
     })
     .await?;
@@ -650,4 +697,58 @@ pub fn router_with_readiness<S: Store + 'static, H: Hsm + 'static>(
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app);
     (router, ready)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn two_tenants() -> Tenants {
+        let mut tenants = Tenants::default();
+        tenants.add(&"a".repeat(32), "flood");
+        tenants.add(&"b".repeat(32), "quiet");
+        tenants
+    }
+
+    /// spec/vault.md §9.1: a tenant that fills the queue with slow work leaves a worker for
+    /// another tenant, whose request then runs at once instead of behind the flood.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_tenants_flood_leaves_workers_for_another() {
+        let app = App::with_workers((), two_tenants(), RateLimits::default(), 4);
+        let slow = Duration::from_millis(400);
+        let flood: Vec<_> = (0..12)
+            .map(|_| {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    blocking(&app, "flood".into(), move |_| {
+                        std::thread::sleep(slow);
+                        Ok(())
+                    })
+                    .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let start = Instant::now();
+        blocking(&app, "quiet".into(), |_| Ok(())).await.unwrap();
+        let waited = start.elapsed();
+        assert!(waited < slow / 2, "the quiet tenant waited {waited:?}");
+        for f in flood {
+            f.await.unwrap().unwrap();
+        }
+    }
+
+    /// With one tenant, the whole pool is its own.
+    #[test]
+    fn a_single_tenant_gets_every_worker() {
+        let mut one = Tenants::default();
+        one.add(&"a".repeat(32), "only");
+        let app = App::with_workers((), one, RateLimits::default(), 4);
+        assert_eq!(app.share, 4);
+        assert_eq!(
+            App::with_workers((), two_tenants(), RateLimits::default(), 4).share,
+            3
+        );
+    }
 }

@@ -108,6 +108,20 @@ impl ServerTls {
         }))
     }
 
+    /// What identifies the files' current contents cheaply: size, modification time and
+    /// inode of each (`None` for a file that cannot be read).
+    pub(super) fn fingerprint(&self) -> [Option<(u64, std::time::SystemTime, u64)>; 2] {
+        let of = |path: &Path| {
+            let meta = std::fs::metadata(path).ok()?;
+            #[cfg(unix)]
+            let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+            #[cfg(not(unix))]
+            let inode = 0;
+            Some((meta.len(), meta.modified().ok()?, inode))
+        };
+        [of(&self.cert_path), of(&self.key_path)]
+    }
+
     /// Reads the files again; on failure the certificate in use stays.
     pub fn reload(&self) -> Result<(), TlsError> {
         let certified = load_certified(&self.cert_path, &self.key_path)?;

@@ -74,6 +74,11 @@ impl UserKeys {
         self.by_kid.is_empty()
     }
 
+    /// The tenants that have a key.
+    pub(super) fn tenants(&self) -> impl Iterator<Item = &str> {
+        self.by_kid.values().map(|(tenant, _)| tenant.as_str())
+    }
+
     /// Verifies `token` for `audience` at `now`: returns (tenant, user).
     pub(super) fn verify(
         &self,
