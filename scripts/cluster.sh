@@ -148,7 +148,7 @@ three-site Coffer vault in $dir
   tenant token:  $dir/tenant.token
   note:          a test setup: etcd listens without TLS or authentication, so any local user
                  can change its records (spec/vault.md §6.1 and README "Several sites")
-  try:           $coffer vault register --vault http://127.0.0.1:$((base + 21)) --token-file $dir/tenant.token --user alice --key KEY
+  try:           COFFER_KEY=KEY $coffer vault register --vault http://127.0.0.1:$((base + 21)) --token-file $dir/tenant.token --user alice
                  $coffer vault recover  --vault http://127.0.0.1:$((base + 23)) --token-file $dir/tenant.token --user alice
 EOF
 if [[ $detach == 1 ]]; then

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn coffer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .args(args)
-        .env_remove("COFFER_KEY")
+    let mut command = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    command.env_remove("COFFER_KEY");
+    coffer_testkit::args_with_key_in_env(&mut command, args.iter().copied())
         .output()
         .expect("run coffer")
 }
@@ -639,5 +639,102 @@ fn info_shows_a_damaged_header_instead_of_failing() {
         out.status.code(),
         Some(11),
         "damage is corrupt, not unsupported"
+    );
+}
+
+/// spec/key.md §3.5: the 64 digits are refused on the command line, and every other way to
+/// give them works: COFFER_KEY, a file, standard input; with none of them and no terminal,
+/// the command says where the key may go. Nothing is written when the key is refused.
+#[test]
+fn a_key_is_never_taken_from_the_command_line() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let sample = common::sample("msgstore.db.crypt15");
+    let hex = common::sample_root_hex();
+    let out_path = dir.path().join("out.db");
+    let run = |args: &[&str], env: Option<&str>, stdin: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_coffer"));
+        command.args(args).env_remove("COFFER_KEY");
+        if let Some(key) = env {
+            command.env("COFFER_KEY", key);
+        }
+        command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    };
+    let decrypt = |key: &[&str]| {
+        let mut args = vec!["--json", "decrypt"];
+        args.extend_from_slice(key);
+        args.extend_from_slice(&[s(&sample), "-o", s(&out_path), "--force"]);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let refs = |v: &[String]| {
+        v.iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\u{0}")
+    };
+
+    // On the command line: refused, nothing written, and the message names the other ways.
+    let args = decrypt(&["--key", &hex]);
+    let out = run(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(15), "{}", refs(&args));
+    let message = json(&out)["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("COFFER_KEY") && message.contains("--key -"),
+        "{message}"
+    );
+    assert!(
+        !message.contains(&hex),
+        "the refusal repeats no key: {message}"
+    );
+    assert!(!out_path.exists());
+
+    // Through the environment, a file, and standard input.
+    let key_file = dir.path().join("k.txt");
+    std::fs::write(&key_file, &hex).unwrap();
+    for (key_args, env, stdin) in [
+        (vec![], Some(hex.as_str()), None),
+        (vec!["--key", s(&key_file)], None, None),
+        (vec!["--key", "-"], None, Some(hex.as_str())),
+    ] {
+        let args = decrypt(&key_args);
+        let out = run(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            env,
+            stdin,
+        );
+        assert!(
+            out.status.success(),
+            "{key_args:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::fs::remove_file(&out_path).unwrap();
+    }
+
+    // None at all, and standard input is no terminal: told where the key may go.
+    let args = decrypt(&[]);
+    let out = run(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(15));
+    assert!(
+        json(&out)["message"].as_str().unwrap().contains("no key"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }

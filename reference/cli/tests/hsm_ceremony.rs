@@ -87,7 +87,8 @@ fn serve(token: &TestToken, data: &Path) -> Server {
 }
 
 fn vault(server: &Server, command: &str, user: &str, password: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_coffer"))
+    let mut command_line = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    command_line
         .env("COFFER_ALLOW_WEAK_KSF", "1")
         .args([
             "--json",
@@ -99,8 +100,8 @@ fn vault(server: &Server, command: &str, user: &str, password: &Path, extra: &[&
             user,
         ])
         .args(["--token-file", &server.token_file, "--password-file"])
-        .arg(password)
-        .args(extra)
+        .arg(password);
+    coffer_testkit::args_with_key_in_env(&mut command_line, extra.iter().copied())
         .output()
         .unwrap()
 }

@@ -97,13 +97,14 @@ fn setup(limit: u32) -> Setup {
 }
 
 fn realms(s: &Setup, command: &str, password: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_coffer"))
+    let mut command_line = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    command_line
         .args(["--json", "realms", command, "--realms"])
         .arg(&s.file)
         .args(["--user", "alice", "--password-file"])
         .arg(password)
-        .args(extra)
-        .env_remove("COFFER_KEY")
+        .env_remove("COFFER_KEY");
+    coffer_testkit::args_with_key_in_env(&mut command_line, extra.iter().copied())
         .output()
         .unwrap()
 }
@@ -277,7 +278,7 @@ fn a_wrong_realm_id_and_deletion() {
         .arg(&bad)
         .args(["--user", "alice", "--password-file"])
         .arg(&s.right)
-        .args(["--key", KEY])
+        .env("COFFER_KEY", KEY)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(exit("io")));
@@ -511,11 +512,7 @@ fn a_realm_of_two_nodes_on_etcd_keeps_one_count() {
             .arg(file)
             .args(["--user", "alice", "--password-file"])
             .arg(password)
-            .args(if command == "register" {
-                vec!["--key", KEY]
-            } else {
-                vec![]
-            })
+            .env("COFFER_KEY", KEY)
             .output()
             .unwrap()
     };

@@ -73,7 +73,8 @@ fn serve(data: &Path, pki: Option<&tls::Pki>, extra: &[&str]) -> Vault {
 
 /// `coffer --json vault COMMAND` for user `user` against `vault`, with more arguments.
 fn client(vault: &Vault, command: &str, user: &str, password: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_coffer"))
+    let mut command_line = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    command_line
         .args([
             "--json", "vault", command, "--vault", &vault.url, "--user", user,
         ])
@@ -81,12 +82,12 @@ fn client(vault: &Vault, command: &str, user: &str, password: &Path, extra: &[&s
         .arg(&vault.token_file)
         .arg("--password-file")
         .arg(password)
-        .args(extra)
         .env_remove("COFFER_KEY")
         .env_remove("COFFER_VAULT_CA")
         .env_remove("COFFER_VAULT_SERVER_KEY")
         // These vaults stretch passwords cheaply (m=256 KiB, t=1).
-        .env("COFFER_ALLOW_WEAK_KSF", "1")
+        .env("COFFER_ALLOW_WEAK_KSF", "1");
+    coffer_testkit::args_with_key_in_env(&mut command_line, extra.iter().copied())
         .output()
         .unwrap()
 }
@@ -640,8 +641,9 @@ fn a_toml_configuration_and_json_logs() {
         .args([
             "--json", "vault", "register", "--vault", &url, "--user", "u",
         ])
-        .args(["--server-id", "toml-vault", "--key", KEY, "--password-file"])
+        .args(["--server-id", "toml-vault", "--password-file"])
         .arg(&pw)
+        .env("COFFER_KEY", KEY)
         .env("COFFER_VAULT_TOKEN", &token)
         .env("COFFER_ALLOW_WEAK_KSF", "1")
         .output()
@@ -745,15 +747,16 @@ fn a_user_token_acts_for_its_user_only() {
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "pw\n").unwrap();
     let as_user = |token: &str, command: &str, user: &str, extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_coffer"))
+        let mut command_line = Command::new(env!("CARGO_BIN_EXE_coffer"));
+        command_line
             .args([
                 "--json", "vault", command, "--vault", &vault.url, "--user", user,
             ])
             .arg("--password-file")
             .arg(&pw)
-            .args(extra)
             .env("COFFER_VAULT_TOKEN", token)
-            .env("COFFER_ALLOW_WEAK_KSF", "1")
+            .env("COFFER_ALLOW_WEAK_KSF", "1");
+        coffer_testkit::args_with_key_in_env(&mut command_line, extra.iter().copied())
             .output()
             .unwrap()
     };

@@ -26,6 +26,33 @@ pub fn coffer_exe() -> std::path::PathBuf {
     exe
 }
 
+/// Adds `args` to `command`, except that a `--key` followed by 64 hex digits goes to
+/// `COFFER_KEY` instead: the CLI refuses a key on the command line (every user of the
+/// machine could read it), so tests hand it over as a user would. Call it after any
+/// `env_remove("COFFER_KEY")`.
+pub fn args_with_key_in_env<'a>(
+    command: &mut std::process::Command,
+    args: impl IntoIterator<Item = &'a str>,
+) -> &mut std::process::Command {
+    let mut args = args.into_iter().peekable();
+    while let Some(arg) = args.next() {
+        if arg == "--key" {
+            if let Some(value) = args.peek().filter(|v| is_key_digits(v)) {
+                command.env("COFFER_KEY", value);
+                args.next();
+                continue;
+            }
+        }
+        command.arg(arg);
+    }
+    command
+}
+
+fn is_key_digits(text: &str) -> bool {
+    let digits: Vec<char> = text.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    digits.len() == 64 && digits.iter().all(char::is_ascii_hexdigit)
+}
+
 /// Whether the user opted out of the tests that need `what` by setting `var=1`; the skip is
 /// printed, so a skipped suite is never silent. Anything other than `1` means "run them":
 /// a missing prerequisite then fails with instructions instead of passing.
@@ -35,6 +62,20 @@ pub fn opt_out(var: &str, what: &str) -> bool {
         return true;
     }
     false
+}
+
+#[cfg(test)]
+mod key_tests {
+    #[test]
+    fn only_a_64_digit_key_moves_to_the_environment() {
+        let key = "00".repeat(32);
+        let mut command = std::process::Command::new("true");
+        super::args_with_key_in_env(&mut command, ["a", "--key", &key, "--key", "file.key"]);
+        let args: Vec<_> = command.get_args().collect();
+        assert_eq!(args, ["a", "--key", "file.key"]);
+        let env: Vec<_> = command.get_envs().collect();
+        assert_eq!(env, [("COFFER_KEY".as_ref(), Some(key.as_ref()))]);
+    }
 }
 
 #[cfg(test)]

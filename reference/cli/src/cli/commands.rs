@@ -42,7 +42,7 @@ pub(super) fn key_new(out: Option<&Path>, form: KeyFileForm, force: bool) -> Cli
 }
 
 /// `coffer key show`
-pub(super) fn key_show(spec: &str) -> CliResult<Report> {
+pub(super) fn key_show(spec: Option<&str>) -> CliResult<Report> {
     match key_arg::resolve(spec)? {
         BackupKey::Root(root) => {
             let grouped = root.to_grouped();
@@ -75,7 +75,7 @@ pub(super) fn key_show(spec: &str) -> CliResult<Report> {
 /// `coffer decrypt`
 pub(super) fn decrypt(args: &DecryptArgs) -> CliResult<Report> {
     if coffer_file::is_coffer(&args.input)? {
-        let root = key_arg::resolve_root(&args.key.key)?;
+        let root = key_arg::resolve_root(args.key.key.as_deref())?;
         return coffer_file::decrypt(args, &root);
     }
     if args.range.is_some() {
@@ -84,7 +84,7 @@ pub(super) fn decrypt(args: &DecryptArgs) -> CliResult<Report> {
             "--range needs a Coffer file (crypt15 is one GCM message)",
         ));
     }
-    let key = key_arg::resolve(&args.key.key)?;
+    let key = key_arg::resolve(args.key.key.as_deref())?;
     let (input, size) = open_input(&args.input)?;
     let target = AtomicOutput::create(&args.output, args.force)?;
     let bar = progress_bar(size, "decrypting");
@@ -189,10 +189,10 @@ fn output_header(args: &EncryptArgs) -> CliResult<Vec<u8>> {
 /// `coffer verify`: authenticate without writing plaintext.
 pub(super) fn verify(args: &VerifyArgs) -> CliResult<Report> {
     if coffer_file::is_coffer(&args.input)? {
-        let root = key_arg::resolve_root(&args.key.key)?;
+        let root = key_arg::resolve_root(args.key.key.as_deref())?;
         return coffer_file::verify(&args.input, &root, args.threads);
     }
-    let key = key_arg::resolve(&args.key.key)?;
+    let key = key_arg::resolve(args.key.key.as_deref())?;
     let (input, size) = open_input(&args.input)?;
     let bar = progress_bar(size, "verifying");
     let summary = crypt15::decrypt(
@@ -224,7 +224,7 @@ pub(super) fn verify(args: &VerifyArgs) -> CliResult<Report> {
 
 /// `coffer encrypt`
 pub(super) fn encrypt(args: &EncryptArgs) -> CliResult<Report> {
-    let root = key_arg::resolve_root(&args.key.key)?;
+    let root = key_arg::resolve_root(args.key.key.as_deref())?;
     if args.format == FormatArg::Coffer {
         return coffer_file::encrypt(args, &root);
     }

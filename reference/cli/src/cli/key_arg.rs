@@ -1,4 +1,6 @@
-//! Resolving the `--key` argument: 64 hex digits, a key file, or `-` for standard input.
+//! Resolving the `--key` argument: a key file, or `-` for standard input; the 64 digits
+//! themselves only from `COFFER_KEY` or a prompt, never from the command line, where every
+//! user of the machine can read them (`ps`, `/proc/PID/cmdline`).
 
 use super::failure::{CliResult, Failure};
 use coffer::key::{BackupKey, RootKey};
@@ -37,8 +39,37 @@ pub(super) fn read_key_file(path: &Path) -> CliResult<Zeroizing<Vec<u8>>> {
     Ok(bytes)
 }
 
-/// Turns the `--key` value into a key.
-pub(super) fn resolve(spec: &str) -> CliResult<BackupKey> {
+/// Why 64 digits on the command line are refused, and what to do instead.
+const NOT_ON_THE_COMMAND_LINE: &str = "a key on the command line is visible to every user \
+    of this machine (ps, /proc); put the 64 digits in COFFER_KEY, or in a file (--key FILE), \
+    or pass --key - and type or pipe them on standard input";
+
+/// Turns the `--key` value into a key: a file or `-` when given; otherwise `COFFER_KEY` (64
+/// digits or a file), otherwise a prompt at the terminal.
+pub(super) fn resolve(arg: Option<&str>) -> CliResult<BackupKey> {
+    match arg {
+        Some(spec) => {
+            if spec != "-" && !Path::new(spec).exists() && looks_like_hex(spec) {
+                return Err(Failure::new(ErrorClass::Malformed, NOT_ON_THE_COMMAND_LINE));
+            }
+            resolve_spec(spec)
+        }
+        None => match std::env::var("COFFER_KEY") {
+            Ok(spec) => resolve_spec(&Zeroizing::new(spec)),
+            Err(_) => {
+                let typed = super::secrets::ask_at_terminal(
+                    "backup key (64 hex digits): ",
+                    "no key: pass --key FILE, --key - (standard input), or set COFFER_KEY",
+                )?;
+                let text = Zeroizing::new(String::from_utf8_lossy(&typed).into_owned());
+                BackupKey::from_hex(text.trim()).map_err(|e| Failure::from_lib("the key", e))
+            }
+        },
+    }
+}
+
+/// A key named by `spec`: `-` (standard input), a file, or 64 hex digits.
+fn resolve_spec(spec: &str) -> CliResult<BackupKey> {
     if spec == "-" {
         let mut bytes = Zeroizing::new(Vec::new());
         std::io::stdin()
@@ -64,8 +95,8 @@ pub(super) fn resolve(spec: &str) -> CliResult<BackupKey> {
 }
 
 /// Like [`resolve`], but only a 64-digit root key will do (crypt15 encryption).
-pub(super) fn resolve_root(spec: &str) -> CliResult<RootKey> {
-    match resolve(spec)? {
+pub(super) fn resolve_root(arg: Option<&str>) -> CliResult<RootKey> {
+    match resolve(arg)? {
         BackupKey::Root(root) => Ok(root),
         BackupKey::Legacy(_) => Err(Failure::new(
             ErrorClass::WrongKey,

@@ -121,9 +121,10 @@ enum RealmsCommand {
     Register {
         #[command(flatten)]
         client: RealmsClientArgs,
-        /// The key to protect (64 digits, a key file, or - for stdin).
-        #[arg(long, short, env = "COFFER_KEY", hide_env_values = true)]
-        key: String,
+        /// The key to protect: a key file, or - for standard input (without --key: COFFER_KEY,
+        /// else a prompt; never the digits on the command line).
+        #[arg(long, short, value_name = "FILE|-")]
+        key: Option<String>,
     },
     /// Get the key back from any `threshold` realms (each attempt uses one guess at each).
     Recover {
@@ -184,10 +185,12 @@ enum KeyCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Print the 64 digits of a key file (or a key) in groups of four.
+    /// Print the 64 digits of a key file (or of COFFER_KEY, or of a key typed at the prompt)
+    /// in groups of four.
     Show {
-        /// encrypted_backup.key, a crypt12/14 `key` file, a text file, or 64 hex digits.
-        key: String,
+        /// encrypted_backup.key, a crypt12/14 `key` file, a text file, or - for standard input.
+        #[arg(value_name = "FILE|-")]
+        key: Option<String>,
     },
 }
 
@@ -248,9 +251,10 @@ pub(crate) enum VaultCommand {
     Register {
         #[command(flatten)]
         client: VaultClientArgs,
-        /// The key to protect (64 digits, a key file, or - for stdin).
-        #[arg(long, short, env = "COFFER_KEY", hide_env_values = true)]
-        key: String,
+        /// The key to protect: a key file, or - for standard input (without --key: COFFER_KEY,
+        /// else a prompt; never the digits on the command line).
+        #[arg(long, short, value_name = "FILE|-")]
+        key: Option<String>,
         /// Wrong guesses allowed before the key is destroyed (server bounds apply; default 10).
         #[arg(long)]
         limit: Option<u32>,
@@ -656,10 +660,12 @@ pub(crate) enum KeyFileForm {
 
 #[derive(Debug, Args)]
 struct KeyArg {
-    /// The key: 64 hex digits (spaces and dashes allowed), a key file (encrypted_backup.key,
-    /// or `key` for crypt12/14), or `-` to read it from standard input.
-    #[arg(long, short, env = "COFFER_KEY", hide_env_values = true)]
-    key: String,
+    /// The key file (encrypted_backup.key, `key` for crypt12/14, or a text file of 64 hex
+    /// digits), or `-` to read the key from standard input. Without --key: COFFER_KEY (the 64
+    /// digits), else a prompt. The digits themselves are refused here: the command line is
+    /// visible to every user of the machine.
+    #[arg(long, short, value_name = "FILE|-")]
+    key: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -790,7 +796,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Key(KeyCommand::New { out, form, force }) => {
             commands::key_new(out.as_deref(), form, force)
         }
-        Command::Key(KeyCommand::Show { key }) => commands::key_show(&key),
+        Command::Key(KeyCommand::Show { key }) => commands::key_show(key.as_deref()),
         Command::Decrypt(args) => commands::decrypt(&args),
         Command::Encrypt(args) => commands::encrypt(&args),
         Command::Verify(args) => commands::verify(&args),

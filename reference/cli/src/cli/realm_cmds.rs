@@ -152,7 +152,7 @@ fn failed(
 pub(super) fn run(command: &RealmsCommand) -> CliResult<Report> {
     match command {
         RealmsCommand::Register { client, key } => {
-            let root = key_arg::resolve_root(key)?;
+            let root = key_arg::resolve_root(key.as_deref())?;
             let (realms, set) = load(&client.realms)?;
             let password = password(client)?;
             register_with_realms(&realms, &set, &client.user, &password, &root)

@@ -39,6 +39,20 @@ fn prompt(question: &str) -> CliResult<Zeroizing<Vec<u8>>> {
     first_line(&text)
 }
 
+/// Asks `question` at the terminal without echo; fails with `otherwise` when standard input
+/// is not a terminal (a script must say where the secret is).
+pub(super) fn ask_at_terminal(question: &str, otherwise: &str) -> CliResult<Zeroizing<Vec<u8>>> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::new(ErrorClass::Malformed, otherwise));
+    }
+    let text = Zeroizing::new(
+        rpassword::prompt_password(question)
+            .map_err(|e| Failure::io("cannot read from the terminal", e))?,
+    );
+    Ok(Zeroizing::new(text.trim().as_bytes().to_vec()))
+}
+
 /// Writes a file readable only by its owner.
 pub(super) fn write_private(path: &Path, bytes: &[u8]) -> CliResult<()> {
     use std::os::unix::fs::OpenOptionsExt;

@@ -59,7 +59,7 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
             )
         }
         VaultCommand::Register { client, key, limit } => {
-            let root = key_arg::resolve_root(key)?;
+            let root = key_arg::resolve_root(key.as_deref())?;
             let password = secrets::password(
                 client.password_file.as_deref(),
                 &format!("vault password for {}: ", client.user),

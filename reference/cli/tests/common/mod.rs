@@ -106,3 +106,11 @@ mod md5_shim {
         out
     }
 }
+
+/// The 64 digits of the sample's `encrypted_backup.key`.
+pub(crate) fn sample_root_hex() -> String {
+    match BackupKey::from_file_bytes(&read("encrypted_backup.key")).expect("the sample key") {
+        BackupKey::Root(root) => root.to_hex().as_str().to_owned(),
+        BackupKey::Legacy(_) => panic!("encrypted_backup.key is a crypt15 key"),
+    }
+}

@@ -172,11 +172,12 @@ fn audited(data: &Path, user: &str, event: &str) -> usize {
 }
 
 fn coffer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_coffer"))
-        // The suite's vaults stretch passwords cheaply (m=256 KiB, t=1).
+    let mut command = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    // The suite's vaults stretch passwords cheaply (m=256 KiB, t=1).
+    command
         .env("COFFER_ALLOW_WEAK_KSF", "1")
-        .args(args)
-        .env_remove("COFFER_KEY")
+        .env_remove("COFFER_KEY");
+    coffer_testkit::args_with_key_in_env(&mut command, args.iter().copied())
         .output()
         .unwrap()
 }
@@ -742,11 +743,12 @@ fn a_config_file_sets_tenants_that_never_see_each_other() {
             "--password-file",
             pw.to_str().unwrap(),
         ]);
-        Command::new(env!("CARGO_BIN_EXE_coffer"))
-            // The suite's vaults stretch passwords cheaply (m=256 KiB, t=1).
+        let mut command = Command::new(env!("CARGO_BIN_EXE_coffer"));
+        // The suite's vaults stretch passwords cheaply (m=256 KiB, t=1).
+        command
             .env("COFFER_ALLOW_WEAK_KSF", "1")
-            .args(&a)
-            .env("COFFER_VAULT_TOKEN", token)
+            .env("COFFER_VAULT_TOKEN", token);
+        coffer_testkit::args_with_key_in_env(&mut command, a.iter().copied())
             .output()
             .unwrap()
     };

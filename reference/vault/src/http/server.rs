@@ -716,8 +716,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_tenants_flood_leaves_workers_for_another() {
         let app = App::with_workers((), two_tenants(), RateLimits::default(), 4);
-        let slow = Duration::from_millis(400);
-        let flood: Vec<_> = (0..12)
+        let slow = Duration::from_millis(1000);
+        let flood: Vec<_> = (0..9)
             .map(|_| {
                 let app = app.clone();
                 tokio::spawn(async move {
