@@ -85,6 +85,13 @@ fn ceiling(seconds: f64) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The bench tokens' user PIN in a file (the CLI takes no PIN on its command line).
+fn pin_file(dir: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    let path = dir.join("user.pin");
+    std::fs::write(&path, "87654321\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
 /// A running vault: its URL, token and process.
 struct Served {
     url: String,
@@ -117,8 +124,9 @@ fn serve_as(
             coffer_bench::tokens::softhsm(dir.path())
                 .ok_or("softhsm2: no token (apt-get install softhsm2)")?;
             Some(format!(
-                "pkcs11:token=bench?module-path={}&pin-value=87654321",
-                coffer::hsm::softhsm2_module().display()
+                "pkcs11:token=bench?module-path={}&pin-source=file:{}",
+                coffer::hsm::softhsm2_module().display(),
+                pin_file(dir.path())?.display()
             ))
         }
         "kryoptic" => {
@@ -126,7 +134,8 @@ fn serve_as(
                 .map_err(|_| "kryoptic: set COFFER_KRYOPTIC_MODULE (scripts/kryoptic.sh)")?;
             coffer_bench::tokens::kryoptic(dir.path()).ok_or("kryoptic: no token")?;
             Some(format!(
-                "pkcs11:token=bench?module-path={module}&pin-value=87654321"
+                "pkcs11:token=bench?module-path={module}&pin-source=file:{}",
+                pin_file(dir.path())?.display()
             ))
         }
         other => {

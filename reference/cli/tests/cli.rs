@@ -738,3 +738,26 @@ fn a_key_is_never_taken_from_the_command_line() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// spec/hsm.md §5: a PIN in an argument (pin-value= in an --hsm URI) is refused before any
+/// module is loaded, with the ways that keep it off the command line.
+#[test]
+fn a_pin_is_never_taken_from_the_command_line() {
+    let out = coffer(&[
+        "--json",
+        "hsm",
+        "init",
+        "--hsm",
+        "pkcs11:token=t?module-path=/nonexistent/module.so&pin-value=12345678",
+    ]);
+    assert_eq!(out.status.code(), Some(15));
+    let message = json(&out)["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("pin-source=file:") && message.contains("COFFER_PKCS11_PIN"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("12345678"),
+        "the refusal repeats no PIN: {message}"
+    );
+}

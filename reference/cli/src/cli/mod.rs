@@ -792,29 +792,33 @@ fn init_logging(verbose: u8, format: LogFormat) {
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.log_format);
-    let result = match cli.command {
-        Command::Key(KeyCommand::New { out, form, force }) => {
-            commands::key_new(out.as_deref(), form, force)
-        }
-        Command::Key(KeyCommand::Show { key }) => commands::key_show(key.as_deref()),
-        Command::Decrypt(args) => commands::decrypt(&args),
-        Command::Encrypt(args) => commands::encrypt(&args),
-        Command::Verify(args) => commands::verify(&args),
-        Command::Info(args) => info::run(&args.input),
-        Command::Vault(command) => vault_cmds::run(&command),
-        Command::Backup(command) => vault_cmds::backup(&command),
-        Command::Realms(command) => realm_cmds::run(&command),
-        Command::Hsm(command) => match hsm_cmds::run(&command) {
-            Ok(hsm_cmds::Outcome::Done(report)) => Ok(report),
-            Ok(hsm_cmds::Outcome::Checked { report, conforms }) => {
-                print_line(&if cli.json {
-                    report.json.to_string()
-                } else {
-                    report.text
-                });
-                return ExitCode::from(if conforms { 0 } else { 1 });
+    // A secret in the process's arguments is readable by every user of the machine.
+    let result = match secrets::none_on_the_command_line() {
+        Err(failure) => Err(failure),
+        Ok(()) => match cli.command {
+            Command::Key(KeyCommand::New { out, form, force }) => {
+                commands::key_new(out.as_deref(), form, force)
             }
-            Err(failure) => Err(failure),
+            Command::Key(KeyCommand::Show { key }) => commands::key_show(key.as_deref()),
+            Command::Decrypt(args) => commands::decrypt(&args),
+            Command::Encrypt(args) => commands::encrypt(&args),
+            Command::Verify(args) => commands::verify(&args),
+            Command::Info(args) => info::run(&args.input),
+            Command::Vault(command) => vault_cmds::run(&command),
+            Command::Backup(command) => vault_cmds::backup(&command),
+            Command::Realms(command) => realm_cmds::run(&command),
+            Command::Hsm(command) => match hsm_cmds::run(&command) {
+                Ok(hsm_cmds::Outcome::Done(report)) => Ok(report),
+                Ok(hsm_cmds::Outcome::Checked { report, conforms }) => {
+                    print_line(&if cli.json {
+                        report.json.to_string()
+                    } else {
+                        report.text
+                    });
+                    return ExitCode::from(if conforms { 0 } else { 1 });
+                }
+                Err(failure) => Err(failure),
+            },
         },
     };
     match result {

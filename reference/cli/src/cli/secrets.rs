@@ -39,6 +39,21 @@ fn prompt(question: &str) -> CliResult<Zeroizing<Vec<u8>>> {
     first_line(&text)
 }
 
+/// Refuses a PIN in the process's own arguments (`pin-value=` in an `--hsm` URI): every user
+/// of the machine can read them. The same URI from a variable (COFFER_VAULT_HSM) or a
+/// configuration file is accepted; `pin-source=file:PATH` and COFFER_PKCS11_PIN are the
+/// ways to give the PIN on the command line's behalf.
+pub(super) fn none_on_the_command_line() -> CliResult<()> {
+    if std::env::args_os().any(|a| a.to_string_lossy().contains("pin-value=")) {
+        return Err(Failure::new(
+            ErrorClass::Malformed,
+            "a PIN on the command line (pin-value=) is visible to every user of this machine \
+             (ps, /proc); use pin-source=file:PATH in the URI or set COFFER_PKCS11_PIN",
+        ));
+    }
+    Ok(())
+}
+
 /// Asks `question` at the terminal without echo; fails with `otherwise` when standard input
 /// is not a terminal (a script must say where the secret is).
 pub(super) fn ask_at_terminal(question: &str, otherwise: &str) -> CliResult<Zeroizing<Vec<u8>>> {
