@@ -45,11 +45,19 @@ fn text<'a>(request: &'a Value, field: &str) -> Result<&'a str, String> {
 }
 
 fn vault_client(request: &Value) -> Result<VaultClient, String> {
-    Ok(VaultClient::new(
+    let client = VaultClient::new(
         text(request, "url")?,
         text(request, "token")?,
         text(request, "server_id")?,
-    ))
+    );
+    Ok(match request["server_key"].as_str() {
+        None => client,
+        Some(text) => {
+            let mut key = [0u8; coffer::vault::SERVER_KEY_LEN];
+            hex::decode_to_slice(text, &mut key).map_err(|_| "server_key: not 64 hex digits")?;
+            client.pin_server_key(key)
+        }
+    })
 }
 
 /// The realms of a `realms_register` or `realms_recover` request, and the client's

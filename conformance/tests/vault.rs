@@ -224,7 +224,7 @@ fn the_reference_client_passes_every_client_vault_case() {
     let (code, report) = run(&["--client", "reference", "--filter", "client.vault.*"]);
     assert_eq!(code, Some(0), "{report:#}");
     let passed = ids_with(&report, "pass");
-    assert_eq!(passed.len(), 17, "{report:#}");
+    assert_eq!(passed.len(), 21, "{report:#}");
     assert!(passed.iter().all(|id| id.starts_with("client.vault.")));
 }
 
@@ -245,6 +245,7 @@ fn a_client_that_sends_ke3_after_a_bad_ke2_fails_exactly_those_cases() {
             "client.vault.recover.costly_ksf",
             "client.vault.recover.weak_ksf",
             "client.vault.recover.rate_limited",
+            "client.vault.recover.pinned_key_mismatch",
         ]),
         "{report:#}"
     );
@@ -261,10 +262,27 @@ fn a_client_that_sends_ke3_after_a_bad_ke2_fails_exactly_those_cases() {
     }
 }
 
+/// A client that never pins the vault's key recovers from, and registers with, a vault whose
+/// key is not the one it was given: exactly the two pinning cases fail.
+#[test]
+fn a_client_that_ignores_the_pinned_key_fails_exactly_those_cases() {
+    let client = format!("python3 {} no-pin {}", double(), exe());
+    let (code, report) = run(&["--client", &client, "--filter", "client.vault.*"]);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(
+        ids_with(&report, "fail"),
+        set(&[
+            "client.vault.recover.pinned_key_mismatch",
+            "client.vault.register.pinned_key_mismatch",
+        ]),
+        "{report:#}"
+    );
+}
+
 #[test]
 fn a_client_without_vault_support_has_the_suite_skipped() {
     let client = format!("python3 {} crypt15-only {}", double(), exe());
     let (code, report) = run(&["--client", &client, "--filter", "client.vault.*"]);
     assert_eq!(code, Some(0), "{report:#}");
-    assert_eq!(ids_with(&report, "skipped").len(), 17, "{report:#}");
+    assert_eq!(ids_with(&report, "skipped").len(), 21, "{report:#}");
 }

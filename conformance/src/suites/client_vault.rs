@@ -128,6 +128,11 @@ impl Rogue {
         })
     }
 
+    /// The rogue's server public key (not the vault's).
+    fn server_key(&self) -> Vec<u8> {
+        self.setup.keypair().public().serialize().to_vec()
+    }
+
     fn ke2(&self, ke1: &[u8]) -> anyhow::Result<Vec<u8>> {
         let params = ServerLoginParameters {
             context: Some(CONTEXT),
@@ -499,15 +504,41 @@ enum Want {
     Refused { class: &'static str, no_ke3: bool },
     /// Registered; the runner then recovers the key directly.
     Registered,
+    /// Refused with this class before anything was stored: the user has no record after.
+    RefusedNothingStored { class: &'static str },
 }
 
 struct Case {
     id: &'static str,
     play: Play,
+    /// The vault key the client is told to pin, if any.
+    pin: Pin,
+    /// The URL the client is given.
+    target: Target,
     user: &'static str,
     op: &'static str,
     want: Want,
     expected: &'static str,
+}
+
+/// The `server_key` of a request (spec/conformance.md §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pin {
+    /// None given.
+    None,
+    /// The key of the vault holding the records.
+    Vault,
+    /// Another vault's key.
+    Other,
+}
+
+/// Where the client is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// The runner's vault.
+    Played,
+    /// `http://` to a host that is not loopback: a client must refuse it before connecting.
+    PlainRemote,
 }
 
 const fn refused(class: &'static str, no_ke3: bool) -> Want {
@@ -518,6 +549,8 @@ const CASES: &[Case] = &[
     Case {
         id: "client.vault.recover.honest",
         play: Play::Honest,
+        pin: Pin::None,
+        target: Target::Played,
         user: "alice",
         op: "vault_recover",
         want: Want::Key,
@@ -526,6 +559,8 @@ const CASES: &[Case] = &[
     Case {
         id: "client.vault.recover.wrong_password",
         play: Play::Honest,
+        pin: Pin::None,
+        target: Target::Played,
         user: "alice",
         op: "wrong_password",
         want: refused("wrong_password", true),
@@ -534,6 +569,8 @@ const CASES: &[Case] = &[
     Case {
         id: "client.vault.recover.wrong_server_key",
         play: Play::WrongServerKey,
+        pin: Pin::None,
+        target: Target::Played,
         user: "alice",
         op: "vault_recover",
         want: refused("wrong_password", true),
@@ -542,6 +579,8 @@ const CASES: &[Case] = &[
     Case {
         id: "client.vault.recover.ke2_other_record",
         play: Play::OtherRecord,
+        pin: Pin::None,
+        target: Target::Played,
         user: "alice",
         op: "vault_recover",
         want: refused("wrong_password", true),
@@ -550,6 +589,8 @@ const CASES: &[Case] = &[
     Case {
         id: "client.vault.recover.tampered_ke2",
         play: Play::TamperedKe2,
+        pin: Pin::None,
+        target: Target::Played,
         user: "alice",
         op: "vault_recover",
         want: refused("wrong_password", true),
@@ -558,6 +599,8 @@ const CASES: &[Case] = &[
     Case {
         id: "client.vault.recover.replayed_ke2",
         play: Play::ReplayedKe2,
+        pin: Pin::None,
+        target: Target::Played,
         user: "alice",
         op: "vault_recover",
         want: refused("wrong_password", true),
@@ -566,6 +609,8 @@ const CASES: &[Case] = &[
     Case {
         id: "client.vault.recover.truncated_ke2",
         play: Play::TruncatedKe2,
+        pin: Pin::None,
+        target: Target::Played,
         user: "alice",
         op: "vault_recover",
         want: refused("malformed", true),
@@ -574,6 +619,8 @@ const CASES: &[Case] = &[
     Case {
         id: "client.vault.recover.costly_ksf",
         play: Play::CostlyKsf,
+        pin: Pin::None,
+        target: Target::Played,
         user: "alice",
         op: "vault_recover",
         want: refused("unsupported", true),
@@ -582,6 +629,8 @@ const CASES: &[Case] = &[
     Case {
         id: "client.vault.recover.weak_ksf",
         play: Play::WeakKsf,
+        pin: Pin::None,
+        target: Target::Played,
         user: "alice",
         op: "vault_recover",
         want: refused("unsupported", true),
@@ -590,6 +639,8 @@ const CASES: &[Case] = &[
     Case {
         id: "client.vault.recover.rate_limited",
         play: Play::RateLimited,
+        pin: Pin::None,
+        target: Target::Played,
         user: "alice",
         op: "vault_recover",
         want: refused("rate_limited", true),
@@ -598,6 +649,8 @@ const CASES: &[Case] = &[
     Case {
         id: "client.vault.recover.tampered_release",
         play: Play::TamperedRelease,
+        pin: Pin::None,
+        target: Target::Played,
         user: "alice",
         op: "vault_recover",
         want: refused("server_auth_failed", false),
@@ -606,6 +659,8 @@ const CASES: &[Case] = &[
     Case {
         id: "client.vault.recover.replayed_release",
         play: Play::ReplayedRelease,
+        pin: Pin::None,
+        target: Target::Played,
         user: "alice",
         op: "vault_recover",
         want: refused("server_auth_failed", false),
@@ -614,6 +669,8 @@ const CASES: &[Case] = &[
     Case {
         id: "client.vault.recover.tampered_envelope",
         play: Play::Honest,
+        pin: Pin::None,
+        target: Target::Played,
         user: "carol",
         op: "vault_recover",
         want: refused("server_auth_failed", false),
@@ -622,6 +679,8 @@ const CASES: &[Case] = &[
     Case {
         id: "client.vault.recover.envelope_other_version",
         play: Play::Honest,
+        pin: Pin::None,
+        target: Target::Played,
         user: "dave",
         op: "vault_recover",
         want: refused("server_auth_failed", false),
@@ -630,6 +689,8 @@ const CASES: &[Case] = &[
     Case {
         id: "client.vault.recover.locked",
         play: Play::LockedAtKe3,
+        pin: Pin::None,
+        target: Target::Played,
         user: "alice",
         op: "vault_recover",
         want: refused("locked", false),
@@ -638,6 +699,8 @@ const CASES: &[Case] = &[
     Case {
         id: "client.vault.register.honest",
         play: Play::Honest,
+        pin: Pin::None,
+        target: Target::Played,
         user: "erin",
         op: "vault_register",
         want: Want::Registered,
@@ -646,10 +709,54 @@ const CASES: &[Case] = &[
     Case {
         id: "client.vault.register.over_active",
         play: Play::Honest,
+        pin: Pin::None,
+        target: Target::Played,
         user: "alice",
         op: "vault_register",
         want: refused("unauthorized", true),
         expected: "unauthorized",
+    },
+    Case {
+        id: "client.vault.recover.pinned_honest",
+        play: Play::Honest,
+        pin: Pin::Vault,
+        target: Target::Played,
+        user: "alice",
+        op: "vault_recover",
+        want: Want::Key,
+        expected: "K recovered (the pinned key is the vault's)",
+    },
+    Case {
+        id: "client.vault.recover.pinned_key_mismatch",
+        play: Play::Honest,
+        pin: Pin::Other,
+        target: Target::Played,
+        user: "alice",
+        op: "vault_recover",
+        want: refused("server_auth_failed", true),
+        expected: "server_auth_failed (the vault's key is not the pinned one), no KE3",
+    },
+    Case {
+        id: "client.vault.register.pinned_key_mismatch",
+        play: Play::Honest,
+        pin: Pin::Other,
+        target: Target::Played,
+        user: "frank",
+        op: "vault_register",
+        want: Want::RefusedNothingStored {
+            class: "server_auth_failed",
+        },
+        expected: "server_auth_failed before the upload: frank has no record",
+    },
+    Case {
+        id: "client.vault.transport.plain_http_refused",
+        play: Play::Honest,
+        pin: Pin::None,
+        target: Target::PlainRemote,
+        user: "alice",
+        op: "vault_recover",
+        want: refused("unsupported", true),
+        expected: "unsupported before connecting (plain http:// off loopback)",
     },
 ];
 
@@ -712,8 +819,18 @@ fn run_case(
         "wrong_password" => ("vault_recover", "not the password"),
         other => (other, PASSWORD),
     };
-    let mut request = json!({"op": op, "url": vault.url, "token": "runner-played-vault",
+    let url = match case.target {
+        Target::Played => vault.url.clone(),
+        // A reserved name (RFC 6761): never loopback, and it resolves nowhere.
+        Target::PlainRemote => "http://vault.invalid:8443".to_owned(),
+    };
+    let mut request = json!({"op": op, "url": url, "token": "runner-played-vault",
         "server_id": vault.server_id, "user": case.user, "password": password});
+    match case.pin {
+        Pin::None => {}
+        Pin::Vault => request["server_key"] = json!(hex::encode(vault.shared.records.server_key())),
+        Pin::Other => request["server_key"] = json!(hex::encode(vault.shared.rogue.server_key())),
+    }
     if op == "vault_register" {
         let key = match (&case.want, &erin) {
             (Want::Registered, Some(k)) => k.to_hex().to_string(),
@@ -767,6 +884,25 @@ fn run_case(
                     "registered, but the runner cannot recover".into(),
                     e.to_string(),
                 ),
+            }
+        }
+        Want::RefusedNothingStored { class: want } => {
+            let stored = vault
+                .shared
+                .records
+                .status(TENANT, case.user)
+                .map(|s| s.registered)
+                .unwrap_or(false);
+            if stored {
+                (
+                    Status::Fail,
+                    format!("{got}, but a record was stored"),
+                    detail,
+                )
+            } else if !ok && class == *want {
+                (Status::Pass, got, detail)
+            } else {
+                (Status::Fail, got, detail)
             }
         }
         Want::Refused {

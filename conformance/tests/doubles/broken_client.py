@@ -11,6 +11,8 @@ to the reference adapter and then misbehaves as MODE says.
                 bench: a tool whose output is wrong must not be timed as a success)
   ke3-anyway    after a failed vault recovery, sends a KE3 to the vault all the same (a
                 client that does not stop when KE2 does not verify)
+  no-pin        drops the server_key of vault requests (a client that never pins the vault's
+                key)
   names-nobody  answers realms requests without naming any realm (a client that hides which
                 realm failed)
   unlock-anyway after a failed realms recovery, sends a phase-2 unlock to every realm all the
@@ -34,6 +36,9 @@ for line in sys.stdin:
     if mode == "crash-once" and request.get("id") == crash_on and marker and not os.path.exists(marker):
         open(marker, "w").close()
         os._exit(3)
+    if mode == "no-pin" and request.get("op", "").startswith("vault_"):
+        request.pop("server_key", None)
+        line = json.dumps(request) + "\n"
     inner.stdin.write(line)
     inner.stdin.flush()
     answer = json.loads(inner.stdout.readline())

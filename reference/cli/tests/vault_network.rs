@@ -592,6 +592,81 @@ print(json.dumps(samples))
         ) >= 2.0
     );
     assert!(value("coffer_hsm_duration_seconds_count", &[("op", "unseal")]) >= 1.0);
+
+    // During a load run: four clients recover for two seconds while /metrics is scraped
+    // every 100 ms; every scrape parses, and the guess counter never goes down.
+    let token = std::fs::read_to_string(&vault.token_file).unwrap();
+    let client = || {
+        coffer::http::VaultClient::new(&vault.url, token.trim(), "coffer-vault")
+            .ksf_floor(coffer::vault::KsfFloor::NONE)
+    };
+    // 16 users per client, taken in turn: the per-user rate limit (30 a minute) stays clear.
+    for n in 0..64u8 {
+        let root = coffer::key::RootKey::from_bytes([n; 32]);
+        client()
+            .register(&format!("load-{n}"), b"pw", &root, Some(100))
+            .unwrap();
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let scrapes: Vec<String> = std::thread::scope(|scope| {
+        for n in 0..4 {
+            let (client, stop) = (client(), &stop);
+            scope.spawn(move || {
+                for turn in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let user = format!("load-{}", n * 16 + turn % 16);
+                    client.recover(&user, b"pw").unwrap();
+                }
+            });
+        }
+        let mut scrapes = Vec::new();
+        let until = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < until {
+            let (status, text) = get("/metrics");
+            assert_eq!(status, 200);
+            scrapes.push(text);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        scrapes
+    });
+    let each = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+counts = []
+for text in json.load(sys.stdin):
+    counts.append(sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                      if s.name == "coffer_vault_events_total" and s.labels.get("event") == "guess_counted"))
+print(json.dumps(counts))
+"#;
+    let mut child = Command::new(&python)
+        .args(["-c", each])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(&scrapes).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the parser refused a scrape taken under load: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counts: Vec<f64> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(counts.len() >= 10, "{counts:?}");
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+    assert!(
+        counts.last().unwrap() > counts.first().unwrap(),
+        "no load seen: {counts:?}"
+    );
 }
 
 /// `vault serve --config FILE.toml`: tenants, limits and rates from TOML (rates that are not
