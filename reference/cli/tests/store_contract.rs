@@ -154,6 +154,10 @@ fn contract(store: &dyn Store) {
 fn sqlite_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     contract(&SqliteStore::open(&dir.path().join("vault.db")).unwrap());
+    // What the contract left (re-registration over a deleted record included) checks whole.
+    let again = SqliteStore::open(&dir.path().join("vault.db")).unwrap();
+    let summary = again.bind(integrity()).unwrap();
+    assert!(summary.records >= 3 && summary.events >= 10, "{summary:?}");
 }
 
 fn etcd_store(prefix: &str) -> EtcdStore {
@@ -177,6 +181,9 @@ fn etcd_keeps_the_contract() {
         return;
     }
     contract(&etcd_store("contract"));
+    // What the contract left (re-registration over a deleted record included) checks whole.
+    let summary = etcd_store("contract").bind(integrity()).unwrap();
+    assert!(summary.records >= 3 && summary.events >= 10, "{summary:?}");
 }
 
 fn etcdctl_put(key: &str, value: &str) {

@@ -594,9 +594,9 @@ impl EtcdStore {
                             detail,
                         })
                         .collect();
-                    let old = read.seal.as_ref().filter(|_| {
-                        read.record.as_ref().map(|r| r.record_id) == Some(record.record_id)
-                    });
+                    // The user key's value is the row: a new registration replaces the
+                    // ended record it held, so that record's tag leaves the sum too.
+                    let old = read.seal.as_ref();
                     let mut new_head = head.clone();
                     let (seal, chained) = integrity.write(&mut new_head, old, &record, &fields);
                     let mut ops = Vec::new();
