@@ -910,3 +910,99 @@ fn a_user_token_acts_for_its_user_only() {
     let out = as_user(&"Z".repeat(48), "delete", "alice", &["--admin"]);
     ok(&out);
 }
+
+/// spec/vault.md §9: a tenant known by its client certificate. With `--tls-client-ca`, a
+/// certificate whose SHA-256 the tenant's config lists acts as the tenant's token; a
+/// certificate from a trusted CA that no tenant lists, no certificate, or the header the
+/// router derives from a certificate sent by hand are each `unauthorized`, and a certificate
+/// from a CA not trusted never finishes the handshake.
+#[test]
+fn a_tenant_known_by_its_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = tls::issue(&dir.path().join("server"), "vault");
+    let (mine, other, stranger) = (
+        tls::issue(&dir.path().join("mine"), "acme-frontend"),
+        tls::issue(&dir.path().join("other"), "someone"),
+        tls::issue(&dir.path().join("stranger"), "stranger"),
+    );
+    // Clients of two CAs may connect; only `mine` is a tenant's.
+    let client_ca = dir.path().join("client-ca.pem");
+    std::fs::write(
+        &client_ca,
+        [&mine.ca, &other.ca]
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect::<String>(),
+    )
+    .unwrap();
+    let leaf = &coffer::http::read_certificates(&mine.cert).unwrap()[0];
+    let fingerprint = hex::encode(coffer::http::ClientCert::of(leaf.as_ref()).0);
+    let config = dir.path().join("vault.toml");
+    std::fs::write(
+        &config,
+        format!("[[tenants]]\nname = \"acme\"\nclient_cert_sha256 = [\"{fingerprint}\"]\n"),
+    )
+    .unwrap();
+    let vault = serve(
+        &dir.path().join("data"),
+        Some(&server),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--tls-client-ca",
+            client_ca.to_str().unwrap(),
+        ],
+    );
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw\n").unwrap();
+    let as_holder = |pki: Option<&tls::Pki>, command: &str, extra: &[&str]| {
+        let mut command_line = Command::new(env!("CARGO_BIN_EXE_coffer"));
+        command_line
+            .args([
+                "--json", "vault", command, "--vault", &vault.url, "--user", "alice",
+            ])
+            .arg("--ca")
+            .arg(&server.ca)
+            .arg("--password-file")
+            .arg(&pw)
+            .env_remove("COFFER_VAULT_TOKEN")
+            .env("COFFER_ALLOW_WEAK_KSF", "1");
+        if let Some(pki) = pki {
+            command_line
+                .arg("--client-cert")
+                .arg(&pki.cert)
+                .arg("--client-key")
+                .arg(&pki.key);
+        }
+        coffer_testkit::args_with_key_in_env(&mut command_line, extra.iter().copied())
+            .output()
+            .unwrap()
+    };
+    ok(&as_holder(Some(&mine), "register", &["--key", KEY]));
+    assert_eq!(ok(&as_holder(Some(&mine), "recover", &[]))["key"], KEY);
+    // A trusted CA's certificate that no tenant lists; no certificate and no token.
+    assert_eq!(
+        failed(&as_holder(Some(&other), "status", &[])).0,
+        "unauthorized"
+    );
+    assert_eq!(failed(&as_holder(None, "status", &[])).0, "unauthorized");
+    // A CA the vault does not trust: the handshake fails.
+    assert_eq!(failed(&as_holder(Some(&stranger), "status", &[])).0, "io");
+    // The header the router sets from a verified certificate, sent by hand: ignored.
+    let mut response = tls::agent(Some(&server.ca))
+        .get(format!("{}/v1/users/alice/status", vault.url))
+        .header("x-coffer-client-cert", &fingerprint)
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    assert!(response
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+        .contains("unauthorized"));
+    // Nothing was counted by the refused calls: one recovery, then a reset.
+    assert_eq!(
+        ok(&as_holder(Some(&mine), "status", &[]))["guesses_left"],
+        10
+    );
+}

@@ -366,6 +366,17 @@ pub(crate) struct ServeNetworkArgs {
         env = "COFFER_VAULT_TLS_KEY"
     )]
     tls_key: Option<PathBuf>,
+    /// Ask clients for a certificate and verify it against the CA certificates of this PEM
+    /// file: a tenant whose config lists the certificate's SHA-256 (client_cert_sha256) is
+    /// then known by it, with no token (spec/vault.md §9). Clients without one still use
+    /// tokens.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        env = "COFFER_VAULT_TLS_CLIENT_CA"
+    )]
+    tls_client_ca: Option<PathBuf>,
     /// Connections open at once; more are closed as they arrive.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
@@ -598,6 +609,23 @@ pub(crate) struct VaultConnectionArgs {
     /// every recovery.
     #[arg(long, value_name = "HEX", env = "COFFER_VAULT_SERVER_KEY")]
     server_key: Option<String>,
+    /// Present this PEM client certificate (with --client-key): for a tenant the vault knows
+    /// by its certificate, which then needs no token.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "client_key",
+        env = "COFFER_VAULT_CLIENT_CERT"
+    )]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's PEM private key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "client_cert",
+        env = "COFFER_VAULT_CLIENT_KEY"
+    )]
+    client_key: Option<PathBuf>,
     /// Accept a vault's Argon2id parameters below the floor (19 MiB, 2 passes): only for
     /// test vaults with cheap parameters. Or set COFFER_ALLOW_WEAK_KSF=1.
     #[arg(long, env = "COFFER_ALLOW_WEAK_KSF", value_parser = clap::builder::FalseyValueParser::new())]

@@ -13,7 +13,7 @@ use coffer::http::{
     admin_router, metered, realm_router_with_readiness, router_with_readiness, serve, serve_until,
     MeteredHsm, MeteredStore, Metrics, Tenants,
 };
-use coffer::http::{check_url, ClientTls, ServeOptions, ServerTls};
+use coffer::http::{check_url, ClientIdentity, ClientTls, ServeOptions, ServerTls};
 use coffer::http::{mint_user_token, new_signing_key, unix_now, UserClaims};
 use coffer::http::{recover_from_realms, register_with_realms, RealmClient, VaultClient};
 use coffer::http::{Rate, RateLimits};
@@ -420,8 +420,16 @@ fn vault_client(
             .map_err(|e| Failure::new(ErrorClass::Io, format!("--ca: {e}")))?,
         None => ClientTls::default(),
     };
+    let identity = match (&connection.client_cert, &connection.client_key) {
+        (Some(cert), Some(key)) => Some(
+            ClientIdentity::load(cert, key)
+                .map_err(|e| Failure::new(ErrorClass::Io, format!("--client-cert: {e}")))?,
+        ),
+        _ => None,
+    };
     let tls = ClientTls {
         insecure_http: connection.insecure_http,
+        identity,
         ..tls
     };
     check_url(vault, tls.insecure_http)
@@ -435,12 +443,18 @@ fn vault_client(
             std::fs::read_to_string(path)
                 .map_err(|e| Failure::io(format!("cannot read {}", path.display()), e))?,
         ),
-        None => Zeroizing::new(std::env::var("COFFER_VAULT_TOKEN").map_err(|_| {
-            Failure::new(
-                ErrorClass::Unauthorized,
-                "no tenant token: pass --token-file or set COFFER_VAULT_TOKEN",
-            )
-        })?),
+        None => match std::env::var("COFFER_VAULT_TOKEN") {
+            Ok(token) => Zeroizing::new(token),
+            // A tenant known by its client certificate sends no token.
+            Err(_) if tls.identity.is_some() => Zeroizing::new(String::new()),
+            Err(_) => {
+                return Err(Failure::new(
+                    ErrorClass::Unauthorized,
+                    "no tenant token: pass --token-file, set COFFER_VAULT_TOKEN, or present a \
+                     client certificate (--client-cert)",
+                ))
+            }
+        },
     };
     let mut client = VaultClient::with_tls(vault, token.trim(), server_id, &tls);
     if connection.allow_weak_ksf {
@@ -517,6 +531,9 @@ struct TenantConfig {
     admin_token_file: Option<PathBuf>,
     /// Public keys of the tenant's user tokens (spec/vault.md §9.3).
     user_token_keys: Option<Vec<UserKeyConfig>>,
+    /// SHA-256 (64 hex digits) of client certificates that authenticate the tenant as its
+    /// token does (with `--tls-client-ca`).
+    client_cert_sha256: Option<Vec<String>>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -633,7 +650,7 @@ fn serve_command(
 ) -> CliResult<Report> {
     let tls = match (&network.tls_cert, &network.tls_key) {
         (Some(cert), Some(key)) => Some(
-            ServerTls::load(cert, key)
+            ServerTls::load_with_client_ca(cert, key, network.tls_client_ca.as_deref())
                 .map_err(|e| Failure::new(ErrorClass::Io, format!("TLS: {e}")))?,
         ),
         _ => None,
@@ -700,14 +717,42 @@ fn serve_command(
             };
             for t in list {
                 let keys = t.user_token_keys.as_deref().unwrap_or_default();
-                if t.token_file.is_none() && t.admin_token_file.is_none() && keys.is_empty() {
+                let certs = t.client_cert_sha256.as_deref().unwrap_or_default();
+                if t.token_file.is_none()
+                    && t.admin_token_file.is_none()
+                    && keys.is_empty()
+                    && certs.is_empty()
+                {
                     return Err(Failure::new(
                         ErrorClass::Malformed,
                         format!(
-                            "tenant {}: needs a token_file, an admin_token_file or user_token_keys",
+                            "tenant {}: needs a token_file, an admin_token_file, user_token_keys \
+                             or client_cert_sha256",
                             t.name
                         ),
                     ));
+                }
+                if !certs.is_empty() && network.tls_client_ca.is_none() {
+                    return Err(Failure::new(
+                        ErrorClass::Malformed,
+                        format!(
+                            "tenant {}: client_cert_sha256 needs --tls-client-ca (and TLS)",
+                            t.name
+                        ),
+                    ));
+                }
+                for cert in certs {
+                    let mut sha256 = [0u8; 32];
+                    hex::decode_to_slice(cert.trim(), &mut sha256).map_err(|_| {
+                        Failure::new(
+                            ErrorClass::Malformed,
+                            format!(
+                                "tenant {}: client_cert_sha256 {cert:?}: not 64 hex digits",
+                                t.name
+                            ),
+                        )
+                    })?;
+                    tenants.add_client_cert(sha256, &t.name);
                 }
                 for key in keys {
                     let public = hex::decode(key.public_key.trim()).map_err(|_| {

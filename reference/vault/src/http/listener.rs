@@ -8,7 +8,7 @@
 //! TLS certificate and key.
 
 use super::api::ErrorBody;
-use super::tls::ServerTls;
+use super::tls::{ClientCert, ServerTls};
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use axum::Router;
@@ -112,11 +112,21 @@ async fn connection(
 ) {
     let _ = tcp.set_nodelay(true);
     match &options.tls {
-        None => http(TokioIo::new(tcp), router, options, stopped).await,
+        None => http(TokioIo::new(tcp), router, options, None, stopped).await,
         Some(tls) => {
             let handshake = tls.acceptor().accept(tcp);
             match tokio::time::timeout(options.header_read_timeout, handshake).await {
-                Ok(Ok(stream)) => http(TokioIo::new(stream), router, options, stopped).await,
+                Ok(Ok(stream)) => {
+                    // A client certificate the handshake verified (`--tls-client-ca`), by
+                    // its fingerprint: every request of the connection carries it.
+                    let peer = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|leaf| ClientCert::of(leaf.as_ref()));
+                    http(TokioIo::new(stream), router, options, peer, stopped).await
+                }
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!("TLS handshake timed out"),
             }
@@ -124,13 +134,22 @@ async fn connection(
     }
 }
 
-async fn http<I>(io: I, router: Router, options: &ServeOptions, mut stopped: watch::Receiver<bool>)
-where
+async fn http<I>(
+    io: I,
+    router: Router,
+    options: &ServeOptions,
+    peer: Option<ClientCert>,
+    mut stopped: watch::Receiver<bool>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let request_timeout = options.request_timeout;
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let answer = router.clone().oneshot(request.map(Body::new));
+        let mut request = request.map(Body::new);
+        if let Some(peer) = peer {
+            request.extensions_mut().insert(peer);
+        }
+        let answer = router.clone().oneshot(request);
         async move {
             match tokio::time::timeout(request_timeout, answer).await {
                 Ok(answer) => answer,

@@ -24,7 +24,9 @@ pub use realm_client::{
 };
 pub use realm_server::{realm_router, realm_router_with_readiness};
 pub use server::{router, router_with_readiness, ApiError, Tenants, MAX_BODY, MAX_USER_ID};
-pub use tls::{check_url, read_certificates, ClientTls, ServerTls, TlsError};
+pub use tls::{
+    check_url, read_certificates, ClientCert, ClientIdentity, ClientTls, ServerTls, TlsError,
+};
 pub use user_token::{
     mint as mint_user_token, new_signing_key, public_key_of, unix_now, KeyError, MintError,
     UserClaims, MAX_LIFETIME_SECONDS,

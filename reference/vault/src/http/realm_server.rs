@@ -196,6 +196,9 @@ pub fn realm_router_with_readiness<St: RealmStore + 'static, H: Hsm + 'static>(
         .route("/v1/realm/sessions/{session}/unlock", post(unlock::<St, H>))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_request(
+            super::server::client_cert_header,
+        ))
         .with_state(app);
     (router, ready)
 }

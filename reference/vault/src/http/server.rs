@@ -117,6 +117,8 @@ fn unauthenticated(message: &str) -> ApiError {
 #[derive(Clone, Default)]
 pub struct Tenants {
     tokens: Vec<(Vec<u8>, String, bool)>,
+    /// Client certificates (SHA-256 of the leaf) that authenticate a tenant.
+    client_certs: Vec<([u8; 32], String)>,
     user_keys: UserKeys,
     audience: String,
 }
@@ -172,6 +174,12 @@ impl Tenants {
             .push((token.as_bytes().to_vec(), tenant.to_owned(), true));
     }
 
+    /// A client certificate (the SHA-256 of its DER, verified against the server's
+    /// `--tls-client-ca`) that authenticates `tenant` as its ordinary token does.
+    pub fn add_client_cert(&mut self, sha256: [u8; 32], tenant: &str) {
+        self.client_certs.push((sha256, tenant.to_owned()));
+    }
+
     /// Accepts user tokens that `tenant` signs with the Ed25519 key `public_key` (32 bytes)
     /// under key id `kid` (unique across tenants).
     pub fn add_user_key(
@@ -191,11 +199,15 @@ impl Tenants {
 
     /// The caller whose token the request carries (every token compared, in constant time).
     pub(super) fn of(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        let token = headers
+        let bearer = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| unauthenticated("a tenant bearer token is required"))?;
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let Some(token) = bearer else {
+            return self
+                .by_client_cert(headers)
+                .ok_or_else(|| unauthenticated("a tenant bearer token is required"));
+        };
         if token.contains('.') && !self.user_keys.is_empty() {
             let (tenant, user) = self
                 .user_keys
@@ -219,6 +231,39 @@ impl Tenants {
         }
         found.ok_or_else(|| unauthenticated("unknown tenant token"))
     }
+
+    /// The tenant whose client certificate the connection presented, if one is configured.
+    fn by_client_cert(&self, headers: &HeaderMap) -> Option<Caller> {
+        let presented = headers.get(CLIENT_CERT_HEADER)?.to_str().ok()?;
+        let mut fingerprint = [0u8; 32];
+        hex::decode_to_slice(presented, &mut fingerprint).ok()?;
+        self.client_certs
+            .iter()
+            .find(|(known, _)| *known == fingerprint)
+            .map(|(_, tenant)| Caller {
+                tenant: tenant.clone(),
+                admin: false,
+                user: None,
+            })
+    }
+}
+
+/// The header the router sets from the listener's [`ClientCert`](super::ClientCert), after
+/// removing any a client sent: only a verified handshake can put it there.
+const CLIENT_CERT_HEADER: &str = "x-coffer-client-cert";
+
+/// Removes a client's own [`CLIENT_CERT_HEADER`] and sets it from the connection's verified
+/// certificate, if any. Part of every vault and realm router.
+pub(super) async fn client_cert_header(
+    mut request: axum::extract::Request,
+) -> axum::extract::Request {
+    request.headers_mut().remove(CLIENT_CERT_HEADER);
+    if let Some(super::ClientCert(fingerprint)) = request.extensions().get().copied() {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&hex::encode(fingerprint)) {
+            request.headers_mut().insert(CLIENT_CERT_HEADER, value);
+        }
+    }
+    request
 }
 
 /// A service (a vault or a realm) behind the HTTP layer's gate: tenants, rate limits and a
@@ -695,6 +740,7 @@ pub fn router_with_readiness<S: Store + 'static, H: Hsm + 'static>(
         )
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_request(client_cert_header))
         .with_state(app);
     (router, ready)
 }

@@ -87,18 +87,59 @@ fn load_certified(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, Tls
         .map_err(|e| TlsError::Config(format!("{}: {e}", key_path.display())))
 }
 
+/// The SHA-256 of a client's verified leaf certificate: how a tenant is known by its
+/// certificate (`spec/vault.md` §9). Set by the listener on each request of a connection
+/// whose handshake verified one; a request cannot set it itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientCert(pub [u8; 32]);
+
+impl ClientCert {
+    /// The fingerprint of a DER certificate.
+    pub fn of(der: &[u8]) -> Self {
+        use sha2::Digest;
+        ClientCert(sha2::Sha256::digest(der).into())
+    }
+}
+
 impl ServerTls {
     /// Reads the PEM certificate chain and private key (PKCS#8, PKCS#1 or SEC1), checking
     /// that they go together. TLS 1.2 and 1.3, HTTP/1.1 by ALPN.
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<Self>, TlsError> {
+        Self::load_with_client_ca(cert_path, key_path, None)
+    }
+
+    /// [`ServerTls::load`], and, with `client_ca`, client certificates asked for and
+    /// verified against the CA certificates of that PEM file (a client without one still
+    /// connects, and authenticates with a token instead).
+    pub fn load_with_client_ca(
+        cert_path: &Path,
+        key_path: &Path,
+        client_ca: Option<&Path>,
+    ) -> Result<Arc<Self>, TlsError> {
         let current = Arc::new(Current(RwLock::new(Arc::new(load_certified(
             cert_path, key_path,
         )?))));
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(current.clone());
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(path) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in read_certificates(path)? {
+                    roots.add(cert).map_err(|e| file_error(path, e))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider(),
+                )
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| file_error(path, e))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder.with_cert_resolver(current.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(ServerTls {
             cert_path: cert_path.to_owned(),
@@ -148,6 +189,35 @@ pub struct ClientTls {
     /// Allow `http://` to any host (`--insecure-http`): the token and the messages then
     /// cross the network in clear.
     pub insecure_http: bool,
+    /// A client certificate to present (a tenant known by its certificate, `spec/vault.md`
+    /// §9), from [`ClientIdentity::load`].
+    pub identity: Option<ClientIdentity>,
+}
+
+/// A client certificate chain and its private key, as presented in the TLS handshake.
+#[derive(Clone)]
+pub struct ClientIdentity(ureq::tls::ClientCert);
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientIdentity { .. }")
+    }
+}
+
+impl ClientIdentity {
+    /// Reads a PEM certificate chain and its PEM private key.
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, TlsError> {
+        let chain: Vec<ureq::tls::Certificate<'static>> = read_certificates(cert_path)?
+            .iter()
+            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        let pem =
+            zeroize::Zeroizing::new(std::fs::read(key_path).map_err(|e| file_error(key_path, e))?);
+        let key = ureq::tls::PrivateKey::from_pem(&pem).map_err(|e| file_error(key_path, e))?;
+        Ok(ClientIdentity(ureq::tls::ClientCert::new_with_certs(
+            &chain, key,
+        )))
+    }
 }
 
 impl ClientTls {
@@ -156,6 +226,7 @@ impl ClientTls {
         Ok(ClientTls {
             roots: Some(read_certificates(path)?),
             insecure_http: false,
+            identity: None,
         })
     }
 
@@ -190,6 +261,7 @@ impl ClientTls {
             .provider(ureq::tls::TlsProvider::Rustls)
             .unversioned_rustls_crypto_provider(provider())
             .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+            .client_cert(self.identity.as_ref().map(|i| i.0.clone()))
             .build())
     }
 }
