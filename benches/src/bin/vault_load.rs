@@ -149,7 +149,15 @@ fn serve_as(
         .args(["vault", "serve", "--listen", "127.0.0.1:0"])
         .args(["--ksf", "argon2id:m=256,t=1,p=1"])
         .args(["--user-per-minute", "1000000000"])
-        .args(["--tenant-per-second", "1000000000", "--data"])
+        .args(["--tenant-per-second", "1000000000"])
+        // Guesses mode leaves every session open (KE1 without KE3): room for a long run.
+        .args([
+            "--max-sessions",
+            "10000000",
+            "--max-sessions-per-tenant",
+            "10000000",
+            "--data",
+        ])
         .arg(dir.path().join("data"))
         .stdout(Stdio::piped());
     if let Some(uri) = &hsm_uri {

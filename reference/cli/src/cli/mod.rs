@@ -380,6 +380,14 @@ pub(crate) struct ServeNetworkArgs {
     /// Connections open at once; more are closed as they arrive.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
+    /// Recovery sessions open at once (KE2 sent, KE3 not yet; or verified, awaiting a
+    /// password change or deletion), in all; past it a KE1 is refused with rate_limited
+    /// before its guess is counted.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_sessions: u32,
+    /// Recovery sessions one tenant may hold open at once.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_sessions_per_tenant: u32,
     /// Seconds for a TLS handshake and for each request's headers (also the longest a
     /// kept-alive connection may sit idle).
     #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]

@@ -668,6 +668,8 @@ fn serve_command(
     };
     let mut config = ServerConfig {
         ksf,
+        max_sessions: network.max_sessions as usize,
+        max_sessions_per_tenant: network.max_sessions_per_tenant as usize,
         server_id: file
             .server_id
             .clone()
