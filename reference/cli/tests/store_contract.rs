@@ -255,6 +255,18 @@ fn etcd_refuses_a_record_changed_or_rolled_back_behind_the_vault() {
     tampered(store.latest("t", "gil"), "went back");
     tampered(second.count_guess("t", "gil"), "went back");
     tampered(etcd_store("tamper").bind(integrity()), "add up");
+
+    // One of the sixteen shard heads removed: no vault binds the store.
+    let out = std::process::Command::new("etcdctl")
+        .arg(format!(
+            "--endpoints=http://{}",
+            etcd::shared().members[0].client
+        ))
+        .args(["del", &format!("{prefix}head/03")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    tampered(etcd_store("tamper").bind(integrity()), "no head 3");
 }
 
 /// Commits whose answers are lost are found again by their operation's marker: a guess is

@@ -266,6 +266,8 @@ pub struct AuditEntry {
     pub event: String,
     /// Non-secret detail.
     pub detail: String,
+    /// The audit chain (store shard) it belongs to.
+    pub chain: u32,
     /// Store epoch of the write that logged it.
     pub epoch: u64,
     /// Hex hash of the event before it in the whole log.
@@ -291,7 +293,7 @@ impl AuditEntry {
             detail: &self.detail,
         };
         hex::encode(crate::store::integrity::audit_hash(
-            &previous, self.epoch, &fields,
+            &previous, self.chain, self.epoch, &fields,
         )) == self.hash
     }
 }
@@ -306,6 +308,7 @@ impl From<crate::store::AuditEvent> for AuditEntry {
             record: e.record,
             event: e.event,
             detail: e.detail,
+            chain: e.chain,
             epoch: e.epoch,
             previous: e.previous,
             hash: e.hash,

@@ -8,9 +8,10 @@
 //! Keys, under a prefix (default `/coffer/v1/`): `setup`; `user/<tenant hex>/<user hex>`
 //! (the user's latest record, JSON); `id/<record id hex>` (the user key of a record);
 //! `audit/<unique>` (one event, JSON; its position in the log is the key's create revision);
-//! `head` (the store head, `spec/vault.md` §6.2). Every change compares and writes the head
-//! as well as the record, so writes to different records also take turns; the head orders
-//! them, and the audit chain follows that order.
+//! `head/<shard>` (the store's [`ETCD_SHARDS`] heads, `spec/vault.md` §6.2). Every change
+//! compares and writes its user's shard head as well as the record, so writes in one shard
+//! take turns (the head orders them, and that shard's audit chain follows the order) while
+//! writes in different shards do not wait for each other.
 //!
 //! The gRPC client is Coffer's own (`etcd_rpc`: three calls, no build-time `protoc`) on
 //! tonic's channel, with TCP_NODELAY set (Nagle's algorithm would add 40 ms to every call).
@@ -22,7 +23,9 @@
 use super::etcd_rpc::{
     CompactionRequest, Compare, Connection, EtcdClient, RangeRequest, RequestOp, TxnRequest,
 };
-use super::integrity::{EventFields, Head, Integrity, RowSeal, StoreSummary};
+use super::integrity::{
+    shard_of, EventFields, Head, Integrity, RowSeal, StoreCheck, StoreSummary, ETCD_SHARDS,
+};
 use super::transitions::{self, Change};
 use super::{bound, AuditEvent, GuessOutcome, Record, RecordState, Store, StoreError};
 use crate::ids::RecordId;
@@ -114,6 +117,7 @@ fn hex32(s: &str, what: &str) -> Result<[u8; 32], StoreError> {
 /// The store head as stored (`spec/vault.md` §6.2).
 #[derive(Serialize, Deserialize)]
 struct StoredHead {
+    shard: u32,
     epoch: u64,
     records_sum: String,
     audit_hash: String,
@@ -123,6 +127,7 @@ struct StoredHead {
 impl StoredHead {
     fn of(h: &Head) -> Self {
         StoredHead {
+            shard: h.shard,
             epoch: h.epoch,
             records_sum: hex::encode(h.records_sum),
             audit_hash: hex::encode(h.audit_hash),
@@ -132,6 +137,7 @@ impl StoredHead {
 
     fn head(self) -> Result<Head, StoreError> {
         Ok(Head {
+            shard: self.shard,
             epoch: self.epoch,
             records_sum: hex32(&self.records_sum, "head sum")?,
             audit_hash: hex32(&self.audit_hash, "head audit hash")?,
@@ -195,8 +201,9 @@ struct StoredEvent {
     /// Which attempt of its operation wrote it (see `EtcdStore::update`).
     #[serde(default)]
     attempt: usize,
-    /// The epoch of the write that logged it, and the chain's hashes (hex) before and
-    /// after it.
+    /// Its chain (its user's shard), the epoch of the write that logged it, and the chain's
+    /// hashes (hex) before and after it.
+    chain: u32,
     epoch: u64,
     previous: String,
     hash: String,
@@ -408,7 +415,7 @@ impl EtcdStore {
         &self,
         key: String,
         e: &EventFields<'_>,
-        chained: &super::integrity::Chained,
+        (shard, chained): (u32, &super::integrity::Chained),
         attempt: usize,
     ) -> Result<RequestOp, StoreError> {
         let value = serde_json::to_vec(&StoredEvent {
@@ -419,6 +426,7 @@ impl EtcdStore {
             event: e.event.to_owned(),
             detail: e.detail.to_owned(),
             attempt,
+            chain: shard,
             epoch: chained.epoch,
             previous: hex::encode(chained.previous),
             hash: hex::encode(chained.hash),
@@ -427,14 +435,17 @@ impl EtcdStore {
         Ok(RequestOp::put(key, value))
     }
 
-    /// The store head and its revision (the head is absent only in a store no vault bound).
-    fn read_head(&self, until: Instant) -> Result<(Head, i64), StoreError> {
-        let (value, revision) = self
-            .get(&self.key("head"), until)?
-            .ok_or_else(|| StoreError::Tampered("the store has no head (it was removed)".into()))?;
-        let stored: StoredHead = serde_json::from_slice(&value)
-            .map_err(|_| StoreError::Tampered("the store head does not parse".into()))?;
-        Ok((stored.head()?, revision))
+    /// The key of shard `shard`'s head.
+    fn head_key(&self, shard: u32) -> String {
+        self.key(&format!("head/{shard:02}"))
+    }
+
+    /// Shard `shard`'s head and its revision (absent only in a store no vault bound).
+    fn read_head(&self, shard: u32, until: Instant) -> Result<(Head, i64), StoreError> {
+        let (value, revision) = self.get(&self.head_key(shard), until)?.ok_or_else(|| {
+            StoreError::Tampered(format!("the store has no head {shard} (it was removed)"))
+        })?;
+        Ok((parse_head(&value, shard)?, revision))
     }
 
     /// One page of a range, at store revision `at` (0: the latest), retried until `until`.
@@ -470,7 +481,7 @@ impl EtcdStore {
         until: Instant,
     ) -> Result<Option<bool>, StoreError> {
         let value = serde_json::to_vec(&Stored::of(record, seal)).map_err(db)?;
-        let head_key = self.key("head");
+        let head_key = self.head_key(head.shard);
         let head_value = serde_json::to_vec(&StoredHead::of(head)).map_err(db)?;
         let mut success = vec![
             RequestOp::put(key, value),
@@ -545,6 +556,7 @@ impl EtcdStore {
     fn update<T: Clone>(
         &self,
         key: &str,
+        shard: u32,
         mut decide: impl FnMut(&Read) -> Result<Change<T>, StoreError>,
     ) -> Result<T, StoreError> {
         let integrity = bound(&self.integrity)?;
@@ -568,7 +580,7 @@ impl EtcdStore {
             // after it.
             let mark = integrity.mark()?;
             let read = self.read(key, until)?;
-            let (head, head_revision) = self.read_head(until)?;
+            let (head, head_revision) = self.read_head(shard, until)?;
             integrity.check_head(&head, mark)?;
             if let (Some(r), Some(seal)) = (&read.record, &read.seal) {
                 integrity.check_row(&head, r, seal, mark)?;
@@ -601,7 +613,7 @@ impl EtcdStore {
                     let (seal, chained) = integrity.write(&mut new_head, old, &record, &fields);
                     let mut ops = Vec::new();
                     for (n, (e, c)) in fields.iter().zip(&chained).enumerate() {
-                        ops.push(self.audit_op(self.audit_key(&op, n), e, c, attempt)?);
+                        ops.push(self.audit_op(self.audit_key(&op, n), e, (shard, c), attempt)?);
                     }
                     // A new record (registration) is also found by its id.
                     if read.record.as_ref().map(|r| r.record_id) != Some(record.record_id) {
@@ -656,23 +668,31 @@ impl EtcdStore {
         id: &RecordId,
         change: impl Fn(Option<&Record>) -> Change<bool>,
     ) -> Result<bool, StoreError> {
-        let Some((key, _)) = self.read_id(id)? else {
+        let Some((key, read)) = self.read_id(id)? else {
             return Ok(false);
         };
-        self.update(&key, |read| Ok(change(read.record.as_ref())))
+        let shard = read
+            .record
+            .as_ref()
+            .map_or(0, |r| shard_of(&r.tenant, &r.user, ETCD_SHARDS));
+        self.update(&key, shard, |read| Ok(change(read.record.as_ref())))
     }
 
     /// Checks the whole store at one revision (`spec/vault.md` §6.2): every record, the sum
-    /// of their tags and the audit chain against the head.
+    /// of their tags and the audit chains, each against its shard's head.
     fn check_at(
         &self,
         integrity: &Integrity,
         at: i64,
-        head: &Head,
+        heads: &[Head],
     ) -> Result<StoreSummary, StoreError> {
         const PAGE: i64 = 500;
         let until = self.until();
-        let mut check = integrity.check_store(head, integrity.mark()?)?;
+        let mark = integrity.mark()?;
+        let mut checks: Vec<StoreCheck<'_>> = heads
+            .iter()
+            .map(|head| integrity.check_store(head, mark))
+            .collect::<Result<_, _>>()?;
         let mut from = 0;
         loop {
             let page = self.range_at(
@@ -685,7 +705,8 @@ impl EtcdStore {
                     StoreError::Tampered(format!("a record that does not parse: {e}"))
                 })?;
                 let (r, seal) = stored.record()?;
-                check.row(&r, &seal)?;
+                let shard = shard_of(&r.tenant, &r.user, ETCD_SHARDS) as usize;
+                checks[shard].row(&r, &seal)?;
                 from = kv.create_revision + 1;
             }
             if page.kvs.len() < PAGE as usize {
@@ -704,6 +725,9 @@ impl EtcdStore {
                     event: &e.event,
                     detail: &e.detail,
                 };
+                let check = checks.get_mut(e.chain as usize).ok_or_else(|| {
+                    StoreError::Tampered(format!("an audit event of chain {}", e.chain))
+                })?;
                 check.event(e.epoch, &fields, &hex32(&e.hash, "audit hash")?)?;
                 after = e.seq;
             }
@@ -711,40 +735,105 @@ impl EtcdStore {
                 break;
             }
         }
-        check.finish()
+        let mut total = StoreSummary {
+            epoch: 0,
+            records: 0,
+            events: 0,
+        };
+        for check in checks {
+            let one = check.finish()?;
+            total.epoch += one.epoch;
+            total.records += one.records;
+            total.events += one.events;
+        }
+        Ok(total)
     }
 
-    /// The head, making the first one if the store is empty.
-    fn head_or_genesis(&self, integrity: &Integrity) -> Result<(), StoreError> {
-        let until = self.until();
-        if self.get(&self.key("head"), until)?.is_some() {
-            return Ok(());
+    /// Every shard's head at store revision `at` (0: the latest), and that revision.
+    fn heads_at(&self, at: i64) -> Result<(Vec<Head>, i64), StoreError> {
+        let response = self.range_at(
+            RangeRequest::prefix_by_creation(&self.key("head/"), 0, i64::from(ETCD_SHARDS) + 1),
+            at,
+            self.until(),
+        )?;
+        let revision = response
+            .header
+            .map(|h| h.revision)
+            .ok_or_else(|| db("a Range answer without a header"))?;
+        let mut heads: Vec<Option<Head>> = vec![None; ETCD_SHARDS as usize];
+        for kv in response.kvs {
+            let key = String::from_utf8_lossy(&kv.key).into_owned();
+            let shard = (0..ETCD_SHARDS)
+                .find(|s| self.head_key(*s) == key)
+                .ok_or_else(|| StoreError::Tampered(format!("an unknown head key {key}")))?;
+            heads[shard as usize] = Some(parse_head(&kv.value, shard)?);
         }
-        for what in ["user/", "audit/"] {
+        let heads = heads
+            .into_iter()
+            .enumerate()
+            .map(|(shard, head)| {
+                head.ok_or_else(|| {
+                    StoreError::Tampered(format!("the store has no head {shard} (it was removed)"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((heads, revision))
+    }
+
+    /// The heads, making the first ones if the store is empty.
+    fn heads_or_genesis(&self, integrity: &Integrity) -> Result<(), StoreError> {
+        let until = self.until();
+        for what in ["head/", "user/", "audit/"] {
             let any = self.range_at(
                 RangeRequest::prefix_by_creation(&self.key(what), 0, 1),
                 0,
                 until,
             )?;
-            if !any.kvs.is_empty() {
-                return Err(StoreError::Tampered(
-                    "the store holds records but no head (it was removed, or the records \
-                     were written before vault spec 0.4)"
-                        .into(),
-                ));
+            match (what, any.kvs.is_empty()) {
+                ("head/", false) => return Ok(()),
+                ("head/", true) => {}
+                (_, false) => {
+                    return Err(StoreError::Tampered(
+                        "the store holds records but no head (they were removed, or the \
+                         records were written before vault spec 0.4)"
+                            .into(),
+                    ))
+                }
+                (_, true) => {}
             }
         }
-        let key = self.key("head");
-        let value = serde_json::to_vec(&StoredHead::of(&integrity.genesis())).map_err(db)?;
+        let mut compare = Vec::new();
+        let mut success = Vec::new();
+        for shard in 0..ETCD_SHARDS {
+            let key = self.head_key(shard);
+            compare.push(Compare::created_at(&key, 0));
+            let value =
+                serde_json::to_vec(&StoredHead::of(&integrity.genesis(shard))).map_err(db)?;
+            success.push(RequestOp::put(key, value));
+        }
         let txn = TxnRequest {
-            compare: vec![Compare::created_at(&key, 0)],
-            success: vec![RequestOp::put(key, value)],
+            compare,
+            success,
             failure: vec![],
         };
-        // Another node may have made it first: either way there is one now.
+        // Another node may have made them first: either way they are there now.
         self.commit(txn, until)?;
         Ok(())
     }
+}
+
+/// A head as stored, which must be shard `shard`'s.
+fn parse_head(value: &[u8], shard: u32) -> Result<Head, StoreError> {
+    let head = serde_json::from_slice::<StoredHead>(value)
+        .map_err(|_| StoreError::Tampered(format!("head {shard} does not parse")))?
+        .head()?;
+    if head.shard != shard {
+        return Err(StoreError::Tampered(format!(
+            "head {shard} says it is head {}",
+            head.shard
+        )));
+    }
+    Ok(head)
 }
 
 /// Plain keys for other kinds of record (a realm's, `crate::realms`), under the same prefix,
@@ -827,26 +916,11 @@ impl Store for EtcdStore {
     /// Checks the store at one revision, so that other nodes may go on writing meanwhile;
     /// a compaction under way makes it try again at a later one.
     fn bind(&self, integrity: Arc<Integrity>) -> Result<StoreSummary, StoreError> {
-        self.head_or_genesis(&integrity)?;
+        self.heads_or_genesis(&integrity)?;
         let mut attempts = 0;
         let summary = loop {
-            let response = self.range_at(RangeRequest::key(&self.key("head")), 0, self.until())?;
-            let at = response
-                .header
-                .map(|h| h.revision)
-                .ok_or_else(|| db("a Range answer without a header"))?;
-            let value = response
-                .kvs
-                .into_iter()
-                .next()
-                .map(|kv| kv.value)
-                .ok_or_else(|| {
-                    StoreError::Tampered("the store has no head (it was removed)".into())
-                })?;
-            let head = serde_json::from_slice::<StoredHead>(&value)
-                .map_err(|_| StoreError::Tampered("the store head does not parse".into()))?
-                .head()?;
-            match self.check_at(&integrity, at, &head) {
+            let (heads, at) = self.heads_at(0)?;
+            match self.check_at(&integrity, at, &heads) {
                 Err(StoreError::Database(e)) if e.contains("compacted") && attempts < 5 => {
                     attempts += 1;
                 }
@@ -890,7 +964,8 @@ impl Store for EtcdStore {
 
     fn insert(&self, record: &Record) -> Result<(), StoreError> {
         let key = self.user_key(&record.tenant, &record.user);
-        self.update(&key, |read| {
+        let shard = shard_of(&record.tenant, &record.user, ETCD_SHARDS);
+        self.update(&key, shard, |read| {
             transitions::insert(read.record.as_ref(), record)
         })
     }
@@ -900,7 +975,7 @@ impl Store for EtcdStore {
         let until = self.until();
         let mark = integrity.mark()?;
         let read = self.read(&self.user_key(tenant, user), until)?;
-        let (head, _) = self.read_head(until)?;
+        let (head, _) = self.read_head(shard_of(tenant, user, ETCD_SHARDS), until)?;
         integrity.check_head(&head, mark)?;
         if let (Some(r), Some(seal)) = (&read.record, &read.seal) {
             integrity.check_row(&head, r, seal, mark)?;
@@ -909,7 +984,8 @@ impl Store for EtcdStore {
     }
 
     fn count_guess(&self, tenant: &str, user: &str) -> Result<GuessOutcome, StoreError> {
-        self.update(&self.user_key(tenant, user), |read| {
+        let shard = shard_of(tenant, user, ETCD_SHARDS);
+        self.update(&self.user_key(tenant, user), shard, |read| {
             Ok(transitions::count_guess(read.record.as_ref()))
         })
     }
@@ -934,7 +1010,8 @@ impl Store for EtcdStore {
     }
 
     fn delete(&self, tenant: &str, user: &str) -> Result<bool, StoreError> {
-        self.update(&self.user_key(tenant, user), |read| {
+        let shard = shard_of(tenant, user, ETCD_SHARDS);
+        self.update(&self.user_key(tenant, user), shard, |read| {
             Ok(transitions::delete(read.record.as_ref()))
         })
     }
@@ -994,6 +1071,7 @@ impl EtcdStore {
                     record: e.record,
                     event: e.event,
                     detail: e.detail,
+                    chain: e.chain,
                     epoch: e.epoch,
                     previous: e.previous,
                     hash: e.hash,

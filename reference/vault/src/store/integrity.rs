@@ -5,10 +5,11 @@
 //!
 //! - every record row carries the store **epoch** of its last write and a **tag**, an
 //!   HMAC-SHA256 under the state key over all its fields and that epoch;
-//! - one **head** per store holds the epoch (the number of writes so far), the sum of every
-//!   row's tag (so that a row replaced by an older one, removed or added changes the sum)
-//!   and the head of the **audit chain** (each event hashes the one before); the head is
-//!   tagged too, and written in the same transaction as every change;
+//! - one **head** per shard of the store (SQLite: one shard; etcd: [`ETCD_SHARDS`], a
+//!   user's shard fixed by [`shard_of`]) holds the shard's epoch (its number of writes so
+//!   far), the sum of its rows' tags (so that a row replaced by an older one, removed or
+//!   added changes the sum) and the head of its **audit chain** (each event hashes the one
+//!   before); the head is tagged too, and written in the same transaction as every change;
 //! - the vault remembers the highest epoch it has seen, of the head and of each record, and
 //!   refuses anything older: while it runs, even a rollback of the whole store is caught;
 //! - when a vault binds a store it checks every row, the sum and the whole chain.
@@ -32,17 +33,20 @@ const DOMAIN_ROW: &[u8] = b"coffer/v1 record state";
 const DOMAIN_HEAD: &[u8] = b"coffer/v1 store head";
 const DOMAIN_AUDIT: &[u8] = b"coffer/v1 audit event";
 
-/// The store's head: how many writes it has seen, the sum of its rows' tags and the head of
-/// its audit chain, tagged.
+/// A head of the store: how many writes its shard has seen, the sum of its rows' tags and
+/// the head of its audit chain, tagged. A store has one head per shard (SQLite: one; etcd:
+/// [`ETCD_SHARDS`], so that writes to different users do not all take turns on one key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
+    /// Which shard (rows and audit events belong to one by their user, [`shard_of`]).
+    pub shard: u32,
     /// Writes committed so far; each write's rows and events carry its epoch.
     pub epoch: u64,
     /// The sum of every row's tag, as 256-bit little-endian integers, mod 2^256.
     pub records_sum: [u8; 32],
     /// The hash of the last audit event (zeros before the first).
     pub audit_hash: [u8; 32],
-    /// HMAC over the three fields above.
+    /// HMAC over the four fields above.
     pub tag: [u8; 32],
 }
 
@@ -83,12 +87,29 @@ pub struct EventFields<'a> {
     pub detail: &'a str,
 }
 
-/// The hash of an audit event chained after `previous` (`spec/vault.md` §6.2). Public: an
-/// auditor checks the chain of `GET /v1/audit` with it, without any key.
-pub fn audit_hash(previous: &[u8; 32], epoch: u64, e: &EventFields<'_>) -> [u8; 32] {
+/// How many heads the etcd store keeps (`spec/vault.md` §6.2).
+pub const ETCD_SHARDS: u32 = 16;
+
+/// The shard of a user among `shards`: the first four bytes of `SHA-256(lp(tenant) ‖
+/// lp(user))`, big-endian, mod `shards`.
+pub fn shard_of(tenant: &str, user: &str, shards: u32) -> u32 {
+    let mut h = Sha256::new();
+    for field in [tenant, user] {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    let digest = h.finalize();
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % shards.max(1)
+}
+
+/// The hash of an audit event chained after `previous` in chain `shard`
+/// (`spec/vault.md` §6.2). Public: an auditor checks the chains of `GET /v1/audit` with it,
+/// without any key.
+pub fn audit_hash(previous: &[u8; 32], shard: u32, epoch: u64, e: &EventFields<'_>) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(DOMAIN_AUDIT);
     h.update(previous);
+    h.update(shard.to_be_bytes());
     h.update(epoch.to_be_bytes());
     h.update(e.at.to_be_bytes());
     for field in [e.tenant, e.user, e.record, e.event, e.detail] {
@@ -103,7 +124,7 @@ pub fn audit_hash(previous: &[u8; 32], epoch: u64, e: &EventFields<'_>) -> [u8; 
 #[derive(Default)]
 struct Seen {
     tick: u64,
-    head: Known,
+    heads: HashMap<u32, Known>,
     records: HashMap<RecordId, Known>,
 }
 
@@ -203,23 +224,31 @@ impl Integrity {
         m.finalize().into_bytes().into()
     }
 
-    fn head_tag(&self, epoch: u64, records_sum: &[u8; 32], audit_hash: &[u8; 32]) -> [u8; 32] {
+    fn head_tag(
+        &self,
+        shard: u32,
+        epoch: u64,
+        records_sum: &[u8; 32],
+        audit_hash: &[u8; 32],
+    ) -> [u8; 32] {
         let mut m = self.mac();
         m.update(DOMAIN_HEAD);
+        m.update(&shard.to_be_bytes());
         m.update(&epoch.to_be_bytes());
         m.update(records_sum);
         m.update(audit_hash);
         m.finalize().into_bytes().into()
     }
 
-    /// The head of an empty store.
-    pub fn genesis(&self) -> Head {
+    /// Shard `shard`'s head in an empty store.
+    pub fn genesis(&self, shard: u32) -> Head {
         let (sum, audit) = ([0u8; 32], [0u8; 32]);
         Head {
+            shard,
             epoch: 0,
             records_sum: sum,
             audit_hash: audit,
-            tag: self.head_tag(0, &sum, &audit),
+            tag: self.head_tag(shard, 0, &sum, &audit),
         }
     }
 
@@ -232,12 +261,13 @@ impl Integrity {
     /// Checks the head's tag, and that it is not older than one this process knew when the
     /// read began (`mark`).
     pub fn check_head(&self, head: &Head, mark: Mark) -> Result<(), StoreError> {
-        let want = self.head_tag(head.epoch, &head.records_sum, &head.audit_hash);
+        let want = self.head_tag(head.shard, head.epoch, &head.records_sum, &head.audit_hash);
         if !bool::from(want.ct_eq(&head.tag)) {
             return Err(tampered("the store head's tag does not verify"));
         }
         let seen = &mut *lock(&self.seen)?;
-        if let Some(known) = Seen::learn(&mut seen.tick, &mut seen.head, head.epoch, Some(mark)) {
+        let known = seen.heads.entry(head.shard).or_default();
+        if let Some(known) = Seen::learn(&mut seen.tick, known, head.epoch, Some(mark)) {
             return Err(tampered(format!(
                 "the store went back from epoch {known} to {}: a rollback",
                 head.epoch
@@ -303,7 +333,7 @@ impl Integrity {
             .iter()
             .map(|e| {
                 let previous = hash;
-                hash = audit_hash(&previous, epoch, e);
+                hash = audit_hash(&previous, head.shard, epoch, e);
                 Chained {
                     epoch,
                     previous,
@@ -312,10 +342,11 @@ impl Integrity {
             })
             .collect();
         *head = Head {
+            shard: head.shard,
             epoch,
             records_sum: sum,
             audit_hash: hash,
-            tag: self.head_tag(epoch, &sum, &hash),
+            tag: self.head_tag(head.shard, epoch, &sum, &hash),
         };
         (seal, chained)
     }
@@ -324,7 +355,8 @@ impl Integrity {
     pub fn committed(&self, head: &Head, rows: &[(RecordId, u64)]) {
         if let Ok(mut guard) = self.seen.lock() {
             let seen = &mut *guard;
-            Seen::learn(&mut seen.tick, &mut seen.head, head.epoch, None);
+            let known = seen.heads.entry(head.shard).or_default();
+            Seen::learn(&mut seen.tick, known, head.epoch, None);
             for (id, epoch) in rows {
                 let known = seen.records.entry(*id).or_default();
                 Seen::learn(&mut seen.tick, known, *epoch, None);
@@ -382,7 +414,7 @@ impl StoreCheck<'_> {
         if epoch < self.last_epoch || epoch > self.head.epoch {
             return Err(tampered("the audit log is out of order"));
         }
-        self.hash = audit_hash(&self.hash, epoch, fields);
+        self.hash = audit_hash(&self.hash, self.head.shard, epoch, fields);
         if !bool::from(self.hash.ct_eq(stored)) {
             return Err(tampered(format!(
                 "audit event {} does not chain onto the one before it",
@@ -414,7 +446,7 @@ impl StoreCheck<'_> {
 /// What a whole-store check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreSummary {
-    /// The head's epoch.
+    /// The heads' epochs, added up: the writes the store has seen.
     pub epoch: u64,
     /// Rows checked.
     pub records: u64,
@@ -478,6 +510,21 @@ mod tests {
     }
 
     #[test]
+    fn a_user_has_one_shard_in_range() {
+        let shards: std::collections::HashSet<u32> = (0..200)
+            .map(|n| shard_of("t", &format!("user{n}"), ETCD_SHARDS))
+            .collect();
+        assert!(shards.iter().all(|s| *s < ETCD_SHARDS));
+        assert_eq!(
+            shards.len(),
+            ETCD_SHARDS as usize,
+            "users spread over every shard"
+        );
+        assert_eq!(shard_of("t", "u", 16), shard_of("t", "u", 16));
+        assert_eq!(shard_of("t", "u", 1), 0);
+    }
+
+    #[test]
     fn sums_add_and_subtract_mod_2_256() {
         let a = [0xff; 32];
         let b = {
@@ -493,7 +540,7 @@ mod tests {
     #[test]
     fn a_changed_field_an_older_row_and_an_older_head_are_refused() {
         let key = Integrity::new([1; 32]);
-        let mut head = key.genesis();
+        let mut head = key.genesis(0);
         let (first, _) = key.write(&mut head, None, &record(0), &[event("registered")]);
         let old_head = head.clone();
         let (second, _) = key.write(&mut head, Some(&first), &record(1), &[event("guess")]);
@@ -519,6 +566,12 @@ mod tests {
         let mut forged = head.clone();
         forged.epoch += 1;
         assert!(key.check_head(&forged, mark).is_err());
+        let mut moved = head.clone();
+        moved.shard = 1;
+        assert!(
+            key.check_head(&moved, mark).is_err(),
+            "a head is bound to its shard"
+        );
         let other_key = Integrity::new([2; 32]);
         let other_mark = other_key.mark().unwrap();
         assert!(
@@ -530,7 +583,7 @@ mod tests {
     #[test]
     fn a_whole_store_check_finds_a_restored_row_and_a_cut_log() {
         let key = Integrity::new([1; 32]);
-        let mut head = key.genesis();
+        let mut head = key.genesis(0);
         let (e1, e2) = (event("registered"), event("guess"));
         let (first, c1) = key.write(&mut head, None, &record(0), &[e1]);
         let (second, c2) = key.write(&mut head, Some(&first), &record(1), &[e2]);

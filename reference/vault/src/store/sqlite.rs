@@ -258,6 +258,7 @@ fn read_head(tx: &rusqlite::Transaction<'_>) -> Result<Option<Head>, StoreError>
             [],
             |r| {
                 Ok(Head {
+                    shard: 0,
                     epoch: r.get::<_, i64>(0)? as u64,
                     records_sum: blob32(r, 1)?,
                     audit_hash: blob32(r, 2)?,
@@ -436,7 +437,7 @@ impl Store for SqliteStore {
                             "the store holds records but no head (it was removed)".into(),
                         ));
                     }
-                    let genesis = integrity.genesis();
+                    let genesis = integrity.genesis(0);
                     write_head(tx, &genesis)?;
                     genesis
                 }
@@ -672,6 +673,7 @@ impl Store for SqliteStore {
                     record: id.map(hex::encode).unwrap_or_default(),
                     event: r.get(5)?,
                     detail: r.get(6)?,
+                    chain: 0,
                     epoch: r.get::<_, i64>(7)? as u64,
                     previous: hex::encode(blob32(r, 8)?),
                     hash: hex::encode(blob32(r, 9)?),
