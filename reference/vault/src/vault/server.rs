@@ -628,7 +628,7 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
     }
 
     /// One page of `tenant`'s audit events after position `after`, at most `limit` of them
-    /// from at most [`AUDIT_SCAN`] events of the whole log (`spec/vault.md` §9), and the
+    /// from at most 10,000 events of the whole log (`spec/vault.md` §9), and the
     /// position the next page starts after (`None` at the end of the log).
     pub fn audit(
         &self,
