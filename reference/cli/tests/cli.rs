@@ -761,3 +761,70 @@ fn a_pin_is_never_taken_from_the_command_line() {
         "the refusal repeats no PIN: {message}"
     );
 }
+
+/// spec/format.md's promise that a refused or unfinished decryption leaves no plaintext
+/// holds when the user interrupts it too: SIGTERM or SIGINT while `decrypt` writes removes
+/// the hidden partial output, and the process exits 128 + the signal.
+#[test]
+fn an_interrupted_decryption_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, sealed, key) = (
+        dir.path().join("big"),
+        dir.path().join("big.coffer"),
+        dir.path().join("k.key"),
+    );
+    // 256 MiB of zeros, sparse on disk: long enough to decrypt that it can be interrupted.
+    std::fs::File::create(&plain)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    coffer_ok(&["key", "new", "--out", s(&key)]);
+    coffer_ok(&[
+        "encrypt",
+        "--format",
+        "coffer",
+        "--compress",
+        "none",
+        "--key",
+        s(&key),
+        s(&plain),
+        "-o",
+        s(&sealed),
+    ]);
+    std::fs::remove_file(&plain).unwrap();
+    let leftovers = || -> Vec<String> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "big.coffer" && n != "k.key")
+            .collect()
+    };
+    for (signal, code) in [("-TERM", 143), ("-INT", 130)] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .args(["decrypt", "--key", s(&key), s(&sealed), "-o"])
+            .arg(dir.path().join("out.db"))
+            .env_remove("COFFER_KEY")
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while leftovers().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no partial output appeared"
+            );
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "decrypt ended before it was interrupted"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let sent = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{signal}");
+        assert!(leftovers().is_empty(), "{signal} left {:?}", leftovers());
+    }
+}

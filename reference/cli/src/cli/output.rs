@@ -6,14 +6,77 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use tempfile::NamedTempFile;
 
 /// A file written beside its final path and renamed into place by [`AtomicOutput::commit`].
-/// Dropped without commit, the temporary file is removed and the final path is untouched.
+/// Dropped without commit, the temporary file is removed and the final path is untouched;
+/// on SIGINT, SIGTERM or SIGHUP it is removed before the process exits (128 + the signal),
+/// so an interrupted decryption leaves no unauthenticated plaintext behind.
 pub(super) struct AtomicOutput {
     path: PathBuf,
     force: bool,
     temp: NamedTempFile,
+    /// Dropped after `temp` (fields drop in order): the file is gone, or moved, by then.
+    _registered: Registered,
+}
+
+/// A temporary output the interrupt handler removes, until this is dropped.
+struct Registered(PathBuf);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut partials) = PARTIALS.lock() {
+            partials.retain(|p| p != &self.0);
+        }
+    }
+}
+
+/// The temporary outputs of this process that an interrupting signal must remove.
+static PARTIALS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Installs, once, the handler that removes [`PARTIALS`] and exits on SIGINT, SIGTERM or
+/// SIGHUP. The signals are registered before this returns, so none is missed once an output
+/// exists; the waiting happens on a thread of its own.
+fn remove_partials_on_interrupt() -> CliResult<()> {
+    static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            use tokio::signal::unix::{signal, SignalKind};
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let signals = runtime.block_on(async {
+                Ok::<_, std::io::Error>((
+                    signal(SignalKind::interrupt())?,
+                    signal(SignalKind::terminate())?,
+                    signal(SignalKind::hangup())?,
+                ))
+            });
+            let (mut int, mut term, mut hup) = signals.map_err(|e| e.to_string())?;
+            std::thread::Builder::new()
+                .name("interrupt".into())
+                .spawn(move || {
+                    let code = runtime.block_on(async {
+                        tokio::select! {
+                            _ = int.recv() => 130,
+                            _ = term.recv() => 143,
+                            _ = hup.recv() => 129,
+                        }
+                    });
+                    if let Ok(partials) = PARTIALS.lock() {
+                        for path in partials.iter() {
+                            let _ = std::fs::remove_file(path);
+                        }
+                    }
+                    std::process::exit(code);
+                })
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|why| Failure::new(ErrorClass::Io, format!("signal handler: {why}")))
 }
 
 impl AtomicOutput {
@@ -46,10 +109,16 @@ impl AtomicOutput {
                     e,
                 )
             })?;
+        remove_partials_on_interrupt()?;
+        if let Ok(mut partials) = PARTIALS.lock() {
+            partials.push(temp.path().to_owned());
+        }
+        let registered = Registered(temp.path().to_owned());
         Ok(AtomicOutput {
             path: path.to_owned(),
             force,
             temp,
+            _registered: registered,
         })
     }
 
@@ -70,6 +139,8 @@ impl AtomicOutput {
             .as_file()
             .sync_all()
             .map_err(|e| Failure::io(format!("cannot sync {target}"), e))?;
+        // `_registered` is dropped after the move, at the end of this function: a signal in
+        // between finds nothing left to remove.
         let result = if self.force {
             self.temp.persist(&self.path)
         } else {
