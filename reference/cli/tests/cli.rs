@@ -828,3 +828,59 @@ fn an_interrupted_decryption_leaves_nothing_behind() {
         assert!(leftovers().is_empty(), "{signal} left {:?}", leftovers());
     }
 }
+
+/// `-o` naming the input itself, by any path (a hard link included), is refused before any
+/// work, even with --force: the backup would be replaced by what it decrypts to.
+#[test]
+fn an_output_that_is_the_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backup, key) = (dir.path().join("m.crypt15"), dir.path().join("k.key"));
+    std::fs::copy(common::sample("msgstore.db.crypt15"), &backup).unwrap();
+    std::fs::copy(common::sample("encrypted_backup.key"), &key).unwrap();
+    let link = dir.path().join("link.crypt15");
+    std::fs::hard_link(&backup, &link).unwrap();
+    let before = std::fs::read(&backup).unwrap();
+    let dotted = dir.path().join(".").join("m.crypt15");
+    for output in [&backup, &dotted, &link] {
+        for command in ["decrypt", "encrypt"] {
+            let out = coffer(&[
+                "--json",
+                command,
+                "--key",
+                s(&key),
+                s(&backup),
+                "-o",
+                s(output),
+                "--force",
+            ]);
+            assert_eq!(
+                out.status.code(),
+                Some(22),
+                "{command} -o {}",
+                output.display()
+            );
+            assert!(
+                json(&out)["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("is the input itself"),
+                "{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read(&backup).unwrap(),
+        before,
+        "the backup is untouched"
+    );
+    // A different file is still written.
+    coffer_ok(&[
+        "decrypt",
+        "--key",
+        s(&key),
+        s(&backup),
+        "-o",
+        s(&dir.path().join("out.db")),
+    ]);
+}

@@ -115,7 +115,7 @@ pub(super) fn encrypt_path(
         zstd_level,
         ..WriteOptions::default()
     };
-    let target = AtomicOutput::create(output, force)?;
+    let target = AtomicOutput::create_for(input, output, force)?;
     let mut out = target.writer();
     let mut writer =
         format::Writer::new(&mut out, root, header, &options).map_err(lib_err("encrypt", input))?;
@@ -200,7 +200,7 @@ pub(super) fn decrypt_path(
         ));
     }
     let (file, size) = open_input(input)?;
-    let target = AtomicOutput::create(output, force)?;
+    let target = AtomicOutput::create_for(input, output, force)?;
     let bar = progress_bar(size, "decrypting");
     let done =
         decrypt_file(file, root, target.file(), 0, &bar).map_err(lib_err("decrypt", input))?;
@@ -249,7 +249,7 @@ pub(super) fn decrypt(args: &DecryptArgs, root: &RootKey) -> CliResult<Report> {
         return decrypt_range(args, root, range);
     }
     let (input, size) = open_input(&args.input)?;
-    let target = AtomicOutput::create(&args.output, args.force)?;
+    let target = AtomicOutput::create_for(&args.input, &args.output, args.force)?;
     let bar = progress_bar(size, "decrypting");
     let (header, summary) = decrypt_file(input, root, target.file(), args.threads, &bar)
         .map_err(lib_err("decrypt", &args.input))?;
@@ -266,7 +266,7 @@ fn decrypt_range(args: &DecryptArgs, root: &RootKey, range: &str) -> CliResult<R
     // Like an HTTP range, an END past the plaintext is cut to its length.
     let end = end.unwrap_or(total).min(total);
     let start = start.min(end);
-    let target = AtomicOutput::create(&args.output, args.force)?;
+    let target = AtomicOutput::create_for(&args.input, &args.output, args.force)?;
     let mut out = target.writer();
     let mut buf = vec![0u8; 1 << 20];
     let mut at = start;

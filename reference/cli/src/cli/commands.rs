@@ -86,7 +86,7 @@ pub(super) fn decrypt(args: &DecryptArgs) -> CliResult<Report> {
     }
     let key = key_arg::resolve(args.key.key.as_deref())?;
     let (input, size) = open_input(&args.input)?;
-    let target = AtomicOutput::create(&args.output, args.force)?;
+    let target = AtomicOutput::create_for(&args.input, &args.output, args.force)?;
     let bar = progress_bar(size, "decrypting");
     let options = DecryptOptions {
         decompress: !args.raw,
@@ -236,7 +236,7 @@ pub(super) fn encrypt(args: &EncryptArgs) -> CliResult<Report> {
     }
     let header = output_header(args)?;
     let (input, size) = open_input(&args.input)?;
-    let target = AtomicOutput::create(&args.output, args.force)?;
+    let target = AtomicOutput::create_for(&args.input, &args.output, args.force)?;
     let options = EncryptOptions {
         payload: if args.stored {
             PayloadEncoding::Stored

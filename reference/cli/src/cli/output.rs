@@ -122,6 +122,22 @@ impl AtomicOutput {
         })
     }
 
+    /// [`AtomicOutput::create`] for the output of reading `input`, refusing first an output
+    /// that is `input` itself under any name (with `--force` it would replace the backup
+    /// with what it decrypts to).
+    pub(super) fn create_for(input: &Path, path: &Path, force: bool) -> CliResult<Self> {
+        if same_file(input, path) {
+            return Err(Failure::new(
+                ErrorClass::Io,
+                format!(
+                    "{} is the input itself; write the output to another file",
+                    path.display()
+                ),
+            ));
+        }
+        Self::create(path, force)
+    }
+
     /// The temporary file itself (for positional writes).
     pub(super) fn file(&self) -> &File {
         self.temp.as_file()
@@ -148,6 +164,15 @@ impl AtomicOutput {
         };
         result.map_err(|e| Failure::io(format!("cannot move the output to {target}"), e.error))?;
         Ok(())
+    }
+}
+
+/// Whether `a` and `b` name the same existing file (device and inode), whatever the path.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
