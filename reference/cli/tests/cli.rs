@@ -652,16 +652,21 @@ fn a_key_is_never_taken_from_the_command_line() {
     let sample = common::sample("msgstore.db.crypt15");
     let hex = common::sample_root_hex();
     let out_path = dir.path().join("out.db");
-    let run = |args: &[&str], env: Option<&str>, stdin: Option<&str>| {
+    // `coffer --json decrypt KEY_ARGS sample -o out.db --force`, with COFFER_KEY and standard
+    // input as given.
+    let decrypt = |key_args: &[&str], env: Option<&str>, stdin: Option<&str>| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_coffer"));
-        command.args(args).env_remove("COFFER_KEY");
-        if let Some(key) = env {
-            command.env("COFFER_KEY", key);
-        }
         command
+            .args(["--json", "decrypt"])
+            .args(key_args)
+            .args([s(&sample), "-o", s(&out_path), "--force"])
+            .env_remove("COFFER_KEY")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
+        if let Some(key) = env {
+            command.env("COFFER_KEY", key);
+        }
         let mut child = command.spawn().unwrap();
         let mut input = child.stdin.take().unwrap();
         if let Some(text) = stdin {
@@ -670,27 +675,10 @@ fn a_key_is_never_taken_from_the_command_line() {
         drop(input);
         child.wait_with_output().unwrap()
     };
-    let decrypt = |key: &[&str]| {
-        let mut args = vec!["--json", "decrypt"];
-        args.extend_from_slice(key);
-        args.extend_from_slice(&[s(&sample), "-o", s(&out_path), "--force"]);
-        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
-    };
-    let refs = |v: &[String]| {
-        v.iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join("\u{0}")
-    };
 
     // On the command line: refused, nothing written, and the message names the other ways.
-    let args = decrypt(&["--key", &hex]);
-    let out = run(
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        None,
-        None,
-    );
-    assert_eq!(out.status.code(), Some(15), "{}", refs(&args));
+    let out = decrypt(&["--key", &hex], None, None);
+    assert_eq!(out.status.code(), Some(15));
     let message = json(&out)["message"].as_str().unwrap().to_owned();
     assert!(
         message.contains("COFFER_KEY") && message.contains("--key -"),
@@ -710,12 +698,7 @@ fn a_key_is_never_taken_from_the_command_line() {
         (vec!["--key", s(&key_file)], None, None),
         (vec!["--key", "-"], None, Some(hex.as_str())),
     ] {
-        let args = decrypt(&key_args);
-        let out = run(
-            &args.iter().map(String::as_str).collect::<Vec<_>>(),
-            env,
-            stdin,
-        );
+        let out = decrypt(&key_args, env, stdin);
         assert!(
             out.status.success(),
             "{key_args:?}: {}",
@@ -725,12 +708,7 @@ fn a_key_is_never_taken_from_the_command_line() {
     }
 
     // None at all, and standard input is no terminal: told where the key may go.
-    let args = decrypt(&[]);
-    let out = run(
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        None,
-        None,
-    );
+    let out = decrypt(&[], None, None);
     assert_eq!(out.status.code(), Some(15));
     assert!(
         json(&out)["message"].as_str().unwrap().contains("no key"),

@@ -160,12 +160,17 @@ fn sqlite_keeps_the_contract() {
     assert!(summary.records >= 3 && summary.events >= 10, "{summary:?}");
 }
 
+/// The shared etcd member's client address.
+fn shared_member() -> &'static str {
+    &etcd::shared().members[0].client
+}
+
 fn etcd_store(prefix: &str) -> EtcdStore {
-    let url = format!(
-        "etcd://{}/contract-{prefix}-{}",
-        etcd::shared().members[0].client,
-        std::process::id()
-    );
+    etcd_store_on(shared_member(), prefix)
+}
+
+fn etcd_store_on(member: &str, prefix: &str) -> EtcdStore {
+    let url = format!("etcd://{member}/contract-{prefix}-{}", std::process::id());
     EtcdStore::connect(&EtcdConfig::parse(&url).unwrap()).unwrap()
 }
 
@@ -173,6 +178,21 @@ fn bound_etcd_store(prefix: &str) -> EtcdStore {
     let store = etcd_store(prefix);
     store.bind(integrity()).unwrap();
     store
+}
+
+/// `etcdctl ARGS` against `member`: (whether it succeeded, what it printed).
+fn etcdctl(member: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("etcdctl")
+        .arg(format!("--endpoints=http://{member}"))
+        .args(args)
+        .output()
+        .expect("etcdctl (Debian etcd-client)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
 
 #[test]
@@ -187,19 +207,8 @@ fn etcd_keeps_the_contract() {
 }
 
 fn etcdctl_put(key: &str, value: &str) {
-    let out = std::process::Command::new("etcdctl")
-        .arg(format!(
-            "--endpoints=http://{}",
-            etcd::shared().members[0].client
-        ))
-        .args(["put", key, value])
-        .output()
-        .expect("etcdctl (Debian etcd-client)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text) = etcdctl(shared_member(), &["put", key, value]);
+    assert!(ok, "{text}");
 }
 
 fn tampered(result: Result<impl std::fmt::Debug, StoreError>, says: &str) {
@@ -221,10 +230,10 @@ fn etcd_refuses_a_record_changed_or_rolled_back_behind_the_vault() {
     let prefix = format!("/contract-tamper-{}/", std::process::id());
     let key = format!("{prefix}user/{}/{}", hex::encode("t"), hex::encode("gil"));
     store.insert(&record(10, "gil", 2)).unwrap();
-    let (_, fresh) = etcdctl_get(&key, None, false);
+    let (_, fresh) = etcdctl_get(shared_member(), &key, None, false);
     let fresh = fresh.lines().nth(1).unwrap().to_owned();
     counted(store.count_guess("t", "gil").unwrap());
-    let (_, counted_once) = etcdctl_get(&key, None, false);
+    let (_, counted_once) = etcdctl_get(shared_member(), &key, None, false);
     let counted_once = counted_once.lines().nth(1).unwrap().to_owned();
     assert!(counted_once.contains("\"guesses\":1"), "{counted_once}");
 
@@ -257,15 +266,8 @@ fn etcd_refuses_a_record_changed_or_rolled_back_behind_the_vault() {
     tampered(etcd_store("tamper").bind(integrity()), "add up");
 
     // One of the sixteen shard heads removed: no vault binds the store.
-    let out = std::process::Command::new("etcdctl")
-        .arg(format!(
-            "--endpoints=http://{}",
-            etcd::shared().members[0].client
-        ))
-        .args(["del", &format!("{prefix}head/03")])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let (ok, text) = etcdctl(shared_member(), &["del", &format!("{prefix}head/03")]);
+    assert!(ok, "{text}");
     tampered(etcd_store("tamper").bind(integrity()), "no head 3");
 }
 
@@ -303,29 +305,15 @@ fn etcd_never_applies_an_operation_twice_when_its_answer_is_lost() {
     );
 }
 
-/// `etcdctl get --prefix PREFIX` on the shared member, at `revision` if given: (whether it
-/// answered, what it printed).
-fn etcdctl_get(prefix: &str, revision: Option<i64>, json: bool) -> (bool, String) {
-    let mut command = std::process::Command::new("etcdctl");
-    command
-        .arg(format!(
-            "--endpoints=http://{}",
-            etcd::shared().members[0].client
-        ))
-        .args(["get", "--prefix", prefix]);
-    if let Some(revision) = revision {
-        command.arg(format!("--rev={revision}"));
-    }
+/// `etcdctl get --prefix PREFIX` on `member`, at `revision` if given.
+fn etcdctl_get(member: &str, prefix: &str, revision: Option<i64>, json: bool) -> (bool, String) {
+    let revision = revision.map(|r| format!("--rev={r}"));
+    let mut args = vec!["get", "--prefix", prefix];
+    args.extend(revision.as_deref());
     if json {
-        command.args(["-w", "json"]);
+        args.extend(["-w", "json"]);
     }
-    let out = command.output().expect("etcdctl (Debian etcd-client)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    etcdctl(member, &args)
 }
 
 /// spec/vault.md §4.3 and §6.1: once a record is destroyed or deleted, no revision etcd
@@ -336,7 +324,13 @@ fn etcd_serves_no_revision_that_held_erased_secrets() {
         return;
     }
     use base64::Engine;
-    let store = bound_etcd_store("erasure");
+    // A member of its own: the other tests here compact the shared member's whole history
+    // whenever they erase, which would cut this test's control read short.
+    let dir = tempfile::tempdir().unwrap();
+    let own = etcd::Cluster::start(dir.path(), 1);
+    let member = own.members[0].client.as_str();
+    let store = etcd_store_on(member, "erasure");
+    store.bind(integrity()).unwrap();
     let prefix = format!("/contract-erasure-{}/", std::process::id());
     for (user, id, end) in [("eve", 8u8, "destroy"), ("fay", 9u8, "delete")] {
         let secret = format!("secret of {user}: only in the sealed field").into_bytes();
@@ -344,13 +338,13 @@ fn etcd_serves_no_revision_that_held_erased_secrets() {
         let mut r = record(id, user, 1);
         r.sealed = Some(secret);
         store.insert(&r).unwrap();
-        let (ok, now) = etcdctl_get(&prefix, None, true);
+        let (ok, now) = etcdctl_get(member, &prefix, None, true);
         assert!(ok, "{now}");
         let held_at: i64 = serde_json::from_str::<serde_json::Value>(&now).unwrap()["header"]
             ["revision"]
             .as_i64()
             .unwrap();
-        let (ok, then) = etcdctl_get(&prefix, Some(held_at), false);
+        let (ok, then) = etcdctl_get(member, &prefix, Some(held_at), false);
         assert!(ok && then.contains(&encoded), "the control: {then}");
         match end {
             "destroy" => {
@@ -362,12 +356,12 @@ fn etcd_serves_no_revision_that_held_erased_secrets() {
             }
             _ => assert!(store.delete("t", user).unwrap()),
         }
-        let (ok, now) = etcdctl_get(&prefix, None, false);
+        let (ok, now) = etcdctl_get(member, &prefix, None, false);
         assert!(
             ok && !now.contains(&encoded),
             "{end}: the current value: {now}"
         );
-        let (ok, then) = etcdctl_get(&prefix, Some(held_at), false);
+        let (ok, then) = etcdctl_get(member, &prefix, Some(held_at), false);
         assert!(
             !ok && then.contains("compacted"),
             "{end}: revision {held_at} is still served: {then}"

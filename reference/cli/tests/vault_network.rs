@@ -466,6 +466,19 @@ fn the_data_directory_and_its_files_are_private() {
 /// the Prometheus project's own OpenMetrics parser (PyPI prometheus-client; scripts/test.sh
 /// sets COFFER_PROMETHEUS_PYTHON, opt out with COFFER_SKIP_PROMETHEUS=1), and says what
 /// happened without naming any user.
+/// Runs `script` with `python`, `input` on its standard input.
+fn python_reads(python: &str, script: &str, input: &[u8]) -> Output {
+    let mut child = Command::new(python)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn health_readiness_and_metrics_a_prometheus_parser_reads() {
     if coffer_testkit::opt_out("COFFER_SKIP_PROMETHEUS", "the Prometheus parser") {
@@ -531,20 +544,7 @@ samples = [
 ]
 print(json.dumps(samples))
 "#;
-    let mut child = Command::new(&python)
-        .args(["-c", parse])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = python_reads(&python, parse, text.as_bytes());
     assert!(
         out.status.success(),
         "the parser refused the metrics: {}\n{text}",
@@ -641,20 +641,7 @@ for text in json.load(sys.stdin):
                       if s.name == "coffer_vault_events_total" and s.labels.get("event") == "guess_counted"))
 print(json.dumps(counts))
 "#;
-    let mut child = Command::new(&python)
-        .args(["-c", each])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&serde_json::to_vec(&scrapes).unwrap())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = python_reads(&python, each, &serde_json::to_vec(&scrapes).unwrap());
     assert!(
         out.status.success(),
         "the parser refused a scrape taken under load: {}",

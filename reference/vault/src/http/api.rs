@@ -249,78 +249,11 @@ pub struct RealmDeleteRequest {
     pub grant: B64,
 }
 
-/// One event of `GET /v1/audit` (`spec/vault.md` §9).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    /// Position in the log (the next page starts after it).
-    pub seq: u64,
-    /// Unix seconds.
-    pub at: u64,
-    /// The tenant (the caller's).
-    pub tenant: String,
-    /// User id.
-    pub user: String,
-    /// Record id, hex.
-    pub record: String,
-    /// Event name.
-    pub event: String,
-    /// Non-secret detail.
-    pub detail: String,
-    /// The audit chain (store shard) it belongs to.
-    pub chain: u32,
-    /// Store epoch of the write that logged it.
-    pub epoch: u64,
-    /// Hex hash of the event before it in the whole log.
-    pub previous: String,
-    /// Hex hash of this event (`spec/vault.md` §6.2).
-    pub hash: String,
-}
-
-impl AuditEntry {
-    /// Whether `hash` is this event's hash chained after `previous` (`spec/vault.md` §6.2):
-    /// a check that needs no key.
-    pub fn chains(&self) -> bool {
-        let mut previous = [0u8; 32];
-        if hex::decode_to_slice(&self.previous, &mut previous).is_err() {
-            return false;
-        }
-        let fields = crate::store::integrity::EventFields {
-            at: self.at,
-            tenant: &self.tenant,
-            user: &self.user,
-            record: &self.record,
-            event: &self.event,
-            detail: &self.detail,
-        };
-        hex::encode(crate::store::integrity::audit_hash(
-            &previous, self.chain, self.epoch, &fields,
-        )) == self.hash
-    }
-}
-
-impl From<crate::store::AuditEvent> for AuditEntry {
-    fn from(e: crate::store::AuditEvent) -> Self {
-        AuditEntry {
-            seq: e.seq,
-            at: e.at,
-            tenant: e.tenant,
-            user: e.user,
-            record: e.record,
-            event: e.event,
-            detail: e.detail,
-            chain: e.chain,
-            epoch: e.epoch,
-            previous: e.previous,
-            hash: e.hash,
-        }
-    }
-}
-
 /// Reply to `GET /v1/audit`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditPage {
     /// The tenant's events, oldest first.
-    pub events: Vec<AuditEntry>,
+    pub events: Vec<crate::store::AuditEvent>,
     /// Where the next page starts (`after`), or `None` at the end of the log.
     pub next: Option<u64>,
 }

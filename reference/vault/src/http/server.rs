@@ -600,10 +600,7 @@ async fn audit<S: Store + 'static, H: Hsm + 'static>(
         Ok(v.audit(&tenant, after, limit)?)
     })
     .await?;
-    Ok(Json(AuditPage {
-        events: events.into_iter().map(AuditEntry::from).collect(),
-        next,
-    }))
+    Ok(Json(AuditPage { events, next }))
 }
 
 /// `after` (default 0) and `limit` (default 100, 1..=1000) of an audit query.

@@ -595,17 +595,7 @@ impl EtcdStore {
                     let attempt = outs.len();
                     let at = now();
                     let record_hex = record.record_id.to_hex();
-                    let fields: Vec<EventFields<'_>> = events
-                        .iter()
-                        .map(|(event, detail)| EventFields {
-                            at,
-                            tenant: &record.tenant,
-                            user: &record.user,
-                            record: &record_hex,
-                            event,
-                            detail,
-                        })
-                        .collect();
+                    let fields = EventFields::of_write(&record, &record_hex, at, &events);
                     // The user key's value is the row: a new registration replaces the
                     // ended record it held, so that record's tag leaves the sum too.
                     let old = read.seal.as_ref();
@@ -717,18 +707,10 @@ impl EtcdStore {
         loop {
             let events = self.audit_at(after, PAGE as usize, at)?;
             for e in &events {
-                let fields = EventFields {
-                    at: e.at,
-                    tenant: &e.tenant,
-                    user: &e.user,
-                    record: &e.record,
-                    event: &e.event,
-                    detail: &e.detail,
-                };
                 let check = checks.get_mut(e.chain as usize).ok_or_else(|| {
                     StoreError::Tampered(format!("an audit event of chain {}", e.chain))
                 })?;
-                check.event(e.epoch, &fields, &hex32(&e.hash, "audit hash")?)?;
+                check.event(e.epoch, &e.fields(), &hex32(&e.hash, "audit hash")?)?;
                 after = e.seq;
             }
             if events.len() < PAGE as usize {

@@ -87,6 +87,28 @@ pub struct EventFields<'a> {
     pub detail: &'a str,
 }
 
+impl<'a> EventFields<'a> {
+    /// The events one write of `record` logs at `at` (`record_hex`: its id in hex).
+    pub(crate) fn of_write(
+        record: &'a Record,
+        record_hex: &'a str,
+        at: u64,
+        events: &'a [(&'static str, String)],
+    ) -> Vec<Self> {
+        events
+            .iter()
+            .map(|(event, detail)| EventFields {
+                at,
+                tenant: &record.tenant,
+                user: &record.user,
+                record: record_hex,
+                event,
+                detail,
+            })
+            .collect()
+    }
+}
+
 /// How many heads the etcd store keeps (`spec/vault.md` §6.2).
 pub const ETCD_SHARDS: u32 = 16;
 

@@ -150,8 +150,9 @@ pub trait Store: Send + Sync {
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
 }
 
-/// One audit log entry. It never holds a secret.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// One audit log entry, as the store keeps it and `GET /v1/audit` shows it. It never holds
+/// a secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditEvent {
     /// Position in the log.
     pub seq: u64,
@@ -175,6 +176,31 @@ pub struct AuditEvent {
     pub previous: String,
     /// Hex of `SHA-256(domain ‖ previous ‖ this event)`: the chain.
     pub hash: String,
+}
+
+impl AuditEvent {
+    /// The fields its chain hash covers.
+    pub fn fields(&self) -> integrity::EventFields<'_> {
+        integrity::EventFields {
+            at: self.at,
+            tenant: &self.tenant,
+            user: &self.user,
+            record: &self.record,
+            event: &self.event,
+            detail: &self.detail,
+        }
+    }
+
+    /// Whether `hash` is this event's hash chained after `previous` (`spec/vault.md`
+    /// §6.2): a check that needs no key.
+    pub fn chains(&self) -> bool {
+        let mut previous = [0u8; 32];
+        if hex::decode_to_slice(&self.previous, &mut previous).is_err() {
+            return false;
+        }
+        let hash = integrity::audit_hash(&previous, self.chain, self.epoch, &self.fields());
+        hex::encode(hash) == self.hash
+    }
 }
 
 /// The integrity a store was bound with, or the error every unbound store gives.
@@ -338,18 +364,10 @@ pub(crate) mod contract {
         // before it, which anyone can check with no key.
         let mut previous: std::collections::HashMap<u32, ([u8; 32], u64)> = Default::default();
         for e in &events {
-            let fields = integrity::EventFields {
-                at: e.at,
-                tenant: &e.tenant,
-                user: &e.user,
-                record: &e.record,
-                event: &e.event,
-                detail: &e.detail,
-            };
             let (hash, epoch) = previous.entry(e.chain).or_insert(([0u8; 32], 0));
             assert!(*epoch <= e.epoch, "epochs grow in chain {}", e.chain);
             assert_eq!(hex::encode(*hash), e.previous);
-            *hash = integrity::audit_hash(hash, e.chain, e.epoch, &fields);
+            *hash = integrity::audit_hash(hash, e.chain, e.epoch, &e.fields());
             *epoch = e.epoch;
             assert_eq!(hex::encode(*hash), e.hash, "the chain, checked with no key");
         }

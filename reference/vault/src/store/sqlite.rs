@@ -204,18 +204,8 @@ impl<'t> Guarded<'t> {
             } => (record, events, out),
         };
         let at = now();
-        let record_hex = hex::encode(record.record_id.as_bytes());
-        let fields: Vec<EventFields<'_>> = events
-            .iter()
-            .map(|(event, detail)| EventFields {
-                at: at as u64,
-                tenant: &record.tenant,
-                user: &record.user,
-                record: &record_hex,
-                event,
-                detail,
-            })
-            .collect();
+        let record_hex = record.record_id.to_hex();
+        let fields = EventFields::of_write(&record, &record_hex, at as u64, &events);
         let old = read
             .filter(|(r, _)| r.record_id == record.record_id)
             .map(|(_, s)| s);
