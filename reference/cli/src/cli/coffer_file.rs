@@ -63,37 +63,57 @@ fn today_unix() -> u64 {
 
 /// `coffer encrypt --format coffer`: a file as is, a directory as a tar stream.
 pub(super) fn encrypt(args: &EncryptArgs, root: &RootKey) -> CliResult<Report> {
-    let crypt15_only = [
-        (args.like.is_some(), "--like"),
-        (args.iv.is_some(), "--iv"),
-        (args.stored, "--stored"),
-        (args.no_md5, "--no-md5"),
-    ];
-    if let Some((_, flag)) = crypt15_only.iter().find(|(set, _)| *set) {
-        return Err(Failure::new(
-            ErrorClass::Unsupported,
-            format!("{flag} applies to crypt15 only"),
-        ));
-    }
-    let compression = match args.compress {
+    let compression = match args.compress.unwrap_or(CompressArg::Zstd) {
         CompressArg::None => Compression::None,
         CompressArg::Zstd => Compression::Zstd,
     };
+    if compression == Compression::None && args.zstd_level.is_some() {
+        return Err(Failure::usage("--zstd-level applies to --compress zstd only"));
+    }
+    check_readable(&args.input)?;
+    let target = AtomicOutput::create_for(&args.input, &args.output, args.force)?;
     encrypt_path(
         &args.input,
         &args.output,
-        args.force,
+        target,
         compression,
-        args.zstd_level,
+        args.zstd_level.unwrap_or(3),
         root,
     )
 }
 
-/// Encrypts a file, or a directory as tar, into a Coffer file at `output`.
+/// Checks that `input` (a file or a directory) can be read, before any other work.
+pub(super) fn check_readable(input: &Path) -> CliResult<()> {
+    if input.is_dir() {
+        std::fs::read_dir(input)
+            .map(drop)
+            .map_err(|e| Failure::io(format!("cannot read {}", input.display()), e))
+    } else {
+        open_input(input).map(drop)
+    }
+}
+
+/// Checks that `input` is a Coffer file whose header parses, before any other work (a
+/// restore asks the vault only for a file it can open).
+pub(super) fn check_coffer_input(input: &Path) -> CliResult<()> {
+    if !is_coffer(input)? {
+        return Err(Failure::new(
+            ErrorClass::Unsupported,
+            format!("{} is not a Coffer file", input.display()),
+        ));
+    }
+    let (mut file, size) = open_input(input)?;
+    inspect(&mut file, size)
+        .map(drop)
+        .map_err(lib_err("read", input))
+}
+
+/// Encrypts a file, or a directory as tar, into a Coffer file at `output` (through `target`,
+/// made for it).
 pub(super) fn encrypt_path(
     input: &Path,
     output: &Path,
-    force: bool,
+    target: AtomicOutput,
     compression: Compression,
     zstd_level: i32,
     root: &RootKey,
@@ -115,7 +135,6 @@ pub(super) fn encrypt_path(
         zstd_level,
         ..WriteOptions::default()
     };
-    let target = AtomicOutput::create_for(input, output, force)?;
     let mut out = target.writer();
     let mut writer =
         format::Writer::new(&mut out, root, header, &options).map_err(lib_err("encrypt", input))?;
@@ -186,21 +205,14 @@ fn decrypt_file<O: WriteAt + Sync>(
     })
 }
 
-/// Decrypts a Coffer file at `input` into `output` (on all cores when uncompressed).
+/// Decrypts a Coffer file at `input` through `target` (on all cores when uncompressed).
 pub(super) fn decrypt_path(
     input: &Path,
-    output: &Path,
-    force: bool,
+    target: AtomicOutput,
     root: &RootKey,
 ) -> CliResult<(Header, FileSummary)> {
-    if !is_coffer(input)? {
-        return Err(Failure::new(
-            ErrorClass::Unsupported,
-            format!("{} is not a Coffer file", input.display()),
-        ));
-    }
+    check_coffer_input(input)?;
     let (file, size) = open_input(input)?;
-    let target = AtomicOutput::create_for(input, output, force)?;
     let bar = progress_bar(size, "decrypting");
     let done =
         decrypt_file(file, root, target.file(), 0, &bar).map_err(lib_err("decrypt", input))?;
@@ -211,12 +223,7 @@ pub(super) fn decrypt_path(
 
 /// Parses `START:END` (END exclusive; either side may be empty: `:100`, `100:`).
 fn parse_range(text: &str) -> CliResult<(u64, Option<u64>)> {
-    let bad = || {
-        Failure::new(
-            ErrorClass::Malformed,
-            format!("--range {text:?}: expected START:END byte offsets"),
-        )
-    };
+    let bad = || Failure::usage(format!("--range {text:?}: expected START:END byte offsets"));
     let (start, end) = text.split_once(':').ok_or_else(bad)?;
     let start = if start.is_empty() {
         0
@@ -229,33 +236,97 @@ fn parse_range(text: &str) -> CliResult<(u64, Option<u64>)> {
         Some(end.trim().parse().map_err(|_| bad())?)
     };
     if end.is_some_and(|e| e < start) {
-        return Err(Failure::new(
-            ErrorClass::Malformed,
-            format!("--range {text}: END is before START"),
-        ));
+        return Err(Failure::usage(format!("--range {text}: END is before START")));
     }
     Ok((start, end))
 }
 
 /// `coffer decrypt` of a Coffer file: whole (parallel when uncompressed) or a byte range.
 pub(super) fn decrypt(args: &DecryptArgs, root: &RootKey) -> CliResult<Report> {
-    if args.raw {
-        return Err(Failure::new(
-            ErrorClass::Unsupported,
-            "--raw applies to crypt15/14/12 only",
-        ));
-    }
     if let Some(range) = &args.range {
         return decrypt_range(args, root, range);
     }
     let (input, size) = open_input(&args.input)?;
     let target = AtomicOutput::create_for(&args.input, &args.output, args.force)?;
     let bar = progress_bar(size, "decrypting");
-    let (header, summary) = decrypt_file(input, root, target.file(), args.threads, &bar)
+    let (header, summary) = decrypt_file(input, root, target.file(), args.threads.unwrap_or(0), &bar)
         .map_err(lib_err("decrypt", &args.input))?;
     bar.finish_and_clear();
     target.commit()?;
     Ok(report("decrypt", args, &header, &summary, None))
+}
+
+/// `coffer decrypt --extract DIR`: a folder backup decrypted whole into an unnamed temporary
+/// file, authenticated, then unpacked into a hidden directory beside DIR that takes DIR's name
+/// only when every entry is in (an empty DIR is replaced; anything else in DIR is refused
+/// before any work).
+pub(super) fn extract(args: &DecryptArgs, dir: &Path) -> CliResult<Report> {
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)
+            .map(|mut entries| entries.next().is_none())
+            .unwrap_or(false);
+        if !empty {
+            return Err(Failure::new(
+                ErrorClass::Io,
+                format!("{} exists and is not an empty directory", dir.display()),
+            ));
+        }
+    }
+    check_coffer_input(&args.input)?;
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let (mut probe, size) = open_input(&args.input)?;
+    let content = inspect(&mut probe, size)
+        .map_err(lib_err("read", &args.input))?
+        .header
+        .content();
+    if content != Content::Tar {
+        return Err(Failure::usage(format!(
+            "{} holds one file, not a folder; decrypt it with -o",
+            args.input.display()
+        )));
+    }
+    let root = super::key_arg::resolve_root(args.key.key.as_deref())?;
+    let staging = tempfile::Builder::new()
+        .prefix(".coffer-extract.")
+        .tempdir_in(parent)
+        .map_err(|e| Failure::io(format!("cannot create a directory in {}", parent.display()), e))?;
+    let _registered = super::output::register_partial(staging.path())?;
+    let plain = tempfile::tempfile_in(staging.path())
+        .map_err(|e| Failure::io("cannot create a temporary file", e))?;
+    let (input, _) = open_input(&args.input)?;
+    let bar = progress_bar(size, "decrypting");
+    let (_, summary) = decrypt_file(input, &root, &plain, args.threads.unwrap_or(0), &bar)
+        .map_err(lib_err("decrypt", &args.input))?;
+    bar.finish_and_clear();
+    let tree = staging.path().join("tree");
+    std::fs::create_dir(&tree)
+        .map_err(|e| Failure::io(format!("cannot create {}", tree.display()), e))?;
+    let mut plain = plain;
+    io::Seek::rewind(&mut plain).map_err(|e| Failure::io("cannot read the temporary file", e))?;
+    let entries = super::unpack::unpack(io::BufReader::new(plain), &tree)?;
+    std::fs::rename(&tree, dir).map_err(|e| {
+        Failure::io(format!("cannot move the unpacked folder to {}", dir.display()), e)
+    })?;
+    Ok(Report {
+        text: format!(
+            "{}: Coffer folder backup, {} bytes of tar -> {entries} entries in {}",
+            args.input.display(),
+            summary.plaintext_len,
+            dir.display()
+        ),
+        json: json!({
+            "command": "decrypt",
+            "input": args.input,
+            "extract": dir,
+            "format": "coffer",
+            "content": content,
+            "plaintext_bytes": summary.plaintext_len,
+            "entries": entries,
+        }),
+    })
 }
 
 fn decrypt_range(args: &DecryptArgs, root: &RootKey, range: &str) -> CliResult<Report> {
@@ -263,7 +334,13 @@ fn decrypt_range(args: &DecryptArgs, root: &RootKey, range: &str) -> CliResult<R
     let (input, _) = open_input(&args.input)?;
     let mut access = RandomAccess::open(input, root).map_err(lib_err("open", &args.input))?;
     let total = access.len();
-    // Like an HTTP range, an END past the plaintext is cut to its length.
+    // Like an HTTP range, an END past the plaintext is cut to its length; a START at or
+    // past it selects nothing and is refused (HTTP's 416).
+    if start >= total && total > 0 {
+        return Err(Failure::usage(format!(
+            "--range {range}: the plaintext has {total} bytes, so the range starts past its end"
+        )));
+    }
     let end = end.unwrap_or(total).min(total);
     let start = start.min(end);
     let target = AtomicOutput::create_for(&args.input, &args.output, args.force)?;

@@ -2,7 +2,7 @@
 
 use super::failure::{CliResult, Failure};
 use super::input::open_input;
-use super::output::{flush, name, progress_bar, AtomicOutput};
+use super::output::{self, flush, name, progress_bar, AtomicOutput, Naming};
 use super::{
     coffer_file, key_arg, DecryptArgs, EncryptArgs, FormatArg, KeyFileForm, Report, VerifyArgs,
 };
@@ -72,18 +72,38 @@ pub(super) fn key_show(spec: Option<&str>) -> CliResult<Report> {
     }
 }
 
+/// Refuses the first option set in `options` (set, name) with `why`: an option that does not
+/// apply is an error, never ignored.
+pub(super) fn refuse_inapplicable(options: &[(bool, &str)], why: &str) -> CliResult<()> {
+    match options.iter().find(|(set, _)| *set) {
+        Some((_, flag)) => Err(Failure::usage(format!("{flag} {why}"))),
+        None => Ok(()),
+    }
+}
+
 /// `coffer decrypt`
 pub(super) fn decrypt(args: &DecryptArgs) -> CliResult<Report> {
+    let mut args = args.clone();
+    if let Some(dir) = &args.extract {
+        return coffer_file::extract(&args, dir);
+    }
+    args.output = match &args.output_arg {
+        Some(output) => output::resolve(&args.input, output, Naming::Decrypted)?,
+        None => return Err(Failure::usage("give -o OUTPUT or --extract DIR")),
+    };
+    let args = &args;
     if coffer_file::is_coffer(&args.input)? {
+        refuse_inapplicable(&[(args.raw, "--raw")], "applies to crypt15/14/12 only")?;
         let root = key_arg::resolve_root(args.key.key.as_deref())?;
         return coffer_file::decrypt(args, &root);
     }
-    if args.range.is_some() {
-        return Err(Failure::new(
-            ErrorClass::Unsupported,
-            "--range needs a Coffer file (crypt15 is one GCM message)",
-        ));
-    }
+    refuse_inapplicable(
+        &[
+            (args.range.is_some(), "--range"),
+            (args.threads.is_some(), "--threads"),
+        ],
+        "applies to Coffer files only (a crypt15/14/12 backup is one GCM message, read in one pass)",
+    )?;
     let key = key_arg::resolve(args.key.key.as_deref())?;
     let (input, size) = open_input(&args.input)?;
     let target = AtomicOutput::create_for(&args.input, &args.output, args.force)?;
@@ -171,17 +191,15 @@ fn output_header(args: &EncryptArgs) -> CliResult<Vec<u8>> {
         return with_new_iv(&reference, &chosen_iv(args)?)
             .map_err(|e| Failure::from_lib("--like", e));
     }
-    if args.jid_suffix.len() != 2 || !args.jid_suffix.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Failure::new(
-            ErrorClass::Malformed,
-            "--jid-suffix must be two digits",
-        ));
+    let jid_suffix = args.jid_suffix.as_deref().unwrap_or("00");
+    if jid_suffix.len() != 2 || !jid_suffix.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Failure::usage("--jid-suffix must be two digits"));
     }
     Ok(HeaderSpec::new(
         chosen_iv(args)?,
-        &args.app_version,
-        &args.jid_suffix,
-        args.backup_version,
+        args.app_version.as_deref().unwrap_or("2.22.5.13"),
+        jid_suffix,
+        args.backup_version.unwrap_or(0),
     )
     .encode())
 }
@@ -190,8 +208,12 @@ fn output_header(args: &EncryptArgs) -> CliResult<Vec<u8>> {
 pub(super) fn verify(args: &VerifyArgs) -> CliResult<Report> {
     if coffer_file::is_coffer(&args.input)? {
         let root = key_arg::resolve_root(args.key.key.as_deref())?;
-        return coffer_file::verify(&args.input, &root, args.threads);
+        return coffer_file::verify(&args.input, &root, args.threads.unwrap_or(0));
     }
+    refuse_inapplicable(
+        &[(args.threads.is_some(), "--threads")],
+        "applies to Coffer files only",
+    )?;
     let key = key_arg::resolve(args.key.key.as_deref())?;
     let (input, size) = open_input(&args.input)?;
     let bar = progress_bar(size, "verifying");
@@ -224,16 +246,43 @@ pub(super) fn verify(args: &VerifyArgs) -> CliResult<Report> {
 
 /// `coffer encrypt`
 pub(super) fn encrypt(args: &EncryptArgs) -> CliResult<Report> {
-    let root = key_arg::resolve_root(args.key.key.as_deref())?;
+    let extension = match args.format {
+        FormatArg::Coffer => "coffer",
+        FormatArg::Crypt15 => "crypt15",
+    };
+    let mut args = args.clone();
+    args.output = output::resolve(&args.input, &args.output, Naming::Encrypted(extension))?;
+    let args = &args;
     if args.format == FormatArg::Coffer {
+        refuse_inapplicable(
+            &[
+                (args.like.is_some(), "--like"),
+                (args.iv.is_some(), "--iv"),
+                (args.stored, "--stored"),
+                (args.no_md5, "--no-md5"),
+                (args.level.is_some(), "--level"),
+                (args.app_version.is_some(), "--app-version"),
+                (args.jid_suffix.is_some(), "--jid-suffix"),
+                (args.backup_version.is_some(), "--backup-version"),
+            ],
+            "applies to crypt15 only",
+        )?;
+        let root = key_arg::resolve_root(args.key.key.as_deref())?;
         return coffer_file::encrypt(args, &root);
     }
+    refuse_inapplicable(
+        &[
+            (args.compress.is_some(), "--compress"),
+            (args.zstd_level.is_some(), "--zstd-level"),
+        ],
+        "applies to --format coffer only (crypt15 is zlib: --level)",
+    )?;
     if args.input.is_dir() {
-        return Err(Failure::new(
-            ErrorClass::Unsupported,
+        return Err(Failure::usage(
             "crypt15 holds one file; use --format coffer for a directory",
         ));
     }
+    let root = key_arg::resolve_root(args.key.key.as_deref())?;
     let header = output_header(args)?;
     let (input, size) = open_input(&args.input)?;
     let target = AtomicOutput::create_for(&args.input, &args.output, args.force)?;
@@ -241,7 +290,9 @@ pub(super) fn encrypt(args: &EncryptArgs) -> CliResult<Report> {
         payload: if args.stored {
             PayloadEncoding::Stored
         } else {
-            PayloadEncoding::Zlib { level: args.level }
+            PayloadEncoding::Zlib {
+                level: args.level.unwrap_or(1),
+            }
         },
         md5: !args.no_md5,
         ..EncryptOptions::default()
@@ -275,4 +326,33 @@ pub(super) fn encrypt(args: &EncryptArgs) -> CliResult<Report> {
             "output_bytes": summary.output_bytes,
         }),
     })
+}
+
+/// `coffer man`: the man page on stdout, or every command's page written to `out_dir`.
+pub(super) fn man(out_dir: Option<&Path>) -> CliResult<Report> {
+    use clap::CommandFactory;
+    let command = super::Cli::command();
+    match out_dir {
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut page)
+                .map_err(|e| Failure::io("cannot render the man page", e))?;
+            std::io::stdout()
+                .write_all(&page)
+                .map_err(|e| Failure::io("cannot write to standard output", e))?;
+            Ok(Report {
+                text: String::new(),
+                json: json!({"command": "man"}),
+            })
+        }
+        Some(dir) => {
+            clap_mangen::generate_to(command, dir)
+                .map_err(|e| Failure::io(format!("cannot write man pages to {}", dir.display()), e))?;
+            Ok(Report {
+                text: format!("man pages written to {}", dir.display()),
+                json: json!({"command": "man", "out_dir": dir}),
+            })
+        }
+    }
 }

@@ -10,6 +10,7 @@ mod key_arg;
 mod output;
 mod realm_cmds;
 mod secrets;
+mod unpack;
 mod vault_cmds;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -20,7 +21,7 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0   success
   1   hsm check: a MUST check failed
-  2   usage error (bad arguments)
+  2   usage error: bad arguments, or options that do not apply (nothing was done)
   10  wrong_key      the key does not open the file
   11  corrupt        the file was modified or damaged
   12  truncated      the file ends early
@@ -113,6 +114,24 @@ enum Command {
         Run a realm: coffer vault serve --realm-id r1 --data DIR --tls-cert C --tls-key K"
     )]
     Realms(RealmsCommand),
+    /// Print a shell completion script for coffer on stdout.
+    #[command(
+        after_help = "Examples:\n  coffer completions bash > /etc/bash_completion.d/coffer\n  \
+        coffer completions zsh > \"${fpath[1]}/_coffer\"\n  \
+        coffer completions fish > ~/.config/fish/completions/coffer.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print coffer's man page (roff) on stdout, or write one page per command to a directory.
+    #[command(after_help = "Examples:\n  coffer man | man -l -\n  coffer man --out-dir /usr/local/share/man/man1")]
+    Man {
+        /// Write coffer.1, coffer-decrypt.1, ... here instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +144,8 @@ enum RealmsCommand {
         /// else a prompt; never the digits on the command line).
         #[arg(long, short, value_name = "FILE|-")]
         key: Option<String>,
+        #[command(flatten)]
+        new_password: NewPasswordArgs,
     },
     /// Get the key back from any `threshold` realms (each attempt uses one guess at each).
     Recover {
@@ -139,9 +160,12 @@ enum RealmsCommand {
     ChangePassword {
         #[command(flatten)]
         client: RealmsClientArgs,
-        /// Read the new password from the first line of this file instead of prompting.
-        #[arg(long)]
+        /// Read the new password from the first line of this file (- for standard input)
+        /// instead of prompting twice.
+        #[arg(long, value_name = "FILE|-")]
         new_password_file: Option<PathBuf>,
+        #[command(flatten)]
+        new_password: NewPasswordArgs,
     },
     /// What each realm holds for the user, and the guesses left before the key is lost
     /// (asks nothing of the password; counts nothing).
@@ -154,6 +178,9 @@ enum RealmsCommand {
     Delete {
         #[command(flatten)]
         client: RealmsClientArgs,
+        /// Delete without asking to type the user id (needed without a terminal).
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -166,8 +193,9 @@ pub(crate) struct RealmsClientArgs {
     /// The user id.
     #[arg(long)]
     user: String,
-    /// Read the password from the first line of this file instead of prompting.
-    #[arg(long)]
+    /// Read the password from the first line of this file (- for standard input) instead
+    /// of prompting at the terminal.
+    #[arg(long, value_name = "FILE|-")]
     password_file: Option<PathBuf>,
 }
 
@@ -258,6 +286,8 @@ pub(crate) enum VaultCommand {
         /// Wrong guesses allowed before the key is destroyed (server bounds apply; default 10).
         #[arg(long)]
         limit: Option<u32>,
+        #[command(flatten)]
+        new_password: NewPasswordArgs,
     },
     /// Get the key back with the password (each attempt uses one guess).
     Recover {
@@ -272,9 +302,12 @@ pub(crate) enum VaultCommand {
     ChangePassword {
         #[command(flatten)]
         client: VaultClientArgs,
-        /// Read the new password from the first line of this file instead of prompting.
-        #[arg(long)]
+        /// Read the new password from the first line of this file (- for standard input)
+        /// instead of prompting twice.
+        #[arg(long, value_name = "FILE|-")]
         new_password_file: Option<PathBuf>,
+        #[command(flatten)]
+        new_password: NewPasswordArgs,
     },
     /// Whether a user is registered, and guesses left.
     Status {
@@ -341,6 +374,9 @@ pub(crate) enum VaultCommand {
         /// COFFER_VAULT_TOKEN); an ordinary tenant token is refused.
         #[arg(long)]
         admin: bool,
+        /// Delete without asking to type the user id (needed without a terminal).
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -553,6 +589,8 @@ pub(crate) enum BackupCommand {
         /// Compression before encryption.
         #[arg(long, value_enum, default_value_t = CompressArg::Zstd)]
         compress: CompressArg,
+        #[command(flatten)]
+        new_password: NewPasswordArgs,
     },
     /// Recover K from the vault with your password and decrypt a Coffer backup.
     Restore {
@@ -591,8 +629,9 @@ pub(crate) struct VaultClientArgs {
     /// File holding the tenant token (or set COFFER_VAULT_TOKEN).
     #[arg(long)]
     token_file: Option<PathBuf>,
-    /// Read the password from the first line of this file instead of prompting.
-    #[arg(long)]
+    /// Read the password from the first line of this file (- for standard input) instead
+    /// of prompting at the terminal.
+    #[arg(long, value_name = "FILE|-")]
     password_file: Option<PathBuf>,
     /// The vault's server identity.
     #[arg(long, default_value = "coffer-vault")]
@@ -640,6 +679,16 @@ pub(crate) struct VaultConnectionArgs {
     allow_weak_ksf: bool,
 }
 
+/// How a new password is taken (spec/vault.md §7: the password is what stands between a
+/// stolen vault state and the key).
+#[derive(Debug, Args, Clone)]
+pub(crate) struct NewPasswordArgs {
+    /// Accept a new password that zxcvbn estimates easy to guess (score below 3 of 4). Or
+    /// set COFFER_ALLOW_WEAK_PASSWORD=1.
+    #[arg(long, env = "COFFER_ALLOW_WEAK_PASSWORD", value_parser = clap::builder::FalseyValueParser::new())]
+    allow_weak_password: bool,
+}
+
 /// Where a backup's key is kept: one vault, or t-of-n realms.
 #[derive(Debug, Args)]
 pub(crate) struct BackupClientArgs {
@@ -657,8 +706,9 @@ pub(crate) struct BackupClientArgs {
     /// in the realms file.
     #[arg(long)]
     token_file: Option<PathBuf>,
-    /// Read the password from the first line of this file instead of prompting.
-    #[arg(long)]
+    /// Read the password from the first line of this file (- for standard input) instead
+    /// of prompting at the terminal.
+    #[arg(long, value_name = "FILE|-")]
     password_file: Option<PathBuf>,
     /// The vault's server identity.
     #[arg(long, default_value = "coffer-vault")]
@@ -694,7 +744,7 @@ pub(crate) enum KeyFileForm {
     Hex,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 struct KeyArg {
     /// The key file (encrypted_backup.key, `key` for crypt12/14, or a text file of 64 hex
     /// digits), or `-` to read the key from standard input. Without --key: COFFER_KEY (the 64
@@ -704,14 +754,29 @@ struct KeyArg {
     key: Option<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 struct DecryptArgs {
     #[command(flatten)]
     key: KeyArg,
     /// The backup to decrypt.
     input: PathBuf,
-    /// Where to write the plaintext (created only once the backup authenticates).
-    #[arg(short, long)]
+    /// Where to write the plaintext (created only once the backup authenticates): a file; a
+    /// directory (DIR/NAME, NAME the input's without .crypt15, .crypt14, .crypt12 or
+    /// .coffer); or - for standard output, written only once all of it authenticated.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "OUTPUT",
+        required_unless_present = "extract"
+    )]
+    output_arg: Option<PathBuf>,
+    /// Coffer folder backups: unpack the tar into DIR (new, or empty) once the whole backup
+    /// authenticated; entries that would land outside DIR (absolute paths, .., links out of
+    /// DIR), device files and duplicates are refused, and nothing is left on failure.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["output_arg", "range", "raw", "force"])]
+    extract: Option<PathBuf>,
+    /// OUTPUT as resolved (set by the command, not by the user).
+    #[arg(skip)]
     output: PathBuf,
     /// Replace OUTPUT if it exists.
     #[arg(long)]
@@ -723,9 +788,10 @@ struct DecryptArgs {
     /// random access; only the chunks in the range are decrypted. Uncompressed files only.
     #[arg(long, value_name = "START:END")]
     range: Option<String>,
-    /// Coffer: decryption threads (0 = one per core, 1 = streaming on this thread).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    /// Coffer: decryption threads (0 = one per core, the default; 1 = streaming on this
+    /// thread).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -734,12 +800,12 @@ struct VerifyArgs {
     key: KeyArg,
     /// The backup to authenticate.
     input: PathBuf,
-    /// Coffer: threads (0 = one per core).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    /// Coffer: threads (0 = one per core, the default).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 struct EncryptArgs {
     #[command(flatten)]
     key: KeyArg,
@@ -754,13 +820,13 @@ struct EncryptArgs {
     /// Backup format to write.
     #[arg(long, value_enum, default_value_t = FormatArg::Crypt15)]
     format: FormatArg,
-    /// Coffer: compression before encryption (zstd is smaller; none allows --range and
-    /// parallel decryption).
-    #[arg(long, value_enum, default_value_t = CompressArg::Zstd)]
-    compress: CompressArg,
-    /// Coffer: zstd level 1-19.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
-    zstd_level: i32,
+    /// Coffer: compression before encryption (zstd, the default, is smaller; none allows
+    /// --range and parallel decryption).
+    #[arg(long, value_enum)]
+    compress: Option<CompressArg>,
+    /// Coffer: zstd level 1-19 (default 3).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=19))]
+    zstd_level: Option<i32>,
     /// Copy the header (app version, phone digits, feature flags...) from this backup.
     #[arg(long, value_name = "FILE")]
     like: Option<PathBuf>,
@@ -771,18 +837,18 @@ struct EncryptArgs {
     /// The IV as 32 hex digits (default: random). For test vectors; never reuse one.
     #[arg(long, value_name = "HEX", conflicts_with = "keep_iv")]
     iv: Option<String>,
-    /// Header: WhatsApp version that "wrote" the backup.
-    #[arg(long, default_value = "2.22.5.13", conflicts_with = "like")]
-    app_version: String,
-    /// Header: the last two digits of the phone number.
-    #[arg(long, default_value = "00", conflicts_with = "like")]
-    jid_suffix: String,
-    /// Header: backup version.
-    #[arg(long, default_value_t = 0, conflicts_with = "like")]
-    backup_version: u64,
-    /// zlib compression level 0-9 (WhatsApp writes 1).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=9))]
-    level: u32,
+    /// crypt15 header: WhatsApp version that "wrote" the backup (default 2.22.5.13).
+    #[arg(long, conflicts_with = "like")]
+    app_version: Option<String>,
+    /// crypt15 header: the last two digits of the phone number (default 00).
+    #[arg(long, conflicts_with = "like")]
+    jid_suffix: Option<String>,
+    /// crypt15 header: backup version (default 0).
+    #[arg(long, conflicts_with = "like")]
+    backup_version: Option<u64>,
+    /// crypt15: zlib compression level 0-9 (default 1, as WhatsApp writes).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=9))]
+    level: Option<u32>,
     /// Store INPUT without compression (older multi-file backups: a ZIP stored as is).
     #[arg(long, conflicts_with = "level")]
     stored: bool,
@@ -824,9 +890,39 @@ fn init_logging(verbose: u8, format: LogFormat) {
     };
 }
 
+/// Parses the command line; a usage error under `--json` is one JSON object too (exit 2).
+fn parse() -> Result<Cli, ExitCode> {
+    Cli::try_parse().map_err(|error| {
+        use clap::error::ErrorKind;
+        let informational = matches!(
+            error.kind(),
+            ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        );
+        if !informational && std::env::args_os().any(|a| a == "--json") {
+            let message = error.kind().as_str().map_or_else(
+                || error.to_string().lines().next().unwrap_or_default().to_owned(),
+                str::to_owned,
+            );
+            let detail = error.render().to_string();
+            print_line(
+                &serde_json::json!({"ok": false, "error": "usage", "message": message, "detail": detail})
+                    .to_string(),
+            );
+            return ExitCode::from(failure::USAGE_EXIT);
+        }
+        let _ = error.print();
+        ExitCode::from(if informational { 0 } else { failure::USAGE_EXIT })
+    })
+}
+
 /// Runs the CLI and returns the process exit code.
 pub(crate) fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     init_logging(cli.verbose, cli.log_format);
     // A secret in the process's arguments is readable by every user of the machine.
     let result = match secrets::none_on_the_command_line() {
@@ -843,6 +939,12 @@ pub(crate) fn main() -> ExitCode {
             Command::Vault(command) => vault_cmds::run(&command),
             Command::Backup(command) => vault_cmds::backup(&command),
             Command::Realms(command) => realm_cmds::run(&command),
+            Command::Completions { shell } => {
+                use clap::CommandFactory;
+                clap_complete::generate(shell, &mut Cli::command(), "coffer", &mut std::io::stdout());
+                return ExitCode::SUCCESS;
+            }
+            Command::Man { out_dir } => commands::man(out_dir.as_deref()),
             Command::Hsm(command) => match hsm_cmds::run(&command) {
                 Ok(hsm_cmds::Outcome::Done(report)) => Ok(report),
                 Ok(hsm_cmds::Outcome::Checked { report, conforms }) => {
@@ -857,6 +959,14 @@ pub(crate) fn main() -> ExitCode {
             },
         },
     };
+    // With `-o -` the output is stdout: the report goes to stderr then.
+    let emit = |line: &str| {
+        if output::report_to_stderr() {
+            eprintln!("{line}");
+        } else {
+            print_line(line);
+        }
+    };
     match result {
         Ok(report) => {
             if cli.json {
@@ -864,21 +974,21 @@ pub(crate) fn main() -> ExitCode {
                 if let Some(object) = value.as_object_mut() {
                     object.insert("ok".into(), true.into());
                 }
-                print_line(&value.to_string());
-            } else {
-                print_line(&report.text);
+                emit(&value.to_string());
+            } else if !report.text.is_empty() {
+                emit(&report.text);
             }
             ExitCode::SUCCESS
         }
         Err(failure) => {
             tracing::debug!(class = %failure.class, "command failed");
             if cli.json {
-                let body = serde_json::json!({"ok": false, "error": failure.class, "message": failure.message});
+                let body = serde_json::json!({"ok": false, "error": failure.error_name(), "message": failure.message});
                 print_line(&body.to_string());
             } else {
-                eprintln!("coffer: {} ({})", failure.message, failure.class);
+                eprintln!("coffer: {} ({})", failure.message, failure.error_name());
             }
-            ExitCode::from(failure.class.exit_code())
+            ExitCode::from(failure.exit_code())
         }
     }
 }

@@ -9,20 +9,52 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tempfile::NamedTempFile;
 
-/// A file written beside its final path and renamed into place by [`AtomicOutput::commit`].
-/// Dropped without commit, the temporary file is removed and the final path is untouched;
-/// on SIGINT, SIGTERM or SIGHUP it is removed before the process exits (128 + the signal),
-/// so an interrupted decryption leaves no unauthenticated plaintext behind.
+/// Where an output goes: a file that appears only once complete, or standard output.
+enum Target {
+    /// An unnamed file (O_TMPFILE) in the output's directory, given its name by
+    /// [`AtomicOutput::commit`]: a crash, SIGKILL included, leaves nothing behind.
+    Unnamed { file: File, dir: PathBuf },
+    /// A hidden named file beside the output (filesystems without O_TMPFILE), removed on
+    /// drop and by the interrupt handler.
+    Named {
+        temp: NamedTempFile,
+        /// Dropped after `temp`: the file is gone, or moved, by then.
+        _registered: Registered,
+    },
+    /// `-o -`: an unnamed file in the temporary directory, copied to standard output only
+    /// once complete, so that nothing unauthenticated ever reaches a pipe.
+    Stdout(File),
+}
+
+/// An output that appears complete or not at all: at `-o PATH` by [`AtomicOutput::commit`],
+/// or on standard output for `-o -`. Dropped without commit, nothing is left; on SIGINT,
+/// SIGTERM or SIGHUP the process exits (128 + the signal) leaving nothing; and where the
+/// filesystem supports O_TMPFILE (ext4, xfs, btrfs, tmpfs) the file has no name until commit,
+/// so not even a crash leaves unauthenticated plaintext behind.
 pub(super) struct AtomicOutput {
     path: PathBuf,
     force: bool,
-    temp: NamedTempFile,
-    /// Dropped after `temp` (fields drop in order): the file is gone, or moved, by then.
-    _registered: Registered,
+    target: Target,
 }
 
 /// A temporary output the interrupt handler removes, until this is dropped.
 struct Registered(PathBuf);
+
+/// Registers `path` (a file or a directory) for removal on an interrupting signal, until the
+/// returned guard is dropped.
+pub(super) fn register_partial(path: &Path) -> CliResult<impl Drop> {
+    Registered::new(path)
+}
+
+impl Registered {
+    fn new(path: &Path) -> CliResult<Self> {
+        remove_partials_on_interrupt()?;
+        if let Ok(mut partials) = PARTIALS.lock() {
+            partials.push(path.to_owned());
+        }
+        Ok(Registered(path.to_owned()))
+    }
+}
 
 impl Drop for Registered {
     fn drop(&mut self) {
@@ -34,6 +66,14 @@ impl Drop for Registered {
 
 /// The temporary outputs of this process that an interrupting signal must remove.
 static PARTIALS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Whether this run's result goes to stderr, because its output is standard output.
+static REPORT_TO_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True when the command's output went to standard output: its report goes to stderr then.
+pub(super) fn report_to_stderr() -> bool {
+    REPORT_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Installs, once, the handler that removes [`PARTIALS`] and exits on SIGINT, SIGTERM or
 /// SIGHUP. The signals are registered before this returns, so none is missed once an output
@@ -67,7 +107,9 @@ fn remove_partials_on_interrupt() -> CliResult<()> {
                     });
                     if let Ok(partials) = PARTIALS.lock() {
                         for path in partials.iter() {
-                            let _ = std::fs::remove_file(path);
+                            if std::fs::remove_file(path).is_err() {
+                                let _ = std::fs::remove_dir_all(path);
+                            }
                         }
                     }
                     std::process::exit(code);
@@ -79,9 +121,102 @@ fn remove_partials_on_interrupt() -> CliResult<()> {
         .map_err(|why| Failure::new(ErrorClass::Io, format!("signal handler: {why}")))
 }
 
+/// What a backup's output is called when `-o` names a directory.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Naming {
+    /// The input's name without its backup extension (`msgstore.db.crypt15` → `msgstore.db`).
+    Decrypted,
+    /// The input's name with this extension added (`msgstore.db` → `msgstore.db.crypt15`).
+    Encrypted(&'static str),
+}
+
+/// Backup extensions a decrypted output's name drops.
+const BACKUP_EXTENSIONS: [&str; 4] = ["crypt15", "crypt14", "crypt12", "coffer"];
+
+/// The output path `-o OUTPUT` means for `input`: `-` (standard output) as is, an existing
+/// directory as `DIR/<name>` by `naming`, anything else as given. Decided before any work,
+/// so that a refusal costs nothing (no vault guess, no decryption).
+pub(super) fn resolve(input: &Path, output: &Path, naming: Naming) -> CliResult<PathBuf> {
+    if output == Path::new("-") || !output.is_dir() {
+        return Ok(output.to_owned());
+    }
+    let file_name = input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match naming {
+        Naming::Decrypted => Path::new(&file_name)
+            .extension()
+            .and_then(|e| e.to_str())
+            .filter(|e| BACKUP_EXTENSIONS.contains(e))
+            .and_then(|_| Path::new(&file_name).file_stem())
+            .map(|s| s.to_string_lossy().into_owned()),
+        Naming::Encrypted(extension) => {
+            Some(file_name.clone()).filter(|n| !n.is_empty() && n != "." && n != "..")
+                .map(|n| format!("{n}.{extension}"))
+        }
+    };
+    match name.filter(|n| !n.is_empty()) {
+        Some(name) => Ok(output.join(name)),
+        None => Err(Failure::usage(format!(
+            "{} is a directory and no file name follows from {}; give -o {}/NAME",
+            output.display(),
+            input.display(),
+            output.display()
+        ))),
+    }
+}
+
+/// An unnamed file in `dir` (O_TMPFILE), or None where the filesystem or kernel has none (or
+/// /proc, needed to name it later, is not mounted).
+fn unnamed_in(dir: &Path) -> Option<File> {
+    use rustix::fs::{openat, Mode, OFlags, CWD};
+    if !Path::new("/proc/self/fd").is_dir() {
+        return None;
+    }
+    openat(
+        CWD,
+        dir,
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .ok()
+    .map(File::from)
+}
+
+/// Gives the unnamed `file` the name `path` (fails if `path` exists).
+fn link_unnamed(file: &File, path: &Path) -> std::io::Result<()> {
+    use rustix::fs::{linkat, AtFlags, CWD};
+    use std::os::fd::AsRawFd;
+    let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    linkat(CWD, proc_path.as_str(), CWD, path, AtFlags::SYMLINK_FOLLOW).map_err(Into::into)
+}
+
 impl AtomicOutput {
-    /// Refuses an existing `path` unless `force`.
+    /// Refuses an existing `path` unless `force`; `-` is standard output.
     pub(super) fn create(path: &Path, force: bool) -> CliResult<Self> {
+        if path == Path::new("-") {
+            let file = tempfile::tempfile().map_err(|e| {
+                Failure::io(
+                    format!(
+                        "cannot create a temporary file in {} (for -o -; set TMPDIR)",
+                        std::env::temp_dir().display()
+                    ),
+                    e,
+                )
+            })?;
+            return Ok(AtomicOutput {
+                path: path.to_owned(),
+                force,
+                target: Target::Stdout(file),
+            });
+        }
+        if path.is_dir() {
+            return Err(Failure::usage(format!(
+                "{} is a directory; a file's output must be a file",
+                path.display()
+            )));
+        }
         if path.exists() && !force {
             return Err(Failure::new(
                 ErrorClass::Io,
@@ -95,6 +230,16 @@ impl AtomicOutput {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
+        if let Some(file) = unnamed_in(dir) {
+            return Ok(AtomicOutput {
+                path: path.to_owned(),
+                force,
+                target: Target::Unnamed {
+                    file,
+                    dir: dir.to_owned(),
+                },
+            });
+        }
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -109,16 +254,14 @@ impl AtomicOutput {
                     e,
                 )
             })?;
-        remove_partials_on_interrupt()?;
-        if let Ok(mut partials) = PARTIALS.lock() {
-            partials.push(temp.path().to_owned());
-        }
-        let registered = Registered(temp.path().to_owned());
+        let registered = Registered::new(temp.path())?;
         Ok(AtomicOutput {
             path: path.to_owned(),
             force,
-            temp,
-            _registered: registered,
+            target: Target::Named {
+                temp,
+                _registered: registered,
+            },
         })
     }
 
@@ -140,30 +283,76 @@ impl AtomicOutput {
 
     /// The temporary file itself (for positional writes).
     pub(super) fn file(&self) -> &File {
-        self.temp.as_file()
+        match &self.target {
+            Target::Unnamed { file, .. } | Target::Stdout(file) => file,
+            Target::Named { temp, .. } => temp.as_file(),
+        }
     }
 
     /// A buffered writer to the temporary file.
     pub(super) fn writer(&self) -> BufWriter<&File> {
-        BufWriter::with_capacity(1 << 20, self.temp.as_file())
+        BufWriter::with_capacity(1 << 20, self.file())
     }
 
-    /// Makes the file durable and moves it to its final path.
+    /// Makes the file durable and moves it to its final path (for `-o -`: copies it to
+    /// standard output).
     pub(super) fn commit(self) -> CliResult<()> {
         let target = self.path.display().to_string();
-        self.temp
-            .as_file()
-            .sync_all()
-            .map_err(|e| Failure::io(format!("cannot sync {target}"), e))?;
-        // `_registered` is dropped after the move, at the end of this function: a signal in
-        // between finds nothing left to remove.
-        let result = if self.force {
-            self.temp.persist(&self.path)
-        } else {
-            self.temp.persist_noclobber(&self.path)
-        };
-        result.map_err(|e| Failure::io(format!("cannot move the output to {target}"), e.error))?;
-        Ok(())
+        match self.target {
+            Target::Stdout(file) => {
+                REPORT_TO_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
+                let mut file = file;
+                std::io::Seek::rewind(&mut file)
+                    .and_then(|_| std::io::copy(&mut file, &mut std::io::stdout().lock()))
+                    .and_then(|_| std::io::stdout().flush())
+                    .map_err(|e| Failure::io("cannot write to standard output", e))?;
+                Ok(())
+            }
+            Target::Unnamed { file, dir } => {
+                file.sync_all()
+                    .map_err(|e| Failure::io(format!("cannot sync {target}"), e))?;
+                if !self.force {
+                    return link_unnamed(&file, &self.path)
+                        .map_err(|e| Failure::io(format!("cannot create {target}"), e));
+                }
+                // Replacing: a name of its own first, then a rename over the old file (the
+                // interrupt handler knows the name for the moment it exists).
+                let name = self
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let mut suffix = [0u8; 8];
+                getrandom::fill(&mut suffix)
+                    .map_err(|e| Failure::new(ErrorClass::Io, format!("randomness: {e}")))?;
+                let staged = dir.join(format!(".{name}.{}.partial", hex::encode(suffix)));
+                let registered = Registered::new(&staged)?;
+                link_unnamed(&file, &staged)
+                    .map_err(|e| Failure::io(format!("cannot create {}", staged.display()), e))?;
+                let renamed = std::fs::rename(&staged, &self.path);
+                if renamed.is_err() {
+                    let _ = std::fs::remove_file(&staged);
+                }
+                drop(registered);
+                renamed.map_err(|e| Failure::io(format!("cannot move the output to {target}"), e))
+            }
+            Target::Named { temp, _registered } => {
+                temp.as_file()
+                    .sync_all()
+                    .map_err(|e| Failure::io(format!("cannot sync {target}"), e))?;
+                // `_registered` is dropped after the move, at the end of this arm: a signal
+                // in between finds nothing left to remove.
+                let result = if self.force {
+                    temp.persist(&self.path)
+                } else {
+                    temp.persist_noclobber(&self.path)
+                };
+                result.map_err(|e| {
+                    Failure::io(format!("cannot move the output to {target}"), e.error)
+                })?;
+                Ok(())
+            }
+        }
     }
 }
 

@@ -112,7 +112,7 @@ fn password(client: &RealmsClientArgs) -> CliResult<Zeroizing<Vec<u8>>> {
 
 /// A failed call to the realms; after a wrong password, with the guesses left (spec/realms.md
 /// §12: status is uncounted), so that the user knows how close the key is to being lost.
-fn failed(
+pub(super) fn failed(
     context: &str,
     failure: RealmsFailure,
     realms: &[RealmClient],
@@ -151,10 +151,20 @@ fn failed(
 /// Runs one `realms` subcommand.
 pub(super) fn run(command: &RealmsCommand) -> CliResult<Report> {
     match command {
-        RealmsCommand::Register { client, key } => {
+        RealmsCommand::Register {
+            client,
+            key,
+            new_password,
+        } => {
+            super::vault_cmds::one_reader_of_stdin(key.as_deref(), client.password_file.as_deref())?;
             let root = key_arg::resolve_root(key.as_deref())?;
             let (realms, set) = load(&client.realms)?;
-            let password = password(client)?;
+            let password = secrets::new_password(
+                client.password_file.as_deref(),
+                &format!("new password for {}: ", client.user),
+                &client.user,
+                new_password.allow_weak_password,
+            )?;
             register_with_realms(&realms, &set, &client.user, &password, &root)
                 .map_err(|e| Failure::from_lib("register", e))?;
             Ok(Report {
@@ -175,6 +185,9 @@ pub(super) fn run(command: &RealmsCommand) -> CliResult<Report> {
             })
         }
         RealmsCommand::Recover { client, key_out } => {
+            if let Some(path) = key_out.as_deref().filter(|p| *p != Path::new("-")) {
+                secrets::writable_new(path)?;
+            }
             let (realms, set) = load(&client.realms)?;
             let password = password(client)?;
             let (root, problems) = recover_from_realms(&realms, &set, &client.user, &password)
@@ -210,12 +223,19 @@ pub(super) fn run(command: &RealmsCommand) -> CliResult<Report> {
         RealmsCommand::ChangePassword {
             client,
             new_password_file,
+            new_password,
         } => {
+            super::vault_cmds::one_reader_of_stdin(
+                client.password_file.as_ref().and_then(|p| p.to_str()),
+                new_password_file.as_deref(),
+            )?;
             let (realms, set) = load(&client.realms)?;
             let old = password(client)?;
-            let new = secrets::password(
+            let new = secrets::new_password(
                 new_password_file.as_deref(),
                 &format!("new password for {}: ", client.user),
+                &client.user,
+                new_password.allow_weak_password,
             )?;
             change_password_on_realms(&realms, &set, &client.user, &old, &new)
                 .map_err(|e| failed("change the password", e, &realms, &set, &client.user))?;
@@ -271,7 +291,8 @@ pub(super) fn run(command: &RealmsCommand) -> CliResult<Report> {
                 json: json!({"command": "realms status", "user": client.user, "guesses_left": left, "realms": each}),
             })
         }
-        RealmsCommand::Delete { client } => {
+        RealmsCommand::Delete { client, yes } => {
+            secrets::confirm_deletion(&client.user, *yes)?;
             let (realms, set) = load(&client.realms)?;
             let password = password(client)?;
             let answers =

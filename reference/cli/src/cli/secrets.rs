@@ -7,12 +7,81 @@ use std::io::Write;
 use std::path::Path;
 use zeroize::Zeroizing;
 
-/// The password: the first line of `file` if given, else asked with `question`.
+/// What a script without a terminal is told when a password would be prompted for.
+const NO_TERMINAL: &str = "no terminal to ask the password at: give it with --password-file FILE \
+     (its first line), or --password-file - to read it from standard input";
+
+/// The password: the first line of `file` (`-`: standard input) if given, else asked at the
+/// terminal with `question`.
 pub(super) fn password(file: Option<&Path>, question: &str) -> CliResult<Zeroizing<Vec<u8>>> {
     match file {
         Some(path) => read_password_file(path),
         None => prompt(question),
     }
+}
+
+/// A new password, the one a key will be kept behind: from `file` as [`password`] reads it,
+/// else asked twice at the terminal (a typo would lose the key for good). Refused when
+/// zxcvbn estimates it weak (score below 3 of 4, with `user` counted as known to a guesser)
+/// unless `allow_weak`: whoever takes a vault's state can guess it offline (spec/vault.md
+/// §7), so the password is the last line of defence.
+pub(super) fn new_password(
+    file: Option<&Path>,
+    question: &str,
+    user: &str,
+    allow_weak: bool,
+) -> CliResult<Zeroizing<Vec<u8>>> {
+    let password = match file {
+        Some(path) => read_password_file(path)?,
+        None => {
+            let first = prompt(question)?;
+            let again = prompt("the same password again: ")?;
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(&first[..], &again[..])) {
+                return Err(Failure::new(
+                    ErrorClass::Malformed,
+                    "the two passwords differ; nothing was changed",
+                ));
+            }
+            first
+        }
+    };
+    if !allow_weak {
+        refuse_weak(&password, user)?;
+    }
+    Ok(password)
+}
+
+/// The zxcvbn score a new password needs (of 0 to 4): 3 is "safely unguessable: moderate
+/// protection from an offline slow-hash scenario", which is what Argon2id over a vault's
+/// stolen state is.
+const MIN_SCORE: u8 = 3;
+
+fn refuse_weak(password: &[u8], user: &str) -> CliResult<()> {
+    let text = Zeroizing::new(String::from_utf8_lossy(password).into_owned());
+    let estimate = zxcvbn::zxcvbn(&text, &[user]);
+    let score = u8::from(estimate.score());
+    if score >= MIN_SCORE {
+        return Ok(());
+    }
+    let advice = estimate
+        .feedback()
+        .map(|f| {
+            f.warning()
+                .map(|w| format!(" {w}."))
+                .into_iter()
+                .chain(f.suggestions().iter().map(|s| format!(" {s}")))
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    Err(Failure::new(
+        ErrorClass::Malformed,
+        format!(
+            "this password is too easy to guess (zxcvbn score {score} of 4; {MIN_SCORE} is needed, \
+             about {} guesses).{advice} Whoever takes the vault's state could try it offline; \
+             choose a longer one, or pass --allow-weak-password",
+            estimate.guesses()
+        ),
+    ))
 }
 
 fn first_line(text: &str) -> CliResult<Zeroizing<Vec<u8>>> {
@@ -24,17 +93,22 @@ fn first_line(text: &str) -> CliResult<Zeroizing<Vec<u8>>> {
 }
 
 fn read_password_file(path: &Path) -> CliResult<Zeroizing<Vec<u8>>> {
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|e| Failure::io(format!("cannot read {}", path.display()), e))?,
-    );
+    let mut text = Zeroizing::new(String::new());
+    let read = if path == Path::new("-") {
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+    } else {
+        std::fs::File::open(path).and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut text))
+    };
+    read.map_err(|e| Failure::io(format!("cannot read the password from {}", path.display()), e))?;
     first_line(&text)
 }
 
+/// Asks at the controlling terminal (rpassword opens /dev/tty, so standard input may be a
+/// pipe); a process without one is told how else to give the password.
 fn prompt(question: &str) -> CliResult<Zeroizing<Vec<u8>>> {
     let text = Zeroizing::new(
         rpassword::prompt_password(question)
-            .map_err(|e| Failure::io("cannot read the password", e))?,
+            .map_err(|e| Failure::new(ErrorClass::Io, format!("{NO_TERMINAL} ({e})")))?,
     );
     first_line(&text)
 }
@@ -113,4 +187,43 @@ pub(super) fn private_dir(dir: &Path) -> CliResult<()> {
         }
         Err(e) => Err(Failure::io(format!("cannot create {}", dir.display()), e)),
     }
+}
+
+/// Checks, before anything is asked of a vault, that a new file can be made at `path`: it
+/// does not exist, and its directory takes new files.
+pub(super) fn writable_new(path: &Path) -> CliResult<()> {
+    if path.exists() {
+        return Err(Failure::new(
+            ErrorClass::Io,
+            format!("{} already exists; choose another file", path.display()),
+        ));
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    tempfile::tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| Failure::io(format!("cannot create files in {}", dir.display()), e))
+}
+
+/// A deletion goes ahead only when the user said so: `--yes`, or the user id typed at the
+/// terminal. Without a terminal and without `--yes` it is refused (exit 2).
+pub(super) fn confirm_deletion(user: &str, yes: bool) -> CliResult<()> {
+    if yes {
+        return Ok(());
+    }
+    let typed = rpassword::prompt_password(format!(
+        "this deletes {user}'s key for good: every backup made with it is lost.\n\
+         type the user id ({user}) to go on: "
+    ))
+    .map_err(|_| {
+        Failure::usage("a deletion needs confirmation: pass --yes, or run it at a terminal")
+    })?;
+    if typed.trim() != user {
+        return Err(Failure::usage(
+            "the user id typed does not match; nothing was deleted",
+        ));
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! `coffer vault ...`: run a vault server, and the client side of every flow.
 
 use super::failure::{CliResult, Failure};
+use super::output::{self, AtomicOutput, Naming};
 use super::secrets;
 use super::{
     coffer_file, key_arg, BackupClientArgs, BackupCommand, CompressArg, Report, ServeNetworkArgs,
@@ -58,11 +59,19 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
                 network,
             )
         }
-        VaultCommand::Register { client, key, limit } => {
+        VaultCommand::Register {
+            client,
+            key,
+            limit,
+            new_password,
+        } => {
+            one_reader_of_stdin(key.as_deref(), client.password_file.as_deref())?;
             let root = key_arg::resolve_root(key.as_deref())?;
-            let password = secrets::password(
+            let password = secrets::new_password(
                 client.password_file.as_deref(),
-                &format!("vault password for {}: ", client.user),
+                &format!("new vault password for {}: ", client.user),
+                &client.user,
+                new_password.allow_weak_password,
             )?;
             connect(client)?
                 .register(&client.user, &password, &root, *limit)
@@ -73,13 +82,17 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
             })
         }
         VaultCommand::Recover { client, key_out } => {
+            if let Some(path) = key_out.as_deref().filter(|p| *p != Path::new("-")) {
+                secrets::writable_new(path)?;
+            }
             let password = secrets::password(
                 client.password_file.as_deref(),
                 &format!("vault password for {}: ", client.user),
             )?;
-            let recovered = connect(client)?
+            let vault = connect(client)?;
+            let recovered = vault
                 .recover(&client.user, &password)
-                .map_err(|e| Failure::from_lib("recover", e))?;
+                .map_err(|e| with_guesses_left(Failure::from_lib("recover", e), &vault, &client.user))?;
             let grouped = recovered.root.to_grouped();
             match key_out.as_deref() {
                 Some(path) if path != Path::new("-") => {
@@ -102,19 +115,30 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
         VaultCommand::ChangePassword {
             client,
             new_password_file,
+            new_password,
         } => {
+            one_reader_of_stdin(
+                client.password_file.as_ref().and_then(|p| p.to_str()),
+                new_password_file.as_deref(),
+            )?;
             let old = secrets::password(
                 client.password_file.as_deref(),
                 &format!("vault password for {}: ", client.user),
             )?;
-            let new = secrets::password(
+            let new = secrets::new_password(
                 new_password_file.as_deref(),
                 &format!("new vault password for {}: ", client.user),
+                &client.user,
+                new_password.allow_weak_password,
             )?;
             let vault = connect(client)?;
-            let recovered = vault
-                .recover(&client.user, &old)
-                .map_err(|e| Failure::from_lib("recover with the old password", e))?;
+            let recovered = vault.recover(&client.user, &old).map_err(|e| {
+                with_guesses_left(
+                    Failure::from_lib("recover with the old password", e),
+                    &vault,
+                    &client.user,
+                )
+            })?;
             let version = vault
                 .change_password(&client.user, &recovered, &new)
                 .map_err(|e| Failure::from_lib("change the password", e))?;
@@ -240,18 +264,27 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
                 json: json!({"command": "vault audit", "events": events, "next": next}),
             })
         }
-        VaultCommand::Delete { client, admin } => {
+        VaultCommand::Delete { client, admin, yes } => {
+            if *admin && client.password_file.is_some() {
+                return Err(Failure::usage(
+                    "--admin deletes without the password: --password-file does not apply",
+                ));
+            }
+            secrets::confirm_deletion(&client.user, *yes)?;
             let vault = connect(client)?;
             if *admin {
-                vault.delete_as_admin(&client.user)
+                vault
+                    .delete_as_admin(&client.user)
+                    .map_err(|e| Failure::from_lib("delete", e))?;
             } else {
                 let password = secrets::password(
                     client.password_file.as_deref(),
                     &format!("vault password for {}: ", client.user),
                 )?;
-                vault.delete(&client.user, &password)
+                vault
+                    .delete(&client.user, &password)
+                    .map_err(|e| with_guesses_left(Failure::from_lib("delete", e), &vault, &client.user))?;
             }
-            .map_err(|e| Failure::from_lib("delete", e))?;
             Ok(Report {
                 text: format!("deleted the record of {}", client.user),
                 json: json!({"command": "vault delete", "user": client.user, "deleted": true}),
@@ -270,22 +303,24 @@ pub(super) fn backup(command: &BackupCommand) -> CliResult<Report> {
             force,
             key_out,
             compress,
+            new_password,
         } => {
-            if output.exists() && !force {
-                return Err(Failure::new(
-                    ErrorClass::Io,
-                    format!(
-                        "{} already exists; pass --force to replace it",
-                        output.display()
-                    ),
-                ));
+            // Every local mistake is found before the vault is asked anything.
+            let output = output::resolve(input, output, Naming::Encrypted("coffer"))?;
+            coffer_file::check_readable(input)?;
+            let target = AtomicOutput::create_for(input, &output, *force)?;
+            if let Some(path) = key_out {
+                secrets::writable_new(path)?;
             }
-            let root = RootKey::generate().map_err(|e| Failure::from_lib("key generation", e))?;
             let keeper = Keeper::of(client)?;
-            let password = secrets::password(
+            one_reader_of_stdin(None, client.password_file.as_deref())?;
+            let password = secrets::new_password(
                 client.password_file.as_deref(),
-                &format!("password for {}: ", client.user),
+                &format!("new password for {}: ", client.user),
+                &client.user,
+                new_password.allow_weak_password,
             )?;
+            let root = RootKey::generate().map_err(|e| Failure::from_lib("key generation", e))?;
             keeper.register(&client.user, &password, &root)?;
             if let Some(path) = key_out {
                 secrets::write_private(
@@ -297,7 +332,7 @@ pub(super) fn backup(command: &BackupCommand) -> CliResult<Report> {
                 CompressArg::None => Compression::None,
                 CompressArg::Zstd => Compression::Zstd,
             };
-            let report = coffer_file::encrypt_path(input, output, *force, compression, 3, &root)?;
+            let report = coffer_file::encrypt_path(input, &output, target, compression, 3, &root)?;
             Ok(Report {
                 text: format!(
                     "{}\nthe key is {} behind your password (user {})",
@@ -314,13 +349,17 @@ pub(super) fn backup(command: &BackupCommand) -> CliResult<Report> {
             output,
             force,
         } => {
+            // Every local mistake is found before a guess is spent.
+            let output = output::resolve(input, output, Naming::Decrypted)?;
+            coffer_file::check_coffer_input(input)?;
+            let target = AtomicOutput::create_for(input, &output, *force)?;
             let keeper = Keeper::of(client)?;
             let password = secrets::password(
                 client.password_file.as_deref(),
                 &format!("password for {}: ", client.user),
             )?;
             let root = keeper.recover(&client.user, &password)?;
-            let (header, summary) = coffer_file::decrypt_path(input, output, *force, &root)?;
+            let (header, summary) = coffer_file::decrypt_path(input, target, &root)?;
             Ok(Report {
                 text: format!(
                     "{}: {} bytes restored to {}",
@@ -392,10 +431,10 @@ impl Keeper {
             Keeper::Vault(vault) => vault
                 .recover(user, password)
                 .map(|r| r.root)
-                .map_err(|e| Failure::from_lib("recover the key", e)),
+                .map_err(|e| with_guesses_left(Failure::from_lib("recover the key", e), vault, user)),
             Keeper::Realms(realms, set) => recover_from_realms(realms, set, user, password)
                 .map(|(root, _)| root)
-                .map_err(|e| Failure::from_lib("recover the key", e)),
+                .map_err(|e| super::realm_cmds::failed("recover the key", e, realms, set, user)),
         }
     }
 }
@@ -996,4 +1035,39 @@ fn run_server<S: Store + 'static, H: Hsm + 'static>(
         text: "vault stopped".into(),
         json: json!({"command": "vault serve", "stopped": true}),
     })
+}
+
+/// Refuses two secrets read from standard input at once (`--key -` with `--password-file -`,
+/// or both passwords of a change from `-`): the first would take everything.
+pub(super) fn one_reader_of_stdin(a: Option<&str>, b: Option<&Path>) -> CliResult<()> {
+    if a == Some("-") && b == Some(Path::new("-")) {
+        return Err(Failure::usage(
+            "only one secret can come from standard input (-); give the other in a file",
+        ));
+    }
+    Ok(())
+}
+
+/// After `wrong_password`, how many guesses the record has left (or that it is gone), from
+/// the vault's status (uncounted): the user must know how close the key is to being lost.
+fn with_guesses_left(mut failure: Failure, vault: &VaultClient, user: &str) -> Failure {
+    if failure.class != ErrorClass::WrongPassword {
+        return failure;
+    }
+    let note = match vault.status(user) {
+        Ok(status) if status.state == Some(coffer::store::RecordState::Active) => {
+            match status.guesses_left {
+                0 => "no guesses left: the next wrong one destroys the key".to_owned(),
+                1 => "1 guess left before the key is destroyed".to_owned(),
+                n => format!("{n} guesses left before the key is destroyed"),
+            }
+        }
+        Ok(status) if status.state == Some(coffer::store::RecordState::Destroyed) => {
+            "that was the last guess: the vault has destroyed the key".to_owned()
+        }
+        Ok(_) => format!("the vault holds no key for {user}"),
+        Err(e) => format!("guesses left unknown ({e})"),
+    };
+    failure.message = format!("{}; {note}", failure.message);
+    failure
 }
