@@ -138,7 +138,7 @@ fn the_master_key_moves_to_a_second_token_which_then_serves_the_first_sites_reco
         "init on A",
     );
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "correct horse\n").unwrap();
+    std::fs::write(&pw, "correct horse lantern 1987\n").unwrap();
     let data_a = dir.path().join("data-a");
     {
         let server = serve(&a, &data_a);

@@ -85,7 +85,7 @@ fn setup(limit: u32) -> Setup {
     .unwrap();
     let right = dir.path().join("right");
     let wrong = dir.path().join("wrong");
-    std::fs::write(&right, "correct horse\n").unwrap();
+    std::fs::write(&right, "correct horse lantern 1987\n").unwrap();
     std::fs::write(&wrong, "battery staple\n").unwrap();
     Setup {
         _dir: dir,
@@ -291,7 +291,7 @@ fn a_wrong_realm_id_and_deletion() {
     assert!(realms(&s, "register", &s.right, &["--key", KEY])
         .status
         .success());
-    let out = realms(&s, "delete", &s.right, &[]);
+    let out = realms(&s, "delete", &s.right, &["--yes"]);
     assert!(
         out.status.success(),
         "{}",
@@ -423,7 +423,7 @@ fn a_password_change_keeps_the_key_and_needs_every_realm() {
         .status
         .success());
     let third = s.right.with_file_name("third");
-    std::fs::write(&third, "tr0ub4dor &3\n").unwrap();
+    std::fs::write(&third, "tr0ub4dor &3 lantern orbit\n").unwrap();
     let change = |s: &Setup, old: &Path, new: &Path| {
         let new = new.to_str().unwrap().to_owned();
         realms(s, "change-password", old, &["--new-password-file", &new])

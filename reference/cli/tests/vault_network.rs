@@ -142,7 +142,7 @@ fn https_with_a_pinned_key_and_nothing_trusted_that_was_not_named() {
     assert!(vault.url.starts_with("https://127.0.0.1:"), "{}", vault.url);
     assert_eq!(vault.server_key.len(), 64);
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "correct horse\n").unwrap();
+    std::fs::write(&pw, "correct horse lantern 1987\n").unwrap();
     let ca = pki.ca.to_str().unwrap();
     let pin = vault.server_key.as_str();
     let wrong_pin = format!(
@@ -222,7 +222,7 @@ fn https_with_a_pinned_key_and_nothing_trusted_that_was_not_named() {
 fn plain_http_is_refused_off_loopback_before_anything_is_sent() {
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "pw\n").unwrap();
+    std::fs::write(&pw, "quiet lantern orbit 1987\n").unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "t".repeat(64)).unwrap();
     // `.invalid` never resolves (RFC 6761): were the URL not refused first, the error
@@ -273,7 +273,7 @@ fn a_new_certificate_is_served_after_sighup_or_a_change_and_a_bad_one_is_not() {
     std::fs::copy(&first.key, &live.key).unwrap();
     let vault = serve(&dir.path().join("data"), Some(&live), &[]);
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "pw\n").unwrap();
+    std::fs::write(&pw, "quiet lantern orbit 1987\n").unwrap();
     let status = |ca: &Path| {
         client(
             &vault,
@@ -349,7 +349,7 @@ fn slow_and_idle_clients_are_cut_off_while_an_honest_one_is_served() {
         &["--header-timeout", "2", "--request-timeout", "3"],
     );
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "pw\n").unwrap();
+    std::fs::write(&pw, "quiet lantern orbit 1987\n").unwrap();
     let ca = pki.ca.to_str().unwrap();
     // 300 connections that never finish a TLS handshake (a slowloris), held open.
     let mut held: Vec<TcpStream> = (0..300)
@@ -496,7 +496,7 @@ fn health_readiness_and_metrics_a_prometheus_parser_reads() {
     );
     let admin = vault.admin.take().expect("an admin URL");
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "pw\n").unwrap();
+    std::fs::write(&pw, "quiet lantern orbit 1987\n").unwrap();
     let wrong = dir.path().join("wrong");
     std::fs::write(&wrong, "not it\n").unwrap();
     ok(&client(
@@ -698,7 +698,7 @@ fn a_toml_configuration_and_json_logs() {
     assert_eq!(first["tenant"], "acme", "{first}");
     let url = first["listening"].as_str().unwrap().to_owned();
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "pw\n").unwrap();
+    std::fs::write(&pw, "quiet lantern orbit 1987\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
         .args([
             "--json", "vault", "register", "--vault", &url, "--user", "u",
@@ -807,17 +807,18 @@ fn a_user_token_acts_for_its_user_only() {
     let alice = user_token(&key, "alice", "coffer-vault", "600");
     let bob = user_token(&key, "bob", "coffer-vault", "600");
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "pw\n").unwrap();
+    std::fs::write(&pw, "quiet lantern orbit 1987\n").unwrap();
     let as_user = |token: &str, command: &str, user: &str, extra: &[&str]| {
         let mut command_line = Command::new(env!("CARGO_BIN_EXE_coffer"));
         command_line
             .args([
                 "--json", "vault", command, "--vault", &vault.url, "--user", user,
             ])
-            .arg("--password-file")
-            .arg(&pw)
             .env("COFFER_VAULT_TOKEN", token)
             .env("COFFER_ALLOW_WEAK_KSF", "1");
+        if !extra.contains(&"--admin") {
+            command_line.arg("--password-file").arg(&pw);
+        }
         coffer_testkit::args_with_key_in_env(&mut command_line, extra.iter().copied())
             .output()
             .unwrap()
@@ -892,9 +893,9 @@ fn a_user_token_acts_for_its_user_only() {
         assert_eq!(failed(&out).0, "unauthorized");
     }
     // A user token cannot delete without the password; the admin token can.
-    let out = as_user(&alice, "delete", "alice", &["--admin"]);
+    let out = as_user(&alice, "delete", "alice", &["--admin", "--yes"]);
     assert_eq!(failed(&out).0, "unauthorized");
-    let out = as_user(&"Z".repeat(48), "delete", "alice", &["--admin"]);
+    let out = as_user(&"Z".repeat(48), "delete", "alice", &["--admin", "--yes"]);
     ok(&out);
 }
 
@@ -941,7 +942,7 @@ fn a_tenant_known_by_its_client_certificate() {
         ],
     );
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "pw\n").unwrap();
+    std::fs::write(&pw, "quiet lantern orbit 1987\n").unwrap();
     let as_holder = |pki: Option<&tls::Pki>, command: &str, extra: &[&str]| {
         let mut command_line = Command::new(env!("CARGO_BIN_EXE_coffer"));
         command_line

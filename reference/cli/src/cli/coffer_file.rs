@@ -68,7 +68,9 @@ pub(super) fn encrypt(args: &EncryptArgs, root: &RootKey) -> CliResult<Report> {
         CompressArg::Zstd => Compression::Zstd,
     };
     if compression == Compression::None && args.zstd_level.is_some() {
-        return Err(Failure::usage("--zstd-level applies to --compress zstd only"));
+        return Err(Failure::usage(
+            "--zstd-level applies to --compress zstd only",
+        ));
     }
     check_readable(&args.input)?;
     let target = AtomicOutput::create_for(&args.input, &args.output, args.force)?;
@@ -236,7 +238,9 @@ fn parse_range(text: &str) -> CliResult<(u64, Option<u64>)> {
         Some(end.trim().parse().map_err(|_| bad())?)
     };
     if end.is_some_and(|e| e < start) {
-        return Err(Failure::usage(format!("--range {text}: END is before START")));
+        return Err(Failure::usage(format!(
+            "--range {text}: END is before START"
+        )));
     }
     Ok((start, end))
 }
@@ -249,8 +253,9 @@ pub(super) fn decrypt(args: &DecryptArgs, root: &RootKey) -> CliResult<Report> {
     let (input, size) = open_input(&args.input)?;
     let target = AtomicOutput::create_for(&args.input, &args.output, args.force)?;
     let bar = progress_bar(size, "decrypting");
-    let (header, summary) = decrypt_file(input, root, target.file(), args.threads.unwrap_or(0), &bar)
-        .map_err(lib_err("decrypt", &args.input))?;
+    let (header, summary) =
+        decrypt_file(input, root, target.file(), args.threads.unwrap_or(0), &bar)
+            .map_err(lib_err("decrypt", &args.input))?;
     bar.finish_and_clear();
     target.commit()?;
     Ok(report("decrypt", args, &header, &summary, None))
@@ -292,7 +297,12 @@ pub(super) fn extract(args: &DecryptArgs, dir: &Path) -> CliResult<Report> {
     let staging = tempfile::Builder::new()
         .prefix(".coffer-extract.")
         .tempdir_in(parent)
-        .map_err(|e| Failure::io(format!("cannot create a directory in {}", parent.display()), e))?;
+        .map_err(|e| {
+            Failure::io(
+                format!("cannot create a directory in {}", parent.display()),
+                e,
+            )
+        })?;
     let _registered = super::output::register_partial(staging.path())?;
     let plain = tempfile::tempfile_in(staging.path())
         .map_err(|e| Failure::io("cannot create a temporary file", e))?;
@@ -308,7 +318,10 @@ pub(super) fn extract(args: &DecryptArgs, dir: &Path) -> CliResult<Report> {
     io::Seek::rewind(&mut plain).map_err(|e| Failure::io("cannot read the temporary file", e))?;
     let entries = super::unpack::unpack(io::BufReader::new(plain), &tree)?;
     std::fs::rename(&tree, dir).map_err(|e| {
-        Failure::io(format!("cannot move the unpacked folder to {}", dir.display()), e)
+        Failure::io(
+            format!("cannot move the unpacked folder to {}", dir.display()),
+            e,
+        )
     })?;
     Ok(Report {
         text: format!(

@@ -347,8 +347,9 @@ pub(super) fn man(out_dir: Option<&Path>) -> CliResult<Report> {
             })
         }
         Some(dir) => {
-            clap_mangen::generate_to(command, dir)
-                .map_err(|e| Failure::io(format!("cannot write man pages to {}", dir.display()), e))?;
+            clap_mangen::generate_to(command, dir).map_err(|e| {
+                Failure::io(format!("cannot write man pages to {}", dir.display()), e)
+            })?;
             Ok(Report {
                 text: format!("man pages written to {}", dir.display()),
                 json: json!({"command": "man", "out_dir": dir}),

@@ -2,6 +2,7 @@
 
 mod coffer_file;
 mod commands;
+mod data_dir;
 mod failure;
 mod hsm_cmds;
 mod info;
@@ -126,7 +127,9 @@ enum Command {
         shell: clap_complete::Shell,
     },
     /// Print coffer's man page (roff) on stdout, or write one page per command to a directory.
-    #[command(after_help = "Examples:\n  coffer man | man -l -\n  coffer man --out-dir /usr/local/share/man/man1")]
+    #[command(
+        after_help = "Examples:\n  coffer man | man -l -\n  coffer man --out-dir /usr/local/share/man/man1"
+    )]
     Man {
         /// Write coffer.1, coffer-decrypt.1, ... here instead.
         #[arg(long, value_name = "DIR")]
@@ -941,7 +944,12 @@ pub(crate) fn main() -> ExitCode {
             Command::Realms(command) => realm_cmds::run(&command),
             Command::Completions { shell } => {
                 use clap::CommandFactory;
-                clap_complete::generate(shell, &mut Cli::command(), "coffer", &mut std::io::stdout());
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "coffer",
+                    &mut std::io::stdout(),
+                );
                 return ExitCode::SUCCESS;
             }
             Command::Man { out_dir } => commands::man(out_dir.as_deref()),

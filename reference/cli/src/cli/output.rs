@@ -151,10 +151,9 @@ pub(super) fn resolve(input: &Path, output: &Path, naming: Naming) -> CliResult<
             .filter(|e| BACKUP_EXTENSIONS.contains(e))
             .and_then(|_| Path::new(&file_name).file_stem())
             .map(|s| s.to_string_lossy().into_owned()),
-        Naming::Encrypted(extension) => {
-            Some(file_name.clone()).filter(|n| !n.is_empty() && n != "." && n != "..")
-                .map(|n| format!("{n}.{extension}"))
-        }
+        Naming::Encrypted(extension) => Some(file_name.clone())
+            .filter(|n| !n.is_empty() && n != "." && n != "..")
+            .map(|n| format!("{n}.{extension}")),
     };
     match name.filter(|n| !n.is_empty()) {
         Some(name) => Ok(output.join(name)),

@@ -156,7 +156,10 @@ pub(super) fn run(command: &RealmsCommand) -> CliResult<Report> {
             key,
             new_password,
         } => {
-            super::vault_cmds::one_reader_of_stdin(key.as_deref(), client.password_file.as_deref())?;
+            super::vault_cmds::one_reader_of_stdin(
+                key.as_deref(),
+                client.password_file.as_deref(),
+            )?;
             let root = key_arg::resolve_root(key.as_deref())?;
             let (realms, set) = load(&client.realms)?;
             let password = secrets::new_password(

@@ -99,7 +99,12 @@ fn read_password_file(path: &Path) -> CliResult<Zeroizing<Vec<u8>>> {
     } else {
         std::fs::File::open(path).and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut text))
     };
-    read.map_err(|e| Failure::io(format!("cannot read the password from {}", path.display()), e))?;
+    read.map_err(|e| {
+        Failure::io(
+            format!("cannot read the password from {}", path.display()),
+            e,
+        )
+    })?;
     first_line(&text)
 }
 

@@ -37,7 +37,10 @@ pub(super) fn unpack(tar: impl Read, dir: &Path) -> CliResult<u64> {
             .map_err(|e| bad(format!("a tar entry's name cannot be read: {e}")))?
             .into_owned();
         let Some(path) = inside(&raw) else {
-            return Err(bad(format!("{} would land outside the directory", raw.display())));
+            return Err(bad(format!(
+                "{} would land outside the directory",
+                raw.display()
+            )));
         };
         if path.as_os_str().is_empty() {
             continue; // "./" itself
@@ -88,7 +91,10 @@ pub(super) fn unpack(tar: impl Read, dir: &Path) -> CliResult<u64> {
             .unpack_in(&root)
             .map_err(|e| Failure::io(format!("cannot unpack {}", raw.display()), e))?;
         if !unpacked {
-            return Err(bad(format!("{} would land outside the directory", raw.display())));
+            return Err(bad(format!(
+                "{} would land outside the directory",
+                raw.display()
+            )));
         }
         count += 1;
     }
@@ -177,9 +183,7 @@ mod tests {
                     // Raw names: the builder's own checks would refuse `..`.
                     header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
                     header.set_cksum();
-                    builder
-                        .append(&header, target_or_body.as_bytes())
-                        .unwrap();
+                    builder.append(&header, target_or_body.as_bytes()).unwrap();
                 }
             }
         }
@@ -213,24 +217,59 @@ mod tests {
     #[test]
     fn every_way_out_is_refused_by_name() {
         let cases: &[(&[Spec<'_>], &str)] = &[
-            (&[("../evil", EntryType::Regular, "x")], "../evil would land outside"),
-            (&[("a/../../evil", EntryType::Regular, "x")], "would land outside"),
-            (&[("l", EntryType::Symlink, "/etc")], "links to /etc, outside"),
-            (&[("l", EntryType::Symlink, "..")], "links to .., outside"),
-            (&[("a/", EntryType::Directory, ""), ("a/l", EntryType::Symlink, "../..")], "outside"),
-            (&[("l", EntryType::Symlink, "x/../../y")], "outside"),
-            (&[("h", EntryType::Link, "/etc/passwd")], "hard link to /etc/passwd"),
-            (&[("h", EntryType::Link, "missing")], "not a file unpacked inside"),
-            (&[("f", EntryType::Regular, "1"), ("f", EntryType::Symlink, "g")], "f appears twice"),
             (
-                &[("l", EntryType::Symlink, "."), ("l/m", EntryType::Symlink, "../x")],
+                &[("../evil", EntryType::Regular, "x")],
+                "../evil would land outside",
+            ),
+            (
+                &[("a/../../evil", EntryType::Regular, "x")],
+                "would land outside",
+            ),
+            (
+                &[("l", EntryType::Symlink, "/etc")],
+                "links to /etc, outside",
+            ),
+            (&[("l", EntryType::Symlink, "..")], "links to .., outside"),
+            (
+                &[
+                    ("a/", EntryType::Directory, ""),
+                    ("a/l", EntryType::Symlink, "../.."),
+                ],
+                "outside",
+            ),
+            (&[("l", EntryType::Symlink, "x/../../y")], "outside"),
+            (
+                &[("h", EntryType::Link, "/etc/passwd")],
+                "hard link to /etc/passwd",
+            ),
+            (
+                &[("h", EntryType::Link, "missing")],
+                "not a file unpacked inside",
+            ),
+            (
+                &[
+                    ("f", EntryType::Regular, "1"),
+                    ("f", EntryType::Symlink, "g"),
+                ],
+                "f appears twice",
+            ),
+            (
+                &[
+                    ("l", EntryType::Symlink, "."),
+                    ("l/m", EntryType::Symlink, "../x"),
+                ],
                 "outside",
             ),
         ];
         for (entries, why) in cases {
             let (outer, result) = unpack_into(entries);
             let failure = result.expect_err(why);
-            assert_eq!(failure.class, ErrorClass::Malformed, "{why}: {}", failure.message);
+            assert_eq!(
+                failure.class,
+                ErrorClass::Malformed,
+                "{why}: {}",
+                failure.message
+            );
             assert!(failure.message.contains(why), "{why}: {}", failure.message);
             // Nothing was written outside the directory.
             let outside: Vec<_> = std::fs::read_dir(outer.path())

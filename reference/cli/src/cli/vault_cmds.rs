@@ -1,5 +1,6 @@
 //! `coffer vault ...`: run a vault server, and the client side of every flow.
 
+use super::data_dir;
 use super::failure::{CliResult, Failure};
 use super::output::{self, AtomicOutput, Naming};
 use super::secrets;
@@ -90,9 +91,9 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
                 &format!("vault password for {}: ", client.user),
             )?;
             let vault = connect(client)?;
-            let recovered = vault
-                .recover(&client.user, &password)
-                .map_err(|e| with_guesses_left(Failure::from_lib("recover", e), &vault, &client.user))?;
+            let recovered = vault.recover(&client.user, &password).map_err(|e| {
+                with_guesses_left(Failure::from_lib("recover", e), &vault, &client.user)
+            })?;
             let grouped = recovered.root.to_grouped();
             match key_out.as_deref() {
                 Some(path) if path != Path::new("-") => {
@@ -281,9 +282,9 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
                     client.password_file.as_deref(),
                     &format!("vault password for {}: ", client.user),
                 )?;
-                vault
-                    .delete(&client.user, &password)
-                    .map_err(|e| with_guesses_left(Failure::from_lib("delete", e), &vault, &client.user))?;
+                vault.delete(&client.user, &password).map_err(|e| {
+                    with_guesses_left(Failure::from_lib("delete", e), &vault, &client.user)
+                })?;
             }
             Ok(Report {
                 text: format!("deleted the record of {}", client.user),
@@ -428,10 +429,9 @@ impl Keeper {
 
     fn recover(&self, user: &str, password: &[u8]) -> CliResult<RootKey> {
         match self {
-            Keeper::Vault(vault) => vault
-                .recover(user, password)
-                .map(|r| r.root)
-                .map_err(|e| with_guesses_left(Failure::from_lib("recover the key", e), vault, user)),
+            Keeper::Vault(vault) => vault.recover(user, password).map(|r| r.root).map_err(|e| {
+                with_guesses_left(Failure::from_lib("recover the key", e), vault, user)
+            }),
             Keeper::Realms(realms, set) => recover_from_realms(realms, set, user, password)
                 .map(|(root, _)| root)
                 .map_err(|e| super::realm_cmds::failed("recover the key", e, realms, set, user)),
@@ -687,6 +687,9 @@ fn serve_command(
     store_args: &StoreArgs,
     network: &ServeNetworkArgs,
 ) -> CliResult<Report> {
+    // The ports first: a vault that cannot listen writes nothing.
+    let listener = bind(listen)?;
+    let admin_listener = network.admin_listen.as_deref().map(bind).transpose()?;
     let tls = match (&network.tls_cert, &network.tls_key) {
         (Some(cert), Some(key)) => Some(
             ServerTls::load_with_client_ca(cert, key, network.tls_client_ca.as_deref())
@@ -694,7 +697,11 @@ fn serve_command(
         ),
         _ => None,
     };
-    secrets::private_dir(data)?;
+    let location = match hsm_uri {
+        Some(text) => uri::parse(text).map_err(|e| Failure::from_lib("--hsm", e))?,
+        None => HsmLocation::Soft(data.to_owned()),
+    };
+    let claimed = data_dir::claim(data, &location)?;
     let file = match config_file {
         Some(path) => load_config(path)?,
         None => ServeConfig::default(),
@@ -836,12 +843,10 @@ fn serve_command(
     }
     // User tokens name this server: a realm by its id, a vault by its server id.
     tenants.set_audience(realm_id.unwrap_or(&config.server_id));
-    let location = match hsm_uri {
-        Some(text) => uri::parse(text).map_err(|e| Failure::from_lib("--hsm", e))?,
-        None => HsmLocation::Soft(data.to_owned()),
-    };
     let served = Served {
-        listen,
+        listener,
+        admin_listener,
+        _claimed: claimed,
         data,
         store: if store_args.store == "sqlite" {
             format!("sqlite:{}", data.join("vault.db").display())
@@ -851,7 +856,6 @@ fn serve_command(
         tenants,
         announced,
         limits,
-        admin_listen: network.admin_listen.clone(),
         options: ServeOptions {
             tls,
             max_connections: network.max_connections as usize,
@@ -925,16 +929,28 @@ fn serve_on<S: Store + 'static>(
     }
 }
 
+/// Binds `at` (before anything is written: a vault that cannot listen leaves no files).
+fn bind(at: &str) -> CliResult<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(at)
+        .map_err(|e| Failure::io(format!("cannot listen on {at}"), e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Failure::io(format!("cannot listen on {at}"), e))?;
+    Ok(listener)
+}
+
 /// Where and for whom a vault is served.
 struct Served<'a> {
-    listen: &'a str,
+    listener: std::net::TcpListener,
+    admin_listener: Option<std::net::TcpListener>,
+    /// The data directory's lock, held while serving.
+    _claimed: data_dir::Claimed,
     data: &'a Path,
     store: String,
     tenants: Tenants,
     announced: Vec<serde_json::Value>,
     limits: RateLimits,
     options: ServeOptions,
-    admin_listen: Option<String>,
 }
 
 fn run_server<S: Store + 'static, H: Hsm + 'static>(
@@ -943,14 +959,15 @@ fn run_server<S: Store + 'static, H: Hsm + 'static>(
     served: Served<'_>,
 ) -> CliResult<Report> {
     let Served {
-        listen,
+        listener,
+        admin_listener,
+        _claimed,
         data,
         store: store_name,
         tenants,
         announced,
         limits,
         options,
-        admin_listen,
     } = served;
     let metrics = Metrics::new();
     let hsm = MeteredHsm::new(hsm, metrics.clone());
@@ -982,17 +999,15 @@ fn run_server<S: Store + 'static, H: Hsm + 'static>(
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Failure::io("cannot start the async runtime", e))?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| Failure::io(format!("cannot listen on {listen}"), e))?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| Failure::io("cannot listen", e))?;
         let addr = listener
             .local_addr()
             .map_err(|e| Failure::io("local address", e))?;
-        let admin = match &admin_listen {
-            Some(at) => {
-                let admin = tokio::net::TcpListener::bind(at)
-                    .await
-                    .map_err(|e| Failure::io(format!("cannot listen on {at}"), e))?;
+        let admin = match admin_listener {
+            Some(admin) => {
+                let admin = tokio::net::TcpListener::from_std(admin)
+                    .map_err(|e| Failure::io("cannot listen", e))?;
                 let admin_addr = admin
                     .local_addr()
                     .map_err(|e| Failure::io("local address", e))?;
@@ -1057,7 +1072,8 @@ fn with_guesses_left(mut failure: Failure, vault: &VaultClient, user: &str) -> F
     let note = match vault.status(user) {
         Ok(status) if status.state == Some(coffer::store::RecordState::Active) => {
             match status.guesses_left {
-                0 => "no guesses left: the next wrong one destroys the key".to_owned(),
+                // The vault destroys the record at its next login, right password or not.
+                0 => "no guesses left: the key can no longer be recovered".to_owned(),
                 1 => "1 guess left before the key is destroyed".to_owned(),
                 n => format!("{n} guesses left before the key is destroyed"),
             }

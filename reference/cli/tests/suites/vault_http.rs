@@ -191,9 +191,11 @@ fn client(vault: &Vault, command: &str, user: &str, password: &Path, extra: &[&s
         user,
         "--token-file",
         vault.token_file.to_str().unwrap(),
-        "--password-file",
-        password.to_str().unwrap(),
     ]);
+    // --admin deletes without the password; a password file there is a usage error.
+    if !extra.contains(&"--admin") {
+        args.extend_from_slice(&["--password-file", password.to_str().unwrap()]);
+    }
     args.extend_from_slice(extra);
     coffer(&args)
 }
@@ -233,10 +235,19 @@ fn register_recover_exhaust_delete_over_http() {
     );
     assert_eq!(json(&out)["key"], KEY);
 
+    // Every wrong guess says how many are left, from the vault's own count; the last says
+    // the key is gone.
     for i in 0..10 {
         let out = client(&vault, "recover", "alice", &wrong, &[]);
         assert_eq!(out.status.code(), Some(16), "guess {i}: wrong_password");
         assert_eq!(json(&out)["error"], "wrong_password");
+        let message = json(&out)["message"].as_str().unwrap().to_owned();
+        let expected = match 9 - i {
+            0 => "no guesses left: the key can no longer be recovered".to_owned(),
+            1 => "1 guess left before the key is destroyed".to_owned(),
+            n => format!("{n} guesses left before the key is destroyed"),
+        };
+        assert!(message.ends_with(&expected), "guess {i}: {message}");
     }
     let out = client(&vault, "recover", "alice", &right, &[]);
     assert_eq!(
@@ -256,19 +267,46 @@ fn register_recover_exhaust_delete_over_http() {
     // tenant token alone (--admin without an admin token) is refused, the right one deletes.
     let out = client(&vault, "register", "bob", &right, &["--key", KEY]);
     assert!(out.status.success());
-    let out = client(&vault, "delete", "bob", &wrong, &[]);
+    // Without --yes and without a terminal to type the user id at, nothing is asked of
+    // the vault (a usage error, exit 2), and --admin with a password is a usage error too.
+    let out = client(&vault, "delete", "bob", &right, &[]);
+    assert_eq!(out.status.code(), Some(2), "no confirmation");
+    assert!(json(&out)["message"].as_str().unwrap().contains("--yes"));
+    let mut with_password = vault.args();
+    with_password.extend(
+        [
+            "--user",
+            "bob",
+            "--token-file",
+            vault.token_file.to_str().unwrap(),
+            "--password-file",
+            right.to_str().unwrap(),
+            "--admin",
+            "--yes",
+        ]
+        .map(String::from),
+    );
+    let mut args = vec!["--json", "vault", "delete"];
+    args.extend(with_password.iter().map(String::as_str));
+    let out = coffer(&args);
+    assert_eq!(out.status.code(), Some(2), "--admin with --password-file");
+    let out = client(&vault, "delete", "bob", &wrong, &["--yes"]);
     assert_eq!(json(&out)["error"], "wrong_password");
-    let out = client(&vault, "delete", "bob", &right, &["--admin"]);
+    assert!(json(&out)["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("9 guesses left before the key is destroyed"));
+    let out = client(&vault, "delete", "bob", &right, &["--admin", "--yes"]);
     assert_eq!(json(&out)["error"], "unauthorized");
     let status = json(&client(&vault, "status", "bob", &right, &[]));
     assert_eq!(status["registered"], true, "{status}");
     assert_eq!(status["guesses_left"], 9, "{status}");
-    let out = client(&vault, "delete", "bob", &right, &[]);
+    let out = client(&vault, "delete", "bob", &right, &["--yes"]);
     assert!(out.status.success());
     let status = json(&client(&vault, "status", "bob", &right, &[]));
     assert_eq!(status["state"], "deleted", "{status}");
     // A deleted record answers as if it never existed: the password no longer verifies.
-    let out = client(&vault, "delete", "bob", &right, &[]);
+    let out = client(&vault, "delete", "bob", &right, &["--yes"]);
     assert_eq!(json(&out)["error"], "wrong_password");
 }
 
@@ -405,7 +443,7 @@ fn guesses_per_user_are_rate_limited_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let vault = start_with(&dir.path().join("data"), &["--user-per-minute", "3"]);
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "pw\n").unwrap();
+    std::fs::write(&pw, "quiet lantern orbit 1987\n").unwrap();
     let out = client(&vault, "register", "carol", &pw, &["--key", KEY]);
     assert!(
         out.status.success(),
@@ -453,7 +491,7 @@ fn a_crash_at_any_step_of_a_recovery_never_loses_a_counted_guess() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let pw = dir.path().join("pw");
-        std::fs::write(&pw, "pw\n").unwrap();
+        std::fs::write(&pw, "quiet lantern orbit 1987\n").unwrap();
         {
             let vault = start_env(&data, &[], Some(point));
             let out = client(&vault, "register", "erin", &pw, &["--key", KEY]);
@@ -503,7 +541,7 @@ fn a_store_edited_behind_the_vault_is_refused_as_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (right, wrong) = (dir.path().join("right"), dir.path().join("wrong"));
-    std::fs::write(&right, "right\n").unwrap();
+    std::fs::write(&right, "right lantern orbit 1987\n").unwrap();
     std::fs::write(&wrong, "wrong\n").unwrap();
     let db = data.join("vault.db");
     let edit = |sql: &str| {
@@ -584,7 +622,7 @@ fn backup_create_then_restore_with_only_the_password() {
     let dir = tempfile::tempdir().unwrap();
     let vault = start(&dir.path().join("data"));
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "my backup password\n").unwrap();
+    std::fs::write(&pw, "my backup password lantern 1987\n").unwrap();
     let db = dir.path().join("msgstore.db");
     let content: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
     std::fs::write(&db, &content).unwrap();
@@ -684,8 +722,8 @@ fn change_password_from_the_cli() {
     let vault = start(&dir.path().join("data"));
     let old = dir.path().join("old");
     let new = dir.path().join("new");
-    std::fs::write(&old, "old password\n").unwrap();
-    std::fs::write(&new, "new password\n").unwrap();
+    std::fs::write(&old, "old password lantern 1987\n").unwrap();
+    std::fs::write(&new, "new password velvet 2031\n").unwrap();
     assert!(client(&vault, "register", "gus", &old, &["--key", KEY])
         .status
         .success());
@@ -731,18 +769,16 @@ fn a_config_file_sets_tenants_that_never_see_each_other() {
         &["--config", config.to_str().unwrap()],
     );
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "pw\n").unwrap();
+    std::fs::write(&pw, "quiet lantern orbit 1987\n").unwrap();
     let run = |token: &str, args: &[&str]| {
         let target = vault.args();
         let mut a = vec!["--json", "vault"];
         a.extend_from_slice(args);
         a.extend(target.iter().map(String::as_str));
-        a.extend_from_slice(&[
-            "--server-id",
-            "test-vault",
-            "--password-file",
-            pw.to_str().unwrap(),
-        ]);
+        a.extend_from_slice(&["--server-id", "test-vault"]);
+        if !args.contains(&"--admin") {
+            a.extend_from_slice(&["--password-file", pw.to_str().unwrap()]);
+        }
         let mut command = Command::new(env!("CARGO_BIN_EXE_coffer"));
         // The suite's vaults stretch passwords cheaply (m=256 KiB, t=1).
         command
@@ -778,13 +814,15 @@ fn a_config_file_sets_tenants_that_never_see_each_other() {
     assert_eq!(json(&out)["key"], KEY);
     // Only the tenant's admin token deletes without the password, and only its own users.
     let admin = "A".repeat(40);
-    let out = run(&acme, &["delete", "--admin", "--user", "same"]);
+    let out = run(&acme, &["delete", "--admin", "--yes", "--user", "same"]);
     assert_eq!(json(&out)["error"], "unauthorized");
-    let out = run(&globex, &["delete", "--admin", "--user", "same"]);
+    let out = run(&globex, &["delete", "--admin", "--yes", "--user", "same"]);
     assert_eq!(json(&out)["error"], "unauthorized");
-    assert!(run(&admin, &["delete", "--admin", "--user", "same"])
-        .status
-        .success());
+    assert!(
+        run(&admin, &["delete", "--admin", "--yes", "--user", "same"])
+            .status
+            .success()
+    );
     let status = json(&run(&acme, &["status", "--user", "same"]));
     assert_eq!(status["state"], "deleted", "{status}");
 
