@@ -24,12 +24,22 @@ pub enum Status {
 }
 
 impl Status {
-    /// Whether this result is as expected (what the exit code is about).
-    pub fn as_expected(self) -> bool {
-        matches!(
-            self,
-            Status::Pass | Status::ExpectedFailure | Status::Skipped
-        )
+    /// Whether this result, at `level`, is as expected (what the exit code is about): a
+    /// skipped MUST is not (spec/conformance.md §4) unless the expected-failures file gave a
+    /// reason, which makes it an expected failure.
+    pub fn as_expected(self, level: Level) -> bool {
+        match self {
+            Status::Pass | Status::ExpectedFailure => true,
+            Status::Skipped => level != Level::Must,
+            Status::Fail | Status::UnexpectedPass | Status::Unimplemented => false,
+        }
+    }
+}
+
+impl CaseResult {
+    /// Whether this result is as expected: [`Status::as_expected`] at the case's level.
+    pub fn as_expected(&self) -> bool {
+        self.status.as_expected(self.level)
     }
 }
 

@@ -65,6 +65,11 @@ impl ExpectedFailures {
                     result.detail =
                         format!("listed as an expected failure ({reason}), but it passed");
                 }
+                // A MUST not run does not pass; listed, it is a known gap with its reason.
+                Status::Skipped if result.level == crate::case::Level::Must => {
+                    result.status = Status::ExpectedFailure;
+                    result.detail = format!("{reason} (not run: {})", result.detail);
+                }
                 _ => {}
             }
         }

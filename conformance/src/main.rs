@@ -89,8 +89,10 @@ enum Command {
         /// Glob + reason YAML; listed failures are expected, stale entries are reported.
         #[arg(long, value_name = "FILE")]
         expected_failures: Option<PathBuf>,
-        /// Only cases whose id matches (`*` is a wildcard).
-        #[arg(long, value_name = "GLOB")]
+        /// Only cases whose id contains this text, or, with `*` (any run of characters),
+        /// matches it whole: `--filter crypt15` or `--filter 'client.format.*.wrong_key'`. A
+        /// filter that matches no case is an error (exit 2).
+        #[arg(long, value_name = "TEXT|GLOB")]
         filter: Option<String>,
         /// List the cases that would run, and run nothing.
         #[arg(long)]
@@ -175,6 +177,15 @@ fn softhsm2_token() -> anyhow::Result<Option<(tempfile::TempDir, String)>> {
         "pkcs11:token=coffer-conformance?module-path={}&pin-value=87654321",
         module.display()
     );
+    // A master key made as `coffer hsm init` makes it, so that hsm.master.policy checks a
+    // real one instead of being skipped.
+    let config = match coffer::hsm::uri::parse(&uri)? {
+        coffer::hsm::uri::HsmLocation::Pkcs11(config) => config,
+        coffer::hsm::uri::HsmLocation::Soft(_) => unreachable!("a pkcs11: URI"),
+    };
+    coffer::hsm::Pkcs11Hsm::open(&config)
+        .and_then(|hsm| hsm.init_key(coffer::hsm::Export::Never))
+        .context("making the private token's master key")?;
     Ok(Some((dir, uri)))
 }
 
@@ -545,9 +556,16 @@ fn run() -> anyhow::Result<bool> {
                 None if default_token.is_some() => ExpectedFailures::parse(SOFTHSM2_EXPECTED)?,
                 None => ExpectedFailures::default(),
             };
-            let keep = |id: &str| filter.as_deref().is_none_or(|g| glob_match(g, id));
+            let keep = |id: &str| filter.as_deref().is_none_or(|f| filter_match(f, id));
             let vectors = vectors.unwrap_or_else(coffer_vectors::vectors_dir);
             let catalogue = all_cases(&vectors)?;
+            if let Some(f) = &filter {
+                // A gate that ran nothing must not pass.
+                anyhow::ensure!(
+                    catalogue.iter().any(|(_, id, _)| keep(id)),
+                    "--filter {f:?} matches no case (`--list` shows the ids)"
+                );
+            }
             if list {
                 for (suite, id, level) in catalogue.iter().filter(|(_, id, _)| keep(id)) {
                     println!("{suite} {id} [{level}]");
@@ -677,6 +695,15 @@ fn run() -> anyhow::Result<bool> {
             }
             Ok(run.as_expected())
         }
+    }
+}
+
+/// `--filter`: a glob when it has a `*`, else a substring of the id.
+fn filter_match(filter: &str, id: &str) -> bool {
+    if filter.contains('*') {
+        glob_match(filter, id)
+    } else {
+        id.contains(filter)
     }
 }
 

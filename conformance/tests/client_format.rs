@@ -211,10 +211,50 @@ fn a_crashing_adapter_fails_one_case_and_the_run_goes_on() {
     assert!(marker.exists());
 }
 
+/// An adapter that declares crypt15 decryption only: its other cases are skipped, not
+/// passed, and since they are MUST cases the run is not as expected (exit 1) until an
+/// expected-failures file says why each is not run; then it is (exit 0).
 #[test]
 fn undeclared_formats_are_skipped_not_passed() {
     let (code, report) = run(&["python3", &double(), "crypt15-only", exe()], &[]);
-    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(
+        code,
+        Some(1),
+        "skipped MUST cases fail the gate: {report:#}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let expected = dir.path().join("expected.yaml");
+    std::fs::write(
+        &expected,
+        "client.format.*: this client reads crypt15 only
+         client.vault.*: no vault client
+client.realms.*: no realms client
+         client.*.encrypt: it does not write backups
+",
+    )
+    .unwrap();
+    let json = dir.path().join("report.json");
+    let out = Command::new(exe())
+        .args(["run", "--client"])
+        .arg(format!("python3 {} crypt15-only {}", double(), exe()))
+        .arg("--expected-failures")
+        .arg(&expected)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let listed: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{listed:#}");
+    let excused = ids_with(&listed, "expected_failure");
+    assert_eq!(excused, ids_with(&report, "skipped"));
+    for case in listed["cases"].as_array().unwrap() {
+        if case["status"] == "expected_failure" {
+            assert!(
+                case["detail"].as_str().unwrap().contains("(not run: "),
+                "{case}"
+            );
+        }
+    }
     let skipped = ids_with(&report, "skipped");
     assert!(skipped.iter().all(|id| id.starts_with("client.format.")
         || id.starts_with("client.vault.")
@@ -224,6 +264,39 @@ fn undeclared_formats_are_skipped_not_passed() {
     assert!(ids_with(&report, "pass")
         .iter()
         .all(|id| id.starts_with("client.crypt15.") && id.ends_with(".decrypt")));
+}
+
+/// `--filter` without `*` is a substring; one that matches no case is a harness error
+/// (exit 2), never a green run that tested nothing.
+#[test]
+fn a_filter_that_matches_nothing_fails_and_substrings_match() {
+    for filter in [
+        "nomatch*",
+        "no-such-case",
+        "client.crypt15.file.short_text.decrypt.x",
+    ] {
+        let out = Command::new(exe())
+            .args(["run", "--client", "reference", "--filter", filter])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{filter}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("matches no case"),
+            "{filter}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = Command::new(exe())
+        .args(["run", "--list", "--filter", "short_text.decrypt"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.lines().count() >= 2, "{listed}");
+    assert!(
+        listed.lines().all(|l| l.contains("short_text.decrypt")),
+        "{listed}"
+    );
 }
 
 /// wa-crypt-tools 0.1.0 from PyPI (scripts/test.sh installs it; COFFER_WA_CRYPT_TOOLS names
