@@ -150,9 +150,7 @@ impl Run {
         let notable: Vec<&CaseResult> = self
             .cases
             .iter()
-            .filter(|c| {
-                c.status != Status::Pass && !(c.status == Status::Skipped && c.as_expected())
-            })
+            .filter(|c| !matches!(c.status, Status::Pass | Status::Skipped))
             .collect();
         if !notable.is_empty() {
             out.push_str("\n| case | status | expected | actual |\n|---|---|---|---|\n");
@@ -166,6 +164,25 @@ impl Run {
                     c.id,
                     cell(&c.expected),
                     cell(&c.actual)
+                ));
+            }
+        }
+        // Skipped MUST cases fail the gate; one line per reason keeps the table readable.
+        let mut not_run: BTreeMap<&str, usize> = BTreeMap::new();
+        for c in self
+            .cases
+            .iter()
+            .filter(|c| c.status == Status::Skipped && !c.as_expected())
+        {
+            *not_run.entry(c.detail.as_str()).or_default() += 1;
+        }
+        if !not_run.is_empty() {
+            out.push_str("\nMUST cases not run (each fails the gate unless an expected-failures entry names it):\n\n");
+            for (why, n) in not_run {
+                out.push_str(&format!(
+                    "- {n} {}: {}\n",
+                    if n == 1 { "case" } else { "cases" },
+                    cell(why)
                 ));
             }
         }

@@ -35,12 +35,58 @@ use std::time::{Duration, Instant};
 /// Users per client: each can take 100 guesses.
 const USERS_PER_CLIENT: usize = 16;
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_owned())
+/// Load on a vault (or realms) served by `coffer vault serve` on loopback: operations per
+/// second and latency percentiles per HSM backend and store, with ratios to the first.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "vault-load",
+    after_help = "Examples:\n  vault-load --seconds 3 --clients 16 --mode guesses --backends soft,softhsm2\n  \
+    vault-load --mode recoveries --stores sqlite,etcd://127.0.0.1:2379\n  \
+    vault-load --mode realms --realms-floor 0.3\n\n\
+    softhsm2 needs Debian's softhsm2; kryoptic needs COFFER_KRYOPTIC_MODULE (scripts/kryoptic.sh).\n\
+    A backend that is asked for and missing is an error."
+)]
+struct Args {
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// guesses (KE1s, each a durable guess), recoveries (whole logins) or realms (2-of-3
+    /// threshold recoveries against the single vault).
+    #[arg(long, value_enum, default_value_t = Mode::Guesses)]
+    mode: Mode,
+    /// HSM backends, comma-separated: soft, softhsm2, kryoptic.
+    #[arg(long, default_value = "soft")]
+    backends: String,
+    /// Stores, comma-separated: sqlite, etcd://host:port[,host:port...].
+    #[arg(long, default_value = "sqlite")]
+    stores: String,
+    /// Transports, comma-separated: http, https.
+    #[arg(long, default_value = "http")]
+    transports: String,
+    /// The coffer binary that serves.
+    #[arg(long, default_value = "target/release/coffer")]
+    coffer: String,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+    /// With --mode realms: exit 1 when the realms' rate is below this share of the single
+    /// vault's.
+    #[arg(long, value_name = "RATIO")]
+    realms_floor: Option<f64>,
+}
+
+/// What the clients do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    /// KE1s only.
+    Guesses,
+    /// Whole recoveries.
+    Recoveries,
+    /// Threshold recoveries over three realms, after the single vault's.
+    Realms,
 }
 
 /// `ServerLogin::start` calls per second on one thread, with a real password file.
@@ -417,34 +463,44 @@ fn load_realms(coffer: &str, clients: usize, seconds: f64) -> serde_json::Value 
     })
 }
 
+/// A usage error: the message and exit code 2, as clap's own.
+fn usage(message: &str) -> ! {
+    eprintln!("vault-load: {message}");
+    std::process::exit(2)
+}
+
 fn main() {
-    let clients: usize = arg("--clients", "64").parse().expect("--clients N");
-    let seconds: f64 = arg("--seconds", "10").parse().expect("--seconds S");
-    let coffer = arg("--coffer", "target/release/coffer");
-    let mode = arg("--mode", "guesses");
-    let (recoveries, with_realms) = match mode.as_str() {
-        "guesses" => (false, false),
-        "recoveries" => (true, false),
-        "realms" => (true, true),
-        other => panic!("--mode {other}: guesses, recoveries or realms"),
+    let args = <Args as clap::Parser>::parse();
+    let Args {
+        clients,
+        seconds,
+        ref coffer,
+        mode,
+        ref backends,
+        ref stores,
+        ref transports,
+        json: json_out,
+        realms_floor,
+    } = args;
+    let coffer = coffer.clone();
+    let (recoveries, with_realms) = match mode {
+        Mode::Guesses => (false, false),
+        Mode::Recoveries => (true, false),
+        Mode::Realms => (true, true),
     };
-    let backends = arg("--backends", "soft");
-    let stores = arg("--stores", "sqlite");
-    let transports = arg("--transports", "http");
     let transports: Vec<bool> = transports
         .split(',')
         .map(|t| match t.trim() {
             "http" => false,
             "https" => true,
-            other => panic!("--transports {other}: http or https"),
+            other => usage(&format!("--transports {other}: http or https")),
         })
         .collect();
     if transports.len() > 1 && backends.split(',').any(|b| b.trim() != "soft") {
         // A PKCS#11 module reads its configuration once per process: a second token for the
         // second transport would not be found. Compare transports on the soft backend.
-        panic!("--transports with more than one transport takes --backends soft only");
+        usage("--transports with more than one transport takes --backends soft only");
     }
-    let json_out = std::env::args().any(|a| a == "--json");
     // Store URLs hold commas (etcd members): split the list at "sqlite" and "etcd" starts.
     let mut store_list: Vec<String> = Vec::new();
     for part in stores.split(',') {
@@ -495,7 +551,7 @@ fn main() {
     });
     if json_out {
         println!("{report}");
-        floor_holds(&runs);
+        floor_holds(&runs, realms_floor);
         return;
     }
     let unit = if recoveries {
@@ -525,21 +581,19 @@ fn main() {
     println!(
         "{clients} clients, {seconds} s per run; ceiling: ServerLogin::start {ceiling:.0}/s on one core, in process"
     );
-    floor_holds(&runs);
+    floor_holds(&runs, realms_floor);
 }
 
 /// `--realms-floor R`: exits 1 when the realms' rate is below `R` of the single vault's.
-fn floor_holds(runs: &[serde_json::Value]) {
-    let floor = arg("--realms-floor", "");
-    if floor.is_empty() {
+fn floor_holds(runs: &[serde_json::Value], floor: Option<f64>) {
+    let Some(floor) = floor else {
         return;
-    }
-    let floor: f64 = floor.parse().expect("--realms-floor R");
+    };
     let ratio = runs
         .iter()
         .find(|r| r["mode"] == "realms 2-of-3")
         .and_then(|r| r["ratio_to_first_backend"].as_f64())
-        .expect("--realms-floor needs --mode realms");
+        .unwrap_or_else(|| usage("--realms-floor needs --mode realms"));
     if ratio < floor {
         eprintln!("realms: {ratio:.2} of the single vault's rate, below the floor {floor}");
         std::process::exit(1);
