@@ -30,6 +30,23 @@ fn both_modules_meet_their_expected_failures_and_reports_are_written() {
         };
         let uri = token.uri.clone();
         let env = &token;
+        // Without a master key, hsm.master.policy is not run: a skipped MUST, so the run
+        // is not as expected (spec/conformance.md §3).
+        let out = runner(
+            env,
+            &["run", "--hsm", &uri, "--filter", "hsm.master.policy"],
+        );
+        let console = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{module:?}: {console}");
+        assert!(
+            console.contains("Skipped hsm.master.policy [Must]"),
+            "{console}"
+        );
+        // The master key, as `coffer hsm init` makes it.
+        token.apply_to_this_process();
+        coffer::hsm::Pkcs11Hsm::open(&token.config())
+            .and_then(|hsm| hsm.init_key(coffer::hsm::Export::Never))
+            .unwrap();
         let json = dir.path().join("report.json");
         let junit = dir.path().join("report.xml");
         let out = runner(

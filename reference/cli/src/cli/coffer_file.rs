@@ -3,7 +3,7 @@
 use super::input::open_input;
 
 use super::failure::{CliResult, Failure};
-use super::output::{flush, name, progress_bar, AtomicOutput};
+use super::output::{self, flush, name, progress_bar, AtomicOutput};
 use super::{CompressArg, DecryptArgs, EncryptArgs, Report};
 use coffer::format::{
     self, Compression, Content, FileSummary, Header, MetaValue, RandomAccess, WriteOptions,
@@ -193,6 +193,22 @@ pub(super) fn encrypt_path(
     })
 }
 
+/// The progress bar of decrypting `input` (of `size` bytes), which counts plaintext bytes: its
+/// total is the plaintext length when the file is uncompressed and complete, and there is no
+/// total for a compressed file (its plaintext length is known only at its end).
+fn plaintext_bar(input: &Path, size: u64, what: &str) -> ProgressBar {
+    let plaintext = open_input(input)
+        .ok()
+        .and_then(|(mut file, _)| inspect(&mut file, size).ok())
+        .filter(|info| info.header.compression == Compression::None)
+        .and_then(|info| info.layout(size))
+        .map(|(_, plain)| plain);
+    match plaintext {
+        Some(total) => progress_bar(total, what),
+        None => output::counter_bar(what),
+    }
+}
+
 /// Streaming on this thread (`threads == 1`) or on all cores, into a file or nowhere;
 /// progress on `bar`.
 fn decrypt_file<O: WriteAt + Sync>(
@@ -215,7 +231,7 @@ pub(super) fn decrypt_path(
 ) -> CliResult<(Header, FileSummary)> {
     check_coffer_input(input)?;
     let (file, size) = open_input(input)?;
-    let bar = progress_bar(size, "decrypting");
+    let bar = plaintext_bar(input, size, "decrypting");
     let done =
         decrypt_file(file, root, target.file(), 0, &bar).map_err(lib_err("decrypt", input))?;
     bar.finish_and_clear();
@@ -252,7 +268,7 @@ pub(super) fn decrypt(args: &DecryptArgs, root: &RootKey) -> CliResult<Report> {
     }
     let (input, size) = open_input(&args.input)?;
     let target = AtomicOutput::create_for(&args.input, &args.output, args.force)?;
-    let bar = progress_bar(size, "decrypting");
+    let bar = plaintext_bar(&args.input, size, "decrypting");
     let (header, summary) =
         decrypt_file(input, root, target.file(), args.threads.unwrap_or(0), &bar)
             .map_err(lib_err("decrypt", &args.input))?;
@@ -307,7 +323,7 @@ pub(super) fn extract(args: &DecryptArgs, dir: &Path) -> CliResult<Report> {
     let plain = tempfile::tempfile_in(staging.path())
         .map_err(|e| Failure::io("cannot create a temporary file", e))?;
     let (input, _) = open_input(&args.input)?;
-    let bar = progress_bar(size, "decrypting");
+    let bar = plaintext_bar(&args.input, size, "decrypting");
     let (_, summary) = decrypt_file(input, &root, &plain, args.threads.unwrap_or(0), &bar)
         .map_err(lib_err("decrypt", &args.input))?;
     bar.finish_and_clear();
@@ -428,7 +444,7 @@ fn report(
 /// `coffer verify` of a Coffer file: authenticate everything, write nothing.
 pub(super) fn verify(path: &Path, root: &RootKey, threads: usize) -> CliResult<Report> {
     let (input, size) = open_input(path)?;
-    let bar = progress_bar(size, "verifying");
+    let bar = plaintext_bar(path, size, "verifying");
     let (header, summary) =
         decrypt_file(input, root, &Discard, threads, &bar).map_err(lib_err("verify", path))?;
     bar.finish_and_clear();
@@ -492,6 +508,7 @@ pub(super) fn info(path: &Path) -> CliResult<Report> {
             other => format!("tag {other:#04x}"),
         };
         let shown = match value {
+            MetaValue::U64(v) if *t == tag::CREATED => output::iso8601(*v),
             MetaValue::U64(v) => v.to_string(),
             MetaValue::Text(s) => s.clone(),
             MetaValue::Bytes(b) => hex::encode(b),
@@ -536,6 +553,10 @@ pub(super) fn info(path: &Path) -> CliResult<Report> {
             "compression": info.header.compression,
             "content": info.header.content(),
             "metadata": metadata,
+            "created": info.header.metadata.iter().find_map(|(t, v)| match (t, v) {
+                (&tag::CREATED, MetaValue::U64(at)) => Some(output::iso8601(*at)),
+                _ => None,
+            }),
             "footer": match footer { FooterState::Complete => "complete", FooterState::LengthMismatch { .. } => "length_mismatch", FooterState::Missing => "missing" },
             "chunks": layout.map(|l| l.0),
             "payload_bytes": layout.map(|l| l.1),

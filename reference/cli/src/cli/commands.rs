@@ -7,7 +7,8 @@ use super::{
     coffer_file, key_arg, DecryptArgs, EncryptArgs, FormatArg, KeyFileForm, Report, VerifyArgs,
 };
 use coffer::crypt15::{
-    self, with_new_iv, DecryptOptions, EncryptOptions, HeaderSpec, PayloadEncoding, IV_LEN,
+    self, with_new_iv, BackupFormat, DecryptOptions, EncryptOptions, HeaderSpec, PayloadEncoding,
+    IV_LEN,
 };
 use coffer::key::{BackupKey, RootKey};
 use coffer::ErrorClass;
@@ -37,7 +38,7 @@ pub(super) fn key_new(out: Option<&Path>, form: KeyFileForm, force: bool) -> Cli
         .unwrap_or_default();
     Ok(Report {
         text: format!("{}{saved}", grouped.as_str()),
-        json: json!({"key": key.to_hex().as_str(), "grouped": grouped.as_str(), "file": out}),
+        json: json!({"command": "key new", "key": key.to_hex().as_str(), "grouped": grouped.as_str(), "file": out}),
     })
 }
 
@@ -48,7 +49,7 @@ pub(super) fn key_show(spec: Option<&str>) -> CliResult<Report> {
             let grouped = root.to_grouped();
             Ok(Report {
                 text: grouped.as_str().to_owned(),
-                json: json!({"kind": "root", "key": root.to_hex().as_str(), "grouped": grouped.as_str()}),
+                json: json!({"command": "key show", "kind": "root", "key": root.to_hex().as_str(), "grouped": grouped.as_str()}),
             })
         }
         BackupKey::Legacy(legacy) => {
@@ -61,6 +62,7 @@ pub(super) fn key_show(spec: Option<&str>) -> CliResult<Report> {
                     hex::encode(legacy.server_salt)
                 ),
                 json: json!({
+                    "command": "key show",
                     "kind": "legacy",
                     "key": root.to_hex().as_str(),
                     "grouped": grouped.as_str(),
@@ -79,6 +81,28 @@ pub(super) fn refuse_inapplicable(options: &[(bool, &str)], why: &str) -> CliRes
         Some((_, flag)) => Err(Failure::usage(format!("{flag} {why}"))),
         None => Ok(()),
     }
+}
+
+/// A wrong 64-digit key for a crypt14/12 file is most often encrypted_backup.key given where
+/// the phone's `key` file belongs: say so (the reverse case's hint comes from the library).
+fn with_legacy_key_hint(mut failure: Failure, key: &BackupKey, input: &Path) -> Failure {
+    if failure.class != ErrorClass::WrongKey || !matches!(key, BackupKey::Root(_)) {
+        return failure;
+    }
+    let format = open_input(input)
+        .ok()
+        .and_then(|(file, _)| crypt15::read_header(&mut BufReader::new(file)).ok())
+        .map(|header| header.format);
+    if let Some(format @ (BackupFormat::Crypt14 | BackupFormat::Crypt12)) = format {
+        failure.message = format!(
+            "{}; a {} backup opens with the phone's `key` file (158 bytes, beside the \
+             backups in WhatsApp's files directory), not with encrypted_backup.key or the \
+             64-digit key of end-to-end encrypted backups",
+            failure.message,
+            format.as_str()
+        );
+    }
+    failure
 }
 
 /// `coffer decrypt`
@@ -116,7 +140,13 @@ pub(super) fn decrypt(args: &DecryptArgs) -> CliResult<Report> {
     let summary = crypt15::decrypt(&key, input, &mut writer, &options, &mut |done| {
         bar.set_position(done)
     })
-    .map_err(|e| Failure::from_lib(&format!("cannot decrypt {}", args.input.display()), e))?;
+    .map_err(|e| {
+        with_legacy_key_hint(
+            Failure::from_lib(&format!("cannot decrypt {}", args.input.display()), e),
+            &key,
+            &args.input,
+        )
+    })?;
     flush(writer, &args.output)?;
     bar.finish_and_clear();
     target.commit()?;
@@ -147,6 +177,7 @@ pub(super) fn decrypt(args: &DecryptArgs) -> CliResult<Report> {
             "input_bytes": summary.input_bytes,
             "ciphertext_bytes": summary.ciphertext_bytes,
             "output_bytes": summary.output_bytes,
+            "plaintext_bytes": summary.output_bytes,
         }),
     })
 }
@@ -224,7 +255,13 @@ pub(super) fn verify(args: &VerifyArgs) -> CliResult<Report> {
         &DecryptOptions::default(),
         &mut |done| bar.set_position(done),
     )
-    .map_err(|e| Failure::from_lib(&format!("cannot verify {}", args.input.display()), e))?;
+    .map_err(|e| {
+        with_legacy_key_hint(
+            Failure::from_lib(&format!("cannot verify {}", args.input.display()), e),
+            &key,
+            &args.input,
+        )
+    })?;
     bar.finish_and_clear();
     Ok(Report {
         text: format!(
@@ -320,7 +357,8 @@ pub(super) fn encrypt(args: &EncryptArgs) -> CliResult<Report> {
             "output": args.output,
             "format": "crypt15",
             "payload": options.payload,
-            "md5": options.md5,
+            // The same words as decrypt's: the trailer is there to verify, or absent.
+            "md5": if options.md5 { "written" } else { "absent" },
             "input_bytes": summary.input_bytes,
             "ciphertext_bytes": summary.ciphertext_bytes,
             "output_bytes": summary.output_bytes,
@@ -341,6 +379,7 @@ pub(super) fn man(out_dir: Option<&Path>) -> CliResult<Report> {
             std::io::stdout()
                 .write_all(&page)
                 .map_err(|e| Failure::io("cannot write to standard output", e))?;
+            output::report_on_stderr();
             Ok(Report {
                 text: String::new(),
                 json: json!({"command": "man"}),

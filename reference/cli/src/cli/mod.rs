@@ -904,11 +904,13 @@ fn parse() -> Result<Cli, ExitCode> {
                 | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
         );
         if !informational && std::env::args_os().any(|a| a == "--json") {
-            let message = error.kind().as_str().map_or_else(
-                || error.to_string().lines().next().unwrap_or_default().to_owned(),
-                str::to_owned,
-            );
             let detail = error.render().to_string();
+            let message = detail
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_owned();
             print_line(
                 &serde_json::json!({"ok": false, "error": "usage", "message": message, "detail": detail})
                     .to_string(),

@@ -70,6 +70,11 @@ static PARTIALS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// Whether this run's result goes to stderr, because its output is standard output.
 static REPORT_TO_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Sends this run's report to stderr: its standard output carries the command's output.
+pub(super) fn report_on_stderr() {
+    REPORT_TO_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// True when the command's output went to standard output: its report goes to stderr then.
 pub(super) fn report_to_stderr() -> bool {
     REPORT_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed)
@@ -299,7 +304,7 @@ impl AtomicOutput {
         let target = self.path.display().to_string();
         match self.target {
             Target::Stdout(file) => {
-                REPORT_TO_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
+                report_on_stderr();
                 let mut file = file;
                 std::io::Seek::rewind(&mut file)
                     .and_then(|_| std::io::copy(&mut file, &mut std::io::stdout().lock()))
@@ -371,6 +376,22 @@ pub(super) fn progress_bar(total: u64, what: &str) -> ProgressBar {
         "{msg} [{bar:32}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
     ) {
         bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Unix seconds as ISO 8601 (RFC 3339, UTC, whole seconds): `2026-12-07T00:00:00Z`.
+pub(super) fn iso8601(unix_seconds: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_seconds);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// A byte counter on stderr without a total (drawn only when stderr is a terminal).
+pub(super) fn counter_bar(what: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{msg} {bytes} {binary_bytes_per_sec}") {
+        bar.set_style(style);
     }
     bar.set_message(what.to_owned());
     bar

@@ -213,18 +213,27 @@ pub(super) fn writable_new(path: &Path) -> CliResult<()> {
 }
 
 /// A deletion goes ahead only when the user said so: `--yes`, or the user id typed at the
-/// terminal. Without a terminal and without `--yes` it is refused (exit 2).
+/// terminal (standard input must be one). Otherwise it is refused (exit 2), before the vault
+/// is asked anything.
 pub(super) fn confirm_deletion(user: &str, yes: bool) -> CliResult<()> {
+    use std::io::{BufRead, IsTerminal};
     if yes {
         return Ok(());
     }
-    let typed = rpassword::prompt_password(format!(
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::usage(
+            "a deletion needs confirmation: pass --yes, or run it at a terminal and type the user id",
+        ));
+    }
+    eprint!(
         "this deletes {user}'s key for good: every backup made with it is lost.\n\
          type the user id ({user}) to go on: "
-    ))
-    .map_err(|_| {
-        Failure::usage("a deletion needs confirmation: pass --yes, or run it at a terminal")
-    })?;
+    );
+    let mut typed = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut typed)
+        .map_err(|e| Failure::io("cannot read the confirmation", e))?;
     if typed.trim() != user {
         return Err(Failure::usage(
             "the user id typed does not match; nothing was deleted",

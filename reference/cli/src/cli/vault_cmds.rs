@@ -249,7 +249,12 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
                 .map(|e| {
                     format!(
                         "{:>8}  epoch {:<8} {}  {:<16} {:<16} {}",
-                        e.seq, e.epoch, e.at, e.user, e.event, e.detail
+                        e.seq,
+                        e.epoch,
+                        output::iso8601(e.at),
+                        e.user,
+                        e.event,
+                        e.detail
                     )
                 })
                 .chain(std::iter::once(format!(
@@ -262,7 +267,16 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
                 .join("\n");
             Ok(Report {
                 text,
-                json: json!({"command": "vault audit", "events": events, "next": next}),
+                json: json!({
+                    "command": "vault audit",
+                    // Each event as the API gives it, with its time also in ISO 8601.
+                    "events": events.iter().map(|e| {
+                        let mut event = serde_json::to_value(e).unwrap_or_default();
+                        event["time"] = output::iso8601(e.at).into();
+                        event
+                    }).collect::<Vec<_>>(),
+                    "next": next,
+                }),
             })
         }
         VaultCommand::Delete { client, admin, yes } => {
