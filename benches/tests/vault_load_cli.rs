@@ -13,7 +13,10 @@ fn help_starts_nothing_and_bad_values_are_usage_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8(out.stdout).unwrap();
-    assert!(help.contains("Usage: vault-load") && help.contains("--realms-floor"), "{help}");
+    assert!(
+        help.contains("Usage: vault-load") && help.contains("--realms-floor"),
+        "{help}"
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     for bad in [["--mode", "nope"], ["--clients", "many"]] {
         let out = Command::new(env!("CARGO_BIN_EXE_vault-load"))

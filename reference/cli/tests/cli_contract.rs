@@ -806,3 +806,46 @@ fn completions_and_man_pages() {
     assert!(dir.path().join("coffer-decrypt.1").is_file());
     assert!(dir.path().join("coffer-vault-serve.1").is_file());
 }
+
+/// The README's SoftHSM2 recipe works as written, from an empty home directory (the
+/// `apt-get` line aside: the test command installs SoftHSM2).
+#[test]
+fn the_readme_softhsm2_recipe_works_as_written() {
+    if coffer_testkit::opt_out("COFFER_SKIP_SOFTHSM2", "SoftHSM2") {
+        return;
+    }
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let block = readme
+        .split("<!-- softhsm2-recipe:begin -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- softhsm2-recipe:end -->").next())
+        .expect("the recipe's markers in README.md");
+    let script: Vec<&str> = block
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("```") && !l.is_empty() && !l.contains("apt-get"))
+        .collect();
+    assert!(script.len() >= 6, "{script:?}");
+    let home = tempfile::tempdir().unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_coffer")).parent().unwrap();
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script.join("\n")])
+        .env("HOME", home.path())
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .env_remove("SOFTHSM2_CONF")
+        .env_remove("COFFER_PKCS11_PIN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hsm.master.policy"));
+}

@@ -350,8 +350,8 @@ pub(crate) enum VaultCommand {
     /// its chain hash (spec/vault.md §6.2), and an event that does not chain fails the
     /// command (corrupt).
     Audit {
-        /// The vault's base URL.
-        #[arg(long)]
+        /// The vault's base URL (or set COFFER_VAULT_URL).
+        #[arg(long, env = "COFFER_VAULT_URL")]
         vault: String,
         /// File holding the tenant's admin token (or set COFFER_VAULT_TOKEN).
         #[arg(long)]
@@ -623,8 +623,8 @@ the transport key's SHA-256 (printed by transport-key and trust) over a trusted 
 #[derive(Debug, Args)]
 pub(crate) struct VaultClientArgs {
     /// The vault's base URL, e.g. https://vault.example:8443 (plain http:// only to
-    /// loopback, unless --insecure-http).
-    #[arg(long)]
+    /// loopback, unless --insecure-http). Or set COFFER_VAULT_URL.
+    #[arg(long, env = "COFFER_VAULT_URL")]
     vault: String,
     /// The user id within the tenant.
     #[arg(long)]
@@ -695,7 +695,8 @@ pub(crate) struct NewPasswordArgs {
 /// Where a backup's key is kept: one vault, or t-of-n realms.
 #[derive(Debug, Args)]
 pub(crate) struct BackupClientArgs {
-    /// The vault's base URL, e.g. https://vault.example:8443 (or --realms).
+    /// The vault's base URL, e.g. https://vault.example:8443 (or --realms). Without either,
+    /// COFFER_VAULT_URL.
     #[arg(long, conflicts_with = "realms")]
     vault: Option<String>,
     /// A realms file: the key split over t-of-n realms instead of one vault (see

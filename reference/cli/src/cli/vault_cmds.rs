@@ -402,7 +402,16 @@ enum Keeper {
 
 impl Keeper {
     fn of(args: &BackupClientArgs) -> CliResult<Self> {
-        match (&args.vault, &args.realms) {
+        // COFFER_VAULT_URL when neither is given (read here: as a clap default it would
+        // conflict with --realms).
+        let from_env = std::env::var("COFFER_VAULT_URL")
+            .ok()
+            .filter(|u| !u.is_empty());
+        let vault = args
+            .vault
+            .clone()
+            .or(from_env.filter(|_| args.realms.is_none()));
+        match (&vault, &args.realms) {
             (Some(vault), None) => Ok(Keeper::Vault(vault_client(
                 vault,
                 args.token_file.as_deref(),
@@ -415,7 +424,7 @@ impl Keeper {
             }
             _ => Err(Failure::new(
                 ErrorClass::Malformed,
-                "say where the key is kept: --vault URL or --realms FILE",
+                "say where the key is kept: --vault URL (or COFFER_VAULT_URL) or --realms FILE",
             )),
         }
     }
