@@ -417,7 +417,7 @@ fn report(
         None => format!("{} bytes", summary.plaintext_len),
     };
     let hint = if header.content() == Content::Tar {
-        " (a tar stream: tar -xf it)"
+        " (a tar stream: decrypt with --extract DIR to unpack it)"
     } else {
         ""
     };

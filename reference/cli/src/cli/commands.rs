@@ -183,14 +183,11 @@ pub(super) fn decrypt(args: &DecryptArgs) -> CliResult<Report> {
 }
 
 fn parse_iv(text: &str) -> CliResult<[u8; IV_LEN]> {
-    let bytes = hex::decode(text.trim())
-        .map_err(|e| Failure::new(ErrorClass::Malformed, format!("--iv is not hex: {e}")))?;
-    bytes.try_into().map_err(|b: Vec<u8>| {
-        Failure::new(
-            ErrorClass::Malformed,
-            format!("--iv must be 16 bytes, not {}", b.len()),
-        )
-    })
+    let bytes =
+        hex::decode(text.trim()).map_err(|e| Failure::usage(format!("--iv is not hex: {e}")))?;
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| Failure::usage(format!("--iv must be 16 bytes, not {}", b.len())))
 }
 
 fn random_iv() -> CliResult<[u8; IV_LEN]> {

@@ -65,8 +65,7 @@ fn hsm_failure(e: coffer::hsm::HsmError) -> Failure {
 fn pkcs11_config(location: &str) -> CliResult<Pkcs11Config> {
     match uri::parse(location).map_err(|e| Failure::from_lib("--hsm", e))? {
         HsmLocation::Pkcs11(config) => Ok(config),
-        HsmLocation::Soft(_) => Err(Failure::new(
-            ErrorClass::Malformed,
+        HsmLocation::Soft(_) => Err(Failure::usage(
             "--hsm: this command needs a pkcs11: URI; the soft backend has no token",
         )),
     }
@@ -197,8 +196,7 @@ fn trust(location: &str, public_key: &Path, so_pin_file: Option<&Path>) -> CliRe
             uri::read_pin_file(file).map_err(|e| Failure::from_lib("--so-pin-file", e))?
         }
         None => Zeroizing::new(std::env::var("COFFER_PKCS11_SO_PIN").map_err(|_| {
-            Failure::new(
-                ErrorClass::Malformed,
+            Failure::usage(
                 "no security officer PIN: give --so-pin-file or set COFFER_PKCS11_SO_PIN",
             )
         })?),

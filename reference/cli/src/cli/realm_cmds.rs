@@ -252,6 +252,11 @@ pub(super) fn run(command: &RealmsCommand) -> CliResult<Report> {
             })
         }
         RealmsCommand::Status { client } => {
+            if client.password_file.is_some() {
+                return Err(Failure::usage(
+                    "--password-file does not apply: status asks nothing of the password",
+                ));
+            }
             let (realms, set) = load(&client.realms)?;
             let statuses = realms_status(&realms, &client.user);
             let left = guesses_left(&statuses, set.threshold);

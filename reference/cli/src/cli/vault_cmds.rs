@@ -152,6 +152,11 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
             })
         }
         VaultCommand::Status { client } => {
+            if client.password_file.is_some() {
+                return Err(Failure::usage(
+                    "--password-file does not apply: status asks nothing of the password",
+                ));
+            }
             let status = connect(client)?
                 .status(&client.user)
                 .map_err(|e| Failure::from_lib("status", e))?;
@@ -422,8 +427,7 @@ impl Keeper {
                 let (realms, set) = super::realm_cmds::load(file)?;
                 Ok(Keeper::Realms(realms, set))
             }
-            _ => Err(Failure::new(
-                ErrorClass::Malformed,
+            _ => Err(Failure::usage(
                 "say where the key is kept: --vault URL (or COFFER_VAULT_URL) or --realms FILE",
             )),
         }
@@ -533,10 +537,10 @@ fn server_key(text: &str) -> CliResult<[u8; SERVER_KEY_LEN]> {
     let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     let mut key = [0u8; SERVER_KEY_LEN];
     hex::decode_to_slice(&digits, &mut key).map_err(|_| {
-        Failure::new(
-            ErrorClass::Malformed,
-            format!("--server-key: expected {} hex digits", 2 * SERVER_KEY_LEN),
-        )
+        Failure::usage(format!(
+            "--server-key: expected {} hex digits",
+            2 * SERVER_KEY_LEN
+        ))
     })?;
     Ok(key)
 }
@@ -614,10 +618,9 @@ pub(super) fn rate_limits(user_per_minute: f64, tenant_per_second: f64) -> CliRe
         ("tenant_per_second", tenant_per_second),
     ] {
         if !(rate.is_finite() && rate > 0.0) {
-            return Err(Failure::new(
-                ErrorClass::Malformed,
-                format!("{name} must be a positive number, not {rate}"),
-            ));
+            return Err(Failure::usage(format!(
+                "{name} must be a positive number, not {rate}"
+            )));
         }
     }
     Ok(RateLimits {
@@ -665,8 +668,7 @@ fn etcd_store(args: &StoreArgs) -> CliResult<EtcdStore> {
             (Some(path), _) => String::from_utf8_lossy(&read(path)?).trim().to_owned(),
             (None, Ok(p)) => p,
             (None, Err(_)) => {
-                return Err(Failure::new(
-                    ErrorClass::Malformed,
+                return Err(Failure::usage(
                     "--etcd-user needs --etcd-password-file or COFFER_ETCD_PASSWORD",
                 ))
             }
@@ -682,15 +684,13 @@ fn etcd_store(args: &StoreArgs) -> CliResult<EtcdStore> {
     let credentials =
         args.etcd_user.is_some() || args.etcd_cert.is_some() || args.etcd_ca.is_some();
     if args.store.starts_with("etcd://") && credentials {
-        return Err(Failure::new(
-            ErrorClass::Malformed,
+        return Err(Failure::usage(
             "etcd:// is plain TCP: use etcds:// with --etcd-ca for credentials and certificates \
              (they would otherwise travel in the clear, or be ignored)",
         ));
     }
     if args.store.starts_with("etcds://") && config.ca_pem.is_none() {
-        return Err(Failure::new(
-            ErrorClass::Malformed,
+        return Err(Failure::usage(
             "etcds:// needs --etcd-ca (the CA that signs the members' certificates)",
         ));
     }
