@@ -200,9 +200,9 @@ fn tls_and_etcd_users_as_operators_run_them() {
     ] {
         assert!(etcdctl(d, &endpoint, None, args), "etcdctl {args:?}");
     }
-    std::fs::write(d.join("vault.pw"), "vault-password-lantern-1987\n").unwrap();
+    std::fs::write(d.join("vault.pw"), "vault-password\n").unwrap();
     std::fs::write(d.join("wrong.pw"), "not-it\n").unwrap();
-    std::fs::write(d.join("other.pw"), "other-password-lantern-1987\n").unwrap();
+    std::fs::write(d.join("other.pw"), "other-password\n").unwrap();
     let store = format!("etcds://127.0.0.1:{client}/coffer");
     let ca = d.join("ca.pem").display().to_string();
     let auth = |pw: &str, user: &str| {
