@@ -217,7 +217,7 @@ fn https_with_a_pinned_key_and_nothing_trusted_that_was_not_named() {
         &pw,
         &["--ca", ca, "--server-key", "abc"],
     );
-    assert_eq!(failed(&out).0, "malformed");
+    assert_eq!(failed(&out), ("usage".into(), 2));
 }
 
 #[test]

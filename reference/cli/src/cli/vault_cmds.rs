@@ -647,8 +647,10 @@ fn load_config(path: &Path) -> CliResult<ServeConfig> {
     } else {
         serde_json::from_str(&text).map_err(|e| malformed(&e))?
     };
+    // A bad rate in the file is the file's fault (malformed), not the command line's.
     if let Some(rate) = &config.rate {
-        rate_limits(rate.user_per_minute, rate.tenant_per_second)?;
+        rate_limits(rate.user_per_minute, rate.tenant_per_second)
+            .map_err(|e| malformed(&e.message))?;
     }
     Ok(config)
 }
