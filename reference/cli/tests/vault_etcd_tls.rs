@@ -11,7 +11,7 @@ use coffer::http::VaultClient;
 use coffer::key::RootKey;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -39,7 +39,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn etcdctl(dir: &Path, endpoint: &str, user: Option<&str>, args: &[&str]) -> bool {
+/// Runs etcdctl (a missing binary fails the test: Debian etcd-client).
+fn etcdctl_output(dir: &Path, endpoint: &str, user: Option<&str>, args: &[&str]) -> Output {
     let mut command = Command::new("etcdctl");
     command
         .env("ETCDCTL_API", "3")
@@ -51,8 +52,11 @@ fn etcdctl(dir: &Path, endpoint: &str, user: Option<&str>, args: &[&str]) -> boo
     command
         .args(args)
         .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+        .expect("etcdctl (Debian package etcd-client; scripts/test.sh installs it)")
+}
+
+fn etcdctl(dir: &Path, endpoint: &str, user: Option<&str>, args: &[&str]) -> bool {
+    etcdctl_output(dir, endpoint, user, args).status.success()
 }
 
 /// Starts `coffer vault serve` on the TLS store; returns its URL, or its stderr if it exits.
@@ -266,17 +270,29 @@ fn tls_and_etcd_users_as_operators_run_them() {
     );
     let _ = child.kill();
     let _ = child.wait();
-    // The records are in etcd, under the prefix, for the vault user only.
-    assert!(etcdctl(
+    // The records are in etcd, under the prefix (eve's among them), for the vault user only:
+    // the other user is refused by etcd itself ("permission denied"), not by a failure of
+    // any other kind.
+    let listed = etcdctl_output(
         d,
         &endpoint,
         Some("vault:vault-password"),
-        &["get", "--prefix", "--keys-only", "/coffer/user/"]
-    ));
-    assert!(!etcdctl(
+        &["get", "--prefix", "--keys-only", "/coffer/user/"],
+    );
+    assert!(listed.status.success(), "{listed:?}");
+    let keys = String::from_utf8_lossy(&listed.stdout);
+    let keys: Vec<&str> = keys.lines().filter(|l| !l.is_empty()).collect();
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| k.starts_with("/coffer/user/")),
+        "{keys:?}"
+    );
+    let refused = etcdctl_output(
         d,
         &endpoint,
         Some("other:other-password"),
-        &["get", "--prefix", "--keys-only", "/coffer/user/"]
-    ));
+        &["get", "--prefix", "--keys-only", "/coffer/user/"],
+    );
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("permission denied"), "{why}");
 }

@@ -15,3 +15,7 @@ const BACKEND: Option<tokens::Module> = None;
 fn store_url(_: &std::path::Path) -> Option<String> {
     None
 }
+
+fn store_skipped() -> bool {
+    false
+}

@@ -14,3 +14,7 @@ const BACKEND: Option<tokens::Module> = Some(tokens::Module::SoftHsm2);
 fn store_url(_: &std::path::Path) -> Option<String> {
     None
 }
+
+fn store_skipped() -> bool {
+    false
+}

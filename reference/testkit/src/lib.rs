@@ -54,14 +54,45 @@ fn is_key_digits(text: &str) -> bool {
 }
 
 /// Whether the user opted out of the tests that need `what` by setting `var=1`; the skip is
-/// printed, so a skipped suite is never silent. Anything other than `1` means "run them":
-/// a missing prerequisite then fails with instructions instead of passing.
+/// printed, and recorded for the test command's summary, so a skipped test is never silent
+/// and never counted as passed. Anything other than `1` means "run them": a missing
+/// prerequisite then fails with instructions instead of passing.
 pub fn opt_out(var: &str, what: &str) -> bool {
     if std::env::var(var).as_deref() == Ok("1") {
         eprintln!("SKIPPED: {what} ({var}=1)");
+        record_skip(&format!("{what} ({var}=1)"));
         return true;
     }
     false
+}
+
+/// Appends `test name<TAB>why` to the file COFFER_SKIP_LOG names (scripts/test.sh sets it, and
+/// counts the lines apart from the passes). The test's name is its thread's, as libtest
+/// names it; a test's name appears once however many times it skips.
+fn record_skip(why: &str) {
+    use std::io::Write;
+    let Ok(log) = std::env::var("COFFER_SKIP_LOG") else {
+        return;
+    };
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("(unnamed)")
+        .to_owned();
+    let crate_name = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|stem| {
+            stem.rsplit_once('-')
+                .map_or(stem.clone(), |(name, _)| name.to_owned())
+        })
+        .unwrap_or_default();
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        let _ = writeln!(file, "{crate_name}::{test}\t{why}");
+    }
 }
 
 #[cfg(test)]

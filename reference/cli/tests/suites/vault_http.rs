@@ -3,12 +3,13 @@
 //! The same suite runs once per HSM backend: the including test file sets `BACKEND` (None
 //! for the soft backend, or a PKCS#11 module, each server then sealing on its own token),
 //! and once on the etcd store: the including file's `store_url` names the store (None: the
-//! embedded SQLite in the data directory). The including file's `TLS` says whether the
+//! embedded SQLite in the data directory), and its `store_skipped` says the store was opted
+//! out (every case then skips). The including file's `TLS` says whether the
 //! vault serves HTTPS (a private CA made for the test, which every client trusts by `--ca`)
 //! or plain HTTP on loopback.
 
 use super::tokens;
-use super::{store_url, BACKEND, TLS};
+use super::{store_skipped, store_url, BACKEND, TLS};
 use coffer::store::Store;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -68,7 +69,7 @@ fn start_with(data: &Path, extra: &[&str]) -> Vault {
 
 /// True (and printed) when the suite's PKCS#11 module was opted out by name.
 fn skipped() -> bool {
-    BACKEND.is_some_and(|module| module.path().is_none())
+    store_skipped() || BACKEND.is_some_and(|module| module.path().is_none())
 }
 
 fn start_env(data: &Path, extra: &[&str], fault: Option<&str>) -> Vault {
