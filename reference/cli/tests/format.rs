@@ -546,16 +546,18 @@ fn oversized_declared_lengths_are_refused_without_allocating() {
             "header length {len}"
         );
     }
-    assert!(format::Writer::new(
+    let refused = format::Writer::new(
         Vec::new(),
         &root(),
         Header::new(
             Compression::None,
-            vec![(0x30, MetaValue::Bytes(vec![0; 70000]))]
+            vec![(0x30, MetaValue::Bytes(vec![0; 70000]))],
         ),
-        &WriteOptions::default()
+        &WriteOptions::default(),
     )
-    .is_err());
+    .map(drop)
+    .unwrap_err();
+    assert_eq!(refused.class(), ErrorClass::Malformed, "{refused}");
 }
 
 #[test]
@@ -695,40 +697,51 @@ fn an_encryptor_that_failed_once_refuses_to_go_on() {
     let key = [1u8; 32];
     let mut writer = ChunkedWriter::new(sink, &key, &[2u8; SALT_LEN], b"").unwrap();
     let chunk = vec![7u8; CHUNK_SIZE];
-    // Salt and commitment were calls 1 and 2; the first chunk's write fails.
-    assert!(writer.write(&chunk).is_err());
-    // Sealing that chunk again would reuse its nonce: everything now fails.
-    assert!(writer.write(&chunk).is_err());
-    assert!(writer.write(b"x").is_err());
-    assert!(writer.finish().is_err());
+    // Salt and commitment were calls 1 and 2; the first chunk's write fails, with the
+    // sink's own error.
+    assert_eq!(writer.write(&chunk).unwrap_err().to_string(), "disk full");
+    // Sealing that chunk again would reuse its nonce: everything now fails, saying why.
+    const REFUSED: &str = "an earlier write to this encryptor failed";
+    assert_eq!(writer.write(&chunk).unwrap_err().to_string(), REFUSED);
+    assert_eq!(writer.write(b"x").unwrap_err().to_string(), REFUSED);
+    let finished = writer.finish().map(drop).unwrap_err();
+    assert_eq!(finished.class(), ErrorClass::Io);
+    assert!(finished.to_string().contains(REFUSED), "{finished}");
 }
 
 #[test]
 fn writers_refuse_headers_their_readers_would_refuse() {
+    // The class each reader would give the header (spec/format.md §3, vectors/format.yaml).
     let bad = [
-        (tag::CREATED, MetaValue::Text("yesterday".into())),
-        (tag::CONTENT, MetaValue::U64(9)),
-        (0x90, MetaValue::U64(1)),
+        (
+            tag::CREATED,
+            MetaValue::Text("yesterday".into()),
+            ErrorClass::Malformed,
+        ),
+        (tag::CONTENT, MetaValue::U64(9), ErrorClass::Unsupported),
+        (0x90, MetaValue::U64(1), ErrorClass::Unsupported),
     ];
-    for entry in bad {
-        let header = Header::new(Compression::None, vec![entry.clone()]);
-        assert!(
-            format::Writer::new(Vec::new(), &root(), header, &WriteOptions::default()).is_err(),
-            "{entry:?}"
-        );
+    for (t, value, class) in bad {
+        let header = Header::new(Compression::None, vec![(t, value.clone())]);
+        let refused = format::Writer::new(Vec::new(), &root(), header, &WriteOptions::default())
+            .map(drop)
+            .unwrap_err();
+        assert_eq!(refused.class(), class, "{t:#04x} {value:?}: {refused}");
     }
     let level = WriteOptions {
         zstd_level: 30,
         ..WriteOptions::default()
     };
     let mut out = Vec::new();
-    assert!(format::Writer::new(
+    let refused = format::Writer::new(
         &mut out,
         &root(),
         Header::new(Compression::Zstd, vec![]),
-        &level
+        &level,
     )
-    .is_err());
+    .map(drop)
+    .unwrap_err();
+    assert_eq!(refused.class(), ErrorClass::Unsupported, "{refused}");
     assert!(
         out.is_empty(),
         "nothing written before the options are checked"

@@ -15,6 +15,7 @@
 //! acknowledged + unknown (an operation cut by the fault may or may not have committed).
 //! That is exactly when some sequential order of the operations explains every answer.
 
+use coffer::Classify;
 use coffer_testkit::etcd;
 
 use coffer::http::VaultClient;
@@ -300,11 +301,33 @@ fn killing_an_etcd_member_and_a_vault_node_loses_nothing() {
                 }
             });
         }
-        std::thread::sleep(Duration::from_millis(1000));
+        // Guesses flow before the kill (not a fixed time: a loaded machine is slow).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while history.lock().unwrap().len() < 20 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         cluster.kill_member(2);
         drop(nodes[2].take());
         let killed_at = Instant::now();
-        std::thread::sleep(Duration::from_millis(4000));
+        // Run until the survivors have served enough after the election settled (a second
+        // after the kill), at least four seconds, and at most a minute.
+        let served_after = || {
+            history
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, node, o, at)| {
+                    *node < 2
+                        && *o == Outcome::Acknowledged
+                        && *at > killed_at + Duration::from_secs(1)
+                })
+                .count()
+        };
+        while (served_after() <= 10 || killed_at.elapsed() < Duration::from_secs(4))
+            && killed_at.elapsed() < Duration::from_secs(60)
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         stop.store(true, Ordering::Relaxed);
         killed_at
     });
@@ -318,7 +341,7 @@ fn killing_an_etcd_member_and_a_vault_node_loses_nothing() {
         .count();
     assert!(
         served_after > 10,
-        "{served_after} guesses served after the kill"
+        "{served_after} guesses served after the kill (within a minute)"
     );
     // Every registration is there, and every acknowledged guess was counted.
     let store = site.store();
@@ -385,9 +408,19 @@ fn a_node_cut_off_from_the_quorum_refuses_then_counts_stay_exact() {
             Outcome::Unknown,
             "a guess without a quorum was answered"
         );
-        assert!(started.elapsed() < Duration::from_secs(8));
+        // Its etcd timeout is 2 s; the margin is for a loaded machine, not a second chance.
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
     }
-    assert!(vault.status("ann").is_err(), "status without a quorum");
+    let refused = vault.status("ann").unwrap_err();
+    assert_eq!(
+        refused.class(),
+        coffer::ErrorClass::Io,
+        "status without a quorum: {refused}"
+    );
     // The members come back: the count is exactly the three acknowledged guesses (the
     // refused ones were never committed), and guessing works again.
     cluster.start_member(1);

@@ -11,6 +11,7 @@
 use super::tokens;
 use super::{store_skipped, store_url, BACKEND, TLS};
 use coffer::store::Store;
+use coffer::Classify;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -922,7 +923,12 @@ fn completed_and_abandoned_guesses_and_concurrency_over_http() {
     };
     for i in 0..10 {
         if i % 2 == 0 {
-            assert!(client.recover("hal", b"wrong").is_err());
+            let refused = client.recover("hal", b"wrong").map(drop).unwrap_err();
+            assert_eq!(
+                refused.class(),
+                coffer::ErrorClass::WrongPassword,
+                "{refused}"
+            );
         } else {
             let (_, ke1) = coffer::vault::RecoveryClient::start(b"wrong").unwrap();
             let b64 = |b: &[u8]| {
@@ -943,9 +949,11 @@ fn completed_and_abandoned_guesses_and_concurrency_over_http() {
             assert_eq!(body["error"], "wrong_password");
         }
     }
-    assert!(
-        client.recover("hal", b"right").is_err(),
-        "after 10 wrong guesses the right one fails"
+    let refused = client.recover("hal", b"right").map(drop).unwrap_err();
+    assert_eq!(
+        refused.class(),
+        coffer::ErrorClass::WrongPassword,
+        "after 10 wrong guesses the right one fails as a wrong one would: {refused}"
     );
     assert!(!client.status("hal").unwrap().registered);
 
@@ -953,10 +961,24 @@ fn completed_and_abandoned_guesses_and_concurrency_over_http() {
     let threads: Vec<_> = (0..50)
         .map(|_| {
             let client = vault.client(&token);
-            std::thread::spawn(move || client.recover("ivy", b"wrong").is_err())
+            std::thread::spawn(move || client.recover("ivy", b"wrong").map(drop).unwrap_err())
         })
         .collect();
-    assert!(threads.into_iter().all(|t| t.join().unwrap()));
+    // Every one is refused as a wrong password (the record is destroyed at the tenth;
+    // later KE1s get fake answers, which fail the same way), or by the per-user rate
+    // limit before it is counted; none by anything else.
+    let classes: Vec<coffer::ErrorClass> = threads
+        .into_iter()
+        .map(|t| t.join().unwrap().class())
+        .collect();
+    assert!(
+        classes.iter().all(|c| matches!(
+            c,
+            coffer::ErrorClass::WrongPassword | coffer::ErrorClass::RateLimited
+        )),
+        "{classes:?}"
+    );
+    assert!(classes.contains(&coffer::ErrorClass::WrongPassword));
     drop(vault);
     let guesses = audited(&data, "ivy", "guess");
     assert_eq!(
