@@ -220,9 +220,28 @@ mod tests {
             }
         }
 
+        /// Any bytes: the iterator ends, an error is its last item and points into the
+        /// input (or at its end), and every field read lies inside the input (a bytes field's value is a
+        /// slice of it, fields follow each other without overlap).
         #[test]
-        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-            for field in fields(&bytes) { let _ = field; }
+        fn any_bytes_end_in_fields_or_one_error(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let parsed: Vec<Result<Field, WireError>> = fields(&bytes).take(bytes.len() + 2).collect();
+            prop_assert!(parsed.len() <= bytes.len(), "every field takes at least one byte");
+            if let Some(at) = parsed.iter().position(Result::is_err) {
+                prop_assert_eq!(at, parsed.len() - 1, "nothing follows an error");
+                let error = parsed[at].as_ref().unwrap_err();
+                prop_assert!(error.offset <= bytes.len(), "{:?}", error);
+            }
+            let base = bytes.as_ptr() as usize;
+            let mut end_of_last = 0usize;
+            for field in parsed.iter().flatten() {
+                prop_assert!(field.number >= 1);
+                if let WireValue::Bytes(value) = field.value {
+                    let start = value.as_ptr() as usize - base;
+                    prop_assert!(start >= end_of_last && start + value.len() <= bytes.len());
+                    end_of_last = start + value.len();
+                }
+            }
         }
     }
 }
