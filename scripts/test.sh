@@ -104,6 +104,10 @@ for features in "" etcd pkcs11; do
   cargo clippy -p coffer-vault --all-targets --locked --no-default-features --features "$features" -- -D warnings
 done
 
+step "the fuzz crate builds (its own workspace; the tests replay its targets' bodies)"
+cargo check --manifest-path reference/fuzz/Cargo.toml --locked --bins --target-dir target/fuzz-check
+rm -rf target/fuzz-check # a check build is not used again
+
 step "tests"
 test_log=$(mktemp)
 # Every opted-out test writes its name and reason here (coffer_testkit::opt_out): it is

@@ -1,5 +1,10 @@
 //! Replays `tests/fuzz_regressions/CLASS--name`: every input is rejected, without panicking,
-//! with the class its file name starts with.
+//! with the class its file name starts with. And every fuzz target's regression inputs
+//! (`reference/fuzz/regressions/<target>/`) through the target's own body
+//! (`reference/fuzz/src/targets.rs`, compiled here too), so the targets cannot rot.
+
+#[path = "../../fuzz/src/targets.rs"]
+mod targets;
 
 use coffer::crypt15::{self, DecryptOptions};
 use coffer::key::{BackupKey, RootKey};
@@ -34,4 +39,40 @@ fn fuzz_regressions_are_rejected_cleanly() {
         count += 1;
     }
     assert!(count >= 5, "expected the regression inputs, found {count}");
+}
+
+/// Every target's inputs through its body: none panics (the targets' assertions included),
+/// and every target has inputs.
+#[test]
+fn every_fuzz_target_replays_its_regression_inputs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
+    let bodies: [(&str, fn(&[u8])); 4] = [
+        ("header", targets::header),
+        ("decrypt", targets::decrypt),
+        ("format", targets::format),
+        ("vault", targets::vault),
+    ];
+    for (name, body) in bodies {
+        let mut count = 0;
+        for entry in std::fs::read_dir(root.join(name)).unwrap() {
+            let data = std::fs::read(entry.unwrap().path()).unwrap();
+            body(&data);
+            count += 1;
+        }
+        assert!(count >= 5, "{name}: only {count} regression inputs");
+    }
+}
+
+/// The `format` seeds reach past the header: the valid ones decrypt under the targets' key.
+#[test]
+fn the_format_seeds_are_valid_files_where_they_say_so() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/format");
+    let root = RootKey::from_bytes([7u8; 32]);
+    for name in ["valid-uncompressed", "valid-zstd"] {
+        let data = std::fs::read(dir.join(name)).unwrap();
+        assert_eq!(data[0] % 4, 0, "{name}: mode 0, the whole file");
+        let mut out = Vec::new();
+        coffer::format::decrypt(&data[1..], &root, &mut out).unwrap();
+        assert_eq!(out, vec![b'a'; 40_000], "{name}");
+    }
 }

@@ -1,15 +1,8 @@
-//! The header/prefix parser on arbitrary bytes: never panics, bounded reads.
+//! Fuzz target `header`: the body is `targets::header` (reference/fuzz/src/targets.rs), which the
+//! workspace's tests also replay on the regression inputs in `regressions/header/`.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
+#[path = "../src/targets.rs"]
+mod targets;
 
-fuzz_target!(|data: &[u8]| {
-    let mut input = data;
-    if let Ok(header) = coffer::crypt15::read_header(&mut input) {
-        assert_eq!(header.raw.len() + input.len(), data.len());
-        assert_eq!(header.iv.len(), 16);
-    }
-    for field in coffer::internal::protobuf::fields(data) {
-        let _ = field;
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::header(data));
