@@ -46,7 +46,8 @@ fn fuzz_regressions_are_rejected_cleanly() {
 #[test]
 fn every_fuzz_target_replays_its_regression_inputs() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
-    let bodies: [(&str, fn(&[u8])); 4] = [
+    type Body = fn(&[u8]);
+    let bodies: [(&str, Body); 4] = [
         ("header", targets::header),
         ("decrypt", targets::decrypt),
         ("format", targets::format),
