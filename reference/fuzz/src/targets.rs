@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 /// `header`: the crypt15 header/prefix parser and the protobuf reader on arbitrary bytes:
 /// bounded reads, the header's bytes are a prefix of the input, the IV is 16 bytes.
-pub fn header(data: &[u8]) {
+pub(crate) fn header(data: &[u8]) {
     let mut input = data;
     if let Ok(header) = coffer::crypt15::read_header(&mut input) {
         assert_eq!(header.raw.len() + input.len(), data.len());
@@ -29,7 +29,7 @@ pub fn header(data: &[u8]) {
 /// `decrypt`: the whole crypt15/14/12 pipeline on arbitrary files; success only for files
 /// that authenticate (which random input essentially never does), and then the output is
 /// what was counted.
-pub fn decrypt(data: &[u8]) {
+pub(crate) fn decrypt(data: &[u8]) {
     let key = BackupKey::Root(RootKey::from_bytes([7u8; 32]));
     let options = coffer::crypt15::DecryptOptions {
         block_size: 64,
@@ -61,7 +61,7 @@ fn preamble(root: &RootKey, compression: u8, meta: &[u8]) -> Vec<u8> {
 /// agree. The first byte picks what is fuzzed, so the fuzzer gets past the header check and
 /// the commitment (which random bytes never satisfy): 0: the whole file; 1/2: the body and
 /// footer after a valid header (uncompressed / zstd); 3: the metadata of a valid header.
-pub fn format(data: &[u8]) {
+pub(crate) fn format(data: &[u8]) {
     let root = RootKey::from_bytes([7u8; 32]);
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -98,7 +98,7 @@ pub fn format(data: &[u8]) {
 
 /// `vault`: the vault server's message handling on hostile bytes: every entry point either
 /// answers or fails with a class; a malformed KE1 counts no guess.
-pub fn vault(data: &[u8]) {
+pub(crate) fn vault(data: &[u8]) {
     use coffer::hsm::SoftHsm;
     use coffer::store::SqliteStore;
     use coffer::vault::{KsfParams, RecordId, ServerConfig, SessionId, VaultServer};
