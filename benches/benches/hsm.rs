@@ -36,16 +36,15 @@ fn hsm(c: &mut Criterion) {
     bench_backend(&mut group, "soft", &soft);
     if let Some(h) = softhsm(dir.path()) {
         bench_backend(&mut group, "softhsm2", &h);
-        if let Some((_ctx, _session)) = session_key(softhsm2_module(), "bench", "bench-session") {
-            let session_hsm = Pkcs11Hsm::open(&Pkcs11Config {
-                module: softhsm2_module().to_owned(),
-                token: "bench".into(),
-                pin: Zeroizing::new("87654321".into()),
-                key_label: "bench-session".into(),
-            })
-            .unwrap();
-            bench_backend(&mut group, "softhsm2_session_key", &session_hsm);
-        }
+        let (_ctx, _session) = session_key(softhsm2_module(), "bench", "bench-session");
+        let session_hsm = Pkcs11Hsm::open(&Pkcs11Config {
+            module: softhsm2_module().to_owned(),
+            token: "bench".into(),
+            pin: Zeroizing::new("87654321".into()),
+            key_label: "bench-session".into(),
+        })
+        .unwrap();
+        bench_backend(&mut group, "softhsm2_session_key", &session_hsm);
     }
     if let Some(h) = kryoptic(dir.path()) {
         bench_backend(&mut group, "kryoptic", &h);

@@ -30,26 +30,37 @@ pub fn kryoptic(dir: &Path) -> Option<Pkcs11Hsm> {
 
 /// A session key (CKA_TOKEN false) labelled `label` on the token, alive as long as the
 /// returned session: the same AES-GCM work without the token object store. A vault cannot use
-/// one (it is gone when the process ends); it shows what the store costs.
+/// one (it is gone when the process ends); it shows what the store costs. Any failure is a
+/// failure of the bench, never a silently missing row.
 pub fn session_key(
     module: &Path,
     token: &str,
     label: &str,
-) -> Option<(cryptoki::context::Pkcs11, cryptoki::session::Session)> {
+) -> (cryptoki::context::Pkcs11, cryptoki::session::Session) {
     use cryptoki::mechanism::Mechanism;
     use cryptoki::object::Attribute;
-    let ctx = cryptoki::context::Pkcs11::new(module).ok()?;
+    let ctx = cryptoki::context::Pkcs11::new(module)
+        .unwrap_or_else(|e| panic!("loading {}: {e}", module.display()));
+    // Already initialised by the backend in this process is fine.
     let _ = ctx.initialize(cryptoki::context::CInitializeArgs::new(
         cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
     ));
-    let slot = ctx.get_slots_with_token().ok()?.into_iter().find(|s| {
-        ctx.get_token_info(*s)
-            .is_ok_and(|t| t.label().trim_end() == token)
-    })?;
-    let session = ctx.open_rw_session(slot).ok()?;
+    let slot = ctx
+        .get_slots_with_token()
+        .expect("listing the slots")
+        .into_iter()
+        .find(|s| {
+            ctx.get_token_info(*s)
+                .is_ok_and(|t| t.label().trim_end() == token)
+        })
+        .unwrap_or_else(|| panic!("no token labelled {token}"));
+    let session = ctx.open_rw_session(slot).expect("a session on the bench token");
+    // Logged in already through the backend's session is fine too (CKR_USER_ALREADY_LOGGED_IN).
     let _ = session.login(
         cryptoki::session::UserType::User,
-        Some(&cryptoki::types::AuthPin::new("87654321".into())),
+        Some(&cryptoki::types::AuthPin::new(
+            coffer_testkit::tokens::USER_PIN.into(),
+        )),
     );
     session
         .generate_key(
@@ -64,6 +75,6 @@ pub fn session_key(
                 Attribute::Label(label.as_bytes().to_vec()),
             ],
         )
-        .ok()?;
-    Some((ctx, session))
+        .expect("a session AES key on the bench token");
+    (ctx, session)
 }
