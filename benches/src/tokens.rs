@@ -54,7 +54,9 @@ pub fn session_key(
                 .is_ok_and(|t| t.label().trim_end() == token)
         })
         .unwrap_or_else(|| panic!("no token labelled {token}"));
-    let session = ctx.open_rw_session(slot).expect("a session on the bench token");
+    let session = ctx
+        .open_rw_session(slot)
+        .expect("a session on the bench token");
     // Logged in already through the backend's session is fine too (CKR_USER_ALREADY_LOGGED_IN).
     let _ = session.login(
         cryptoki::session::UserType::User,

@@ -484,6 +484,60 @@ fn guesses_per_user_are_rate_limited_with_retry_after() {
     assert!(out.status.success());
 }
 
+/// The per-tenant rate (spec/vault.md §9): one tenant's burst is refused with 429 and
+/// Retry-After once its bucket is empty, while another tenant on the same vault is served.
+#[test]
+fn requests_per_tenant_are_rate_limited_and_other_tenants_are_not() {
+    if skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("acme.token"), "a".repeat(40)).unwrap();
+    std::fs::write(dir.path().join("globex.token"), "g".repeat(40)).unwrap();
+    let config = dir.path().join("vault.json");
+    std::fs::write(
+        &config,
+        r#"{"tenants": [{"name": "acme", "token_file": "acme.token"}, {"name": "globex", "token_file": "globex.token"}],
+            "rate": {"user_per_minute": 600, "tenant_per_second": 1}}"#,
+    )
+    .unwrap();
+    let vault = start_with(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let agent = vault.agent();
+    let status = |token: &str| {
+        agent
+            .get(format!("{}/v1/users/someone/status", vault.url))
+            .header("authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap()
+    };
+    // A burst of 2 (twice the rate per second) passes; then requests faster than one a
+    // second are refused (at most 100 tries, however slow the machine).
+    let acme = "a".repeat(40);
+    let first: Vec<u16> = (0..2).map(|_| status(&acme).status().as_u16()).collect();
+    assert_eq!(first, [200, 200]);
+    let refused = (0..100)
+        .map(|_| status(&acme))
+        .find(|resp| resp.status().as_u16() == 429)
+        .expect("a tenant past its rate is refused");
+    let retry: u64 = refused
+        .headers()
+        .get("retry-after")
+        .expect("Retry-After on a 429")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let mut refused = refused;
+    let body: Value = serde_json::from_slice(&refused.body_mut().read_to_vec().unwrap()).unwrap();
+    assert_eq!(body["error"], "rate_limited", "{body}");
+    // The other tenant's bucket is its own.
+    assert_eq!(status(&"g".repeat(40)).status().as_u16(), 200);
+}
+
 #[test]
 fn a_crash_at_any_step_of_a_recovery_never_loses_a_counted_guess() {
     if skipped() {
