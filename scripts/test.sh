@@ -112,12 +112,12 @@ step "tests"
 test_log=$(mktemp)
 # Every opted-out test writes its name and reason here (coffer_testkit::opt_out): it is
 # counted as skipped, not passed, and named in the summary.
-export COFFER_SKIP_LOG
-COFFER_SKIP_LOG=$(mktemp)
-trap 'rm -f "$test_log" "$COFFER_SKIP_LOG"' EXIT
+export COFFER_SKIPPED_TESTS
+COFFER_SKIPPED_TESTS=$(mktemp)
+trap 'rm -f "$test_log" "$COFFER_SKIPPED_TESTS"' EXIT
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$test_log"
 read -r passed failed < <(awk '/^test result:/ {p += $4; f += $6} END {print p + 0, f + 0}' "$test_log")
-skipped=$(cut -f1 "$COFFER_SKIP_LOG" | sort -u | grep -c . || true)
+skipped=$(cut -f1 "$COFFER_SKIPPED_TESTS" | sort -u | grep -c . || true)
 passed=$((passed - skipped))
 
 step "benches in quick mode (each bench runs once on small inputs, so none can rot)"
@@ -172,5 +172,5 @@ echo "disk: target/ holds $(du -sh target | cut -f1), $(disk) free"
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 if ((skipped)); then
   echo "skipped, in whole or in part (opted out by name):"
-  sort -u "$COFFER_SKIP_LOG" | sed 's/^/  /; s/\t/: /'
+  sort -u "$COFFER_SKIPPED_TESTS" | sed 's/^/  /; s/\t/: /'
 fi

@@ -811,7 +811,7 @@ fn completions_and_man_pages() {
 /// `apt-get` line aside: the test command installs SoftHSM2).
 #[test]
 fn the_readme_softhsm2_recipe_works_as_written() {
-    if coffer_testkit::opt_out("COFFER_SKIP_SOFTHSM2", "SoftHSM2") {
+    if coffer_testkit::opt_out("COFFER_SKIP_SOFTHSM", "SoftHSM2") {
         return;
     }
     let readme =

@@ -66,12 +66,12 @@ pub fn opt_out(var: &str, what: &str) -> bool {
     false
 }
 
-/// Appends `test name<TAB>why` to the file COFFER_SKIP_LOG names (scripts/test.sh sets it, and
+/// Appends `test name<TAB>why` to the file COFFER_SKIPPED_TESTS names (scripts/test.sh sets it, and
 /// counts the lines apart from the passes). The test's name is its thread's, as libtest
 /// names it; a test's name appears once however many times it skips.
 fn record_skip(why: &str) {
     use std::io::Write;
-    let Ok(log) = std::env::var("COFFER_SKIP_LOG") else {
+    let Ok(log) = std::env::var("COFFER_SKIPPED_TESTS") else {
         return;
     };
     let test = std::thread::current()
