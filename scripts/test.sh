@@ -52,11 +52,12 @@ if [[ "${COFFER_SKIP_INTEROP:-}" != 1 ]]; then
 fi
 
 if [[ "${COFFER_SKIP_PYTHON_VECTORS:-}" != 1 ]]; then
-  step "the vectors' independent Python reader (PyPI pyyaml, cryptography) in .venv/vectors"
+  step "the vectors' independent Python reader (PyPI pyyaml, cryptography, PyKCS11) in .venv/vectors"
   venv="$root/.venv/vectors"
-  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import yaml, cryptography" 2>/dev/null; then
+  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import yaml, cryptography, PyKCS11" 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "pyyaml==6.0.2" "cryptography==44.0.3"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "pyyaml==6.0.2" "cryptography==44.0.3" \
+      "PyKCS11==1.5.20"
   fi
   export COFFER_VECTORS_PYTHON="$venv/bin/python"
 fi

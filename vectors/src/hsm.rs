@@ -424,7 +424,7 @@ pub fn generate() -> anyhow::Result<HsmFile> {
         ),
         wrap(
             "rfc5649_7_bytes",
-            "RFC 5649 §6: 7 bytes, one AES block (SoftHSM2 2.6 gets this one wrong)",
+            "RFC 5649 §6: 7 bytes, one AES block",
             "aes_key_wrap_pad",
             kwp_kek,
             "466f7250617369",

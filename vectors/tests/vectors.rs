@@ -242,7 +242,7 @@ fn the_checker_notices_one_changed_output() {
     }
 }
 
-/// The Python reader (vectors/tools/check_vectors.py: pyyaml and cryptography only) agrees
+/// The Python reader (vectors/tools/check_vectors.py: pyyaml, cryptography and PyKCS11) agrees
 /// with every case, and notices a changed output too. scripts/test.sh makes its venv and sets
 /// COFFER_VECTORS_PYTHON; opt out by name only with COFFER_SKIP_PYTHON_VECTORS=1.
 #[test]
@@ -255,14 +255,23 @@ fn an_independent_python_reader_agrees() {
     }
     let python = std::env::var("COFFER_VECTORS_PYTHON").expect(
         "COFFER_VECTORS_PYTHON is not set: scripts/test.sh makes .venv/vectors (pip install \
-         pyyaml cryptography) and sets it; or opt out with COFFER_SKIP_PYTHON_VECTORS=1",
+         pyyaml cryptography PyKCS11) and sets it; or opt out with COFFER_SKIP_PYTHON_VECTORS=1",
     );
     let script = vectors_dir().join("tools/check_vectors.py");
     let files: Vec<_> = coffer_vectors::PYTHON_CHECKED
         .iter()
         .map(|name| vectors_dir().join(format!("{name}.yaml")))
         .collect();
-    let out = std::process::Command::new(&python)
+    // hsm.yaml's token blobs and key wraps also go through a SoftHSM2 token (PyKCS11).
+    let module = coffer_testkit::tokens::Module::SoftHsm2.path();
+    let python_with_token = || {
+        let mut command = std::process::Command::new(&python);
+        if let Some(module) = &module {
+            command.env("COFFER_VECTORS_PKCS11_MODULE", module);
+        }
+        command
+    };
+    let out = python_with_token()
         .arg(&script)
         .args(&files)
         .output()
@@ -274,6 +283,12 @@ fn an_independent_python_reader_agrees() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(report.contains(" 0 failures"), "{report}");
+    if module.is_some() {
+        assert!(
+            !report.contains("no COFFER_VECTORS_PKCS11_MODULE"),
+            "{report}"
+        );
+    }
 
     // One changed expectation per file, in a copy: the reader must fail each time.
     let dir = tempfile::tempdir().unwrap();
@@ -285,6 +300,9 @@ fn an_independent_python_reader_agrees() {
         ("realms", "evaluation: ", None),
         ("realms", "outcome: locked", Some("outcome: no_record")),
         ("realms", "realm-c: 2\n", Some("realm-c: 1\n")),
+        ("hsm", "sealed: 0203", None),
+        ("hsm", "error: corrupt", Some("error: malformed")),
+        ("hsm", "wrapped: 28c9", None),
     ];
     for (name, needle, replacement) in changes {
         let text = std::fs::read_to_string(vectors_dir().join(format!("{name}.yaml"))).unwrap();
@@ -302,7 +320,7 @@ fn an_independent_python_reader_agrees() {
         };
         let copy = dir.path().join(format!("{name}.yaml"));
         std::fs::write(&copy, changed).unwrap();
-        let out = std::process::Command::new(&python)
+        let out = python_with_token()
             .arg(&script)
             .arg(&copy)
             .output()

@@ -4,7 +4,8 @@ on the command line using only the YAML, the specs' text and PyPI's `cryptograph
 Rust code, to show the files alone are enough to implement against.
 
 Usage: check_vectors.py vectors/keys.yaml vectors/kdf.yaml ...
-realms.yaml is read by realms_check.py beside this file (ristretto255, the threshold OPRF).
+realms.yaml is read by realms_check.py beside this file (ristretto255, the threshold OPRF),
+hsm.yaml by hsm_check.py (its token checks need PyKCS11 and COFFER_VECTORS_PKCS11_MODULE).
 Exit status: 0 when every case holds, 1 otherwise.
 Needs: pyyaml, cryptography (pip install pyyaml cryptography).
 """
@@ -14,6 +15,7 @@ import sys
 import zlib
 
 import yaml
+import hsm_check
 import realms_check
 from cryptography.hazmat.primitives import hashes
 from cryptography.exceptions import InvalidTag
@@ -771,6 +773,7 @@ GROUP_TYPES = {
 
 def main(paths):
     checker = Checker()
+    token = None  # the PKCS#11 token of hsm.yaml's checks, opened on first use
     for path in paths:
         with open(path, encoding="utf-8") as f:
             doc = yaml.safe_load(f)
@@ -779,6 +782,11 @@ def main(paths):
             continue
         before = checker.cases
         for group in doc["groups"]:
+            if doc.get("topic") == "hsm":
+                if token is None:
+                    token = hsm_check.open_token() or False
+                hsm_check.check(checker, group, token or None)
+                continue
             if doc.get("topic") == "realms":
                 known = group["type"] in REALMS_GROUP_TYPES
                 handler = getattr(checker, "realms_" + group["type"], None) if known else None

@@ -555,7 +555,8 @@ fn known_answer(c: &Ctx, mech: u64, kek: &str, cases: &[(KeyType, &str, &str)]) 
         let bytes = |h: &str| hex::decode(h).map_err(|e| e.to_string());
         let kek = import_clear(&c.session, KeyType::AES, &bytes(kek)?, true)
             .map_err(|e| format!("cannot import the RFC's KEK: {e}"))?;
-        let mut out = pass(format!("{} matches the RFC", name(mech)));
+        // Every case is tried and every wrong one named (not only the last).
+        let mut wrong = Vec::new();
         for (case, (key_type, key, expected)) in cases.iter().enumerate() {
             let case = format!("case {} ({}-byte key)", case + 1, key.len() / 2);
             let target = import_clear(&c.session, *key_type, &bytes(key)?, false)
@@ -568,18 +569,16 @@ fn known_answer(c: &Ctx, mech: u64, kek: &str, cases: &[(KeyType, &str, &str)]) 
             let _ = c.session.destroy_object(target);
             match wrapped {
                 Ok(w) if hex::encode(&w) == *expected => {}
-                Ok(w) => {
-                    out = fail(format!(
-                        "{}, {case}: {} instead of {expected}",
-                        name(mech),
-                        hex::encode(w)
-                    ))
-                }
-                Err(e) => out = fail(format!("{}, {case}: {e}", name(mech))),
+                Ok(w) => wrong.push(format!("{case}: {} instead of {expected}", hex::encode(w))),
+                Err(e) => wrong.push(format!("{case}: {e}")),
             }
         }
         let _ = c.session.destroy_object(kek);
-        Ok(out)
+        Ok(if wrong.is_empty() {
+            pass(format!("{} matches the RFC", name(mech)))
+        } else {
+            fail(format!("{}, {}", name(mech), wrong.join("; ")))
+        })
     };
     run().unwrap_or_else(fail)
 }
