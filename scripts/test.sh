@@ -105,6 +105,9 @@ for features in "" etcd pkcs11; do
   cargo clippy -p coffer-vault --all-targets --locked --no-default-features --features "$features" -- -D warnings
 done
 
+step "the suite's own lint: no error assertion without its class, no test without an assertion"
+python3 scripts/lint-tests.py
+
 step "the fuzz crate builds (its own workspace; the tests replay its targets' bodies)"
 cargo check --manifest-path reference/fuzz/Cargo.toml --locked --bins --target-dir target/fuzz-check
 rm -rf target/fuzz-check # a check build is not used again

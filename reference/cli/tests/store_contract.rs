@@ -4,6 +4,7 @@
 //! a member dies between committing and answering) must count once, not twice. Both refuse
 //! a record changed or rolled back behind the vault's back as corrupt (§6.2).
 
+use coffer::Classify;
 use coffer_testkit::etcd;
 
 use coffer::store::integrity::Integrity;
@@ -42,7 +43,8 @@ fn counted(outcome: GuessOutcome) -> u32 {
 /// Every operation of the trait, with the answers spec/vault.md §4 gives.
 fn contract(store: &dyn Store) {
     // Unbound, a store answers nothing but its server setup.
-    assert!(store.latest("t", "ann").is_err());
+    let unbound = store.latest("t", "ann").map(drop).unwrap_err();
+    assert_eq!(unbound.class(), coffer::ErrorClass::Io, "{unbound}");
     store.bind(integrity()).unwrap();
     // Server setup: written once, the first one stays.
     assert_eq!(store.server_setup().unwrap(), None);

@@ -89,9 +89,11 @@ fn c2sp_whole_message_decryption() {
             assert_eq!(Some(sha512(&msg)), case.msg_sha, "tc {}", case.id);
             valid += 1;
         } else {
-            assert!(
-                result.is_err(),
-                "tc {} ({}) must be rejected",
+            let refused = result.as_ref().map(drop).unwrap_err();
+            assert_eq!(
+                coffer::Classify::class(refused),
+                expected_class(&case),
+                "tc {} ({}) must be rejected with its class",
                 case.id,
                 case.comment
             );
@@ -130,9 +132,11 @@ fn c2sp_streaming_partial_plaintext_rule() {
                         Ok(0) => break Ok(()),
                         Ok(n) => released.extend_from_slice(&buf[..n]),
                         Err(e) => {
-                            assert!(
-                                reader.read(&mut buf).is_err(),
-                                "tc {}: must keep failing",
+                            let again = reader.read(&mut buf).map(drop).unwrap_err();
+                            assert_eq!(
+                                again.to_string(),
+                                e.to_string(),
+                                "tc {}: must keep failing the same way",
                                 case.id
                             );
                             break Err(FormatError::from_io(e));
@@ -145,9 +149,11 @@ fn c2sp_streaming_partial_plaintext_rule() {
             assert!(outcome.is_ok(), "tc {}: {outcome:?}", case.id);
             assert_eq!(Some(sha512(&released)), case.msg_sha, "tc {}", case.id);
         } else {
-            assert!(
-                outcome.is_err(),
-                "tc {} ({}) must fail",
+            let refused = outcome.as_ref().map(drop).unwrap_err();
+            assert_eq!(
+                coffer::Classify::class(refused),
+                expected_class(&case),
+                "tc {} ({}) must fail with its class",
                 case.id,
                 case.comment
             );
@@ -190,10 +196,15 @@ fn c2sp_random_access() {
                     assert_eq!(read.unwrap(), all.len());
                     assert_eq!(Some(sha512(&all)), case.msg_sha, "tc {}", case.id);
                 } else {
-                    assert!(
-                        read.is_err(),
-                        "tc {}: reading everything must fail",
-                        case.id
+                    // Random access authenticates chunk by chunk: a bad chunk is corrupt
+                    // whatever the whole-message reader would have called the file.
+                    let refused = read.map(drop).unwrap_err();
+                    assert_eq!(
+                        coffer::Classify::class(&refused),
+                        coffer::ErrorClass::Corrupt,
+                        "tc {} ({}): reading everything must fail: {refused}",
+                        case.id,
+                        case.comment
                     );
                 }
             }
@@ -416,39 +427,45 @@ fn hkdf_sha512_vectors() {
 }
 
 /// The class each invalid vector gets matches what its flags say went wrong.
+/// The class an invalid C2SP case must get from the bare C2SP layer, from its flags.
+fn expected_class(case: &C2spCase) -> coffer::ErrorClass {
+    use coffer::ErrorClass;
+    let has = |f: &str| case.flags.iter().any(|x| x == f);
+    if has("InvalidKeySize") {
+        ErrorClass::Malformed
+    } else if has("WrongKey") || has("WrongContext") {
+        ErrorClass::WrongKey
+    } else if case.id == 18 || case.id == 32 {
+        // A last block that is no valid final chunk (18: 20 appended bytes; 32: a chunk cut
+        // mid-body): the bare C2SP layer cannot tell these from a damaged final chunk
+        // (corrupt). In a Coffer file the footer tells them apart (spec/format.md §7).
+        ErrorClass::Corrupt
+    } else if case.id == 19 {
+        // A full chunk, then 12 bytes: too short for a final chunk's tag (truncated).
+        ErrorClass::Truncated
+    } else if has("TrailingData") {
+        ErrorClass::TrailingData
+    } else if has("Truncation") {
+        ErrorClass::Truncated
+    } else {
+        // ModifiedCiphertext, ChunkReordering; a damaged salt or commitment reads as a
+        // commitment mismatch, which the bare C2SP layer cannot tell from a wrong key.
+        if has("HeaderFailure") {
+            ErrorClass::WrongKey
+        } else {
+            ErrorClass::Corrupt
+        }
+    }
+}
+
 #[test]
 fn c2sp_invalid_vectors_get_the_class_their_flags_name() {
-    use coffer::{Classify, ErrorClass};
+    use coffer::Classify;
     for case in c2sp_cases().into_iter().filter(|c| !c.valid) {
         let class = stream::decrypt(&case.key, &case.ctx, &case.ct)
             .unwrap_err()
             .class();
-        let has = |f: &str| case.flags.iter().any(|x| x == f);
-        let expected = if has("InvalidKeySize") {
-            ErrorClass::Malformed
-        } else if has("WrongKey") || has("WrongContext") {
-            ErrorClass::WrongKey
-        } else if case.id == 18 || case.id == 32 {
-            // A last block that is no valid final chunk (18: 20 appended bytes; 32: a chunk cut
-            // mid-body): the bare C2SP layer cannot tell these from a damaged final chunk
-            // (corrupt). In a Coffer file the footer tells them apart (spec/format.md §7).
-            ErrorClass::Corrupt
-        } else if case.id == 19 {
-            // A full chunk, then 12 bytes: too short for a final chunk's tag (truncated).
-            ErrorClass::Truncated
-        } else if has("TrailingData") {
-            ErrorClass::TrailingData
-        } else if has("Truncation") {
-            ErrorClass::Truncated
-        } else {
-            // ModifiedCiphertext, ChunkReordering; a damaged salt or commitment reads as a
-            // commitment mismatch, which the bare C2SP layer cannot tell from a wrong key.
-            if has("HeaderFailure") {
-                ErrorClass::WrongKey
-            } else {
-                ErrorClass::Corrupt
-            }
-        };
+        let expected = expected_class(&case);
         assert_eq!(
             class, expected,
             "tc {} ({}) flags {:?}",

@@ -182,18 +182,41 @@ mod tests {
 
     #[test]
     fn rejects_bad_wire_data() {
-        assert!(fields(&[0x08]).any(|f| f.is_err()), "varint missing");
-        assert!(
-            fields(&[0x0a, 0x05, 1, 2]).any(|f| f.is_err()),
+        // Each refusal names what is wrong (the caller turns it into a class).
+        let refusal = |bytes: &[u8]| fields(bytes).find_map(Result::err).map(|e| e.what);
+        assert_eq!(
+            refusal(&[0x08]),
+            Some("varint runs past the end"),
+            "varint missing"
+        );
+        assert_eq!(
+            refusal(&[0x0a, 0x05, 1, 2]),
+            Some("field runs past the end"),
             "length past end"
         );
-        assert!(fields(&[0x0b]).any(|f| f.is_err()), "group");
-        assert!(fields(&[0x00, 0x00]).any(|f| f.is_err()), "field 0");
+        assert_eq!(
+            refusal(&[0x0b]),
+            Some("unsupported wire type (group or reserved)"),
+            "group"
+        );
+        assert_eq!(
+            refusal(&[0x00, 0x00]),
+            Some("field number out of range"),
+            "field 0"
+        );
         let too_long = [
             0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02,
         ];
-        assert!(fields(&too_long).any(|f| f.is_err()), "varint overflow");
-        assert!(fields(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]).any(|f| f.is_err()));
+        assert_eq!(
+            refusal(&too_long),
+            Some("varint longer than 64 bits"),
+            "varint overflow"
+        );
+        assert_eq!(
+            refusal(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+            Some("field runs past the end"),
+            "a length of 4 GiB"
+        );
     }
 
     proptest! {

@@ -162,6 +162,7 @@ fn parse_inner(text: &str, require_pin: bool) -> Result<HsmLocation, HsmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Classify;
 
     #[test]
     fn parses_rfc7512_uris() {
@@ -181,15 +182,29 @@ mod tests {
             HsmLocation::Soft(_)
         ));
         assert!(
-            parse("pkcs11:object=x?module-path=/m.so&pin-value=1").is_err(),
+            parse("pkcs11:object=x?module-path=/m.so&pin-value=1")
+                .map(drop)
+                .unwrap_err()
+                .class()
+                == crate::error::ErrorClass::Malformed,
             "token is required"
         );
         assert!(
-            parse("pkcs11:token=t?pin-value=1").is_err(),
+            parse("pkcs11:token=t?pin-value=1")
+                .map(drop)
+                .unwrap_err()
+                .class()
+                == crate::error::ErrorClass::Malformed,
             "module-path is required"
         );
-        assert!(parse("pkcs11:token=%zz?module-path=/m.so&pin-value=1").is_err());
-        assert!(parse("file:/x").is_err());
+        for text in ["pkcs11:token=%zz?module-path=/m.so&pin-value=1", "file:/x"] {
+            let refused = parse(text).map(drop).unwrap_err();
+            assert_eq!(
+                refused.class(),
+                crate::error::ErrorClass::Malformed,
+                "{text}: {refused}"
+            );
+        }
         // --module/--token become a URI that parses back to the same names.
         std::env::set_var("COFFER_PKCS11_PIN", "4321");
         let uri = pkcs11_uri(std::path::Path::new("/opt/my hsm/lib;x.so"), "vault?a&b=c");

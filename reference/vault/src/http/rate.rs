@@ -161,7 +161,11 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(limiter.take_at("alice", later), Ok(()));
         }
-        assert!(limiter.take_at("alice", later).is_err());
+        let retry = limiter.take_at("alice", later).unwrap_err();
+        assert!(
+            retry > Duration::ZERO && retry <= Duration::from_secs(60),
+            "retry after {retry:?}"
+        );
     }
 
     #[test]
@@ -181,7 +185,8 @@ mod tests {
         }
         // The most recent keys are still limited: forgetting them would reset their count.
         let now = t0 + Duration::from_millis(10_000);
-        assert!(limiter.take_at("user-9999", now).is_err());
+        let retry = limiter.take_at("user-9999", now).unwrap_err();
+        assert!(retry > Duration::ZERO, "retry after {retry:?}");
     }
 
     #[test]
@@ -197,7 +202,14 @@ mod tests {
         }
         assert_eq!(limiter.take_at("e", t0 + Duration::from_secs(1)), Ok(()));
         assert!(limiter.len() <= 4, "{}", limiter.len());
-        assert!(limiter.take_at("e", t0 + Duration::from_secs(1)).is_err());
+        let retry = limiter
+            .take_at("e", t0 + Duration::from_secs(1))
+            .unwrap_err();
+        // One token per million seconds: the wait is about that long.
+        assert!(
+            retry >= Duration::from_secs(999_000),
+            "retry after {retry:?}"
+        );
     }
 
     #[test]
@@ -215,6 +227,10 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(limiter.take_at("a", later), Ok(()));
         }
-        assert!(limiter.take_at("a", later).is_err());
+        let retry = limiter.take_at("a", later).unwrap_err();
+        assert!(
+            retry > Duration::ZERO && retry <= Duration::from_secs(60),
+            "retry after {retry:?}"
+        );
     }
 }

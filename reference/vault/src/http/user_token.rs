@@ -190,38 +190,44 @@ mod tests {
             ("acme".to_owned(), "alice".to_owned())
         );
         // Another audience, another kid, another key, a changed byte, expiry, a long life.
-        assert!(keys.verify(&token, "other-vault", now).is_err());
+        let refused = |token: &str, audience: &str| keys.verify(token, audience, now).unwrap_err();
+        let why = refused(&token, "other-vault");
+        assert!(why.contains("InvalidAudience"), "{why}");
         let other = mint(&secret, "k2", &claims(now)).unwrap();
-        assert!(keys.verify(&other, "coffer-vault", now).is_err());
+        let why = refused(&other, "coffer-vault");
+        assert!(why.contains("unknown kid"), "{why}");
         let (stranger, _) = new_signing_key().unwrap();
         let forged = mint(&stranger, "k1", &claims(now)).unwrap();
-        assert!(keys.verify(&forged, "coffer-vault", now).is_err());
+        let why = refused(&forged, "coffer-vault");
+        assert!(why.contains("InvalidSignature"), "{why}");
         let mut tampered = token.clone().into_bytes();
         let at = tampered.iter().position(|&b| b == b'.').unwrap() + 5;
         tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
-        assert!(keys
-            .verify(std::str::from_utf8(&tampered).unwrap(), "coffer-vault", now)
-            .is_err());
+        let why = refused(std::str::from_utf8(&tampered).unwrap(), "coffer-vault");
+        assert!(why.starts_with("user token: "), "{why}");
         let old = UserClaims {
             iat: now - 7200,
             exp: now - 3700,
             ..claims(now)
         };
         let expired = mint(&secret, "k1", &old).unwrap();
-        assert!(keys.verify(&expired, "coffer-vault", now).is_err());
+        let why = refused(&expired, "coffer-vault");
+        assert!(why.contains("ExpiredSignature"), "{why}");
         let long = UserClaims {
             exp: now + 2 * MAX_LIFETIME_SECONDS,
             ..claims(now)
         };
-        assert!(mint(&secret, "k1", &long).is_err());
+        let why = mint(&secret, "k1", &long).unwrap_err().to_string();
+        assert!(why.contains("lifetime"), "{why}");
         let other_tenant = UserClaims {
             iss: "globex".into(),
             ..claims(now)
         };
         let token = mint(&secret, "k1", &other_tenant).unwrap();
+        let why = refused(&token, "coffer-vault");
         assert!(
-            keys.verify(&token, "coffer-vault", now).is_err(),
-            "iss must be the key's tenant"
+            why.contains("InvalidIssuer"),
+            "iss must be the key's tenant: {why}"
         );
         // An HMAC token made with the public key as secret (the classic confusion) fails.
         let hs = jsonwebtoken::encode(
@@ -230,6 +236,7 @@ mod tests {
             &EncodingKey::from_secret(b"anything").unwrap(),
         )
         .unwrap();
-        assert!(keys.verify(&hs, "coffer-vault", now).is_err());
+        let why = refused(&hs, "coffer-vault");
+        assert!(why.contains("only EdDSA"), "{why}");
     }
 }

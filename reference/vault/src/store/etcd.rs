@@ -108,9 +108,12 @@ struct Stored {
     tag: String,
 }
 
+/// A 32-byte field of a stored value. Only the vault writes these values, so one that does
+/// not decode was written by someone else: tampering (`corrupt`, spec/vault.md §6.2).
 fn hex32(s: &str, what: &str) -> Result<[u8; 32], StoreError> {
     let mut out = [0u8; 32];
-    hex::decode_to_slice(s, &mut out).map_err(|_| db(format!("bad {what}")))?;
+    hex::decode_to_slice(s, &mut out)
+        .map_err(|_| StoreError::Tampered(format!("etcd value: bad {what}")))?;
     Ok(out)
 }
 
@@ -168,7 +171,7 @@ impl Stored {
             epoch: self.epoch,
             tag: hex32(&self.tag, "record tag")?,
         };
-        let corrupt = |what: &str| StoreError::Database(format!("etcd record: bad {what}"));
+        let corrupt = |what: &str| StoreError::Tampered(format!("etcd record: bad {what}"));
         let id = RecordId::from_hex(&self.id).ok_or_else(|| corrupt("id"))?;
         let sealed = match self.sealed {
             Some(s) => Some(B64.decode(s).map_err(|_| corrupt("sealed"))?),
@@ -1066,6 +1069,7 @@ impl EtcdStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Classify;
 
     #[test]
     fn urls_name_members_prefix_and_tls() {
@@ -1106,12 +1110,13 @@ mod tests {
 
         let mut bad_id = Stored::of(&record, &seal);
         bad_id.id = "zz".into();
-        assert!(bad_id.record().is_err());
+        let malformed = |stored: Stored| stored.record().map(drop).unwrap_err().class();
+        assert_eq!(malformed(bad_id), crate::error::ErrorClass::Corrupt);
         let mut bad_sealed = Stored::of(&record, &seal);
         bad_sealed.sealed = Some("not base64!".into());
-        assert!(bad_sealed.record().is_err());
+        assert_eq!(malformed(bad_sealed), crate::error::ErrorClass::Corrupt);
         let mut bad_tag = Stored::of(&record, &seal);
         bad_tag.tag = "00".into();
-        assert!(bad_tag.record().is_err());
+        assert_eq!(malformed(bad_tag), crate::error::ErrorClass::Corrupt);
     }
 }

@@ -504,6 +504,7 @@ fn sub(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Classify;
     use crate::store::RecordState;
 
     fn record(guesses: u32) -> Record {
@@ -587,17 +588,23 @@ mod tests {
         assert!(rolled.to_string().contains("rollback"), "{rolled}");
         let mut forged = head.clone();
         forged.epoch += 1;
-        assert!(key.check_head(&forged, mark).is_err());
+        let tampered = |result: Result<(), StoreError>| result.unwrap_err().class();
+        assert_eq!(
+            tampered(key.check_head(&forged, mark)),
+            crate::error::ErrorClass::Corrupt
+        );
         let mut moved = head.clone();
         moved.shard = 1;
-        assert!(
-            key.check_head(&moved, mark).is_err(),
+        assert_eq!(
+            tampered(key.check_head(&moved, mark)),
+            crate::error::ErrorClass::Corrupt,
             "a head is bound to its shard"
         );
         let other_key = Integrity::new([2; 32]);
         let other_mark = other_key.mark().unwrap();
-        assert!(
-            other_key.check_head(&head, other_mark).is_err(),
+        assert_eq!(
+            tampered(other_key.check_head(&head, other_mark)),
+            crate::error::ErrorClass::Corrupt,
             "another vault's key"
         );
     }

@@ -134,22 +134,27 @@ pub fn credential_id(tenant: &str, user: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::{KsfFloor, KsfParams};
+    use crate::error::Classify;
 
     #[test]
     fn hostile_ksf_text_is_refused_without_overflow() {
-        for text in [
-            "argon2id:m=65536,t=3,p=536870912",
-            "argon2id:m=65536,t=3,p=4294967295",
-            "argon2id:m=65536,t=3,p=0",
-            "argon2id:m=4294967295,t=3,p=1",
-            "argon2id:m=65536,t=3,p=1,p=1",
-            "argon2id:m=65536,m=8,t=3,p=1",
-            "argon2id:m=65536,t=3",
-            "argon2id:m=-1,t=3,p=1",
-            "argon2i:m=65536,t=3,p=1",
-            "argon2id:m=7,t=1,p=1",
+        // Every parameter text the client cannot use is `unsupported` (spec/vault.md §2),
+        // whether out of bounds or not of the form.
+        use crate::error::ErrorClass::Unsupported;
+        for (text, class) in [
+            ("argon2id:m=65536,t=3,p=536870912", Unsupported),
+            ("argon2id:m=65536,t=3,p=4294967295", Unsupported),
+            ("argon2id:m=65536,t=3,p=0", Unsupported),
+            ("argon2id:m=4294967295,t=3,p=1", Unsupported),
+            ("argon2id:m=65536,t=3,p=1,p=1", Unsupported),
+            ("argon2id:m=65536,m=8,t=3,p=1", Unsupported),
+            ("argon2id:m=65536,t=3", Unsupported),
+            ("argon2id:m=-1,t=3,p=1", Unsupported),
+            ("argon2i:m=65536,t=3,p=1", Unsupported),
+            ("argon2id:m=7,t=1,p=1", Unsupported),
         ] {
-            assert!(KsfParams::parse(text).is_err(), "{text}");
+            let refused = KsfParams::parse(text).unwrap_err();
+            assert_eq!(refused.class(), class, "{text}: {refused}");
         }
         assert_eq!(
             KsfParams::parse("argon2id:m=65536,t=3,p=1").unwrap(),
@@ -170,7 +175,12 @@ mod tests {
             "argon2id:m=8,t=1,p=1",
         ] {
             let ksf = KsfParams::parse(weak).unwrap();
-            assert!(floor.check(&ksf).is_err(), "{weak}");
+            let refused = floor.check(&ksf).unwrap_err();
+            assert_eq!(
+                refused.class(),
+                crate::error::ErrorClass::Unsupported,
+                "{weak}: {refused}"
+            );
             assert!(KsfFloor::NONE.check(&ksf).is_ok(), "{weak}");
         }
     }
