@@ -131,3 +131,123 @@ pub(crate) fn survives_a_key_replaced_under_it(token: &crate::tokens::TestToken)
         "an extractable, non-sensitive replacement is refused"
     );
 }
+
+/// Wycheproof's AES key-wrap vectors (`vectors/external/wycheproof/aes_wrap_test.json`,
+/// RFC 3394; `aes_kwp_test.json`, RFC 5649) applied to the token, through the same PKCS#11
+/// calls as `coffer hsm check`'s known answers: every valid (or acceptable) wrap gives the
+/// vector's output, and every invalid ciphertext is refused by C_UnwrapKey. With `kwp`, the
+/// RFC 5649 file too, under 0x210A (`CKM_AES_KEY_WRAP_PAD`); without, for a module whose
+/// RFC 5649 wrap is known to be wrong (SoftHSM2 2.6.1: spec/hsm.md §8). Returns (wrapped,
+/// refused) counts, and the vectors the module gets wrong ("FILE tc N"), for the caller to
+/// compare with the module's known deviations.
+pub(crate) fn applies_wycheproof_key_wraps(
+    config: &Pkcs11Config,
+    kwp: bool,
+) -> (usize, usize, Vec<String>) {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::object::{Attribute, KeyType, ObjectClass};
+    use cryptoki::session::UserType;
+    use cryptoki::types::AuthPin;
+    let ctx = Pkcs11::new(&config.module).unwrap();
+    // The backend may have initialised the module in this process already.
+    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| {
+            ctx.get_token_info(*s)
+                .is_ok_and(|t| t.label().trim_end() == config.token)
+        })
+        .expect("the test token");
+    let session = ctx.open_rw_session(slot).unwrap();
+    let _ = session.login(
+        UserType::User,
+        Some(&AuthPin::new(config.pin.as_str().into())),
+    );
+    // Creating the object may itself be refused (an empty key, say): the token's answer.
+    let secret = |key_type: KeyType, value: &[u8], kek: bool| {
+        session.create_object(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(key_type),
+            Attribute::Token(false),
+            Attribute::Sensitive(false),
+            Attribute::Extractable(true),
+            Attribute::Wrap(kek),
+            Attribute::Unwrap(kek),
+            Attribute::Value(value.to_vec()),
+        ])
+    };
+    let load = |name: &str| -> serde_json::Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../vectors/external/wycheproof")
+            .join(name);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let mut files = vec![("aes_wrap_test.json", Mechanism::AesKeyWrap)];
+    if kwp {
+        files.push(("aes_kwp_test.json", Mechanism::AesKeyWrapPad));
+    }
+    let (mut wrapped, mut refused, mut wrong) = (0, 0, Vec::new());
+    for (name, mechanism) in &files {
+        for group in load(name)["testGroups"].as_array().unwrap() {
+            for t in group["tests"].as_array().unwrap() {
+                let hex = |k: &str| hex::decode(t[k].as_str().unwrap()).unwrap();
+                let id = format!("{name} tc {}", t["tcId"]);
+                let kek = secret(KeyType::AES, &hex("key"), true).unwrap();
+                let result = t["result"].as_str().unwrap();
+                match result {
+                    "valid" | "acceptable" => {
+                        // "acceptable" (e.g. an 8-byte key, below RFC 3394's two blocks): a
+                        // module may refuse it, but what it does produce must be right.
+                        let key = secret(KeyType::GENERIC_SECRET, &hex("msg"), false);
+                        match key.and_then(|key| {
+                            let out = session.wrap_key(mechanism, kek, key);
+                            let _ = session.destroy_object(key);
+                            out
+                        }) {
+                            Ok(out) if hex::encode(&out) == t["ct"].as_str().unwrap() => {
+                                wrapped += 1
+                            }
+                            Ok(_) => wrong.push(format!("{id}: wrong output")),
+                            Err(_) if result == "acceptable" => refused += 1,
+                            Err(e) => wrong.push(format!("{id}: refused ({e})")),
+                        }
+                    }
+                    _ => {
+                        let template = [
+                            Attribute::Class(ObjectClass::SECRET_KEY),
+                            Attribute::KeyType(KeyType::GENERIC_SECRET),
+                            Attribute::Token(false),
+                            Attribute::Sensitive(false),
+                            Attribute::Extractable(true),
+                        ];
+                        // Any refusal: the token's return value is its own. A vector with no
+                        // ciphertext is a key that must not be wrapped (its size); one with a
+                        // ciphertext must not unwrap.
+                        let ct = hex("ct");
+                        if ct.is_empty() {
+                            let key = secret(KeyType::GENERIC_SECRET, &hex("msg"), false);
+                            match key.and_then(|key| {
+                                let out = session.wrap_key(mechanism, kek, key);
+                                let _ = session.destroy_object(key);
+                                out
+                            }) {
+                                Ok(_) => wrong.push(format!("{id}: invalid size, wrapped")),
+                                Err(_) => refused += 1,
+                            }
+                        } else {
+                            match session.unwrap_key(mechanism, kek, &ct, &template) {
+                                Ok(_) => wrong.push(format!("{id}: invalid, unwrapped")),
+                                Err(_) => refused += 1,
+                            }
+                        }
+                    }
+                }
+                let _ = session.destroy_object(kek);
+            }
+        }
+    }
+    (wrapped, refused, wrong)
+}
