@@ -96,8 +96,8 @@ pub(super) fn check_readable(input: &Path) -> CliResult<()> {
 }
 
 /// Checks that `input` is a Coffer file whose header parses, before any other work (a
-/// restore asks the vault only for a file it can open).
-pub(super) fn check_coffer_input(input: &Path) -> CliResult<()> {
+/// restore asks the vault only for a file it can open); returns the header.
+pub(super) fn check_coffer_input(input: &Path) -> CliResult<Header> {
     if !is_coffer(input)? {
         return Err(Failure::new(
             ErrorClass::Unsupported,
@@ -106,7 +106,7 @@ pub(super) fn check_coffer_input(input: &Path) -> CliResult<()> {
     }
     let (mut file, size) = open_input(input)?;
     inspect(&mut file, size)
-        .map(drop)
+        .map(|info| info.header)
         .map_err(lib_err("read", input))
 }
 
@@ -223,13 +223,13 @@ fn decrypt_file<O: WriteAt + Sync>(
     })
 }
 
-/// Decrypts a Coffer file at `input` through `target` (on all cores when uncompressed).
+/// Decrypts the Coffer file at `input` (checked by [`check_coffer_input`]) through `target`
+/// (on all cores when uncompressed).
 pub(super) fn decrypt_path(
     input: &Path,
     target: AtomicOutput,
     root: &RootKey,
 ) -> CliResult<(Header, FileSummary)> {
-    check_coffer_input(input)?;
     let (file, size) = open_input(input)?;
     let bar = plaintext_bar(input, size, "decrypting");
     let done =
@@ -293,16 +293,11 @@ pub(super) fn extract(args: &DecryptArgs, dir: &Path) -> CliResult<Report> {
             ));
         }
     }
-    check_coffer_input(&args.input)?;
+    let content = check_coffer_input(&args.input)?.content();
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let (mut probe, size) = open_input(&args.input)?;
-    let content = inspect(&mut probe, size)
-        .map_err(lib_err("read", &args.input))?
-        .header
-        .content();
     if content != Content::Tar {
         return Err(Failure::usage(format!(
             "{} holds one file, not a folder; decrypt it with -o",
@@ -322,7 +317,7 @@ pub(super) fn extract(args: &DecryptArgs, dir: &Path) -> CliResult<Report> {
     let _registered = super::output::register_partial(staging.path())?;
     let plain = tempfile::tempfile_in(staging.path())
         .map_err(|e| Failure::io("cannot create a temporary file", e))?;
-    let (input, _) = open_input(&args.input)?;
+    let (input, size) = open_input(&args.input)?;
     let bar = plaintext_bar(&args.input, size, "decrypting");
     let (_, summary) = decrypt_file(input, &root, &plain, args.threads.unwrap_or(0), &bar)
         .map_err(lib_err("decrypt", &args.input))?;

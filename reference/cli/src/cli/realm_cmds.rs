@@ -156,10 +156,7 @@ pub(super) fn run(command: &RealmsCommand) -> CliResult<Report> {
             key,
             new_password,
         } => {
-            super::vault_cmds::one_reader_of_stdin(
-                key.as_deref(),
-                client.password_file.as_deref(),
-            )?;
+            secrets::one_reader_of_stdin(key.as_deref(), client.password_file.as_deref())?;
             let root = key_arg::resolve_root(key.as_deref())?;
             let (realms, set) = load(&client.realms)?;
             let password = secrets::new_password(
@@ -228,7 +225,7 @@ pub(super) fn run(command: &RealmsCommand) -> CliResult<Report> {
             new_password_file,
             new_password,
         } => {
-            super::vault_cmds::one_reader_of_stdin(
+            secrets::one_reader_of_stdin(
                 client.password_file.as_ref().and_then(|p| p.to_str()),
                 new_password_file.as_deref(),
             )?;

@@ -241,3 +241,14 @@ pub(super) fn confirm_deletion(user: &str, yes: bool) -> CliResult<()> {
     }
     Ok(())
 }
+
+/// Refuses two secrets read from standard input at once (`--key -` with `--password-file -`,
+/// or both passwords of a change from `-`): the first would take everything.
+pub(super) fn one_reader_of_stdin(a: Option<&str>, b: Option<&Path>) -> CliResult<()> {
+    if a == Some("-") && b == Some(Path::new("-")) {
+        return Err(Failure::usage(
+            "only one secret can come from standard input (-); give the other in a file",
+        ));
+    }
+    Ok(())
+}

@@ -66,7 +66,7 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
             limit,
             new_password,
         } => {
-            one_reader_of_stdin(key.as_deref(), client.password_file.as_deref())?;
+            secrets::one_reader_of_stdin(key.as_deref(), client.password_file.as_deref())?;
             let root = key_arg::resolve_root(key.as_deref())?;
             let password = secrets::new_password(
                 client.password_file.as_deref(),
@@ -118,7 +118,7 @@ pub(super) fn run(command: &VaultCommand) -> CliResult<Report> {
             new_password_file,
             new_password,
         } => {
-            one_reader_of_stdin(
+            secrets::one_reader_of_stdin(
                 client.password_file.as_ref().and_then(|p| p.to_str()),
                 new_password_file.as_deref(),
             )?;
@@ -333,7 +333,6 @@ pub(super) fn backup(command: &BackupCommand) -> CliResult<Report> {
                 secrets::writable_new(path)?;
             }
             let keeper = Keeper::of(client)?;
-            one_reader_of_stdin(None, client.password_file.as_deref())?;
             let password = secrets::new_password(
                 client.password_file.as_deref(),
                 &format!("new password for {}: ", client.user),
@@ -1075,17 +1074,6 @@ fn run_server<S: Store + 'static, H: Hsm + 'static>(
         text: "vault stopped".into(),
         json: json!({"command": "vault serve", "stopped": true}),
     })
-}
-
-/// Refuses two secrets read from standard input at once (`--key -` with `--password-file -`,
-/// or both passwords of a change from `-`): the first would take everything.
-pub(super) fn one_reader_of_stdin(a: Option<&str>, b: Option<&Path>) -> CliResult<()> {
-    if a == Some("-") && b == Some(Path::new("-")) {
-        return Err(Failure::usage(
-            "only one secret can come from standard input (-); give the other in a file",
-        ));
-    }
-    Ok(())
 }
 
 /// After `wrong_password`, how many guesses the record has left (or that it is gone), from
