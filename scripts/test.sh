@@ -8,7 +8,7 @@
 # report), COFFER_SKIP_BIGFILE=1
 # (no >= 1 GiB peak-memory check), COFFER_SKIP_SCHEMATHESIS=1 (no OpenAPI fuzzing of the
 # vault), COFFER_SKIP_SOFTHSM=1 (no PKCS#11 tests on SoftHSM2), COFFER_SKIP_KRYOPTIC=1 (no
-# kryoptic build and tests), COFFER_SKIP_PYTHON_VECTORS=1 (no Python re-check of the vectors),
+# kryoptic build and tests), COFFER_SKIP_PYTHON_VECTORS=1 (no Python re-check of the vectors, no Python model adapter and mutants),
 # COFFER_SKIP_ETCD=1 (no etcd store tests), COFFER_SKIP_MSRV=1 (no build with the oldest
 # supported Rust), COFFER_SKIP_PYTHON_PACKAGE=1 (no build and pytest of
 # the Python package), COFFER_SKIP_PROMETHEUS=1 (no parse of the vault's /metrics by the
@@ -52,12 +52,12 @@ if [[ "${COFFER_SKIP_INTEROP:-}" != 1 ]]; then
 fi
 
 if [[ "${COFFER_SKIP_PYTHON_VECTORS:-}" != 1 ]]; then
-  step "the vectors' independent Python reader (PyPI pyyaml, cryptography, PyKCS11) in .venv/vectors"
+  step "the independent Python readers of the vectors and the model adapter (PyPI pyyaml, cryptography, PyKCS11, zstandard) in .venv/vectors"
   venv="$root/.venv/vectors"
-  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import yaml, cryptography, PyKCS11" 2>/dev/null; then
+  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import yaml, cryptography, PyKCS11, zstandard" 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "pyyaml==6.0.2" "cryptography==44.0.3" \
-      "PyKCS11==1.5.20"
+      "PyKCS11==1.5.20" "zstandard==0.23.0"
   fi
   export COFFER_VECTORS_PYTHON="$venv/bin/python"
 fi

@@ -442,7 +442,7 @@ fn the_default_run_checks_the_reference_its_own_vault_and_softhsm2() {
         "{console}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(console.contains("client-format     86"), "{console}");
+    assert!(console.contains("client-format     93"), "{console}");
     assert!(console.contains("client-vault      21"), "{console}");
     assert!(console.contains("vault-server      33"), "{console}");
     if std::env::var("COFFER_SKIP_SOFTHSM").as_deref() != Ok("1") {

@@ -264,6 +264,24 @@ const FIXED_OK: [u8; 4] = [1, 1, 0, 0];
 /// one empty raw block marked last.
 const EMPTY_FRAME: [u8; 9] = [0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x00, 0x01, 0x00, 0x00];
 
+/// A single-segment Zstandard frame of `size` zero bytes (RFC 8878 §3.1.1.1): magic, a
+/// frame header with a 4-byte content size and no window descriptor, then RLE blocks of at
+/// most 128 KiB, the last one marked.
+fn single_segment_frame(size: u32) -> Vec<u8> {
+    const BLOCK: u32 = 128 * 1024;
+    let mut frame = vec![0x28, 0xb5, 0x2f, 0xfd, 0xa0];
+    frame.extend_from_slice(&size.to_le_bytes());
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(BLOCK);
+        left -= n;
+        let header = (n << 3) | (1 << 1) | u32::from(left == 0); // RLE, last
+        frame.extend_from_slice(&header.to_le_bytes()[..3]);
+        frame.push(0);
+    }
+    frame
+}
+
 /// A small file with a crafted header, otherwise made right (its check and commitment hold).
 fn crafted(root: &RootKey, id: &str, fixed: [u8; 4], metadata: &[u8]) -> anyhow::Result<Vec<u8>> {
     crafted_payload(root, id, fixed, metadata, b"x")
@@ -404,6 +422,19 @@ pub fn generate() -> anyhow::Result<FormatFile> {
             vec![(0x10, MetaValue::Bytes(vec![1, 2, 3]))],
             &[("tag_10", "010203")],
         )?,
+        valid_file(
+            &root,
+            "tag_00_first",
+            "tag 00 first: any tag may open the metadata (an unknown non-critical tag, ignored)",
+            &["Metadata", "UnknownTag"],
+            Data::hex(b"x"),
+            Compression::None,
+            vec![
+                (0x00, MetaValue::Bytes(vec![7])),
+                (tag::CREATED, MetaValue::U64(day)),
+            ],
+            &[("tag_00", "07"), ("created", "1795737600")],
+        )?,
     ];
     let by_id = |id: &str| {
         made.iter()
@@ -501,6 +532,22 @@ pub fn generate() -> anyhow::Result<FormatFile> {
                 "corrupt",
             ))
         };
+    // A forger can rewrite any header byte and recompute the unkeyed header check (§3.4):
+    // then only the keyed checks of §7 steps 6 and 7 stand in the way.
+    let forged = |at: usize| -> anyhow::Result<Vec<u8>> {
+        let hl = header_len as usize;
+        let mut file = base.file.clone();
+        file[at] ^= 1;
+        let check = header_check(&file[..hl - 8], &file[hl..hl + 24], &file[hl + 24..hl + 56]);
+        file[hl - 8..hl].copy_from_slice(&check);
+        Ok(file)
+    };
+    // A 256-byte file (a 128-byte payload) cut by its last byte: the footer it ends inside
+    // states 256 (0x100), and 255 would differ in the second-last byte too (§7 step 9.2).
+    let id_256 = "format.invalid.footer_cut_length_borrows";
+    let mut cut_256 = crafted_payload(&root, id_256, FIXED_OK, &[], &[b'x'; 128])?;
+    anyhow::ensure!(cut_256.len() == 256, "{id_256}: {} bytes", cut_256.len());
+    cut_256.pop();
     let mut version_2 = crafted(&root, "format.invalid.version_2", FIXED_OK, &[])?;
     version_2[8] = 2;
     let mut header_len_39 = base.file[..40].to_vec();
@@ -533,6 +580,22 @@ pub fn generate() -> anyhow::Result<FormatFile> {
             flip(header_len + 40),
             0,
             "corrupt",
+        ),
+        written(
+            "commitment_forged",
+            "a commitment byte changed and the header check recomputed, as a forger can: \
+             only the key commitment (step 7) refuses it",
+            &["Header", "Forged"],
+            forged(header_len as usize + 40)?,
+            "corrupt",
+        ),
+        written(
+            "key_id_forged",
+            "a key id byte changed and the header check recomputed under the right K: \
+             the key id (step 6) refuses it before any chunk",
+            &["Header", "Forged", "WrongKey"],
+            forged(20)?,
+            "wrong_key",
         ),
         derived(
             "first_chunk_flipped",
@@ -595,6 +658,14 @@ pub fn generate() -> anyhow::Result<FormatFile> {
             base,
             cut(n - 3),
             full,
+            "truncated",
+        ),
+        written(
+            "footer_cut_length_borrows",
+            "a 256-byte file cut by its last byte: what follows the final chunk begins the \
+             footer stating 256, the whole file's length, not the cut input's 255",
+            &["Truncated", "Footer"],
+            cut_256,
             "truncated",
         ),
         derived(
@@ -708,6 +779,14 @@ pub fn generate() -> anyhow::Result<FormatFile> {
             "unsupported",
         )?,
         crafted_case(
+            "flags_80",
+            "the highest flag set",
+            &["Header"],
+            [1, 1, 0, 0x80],
+            &[],
+            "unsupported",
+        )?,
+        crafted_case(
             "critical_unknown_tag",
             "an unknown critical tag (0x90)",
             &["Metadata"],
@@ -796,6 +875,12 @@ pub fn generate() -> anyhow::Result<FormatFile> {
             "a frame whose window is 2^25 bytes, above the 2^24 limit",
             &[0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x78, 0x09, 0x00, 0x00, b'x'],
         )?,
+        zstd_case(
+            "zstd_single_segment_over_2_24",
+            "a single-segment frame (no window descriptor: its window is its content size) \
+             of 2^24 + 1 bytes, in RLE blocks",
+            &single_segment_frame((1 << 24) + 1),
+        )?,
     ];
     let file_cases: Vec<CofferFileCase> = made.into_iter().map(|m| m.case).collect();
     let groups = vec![
@@ -835,6 +920,11 @@ pub fn generate() -> anyhow::Result<FormatFile> {
             ("ChunkBoundary".into(), "Plaintext lengths or cuts at the 16384-byte chunk boundaries.".into()),
             ("Footer".into(), "The footer (magic and file length) is missing or wrong.".into()),
             ("Header".into(), "The fixed part, header check, salt or commitment.".into()),
+            (
+                "Forged".into(),
+                "A header byte changed and the header check recomputed: only keyed checks catch it."
+                    .into(),
+            ),
             ("Magic".into(), "Not a Coffer file.".into()),
             ("Metadata".into(), "Metadata entries (§3.2).".into()),
             ("TrailingData".into(), "Bytes after a complete file.".into()),

@@ -173,7 +173,7 @@ pub const TOPICS: &[Topic] = &[
 ];
 
 /// The files vectors/tools/check_vectors.py re-checks without any Rust code.
-pub const PYTHON_CHECKED: &[&str] = &["keys", "kdf", "crypt15", "format", "realms", "hsm"];
+pub const PYTHON_CHECKED: &[&str] = &["keys", "kdf", "crypt15", "format", "realms", "vault", "hsm"];
 
 /// The directory of the committed vectors (`vectors/`).
 pub fn vectors_dir() -> PathBuf {

@@ -330,7 +330,7 @@ pub fn generate() -> anyhow::Result<VaultFile> {
         notes: BTreeMap::from([
             ("ChangePassword".into(), "A password change (§3.3).".into()),
             ("Counting".into(), "Every KE1 is a guess, counted before KE2; a verified KE3 resets the count.".into()),
-            ("Delete".into(), "Deletion by the record's holder.".into()),
+            ("Delete".into(), "Deletion by the tenant's administrator (DELETE /v1/users/{user}, spec/vault.md §3.3): no password, no guess counted.".into()),
             ("Destruction".into(), "The record is destroyed at its limit and never restored.".into()),
             ("Fake".into(), "Fake KE2 for users without an active record.".into()),
             ("Limit".into(), "Guess limits other than the default.".into()),

@@ -5,6 +5,7 @@ Rust code, to show the files alone are enough to implement against.
 
 Usage: check_vectors.py vectors/keys.yaml vectors/kdf.yaml ...
 realms.yaml is read by realms_check.py beside this file (ristretto255, the threshold OPRF),
+vault.yaml by vault_check.py (OPAQUE transcripts and the record state machine),
 hsm.yaml by hsm_check.py (its token checks need PyKCS11 and COFFER_VECTORS_PKCS11_MODULE).
 Exit status: 0 when every case holds, 1 otherwise.
 Needs: pyyaml, cryptography (pip install pyyaml cryptography).
@@ -17,6 +18,7 @@ import zlib
 import yaml
 import hsm_check
 import realms_check
+import vault_check
 from cryptography.hazmat.primitives import hashes
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -123,21 +125,29 @@ class Checker:
             return False
         return True
 
-    # realms.yaml (spec/realms.md), through realms_check.py
-    def realms_cases(self, group, check):
+    def each_case(self, group, check):
+        """Runs `check(case)` (a list of problems) on every case of a group."""
         for case in group["cases"]:
             self.cases += 1
             for problem in check(case):
                 self.fail(case, problem)
 
+    # realms.yaml (spec/realms.md), through realms_check.py
     def realms_hash(self, group):
-        self.realms_cases(group, realms_check.check_hash)
+        self.each_case(group, realms_check.check_hash)
 
     def realms_transcript(self, group):
-        self.realms_cases(group, realms_check.check_transcript)
+        self.each_case(group, realms_check.check_transcript)
 
     def realms_guess_counts(self, group):
-        self.realms_cases(group, lambda case: realms_check.check_guess_counts(group["parameters"], case))
+        self.each_case(group, lambda case: realms_check.check_guess_counts(group["parameters"], case))
+
+    # vault.yaml (spec/vault.md), through vault_check.py
+    def vault_transcript(self, group):
+        self.each_case(group, vault_check.check_transcript)
+
+    def vault_state_machine(self, group):
+        self.each_case(group, lambda case: vault_check.check_script(group["parameters"], case))
 
     # keys.yaml
     def sixty_four_digits(self, group):
@@ -688,11 +698,11 @@ def coffer_read(data, k):
                     return bytes(released), info
             length = final_prefix(tail)
             if length is not None:
-                raise refuse("truncated" if footer.startswith(tail[length:]) else "trailing_data")
-            ends_with_footer = len(tail) >= 16 and tail[-16:-8] == FOOTER_MAGIC
-            if len(tail) < 32 and not ends_with_footer:
-                raise refuse("truncated")
-            raise refuse("corrupt" if ends_with_footer else "truncated")
+                whole = FOOTER_MAGIC + (pos + length + 16).to_bytes(8, "big")  # the right footer
+                cut = len(tail) - length < 16 and whole.startswith(tail[length:])
+                raise refuse("truncated" if cut else "trailing_data")
+            footer_present = len(tail) >= 16 and tail[-16:-8] == FOOTER_MAGIC  # §7 step 9.3
+            raise refuse("corrupt" if footer_present else "truncated")
         raise refuse("trailing_data" if final_prefix(block) is not None else "corrupt")
 
 
@@ -711,7 +721,13 @@ def zstd_frame_problem(payload):
         if base + (base >> 3) * mantissa > 1 << 24:
             return "corrupt"
         pos += 1
-    pos += [0, 1, 2, 4][dict_flag] + [1 if single_segment else 0, 2, 4, 8][fcs_flag]
+    pos += [0, 1, 2, 4][dict_flag]
+    fcs_size = [1 if single_segment else 0, 2, 4, 8][fcs_flag]
+    if single_segment:  # no window descriptor: the window is the content size
+        content_size = int.from_bytes(p[pos:pos + fcs_size], "little") + (256 if fcs_flag == 1 else 0)
+        if content_size > 1 << 24:
+            return "corrupt"
+    pos += fcs_size
     while True:
         if pos + 3 > len(p):
             return "corrupt"
@@ -764,6 +780,9 @@ def chunk_keys(input_key, salt, context):
 
 
 REALMS_GROUP_TYPES = {"hash", "transcript", "guess_counts"}
+VAULT_GROUP_TYPES = {"transcript", "state_machine"}
+# Topics whose group types are handled by the methods named "<topic>_<type>".
+TOPIC_GROUP_TYPES = {"realms": REALMS_GROUP_TYPES, "vault": VAULT_GROUP_TYPES}
 
 GROUP_TYPES = {
     "sixty_four_digits", "key_file", "hkdf_sha256", "key_id", "vault_keys", "chunked_encryption_keys",
@@ -787,9 +806,10 @@ def main(paths):
                     token = hsm_check.open_token() or False
                 hsm_check.check(checker, group, token or None)
                 continue
-            if doc.get("topic") == "realms":
-                known = group["type"] in REALMS_GROUP_TYPES
-                handler = getattr(checker, "realms_" + group["type"], None) if known else None
+            topic = doc.get("topic")
+            if topic in TOPIC_GROUP_TYPES:
+                known = group["type"] in TOPIC_GROUP_TYPES[topic]
+                handler = getattr(checker, topic + "_" + group["type"], None) if known else None
             else:
                 handler = getattr(checker, group["type"], None) if group["type"] in GROUP_TYPES else None
             if handler is None:

@@ -1,0 +1,131 @@
+//! The model adapter in a second language (conformance/adapters/coffer_python.py) passes
+//! every Coffer case of the client-format suite, and every mutant of it (one per checking
+//! step of spec/format.md §7 and §8, tests/doubles/format_mutants.py) fails at least one:
+//! no mutant survives. conformance/MUTANTS.md is the table of which cases kill which mutant,
+//! written by this test's run (`COFFER_WRITE_MUTANTS=1` rewrites it) and checked current.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn here() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python with `cryptography` and `zstandard` (scripts/test.sh's .venv/vectors), or None
+/// when the user opted out by name.
+fn python() -> Option<String> {
+    if coffer_testkit::opt_out(
+        "COFFER_SKIP_PYTHON_VECTORS",
+        "the Python model adapter and its mutants",
+    ) {
+        return None;
+    }
+    Some(std::env::var("COFFER_VECTORS_PYTHON").expect(
+        "COFFER_VECTORS_PYTHON is not set: scripts/test.sh makes .venv/vectors (pip install \
+         cryptography zstandard ...) and sets it; or opt out with COFFER_SKIP_PYTHON_VECTORS=1",
+    ))
+}
+
+/// Runs the Coffer cases of the client-format suite with `client` and returns the ids (without
+/// `client.format.`) of the cases that did not pass.
+fn failures(client: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer-conformance"))
+        .args(["run", "--filter", "client.format.", "--client", client])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let cases = report["cases"].as_array().expect("cases");
+    assert!(cases.len() >= 60, "only {} cases ran", cases.len());
+    cases
+        .iter()
+        .filter(|c| c["status"] != "pass")
+        .map(|c| {
+            let id = c["id"].as_str().unwrap();
+            id.trim_start_matches("client.format.").to_string()
+        })
+        .collect()
+}
+
+fn script(relative: &str) -> PathBuf {
+    here().join(relative)
+}
+
+#[test]
+fn the_python_model_passes_every_coffer_case() {
+    let Some(python) = python() else { return };
+    let model = script("adapters/coffer_python.py");
+    let failed = failures(&format!("{python} {}", model.display()));
+    assert_eq!(
+        failed,
+        Vec::<String>::new(),
+        "the model adapter failed cases"
+    );
+}
+
+#[test]
+fn no_mutant_of_the_model_survives() {
+    let Some(python) = python() else { return };
+    let mutants = script("tests/doubles/format_mutants.py");
+    let list = Command::new(&python)
+        .arg(&mutants)
+        .arg("--list")
+        .output()
+        .unwrap();
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let mut table = String::from(
+        "# Mutants of the model adapter, and the cases that kill them\n\n\
+         Written by `cargo test -p coffer-conformance --test mutants` with \
+         `COFFER_WRITE_MUTANTS=1`; the test fails when this file is not current.\n\
+         Each mutant is `conformance/adapters/coffer_python.py` with one checking step of\n\
+         spec/format.md broken (`conformance/tests/doubles/format_mutants.py`); each case\n\
+         named kills it (the mutant's result differs from the vector's). Case ids omit\n\
+         `client.format.` and the `.decrypt` of decryption cases.\n\n\
+         | mutant | step | what it does | killed by |\n|---|---|---|---|\n",
+    );
+    let mut survivors = Vec::new();
+    let mut count = 0;
+    for line in String::from_utf8(list.stdout).unwrap().lines() {
+        let mutant: Value = serde_json::from_str(line).unwrap();
+        let name = mutant["name"].as_str().unwrap();
+        let killers = failures(&format!("{python} {} {name}", mutants.display()));
+        if killers.is_empty() {
+            survivors.push(name.to_string());
+        }
+        let killers: Vec<_> = killers
+            .iter()
+            .map(|id| format!("`{}`", id.trim_end_matches(".decrypt")))
+            .collect();
+        table += &format!(
+            "| `{name}` | {} | {} | {} |\n",
+            mutant["step"].as_str().unwrap(),
+            mutant["what"].as_str().unwrap(),
+            killers.join(", ")
+        );
+        count += 1;
+    }
+    assert!(count >= 20, "only {count} mutants listed");
+    assert_eq!(
+        survivors,
+        Vec::<String>::new(),
+        "mutants that no case kills"
+    );
+    let path = here().join("MUTANTS.md");
+    if std::env::var("COFFER_WRITE_MUTANTS").as_deref() == Ok("1") {
+        std::fs::write(&path, &table).unwrap();
+    }
+    let written = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        written, table,
+        "conformance/MUTANTS.md is not current: rerun with COFFER_WRITE_MUTANTS=1 and review"
+    );
+}
