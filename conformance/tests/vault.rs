@@ -1,7 +1,9 @@
 //! The vault suites: the reference vault passes every vault-server case over real HTTPS
-//! on loopback (and fails them all when its CA is not trusted); a vault that counts guesses only on failed KE3s fails exactly the cases meant
-//! to catch it; the reference client passes every client-vault case; a client that sends
-//! KE3 after a bad KE2 fails exactly the cases that forbid it.
+//! on loopback (and fails them all when its CA is not trusted); vaults over a broken store
+//! (guesses counted only at failed KE3s, never destroyed at one, reset whatever the
+//! version) fail exactly the cases meant to catch each; the reference client passes every
+//! client-vault case; a client that sends KE3 after a bad KE2 fails exactly the cases that
+//! forbid it.
 
 use coffer::store::{
     AuditEvent, GuessOutcome, Record, RecordState, SqliteStore, Store, StoreError,
@@ -122,14 +124,36 @@ fn a_vault_that_deletes_without_the_password_fails_that_case() {
     );
 }
 
-/// A deliberately broken store: a KE1 does not count a guess; only a failed KE3 does (the
-/// mistake of counting at the wrong step: abandoned recoveries then cost nothing).
-struct CountsOnlyFailedKe3 {
+/// How a [`BrokenStore`] departs from spec/vault.md §4.2.
+#[derive(Clone, Copy, PartialEq)]
+enum Mutation {
+    /// A KE1 counts no guess; only a failed KE3 does (abandoned recoveries cost nothing).
+    CountsOnlyFailedKe3,
+    /// A failed KE3 on the last guess leaves the record active (its next KE1 destroys it).
+    NeverDestroysAtFailedKe3,
+    /// A verified KE3 resets the record whatever version its KE1 saw (a password change in
+    /// between goes unnoticed, and the old envelope is released).
+    ResetsAnyVersion,
+}
+
+/// A deliberately broken store: the reference's SQLite store with one [`Mutation`].
+struct BrokenStore {
     inner: SqliteStore,
+    mutation: Mutation,
     owners: Mutex<HashMap<coffer::vault::RecordId, (String, String)>>,
 }
 
-impl Store for CountsOnlyFailedKe3 {
+impl BrokenStore {
+    fn new(dir: &Path, mutation: Mutation) -> Self {
+        BrokenStore {
+            inner: sqlite_store(dir).unwrap(),
+            mutation,
+            owners: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Store for BrokenStore {
     fn bind(
         &self,
         integrity: std::sync::Arc<coffer::store::integrity::Integrity>,
@@ -149,6 +173,9 @@ impl Store for CountsOnlyFailedKe3 {
         self.inner.latest(tenant, user)
     }
     fn count_guess(&self, tenant: &str, user: &str) -> Result<GuessOutcome, StoreError> {
+        if self.mutation != Mutation::CountsOnlyFailedKe3 {
+            return self.inner.count_guess(tenant, user);
+        }
         match self.inner.latest(tenant, user)? {
             Some(r) if r.state == RecordState::Active => {
                 self.owners
@@ -165,14 +192,27 @@ impl Store for CountsOnlyFailedKe3 {
         record_id: &coffer::vault::RecordId,
         version: u32,
     ) -> Result<bool, StoreError> {
+        if self.mutation == Mutation::ResetsAnyVersion {
+            for later in version..version + 3 {
+                if self.inner.recovered(record_id, later)? {
+                    return Ok(true);
+                }
+            }
+        }
         self.inner.recovered(record_id, version)
     }
     fn failed_at_limit(&self, record_id: &coffer::vault::RecordId) -> Result<bool, StoreError> {
-        let owner = self.owners.lock().unwrap().get(record_id).cloned();
-        if let Some((tenant, user)) = owner {
-            self.inner.count_guess(&tenant, &user)?;
+        match self.mutation {
+            Mutation::NeverDestroysAtFailedKe3 => Ok(false),
+            Mutation::CountsOnlyFailedKe3 => {
+                let owner = self.owners.lock().unwrap().get(record_id).cloned();
+                if let Some((tenant, user)) = owner {
+                    self.inner.count_guess(&tenant, &user)?;
+                }
+                self.inner.failed_at_limit(record_id)
+            }
+            Mutation::ResetsAnyVersion => self.inner.failed_at_limit(record_id),
         }
-        self.inner.failed_at_limit(record_id)
     }
     fn replace(
         &self,
@@ -190,25 +230,43 @@ impl Store for CountsOnlyFailedKe3 {
     }
 }
 
-#[test]
-fn a_vault_counting_only_failed_ke3s_fails_exactly_the_guess_counting_cases() {
+/// Runs the vault-server suite against the reference vault over a [`BrokenStore`] and
+/// returns the ids of the cases that failed (the run must fail).
+fn failed_with(mutation: Mutation) -> BTreeSet<String> {
     let dir = tempfile::tempdir().unwrap();
-    let store = CountsOnlyFailedKe3 {
-        inner: sqlite_store(dir.path()).unwrap(),
-        owners: Mutex::new(HashMap::new()),
-    };
-    let vault = LocalVault::start(store, dir.path()).unwrap();
+    let vault = LocalVault::start(BrokenStore::new(dir.path(), mutation), dir.path()).unwrap();
     let (code, report) = against(&vault, dir.path());
     assert_eq!(code, Some(1), "{report:#}");
+    ids_with(&report, "fail")
+}
+
+#[test]
+fn a_vault_counting_only_failed_ke3s_fails_exactly_the_guess_counting_cases() {
     assert_eq!(
-        ids_with(&report, "fail"),
+        failed_with(Mutation::CountsOnlyFailedKe3),
         set(&[
             "vault.guess.abandoned_counts",
             "vault.guess.success_resets",
             "vault.limit.exact_then_destroyed",
+            "vault.limit.failed_ke3_at_limit_destroys",
             "vault.limit.parallel_bounded",
         ]),
-        "{report:#}"
+    );
+}
+
+#[test]
+fn a_vault_that_never_destroys_at_a_failed_ke3_fails_exactly_that_case() {
+    assert_eq!(
+        failed_with(Mutation::NeverDestroysAtFailedKe3),
+        set(&["vault.limit.failed_ke3_at_limit_destroys"]),
+    );
+}
+
+#[test]
+fn a_vault_that_resets_whatever_the_version_fails_exactly_the_locked_case() {
+    assert_eq!(
+        failed_with(Mutation::ResetsAnyVersion),
+        set(&["vault.session.ke3_after_password_change_locked"]),
     );
 }
 

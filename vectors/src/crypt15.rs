@@ -512,6 +512,25 @@ fn header_cases() -> Vec<HeaderCase> {
         )
         .invalid("malformed"),
         header(
+            "sqlite_prefix_only",
+            "the 6 bytes SQLite: shorter than the plaintext pattern, so read as a header \
+             whose length (83) runs past the end (§5 step 3)",
+            &["Plaintext", "Truncated"],
+            b"SQLite".to_vec(),
+        )
+        .invalid("truncated"),
+        header(
+            "c15_block_parsed_in_pass_2",
+            "a C15 block whose content is no valid message, then key_type 7: pass 1 does not \
+             parse field 3's content, so the key type decides (§7.2)",
+            &["CipherBlock", "KeyType"],
+            with_length(&prefix(|b| {
+                put_bytes_field(b, 3, &[0xff]);
+                put_varint_field(b, 1, 7);
+            })),
+        )
+        .invalid("unsupported"),
+        header(
             "sqlite_plaintext",
             "a plaintext SQLite database, not a backup",
             &["Plaintext"],
@@ -803,6 +822,24 @@ pub fn generate() -> anyhow::Result<Crypt15File> {
             &hex::encode(&legacy),
             base.clone(),
             "wrong_key",
+        ),
+        invalid(
+            "legacy_key_file_cut",
+            "a crypt12/14 key file for a crypt15 file cut inside its ciphertext: the key's \
+             kind is checked before the body (§4), so wrong_key, not truncated",
+            &["WrongKey", "KeyFile", "Truncated"],
+            &hex::encode(&legacy),
+            base[..n - 40].to_vec(),
+            "wrong_key",
+        ),
+        invalid(
+            "legacy_key_file_header_cut",
+            "a crypt12/14 key file for a crypt15 file cut inside its header: the header comes \
+             first (§4), so truncated",
+            &["KeyFile", "Truncated"],
+            &hex::encode(&legacy),
+            base[..50].to_vec(),
+            "truncated",
         ),
         invalid(
             "tag_flipped",

@@ -86,6 +86,7 @@ enum Recovery {
         root: RootKey,
         session: SessionId,
         ke3: Vec<u8>,
+        record_id: RecordId,
     },
     /// KE2 did not verify at the client: no KE3 was sent.
     Ke2Refused,
@@ -258,10 +259,11 @@ impl Ctx {
             return Recovery::Broken("finish: no release".into());
         };
         match done.open(&session, &release) {
-            Ok((_, _, root)) => Recovery::Key {
+            Ok((record_id, _, root)) => Recovery::Key {
                 root,
                 session,
                 ke3: done.ke3.clone(),
+                record_id,
             },
             Err(e) => Recovery::Broken(format!("the release does not open: {e}")),
         }
@@ -350,34 +352,46 @@ fn flow_status(ctx: &Ctx) -> Outcome {
     }
 }
 
-fn flow_change_password(ctx: &Ctx) -> Outcome {
-    let (user, root) = tri!(ctx.registered("change", None));
-    let Recovery::Key { session, .. } = ctx.recover(&user, PASSWORD) else {
-        return fail("setup failed", "the first recovery failed");
-    };
-    let new = b"a new password for the change";
-    let (client, request) = tri!(RegistrationClient::start(new).map_err(|e| e.to_string()));
+/// Changes `user`'s password from version 1 to `new` in the verified `session` (§3.3).
+fn change_password(
+    ctx: &Ctx,
+    user: &str,
+    session: &SessionId,
+    root: &RootKey,
+    new: &[u8],
+) -> Result<(), String> {
+    let (client, request) = RegistrationClient::start(new).map_err(|e| e.to_string())?;
     let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
     let start = ctx.vault.post(
         &format!("/v1/sessions/{}/password/start", b64(session.as_bytes())),
         &json!({"request": b64(&request)}),
     );
     if start.status != 200 {
-        return fail(format!("password/start: {}", start.describe()), "");
+        return Err(format!("password/start: {}", start.describe()));
     }
-    let record_id = tri!(record_id(start.bytes("record_id")).ok_or("no record_id"));
-    let response = tri!(start.bytes("response").ok_or("no response"));
+    let record_id = record_id(start.bytes("record_id")).ok_or("no record_id")?;
+    let response = start.bytes("response").ok_or("no response")?;
     let ksf = start.body["ksf"].as_str().unwrap_or_default();
-    let (upload, envelope) = tri!(client
-        .finish(&ctx.parties(&user), &response, ksf, &record_id, 2, &root)
-        .map_err(|e| e.to_string()));
+    let (upload, envelope) = client
+        .finish(&ctx.parties(user), &response, ksf, &record_id, 2, root)
+        .map_err(|e| e.to_string())?;
     let finish = ctx.vault.post(
         &format!("/v1/sessions/{}/password/finish", b64(session.as_bytes())),
         &json!({"upload": b64(&upload), "envelope": b64(&envelope)}),
     );
     if finish.status != 200 || finish.body["version"] != 2 {
-        return fail(format!("password/finish: {}", finish.describe()), "");
+        return Err(format!("password/finish: {}", finish.describe()));
     }
+    Ok(())
+}
+
+fn flow_change_password(ctx: &Ctx) -> Outcome {
+    let (user, root) = tri!(ctx.registered("change", None));
+    let Recovery::Key { session, .. } = ctx.recover(&user, PASSWORD) else {
+        return fail("setup failed", "the first recovery failed");
+    };
+    let new = b"a new password for the change";
+    tri!(change_password(ctx, &user, &session, &root, new));
     let with_new = ctx.recover(&user, new);
     let with_old = ctx.recover(&user, PASSWORD);
     match (&with_new, &with_old) {
@@ -429,6 +443,52 @@ fn flow_delete(ctx: &Ctx) -> Outcome {
                 "second delete {}; status {status}; recovery: {}",
                 again.describe(),
                 recovery.describe()
+            ),
+            "",
+        )
+    }
+}
+
+/// spec/vault.md §3.1 step 4: register/finish sends back a record id the client holds, so
+/// a client can name another record's; the vault refuses it and changes nothing.
+fn record_id_taken(ctx: &Ctx) -> Outcome {
+    let (owner, root) = tri!(ctx.registered("id-owner", Some(3)));
+    let Recovery::Key {
+        record_id: taken, ..
+    } = ctx.recover(&owner, PASSWORD)
+    else {
+        return fail("setup failed", "the owner's recovery failed");
+    };
+    let taker = ctx.user("id-taker");
+    let (client, request) = tri!(RegistrationClient::start(WRONG).map_err(|e| e.to_string()));
+    let client = client.ksf_floor(coffer::vault::KsfFloor::NONE);
+    let start = ctx.vault.post(
+        &format!("/v1/users/{}/register/start", segment(&taker)),
+        &json!({"request": b64(&request)}),
+    );
+    let response = tri!(start.bytes("response").ok_or(start.describe()));
+    let ksf = start.body["ksf"].as_str().unwrap_or_default();
+    let other = tri!(RootKey::generate().map_err(|e| e.to_string()));
+    let (upload, envelope) = tri!(client
+        .finish(&ctx.parties(&taker), &response, ksf, &taken, 1, &other)
+        .map_err(|e| e.to_string()));
+    let finish = ctx.vault.post(
+        &format!("/v1/users/{}/register/finish", segment(&taker)),
+        &json!({"record_id": b64(taken.as_bytes()), "upload": b64(&upload),
+            "envelope": b64(&envelope), "limit": 100}),
+    );
+    let status = tri!(ctx.status(&owner));
+    let again = ctx.recover(&owner, PASSWORD);
+    let owner_intact = matches!(&again, Recovery::Key { root: got, .. } if got.as_bytes() == root.as_bytes())
+        && status["limit"] == 3;
+    if is_error(&finish, "unauthorized") && owner_intact {
+        pass("403 unauthorized; the owner's record is unchanged")
+    } else {
+        fail(
+            format!(
+                "{}; owner's status {status}; owner's recovery: {}",
+                finish.describe(),
+                again.describe()
             ),
             "",
         )
@@ -640,6 +700,86 @@ fn wrong_ke3_counts(ctx: &Ctx) -> Outcome {
     }
 }
 
+/// spec/vault.md §3.2 step 4 and §4.2: a failed KE3 on the session of the last guess
+/// destroys the record then, not at the next KE1.
+fn failed_ke3_at_limit_destroys(ctx: &Ctx) -> Outcome {
+    let (user, _) = tri!(ctx.registered("ke3-at-limit", Some(2)));
+    let _ = ctx.ke1(&user, WRONG);
+    let (reply, _) = ctx.ke1(&user, WRONG);
+    let Some(session) = session_id(reply.bytes("session_id")) else {
+        return fail(reply.describe(), "no session id for the second guess");
+    };
+    let answer = ctx.finish(&session, &[1u8; 64]);
+    let status = tri!(ctx.status(&user));
+    if is_error(&answer, "wrong_password")
+        && status["registered"] == false
+        && status["state"] == "destroyed"
+    {
+        pass("wrong_password; the record is destroyed at once")
+    } else {
+        fail(format!("{}; status {status}", answer.describe()), "")
+    }
+}
+
+/// spec/vault.md §3.2 step 4: a KE3 that verifies for a record whose password changed since
+/// its KE1 is `locked`, and releases nothing (the envelope it would release is the old one).
+fn ke3_after_password_change_locked(ctx: &Ctx) -> Outcome {
+    let (user, root) = tri!(ctx.registered("held-ke3", None));
+    let (held, client) = ctx.ke1(&user, PASSWORD);
+    let Some(client) = client else {
+        return fail(format!("KE1: {}", held.describe()), "");
+    };
+    let Some(held_session) = session_id(held.bytes("session_id")) else {
+        return fail(held.describe(), "no session id");
+    };
+    let Some(done) = ctx.verify_ke2(&user, &held, client) else {
+        return fail("the held KE2 does not verify", "");
+    };
+    let Recovery::Key { session, .. } = ctx.recover(&user, PASSWORD) else {
+        return fail("setup failed", "the second recovery failed");
+    };
+    tri!(change_password(
+        ctx,
+        &user,
+        &session,
+        &root,
+        b"changed while a KE3 was held"
+    ));
+    let answer = ctx.finish(&held_session, &done.ke3);
+    if is_error(&answer, "locked") && answer.bytes("release").is_none() {
+        pass("423 locked; nothing released")
+    } else {
+        fail(
+            answer.describe(),
+            "the held KE3 was sent after the password change",
+        )
+    }
+}
+
+/// spec/vault.md §3.2 step 2: a KE1 of the right length whose blinded element is not a
+/// valid ristretto255 element (a non-canonical encoding, or the identity) is `malformed`
+/// and counts no guess.
+fn invalid_element_not_counted(ctx: &Ctx) -> Outcome {
+    let (user, _) = tri!(ctx.registered("bad-element", Some(5)));
+    let (_, ke1) = tri!(RecoveryClient::start(PASSWORD).map_err(|e| e.to_string()));
+    let mut answers = Vec::new();
+    for element in [[0xffu8; 32], [0u8; 32]] {
+        let mut bad = ke1.clone();
+        bad[..32].copy_from_slice(&element);
+        answers.push(ctx.vault.post(
+            &format!("/v1/users/{}/recover/start", segment(&user)),
+            &json!({"ke1": b64(&bad)}),
+        ));
+    }
+    let left = tri!(ctx.guesses_left(&user));
+    if answers.iter().all(|a| is_error(a, "malformed")) && left == 5 {
+        pass("400 malformed twice; no guess counted")
+    } else {
+        let seen: Vec<String> = answers.iter().map(Reply::describe).collect();
+        fail(format!("{}; {left} of 5 left", seen.join("; ")), "")
+    }
+}
+
 fn malformed_ke1_not_counted(ctx: &Ctx) -> Outcome {
     let (user, _) = tri!(ctx.registered("short-ke1", Some(5)));
     let reply = ctx.vault.post(
@@ -651,6 +791,34 @@ fn malformed_ke1_not_counted(ctx: &Ctx) -> Outcome {
         pass("400 malformed; no guess counted")
     } else {
         fail(format!("{}; {left} of 5 left", reply.describe()), "")
+    }
+}
+
+/// spec/vault.md §10: a path the API does not have is 400 `malformed`; a path it has, asked
+/// with another method, is 405 with the same error body.
+fn unknown_route_and_wrong_method(ctx: &Ctx) -> Outcome {
+    let token = Some(ctx.vault.token());
+    let route = ctx
+        .vault
+        .raw(Method::Get, "/v1/no-such-endpoint", None, token);
+    let user = ctx.user("wrong-method");
+    let method = ctx.vault.raw(
+        Method::Get,
+        &format!("/v1/users/{}/recover/start", segment(&user)),
+        None,
+        token,
+    );
+    if is_error(&route, "malformed") && method.status == 405 && method.class() == "malformed" {
+        pass("400 malformed; 405 malformed")
+    } else {
+        fail(
+            format!(
+                "unknown path {}; GET on recover/start {}",
+                route.describe(),
+                method.describe()
+            ),
+            "",
+        )
     }
 }
 
@@ -974,6 +1142,12 @@ const CASES: &[Case] = &[
         run: flow_delete,
     },
     Case {
+        id: "vault.flow.record_id_taken",
+        level: Level::Must,
+        expected: "register/finish naming another record's id: 403 unauthorized, nothing changed",
+        run: record_id_taken,
+    },
+    Case {
         id: "vault.flow.register_over_active",
         level: Level::Must,
         expected: "403 unauthorized",
@@ -1014,6 +1188,24 @@ const CASES: &[Case] = &[
         level: Level::Must,
         expected: "400 malformed; no guess counted",
         run: malformed_ke1_not_counted,
+    },
+    Case {
+        id: "vault.guess.invalid_element_not_counted",
+        level: Level::Must,
+        expected: "400 malformed for a bad group element; no guess counted",
+        run: invalid_element_not_counted,
+    },
+    Case {
+        id: "vault.limit.failed_ke3_at_limit_destroys",
+        level: Level::Must,
+        expected: "a failed KE3 on the last guess destroys the record",
+        run: failed_ke3_at_limit_destroys,
+    },
+    Case {
+        id: "vault.session.ke3_after_password_change_locked",
+        level: Level::Must,
+        expected: "423 locked; nothing released",
+        run: ke3_after_password_change_locked,
     },
     Case {
         id: "vault.limit.last_guess_works",
@@ -1086,6 +1278,12 @@ const CASES: &[Case] = &[
         level: Level::Must,
         expected: "400 malformed",
         run: long_user,
+    },
+    Case {
+        id: "vault.request.unknown_route_and_wrong_method",
+        level: Level::Must,
+        expected: "400 malformed for an unknown path; 405 malformed for a wrong method",
+        run: unknown_route_and_wrong_method,
     },
     Case {
         id: "vault.request.bad_session_id",

@@ -1040,3 +1040,90 @@ fn completed_and_abandoned_guesses_and_concurrency_over_http() {
         "exactly the limit of KE1s got a real evaluation"
     );
 }
+
+/// A registration that sends back another record's id at register/finish (the client holds
+/// the id between the two calls, so it can send any) is refused as `unauthorized`, 403, and
+/// changes nothing: before, the store's write by id replaced the other record's secrets and
+/// count (spec/vault.md §3.1 step 4).
+#[test]
+fn a_registration_never_takes_over_another_records_id() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use coffer::key::RootKey;
+    use coffer::vault::{KsfFloor, Parties, RegistrationClient};
+    if skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let vault = start(&dir.path().join("data"));
+    let token = std::fs::read_to_string(&vault.token_file).unwrap();
+    let client = vault.client(token.trim());
+    let alice_key = RootKey::generate().unwrap();
+    client
+        .register("alice", b"alice's password", &alice_key, Some(3))
+        .unwrap();
+    let alice_id = client
+        .recover("alice", b"alice's password")
+        .unwrap()
+        .record_id;
+
+    let agent = vault.agent();
+    let post = |path: &str, body: Value| {
+        let mut resp = agent
+            .post(format!("{}{path}", vault.url))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", token.trim()))
+            .send(body.to_string().as_bytes())
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+        (status, body)
+    };
+    let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+    let (registration, request) = RegistrationClient::start(b"mallory's password").unwrap();
+    let (status, start) = post(
+        "/v1/users/mallory/register/start",
+        serde_json::json!({"request": b64(&request)}),
+    );
+    assert_eq!(status, 200, "{start}");
+    let response = URL_SAFE_NO_PAD
+        .decode(start["response"].as_str().unwrap())
+        .unwrap();
+    let parties = Parties {
+        user: "mallory".into(),
+        server_id: "coffer-vault".into(),
+    };
+    let (upload, envelope) = registration
+        .ksf_floor(KsfFloor::NONE)
+        .finish(
+            &parties,
+            &response,
+            start["ksf"].as_str().unwrap(),
+            &alice_id,
+            1,
+            &RootKey::generate().unwrap(),
+        )
+        .unwrap();
+    let (status, finish) = post(
+        "/v1/users/mallory/register/finish",
+        serde_json::json!({
+            "record_id": b64(alice_id.as_bytes()),
+            "upload": b64(&upload),
+            "envelope": b64(&envelope),
+            "limit": 100,
+        }),
+    );
+    assert_eq!(
+        (status, finish["error"].as_str()),
+        (403, Some("unauthorized")),
+        "{finish}"
+    );
+
+    let mallory = client.status("mallory").unwrap();
+    assert!(!mallory.registered, "{mallory:?}");
+    let alice = client.status("alice").unwrap();
+    assert_eq!((alice.registered, alice.limit), (true, 3), "{alice:?}");
+    let again = client.recover("alice", b"alice's password").unwrap();
+    assert_eq!(again.root.as_bytes(), alice_key.as_bytes());
+    assert_eq!(again.record_id, alice_id);
+}

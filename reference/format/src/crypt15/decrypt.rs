@@ -102,10 +102,27 @@ fn file_key(key: &BackupKey, header: &BackupHeader) -> Result<Zeroizing<[u8; 32]
 /// On `Err`, whatever was written to `output` is unauthenticated and must be discarded.
 pub fn decrypt<R: Read, W: Write>(
     key: &BackupKey,
+    input: R,
+    output: W,
+    options: &DecryptOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<DecryptSummary, Crypt15Error> {
+    decrypt_at_most(key, input, output, options, progress, GCM_MAX_CIPHERTEXT)
+}
+
+/// The most ciphertext one AES-GCM (key, IV) can have produced: 2^39 − 256 bits,
+/// 2^36 − 32 bytes (`spec/crypt15.md` §17.4).
+const GCM_MAX_CIPHERTEXT: u64 = (1 << 36) - 32;
+
+/// [`decrypt`], refusing as `corrupt` a file with more than `max_ciphertext` bytes before its
+/// trailer (a parameter so that tests can reach the refusal without 64 GiB).
+fn decrypt_at_most<R: Read, W: Write>(
+    key: &BackupKey,
     mut input: R,
     output: W,
     options: &DecryptOptions,
     progress: &mut dyn FnMut(u64),
+    max_ciphertext: u64,
 ) -> Result<DecryptSummary, Crypt15Error> {
     let header = read_header(&mut input)?;
     let aes_key = file_key(key, &header)?;
@@ -134,6 +151,12 @@ pub fn decrypt<R: Read, W: Write>(
         let total = held + n;
         if total > trailer {
             let release = total - trailer;
+            if released + release as u64 > max_ciphertext {
+                return Err(Crypt15Error::Corrupt(format!(
+                    "more than {max_ciphertext} bytes of ciphertext: no AES-GCM message is that \
+                     long, so this file cannot be authentic"
+                )));
+            }
             md5.update(&buf[..release])?;
             let count = gcm.update(&buf[..release], &mut plain)?;
             sink.write(&plain[..count])
@@ -298,5 +321,55 @@ fn classify_failure(
              the file is damaged (or, for an MD5-less multi-file backup, the key is wrong)"
                 .into(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypt15::{encrypt, EncryptOptions, HeaderSpec, PayloadEncoding};
+    use crate::error::Classify;
+    use crate::key::RootKey;
+
+    /// A file whose ciphertext is longer than AES-GCM allows is `corrupt` (a property of
+    /// the data, not `io`), found while reading, before its tag; at the limit it decrypts.
+    #[test]
+    fn ciphertext_beyond_the_gcm_limit_is_corrupt() {
+        let root = RootKey::from_bytes([7; 32]);
+        let header = HeaderSpec::new([9; 16], "2.22.5.13", "67", 0).encode();
+        let plaintext = vec![0x42u8; 1000];
+        let mut file = Vec::new();
+        let options = EncryptOptions {
+            payload: PayloadEncoding::Stored,
+            ..EncryptOptions::default()
+        };
+        encrypt(
+            &root,
+            &header,
+            &plaintext[..],
+            &mut file,
+            &options,
+            &mut |_| {},
+        )
+        .unwrap();
+        let key = BackupKey::Root(root);
+        let read = DecryptOptions {
+            decompress: false,
+            block_size: 64,
+        };
+        let run = |limit: u64| {
+            let mut out = Vec::new();
+            let result = decrypt_at_most(&key, &file[..], &mut out, &read, &mut |_| {}, limit);
+            (result, out)
+        };
+        let (at_limit, out) = run(1000);
+        assert!(at_limit.is_ok(), "{at_limit:?}");
+        assert_eq!(out, plaintext);
+        let (over, out) = run(999);
+        assert!(
+            matches!(&over, Err(e) if e.class() == crate::ErrorClass::Corrupt),
+            "{over:?}"
+        );
+        assert!(out.len() < 1000, "{} bytes released", out.len());
     }
 }

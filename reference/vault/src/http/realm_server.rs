@@ -4,7 +4,7 @@
 use super::api::*;
 use super::rate::RateLimits;
 use super::server::{
-    blocking, body, fallback, json, user_id, ApiError, App, Shared, Tenants, MAX_BODY,
+    blocking, body, fallback, json, user_id, wrong_method, ApiError, App, Shared, Tenants, MAX_BODY,
 };
 use crate::error::ErrorClass;
 use crate::hsm::Hsm;
@@ -195,6 +195,7 @@ pub fn realm_router_with_readiness<St: RealmStore + 'static, H: Hsm + 'static>(
         .route("/v1/realm/users/{user}/status", get(status::<St, H>))
         .route("/v1/realm/sessions/{session}/unlock", post(unlock::<St, H>))
         .fallback(fallback)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_request(
             super::server::client_cert_header,

@@ -683,6 +683,17 @@ pub(super) async fn fallback() -> ApiError {
     )
 }
 
+/// A known path asked with another method: 405, with the error body every refusal has
+/// (`spec/vault.md` §10).
+pub(super) async fn wrong_method() -> ApiError {
+    ApiError {
+        class: ErrorClass::Malformed,
+        message: "this endpoint does not take that method (see spec/openapi.yaml)".into(),
+        status: Some(StatusCode::METHOD_NOT_ALLOWED),
+        retry_after: None,
+    }
+}
+
 /// The router for a vault and its tenants.
 pub fn router<S: Store + 'static, H: Hsm + 'static>(
     vault: VaultServer<S, H>,
@@ -736,6 +747,7 @@ pub fn router_with_readiness<S: Store + 'static, H: Hsm + 'static>(
             post(password_finish::<S, H>),
         )
         .fallback(fallback)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_request(client_cert_header))
         .with_state(app);

@@ -480,7 +480,7 @@ impl EtcdStore {
         (head, head_revision): (&Head, i64),
         marker: &str,
         (record, seal): (&Record, &RowSeal),
-        extra: Vec<RequestOp>,
+        (extra, absent): (Vec<RequestOp>, Option<String>),
         until: Instant,
     ) -> Result<Option<bool>, StoreError> {
         let value = serde_json::to_vec(&Stored::of(record, seal)).map_err(db)?;
@@ -491,12 +491,14 @@ impl EtcdStore {
             RequestOp::put(head_key.clone(), head_value),
         ];
         success.extend(extra);
+        let mut compare = vec![
+            Compare::modified_at(key, revision),
+            Compare::modified_at(&head_key, head_revision),
+            Compare::created_at(marker, 0),
+        ];
+        compare.extend(absent.as_deref().map(|key| Compare::created_at(key, 0)));
         let txn = TxnRequest {
-            compare: vec![
-                Compare::modified_at(key, revision),
-                Compare::modified_at(&head_key, head_revision),
-                Compare::created_at(marker, 0),
-            ],
+            compare,
             success,
             failure: vec![],
         };
@@ -608,12 +610,13 @@ impl EtcdStore {
                     for (n, (e, c)) in fields.iter().zip(&chained).enumerate() {
                         ops.push(self.audit_op(self.audit_key(&op, n), e, (shard, c), attempt)?);
                     }
-                    // A new record (registration) is also found by its id.
+                    // A new record (registration) is also found by its id, which no other
+                    // record may have had: the id key must not exist when it commits.
+                    let mut absent = None;
                     if read.record.as_ref().map(|r| r.record_id) != Some(record.record_id) {
-                        ops.push(RequestOp::put(
-                            self.id_key(&record.record_id),
-                            key.as_bytes().to_vec(),
-                        ));
+                        let id_key = self.id_key(&record.record_id);
+                        ops.push(RequestOp::put(id_key.clone(), key.as_bytes().to_vec()));
+                        absent = Some(id_key);
                     }
                     outs.push(out.clone());
                     // Secrets this write drops (destroyed, deleted, replaced) stay in the
@@ -627,7 +630,7 @@ impl EtcdStore {
                         (&new_head, head_revision),
                         &marker,
                         (&record, &seal),
-                        ops,
+                        (ops, absent),
                         until,
                     )?;
                     match swapped {
@@ -950,7 +953,12 @@ impl Store for EtcdStore {
     fn insert(&self, record: &Record) -> Result<(), StoreError> {
         let key = self.user_key(&record.tenant, &record.user);
         let shard = shard_of(&record.tenant, &record.user, ETCD_SHARDS);
+        let id_key = self.id_key(&record.record_id);
         self.update(&key, shard, |read| {
+            // Looked up again on every attempt; the commit's compare closes the race.
+            if self.get(&id_key, self.until())?.is_some() {
+                return Err(StoreError::IdTaken);
+            }
             transitions::insert(read.record.as_ref(), record)
         })
     }

@@ -30,6 +30,9 @@ pub enum StoreError {
     /// An active record already exists for this user.
     #[error("an active record already exists for this user")]
     Exists,
+    /// A registration names a record id that an existing record (any user's) has.
+    #[error("the record id names an existing record")]
+    IdTaken,
     /// The store was changed outside the vault, or rolled back (`spec/vault.md` §6.2).
     #[error("the store was tampered with: {0}")]
     Tampered(String),
@@ -39,7 +42,7 @@ impl Classify for StoreError {
     fn class(&self) -> ErrorClass {
         match self {
             StoreError::Database(_) => ErrorClass::Io,
-            StoreError::Exists => ErrorClass::Unauthorized,
+            StoreError::Exists | StoreError::IdTaken => ErrorClass::Unauthorized,
             StoreError::Tampered(_) => ErrorClass::Corrupt,
         }
     }
@@ -237,6 +240,7 @@ pub(crate) mod contract {
             .expect("an empty store binds");
         setup_is_saved_once(store);
         one_active_record_per_user(store);
+        a_record_id_is_never_taken_over(store);
         guesses_count_to_the_limit_then_destroy(store);
         a_recovery_resets_only_its_own_version(store);
         replace_and_delete(store);
@@ -251,6 +255,27 @@ pub(crate) mod contract {
             store.server_setup().unwrap().as_deref(),
             Some(&b"first"[..])
         );
+    }
+
+    /// A registration whose record id another record has (the client sends the id back at
+    /// register/finish, so it chooses it) is refused and changes nothing: not the other
+    /// record, whatever its user, tenant or state, and not the registering user.
+    fn a_record_id_is_never_taken_over(store: &dyn Store) {
+        store.insert(&record("owner", 0x61, 5)).unwrap();
+        let mut taker = record("taker", 0x61, 100);
+        taker.tenant = "other tenant".into();
+        assert!(matches!(store.insert(&taker), Err(StoreError::IdTaken)));
+        taker.tenant = "t".into();
+        assert!(matches!(store.insert(&taker), Err(StoreError::IdTaken)));
+        assert_eq!(
+            store.latest("t", "owner").unwrap(),
+            Some(record("owner", 0x61, 5))
+        );
+        assert_eq!(store.latest("t", "taker").unwrap(), None);
+        assert_eq!(store.latest("other tenant", "taker").unwrap(), None);
+        // Ended records keep their ids too.
+        assert!(store.delete("t", "owner").unwrap());
+        assert!(matches!(store.insert(&taker), Err(StoreError::IdTaken)));
     }
 
     fn one_active_record_per_user(store: &dyn Store) {

@@ -489,6 +489,9 @@ impl Store for SqliteStore {
     fn insert(&self, record: &Record) -> Result<(), StoreError> {
         self.guarded(
             |g| {
+                if g.by_id(&record.record_id)?.is_some() {
+                    return Err(StoreError::IdTaken);
+                }
                 let read = g.active(&record.tenant, &record.user)?;
                 let change = transitions::insert(read.as_ref().map(|(r, _)| r), record)?;
                 g.apply(read.as_ref(), change)
