@@ -310,7 +310,7 @@ def serve():
     for line in sys.stdin:
         message = json.loads(line)
         if message.get("type") == "hello":
-            reply = {"type": "hello", "protocol": "coffer-shim/1", "name": "coffer-python-model",
+            reply = {"type": "hello", "protocol": "coffer-shim/1", "name": "coffer-python-model", "version": "1",
                      "capabilities": {"decrypt": ["coffer"], "encrypt": ["coffer"],
                                       "vault_client": False, "realms_client": False}}
         else:

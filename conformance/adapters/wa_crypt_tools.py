@@ -52,7 +52,7 @@ waencrypt = os.path.join(os.path.dirname(wadecrypt), "waencrypt")
 for line in sys.stdin:
     request = json.loads(line)
     if request.get("type") == "hello":
-        answer = {"type": "hello", "protocol": "coffer-shim/1", "name": "wa-crypt-tools 0.1.0 (wadecrypt)",
+        answer = {"type": "hello", "protocol": "coffer-shim/1", "name": "wa-crypt-tools (wadecrypt)", "version": "0.1.0",
                   "capabilities": {"decrypt": ["crypt15"], "encrypt": [], "decrypt_file": ["crypt15"],
                                    "encrypt_file": ["crypt15"], "vault_client": False}}
     else:

@@ -44,7 +44,8 @@ from importlib.metadata import version
 from Whatsapp_Chat_Exporter import android_crypt
 from Whatsapp_Chat_Exporter.utility import Crypt, DbType
 
-NAME = "whatsapp-chat-exporter %s (android_crypt.decrypt_backup)" % version("whatsapp-chat-exporter")
+NAME = "whatsapp-chat-exporter (android_crypt.decrypt_backup)"
+VERSION = version("whatsapp-chat-exporter")
 
 
 def refusal(error_class, exception):
@@ -113,7 +114,7 @@ def decrypt_file(request):
 for line in sys.stdin:
     request = json.loads(line)
     if request.get("type") == "hello":
-        answer = {"type": "hello", "protocol": "coffer-shim/1", "name": NAME,
+        answer = {"type": "hello", "protocol": "coffer-shim/1", "name": NAME, "version": VERSION,
                   "capabilities": {"decrypt": ["crypt15"], "encrypt": [], "decrypt_file": ["crypt15"],
                                    "vault_client": False}}
     else:

@@ -333,6 +333,7 @@ pub fn serve() -> anyhow::Result<()> {
         let request: Value = serde_json::from_str(&line?)?;
         let reply = if request["type"] == "hello" {
             json!({"type": "hello", "protocol": PROTOCOL, "name": "coffer (reference)",
+                "version": env!("CARGO_PKG_VERSION"),
                 "capabilities": {"decrypt": ["crypt15", "coffer"], "encrypt": ["crypt15", "coffer"],
                     "decrypt_file": ["crypt15", "coffer"], "encrypt_file": ["crypt15", "coffer"],
                     "vault_client": true, "realms_client": true}})

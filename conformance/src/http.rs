@@ -36,6 +36,8 @@ pub struct Reply {
     pub retry_after: Option<String>,
     /// `WWW-Authenticate`, if sent.
     pub www_authenticate: Option<String>,
+    /// `Server`, if sent: how the server names itself.
+    pub server: Option<String>,
     /// A transport failure (no HTTP reply).
     pub transport: Option<String>,
 }
@@ -48,6 +50,7 @@ impl Reply {
             body: Value::Null,
             retry_after: None,
             www_authenticate: None,
+            server: None,
             transport: Some(why.to_owned()),
         }
     }
@@ -194,6 +197,7 @@ impl Vault {
         };
         let retry_after = header("retry-after");
         let www_authenticate = header("www-authenticate");
+        let server = header("server");
         let status = response.status().as_u16();
         let body = response
             .body_mut()
@@ -208,6 +212,7 @@ impl Vault {
             body,
             retry_after,
             www_authenticate,
+            server,
             transport: None,
         }
     }

@@ -129,6 +129,12 @@ enum Command {
     /// Serve the shim protocol with the reference implementation (`--client reference`).
     #[command(hide = true)]
     Adapter,
+    /// Print how the module and token of a pkcs11: URI name themselves (used by `run`).
+    #[command(hide = true)]
+    IdentifyHsm {
+        #[arg(long)]
+        hsm: String,
+    },
     /// Run one HSM profile check in this process and print its result (used by `run`).
     #[command(hide = true)]
     CheckOne {
@@ -417,6 +423,15 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<bool> {
     match Cli::parse().command {
+        Command::IdentifyHsm { hsm } => {
+            let config = match coffer::hsm::uri::parse(&hsm)? {
+                coffer::hsm::uri::HsmLocation::Pkcs11(c) => c,
+                coffer::hsm::uri::HsmLocation::Soft(_) => anyhow::bail!("--hsm: a pkcs11: URI"),
+            };
+            let token = coffer::hsm::Token::open(&config.module, &config.token)?;
+            println!("{}", token.identity()?);
+            Ok(true)
+        }
         Command::CheckOne { hsm, id } => {
             let config = match coffer::hsm::uri::parse(&hsm)? {
                 coffer::hsm::uri::HsmLocation::Pkcs11(c) => c,
@@ -573,6 +588,9 @@ fn run() -> anyhow::Result<bool> {
                 return Ok(true);
             }
             let mut targets = BTreeMap::new();
+            let mut implementations = BTreeMap::new();
+            let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            let vectors_digest = vectors_digest(&vectors)?;
             let mut cases = Vec::new();
             match &client {
                 Some(command) => {
@@ -583,9 +601,11 @@ fn run() -> anyhow::Result<bool> {
                     } else {
                         argv.clone()
                     };
-                    targets.insert("client-format".to_owned(), argv.join(" "));
-                    targets.insert("client-vault".to_owned(), argv.join(" "));
-                    targets.insert("client-realms".to_owned(), argv.join(" "));
+                    let named = adapter_identity(&argv, Duration::from_secs(timeout));
+                    for suite in ["client-format", "client-vault", "client-realms"] {
+                        targets.insert(suite.to_owned(), argv.join(" "));
+                        implementations.insert(suite.to_owned(), named.clone());
+                    }
                     cases.extend(suites::client_format::run(
                         &argv,
                         &vectors,
@@ -614,6 +634,10 @@ fn run() -> anyhow::Result<bool> {
                 Some(uri) => {
                     targets.insert("hsm".to_owned(), uri.clone());
                     let exe = std::env::current_exe().context("finding this executable")?;
+                    implementations.insert(
+                        "hsm".to_owned(),
+                        hsm_identity(&exe, uri, Duration::from_secs(timeout)),
+                    );
                     cases.extend(
                         suites::hsm::run(&exe, uri, Duration::from_secs(timeout))
                             .into_iter()
@@ -632,8 +656,10 @@ fn run() -> anyhow::Result<bool> {
                     };
                     targets.insert("vault-server".to_owned(), shown);
                     let tls = client_tls(ca.as_deref(), insecure_http)?;
+                    let server = Vault::new(url, token, Duration::from_secs(timeout), &tls)?;
+                    implementations.insert("vault-server".to_owned(), server_identity(&server));
                     let mut ctx = suites::vault_server::Ctx::new(
-                        Vault::new(url, token, Duration::from_secs(timeout), &tls)?,
+                        server,
                         server_id,
                         Duration::from_secs(timeout),
                     )?;
@@ -652,12 +678,9 @@ fn run() -> anyhow::Result<bool> {
                     };
                     targets.insert("realm-server".to_owned(), shown);
                     let tls = client_tls(ca.as_deref(), insecure_http)?;
-                    let ctx = suites::realm_server::Ctx::new(Vault::new(
-                        url,
-                        token,
-                        Duration::from_secs(timeout),
-                        &tls,
-                    )?)?;
+                    let server = Vault::new(url, token, Duration::from_secs(timeout), &tls)?;
+                    implementations.insert("realm-server".to_owned(), server_identity(&server));
+                    let ctx = suites::realm_server::Ctx::new(server)?;
                     cases.extend(suites::realm_server::run(&ctx, keep, jobs)?);
                 }
                 None => eprintln!("realm-server: skipped (no --realm URL given)"),
@@ -672,7 +695,11 @@ fn run() -> anyhow::Result<bool> {
             }
             let run = Run {
                 format: coffer_conformance::report::FORMAT.to_owned(),
+                runner: format!("coffer-conformance {}", env!("CARGO_PKG_VERSION")),
+                vectors: vectors_digest,
+                date,
                 targets,
+                implementations,
                 cases,
                 stale_expected_failures: stale,
             };
@@ -695,6 +722,87 @@ fn run() -> anyhow::Result<bool> {
             }
             Ok(run.as_expected())
         }
+    }
+}
+
+/// The vectors as a report names them: their schema and the first 16 hex digits of a SHA-256
+/// over every `*.yaml` of `dir`, by name, in name order.
+fn vectors_digest(dir: &std::path::Path) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    names.sort();
+    let mut hash = Sha256::new();
+    for path in &names {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        hash.update(path.file_name().unwrap_or_default().as_encoded_bytes());
+        hash.update((bytes.len() as u64).to_be_bytes());
+        hash.update(&bytes);
+    }
+    Ok(format!(
+        "{} sha256:{}",
+        coffer_vectors::doc::SCHEMA_VERSION,
+        &hex::encode(hash.finalize())[..16]
+    ))
+}
+
+/// How a client adapter names itself in its hello: `name version`.
+fn adapter_identity(argv: &[String], timeout: Duration) -> String {
+    match coffer_conformance::shim::Adapter::start(argv, timeout) {
+        Ok(adapter) => {
+            let text = |field: &str| adapter.hello[field].as_str().map(str::to_owned);
+            match (text("name"), text("version")) {
+                (Some(name), Some(version)) => format!("{name} {version}"),
+                (Some(name), None) => format!("{name} (no version in its hello)"),
+                _ => "unnamed (no name in its hello)".to_owned(),
+            }
+        }
+        Err(e) => format!("unknown (the adapter did not start: {e})"),
+    }
+}
+
+/// How a vault or realm names itself: the `Server` header of an answer.
+fn server_identity(server: &Vault) -> String {
+    let reply = server.get("/v1/users/conformance-identify/status");
+    match (reply.server, reply.transport) {
+        (Some(name), _) => name,
+        (None, Some(why)) => format!("unknown (no answer: {why})"),
+        (None, None) => "unknown (no Server header)".to_owned(),
+    }
+}
+
+/// How a PKCS#11 module and token name themselves, asked in a child process (as the checks
+/// are) so that a module that hangs or crashes costs only this line.
+fn hsm_identity(exe: &std::path::Path, uri: &str, timeout: Duration) -> String {
+    let child = std::process::Command::new(exe)
+        .args(["identify-hsm", "--hsm", uri])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        return "unknown (could not start the identification)".to_owned();
+    };
+    let until = std::time::Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return "unknown (the module did not answer in time)".to_owned();
+            }
+        }
+    }
+    match child.wait_with_output() {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        Ok(out) => format!("unknown ({})", String::from_utf8_lossy(&out.stderr).trim()),
+        Err(e) => format!("unknown ({e})"),
     }
 }
 

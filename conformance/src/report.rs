@@ -5,16 +5,26 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The `format` of every JSON report (its schema: `conformance/schema/report.schema.json`).
-pub const FORMAT: &str = "coffer-conformance/1";
+pub const FORMAT: &str = "coffer-conformance/2";
 
-/// A whole run: every case, and what the expected-failures file did not match.
+/// A whole run: what was tested, by what and when, every case, and what the
+/// expected-failures file did not match.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Run {
     /// The format of this report: [`FORMAT`].
     pub format: String,
+    /// The runner: `coffer-conformance VERSION`.
+    pub runner: String,
+    /// The vectors the client suites read: their schema and a digest of the files.
+    pub vectors: String,
+    /// When the run started: RFC 3339, UTC, to the second.
+    pub date: String,
     /// What each suite ran against (module path, URL, adapter).
     pub targets: BTreeMap<String, String>,
+    /// The implementation under test per suite, as it names itself: an adapter's hello
+    /// (`name` and `version`), a server's `Server` header, a module's `C_GetInfo`.
+    pub implementations: BTreeMap<String, String>,
     /// Every case.
     pub cases: Vec<CaseResult>,
     /// Expected-failure entries that matched no case.
@@ -56,9 +66,24 @@ impl Run {
             .collect()
     }
 
-    /// The console table: one line per suite, then every case that is not as expected.
+    /// Who ran what, when: the runner, the vectors and the date on one line, then one line
+    /// per suite with the implementation under test.
+    fn provenance_lines(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "{} · vectors {} · {}",
+            self.runner, self.vectors, self.date
+        )];
+        for (suite, what) in &self.implementations {
+            lines.push(format!("{suite}: {what}"));
+        }
+        lines
+    }
+
+    /// The console table, after who ran what and when: one line per suite, then every case
+    /// that is not as expected.
     pub fn console(&self) -> String {
-        let mut out = format!(
+        let mut out = self.provenance_lines().join("\n") + "\n";
+        out += &format!(
             "{:<14} {:>5} {:>5} {:>9} {:>10} {:>14} {:>8}\n",
             "suite", "pass", "fail", "expected", "unexpected", "unimplemented", "skipped"
         );
@@ -99,6 +124,23 @@ impl Run {
                 xml(suite),
                 cases.len()
             ));
+            out.push_str("    <properties>\n");
+            let properties = [
+                ("implementation", self.implementations.get(suite)),
+                ("target", self.targets.get(suite)),
+                ("runner", Some(&self.runner)),
+                ("vectors", Some(&self.vectors)),
+                ("date", Some(&self.date)),
+            ];
+            for (name, value) in properties {
+                if let Some(value) = value {
+                    out.push_str(&format!(
+                        "      <property name=\"{name}\" value=\"{}\"/>\n",
+                        xml(value)
+                    ));
+                }
+            }
+            out.push_str("    </properties>\n");
             for case in cases {
                 out.push_str(&format!(
                     "    <testcase classname=\"{}\" name=\"{}\">",
@@ -133,13 +175,26 @@ fn skipped_in_junit(case: &CaseResult) -> bool {
     case.status == Status::ExpectedFailure || (case.status == Status::Skipped && case.as_expected())
 }
 
+/// How the Markdown report's last line starts (the date follows), so that a README that
+/// quotes the report can leave it out.
+pub const DATE_LINE: &str = "Run at ";
+
 impl Run {
-    /// A Markdown summary for READMEs and CI job pages: the table by suite, then every case
-    /// that did not pass (and was not skipped) with what it expected and what happened. It
-    /// names no path and no time, so the same results always give the same text.
+    /// A Markdown summary for READMEs and CI job pages: the implementations under test, the
+    /// table by suite, then every case that did not pass (and was not skipped) with what it
+    /// expected and what happened, and last the runner, the vectors and the date. It names no
+    /// path, and the time only on its last line ([`DATE_LINE`]), so the same results give the
+    /// same text above it.
     pub fn markdown(&self) -> String {
         let cell = |text: &str| text.replace('|', "\\|").replace('\n', " ");
-        let mut out = String::from(
+        let mut out = String::new();
+        for (suite, what) in &self.implementations {
+            out.push_str(&format!("- {suite}: {}\n", cell(what)));
+        }
+        if !self.implementations.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(
             "| suite | pass | fail | expected failure | unexpected pass | unimplemented | skipped |\n\
              |---|---:|---:|---:|---:|---:|---:|\n",
         );
@@ -189,6 +244,10 @@ impl Run {
         for stale in &self.stale_expected_failures {
             out.push_str(&format!("\nStale expected-failure entry: `{stale}`\n"));
         }
+        out.push_str(&format!(
+            "\nRunner `{}`, vectors `{}`.\n\n{DATE_LINE}{}.\n",
+            self.runner, self.vectors, self.date
+        ));
         out
     }
 
@@ -220,6 +279,11 @@ impl Run {
         } else {
             "<p class=\"bad\">NOT every result is as expected.</p>"
         };
+        let provenance: String = self
+            .provenance_lines()
+            .iter()
+            .map(|line| format!("<li>{}</li>", xml(line)))
+            .collect();
         let stale: String = self
             .stale_expected_failures
             .iter()
@@ -239,6 +303,7 @@ p.ok, p.bad {{ font-weight: bold; font-size: 1.2em; padding: 0.6em 1em; border-r
 p.ok {{ color: #176d17; background: #c9efc9; }} p.bad {{ color: #a11; background: #f6c6c6; }}
 </style></head><body>
 <h1>Coffer conformance report</h1>
+<ul id="provenance">{provenance}</ul>
 {verdict}
 <table id="summary"><tr><th>suite</th><th>pass</th><th>fail</th><th>expected failure</th><th>unexpected pass</th><th>unimplemented</th><th>skipped</th></tr>
 {summary}</table>

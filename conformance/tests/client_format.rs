@@ -70,9 +70,18 @@ fn assert_in_readme(heading: &str, markdown: &str) {
         .next()
         .unwrap_or_default()
         .trim();
+    // The report's last line is its date, which the README leaves out.
+    let undated: Vec<&str> = markdown
+        .lines()
+        .filter(|l| !l.starts_with(coffer_conformance::report::DATE_LINE))
+        .collect();
+    assert!(
+        markdown.contains(coffer_conformance::report::DATE_LINE),
+        "no date"
+    );
     assert_eq!(
         body,
-        markdown.trim(),
+        undated.join("\n").trim(),
         "README.md's conformance results for {heading} differ from what the runner reports \
          now; run conformance/results.sh and review the change"
     );
@@ -453,11 +462,27 @@ fn the_default_run_checks_the_reference_its_own_vault_and_softhsm2() {
         "{console}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Who ran what, and when (spec/conformance.md §6).
+    let version = env!("CARGO_PKG_VERSION");
+    let first = console.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!(
+            "coffer-conformance {version} · vectors coffer-vectors/1 sha256:"
+        )),
+        "{console}"
+    );
+    assert!(console.contains(&format!("\nclient-format: coffer (reference) {version}\n")));
+    assert!(console.contains(&format!("\nvault-server: coffer/{version}\n")));
+    assert!(console.contains(&format!("\nrealm-server: coffer/{version}\n")));
     assert!(console.contains("client-format     95"), "{console}");
     assert!(console.contains("client-vault      21"), "{console}");
     assert!(console.contains("vault-server      38"), "{console}");
     if std::env::var("COFFER_SKIP_SOFTHSM").as_deref() != Ok("1") {
         assert!(console.lines().any(|l| l.starts_with("hsm ")), "{console}");
+        assert!(
+            console.contains("\nhsm: Implementation of PKCS11 ") && console.contains("SoftHSM"),
+            "{console}"
+        );
     }
     assert!(console.contains("every result is as expected"));
     if std::env::var("COFFER_SKIP_SOFTHSM").as_deref() != Ok("1") {

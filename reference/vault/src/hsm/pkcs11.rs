@@ -116,6 +116,25 @@ impl Token {
         Ok((token, session))
     }
 
+    /// The module and token as they name themselves (`C_GetInfo`, `C_GetTokenInfo`), for
+    /// reports: "LIBRARY VERSION (MANUFACTURER); token MODEL firmware VERSION".
+    pub fn identity(&self) -> Result<String, HsmError> {
+        let info = self.ctx.get_library_info().map_err(backend("C_GetInfo"))?;
+        let token = self
+            .ctx
+            .get_token_info(self.slot)
+            .map_err(backend("C_GetTokenInfo"))?;
+        let version = |v: cryptoki::types::Version| format!("{}.{}", v.major(), v.minor());
+        Ok(format!(
+            "{} {} ({}); token {} firmware {}",
+            info.library_description().trim_end(),
+            version(info.library_version()),
+            info.manufacturer_id().trim_end(),
+            token.model().trim_end(),
+            version(token.firmware_version()),
+        ))
+    }
+
     /// The token's label.
     pub fn label(&self) -> &str {
         &self.label

@@ -200,6 +200,7 @@ pub fn realm_router_with_readiness<St: RealmStore + 'static, H: Hsm + 'static>(
         .layer(axum::middleware::map_request(
             super::server::client_cert_header,
         ))
+        .layer(axum::middleware::map_response(super::server::server_header))
         .with_state(app);
     (router, ready)
 }

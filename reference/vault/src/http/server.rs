@@ -266,6 +266,21 @@ pub(super) async fn client_cert_header(
     request
 }
 
+/// How the server names itself in every answer (`Server`, spec/vault.md §10), so that a
+/// conformance report can say what it tested.
+pub(super) const SERVER_NAME: &str = concat!("coffer/", env!("CARGO_PKG_VERSION"));
+
+/// Sets [`SERVER_NAME`] on a response. Part of every vault and realm router.
+pub(super) async fn server_header(
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    response.headers_mut().insert(
+        axum::http::header::SERVER,
+        axum::http::HeaderValue::from_static(SERVER_NAME),
+    );
+    response
+}
+
 /// A service (a vault or a realm) behind the HTTP layer's gate: tenants, rate limits and a
 /// fair pool for the blocking work.
 pub(super) struct App<V> {
@@ -750,6 +765,7 @@ pub fn router_with_readiness<S: Store + 'static, H: Hsm + 'static>(
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_request(client_cert_header))
+        .layer(axum::middleware::map_response(server_header))
         .with_state(app);
     (router, ready)
 }
