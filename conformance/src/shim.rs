@@ -3,13 +3,17 @@
 //! case it was on and is started again.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 /// The protocol version in every hello.
 pub const PROTOCOL: &str = "coffer-shim/1";
+
+/// The longest line an adapter may send, its newline excluded (spec/conformance.md §7): a
+/// line past it fails its case, and the runner's memory stays bounded whatever it sends.
+pub const MAX_LINE: usize = 64 << 20;
 
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +27,10 @@ pub enum ShimError {
     /// An answer that is not the protocol's.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// Output the runner stops reading (a line too long, or not UTF-8): the adapter is
+    /// started again, like one that crashed.
+    #[error("protocol: {0}")]
+    Unreadable(String),
     /// The adapter could not be started.
     #[error("cannot start the adapter: {0}")]
     Start(std::io::Error),
@@ -34,9 +42,32 @@ pub struct Adapter {
     child: Child,
     stdin: Option<ChildStdin>,
     reaped: bool,
-    lines: Receiver<String>,
+    lines: Receiver<Result<String, String>>,
     /// What the adapter declared in its hello.
     pub hello: Value,
+}
+
+/// One line of at most [`MAX_LINE`] bytes of UTF-8, without its newline; `None` at the end of
+/// the output; an error for a longer line or one that is not UTF-8 (after which the adapter's
+/// output is no longer read).
+fn read_line(reader: &mut impl BufRead) -> Result<Option<String>, String> {
+    let mut line = Vec::new();
+    match reader
+        .take(MAX_LINE as u64 + 1)
+        .read_until(b'\n', &mut line)
+    {
+        Ok(0) => return Ok(None),
+        Ok(_) => {}
+        Err(e) => return Err(format!("reading the adapter's output: {e}")),
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if line.len() > MAX_LINE {
+        return Err(format!("a line longer than {MAX_LINE} bytes"));
+    }
+    String::from_utf8(line)
+        .map(Some)
+        .map_err(|_| "a line that is not UTF-8".to_owned())
 }
 
 impl Adapter {
@@ -56,9 +87,15 @@ impl Adapter {
         let stdout = child.stdout.take().ok_or(ShimError::Crashed)?;
         let (tx, lines) = channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
+            let mut reader = BufReader::new(stdout);
+            loop {
+                let line = match read_line(&mut reader) {
+                    Ok(Some(line)) => Ok(line),
+                    Ok(None) => break,
+                    Err(why) => Err(why),
+                };
+                let last = line.is_err();
+                if tx.send(line).is_err() || last {
                     break;
                 }
             }
@@ -87,7 +124,8 @@ impl Adapter {
             .and_then(|()| stdin.flush())
             .map_err(|_| ShimError::Crashed)?;
         let line = match self.lines.recv_timeout(timeout) {
-            Ok(line) => line,
+            Ok(Ok(line)) => line,
+            Ok(Err(why)) => return Err(ShimError::Unreadable(why)),
             Err(RecvTimeoutError::Timeout) => return Err(ShimError::Timeout(timeout)),
             Err(RecvTimeoutError::Disconnected) => return Err(ShimError::Crashed),
         };
@@ -107,7 +145,7 @@ impl Adapter {
         message["id"] = json!(id);
         let answer = self.exchange(&message, timeout);
         match &answer {
-            Err(ShimError::Crashed | ShimError::Timeout(_)) => {
+            Err(ShimError::Crashed | ShimError::Timeout(_) | ShimError::Unreadable(_)) => {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 if let Ok(fresh) = Adapter::start(&self.argv, timeout) {

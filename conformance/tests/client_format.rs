@@ -194,6 +194,36 @@ fn a_decryptor_that_writes_before_authenticating_fails_every_refusal() {
 }
 
 #[test]
+fn a_line_past_the_limit_fails_one_case_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("sent");
+    let victim = "client.crypt15.file.short_text.decrypt";
+    let (code, report) = run(
+        &["python3", &double(), "huge-line", exe(), victim],
+        &[("CRASH_MARKER", marker.to_str().unwrap())],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        ids_with(&report, "fail"),
+        BTreeSet::from([victim.to_owned()])
+    );
+    let case = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == victim)
+        .unwrap();
+    assert!(
+        case["detail"]
+            .as_str()
+            .unwrap()
+            .contains("a line longer than 67108864 bytes"),
+        "{case}"
+    );
+    assert!(marker.exists());
+}
+
+#[test]
 fn a_crashing_adapter_fails_one_case_and_the_run_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("crashed");

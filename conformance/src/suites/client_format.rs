@@ -3,7 +3,7 @@
 //! declares. Case ids are `client.<vector id>.<op>`.
 
 use crate::case::{CaseResult, Level, Status};
-use crate::shim::{Adapter, ShimError};
+use crate::shim::Adapter;
 use coffer_vectors::crypt15::{Crypt15File, Crypt15Group};
 use coffer_vectors::format::{apply, FormatFile, FormatGroup};
 use serde_json::{json, Value};
@@ -166,12 +166,7 @@ fn run_one(adapter: &mut Adapter, p: &Planned, timeout: Duration) -> CaseResult 
     request["format"] = json!(p.format);
     let answer = match adapter.request(&p.id, request, timeout) {
         Ok(a) => a,
-        Err(
-            e @ (ShimError::Crashed
-            | ShimError::Timeout(_)
-            | ShimError::Protocol(_)
-            | ShimError::Start(_)),
-        ) => return result(Status::Fail, "no answer".into(), e.to_string()),
+        Err(e) => return result(Status::Fail, "no answer".into(), e.to_string()),
     };
     let status_actual = if answer["unimplemented"] == true {
         (Status::Unimplemented, "unimplemented".to_owned())

@@ -4,6 +4,8 @@ to the reference adapter and then misbehaves as MODE says.
 
   ignore-tag    accepts what the reference refuses as corrupt (a client that ignores tags)
   crash-once    exits when it sees the request named by CRASH_ON, once (restarted, it works)
+  huge-line     answers the request named by CRASH_ON with a line of 64 MiB + 16 bytes, once
+                (the runner's line limit; restarted, it works)
   crypt15-only  declares only crypt15 decryption
   output-before-auth  on a refused decryption, also returns the 16 bytes it "wrote" before
                 the check failed (a streaming decryptor that writes before authenticating)
@@ -35,6 +37,14 @@ for line in sys.stdin:
     request = json.loads(line)
     if mode == "crash-once" and request.get("id") == crash_on and marker and not os.path.exists(marker):
         open(marker, "w").close()
+        os._exit(3)
+    if mode == "huge-line" and request.get("id") == crash_on and marker and not os.path.exists(marker):
+        open(marker, "w").close()
+        try:
+            sys.stdout.write("x" * ((64 << 20) + 16) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            pass
         os._exit(3)
     if mode == "no-pin" and request.get("op", "").startswith("vault_"):
         request.pop("server_key", None)
