@@ -17,6 +17,9 @@ to the reference adapter and then misbehaves as MODE says.
                 key)
   names-nobody  answers realms requests without naming any realm (a client that hides which
                 realm failed)
+  record        misbehaves in nothing: appends every line it receives and every line it
+                answers, as JSON {"from": "runner"|"adapter", "line": ...}, to RECORD_FILE
+                (for the shim schemas' test)
   unlock-anyway after a failed realms recovery, sends a phase-2 unlock to every realm all the
                 same (a client that does not stop when the password check fails)
 
@@ -32,8 +35,30 @@ mode, reference = sys.argv[1], sys.argv[2]
 crash_on = sys.argv[3] if len(sys.argv) > 3 else None
 marker = os.environ.get("CRASH_MARKER")
 inner = subprocess.Popen([reference, "adapter"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+record = open(os.environ["RECORD_FILE"], "a") if mode == "record" else None
+
+
+def recorded(origin, text):
+    if record:
+        record.write(json.dumps({"from": origin, "line": text.rstrip("\n")}) + "\n")
+        record.flush()
+
+
+# The runner's hello is answered by the reference's own.
+first = sys.stdin.readline()
+recorded("runner", first)
+hello = json.loads(first)
+inner.stdin.write(json.dumps(hello) + "\n")
+inner.stdin.flush()
+reply = inner.stdout.readline()
+answer = json.loads(reply)
+if mode == "crypt15-only":
+    answer["capabilities"] = {"decrypt": ["crypt15"], "encrypt": [], "vault_client": False}
+recorded("adapter", json.dumps(answer))
+print(json.dumps(answer), flush=True)
 
 for line in sys.stdin:
+    recorded("runner", line)
     request = json.loads(line)
     if mode == "crash-once" and request.get("id") == crash_on and marker and not os.path.exists(marker):
         open(marker, "w").close()
@@ -82,6 +107,5 @@ for line in sys.stdin:
             first = f.read(1)
             f.seek(0)
             f.write(bytes([first[0] ^ 1]))
-    if mode == "crypt15-only" and answer.get("type") == "hello":
-        answer["capabilities"] = {"decrypt": ["crypt15"], "encrypt": [], "vault_client": False}
+    recorded("adapter", json.dumps(answer))
     print(json.dumps(answer), flush=True)
