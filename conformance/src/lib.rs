@@ -10,6 +10,7 @@ pub mod expected;
 pub mod http;
 pub mod jobs;
 pub mod local_vault;
+pub mod matrix;
 pub mod report;
 pub mod shim;
 pub mod suites {

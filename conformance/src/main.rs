@@ -126,6 +126,14 @@ enum Command {
         after_help = "Examples:\n  coffer-conformance bench --peers --json bench.json --html bench.html\n  coffer-conformance bench --quick\n  coffer-conformance bench --client 'mytool=python3 my_adapter.py' --sizes 64MiB"
     )]
     Bench(BenchArgs),
+    /// The interop matrix: the client suites against several implementations (the reference
+    /// and each --client), one row per implementation and one cell per suite, with a suite an
+    /// implementation does not declare shown apart from one it fails. Exit 0 when no cell
+    /// has a failure.
+    #[command(
+        after_help = "Examples:\n  coffer-conformance matrix --peers --html matrix.html\n  coffer-conformance matrix --client 'mytool=python3 my_adapter.py' --markdown matrix.md"
+    )]
+    Matrix(MatrixArgs),
     /// Serve the shim protocol with the reference implementation (`--client reference`).
     #[command(hide = true)]
     Adapter,
@@ -273,51 +281,44 @@ struct BenchArgs {
     timeout: u64,
 }
 
-/// `1MiB`, `64MiB`, `1GiB` (or plain bytes).
-fn parse_size(text: &str) -> anyhow::Result<u64> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text, ""),
-    };
-    let n: u64 = number
-        .parse()
-        .with_context(|| format!("size {text:?}: a number with MiB or GiB"))?;
-    let unit = match unit {
-        "" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        other => anyhow::bail!("size {text:?}: unknown unit {other:?} (KiB, MiB, GiB)"),
-    };
-    n.checked_mul(unit)
-        .with_context(|| format!("size {text:?} is too large"))
+#[derive(clap::Args)]
+struct MatrixArgs {
+    /// Another implementation, as NAME=COMMAND (its adapter's command line); repeatable.
+    #[arg(long, value_name = "NAME=CMD")]
+    client: Vec<String>,
+    /// Also wa-crypt-tools and whatsapp-chat-exporter (installed from PyPI into .venv/ by
+    /// conformance/adapters/setup.sh; needs the repository checkout).
+    #[arg(long)]
+    peers: bool,
+    /// Write the matrix as one HTML page.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Write the matrix as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write the matrix as a Markdown table.
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+    /// Cases run at once in the client-format suite.
+    #[arg(short, long, default_value_t = 1)]
+    jobs: usize,
+    /// Seconds a case may take before it counts as hung.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
 }
 
-fn bench(args: BenchArgs) -> anyhow::Result<bool> {
-    use coffer_conformance::bench::{self, chart, workloads, Tool};
+/// The implementations of `bench` and `matrix`: the reference, the PyPI peers with `peers`,
+/// and each `NAME=COMMAND`.
+fn tools(peers: bool, clients: &[String]) -> anyhow::Result<Vec<coffer_conformance::bench::Tool>> {
+    use coffer_conformance::bench::Tool;
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let checkout = manifest.parent().unwrap_or(manifest).to_path_buf();
-    let (sizes, media, runs) = if args.quick {
-        (vec![1 << 20], Some(1 << 20), 1)
-    } else {
-        let sizes = args
-            .sizes
-            .iter()
-            .map(|s| parse_size(s))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let media = match args.media.as_str() {
-            "none" => None,
-            m => Some(parse_size(m)?),
-        };
-        (sizes, media, args.runs.max(1))
-    };
     let exe = std::env::current_exe().context("finding this executable")?;
     let mut tools = vec![Tool {
         name: "coffer".into(),
         argv: vec![exe.display().to_string(), "adapter".into()],
     }];
-    if args.peers {
+    if peers {
         let setup = checkout.join("conformance/adapters/setup.sh");
         let venv = |name: &str| -> anyhow::Result<PathBuf> {
             let out = std::process::Command::new("bash")
@@ -352,7 +353,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<bool> {
             ],
         });
     }
-    for spec in &args.client {
+    for spec in clients {
         let (name, command) = spec
             .split_once('=')
             .with_context(|| format!("--client {spec:?}: NAME=COMMAND"))?;
@@ -361,6 +362,87 @@ fn bench(args: BenchArgs) -> anyhow::Result<bool> {
             argv: command.split_whitespace().map(str::to_owned).collect(),
         });
     }
+    Ok(tools)
+}
+
+fn matrix(args: MatrixArgs) -> anyhow::Result<bool> {
+    use coffer_conformance::matrix::{Matrix, Row};
+    let vectors = coffer_vectors::vectors_dir();
+    let timeout = Duration::from_secs(args.timeout);
+    let mut table = Matrix {
+        runner: format!("coffer-conformance {}", env!("CARGO_PKG_VERSION")),
+        vectors: vectors_digest(&vectors)?,
+        date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        rows: Vec::new(),
+    };
+    for tool in tools(args.peers, &args.client)? {
+        eprintln!("matrix: {}", tool.name);
+        let keep = |_: &str| true;
+        let mut cases = suites::client_format::run(&tool.argv, &vectors, keep, timeout, args.jobs)?;
+        cases.extend(suites::client_vault::run(&tool.argv, keep, timeout)?);
+        cases.extend(suites::client_realms::run(&tool.argv, keep, timeout)?);
+        let named = adapter_identity(&tool.argv, timeout);
+        table.rows.push(Row::new(&tool.name, &named, &cases));
+    }
+    println!("{}", table.markdown());
+    if let Some(path) = &args.html {
+        std::fs::write(path, table.html())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&table)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, table.markdown())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(table
+        .rows
+        .iter()
+        .all(|row| row.cells.values().all(|c| c.fail == 0)))
+}
+
+/// `1MiB`, `64MiB`, `1GiB` (or plain bytes).
+fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, ""),
+    };
+    let n: u64 = number
+        .parse()
+        .with_context(|| format!("size {text:?}: a number with MiB or GiB"))?;
+    let unit = match unit {
+        "" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => anyhow::bail!("size {text:?}: unknown unit {other:?} (KiB, MiB, GiB)"),
+    };
+    n.checked_mul(unit)
+        .with_context(|| format!("size {text:?} is too large"))
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<bool> {
+    use coffer_conformance::bench::{self, chart, workloads};
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let checkout = manifest.parent().unwrap_or(manifest).to_path_buf();
+    let (sizes, media, runs) = if args.quick {
+        (vec![1 << 20], Some(1 << 20), 1)
+    } else {
+        let sizes = args
+            .sizes
+            .iter()
+            .map(|s| parse_size(s))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let media = match args.media.as_str() {
+            "none" => None,
+            m => Some(parse_size(m)?),
+        };
+        (sizes, media, args.runs.max(1))
+    };
+    let tools = tools(args.peers, &args.client)?;
     let workdir = args.workdir.unwrap_or_else(|| {
         let target = checkout.join("target");
         if target.is_dir() {
@@ -442,6 +524,7 @@ fn run() -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::Bench(args) => bench(args),
+        Command::Matrix(args) => matrix(args),
         Command::Adapter => {
             coffer_conformance::adapter::serve()?;
             Ok(true)
