@@ -1,7 +1,9 @@
 //! The model adapter in a second language (conformance/adapters/coffer_python.py) passes
 //! every Coffer case of the client-format suite, and every mutant of it (one per checking
-//! step of spec/format.md §7 and §8, tests/doubles/format_mutants.py) fails at least one:
-//! no mutant survives. conformance/MUTANTS.md is the table of which cases kill which mutant,
+//! step of spec/format.md §7 and §8, tests/doubles/format_mutants.py) fails at least one;
+//! likewise every mutant of the independent crypt15 reader (one per step of spec/crypt15.md's
+//! reading procedure, tests/doubles/crypt15_mutants.py) fails a case of crypt15.yaml: no
+//! mutant survives. conformance/MUTANTS.md is the table of which cases kill which mutant,
 //! written by this test's run (`COFFER_WRITE_MUTANTS=1` rewrites it) and checked current.
 
 use serde_json::Value;
@@ -68,11 +70,10 @@ fn the_python_model_passes_every_coffer_case() {
     );
 }
 
-#[test]
-fn no_mutant_of_the_model_survives() {
-    let Some(python) = python() else { return };
+/// The mutants of the model adapter, run through the client-format suite: one table row each.
+fn format_mutants(python: &str, survivors: &mut Vec<String>) -> String {
     let mutants = script("tests/doubles/format_mutants.py");
-    let list = Command::new(&python)
+    let list = Command::new(python)
         .arg(&mutants)
         .arg("--list")
         .output()
@@ -83,16 +84,13 @@ fn no_mutant_of_the_model_survives() {
         String::from_utf8_lossy(&list.stderr)
     );
     let mut table = String::from(
-        "# Mutants of the model adapter, and the cases that kill them\n\n\
-         Written by `cargo test -p coffer-conformance --test mutants` with \
-         `COFFER_WRITE_MUTANTS=1`; the test fails when this file is not current.\n\
+        "## The model adapter (spec/format.md)\n\n\
          Each mutant is `conformance/adapters/coffer_python.py` with one checking step of\n\
-         spec/format.md broken (`conformance/tests/doubles/format_mutants.py`); each case\n\
-         named kills it (the mutant's result differs from the vector's). Case ids omit\n\
-         `client.format.` and the `.decrypt` of decryption cases.\n\n\
+         spec/format.md broken (`conformance/tests/doubles/format_mutants.py`), run through the\n\
+         `client-format` suite; each case named kills it (the mutant's result differs from the\n\
+         vector's). Case ids omit `client.format.` and the `.decrypt` of decryption cases.\n\n\
          | mutant | step | what it does | killed by |\n|---|---|---|---|\n",
     );
-    let mut survivors = Vec::new();
     let mut count = 0;
     for line in String::from_utf8(list.stdout).unwrap().lines() {
         let mutant: Value = serde_json::from_str(line).unwrap();
@@ -113,7 +111,69 @@ fn no_mutant_of_the_model_survives() {
         );
         count += 1;
     }
-    assert!(count >= 20, "only {count} mutants listed");
+    assert!(count >= 20, "only {count} format mutants listed");
+    table
+}
+
+/// The mutants of the independent crypt15 reader, checked against crypt15.yaml (headers,
+/// files and invalid files): one table row each.
+fn crypt15_mutants(python: &str, survivors: &mut Vec<String>) -> String {
+    let out = Command::new(python)
+        .arg(script("tests/doubles/crypt15_mutants.py"))
+        .arg(here().join("../vectors"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut table = String::from(
+        "## The crypt15 reader (spec/crypt15.md)\n\n\
+         Each mutant is the independent reader `vectors/tools/check_vectors.py` with one step\n\
+         of spec/crypt15.md's reading procedure broken\n\
+         (`conformance/tests/doubles/crypt15_mutants.py`), checked against every case of\n\
+         `vectors/crypt15.yaml` (headers included, which the shim does not send). Case ids omit\n\
+         `crypt15.`.\n\n\
+         | mutant | step | what it does | killed by |\n|---|---|---|---|\n",
+    );
+    let mut count = 0;
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let mutant: Value = serde_json::from_str(line).unwrap();
+        let name = mutant["name"].as_str().unwrap();
+        let killers: Vec<String> = mutant["killers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| format!("`{}`", id.as_str().unwrap().trim_start_matches("crypt15.")))
+            .collect();
+        if killers.is_empty() {
+            survivors.push(name.to_string());
+        }
+        table += &format!(
+            "| `{name}` | {} | {} | {} |\n",
+            mutant["step"].as_str().unwrap(),
+            mutant["what"].as_str().unwrap(),
+            killers.join(", ")
+        );
+        count += 1;
+    }
+    assert!(count >= 20, "only {count} crypt15 mutants listed");
+    table
+}
+
+#[test]
+fn no_mutant_survives() {
+    let Some(python) = python() else { return };
+    let mut survivors = Vec::new();
+    let table = format!(
+        "# Mutants, and the cases that kill them\n\n\
+         Written by `cargo test -p coffer-conformance --test mutants` with\n\
+         `COFFER_WRITE_MUTANTS=1`; the test fails when this file is not current, or when a\n\
+         mutant survives (no case kills it).\n\n{}\n{}",
+        format_mutants(&python, &mut survivors),
+        crypt15_mutants(&python, &mut survivors)
+    );
     assert_eq!(
         survivors,
         Vec::<String>::new(),

@@ -381,6 +381,15 @@ fn header_cases() -> Vec<HeaderCase> {
         put_bytes_field(b, 2, &c14);
         put_bytes_field(b, 3, &iv_block(&IV));
     }));
+    // A crypt14 header whose server salt is 31 bytes (§7.4: exactly 32).
+    let c14_short_salt = with_length(&prefix(|b| {
+        put_varint_field(b, 1, 0);
+        let mut c14 = Vec::new();
+        put_bytes_field(&mut c14, 3, &[0x11; 31]);
+        put_bytes_field(&mut c14, 4, &[0x22; 16]);
+        put_bytes_field(&mut c14, 5, &IV);
+        put_bytes_field(b, 2, &c14);
+    }));
     let sqlite = b"SQLite format 3\0and the rest of a database page".to_vec();
     cases.extend([
         header(
@@ -409,6 +418,13 @@ fn header_cases() -> Vec<HeaderCase> {
             "both a C14 cipher block and a C15 IV block",
             &["CipherBlock"],
             both_blocks,
+        )
+        .invalid("malformed"),
+        header(
+            "c14_short_salt",
+            "a crypt14 cipher block whose server salt is 31 bytes (§7.4)",
+            &["CipherBlock"],
+            c14_short_salt,
         )
         .invalid("malformed"),
         header(

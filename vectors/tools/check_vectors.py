@@ -388,8 +388,8 @@ def check_c14(block):
     return seen.get(5)
 
 
-def read_header(data):
-    """§5-§7: the header's fields, or Refused."""
+def header_lead(data):
+    """§5 steps 1-4: refuse an empty input and plaintext files; crypt12 is not read here."""
     lead = data[:16]
     if not lead:
         raise Refused("truncated")
@@ -397,40 +397,64 @@ def read_header(data):
         raise Refused("malformed")
     if lead[0] == 0:
         raise NotImplementedError("crypt12 (§10) is not implemented by this reader")
+    return lead
+
+
+MAX_LENGTH_BYTES = 3  # §6.1
+MAX_PREFIX = 16384  # §6.1
+
+
+def header_length(data):
+    """§6.1: the varint N (at most 3 bytes, N <= 16384) and the bytes it took."""
     n, pos = 0, 0
-    for i in range(3):
+    for i in range(MAX_LENGTH_BYTES + 1):
+        if i == MAX_LENGTH_BYTES:  # the last byte allowed had its high bit set
+            raise Refused("malformed")
         if i >= len(data):
             raise Refused("truncated")
         n |= (data[i] & 0x7F) << (7 * i)
         pos = i + 1
         if not data[i] & 0x80:
             break
-        if i == 2:
-            raise Refused("malformed")
-    if n > 16384:
+    if n > MAX_PREFIX:
         raise Refused("malformed")
-    stray = pos == 1 and len(data) > 1 and data[1] == 1
-    start = pos + (1 if stray else 0)
-    h = start + n
+    return n, pos
+
+
+def stray_byte(data, pos):
+    """§6.2: a 01 after a one-byte length is skipped."""
+    return pos == 1 and len(data) > 1 and data[1] == 1
+
+
+def header_end(data, h, lead):
+    """§6.3: the header may not end inside the lead of a longer file, nor after the input."""
     if h < len(lead):
         raise Refused("malformed")
     if len(data) < h:
         raise Refused("truncated")
-    prefix = data[start:h]
+
+
+def check_key_type(value, seen):
+    """§7.2 fields 1 and 6: value >= 5 is unsupported, a second occurrence malformed."""
+    if value >= 5:
+        raise Refused("unsupported")
+    if seen is not None:
+        raise Refused("malformed")
+    return value
+
+
+def prefix_pass_1(prefix):
+    """§7.2 pass 1: every field in file order; the cipher blocks for pass 2."""
     key_type = key_type_new = app_version = None
     blocks, seen_meta = [], False
     for number, wire, value in fields(prefix):
         if number in (1, 6):
             if wire != 0:
                 raise Refused("malformed")
-            if value >= 5:
-                raise Refused("unsupported")
-            if (key_type if number == 1 else key_type_new) is not None:
-                raise Refused("malformed")
             if number == 1:
-                key_type = value
+                key_type = check_key_type(value, key_type)
             else:
-                key_type_new = value
+                key_type_new = check_key_type(value, key_type_new)
         elif number == 2:
             if wire != 2 or any(kind == "crypt14" for kind, _ in blocks):
                 raise Refused("malformed")
@@ -446,21 +470,50 @@ def read_header(data):
             app_version = check_metadata(value)
         elif number == 5 and wire != 2:
             raise Refused("malformed")
+    return key_type, key_type_new, app_version, blocks
+
+
+def c15_iv(block):
+    """§7.5: field 1, REQUIRED, at most once, length-delimited."""
+    found = [(wire, v) for number, wire, v in fields(block) if number == 1]
+    if len(found) != 1 or found[0][0] != 2:
+        raise Refused("malformed")
+    return found[0][1]
+
+
+def prefix_pass_2(blocks):
+    """§7.2 pass 2: exactly one cipher block, whose IV is 16 bytes: (format, IV)."""
     ivs = []
     for kind, block in blocks:
         if kind == "crypt15":
-            found = [(wire, v) for number, wire, v in fields(block) if number == 1]
-            if len(found) != 1 or found[0][0] != 2:
-                raise Refused("malformed")  # §7.5: REQUIRED, at most once, length-delimited
-            ivs.append((kind, found[0][1]))
+            ivs.append((kind, c15_iv(block)))
         else:
             if block is None:
                 raise Refused("malformed")
             ivs.append((kind, block))
-    if len(ivs) != 1 or len(ivs[0][1]) != 16:
+    if len(ivs) != 1:
         raise Refused("malformed")
+    check_iv_length(ivs[0][1])
+    return ivs[0]
+
+
+def check_iv_length(iv):
+    if len(iv) != 16:
+        raise Refused("malformed")
+
+
+def read_header(data):
+    """§5-§7: the header's fields, or Refused."""
+    lead = header_lead(data)
+    n, pos = header_length(data)
+    stray = stray_byte(data, pos)
+    start = pos + (1 if stray else 0)
+    h = start + n
+    header_end(data, h, lead)
+    key_type, key_type_new, app_version, blocks = prefix_pass_1(data[start:h])
+    form, iv = prefix_pass_2(blocks)
     return {
-        "format": ivs[0][0], "header_length": h, "iv": ivs[0][1].hex(), "key_type": key_type,
+        "format": form, "header_length": h, "iv": iv.hex(), "key_type": key_type,
         "key_type_new": key_type_new, "app_version": app_version, "stray_byte": stray,
     }
 
@@ -544,10 +597,7 @@ def crypt15_decrypt(data, key_bytes, key_is_file):
     """§5-§13: the plaintext, or Refused."""
     header = read_header(data)
     if key_is_file:
-        form, fields_ = read_key_file(key_bytes)
-        if form == "legacy":
-            raise Refused("wrong_key")
-        key_bytes = bytes.fromhex(fields_["key"])
+        key_bytes = root_key_of_file(key_bytes)
     file_key = hkdf_sha256(key_bytes, bytes(32), b"backup encryption", 32)
     h, iv = header["header_length"], bytes.fromhex(header["iv"])
     b = data[h:]
@@ -563,15 +613,28 @@ def crypt15_decrypt(data, key_bytes, key_is_file):
         payload = gcm.decrypt(iv, ciphertext + tag, None)
     except InvalidTag:
         raise Refused(classify(gcm_unauthenticated(file_key, iv, ciphertext), n, layout_a)) from None
-    kind = payload_kind(payload)
-    if kind == "zlib":
-        if not layout_a:
-            raise Refused("truncated")
-        out, e, invalid = inflate(payload)
-        if invalid or e != len(payload):
-            raise Refused("corrupt")
-        return out
-    return payload
+    return authentic_payload(payload, layout_a)
+
+
+def root_key_of_file(key_file):
+    """§4: K from a key file; a crypt12/14 `key` file opens no crypt15 file (`wrong_key`)."""
+    form, fields_ = read_key_file(key_file)
+    if form == "legacy":
+        raise Refused("wrong_key")
+    return bytes.fromhex(fields_["key"])
+
+
+def authentic_payload(payload, layout_a):
+    """§12.3: an authenticated zlib payload needs its MD5 (else `truncated`) and must be one
+    whole zlib stream (else `corrupt`); it is inflated."""
+    if payload_kind(payload) != "zlib":
+        return payload
+    if not layout_a:
+        raise Refused("truncated")
+    out, e, invalid = inflate(payload)
+    if invalid or e != len(payload):
+        raise Refused("corrupt")
+    return out
 
 
 # format.yaml (spec/format.md)
