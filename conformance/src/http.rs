@@ -38,6 +38,8 @@ pub struct Reply {
     pub www_authenticate: Option<String>,
     /// `Server`, if sent: how the server names itself.
     pub server: Option<String>,
+    /// `Allow`, if sent (with a 405).
+    pub allow: Option<String>,
     /// A transport failure (no HTTP reply).
     pub transport: Option<String>,
 }
@@ -51,6 +53,7 @@ impl Reply {
             retry_after: None,
             www_authenticate: None,
             server: None,
+            allow: None,
             transport: Some(why.to_owned()),
         }
     }
@@ -198,6 +201,7 @@ impl Vault {
         let retry_after = header("retry-after");
         let www_authenticate = header("www-authenticate");
         let server = header("server");
+        let allow = header("allow");
         let status = response.status().as_u16();
         let body = response
             .body_mut()
@@ -213,6 +217,7 @@ impl Vault {
             retry_after,
             www_authenticate,
             server,
+            allow,
             transport: None,
         }
     }

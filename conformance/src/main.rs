@@ -860,32 +860,43 @@ fn server_identity(server: &Vault) -> String {
 /// How a PKCS#11 module and token name themselves, asked in a child process (as the checks
 /// are) so that a module that hangs or crashes costs only this line.
 fn hsm_identity(exe: &std::path::Path, uri: &str, timeout: Duration) -> String {
+    use std::io::Read;
     let child = std::process::Command::new(exe)
         .args(["identify-hsm", "--hsm", uri])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn();
     let Ok(mut child) = child else {
         return "unknown (could not start the identification)".to_owned();
     };
+    // Read while it runs, so that a chatty module cannot fill the pipe and hang it.
+    let mut stdout = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(out) = stdout.as_mut() {
+            let _ = out.take(64 * 1024).read_to_string(&mut text);
+        }
+        text
+    });
     let until = std::time::Instant::now() + timeout;
-    loop {
+    let status = loop {
         match child.try_wait() {
-            Ok(Some(_)) => break,
+            Ok(Some(status)) => break Some(status),
             Ok(None) if std::time::Instant::now() < until => {
                 std::thread::sleep(Duration::from_millis(20))
             }
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return "unknown (the module did not answer in time)".to_owned();
+                break None;
             }
         }
-    }
-    match child.wait_with_output() {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        Ok(out) => format!("unknown ({})", String::from_utf8_lossy(&out.stderr).trim()),
-        Err(e) => format!("unknown ({e})"),
+    };
+    let text = reader.join().unwrap_or_default();
+    match status {
+        Some(s) if s.success() => text.lines().next().unwrap_or_default().trim().to_owned(),
+        Some(s) => format!("unknown (the identification failed: {s})"),
+        None => "unknown (the module did not answer in time)".to_owned(),
     }
 }
 

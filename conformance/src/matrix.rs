@@ -129,10 +129,11 @@ impl Matrix {
                     }
                 })
                 .collect();
+            let cell = |text: &str| text.replace('|', "\\|").replace('\n', " ");
             out += &format!(
                 "| {} ({}) | {} |\n",
-                row.name,
-                row.implementation,
+                cell(&row.name),
+                cell(&row.implementation),
                 cells.join(" | ")
             );
         }

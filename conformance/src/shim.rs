@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 /// The protocol version in every hello.
@@ -29,7 +29,7 @@ pub enum ShimError {
     Protocol(String),
     /// Output the runner stops reading (a line too long, or not UTF-8): the adapter is
     /// started again, like one that crashed.
-    #[error("protocol: {0}")]
+    #[error("unreadable output: {0}")]
     Unreadable(String),
     /// The adapter could not be started.
     #[error("cannot start the adapter: {0}")]
@@ -85,7 +85,9 @@ impl Adapter {
             .map_err(ShimError::Start)?;
         let stdin = child.stdin.take().ok_or(ShimError::Crashed)?;
         let stdout = child.stdout.take().ok_or(ShimError::Crashed)?;
-        let (tx, lines) = channel();
+        // One line in hand at most: an adapter that writes ahead waits, so the runner holds at
+        // most two lines (the one read, the one waiting) whatever the adapter sends.
+        let (tx, lines) = sync_channel(0);
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             loop {
@@ -143,22 +145,22 @@ impl Adapter {
         let mut message = request;
         message["type"] = json!("request");
         message["id"] = json!(id);
-        let answer = self.exchange(&message, timeout);
-        match &answer {
-            Err(ShimError::Crashed | ShimError::Timeout(_) | ShimError::Unreadable(_)) => {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                if let Ok(fresh) = Adapter::start(&self.argv, timeout) {
-                    *self = fresh;
-                }
+        let answer = match self.exchange(&message, timeout) {
+            Ok(a) if a["id"] != id => Err(ShimError::Protocol(format!(
+                "an answer for {} to request {id}",
+                a["id"]
+            ))),
+            other => other,
+        };
+        // A crash, a hang, unreadable output or an answer out of protocol: the adapter is
+        // started again, so a stray line cannot leave every later answer one request behind
+        // (spec/conformance.md §7).
+        if answer.is_err() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            if let Ok(fresh) = Adapter::start(&self.argv, timeout) {
+                *self = fresh;
             }
-            Ok(a) if a["id"] != id => {
-                return Err(ShimError::Protocol(format!(
-                    "an answer for {} to request {id}",
-                    a["id"]
-                )))
-            }
-            _ => {}
         }
         answer
     }

@@ -115,6 +115,28 @@ fn contract(store: &dyn Store) {
     assert!(store.delete("t", "cy").unwrap());
     assert!(!store.delete("t", "cy").unwrap());
     assert_eq!(store.latest("t", "cy").unwrap().unwrap().sealed, None);
+    // A registration never takes over a record id (spec/vault.md §3.1 step 4): not an active
+    // record's (ann's 3), not a destroyed one's (bob's 4), not a deleted one's (cy's 5), not
+    // for another user or another tenant; and nothing changes.
+    for (id, owner) in [(3, "ann"), (4, "bob"), (5, "cy")] {
+        let before = store.latest("t", owner).unwrap();
+        for tenant in ["t", "another tenant"] {
+            let taker = Record {
+                tenant: tenant.into(),
+                ..record(id, "dee", 100)
+            };
+            assert!(
+                matches!(store.insert(&taker), Err(StoreError::IdTaken)),
+                "record {id} taken over in tenant {tenant}"
+            );
+            assert_eq!(store.latest(tenant, "dee").unwrap(), None);
+        }
+        assert_eq!(
+            store.latest("t", owner).unwrap(),
+            before,
+            "{owner}'s record changed"
+        );
+    }
     // The audit log: in order, paged without gaps, every kind of event.
     let all = store.audit(0, 1000).unwrap();
     let mut paged = Vec::new();

@@ -83,6 +83,15 @@ impl<V: Expiring> OpenTable<V> {
         Some(entry)
     }
 
+    /// Takes the entry `id` out if `tenant` opened it; another tenant's request leaves it in
+    /// place (so naming a session id it learnt cannot end another tenant's session).
+    pub(crate) fn take_for(&mut self, id: &[u8; 16], tenant: &str) -> Option<V> {
+        if self.entries.get(id)?.tenant() != tenant {
+            return None;
+        }
+        self.take(id)
+    }
+
     /// How many entries `tenant` holds, expired ones included until a sweep.
     pub(crate) fn held_by(&self, tenant: &str) -> usize {
         self.per_tenant.get(tenant).copied().unwrap_or(0)
@@ -133,6 +142,17 @@ mod tests {
         fn expires(&self) -> Instant {
             self.1
         }
+    }
+
+    #[test]
+    fn another_tenant_cannot_take_an_entry_out() {
+        let later = Instant::now() + Duration::from_secs(300);
+        let mut table = OpenTable::new(4, 2);
+        table.insert([1; 16], Entry("a", later));
+        assert!(table.take_for(&[1; 16], "b").is_none());
+        assert_eq!(table.held_by("a"), 1, "still there");
+        assert!(table.take_for(&[1; 16], "a").is_some());
+        assert!(table.take_for(&[1; 16], "a").is_none(), "taken once");
     }
 
     #[test]

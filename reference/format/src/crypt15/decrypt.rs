@@ -114,6 +114,14 @@ pub fn decrypt<R: Read, W: Write>(
 /// 2^36 − 32 bytes (`spec/crypt15.md` §17.4).
 const GCM_MAX_CIPHERTEXT: u64 = (1 << 36) - 32;
 
+/// A ciphertext longer than one AES-GCM message can be: `corrupt` (§17.4).
+fn too_long(max_ciphertext: u64) -> Crypt15Error {
+    Crypt15Error::Corrupt(format!(
+        "more than {max_ciphertext} bytes of ciphertext: no AES-GCM message is that long, so \
+         this file cannot be authentic"
+    ))
+}
+
 /// [`decrypt`], refusing as `corrupt` a file with more than `max_ciphertext` bytes before its
 /// trailer (a parameter so that tests can reach the refusal without 64 GiB).
 fn decrypt_at_most<R: Read, W: Write>(
@@ -152,10 +160,7 @@ fn decrypt_at_most<R: Read, W: Write>(
         if total > trailer {
             let release = total - trailer;
             if released + release as u64 > max_ciphertext {
-                return Err(Crypt15Error::Corrupt(format!(
-                    "more than {max_ciphertext} bytes of ciphertext: no AES-GCM message is that \
-                     long, so this file cannot be authentic"
-                )));
+                return Err(too_long(max_ciphertext));
             }
             md5.update(&buf[..release])?;
             let count = gcm.update(&buf[..release], &mut plain)?;
@@ -190,6 +195,9 @@ fn decrypt_at_most<R: Read, W: Write>(
     } else if header.format != BackupFormat::Crypt12 && held >= TAG_LEN {
         // Layout B: ciphertext then tag, no MD5.
         let extra = held - TAG_LEN;
+        if released + extra as u64 > max_ciphertext {
+            return Err(too_long(max_ciphertext));
+        }
         let count = gcm.update(&tail[..extra], &mut plain)?;
         sink.write(&plain[..count])
             .map_err(Crypt15Error::io("writing the output"))?;
@@ -338,38 +346,52 @@ mod tests {
         let root = RootKey::from_bytes([7; 32]);
         let header = HeaderSpec::new([9; 16], "2.22.5.13", "67", 0).encode();
         let plaintext = vec![0x42u8; 1000];
-        let mut file = Vec::new();
-        let options = EncryptOptions {
-            payload: PayloadEncoding::Stored,
-            ..EncryptOptions::default()
-        };
-        encrypt(
-            &root,
-            &header,
-            &plaintext[..],
-            &mut file,
-            &options,
-            &mut |_| {},
-        )
-        .unwrap();
+        // With the MD5 (layout A) and without (layout B, where the last 16 of the held-back
+        // bytes are ciphertext and count too).
+        let files: Vec<Vec<u8>> = [true, false]
+            .into_iter()
+            .map(|md5| {
+                let options = EncryptOptions {
+                    payload: PayloadEncoding::Stored,
+                    md5,
+                    ..EncryptOptions::default()
+                };
+                let mut file = Vec::new();
+                encrypt(
+                    &root,
+                    &header,
+                    &plaintext[..],
+                    &mut file,
+                    &options,
+                    &mut |_| {},
+                )
+                .unwrap();
+                file
+            })
+            .collect();
         let key = BackupKey::Root(root);
         let read = DecryptOptions {
             decompress: false,
             block_size: 64,
         };
-        let run = |limit: u64| {
+        let run = |file: &[u8], limit: u64| {
             let mut out = Vec::new();
-            let result = decrypt_at_most(&key, &file[..], &mut out, &read, &mut |_| {}, limit);
+            let result = decrypt_at_most(&key, file, &mut out, &read, &mut |_| {}, limit);
             (result, out)
         };
-        let (at_limit, out) = run(1000);
-        assert!(at_limit.is_ok(), "{at_limit:?}");
-        assert_eq!(out, plaintext);
-        let (over, out) = run(999);
-        assert!(
-            matches!(&over, Err(e) if e.class() == crate::ErrorClass::Corrupt),
-            "{over:?}"
-        );
-        assert!(out.len() < 1000, "{} bytes released", out.len());
+        for file in &files {
+            let (at_limit, out) = run(file, 1000);
+            assert!(at_limit.is_ok(), "{at_limit:?}");
+            assert_eq!(out, plaintext);
+            // Over by 1, and over by 16 (in layout B, inside the held-back trailer).
+            for limit in [999, 984] {
+                let (over, out) = run(file, limit);
+                assert!(
+                    matches!(&over, Err(e) if e.class() == crate::ErrorClass::Corrupt),
+                    "limit {limit}: {over:?}"
+                );
+                assert!(out.len() < 1000, "{} bytes released", out.len());
+            }
+        }
     }
 }

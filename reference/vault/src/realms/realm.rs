@@ -538,11 +538,12 @@ impl<St: RealmStore, H: Hsm> Realm<St, H> {
             .sessions
             .lock()
             .map_err(|_| RealmError::Internal("session lock poisoned".into()))?
-            .take(session);
+            // Another tenant's unlock leaves the session to its own tenant's client.
+            .take_for(session, tenant);
         let Some(taken) = taken else {
             return Err(RealmError::WrongPassword);
         };
-        if taken.tenant != tenant || taken.expires <= Instant::now() {
+        if taken.expires <= Instant::now() {
             return Err(RealmError::WrongPassword);
         }
         let reg_id = taken.reg_id;

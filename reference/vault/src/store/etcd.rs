@@ -590,7 +590,23 @@ impl EtcdStore {
             if let (Some(r), Some(seal)) = (&read.record, &read.seal) {
                 integrity.check_row(&head, r, seal, mark)?;
             }
-            match decide(&read)? {
+            let decided = match decide(&read) {
+                // This operation's own earlier attempt may have committed after the check
+                // above (its answer was lost): then "exists" is its own write, not a refusal.
+                Err(refusal @ (StoreError::Exists | StoreError::IdTaken)) if !outs.is_empty() => {
+                    match self.committed_attempt(&op, until)? {
+                        Some(attempt) => {
+                            return outs
+                                .get(attempt)
+                                .cloned()
+                                .ok_or_else(|| db("a committed attempt this node never made"))
+                        }
+                        None => return Err(refusal),
+                    }
+                }
+                other => other?,
+            };
+            match decided {
                 Change::Done(out) => return Ok(out),
                 Change::Write {
                     record,
@@ -954,9 +970,10 @@ impl Store for EtcdStore {
         let key = self.user_key(&record.tenant, &record.user);
         let shard = shard_of(&record.tenant, &record.user, ETCD_SHARDS);
         let id_key = self.id_key(&record.record_id);
+        let until = self.until();
         self.update(&key, shard, |read| {
             // Looked up again on every attempt; the commit's compare closes the race.
-            if self.get(&id_key, self.until())?.is_some() {
+            if self.get(&id_key, until)?.is_some() {
                 return Err(StoreError::IdTaken);
             }
             transitions::insert(read.record.as_ref(), record)

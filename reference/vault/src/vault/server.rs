@@ -455,10 +455,12 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
                 .pending
                 .lock()
                 .map_err(|_| VaultError::Internal("session lock".into()))?;
-            map.take(session_id.as_bytes())
+            // Another tenant's KE3 leaves the session to its own tenant's client.
+            map.take_for(session_id.as_bytes(), tenant)
         };
-        // Unknown, expired, already used, or fake: all the same answer as a wrong password.
-        let Some(p) = pending.filter(|p| p.expires > Instant::now() && p.tenant == tenant) else {
+        // Unknown, expired, already used, fake, or another tenant's: all the same answer as a
+        // wrong password.
+        let Some(p) = pending.filter(|p| p.expires > Instant::now()) else {
             return Err(VaultError::WrongPassword);
         };
         let finished = match p.login.finish(ke3, self.login_params(&p.user)) {
@@ -512,7 +514,7 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             .lock()
             .map_err(|_| VaultError::Internal("session lock".into()))?;
         let found = if take {
-            map.take(session_id.as_bytes())
+            map.take_for(session_id.as_bytes(), tenant)
         } else {
             map.peek(session_id.as_bytes()).cloned()
         };
