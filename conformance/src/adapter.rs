@@ -209,7 +209,8 @@ fn file_op(request: &Value, format: &str) -> Result<Result<Value, String>, Strin
 fn answer(request: &Value) -> Result<Result<Value, String>, String> {
     let format = request["format"].as_str().unwrap_or_default();
     Ok(match (request["op"].as_str().unwrap_or_default(), format) {
-        ("decrypt", "crypt15") => {
+        // The crypt15 reader reads crypt14 and crypt12 too (spec/crypt15.md §9, §10).
+        ("decrypt", "crypt15" | "crypt14" | "crypt12") => {
             let file = bytes(request, "file")?;
             let mut out = Vec::new();
             crypt15::decrypt(
@@ -334,7 +335,7 @@ pub fn serve() -> anyhow::Result<()> {
         let reply = if request["type"] == "hello" {
             json!({"type": "hello", "protocol": PROTOCOL, "name": "coffer (reference)",
                 "version": env!("CARGO_PKG_VERSION"),
-                "capabilities": {"decrypt": ["crypt15", "coffer"], "encrypt": ["crypt15", "coffer"],
+                "capabilities": {"decrypt": ["crypt15", "crypt14", "crypt12", "coffer"], "encrypt": ["crypt15", "coffer"],
                     "decrypt_file": ["crypt15", "coffer"], "encrypt_file": ["crypt15", "coffer"],
                     "vault_client": true, "realms_client": true}})
         } else {

@@ -268,6 +268,7 @@ fn undeclared_formats_are_skipped_not_passed() {
         "client.format.*: this client reads crypt15 only\n\
          client.vault.*: no vault client\n\
          client.realms.*: no realms client\n\
+         client.crypt15.legacy.*: it reads crypt15 only, not crypt14 or crypt12\n\
          client.*.encrypt: it does not write backups\n",
     )
     .unwrap();
@@ -298,6 +299,7 @@ fn undeclared_formats_are_skipped_not_passed() {
     assert!(skipped.iter().all(|id| id.starts_with("client.format.")
         || id.starts_with("client.vault.")
         || id.starts_with("client.realms.")
+        || id.starts_with("client.crypt15.legacy.")
         || id.ends_with(".encrypt")));
     assert!(skipped.iter().any(|id| id.starts_with("client.format.")));
     assert!(ids_with(&report, "pass")
@@ -504,7 +506,7 @@ fn the_default_run_checks_the_reference_its_own_vault_and_softhsm2() {
     assert!(console.contains(&format!("\nclient-format: coffer (reference) {version}\n")));
     assert!(console.contains(&format!("\nvault-server: coffer/{version}\n")));
     assert!(console.contains(&format!("\nrealm-server: coffer/{version}\n")));
-    assert!(console.contains("client-format     95"), "{console}");
+    assert!(console.contains("client-format    108"), "{console}");
     assert!(console.contains("client-vault      21"), "{console}");
     assert!(console.contains("vault-server      38"), "{console}");
     if std::env::var("COFFER_SKIP_SOFTHSM").as_deref() != Ok("1") {

@@ -70,6 +70,8 @@ fn every_message_of_a_run_matches_its_schema() {
     let want: BTreeSet<String> = [
         "decrypt crypt15",
         "decrypt coffer",
+        "decrypt crypt14",
+        "decrypt crypt12",
         "encrypt crypt15",
         "encrypt coffer",
         "vault_recover -",

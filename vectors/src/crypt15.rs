@@ -40,6 +40,41 @@ pub enum Crypt15Group {
         /// The cases.
         cases: Vec<InvalidFileCase>,
     },
+    /// crypt14 and crypt12 files (§9, §10), read with a crypt12/14 `key` file or the 32-byte
+    /// AES key: decrypt `file` to `plaintext`, or fail with `error`.
+    LegacyFile {
+        /// What the group covers.
+        description: String,
+        /// The cases.
+        cases: Vec<LegacyFileCase>,
+    },
+}
+
+/// One crypt14 or crypt12 file and the key it is read with.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LegacyFileCase {
+    /// Stable id.
+    pub id: String,
+    /// What the case shows.
+    pub comment: String,
+    /// Expected outcome.
+    pub result: Outcome,
+    /// Flags (explained in the file's notes).
+    pub flags: Vec<String>,
+    /// `crypt14` or `crypt12`.
+    pub format: String,
+    /// The key given: the 32-byte AES key (hex), or (with flag `KeyFile`) the bytes of a
+    /// crypt12/14 `key` file (hex).
+    pub key: String,
+    /// The file (hex).
+    pub file: Data,
+    /// Valid: what decryption outputs (the inflated payload, or the stored bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext: Option<Data>,
+    /// Invalid: the error class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One header.
@@ -588,6 +623,219 @@ fn build_file(
     Ok((file, raw))
 }
 
+/// AES-256-GCM of `payload` under a crypt12/14 AES key: ciphertext ‖ tag.
+fn legacy_seal(aes_key: &[u8], iv: &[u8; 16], payload: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut tag = [0u8; 16];
+    let mut out = openssl::symm::encrypt_aead(
+        openssl::symm::Cipher::aes_256_gcm(),
+        aes_key,
+        Some(iv),
+        &[],
+        payload,
+        &mut tag,
+    )?;
+    out.extend_from_slice(&tag);
+    Ok(out)
+}
+
+fn md5(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+    Ok(openssl::hash::hash(openssl::hash::MessageDigest::md5(), bytes)?.to_vec())
+}
+
+/// crypt14 and crypt12 files under the sample `key` file of wa-crypt-tools (§9, §10), and
+/// the ways they must be refused.
+fn legacy_cases(root: &RootKey) -> anyhow::Result<Vec<LegacyFileCase>> {
+    let key_file = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("external/wa-crypt-tools/key"),
+    )?;
+    anyhow::ensure!(key_file.len() == 158, "the sample key file is 158 bytes");
+    let body = &key_file[27..];
+    let (server_salt, google_salt, aes_key) = (&body[3..35], &body[35..51], &body[99..131]);
+    let text = b"Coffer crypt14 and crypt12 vector\n";
+    // The zlib payload as WhatsApp writes it (level 1), taken from a crypt15 file's GCM input.
+    let crypt15_header = HeaderSpec::new(IV, "2.22.5.13", "67", 0).encode();
+    let (_, zlib) = build_file(
+        root,
+        &crypt15_header,
+        text,
+        PayloadEncoding::Zlib { level: 1 },
+        true,
+    )?;
+    let json = br#"{"coffer":"a stored crypt14 payload"}"#.to_vec();
+    let c14_header = with_length(&prefix(|b| {
+        put_varint_field(b, 1, 0);
+        let mut c14 = Vec::new();
+        put_bytes_field(&mut c14, 1, &[0x00, 0x01]);
+        put_bytes_field(&mut c14, 2, b"2");
+        put_bytes_field(&mut c14, 3, server_salt);
+        put_bytes_field(&mut c14, 4, google_salt);
+        put_bytes_field(&mut c14, 5, &IV);
+        put_bytes_field(b, 2, &c14);
+    }));
+    let mut crypt14 = [&c14_header[..], &legacy_seal(aes_key, &IV, &zlib)?].concat();
+    crypt14.extend(md5(&crypt14)?);
+    let crypt14_stored = [&c14_header[..], &legacy_seal(aes_key, &IV, &json)?].concat();
+    let c12_header = [&[0x00, 0x01, 0x02][..], server_salt, google_salt, &IV].concat();
+    let crypt12_with = |footer: &[u8]| -> anyhow::Result<Vec<u8>> {
+        let mut file = [&c12_header[..], &legacy_seal(aes_key, &IV, &zlib)?].concat();
+        file.extend(md5(&file)?);
+        file.extend_from_slice(footer);
+        Ok(file)
+    };
+    let crypt12 = crypt12_with(b"--67")?;
+    let mut other_salts = key_file.clone();
+    other_salts[30] ^= 0x01; // body offset 3: the server salt's first byte
+    let edited = |file: &[u8], at: usize| {
+        let mut f = file.to_vec();
+        f[at] ^= 0x01;
+        f
+    };
+    let (key_file_hex, aes_hex) = (hex::encode(&key_file), hex::encode(aes_key));
+    let other_aes = (0u8..32).map(|b| format!("{b:02x}")).collect::<String>();
+    let case = |id: &str,
+                comment: &str,
+                flags: &[&str],
+                format: &str,
+                key: &str,
+                file: &[u8],
+                outcome: Result<&[u8], &str>| LegacyFileCase {
+        id: format!("crypt15.legacy.{id}"),
+        comment: comment.into(),
+        result: if outcome.is_ok() {
+            Outcome::Valid
+        } else {
+            Outcome::Invalid
+        },
+        flags: flags.iter().map(|f| f.to_string()).collect(),
+        format: format.into(),
+        key: key.into(),
+        file: Data::hex(file),
+        plaintext: outcome.ok().map(Data::hex),
+        error: outcome.err().map(str::to_owned),
+    };
+    let n14 = crypt14.len();
+    let n12 = crypt12.len();
+    Ok(vec![
+        case(
+            "crypt14_key_file",
+            "crypt14 read with its key file: the salts match (§9.2), zlib inflated",
+            &["KeyFile", "Zlib"],
+            "crypt14",
+            &key_file_hex,
+            &crypt14,
+            Ok(text),
+        ),
+        case(
+            "crypt14_aes_key",
+            "crypt14 read with the 32-byte AES key alone: no salt check (§4)",
+            &["Zlib"],
+            "crypt14",
+            &aes_hex,
+            &crypt14,
+            Ok(text),
+        ),
+        case(
+            "crypt14_stored_no_md5",
+            "crypt14 with a stored payload and no MD5 (layout B, §9.1, §11)",
+            &["KeyFile", "Stored", "LayoutB"],
+            "crypt14",
+            &key_file_hex,
+            &crypt14_stored,
+            Ok(&json),
+        ),
+        case(
+            "crypt12_key_file",
+            "crypt12 (§10) read with its key file",
+            &["KeyFile", "Zlib"],
+            "crypt12",
+            &key_file_hex,
+            &crypt12,
+            Ok(text),
+        ),
+        case(
+            "crypt12_aes_key",
+            "crypt12 read with the 32-byte AES key alone",
+            &["Zlib"],
+            "crypt12",
+            &aes_hex,
+            &crypt12,
+            Ok(text),
+        ),
+        case(
+            "crypt12_footer_edited",
+            "crypt12 whose 4-byte footer says --99: not covered by MD5 or tag, not checked (§10)",
+            &["KeyFile", "Zlib"],
+            "crypt12",
+            &key_file_hex,
+            &crypt12_with(b"--99")?,
+            Ok(text),
+        ),
+        case(
+            "crypt14_other_salts",
+            "crypt14 with a key file whose server salt differs: wrong_key before decrypting (§9.2)",
+            &["KeyFile", "WrongKey"],
+            "crypt14",
+            &hex::encode(&other_salts),
+            &crypt14,
+            Err("wrong_key"),
+        ),
+        case(
+            "crypt12_other_salts",
+            "crypt12 with a key file whose server salt differs",
+            &["KeyFile", "WrongKey"],
+            "crypt12",
+            &hex::encode(&other_salts),
+            &crypt12,
+            Err("wrong_key"),
+        ),
+        case(
+            "crypt12_cipher_version",
+            "crypt12 whose cipher version is 00 03 (§10)",
+            &["KeyFile"],
+            "crypt12",
+            &key_file_hex,
+            &edited(&crypt12, 1),
+            Err("malformed"),
+        ),
+        case(
+            "crypt12_wrong_aes_key",
+            "crypt12 under another AES key: the MD5 matches, the tag does not (§13 step 2)",
+            &["WrongKey"],
+            "crypt12",
+            &other_aes,
+            &crypt12,
+            Err("wrong_key"),
+        ),
+        case(
+            "crypt12_cut",
+            "crypt12 cut inside its ciphertext: the zlib stream does not end (§13)",
+            &["KeyFile", "Truncated"],
+            "crypt12",
+            &key_file_hex,
+            &crypt12[..n12 - 40],
+            Err("truncated"),
+        ),
+        case(
+            "crypt12_appended",
+            "crypt12 with 5 bytes after its footer: the zlib stream ends early (§13)",
+            &["KeyFile", "TrailingData"],
+            "crypt12",
+            &key_file_hex,
+            &[&crypt12[..], b"extra"].concat(),
+            Err("trailing_data"),
+        ),
+        case(
+            "crypt14_tag_flipped",
+            "crypt14 with a tag byte flipped, MD5 left as it was",
+            &["KeyFile", "Tag"],
+            "crypt14",
+            &key_file_hex,
+            &edited(&crypt14, n14 - 17),
+            Err("corrupt"),
+        ),
+    ])
+}
+
 /// The class of a decryption of `file` with `key`, or the plaintext.
 fn run_decrypt(key: &BackupKey, file: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
@@ -959,6 +1207,10 @@ pub fn generate() -> anyhow::Result<Crypt15File> {
             description: "Decrypt `file` with `key` (64-digit K in hex, or a key file's bytes with flag KeyFile): it must fail with `error` (§11-§13); whatever a streaming reader wrote before failing is unauthenticated and must be discarded (§17.3).".into(),
             cases: invalid_cases,
         },
+        Crypt15Group::LegacyFile {
+            description: "Decrypt the crypt14 or crypt12 `file` (§9, §10) with `key`: the 32-byte AES key in hex, used directly, or with flag KeyFile the bytes of a crypt12/14 `key` file, whose salts must match the header's (§9.2) and whose AES key (body 99..131) decrypts. Valid: the output is `plaintext`. Invalid: it fails with `error` (§11-§13).".into(),
+            cases: legacy_cases(&root)?,
+        },
     ];
     let number_of_cases = groups
         .iter()
@@ -966,6 +1218,7 @@ pub fn generate() -> anyhow::Result<Crypt15File> {
             Crypt15Group::Header { cases, .. } => cases.len(),
             Crypt15Group::File { cases, .. } => cases.len(),
             Crypt15Group::InvalidFile { cases, .. } => cases.len(),
+            Crypt15Group::LegacyFile { cases, .. } => cases.len(),
         })
         .sum();
     Ok(VectorFile {
@@ -1142,6 +1395,39 @@ pub fn verify(file: &Crypt15File) -> Failures {
                     };
                     let decrypted = run_decrypt(&key, &file_bytes);
                     failures.expect_outcome(&case.id, case.result, Some(&case.error), &decrypted);
+                }
+            }
+            Crypt15Group::LegacyFile { cases, .. } => {
+                for case in cases {
+                    let (Ok(file_bytes), Ok(key)) =
+                        (case.file.bytes(), key_of(&case.key, &case.flags))
+                    else {
+                        failures.add(&case.id, "bad input");
+                        continue;
+                    };
+                    let format = read_header(&mut &file_bytes[..]).map(|h| match h.format {
+                        BackupFormat::Crypt15 => "crypt15",
+                        BackupFormat::Crypt14 => "crypt14",
+                        BackupFormat::Crypt12 => "crypt12",
+                    });
+                    if let Ok(format) = format {
+                        failures.expect_eq(&case.id, "format", &case.format.as_str(), &format);
+                    }
+                    let decrypted = run_decrypt(&key, &file_bytes);
+                    if failures.expect_outcome(
+                        &case.id,
+                        case.result,
+                        case.error.as_deref(),
+                        &decrypted,
+                    ) {
+                        let want = case.plaintext.as_ref().and_then(|p| p.bytes().ok());
+                        failures.expect_eq(
+                            &case.id,
+                            "plaintext",
+                            &want.map(hex::encode),
+                            &decrypted.ok().map(hex::encode),
+                        );
+                    }
                 }
             }
         }

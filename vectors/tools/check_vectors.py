@@ -192,7 +192,7 @@ class Checker:
         for case in group["cases"]:
             data = data_bytes(case["file"])
             try:
-                out, error = crypt15_decrypt(data, bytes.fromhex(case["key"]), "KeyFile" in case["flags"]), None
+                out, error = backup_decrypt(data, bytes.fromhex(case["key"]), "KeyFile" in case["flags"]), None
             except Refused as e:
                 out, error = None, e.error_class
             if self.outcome(case, error) and out != data_bytes(case["plaintext"]):
@@ -210,11 +210,25 @@ class Checker:
     def invalid_file(self, group):
         for case in group["cases"]:
             try:
-                crypt15_decrypt(data_bytes(case["file"]), bytes.fromhex(case["key"]), "KeyFile" in case["flags"])
+                backup_decrypt(data_bytes(case["file"]), bytes.fromhex(case["key"]), "KeyFile" in case["flags"])
                 error = None
             except Refused as e:
                 error = e.error_class
             self.outcome(case, error)
+
+    def legacy_file(self, group):
+        """crypt14 and crypt12 files (§9, §10)."""
+        for case in group["cases"]:
+            data = data_bytes(case["file"])
+            try:
+                if read_header(data)["format"] != case["format"]:
+                    self.fail(case, f"not a {case['format']} file")
+                out = backup_decrypt(data, bytes.fromhex(case["key"]), "KeyFile" in case["flags"])
+                error = None
+            except Refused as e:
+                out, error = None, e.error_class
+            if self.outcome(case, error) and out != data_bytes(case["plaintext"]):
+                self.fail(case, "plaintext differs")
 
     # format.yaml
     def coffer_file(self, group):
@@ -389,15 +403,25 @@ def check_c14(block):
 
 
 def header_lead(data):
-    """§5 steps 1-4: refuse an empty input and plaintext files; crypt12 is not read here."""
+    """§5 steps 1-3: refuse an empty input and plaintext files."""
     lead = data[:16]
     if not lead:
         raise Refused("truncated")
     if any(lead.startswith(m) for m in PLAINTEXT_MAGICS):
         raise Refused("malformed")
-    if lead[0] == 0:
-        raise NotImplementedError("crypt12 (§10) is not implemented by this reader")
     return lead
+
+
+def crypt12_header(data):
+    """§5 step 4, §10: the fixed 67-byte crypt12 header."""
+    if len(data) >= 2 and data[:2] != b"\x00\x01":
+        raise Refused("malformed")
+    if len(data) < 67:
+        raise Refused("truncated")
+    return {
+        "format": "crypt12", "header_length": 67, "iv": data[51:67].hex(), "key_type": None,
+        "key_type_new": None, "app_version": None, "stray_byte": None,
+    }
 
 
 MAX_LENGTH_BYTES = 3  # §6.1
@@ -505,6 +529,8 @@ def check_iv_length(iv):
 def read_header(data):
     """§5-§7: the header's fields, or Refused."""
     lead = header_lead(data)
+    if lead[0] == 0:
+        return crypt12_header(data)
     n, pos = header_length(data)
     stray = stray_byte(data, pos)
     start = pos + (1 if stray else 0)
@@ -593,27 +619,64 @@ def classify(p, n, md5_matched, t=32):
     return "truncated" if len(p) < 4 else "corrupt"
 
 
-def crypt15_decrypt(data, key_bytes, key_is_file):
-    """§5-§13: the plaintext, or Refused."""
+def backup_decrypt(data, key_bytes, key_is_file):
+    """§4-§13 for crypt15, crypt14 and crypt12: the plaintext, or Refused."""
     header = read_header(data)
-    if key_is_file:
-        key_bytes = root_key_of_file(key_bytes)
-    file_key = hkdf_sha256(key_bytes, bytes(32), b"backup encryption", 32)
+    if header["format"] == "crypt15":
+        if key_is_file:
+            key_bytes = root_key_of_file(key_bytes)
+        aes_key = hkdf_sha256(key_bytes, bytes(32), b"backup encryption", 32)
+    else:
+        aes_key = legacy_aes_key(data, header, key_bytes, key_is_file)
+    return decrypt_body(data, header, aes_key)
+
+
+def decrypt_body(data, header, aes_key):
+    """§11-§13: the trailer decision, GCM, the checks after authentication, the classes."""
     h, iv = header["header_length"], bytes.fromhex(header["iv"])
     b = data[h:]
-    n, t = len(b), 32
-    gcm = AESGCM(file_key)
-    if n >= t and hashlib.md5(data[:h] + b[:n - t] + b[n - t:n - 16]).digest() == b[n - 16:]:
-        ciphertext, tag, layout_a = b[:n - t], b[n - t:n - 16], True
-    elif n >= 16:
+    crypt12 = header["format"] == "crypt12"
+    n, t = len(b), 36 if crypt12 else 32
+    md5_end = n - 4 if crypt12 else n  # crypt12's 4-byte footer follows the MD5 (§10)
+    gcm = AESGCM(aes_key)
+    if n >= t and hashlib.md5(data[:h] + b[:md5_end - 16]).digest() == b[md5_end - 16:md5_end]:
+        ciphertext, tag, layout_a = b[:n - t], b[n - t:n - t + 16], True
+    elif n >= 16 and not crypt12:  # crypt12 has no layout B
         ciphertext, tag, layout_a = b[:n - 16], b[n - 16:], False
     else:
-        raise Refused(classify(gcm_unauthenticated(file_key, iv, b[:max(0, n - t)]), n, False))
+        raise Refused(classify(gcm_unauthenticated(aes_key, iv, b[:max(0, n - t)]), n, False, t))
     try:
         payload = gcm.decrypt(iv, ciphertext + tag, None)
     except InvalidTag:
-        raise Refused(classify(gcm_unauthenticated(file_key, iv, ciphertext), n, layout_a)) from None
+        raise Refused(classify(gcm_unauthenticated(aes_key, iv, ciphertext), n, layout_a, t)) from None
     return authentic_payload(payload, layout_a)
+
+
+def legacy_aes_key(data, header, key_bytes, key_is_file):
+    """§4, §9.2: a crypt14/12 file's AES key: the 32 bytes given, used directly, or a `key`
+    file's, once its salts match the header's (else `wrong_key`)."""
+    if not key_is_file:
+        return key_bytes
+    form, fields_ = read_key_file(key_bytes)
+    if form != "legacy":
+        return bytes.fromhex(fields_["key"])
+    server, google = header_salts(data, header)
+    if server.hex() != fields_["server_salt"] or google.hex() != fields_["google_id_salt"]:
+        raise Refused("wrong_key")
+    return bytes.fromhex(fields_["aes_key"])
+
+
+def header_salts(data, header):
+    """The server and Google id salts of a crypt12 header (§10) or crypt14 block (§7.4)."""
+    if header["format"] == "crypt12":
+        return data[3:35], data[35:51]
+    n, pos = header_length(data)
+    start = pos + (1 if stray_byte(data, pos) else 0)
+    for number, _, block in fields(data[start:start + n]):
+        if number == 2:
+            inner = {k: v for k, _, v in fields(block)}
+            return inner[3], inner[4]
+    raise Refused("malformed")
 
 
 def root_key_of_file(key_file):
@@ -849,7 +912,7 @@ TOPIC_GROUP_TYPES = {"realms": REALMS_GROUP_TYPES, "vault": VAULT_GROUP_TYPES}
 
 GROUP_TYPES = {
     "sixty_four_digits", "key_file", "hkdf_sha256", "key_id", "vault_keys", "chunked_encryption_keys",
-    "header", "file", "invalid_file", "coffer_file", "invalid_coffer_file",
+    "header", "file", "invalid_file", "legacy_file", "coffer_file", "invalid_coffer_file",
 }
 
 

@@ -62,6 +62,31 @@ fn plan(vectors: &Path) -> anyhow::Result<Vec<Planned>> {
                     });
                 }
             }
+            Crypt15Group::LegacyFile { cases, .. } => {
+                for case in cases {
+                    let key = if case.flags.iter().any(|f| f == "KeyFile") {
+                        "key_file"
+                    } else {
+                        "key"
+                    };
+                    let expect = match (&case.plaintext, &case.error) {
+                        (Some(plaintext), _) => Ok(("plaintext", hex::encode(plaintext.bytes()?))),
+                        (None, Some(error)) => Err(error.clone()),
+                        (None, None) => anyhow::bail!("{}: neither plaintext nor error", case.id),
+                    };
+                    plans.push(Planned {
+                        id: format!("client.{}.decrypt", case.id),
+                        op: "decrypt",
+                        format: if case.format == "crypt12" {
+                            "crypt12"
+                        } else {
+                            "crypt14"
+                        },
+                        request: json!({key: case.key, "file": hex::encode(case.file.bytes()?)}),
+                        expect,
+                    });
+                }
+            }
             Crypt15Group::Header { .. } => {}
         }
     }

@@ -89,6 +89,18 @@ def legacy_key_as_root(key_file):
     return bytes.fromhex(fields_["aes_key" if form == "legacy" else "key"])
 
 
+def salts_unchecked(data, header, key_bytes, key_is_file):
+    """§9.2 without the salt check: a `key` file's AES key whatever its salts."""
+    if key_is_file and reader.read_key_file(key_bytes)[0] == "legacy":
+        return bytes.fromhex(reader.read_key_file(key_bytes)[1]["aes_key"])
+    return ORIGINAL["legacy_aes_key"](data, header, key_bytes, key_is_file)
+
+
+def crypt12_any_version(data):
+    """§10 without the cipher-version check."""
+    return ORIGINAL["crypt12_header"](b"\x00\x01" + data[2:])
+
+
 def zlib_without_md5(payload, _layout_a):
     """§12.3 that accepts a zlib payload without its MD5."""
     return ORIGINAL["authentic_payload"](payload, True)
@@ -131,6 +143,10 @@ MUTANTS = {
                             skipped),
     "key-kind-unchecked": ("§4", "uses a crypt12/14 key file's AES key as K",
                            "root_key_of_file", legacy_key_as_root),
+    "salt-check-skipped": ("§9.2", "decrypts with a `key` file whose salts differ",
+                           "legacy_aes_key", salts_unchecked),
+    "crypt12-version-unchecked": ("§10", "reads any crypt12 cipher version",
+                                  "crypt12_header", crypt12_any_version),
     "zlib-without-md5": ("§12.3", "accepts a zlib payload without its MD5",
                          "authentic_payload", zlib_without_md5),
     "broken-zlib-released": ("§12.3", "releases an authenticated but broken zlib stream",
@@ -163,7 +179,8 @@ def killers(vectors_dir):
     checker.fail = lambda case, what: failed.append(case["id"])
     for group in doc["groups"]:
         check = {"header": checker.header, "file": checker.file,
-                 "invalid_file": checker.invalid_file}[group["type"]]
+                 "invalid_file": checker.invalid_file,
+                 "legacy_file": checker.legacy_file}[group["type"]]
         try:
             check(group)
         except Exception as e:  # a crash in the mutant kills it too, on the case it was on
