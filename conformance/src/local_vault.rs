@@ -26,6 +26,8 @@ pub struct LocalVault {
     pub user_key: zeroize::Zeroizing<Vec<u8>>,
     /// The tenant token.
     pub token: String,
+    /// The token of a second tenant, `other` (for the tenancy case).
+    pub other_token: String,
     /// The server identity it binds into logins.
     pub server_id: String,
     runtime: Option<tokio::runtime::Runtime>,
@@ -106,7 +108,10 @@ impl LocalVault {
         let mut random = [0u8; 24];
         getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
         let token = hex::encode(random);
+        getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+        let other_token = hex::encode(random);
         let mut tenants = Tenants::default();
+        tenants.add(&other_token, "other");
         if admin {
             tenants.add_admin(&token, "default");
         } else {
@@ -123,6 +128,7 @@ impl LocalVault {
             ca,
             user_key,
             token,
+            other_token,
             server_id,
             runtime: Some(runtime),
         })

@@ -66,6 +66,10 @@ enum Command {
         /// The key id the vault's configuration gives --vault-user-key.
         #[arg(long, value_name = "KID", requires = "vault_user_key")]
         vault_user_kid: Option<String>,
+        /// A token of a second tenant of --vault, read from this file, for the
+        /// vault.tenancy.isolated case (skipped without it).
+        #[arg(long, value_name = "FILE")]
+        vault_other_tenant_token_file: Option<PathBuf>,
         /// The tenant of --vault-token-file (the issuer of user tokens).
         #[arg(long, value_name = "NAME", default_value = "default")]
         vault_tenant: String,
@@ -538,6 +542,7 @@ fn run() -> anyhow::Result<bool> {
             vault_server_id,
             vault_ca,
             vault_user_key,
+            vault_other_tenant_token_file,
             vault_user_kid,
             vault_tenant,
             realm,
@@ -594,12 +599,22 @@ fn run() -> anyhow::Result<bool> {
                         }),
                         _ => None,
                     };
+                    let other = match &vault_other_tenant_token_file {
+                        Some(path) => Some(
+                            std::fs::read_to_string(path)
+                                .with_context(|| format!("reading {}", path.display()))?
+                                .trim()
+                                .to_owned(),
+                        ),
+                        None => None,
+                    };
                     Some((
                         url,
                         token.trim().to_owned(),
                         vault_server_id,
                         vault_ca,
                         signer,
+                        other,
                     ))
                 }
                 (None, true) => {
@@ -617,6 +632,7 @@ fn run() -> anyhow::Result<bool> {
                         served.server_id.clone(),
                         Some(served.ca.clone()),
                         Some(signer),
+                        Some(served.other_token.clone()),
                     );
                     local_vault = Some((served, dir));
                     Some(target)
@@ -732,7 +748,7 @@ fn run() -> anyhow::Result<bool> {
                 None => eprintln!("hsm: skipped (no --hsm URI given)"),
             }
             match vault.as_mut() {
-                Some((url, token, server_id, ca, signer)) => {
+                Some((url, token, server_id, ca, signer, other)) => {
                     let shown = match &local_vault {
                         Some(_) => format!("{url} (the reference vault, served by this run)"),
                         None => url.clone(),
@@ -748,6 +764,14 @@ fn run() -> anyhow::Result<bool> {
                     )?;
                     if let Some(signer) = signer.take() {
                         ctx = ctx.with_user_signer(signer);
+                    }
+                    if let Some(other) = other {
+                        ctx = ctx.with_other_tenant(Vault::new(
+                            url,
+                            other,
+                            Duration::from_secs(timeout),
+                            &tls,
+                        )?);
                     }
                     cases.extend(suites::vault_server::run(&ctx, keep, jobs)?);
                 }

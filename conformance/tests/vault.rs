@@ -54,6 +54,8 @@ fn against(vault: &LocalVault, dir: &Path) -> (Option<i32>, Value) {
     std::fs::write(&token, &vault.token).unwrap();
     let user_key = dir.join("user.key");
     std::fs::write(&user_key, &vault.user_key[..]).unwrap();
+    let other = dir.join("other.token");
+    std::fs::write(&other, &vault.other_token).unwrap();
     assert!(vault.url.starts_with("https://"), "{}", vault.url);
     run(&[
         "--vault",
@@ -66,6 +68,8 @@ fn against(vault: &LocalVault, dir: &Path) -> (Option<i32>, Value) {
         user_key.to_str().unwrap(),
         "--vault-user-kid",
         coffer_conformance::local_vault::LOCAL_KID,
+        "--vault-other-tenant-token-file",
+        other.to_str().unwrap(),
     ])
 }
 

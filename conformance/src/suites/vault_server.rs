@@ -66,6 +66,7 @@ pub struct Ctx {
     prefix: String,
     timeout: std::time::Duration,
     signer: Option<UserSigner>,
+    other: Option<Vault>,
 }
 
 /// A tenant's signing key for user tokens (spec/vault.md §9.3), for the cases that check
@@ -134,7 +135,15 @@ impl Ctx {
             prefix: format!("conformance-{}", hex::encode(random)),
             timeout,
             signer: None,
+            other: None,
         })
+    }
+
+    /// Checks tenant isolation too, with `other`: the same vault under a second tenant's
+    /// token.
+    pub fn with_other_tenant(mut self, other: Vault) -> Self {
+        self.other = Some(other);
+        self
     }
 
     /// Checks user tokens too, signed with `signer`.
@@ -757,6 +766,71 @@ fn ke3_after_password_change_locked(ctx: &Ctx) -> Outcome {
     }
 }
 
+/// spec/vault.md §9 and §3.2 step 4: tenants never see each other's records, and another
+/// tenant's KE3 naming a session neither answers differently nor ends that session.
+fn tenancy_isolated(ctx: &Ctx) -> Outcome {
+    let Some(other) = &ctx.other else {
+        return skip("no second tenant's token given (--vault-other-tenant-token-file)");
+    };
+    let (user, root) = tri!(ctx.registered("tenancy", Some(5)));
+    let path = |what: &str| format!("/v1/users/{}/{what}", segment(&user));
+    // The other tenant does not see the record, and its guesses are not this tenant's.
+    let seen = other.get(&path("status"));
+    let (client, ke1) = tri!(RecoveryClient::start(PASSWORD).map_err(|e| e.to_string()));
+    let fake = other.post(&path("recover/start"), &json!({"ke1": b64(&ke1)}));
+    let fake_verifies = ctx.verify_ke2(&user, &fake, client).is_some();
+    let left_after_other = tri!(ctx.guesses_left(&user));
+    // A session of this tenant, its KE3 held; the other tenant sends a KE3 for it first.
+    let (held, client) = ctx.ke1(&user, PASSWORD);
+    let (Some(client), Some(session)) = (client, session_id(held.bytes("session_id"))) else {
+        return fail(held.describe(), "KE1 of the owning tenant");
+    };
+    let Some(done) = ctx.verify_ke2(&user, &held, client) else {
+        return fail("the owning tenant's KE2 does not verify", "");
+    };
+    let intruder = other.post(
+        &format!("/v1/sessions/{}/finish", b64(session.as_bytes())),
+        &json!({"ke3": b64(&done.ke3)}),
+    );
+    let owner = ctx.finish(&session, &done.ke3);
+    let recovered = owner
+        .bytes("release")
+        .and_then(|release| done.open(&session, &release).ok())
+        .is_some_and(|(_, _, k)| k.as_bytes() == root.as_bytes());
+    let checks = [
+        (
+            seen.status == 200 && seen.body["registered"] == false,
+            "the other tenant sees no record",
+        ),
+        (
+            fake.status == 200 && !fake_verifies,
+            "the other tenant gets a fake KE2",
+        ),
+        (
+            left_after_other == 5,
+            "the other tenant's KE1 counts no guess here",
+        ),
+        (
+            is_error(&intruder, "wrong_password"),
+            "the other tenant's KE3 is wrong_password",
+        ),
+        (recovered, "the session still recovers K for its own tenant"),
+    ];
+    match checks.iter().find(|(ok, _)| !ok) {
+        None => pass("isolated: no record, a fake KE2, no guess, no session taken"),
+        Some((_, what)) => fail(
+            format!(
+                "not so: {what} (status {}; KE1 {}; {left_after_other} of 5 left; KE3 {}; own KE3 {})",
+                seen.describe(),
+                fake.describe(),
+                intruder.describe(),
+                owner.describe()
+            ),
+            "",
+        ),
+    }
+}
+
 /// spec/vault.md §3.2 step 2: a KE1 of the right length whose blinded element is not a
 /// valid ristretto255 element (a non-canonical encoding, or the identity) is `malformed`
 /// and counts no guess.
@@ -1204,6 +1278,12 @@ const CASES: &[Case] = &[
         level: Level::Must,
         expected: "400 malformed for a bad group element; no guess counted",
         run: invalid_element_not_counted,
+    },
+    Case {
+        id: "vault.tenancy.isolated",
+        level: Level::Must,
+        expected: "another tenant sees no record, gets a fake KE2, counts no guess, cannot end a session",
+        run: tenancy_isolated,
     },
     Case {
         id: "vault.limit.failed_ke3_at_limit_destroys",
