@@ -3,6 +3,7 @@
 //! fails, as the QUIC interop runner shows its results.
 
 use crate::case::{CaseResult, Status};
+use crate::report::cell;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -129,7 +130,6 @@ impl Matrix {
                     }
                 })
                 .collect();
-            let cell = |text: &str| text.replace('|', "\\|").replace('\n', " ");
             out += &format!(
                 "| {} ({}) | {} |\n",
                 cell(&row.name),

@@ -175,6 +175,11 @@ fn skipped_in_junit(case: &CaseResult) -> bool {
     case.status == Status::ExpectedFailure || (case.status == Status::Skipped && case.as_expected())
 }
 
+/// `text` as one Markdown table cell: pipes escaped, newlines folded.
+pub(crate) fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
 /// How the Markdown report's last line starts (the date follows), so that a README that
 /// quotes the report can leave it out.
 pub const DATE_LINE: &str = "Run at ";
@@ -186,7 +191,6 @@ impl Run {
     /// path, and the time only on its last line ([`DATE_LINE`]), so the same results give the
     /// same text above it.
     pub fn markdown(&self) -> String {
-        let cell = |text: &str| text.replace('|', "\\|").replace('\n', " ");
         let mut out = String::new();
         for (suite, what) in &self.implementations {
             out.push_str(&format!("- {suite}: {}\n", cell(what)));

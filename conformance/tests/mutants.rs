@@ -70,6 +70,17 @@ fn the_python_model_passes_every_coffer_case() {
     );
 }
 
+/// One row of the table: the mutant (its `name`, `step`, `what`) and the cases that kill it.
+fn row(mutant: &Value, killers: &[String]) -> String {
+    format!(
+        "| `{}` | {} | {} | {} |\n",
+        mutant["name"].as_str().unwrap(),
+        mutant["step"].as_str().unwrap(),
+        mutant["what"].as_str().unwrap(),
+        killers.join(", ")
+    )
+}
+
 /// The mutants of the model adapter, run through the client-format suite: one table row each.
 fn format_mutants(python: &str, survivors: &mut Vec<String>) -> String {
     let mutants = script("tests/doubles/format_mutants.py");
@@ -103,12 +114,7 @@ fn format_mutants(python: &str, survivors: &mut Vec<String>) -> String {
             .iter()
             .map(|id| format!("`{}`", id.trim_end_matches(".decrypt")))
             .collect();
-        table += &format!(
-            "| `{name}` | {} | {} | {} |\n",
-            mutant["step"].as_str().unwrap(),
-            mutant["what"].as_str().unwrap(),
-            killers.join(", ")
-        );
+        table += &row(&mutant, &killers);
         count += 1;
     }
     assert!(count >= 20, "only {count} format mutants listed");
@@ -153,12 +159,7 @@ fn crypt15_mutants(python: &str, survivors: &mut Vec<String>) -> String {
         if killers.is_empty() {
             survivors.push(name.to_string());
         }
-        table += &format!(
-            "| `{name}` | {} | {} | {} |\n",
-            mutant["step"].as_str().unwrap(),
-            mutant["what"].as_str().unwrap(),
-            killers.join(", ")
-        );
+        table += &row(&mutant, &killers);
         count += 1;
     }
     assert!(count >= 20, "only {count} crypt15 mutants listed");

@@ -3,8 +3,7 @@
 
 use crate::doc::{Data, Failures, Outcome, VectorFile, SCHEMA_VERSION};
 use coffer::crypt15::{
-    decrypt, encrypt, read_header, BackupFormat, DecryptOptions, EncryptOptions, HeaderSpec,
-    PayloadEncoding,
+    decrypt, encrypt, read_header, DecryptOptions, EncryptOptions, HeaderSpec, PayloadEncoding,
 };
 use coffer::internal::protobuf::{put_bytes_field, put_varint, put_varint_field};
 use coffer::key::{BackupKey, KeyFile, RootKey};
@@ -1299,12 +1298,12 @@ pub fn verify(file: &Crypt15File) -> Failures {
                         continue;
                     }
                     let Ok(h) = parsed else { continue };
-                    let format = match h.format {
-                        BackupFormat::Crypt15 => "crypt15",
-                        BackupFormat::Crypt14 => "crypt14",
-                        BackupFormat::Crypt12 => "crypt12",
-                    };
-                    failures.expect_eq(&case.id, "format", &case.format.as_deref(), &Some(format));
+                    failures.expect_eq(
+                        &case.id,
+                        "format",
+                        &case.format.as_deref(),
+                        &Some(h.format.as_str()),
+                    );
                     failures.expect_eq(
                         &case.id,
                         "header_length",
@@ -1405,12 +1404,8 @@ pub fn verify(file: &Crypt15File) -> Failures {
                         failures.add(&case.id, "bad input");
                         continue;
                     };
-                    let format = read_header(&mut &file_bytes[..]).map(|h| match h.format {
-                        BackupFormat::Crypt15 => "crypt15",
-                        BackupFormat::Crypt14 => "crypt14",
-                        BackupFormat::Crypt12 => "crypt12",
-                    });
-                    if let Ok(format) = format {
+                    if let Ok(h) = read_header(&mut &file_bytes[..]) {
+                        let format = h.format.as_str();
                         failures.expect_eq(&case.id, "format", &case.format.as_str(), &format);
                     }
                     let decrypted = run_decrypt(&key, &file_bytes);

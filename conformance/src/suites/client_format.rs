@@ -21,6 +21,15 @@ struct Planned {
     expect: Result<(&'static str, String), String>,
 }
 
+/// The request field a case's key goes in: `key_file` for a key file's bytes, else `key`.
+fn key_field(flags: &[String]) -> &'static str {
+    if flags.iter().any(|f| f == "KeyFile") {
+        "key_file"
+    } else {
+        "key"
+    }
+}
+
 fn plan(vectors: &Path) -> anyhow::Result<Vec<Planned>> {
     let mut plans = Vec::new();
     let crypt15: Crypt15File =
@@ -48,11 +57,7 @@ fn plan(vectors: &Path) -> anyhow::Result<Vec<Planned>> {
             }
             Crypt15Group::InvalidFile { cases, .. } => {
                 for case in cases {
-                    let key = if case.flags.iter().any(|f| f == "KeyFile") {
-                        "key_file"
-                    } else {
-                        "key"
-                    };
+                    let key = key_field(&case.flags);
                     plans.push(Planned {
                         id: format!("client.{}.decrypt", case.id),
                         op: "decrypt",
@@ -64,11 +69,7 @@ fn plan(vectors: &Path) -> anyhow::Result<Vec<Planned>> {
             }
             Crypt15Group::LegacyFile { cases, .. } => {
                 for case in cases {
-                    let key = if case.flags.iter().any(|f| f == "KeyFile") {
-                        "key_file"
-                    } else {
-                        "key"
-                    };
+                    let key = key_field(&case.flags);
                     let expect = match (&case.plaintext, &case.error) {
                         (Some(plaintext), _) => Ok(("plaintext", hex::encode(plaintext.bytes()?))),
                         (None, Some(error)) => Err(error.clone()),
