@@ -114,7 +114,10 @@ impl Vault {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
-            .timeout_global(Some(timeout));
+            .timeout_global(Some(timeout))
+            // A server may close a kept-alive connection that waits (spec/vault.md §9.1), and
+            // a POST sent on one it closed is not retried: reuse only fresh connections.
+            .max_idle_age(Duration::from_secs(2));
         let config = if https {
             config.tls_config(tls.ureq_config().map_err(|why| anyhow::anyhow!(why))?)
         } else {

@@ -12,6 +12,10 @@ use coffer::store::Store;
 use coffer::vault::{ServerConfig, VaultServer};
 use std::path::{Path, PathBuf};
 
+/// The session lifetime of the local vault (spec/vault.md §3.2): short, so that the
+/// vault.session.expired case waits little.
+pub const LOCAL_SESSION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The key id of the local vault's user-token key.
 pub const LOCAL_KID: &str = "conformance";
 
@@ -102,7 +106,10 @@ impl LocalVault {
         admin: bool,
     ) -> anyhow::Result<Self> {
         let hsm = SoftHsm::open_or_create(&dir.join("master.key")).context("the software HSM")?;
-        let config = ServerConfig::default();
+        let config = ServerConfig {
+            session_ttl: LOCAL_SESSION_LIFETIME,
+            ..ServerConfig::default()
+        };
         let server_id = config.server_id.clone();
         let vault = VaultServer::open(store, hsm, config).context("opening the vault")?;
         let mut random = [0u8; 24];

@@ -70,6 +70,10 @@ enum Command {
         /// vault.tenancy.isolated case (skipped without it).
         #[arg(long, value_name = "FILE")]
         vault_other_tenant_token_file: Option<PathBuf>,
+        /// The session lifetime --vault is configured with (spec/vault.md §3.2), in seconds,
+        /// for the vault.session.expired case, which waits it out (skipped without it).
+        #[arg(long, value_name = "SECONDS")]
+        vault_session_lifetime: Option<u64>,
         /// The tenant of --vault-token-file (the issuer of user tokens).
         #[arg(long, value_name = "NAME", default_value = "default")]
         vault_tenant: String,
@@ -545,6 +549,7 @@ fn run() -> anyhow::Result<bool> {
             vault_other_tenant_token_file,
             vault_user_kid,
             vault_tenant,
+            vault_session_lifetime,
             realm,
             realm_token_file,
             realm_ca,
@@ -615,6 +620,7 @@ fn run() -> anyhow::Result<bool> {
                         vault_ca,
                         signer,
                         other,
+                        vault_session_lifetime.map(Duration::from_secs),
                     ))
                 }
                 (None, true) => {
@@ -633,6 +639,7 @@ fn run() -> anyhow::Result<bool> {
                         Some(served.ca.clone()),
                         Some(signer),
                         Some(served.other_token.clone()),
+                        Some(local_vault::LOCAL_SESSION_LIFETIME),
                     );
                     local_vault = Some((served, dir));
                     Some(target)
@@ -748,7 +755,7 @@ fn run() -> anyhow::Result<bool> {
                 None => eprintln!("hsm: skipped (no --hsm URI given)"),
             }
             match vault.as_mut() {
-                Some((url, token, server_id, ca, signer, other)) => {
+                Some((url, token, server_id, ca, signer, other, lifetime)) => {
                     let shown = match &local_vault {
                         Some(_) => format!("{url} (the reference vault, served by this run)"),
                         None => url.clone(),
@@ -764,6 +771,9 @@ fn run() -> anyhow::Result<bool> {
                     )?;
                     if let Some(signer) = signer.take() {
                         ctx = ctx.with_user_signer(signer);
+                    }
+                    if let Some(lifetime) = lifetime {
+                        ctx = ctx.with_session_lifetime(*lifetime);
                     }
                     if let Some(other) = other {
                         ctx = ctx.with_other_tenant(Vault::new(

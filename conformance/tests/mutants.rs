@@ -2,7 +2,9 @@
 //! every Coffer case of the client-format suite, and every mutant of it (one per checking
 //! step of spec/format.md §7 and §8, tests/doubles/format_mutants.py) fails at least one;
 //! likewise every mutant of the independent crypt15 reader (one per step of spec/crypt15.md's
-//! reading procedure, tests/doubles/crypt15_mutants.py) fails a case of crypt15.yaml: no
+//! reading procedure, tests/doubles/crypt15_mutants.py) fails a case of crypt15.yaml; and
+//! the model vault server (tests/doubles/vault_model.py) passes every vault-server case while
+//! each of its mutants (one checking step of spec/vault.md skipped or inverted) fails one: no
 //! mutant survives. conformance/MUTANTS.md is the table of which cases kill which mutant,
 //! written by this test's run (`COFFER_WRITE_MUTANTS=1` rewrites it) and checked current.
 
@@ -166,6 +168,175 @@ fn crypt15_mutants(python: &str, survivors: &mut Vec<String>) -> String {
     table
 }
 
+/// The model vault server (tests/doubles/vault_model.py), `mutant` or none, on loopback;
+/// killed when dropped.
+struct ModelVault {
+    child: std::process::Child,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl ModelVault {
+    fn start(python: &str, mutant: Option<&str>) -> ModelVault {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let token = |name: &str| {
+            let mut random = [0u8; 24];
+            getrandom::fill(&mut random).unwrap();
+            std::fs::write(dir.path().join(name), hex::encode(random)).unwrap();
+            hex::encode(random)
+        };
+        let (secret, public) = coffer::http::new_signing_key().unwrap();
+        std::fs::write(dir.path().join("user.key"), &secret[..]).unwrap();
+        let config = serde_json::json!({"session_lifetime": 5, "tenants": {
+            "default": {"token": token("token"), "user_keys": {"model": hex::encode(public)}},
+            "other": {"token": token("other.token")},
+        }});
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let mut command = Command::new(python);
+        command.arg(script("tests/doubles/vault_model.py"));
+        command.arg("--config").arg(&path);
+        if let Some(mutant) = mutant {
+            command.args(["--mutant", mutant]);
+        }
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("the model vault said {line:?}"))
+            .trim()
+            .to_string();
+        ModelVault { child, url, dir }
+    }
+
+    /// The ids (without `vault.`) of the vault-server cases that did not pass.
+    fn failures(&self) -> Vec<String> {
+        let file = |name: &str| self.dir.path().join(name);
+        let json = file("report.json");
+        let out = Command::new(env!("CARGO_BIN_EXE_coffer-conformance"))
+            .args(["run", "--filter", "vault.", "--vault", &self.url])
+            .arg("--vault-token-file")
+            .arg(file("token"))
+            .arg("--vault-other-tenant-token-file")
+            .arg(file("other.token"))
+            .arg("--vault-user-key")
+            .arg(file("user.key"))
+            .args([
+                "--vault-user-kid",
+                "model",
+                "--vault-session-lifetime",
+                "5",
+                "--json",
+            ])
+            .arg(&json)
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        let cases = report["cases"].as_array().expect("cases");
+        assert_eq!(
+            cases.len(),
+            coffer_conformance::suites::vault_server::case_ids().len()
+        );
+        cases
+            .iter()
+            .filter(|c| c["status"] != "pass")
+            .map(|c| {
+                c["id"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("vault.")
+                    .to_string()
+            })
+            .collect()
+    }
+}
+
+impl Drop for ModelVault {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_model_vault_passes_every_vault_server_case() {
+    let Some(python) = python() else { return };
+    let model = ModelVault::start(&python, None);
+    assert_eq!(model.failures(), Vec::<String>::new());
+}
+
+/// The mutants of the model vault server, each run through the vault-server suite: one
+/// table row each.
+fn vault_mutants(python: &str, survivors: &mut Vec<String>) -> String {
+    let list = Command::new(python)
+        .arg(script("tests/doubles/vault_model.py"))
+        .arg("--list")
+        .output()
+        .unwrap();
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let mut table = String::from(
+        "## The model vault server (spec/vault.md)\n\n\
+         Each mutant is `conformance/tests/doubles/vault_model.py` (a vault server written from\n\
+         spec/vault.md and spec/openapi.yaml, in Python) with one checking step of the spec\n\
+         skipped or inverted, run through the `vault-server` suite on loopback; each case named\n\
+         kills it. Case ids omit `vault.`.\n\n\
+         | mutant | step | what it does | killed by |\n|---|---|---|---|\n",
+    );
+    let mutants: Vec<Value> = String::from_utf8(list.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(
+        mutants.len() >= 30,
+        "only {} vault mutants listed",
+        mutants.len()
+    );
+    // A run mostly waits (a session's lifetime, a stalled connection's timeout): four at once.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let killers: Vec<Vec<(usize, Vec<String>)>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let Some(mutant) = mutants.get(i) else {
+                            return done;
+                        };
+                        let name = mutant["name"].as_str().unwrap();
+                        done.push((i, ModelVault::start(python, Some(name)).failures()));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let mut killers: Vec<(usize, Vec<String>)> = killers.into_iter().flatten().collect();
+    killers.sort();
+    for (i, killers) in killers {
+        let name = mutants[i]["name"].as_str().unwrap();
+        if killers.is_empty() {
+            survivors.push(name.to_string());
+        }
+        let killers: Vec<_> = killers.iter().map(|id| format!("`{id}`")).collect();
+        table += &row(&mutants[i], &killers);
+    }
+    table
+}
+
 #[test]
 fn no_mutant_survives() {
     let Some(python) = python() else { return };
@@ -174,9 +345,10 @@ fn no_mutant_survives() {
         "# Mutants, and the cases that kill them\n\n\
          Written by `cargo test -p coffer-conformance --test mutants` with\n\
          `COFFER_WRITE_MUTANTS=1`; the test fails when this file is not current, or when a\n\
-         mutant survives (no case kills it).\n\n{}\n{}",
+         mutant survives (no case kills it).\n\n{}\n{}\n{}",
         format_mutants(&python, &mut survivors),
-        crypt15_mutants(&python, &mut survivors)
+        crypt15_mutants(&python, &mut survivors),
+        vault_mutants(&python, &mut survivors)
     );
     assert_eq!(
         survivors,
@@ -188,8 +360,20 @@ fn no_mutant_survives() {
         std::fs::write(&path, &table).unwrap();
     }
     let written = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(
-        written, table,
-        "conformance/MUTANTS.md is not current: rerun with COFFER_WRITE_MUTANTS=1 and review"
+    // The rows that differ, each side's (the tables are too long to show whole).
+    let old: Vec<&str> = written.lines().collect();
+    let new: Vec<&str> = table.lines().collect();
+    let changed: Vec<String> = (old.iter().filter(|l| !new.contains(l)))
+        .map(|l| format!("- {l}"))
+        .chain(
+            new.iter()
+                .filter(|l| !old.contains(l))
+                .map(|l| format!("+ {l}")),
+        )
+        .collect();
+    assert!(
+        written == table,
+        "conformance/MUTANTS.md is not current: rerun with COFFER_WRITE_MUTANTS=1 and review:\n{}",
+        changed.join("\n")
     );
 }

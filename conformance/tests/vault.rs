@@ -70,6 +70,10 @@ fn against(vault: &LocalVault, dir: &Path) -> (Option<i32>, Value) {
         coffer_conformance::local_vault::LOCAL_KID,
         "--vault-other-tenant-token-file",
         other.to_str().unwrap(),
+        "--vault-session-lifetime",
+        &coffer_conformance::local_vault::LOCAL_SESSION_LIFETIME
+            .as_secs()
+            .to_string(),
     ])
 }
 
@@ -254,6 +258,7 @@ fn a_vault_counting_only_failed_ke3s_fails_exactly_the_guess_counting_cases() {
             "vault.limit.exact_then_destroyed",
             "vault.limit.failed_ke3_at_limit_destroys",
             "vault.limit.parallel_bounded",
+            "vault.session.expired",
         ]),
     );
 }

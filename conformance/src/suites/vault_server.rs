@@ -67,6 +67,7 @@ pub struct Ctx {
     timeout: std::time::Duration,
     signer: Option<UserSigner>,
     other: Option<Vault>,
+    session_lifetime: Option<std::time::Duration>,
 }
 
 /// A tenant's signing key for user tokens (spec/vault.md §9.3), for the cases that check
@@ -136,6 +137,7 @@ impl Ctx {
             timeout,
             signer: None,
             other: None,
+            session_lifetime: None,
         })
     }
 
@@ -143,6 +145,13 @@ impl Ctx {
     /// token.
     pub fn with_other_tenant(mut self, other: Vault) -> Self {
         self.other = Some(other);
+        self
+    }
+
+    /// Checks that sessions expire too: the vault is configured with `lifetime`
+    /// (spec/vault.md §3.2 step 2), which the case waits out.
+    pub fn with_session_lifetime(mut self, lifetime: std::time::Duration) -> Self {
+        self.session_lifetime = Some(lifetime);
         self
     }
 
@@ -524,13 +533,36 @@ fn limit_out_of_bounds(ctx: &Ctx) -> Outcome {
     }
 }
 
+/// spec/vault.md §3.3: a password change needs a verified session: neither a session never
+/// issued nor one whose KE3 was never sent will do.
 fn password_change_without_recovery(ctx: &Ctx) -> Outcome {
+    let (user, _) = tri!(ctx.registered("change-unverified", None));
+    let (start, _) = ctx.ke1(&user, PASSWORD);
+    let Some(unverified) = session_id(start.bytes("session_id")) else {
+        return fail(format!("recover/start: {}", start.describe()), "");
+    };
     let (_, request) = tri!(RegistrationClient::start(WRONG).map_err(|e| e.to_string()));
-    let reply = ctx.vault.post(
-        &format!("/v1/sessions/{}/password/start", b64(&[7u8; 16])),
-        &json!({"request": b64(&request)}),
-    );
-    expect_error(&reply, "unauthorized")
+    let answers: Vec<Reply> = [[7u8; 16], *unverified.as_bytes()]
+        .iter()
+        .map(|session| {
+            ctx.vault.post(
+                &format!("/v1/sessions/{}/password/start", b64(session)),
+                &json!({"request": b64(&request)}),
+            )
+        })
+        .collect();
+    if answers.iter().all(|a| is_error(a, "unauthorized")) {
+        pass("403 unauthorized twice")
+    } else {
+        let seen: Vec<String> = answers.iter().map(Reply::describe).collect();
+        fail(
+            format!(
+                "unknown session {}; unverified session {}",
+                seen[0], seen[1]
+            ),
+            "",
+        )
+    }
 }
 
 fn abandoned_counts(ctx: &Ctx) -> Outcome {
@@ -766,6 +798,54 @@ fn ke3_after_password_change_locked(ctx: &Ctx) -> Outcome {
     }
 }
 
+/// spec/vault.md §3.2 steps 2 and 4: past the session lifetime, a held KE3 is
+/// `wrong_password` (its guess stays counted) and a verified session no longer changes the
+/// password.
+fn session_expired(ctx: &Ctx) -> Outcome {
+    let Some(lifetime) = ctx.session_lifetime else {
+        return skip("no session lifetime given (--vault-session-lifetime)");
+    };
+    let (user, _) = tri!(ctx.registered("expiry-held", Some(5)));
+    let (held, client) = ctx.ke1(&user, PASSWORD);
+    let (Some(client), Some(session)) = (client, session_id(held.bytes("session_id"))) else {
+        return fail(held.describe(), "KE1");
+    };
+    let Some(done) = ctx.verify_ke2(&user, &held, client) else {
+        return fail("the KE2 does not verify", "");
+    };
+    let (owner, _) = tri!(ctx.registered("expiry-verified", None));
+    let Recovery::Key {
+        session: verified, ..
+    } = ctx.recover(&owner, PASSWORD)
+    else {
+        return fail("setup failed", "the recovery failed");
+    };
+    std::thread::sleep(lifetime + std::time::Duration::from_secs(1));
+    let late = ctx.finish(&session, &done.ke3);
+    let left = tri!(ctx.guesses_left(&user));
+    let (_, request) = tri!(RegistrationClient::start(WRONG).map_err(|e| e.to_string()));
+    let change = ctx.vault.post(
+        &format!("/v1/sessions/{}/password/start", b64(verified.as_bytes())),
+        &json!({"request": b64(&request)}),
+    );
+    if is_error(&late, "wrong_password") && left == 4 && is_error(&change, "unauthorized") {
+        pass(format!(
+            "after {} s: KE3 wrong_password (4 of 5 left); password change unauthorized",
+            lifetime.as_secs() + 1
+        ))
+    } else {
+        fail(
+            format!(
+                "after {} s: KE3 {}; {left} of 5 left; password change {}",
+                lifetime.as_secs() + 1,
+                late.describe(),
+                change.describe()
+            ),
+            "",
+        )
+    }
+}
+
 /// spec/vault.md §9 and §3.2 step 4: tenants never see each other's records, and another
 /// tenant's KE3 naming a session neither answers differently nor ends that session.
 fn tenancy_isolated(ctx: &Ctx) -> Outcome {
@@ -916,24 +996,36 @@ fn not_json(ctx: &Ctx) -> Outcome {
     expect_error(&raw_post(ctx, &path, b"{not json"), "malformed")
 }
 
+/// A valid KE1 (so that only the rule under test can refuse the request).
+fn valid_ke1() -> Result<Vec<u8>, String> {
+    RecoveryClient::start(PASSWORD)
+        .map(|(_, ke1)| ke1)
+        .map_err(|e| e.to_string())
+}
+
 fn unknown_field(ctx: &Ctx) -> Outcome {
     let path = format!(
         "/v1/users/{}/recover/start",
         segment(&ctx.user("unknown-field"))
     );
-    let body = json!({"ke1": b64(&[0u8; 96]), "extra": 1}).to_string();
+    let body = json!({"ke1": b64(&tri!(valid_ke1())), "extra": 1}).to_string();
     expect_error(&raw_post(ctx, &path, body.as_bytes()), "malformed")
 }
 
+/// A valid KE1 with one character that is not base64url in the middle of its encoding: a
+/// decoder that skips it would read the KE1 and count a guess.
 fn bad_base64(ctx: &Ctx) -> Outcome {
-    let path = format!(
-        "/v1/users/{}/recover/start",
-        segment(&ctx.user("bad-base64"))
-    );
-    expect_error(
-        &raw_post(ctx, &path, br#"{"ke1": "not*base64!"}"#),
-        "malformed",
-    )
+    let (user, _) = tri!(ctx.registered("bad-base64", Some(5)));
+    let mut text = b64(&tri!(valid_ke1()));
+    text.insert(64, '*');
+    let path = format!("/v1/users/{}/recover/start", segment(&user));
+    let reply = raw_post(ctx, &path, json!({"ke1": text}).to_string().as_bytes());
+    let left = tri!(ctx.guesses_left(&user));
+    if is_error(&reply, "malformed") && left == 5 {
+        pass("400 malformed; no guess counted")
+    } else {
+        fail(format!("{}; {left} of 5 left", reply.describe()), "")
+    }
 }
 
 fn oversized(ctx: &Ctx) -> Outcome {
@@ -957,7 +1049,7 @@ fn oversized(ctx: &Ctx) -> Outcome {
 
 fn long_user(ctx: &Ctx) -> Outcome {
     let user = ctx.user(&"u".repeat(257));
-    let body = json!({"ke1": b64(&[0u8; 96])}).to_string();
+    let body = json!({"ke1": b64(&tri!(valid_ke1()))}).to_string();
     expect_error(
         &raw_post(
             ctx,
@@ -1164,6 +1256,41 @@ fn user_token_for_another_user(ctx: &Ctx) -> Outcome {
     }
 }
 
+/// spec/vault.md §9.3: a token whose claims are right but whose signature is another key's
+/// (same `kid`) is 401: the claims alone prove nothing.
+fn user_token_forged(ctx: &Ctx) -> Outcome {
+    let (user, _) = tri!(ctx.registered("token-forged", None));
+    let Some(signer) = &ctx.signer else {
+        return skip("no user-token signing key given (--vault-user-key, --vault-user-kid)");
+    };
+    let (forger, _) = tri!(coffer::http::new_signing_key().map_err(|e| e.to_string()));
+    let now = coffer::http::unix_now();
+    let claims = coffer::http::UserClaims {
+        iss: signer.tenant.clone(),
+        sub: user.clone(),
+        aud: ctx.server_id.clone(),
+        iat: now,
+        exp: now + 600,
+    };
+    let token = tri!(
+        coffer::http::mint_user_token(&forger, &signer.kid, &claims).map_err(|e| e.to_string())
+    );
+    let reply = ctx.vault.raw(
+        Method::Get,
+        &format!("/v1/users/{}/status", segment(&user)),
+        None,
+        Some(&token),
+    );
+    if is_token_refusal(&reply) {
+        pass(reply.describe())
+    } else {
+        fail(
+            reply.describe(),
+            "a token signed with another key was accepted",
+        )
+    }
+}
+
 /// spec/vault.md §9.3: an expired token, and one for another server, are 401.
 fn user_token_expired_or_elsewhere(ctx: &Ctx) -> Outcome {
     let (user, _) = tri!(ctx.registered("token-stale", None));
@@ -1246,7 +1373,7 @@ const CASES: &[Case] = &[
     Case {
         id: "vault.flow.password_change_without_recovery",
         level: Level::Must,
-        expected: "403 unauthorized",
+        expected: "in a session never issued, and in one whose KE3 was never sent: 403 unauthorized",
         run: password_change_without_recovery,
     },
     Case {
@@ -1328,6 +1455,12 @@ const CASES: &[Case] = &[
         run: fake_session_ke3,
     },
     Case {
+        id: "vault.session.expired",
+        level: Level::Must,
+        expected: "past the session lifetime: a held KE3 401 wrong_password (its guess stays counted), a verified session's password change 403 unauthorized",
+        run: session_expired,
+    },
+    Case {
         id: "vault.session.replayed_ke3",
         level: Level::Must,
         expected: "401 wrong_password",
@@ -1354,7 +1487,7 @@ const CASES: &[Case] = &[
     Case {
         id: "vault.request.bad_base64",
         level: Level::Must,
-        expected: "400 malformed",
+        expected: "400 malformed, no guess counted",
         run: bad_base64,
     },
     Case {
@@ -1404,6 +1537,12 @@ const CASES: &[Case] = &[
         level: Level::Must,
         expected: "an expired user token, and one for another server: 401 unauthorized",
         run: user_token_expired_or_elsewhere,
+    },
+    Case {
+        id: "vault.auth.user_token_forged",
+        level: Level::Must,
+        expected: "a user token signed with another key under the same kid: 401 unauthorized",
+        run: user_token_forged,
     },
     Case {
         id: "vault.auth.missing_token",
