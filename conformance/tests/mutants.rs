@@ -4,8 +4,9 @@
 //! likewise every mutant of the independent crypt15 reader (one per step of spec/crypt15.md's
 //! reading procedure, tests/doubles/crypt15_mutants.py) fails a case of crypt15.yaml; and
 //! the model vault server (tests/doubles/vault_model.py) passes every vault-server case while
-//! each of its mutants (one checking step of spec/vault.md skipped or inverted) fails one: no
-//! mutant survives. conformance/MUTANTS.md is the table of which cases kill which mutant,
+//! each of its mutants (one checking step of spec/vault.md skipped or inverted) fails one;
+//! likewise the model vault client (tests/doubles/vault_client_model.py) and the client-vault
+//! suite: no mutant survives. conformance/MUTANTS.md is the table of which cases kill which mutant,
 //! written by this test's run (`COFFER_WRITE_MUTANTS=1` rewrites it) and checked current.
 
 use serde_json::Value;
@@ -34,10 +35,16 @@ fn python() -> Option<String> {
 /// Runs the Coffer cases of the client-format suite with `client` and returns the ids (without
 /// `client.format.`) of the cases that did not pass.
 fn failures(client: &str) -> Vec<String> {
+    failures_in(client, "client.format.", 60)
+}
+
+/// Runs the cases whose ids start with `prefix` (at least `least` of them) with `client` and
+/// returns the ids (without `prefix`) of the cases that did not pass.
+fn failures_in(client: &str, prefix: &str, least: usize) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_coffer-conformance"))
-        .args(["run", "--filter", "client.format.", "--client", client])
+        .args(["run", "--filter", prefix, "--client", client])
         .arg("--json")
         .arg(&json)
         .output()
@@ -45,13 +52,13 @@ fn failures(client: &str) -> Vec<String> {
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap_or_default())
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     let cases = report["cases"].as_array().expect("cases");
-    assert!(cases.len() >= 60, "only {} cases ran", cases.len());
+    assert!(cases.len() >= least, "only {} cases ran", cases.len());
     cases
         .iter()
         .filter(|c| c["status"] != "pass")
         .map(|c| {
             let id = c["id"].as_str().unwrap();
-            id.trim_start_matches("client.format.").to_string()
+            id.trim_start_matches(prefix).to_string()
         })
         .collect()
 }
@@ -338,6 +345,56 @@ fn vault_mutants(python: &str, survivors: &mut Vec<String>) -> String {
 }
 
 #[test]
+fn the_model_vault_client_passes_every_client_vault_case() {
+    let Some(python) = python() else { return };
+    let model = script("tests/doubles/vault_client_model.py");
+    let client = format!("{python} {}", model.display());
+    assert_eq!(
+        failures_in(&client, "client.vault.", 20),
+        Vec::<String>::new()
+    );
+}
+
+/// The mutants of the model vault client, each run through the client-vault suite: one table
+/// row each.
+fn vault_client_mutants(python: &str, survivors: &mut Vec<String>) -> String {
+    let model = script("tests/doubles/vault_client_model.py");
+    let list = Command::new(python)
+        .arg(&model)
+        .arg("--list")
+        .output()
+        .unwrap();
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let mut table = String::from(
+        "## The model vault client (spec/vault.md)\n\n\
+         Each mutant is `conformance/tests/doubles/vault_client_model.py` (a vault client\n\
+         written from spec/vault.md, in Python, serving the shim protocol) with one step of the\n\
+         client's procedure skipped or inverted, run through the `client-vault` suite; each case\n\
+         named kills it. Case ids omit `client.vault.`.\n\n\
+         | mutant | step | what it does | killed by |\n|---|---|---|---|\n",
+    );
+    let mut count = 0;
+    for line in String::from_utf8(list.stdout).unwrap().lines() {
+        let mutant: Value = serde_json::from_str(line).unwrap();
+        let name = mutant["name"].as_str().unwrap();
+        let client = format!("{python} {} --mutant {name}", model.display());
+        let killers = failures_in(&client, "client.vault.", 20);
+        if killers.is_empty() {
+            survivors.push(name.to_string());
+        }
+        let killers: Vec<_> = killers.iter().map(|id| format!("`{id}`")).collect();
+        table += &row(&mutant, &killers);
+        count += 1;
+    }
+    assert!(count >= 12, "only {count} vault client mutants listed");
+    table
+}
+
+#[test]
 fn no_mutant_survives() {
     let Some(python) = python() else { return };
     let mut survivors = Vec::new();
@@ -345,10 +402,11 @@ fn no_mutant_survives() {
         "# Mutants, and the cases that kill them\n\n\
          Written by `cargo test -p coffer-conformance --test mutants` with\n\
          `COFFER_WRITE_MUTANTS=1`; the test fails when this file is not current, or when a\n\
-         mutant survives (no case kills it).\n\n{}\n{}\n{}",
+         mutant survives (no case kills it).\n\n{}\n{}\n{}\n{}",
         format_mutants(&python, &mut survivors),
         crypt15_mutants(&python, &mut survivors),
-        vault_mutants(&python, &mut survivors)
+        vault_mutants(&python, &mut survivors),
+        vault_client_mutants(&python, &mut survivors)
     );
     assert_eq!(
         survivors,

@@ -291,7 +291,7 @@ fn the_reference_client_passes_every_client_vault_case() {
     let (code, report) = run(&["--client", "reference", "--filter", "client.vault.*"]);
     assert_eq!(code, Some(0), "{report:#}");
     let passed = ids_with(&report, "pass");
-    assert_eq!(passed.len(), 21, "{report:#}");
+    assert_eq!(passed.len(), 22, "{report:#}");
     assert!(passed.iter().all(|id| id.starts_with("client.vault.")));
 }
 
@@ -312,6 +312,7 @@ fn a_client_that_sends_ke3_after_a_bad_ke2_fails_exactly_those_cases() {
             "client.vault.recover.costly_ksf",
             "client.vault.recover.weak_ksf",
             "client.vault.recover.rate_limited",
+            "client.vault.recover.token_refused",
             "client.vault.recover.pinned_key_mismatch",
         ]),
         "{report:#}"
@@ -352,7 +353,7 @@ fn a_client_without_vault_support_fails_the_gate_until_listed() {
     // Skipped MUST cases do not pass (exit 1) ...
     let (code, report) = run(&["--client", &client, "--filter", "client.vault.*"]);
     assert_eq!(code, Some(1), "{report:#}");
-    assert_eq!(ids_with(&report, "skipped").len(), 21, "{report:#}");
+    assert_eq!(ids_with(&report, "skipped").len(), 22, "{report:#}");
     // ... until an expected-failures entry says why they are not run.
     let dir = tempfile::tempdir().unwrap();
     let expected = dir.path().join("expected.yaml");
@@ -372,7 +373,7 @@ fn a_client_without_vault_support_fails_the_gate_until_listed() {
     assert_eq!(code, Some(0), "{report:#}");
     assert_eq!(
         ids_with(&report, "expected_failure").len(),
-        21,
+        22,
         "{report:#}"
     );
 }

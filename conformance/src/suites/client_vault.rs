@@ -66,6 +66,9 @@ enum Play {
     WeakKsf,
     /// KE1 answered 429 `rate_limited`.
     RateLimited,
+    /// KE1 answered 401 `unauthorized` with `WWW-Authenticate` (the token was refused): the
+    /// same status as `wrong_password`, another class.
+    TokenRefused,
     /// The release with one byte flipped.
     TamperedRelease,
     /// A release recorded from an earlier session.
@@ -217,6 +220,15 @@ async fn recover_start(
     let play = *shared.play.lock().unwrap_or_else(|p| p.into_inner());
     if play == Play::RateLimited {
         return refuse("rate_limited", "slow down");
+    }
+    if play == Play::TokenRefused {
+        let mut response = refuse("unauthorized", "unknown token");
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        response.headers_mut().insert(
+            "www-authenticate",
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+        return response;
     }
     if play == Play::WrongServerKey {
         return match shared.rogue.ke2(&request.ke1.0) {
@@ -645,6 +657,16 @@ const CASES: &[Case] = &[
         op: "vault_recover",
         want: refused("rate_limited", true),
         expected: "rate_limited",
+    },
+    Case {
+        id: "client.vault.recover.token_refused",
+        play: Play::TokenRefused,
+        pin: Pin::None,
+        target: Target::Played,
+        user: "alice",
+        op: "vault_recover",
+        want: refused("unauthorized", true),
+        expected: "unauthorized (the body's class, not the 401's usual wrong_password), no KE3",
     },
     Case {
         id: "client.vault.recover.tampered_release",
