@@ -34,8 +34,16 @@ pub struct LocalVault {
     pub other_token: String,
     /// The server identity it binds into logins.
     pub server_id: String,
-    runtime: Option<tokio::runtime::Runtime>,
+    addr: std::net::SocketAddr,
+    /// The certificate chain and key it serves.
+    pki: (PathBuf, PathBuf),
+    /// Builds the server anew over the same files (None: the store was given, not opened
+    /// here), for [`LocalVault::restart`].
+    reopen: Option<Reopen>,
+    runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
 }
+
+type Reopen = Box<dyn Fn() -> anyhow::Result<axum::Router> + Send + Sync>;
 
 /// A running realm (spec/realms.md), served over HTTPS with a private CA; stopped when
 /// dropped.
@@ -105,13 +113,86 @@ impl LocalVault {
         dir: &Path,
         admin: bool,
     ) -> anyhow::Result<Self> {
-        let hsm = SoftHsm::open_or_create(&dir.join("master.key")).context("the software HSM")?;
-        let config = ServerConfig {
-            session_ttl: LOCAL_SESSION_LIFETIME,
-            ..ServerConfig::default()
-        };
-        let server_id = config.server_id.clone();
-        let vault = VaultServer::open(store, hsm, config).context("opening the vault")?;
+        let access = Access::new(admin)?;
+        let app = router(
+            open_vault(store, dir)?,
+            access.tenants.clone(),
+            RateLimits::default(),
+        );
+        Self::serve(app, dir, access, None)
+    }
+
+    /// [`LocalVault::start`] over a SQLite store in `dir` that it opens itself, so that it
+    /// can [restart](LocalVault::restart) over the same files.
+    pub fn start_sqlite(dir: &Path) -> anyhow::Result<Self> {
+        let access = Access::new(false)?;
+        let (tenants, files) = (access.tenants.clone(), dir.to_owned());
+        let reopen: Reopen = Box::new(move || {
+            let vault = open_vault(sqlite_store(&files)?, &files)?;
+            Ok(router(vault, tenants.clone(), RateLimits::default()))
+        });
+        let app = reopen()?;
+        Self::serve(app, dir, access, Some(reopen))
+    }
+
+    fn serve(
+        app: axum::Router,
+        dir: &Path,
+        access: Access,
+        reopen: Option<Reopen>,
+    ) -> anyhow::Result<Self> {
+        let pki = coffer_testkit::tls::issue(&dir.join("pki"), "conformance");
+        let (runtime, listener) = listen("127.0.0.1:0".parse()?)?;
+        let addr = listener.local_addr()?;
+        serve_tls(&runtime, listener, app, &pki.cert, &pki.key)?;
+        Ok(LocalVault {
+            url: format!("https://{addr}"),
+            ca: pki.ca,
+            user_key: access.user_key,
+            token: access.token,
+            other_token: access.other_token,
+            server_id: access.server_id,
+            addr,
+            pki: (pki.cert, pki.key),
+            reopen,
+            runtime: std::sync::Mutex::new(Some(runtime)),
+        })
+    }
+
+    /// Stops the vault at once (open connections and requests are dropped, sessions are
+    /// lost) and serves it again on the same address over the same store and HSM key:
+    /// what a restart shows of what it had acknowledged. Only a vault from
+    /// [`LocalVault::start_sqlite`] can restart.
+    pub fn restart(&self) -> anyhow::Result<()> {
+        let reopen = self
+            .reopen
+            .as_ref()
+            .context("this local vault was given its store: it cannot reopen it")?;
+        let mut running = self.runtime.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(runtime) = running.take() {
+            runtime.shutdown_background();
+        }
+        let app = reopen()?;
+        let (runtime, listener) = listen(self.addr)?;
+        serve_tls(&runtime, listener, app, &self.pki.0, &self.pki.1)?;
+        *running = Some(runtime);
+        Ok(())
+    }
+}
+
+/// Who may use a local vault: tenants `default` (a random token, or admin token, and a user
+/// key) and `other`.
+struct Access {
+    tenants: Tenants,
+    token: String,
+    other_token: String,
+    user_key: zeroize::Zeroizing<Vec<u8>>,
+    server_id: String,
+}
+
+impl Access {
+    fn new(admin: bool) -> anyhow::Result<Self> {
+        let server_id = ServerConfig::default().server_id;
         let mut random = [0u8; 24];
         getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
         let token = hex::encode(random);
@@ -128,29 +209,32 @@ impl LocalVault {
             coffer::http::new_signing_key().map_err(|e| anyhow::anyhow!("a signing key: {e}"))?;
         tenants.add_user_key("default", LOCAL_KID, &public)?;
         tenants.set_audience(&server_id);
-        let (url, runtime, ca) =
-            serve_loopback_tls(router(vault, tenants, RateLimits::default()), dir)?;
-        Ok(LocalVault {
-            url,
-            ca,
-            user_key,
+        Ok(Access {
+            tenants,
             token,
             other_token,
+            user_key,
             server_id,
-            runtime: Some(runtime),
         })
     }
 }
 
-/// A free loopback port, listened on from a runtime of its own (two workers).
-fn loopback_listener() -> anyhow::Result<(
-    std::net::SocketAddr,
-    tokio::runtime::Runtime,
-    tokio::net::TcpListener,
-)> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding loopback")?;
-    listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
+/// The reference vault over `store`, with the software HSM key in `dir`, the default
+/// configuration but a session lifetime of [`LOCAL_SESSION_LIFETIME`].
+fn open_vault<S: Store + 'static>(store: S, dir: &Path) -> anyhow::Result<VaultServer<S, SoftHsm>> {
+    let hsm = SoftHsm::open_or_create(&dir.join("master.key")).context("the software HSM")?;
+    let config = ServerConfig {
+        session_ttl: LOCAL_SESSION_LIFETIME,
+        ..ServerConfig::default()
+    };
+    VaultServer::open(store, hsm, config).context("opening the vault")
+}
+
+/// A runtime of its own (two workers) and a listener on `addr` (port 0: a free one), with
+/// SO_REUSEADDR so that a restart can listen again where connections are closing.
+fn listen(
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<(tokio::runtime::Runtime, tokio::net::TcpListener)> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -158,16 +242,43 @@ fn loopback_listener() -> anyhow::Result<(
         .context("starting the async runtime")?;
     let listener = {
         let _guard = runtime.enter();
-        tokio::net::TcpListener::from_std(listener)?
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        socket
+            .bind(addr)
+            .with_context(|| format!("binding {addr}"))?;
+        socket.listen(1024)?
     };
-    Ok((addr, runtime, listener))
+    Ok((runtime, listener))
+}
+
+/// Serves `app` over HTTPS (the reference's own listener, with its bounds) on `listener`
+/// from `runtime`.
+fn serve_tls(
+    runtime: &tokio::runtime::Runtime,
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    cert: &Path,
+    key: &Path,
+) -> anyhow::Result<()> {
+    let tls = ServerTls::load(cert, key).context("the loopback certificate")?;
+    let options = ServeOptions {
+        tls: Some(tls),
+        ..ServeOptions::default()
+    };
+    runtime.spawn(async move {
+        if let Err(e) = serve_until(listener, app, options, std::future::pending()).await {
+            eprintln!("loopback server: {e}");
+        }
+    });
+    Ok(())
 }
 
 /// Serves `app` on a free loopback port from a runtime of its own: returns the base URL and
 /// the runtime (dropping it, with `shutdown_background`, stops the server).
 pub fn serve_loopback(app: axum::Router) -> anyhow::Result<(String, tokio::runtime::Runtime)> {
-    let (addr, runtime, listener) = loopback_listener()?;
-    let url = format!("http://{addr}");
+    let (runtime, listener) = listen("127.0.0.1:0".parse()?)?;
+    let url = format!("http://{}", listener.local_addr()?);
     runtime.spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             eprintln!("loopback server: {e}");
@@ -184,18 +295,9 @@ pub fn serve_loopback_tls(
     dir: &Path,
 ) -> anyhow::Result<(String, tokio::runtime::Runtime, PathBuf)> {
     let pki = coffer_testkit::tls::issue(&dir.join("pki"), "conformance");
-    let tls = ServerTls::load(&pki.cert, &pki.key).context("the loopback certificate")?;
-    let (addr, runtime, listener) = loopback_listener()?;
-    let url = format!("https://{addr}");
-    let options = ServeOptions {
-        tls: Some(tls),
-        ..ServeOptions::default()
-    };
-    runtime.spawn(async move {
-        if let Err(e) = serve_until(listener, app, options, std::future::pending()).await {
-            eprintln!("loopback server: {e}");
-        }
-    });
+    let (runtime, listener) = listen("127.0.0.1:0".parse()?)?;
+    let url = format!("https://{}", listener.local_addr()?);
+    serve_tls(&runtime, listener, app, &pki.cert, &pki.key)?;
     Ok((url, runtime, pki.ca))
 }
 
@@ -213,7 +315,8 @@ pub fn reference_vault(dir: &Path) -> anyhow::Result<VaultServer<SqliteStore, So
 
 impl Drop for LocalVault {
     fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
+        let running = self.runtime.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(runtime) = running.take() {
             runtime.shutdown_background();
         }
     }

@@ -74,6 +74,11 @@ enum Command {
         /// for the vault.session.expired case, which waits it out (skipped without it).
         #[arg(long, value_name = "SECONDS")]
         vault_session_lifetime: Option<u64>,
+        /// A command that kills --vault (as a crash would) and starts it again over the same
+        /// store, for the vault.durability.restart case (skipped without it); split at spaces
+        /// like --client. The case then waits until the vault answers.
+        #[arg(long, value_name = "CMD")]
+        vault_restart_command: Option<String>,
         /// The tenant of --vault-token-file (the issuer of user tokens).
         #[arg(long, value_name = "NAME", default_value = "default")]
         vault_tenant: String,
@@ -550,6 +555,7 @@ fn run() -> anyhow::Result<bool> {
             vault_user_kid,
             vault_tenant,
             vault_session_lifetime,
+            vault_restart_command,
             realm,
             realm_token_file,
             realm_ca,
@@ -613,34 +619,39 @@ fn run() -> anyhow::Result<bool> {
                         ),
                         None => None,
                     };
-                    Some((
+                    Some(VaultTarget {
                         url,
-                        token.trim().to_owned(),
-                        vault_server_id,
-                        vault_ca,
+                        token: token.trim().to_owned(),
+                        server_id: vault_server_id,
+                        ca: vault_ca,
                         signer,
                         other,
-                        vault_session_lifetime.map(Duration::from_secs),
-                    ))
+                        lifetime: vault_session_lifetime.map(Duration::from_secs),
+                        restart: vault_restart_command.map(restart_command),
+                    })
                 }
                 (None, true) => {
                     let dir = tempfile::tempdir().context("a directory for the local vault")?;
-                    let store = local_vault::sqlite_store(dir.path())?;
-                    let served = local_vault::LocalVault::start(store, dir.path())?;
+                    let served =
+                        std::sync::Arc::new(local_vault::LocalVault::start_sqlite(dir.path())?);
                     let signer = suites::vault_server::UserSigner {
                         key: served.user_key.clone(),
                         kid: local_vault::LOCAL_KID.to_owned(),
                         tenant: "default".to_owned(),
                     };
-                    let target = (
-                        served.url.clone(),
-                        served.token.clone(),
-                        served.server_id.clone(),
-                        Some(served.ca.clone()),
-                        Some(signer),
-                        Some(served.other_token.clone()),
-                        Some(local_vault::LOCAL_SESSION_LIFETIME),
-                    );
+                    let restarted = served.clone();
+                    let target = VaultTarget {
+                        url: served.url.clone(),
+                        token: served.token.clone(),
+                        server_id: served.server_id.clone(),
+                        ca: Some(served.ca.clone()),
+                        signer: Some(signer),
+                        other: Some(served.other_token.clone()),
+                        lifetime: Some(local_vault::LOCAL_SESSION_LIFETIME),
+                        restart: Some(Box::new(move || {
+                            restarted.restart().map_err(|e| format!("{e:#}"))
+                        })),
+                    };
                     local_vault = Some((served, dir));
                     Some(target)
                 }
@@ -754,31 +765,43 @@ fn run() -> anyhow::Result<bool> {
                 None if defaults => {}
                 None => eprintln!("hsm: skipped (no --hsm URI given)"),
             }
-            match vault.as_mut() {
-                Some((url, token, server_id, ca, signer, other, lifetime)) => {
+            match vault.take() {
+                Some(VaultTarget {
+                    url,
+                    token,
+                    server_id,
+                    ca,
+                    signer,
+                    other,
+                    lifetime,
+                    restart,
+                }) => {
                     let shown = match &local_vault {
                         Some(_) => format!("{url} (the reference vault, served by this run)"),
                         None => url.clone(),
                     };
                     targets.insert("vault-server".to_owned(), shown);
                     let tls = client_tls(ca.as_deref(), insecure_http)?;
-                    let server = Vault::new(url, token, Duration::from_secs(timeout), &tls)?;
+                    let server = Vault::new(&url, &token, Duration::from_secs(timeout), &tls)?;
                     implementations.insert("vault-server".to_owned(), server_identity(&server));
                     let mut ctx = suites::vault_server::Ctx::new(
                         server,
-                        server_id,
+                        &server_id,
                         Duration::from_secs(timeout),
                     )?;
-                    if let Some(signer) = signer.take() {
+                    if let Some(signer) = signer {
                         ctx = ctx.with_user_signer(signer);
                     }
                     if let Some(lifetime) = lifetime {
-                        ctx = ctx.with_session_lifetime(*lifetime);
+                        ctx = ctx.with_session_lifetime(lifetime);
+                    }
+                    if let Some(restart) = restart {
+                        ctx = ctx.with_restart(restart);
                     }
                     if let Some(other) = other {
                         ctx = ctx.with_other_tenant(Vault::new(
-                            url,
-                            other,
+                            &url,
+                            &other,
                             Duration::from_secs(timeout),
                             &tls,
                         )?);
@@ -952,5 +975,39 @@ fn client_tls(ca: Option<&std::path::Path>, insecure_http: bool) -> anyhow::Resu
     Ok(ClientTls {
         insecure_http,
         ..tls
+    })
+}
+
+/// The vault the `vault-server` suite checks, and what the run knows of it.
+struct VaultTarget {
+    url: String,
+    token: String,
+    server_id: String,
+    ca: Option<PathBuf>,
+    signer: Option<suites::vault_server::UserSigner>,
+    other: Option<String>,
+    lifetime: Option<Duration>,
+    restart: Option<suites::vault_server::Restart>,
+}
+
+/// `--vault-restart-command`: runs the command (split at spaces) and requires its success.
+fn restart_command(command: String) -> suites::vault_server::Restart {
+    Box::new(move || {
+        let mut words = command.split_whitespace();
+        let program = words.next().ok_or("an empty --vault-restart-command")?;
+        let out = std::process::Command::new(program)
+            .args(words)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("{command}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{command}: {}; {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
     })
 }

@@ -181,6 +181,7 @@ struct ModelVault {
     child: std::process::Child,
     url: String,
     dir: tempfile::TempDir,
+    python: String,
 }
 
 impl ModelVault {
@@ -195,7 +196,7 @@ impl ModelVault {
         };
         let (secret, public) = coffer::http::new_signing_key().unwrap();
         std::fs::write(dir.path().join("user.key"), &secret[..]).unwrap();
-        let config = serde_json::json!({"session_lifetime": 5, "tenants": {
+        let config = serde_json::json!({"session_lifetime": 5, "state_dir": dir.path(), "tenants": {
             "default": {"token": token("token"), "user_keys": {"model": hex::encode(public)}},
             "other": {"token": token("other.token")},
         }});
@@ -220,7 +221,12 @@ impl ModelVault {
             .unwrap_or_else(|| panic!("the model vault said {line:?}"))
             .trim()
             .to_string();
-        ModelVault { child, url, dir }
+        ModelVault {
+            child,
+            url,
+            dir,
+            python: python.to_owned(),
+        }
     }
 
     /// The ids (without `vault.`) of the vault-server cases that did not pass.
@@ -235,13 +241,15 @@ impl ModelVault {
             .arg(file("other.token"))
             .arg("--vault-user-key")
             .arg(file("user.key"))
-            .args([
-                "--vault-user-kid",
-                "model",
-                "--vault-session-lifetime",
-                "5",
-                "--json",
-            ])
+            .args(["--vault-user-kid", "model", "--vault-session-lifetime", "5"])
+            .arg("--vault-restart-command")
+            .arg(format!(
+                "{} {} --restart {}",
+                self.python,
+                script("tests/doubles/vault_model.py").display(),
+                self.dir.path().display()
+            ))
+            .arg("--json")
             .arg(&json)
             .output()
             .unwrap();
@@ -270,6 +278,13 @@ impl Drop for ModelVault {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A restart (--restart) left another process, which run.json names.
+        let run = std::fs::read(self.dir.path().join("run.json")).unwrap_or_default();
+        if let Ok(run) = serde_json::from_slice::<Value>(&run) {
+            let _ = Command::new("kill")
+                .args(["-9", &run["pid"].to_string()])
+                .status();
+        }
     }
 }
 

@@ -68,7 +68,12 @@ pub struct Ctx {
     signer: Option<UserSigner>,
     other: Option<Vault>,
     session_lifetime: Option<std::time::Duration>,
+    restart: Option<Restart>,
 }
+
+/// Restarts the vault under test (a crash, then a start over the same store), returning once
+/// it listens again, or why it could not.
+pub type Restart = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// A tenant's signing key for user tokens (spec/vault.md §9.3), for the cases that check
 /// them.
@@ -138,6 +143,7 @@ impl Ctx {
             signer: None,
             other: None,
             session_lifetime: None,
+            restart: None,
         })
     }
 
@@ -153,6 +159,28 @@ impl Ctx {
     pub fn with_session_lifetime(mut self, lifetime: std::time::Duration) -> Self {
         self.session_lifetime = Some(lifetime);
         self
+    }
+
+    /// Checks durability too: `restart` kills the vault and starts it again.
+    pub fn with_restart(mut self, restart: Restart) -> Self {
+        self.restart = Some(restart);
+        self
+    }
+
+    /// Restarts the vault, then waits (up to the timeout) until it answers `user`'s status.
+    fn restarted(&self, user: &str) -> Result<(), String> {
+        let restart = self.restart.as_ref().ok_or("no restart")?;
+        restart().map_err(|e| format!("restarting the vault: {e}"))?;
+        let began = std::time::Instant::now();
+        loop {
+            match self.status(user) {
+                Ok(_) => return Ok(()),
+                Err(e) if began.elapsed() > self.timeout => {
+                    return Err(format!("no answer after the restart: {e}"))
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+            }
+        }
     }
 
     /// Checks user tokens too, signed with `signer`.
@@ -846,6 +874,48 @@ fn session_expired(ctx: &Ctx) -> Outcome {
     }
 }
 
+/// spec/vault.md §4.3: what the vault acknowledged survives a crash: a counted guess (KE2
+/// returned), the reset of a recovery (release returned), a password change (version 2
+/// returned); restarted after each, it shows each.
+fn durable_across_restarts(ctx: &Ctx) -> Outcome {
+    if ctx.restart.is_none() {
+        return skip("no way to restart the vault given (--vault-restart-command)");
+    }
+    let (user, root) = tri!(ctx.registered("durable", Some(5)));
+    let (guess, _) = ctx.ke1(&user, WRONG);
+    if guess.status != 200 {
+        return fail(format!("KE1: {}", guess.describe()), "");
+    }
+    tri!(ctx.restarted(&user));
+    let after_guess = tri!(ctx.guesses_left(&user));
+    if !matches!(ctx.recover(&user, PASSWORD), Recovery::Key { .. }) {
+        return fail("the recovery after the first restart failed", "");
+    }
+    tri!(ctx.restarted(&user));
+    let after_reset = tri!(ctx.guesses_left(&user));
+    let Recovery::Key { session: held, .. } = ctx.recover(&user, PASSWORD) else {
+        return fail("the recovery after the second restart failed", "");
+    };
+    let new = b"changed just before a restart";
+    tri!(change_password(ctx, &user, &held, &root, new));
+    tri!(ctx.restarted(&user));
+    let with_new = ctx.recover(&user, new);
+    let recovered =
+        matches!(&with_new, Recovery::Key { root: got, .. } if got.as_bytes() == root.as_bytes());
+    if after_guess == 4 && after_reset == 5 && recovered {
+        pass("after each restart: 4 of 5 left, then 5 of 5, then the new password recovers K")
+    } else {
+        fail(
+            format!(
+                "after the guess {after_guess} of 5 left; after the recovery {after_reset} of 5; \
+                 after the password change: {}",
+                with_new.describe()
+            ),
+            "",
+        )
+    }
+}
+
 /// spec/vault.md §9 and §3.2 step 4: tenants never see each other's records, and another
 /// tenant's KE3 naming a session neither answers differently nor ends that session.
 fn tenancy_isolated(ctx: &Ctx) -> Outcome {
@@ -1461,6 +1531,12 @@ const CASES: &[Case] = &[
         run: session_expired,
     },
     Case {
+        id: "vault.durability.restart",
+        level: Level::Must,
+        expected: "restarted after a guess, a recovery and a password change: 4 of 5 left, 5 of 5, the new password recovers K",
+        run: durable_across_restarts,
+    },
+    Case {
         id: "vault.session.replayed_ke3",
         level: Level::Must,
         expected: "401 wrong_password",
@@ -1570,9 +1646,14 @@ pub fn case_ids() -> Vec<(&'static str, Level)> {
 }
 
 /// Runs every case that `keep` selects against the vault of `ctx`, `jobs` cases at a time
-/// (cases never share a user, so they may overlap).
+/// (cases never share a user, so they may overlap), except those that restart the vault,
+/// which run last and alone.
 pub fn run(ctx: &Ctx, keep: impl Fn(&str) -> bool, jobs: usize) -> anyhow::Result<Vec<CaseResult>> {
-    let cases: Vec<&Case> = CASES.iter().filter(|c| keep(c.id)).collect();
+    let restarts = |c: &&Case| c.id.starts_with("vault.durability.");
+    let (cases, alone): (Vec<&Case>, Vec<&Case>) = CASES
+        .iter()
+        .filter(|c| keep(c.id))
+        .partition(|c| !restarts(c));
     let run_case = |_: &mut (), c: &&Case| {
         let outcome = (c.run)(ctx);
         CaseResult {
@@ -1591,5 +1672,7 @@ pub fn run(ctx: &Ctx, keep: impl Fn(&str) -> bool, jobs: usize) -> anyhow::Resul
             detail: outcome.detail,
         }
     };
-    crate::jobs::map(&cases, jobs, || Ok(()), run_case)
+    let mut results = crate::jobs::map(&cases, jobs, || Ok(()), run_case)?;
+    results.extend(crate::jobs::map(&alone, 1, || Ok(()), run_case)?);
+    Ok(results)
 }

@@ -5,22 +5,27 @@ of its mutants (one checking step of the spec skipped or inverted, `--mutant NAM
 fail at least one (conformance/tests/mutants.rs, conformance/MUTANTS.md).
 
 OPAQUE comes from the clean-room reader vectors/tools/vault_check.py (its server half).
-Records live in memory; the model serves plain HTTP on loopback (which spec §9.1 allows on
+Records live in memory and, with `state_dir` in the config, in a JSON file there, written
+(and fsynced) before each answer that depends on it; the model serves plain HTTP on loopback (which spec §9.1 allows on
 loopback only). Left out, because no case of the suite reaches them and a stub would
 pretend otherwise: the audit log (`/v1/audit` is answered as an unknown path), TLS, the
 session caps and worker fairness of §9.1, the request timeout (408), the per-tenant bucket.
 
 Usage: vault_model.py --config FILE [--mutant NAME]   (prints `listening URL`, then serves)
+       vault_model.py --restart DIR     (SIGKILLs the model whose state_dir is DIR and starts
+                                         it again on the same port; returns once it listens)
        vault_model.py --list                           (the mutants, one JSON object a line)
 
 The config is JSON: {"server_id": ..., "ksf": ..., "session_lifetime": SECONDS, "tenants": {NAME: {"token": ...,
-"admin_token": ... (optional), "user_keys": {KID: PUBLIC_KEY_HEX}}}}.
+"admin_token": ... (optional), "user_keys": {KID: PUBLIC_KEY_HEX}}}, "state_dir": DIR}.
 """
 import base64
 import hmac
 import json
 import os
 import re
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -33,7 +38,7 @@ from cryptography.exceptions import InvalidSignature  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey  # noqa: E402
 
 import vault_check as opaque  # noqa: E402
-from realms_check import Malformed, RandomDraws, decode_element  # noqa: E402
+from realms_check import Draws, Malformed, RandomDraws, decode_element  # noqa: E402
 
 # (name, step of the spec, what the mutant does)
 MUTANTS = [
@@ -76,6 +81,7 @@ MUTANTS = [
     ("no-rate-limit", "§9", "never limits a user's KE1s"),
     ("rate-limit-without-retry-after", "§9", "answers 429 without Retry-After"),
     ("session-never-expires", "§3.2 step 2", "keeps sessions past their lifetime"),
+    ("guess-not-saved", "§4.3", "keeps a counted guess in memory only (lost in a crash)"),
     ("stalled-connection-kept", "§9.1 (3)", "waits for a stalled connection's headers forever"),
 ]
 MUTANT = None
@@ -142,7 +148,10 @@ class Vault:
         self.server_id = config.get("server_id", "coffer-vault")
         self.ksf = config.get("ksf", "argon2id:m=19456,t=2,p=1")
         self.lifetime = config.get("session_lifetime", 300)
-        self.setup = opaque.ServerSetup(RandomDraws())
+        self.state = config.get("state_dir")
+        saved = self.load()
+        self.setup_seed = saved["setup"] if saved else os.urandom(256)
+        self.setup = opaque.ServerSetup(Draws(self.setup_seed))
         self.tokens = []       # (token bytes, tenant, is admin)
         self.user_keys = {}    # kid -> (tenant, Ed25519PublicKey)
         for tenant, entry in config["tenants"].items():
@@ -158,6 +167,43 @@ class Vault:
         self.sessions = {}     # session id -> dict (between KE2 and KE3)
         self.verified = {}     # session id -> dict (after a verified KE3)
         self.buckets = {}      # (tenant, user) -> Bucket
+        if saved:
+            for entry in saved["records"]:
+                record = Record(bytes.fromhex(entry["record_id"]), entry["limit"], entry["ksf"],
+                                None, None)
+                record.state, record.guesses = entry["state"], entry["guesses"]
+                record.version = entry["version"]
+                if entry["secrets"]:
+                    record.password_file, record.envelope = (
+                        bytes.fromhex(x) for x in entry["secrets"])
+                self.records[(entry["tenant"], entry["user"])] = record
+            self.record_ids = {bytes.fromhex(i) for i in saved["record_ids"]}
+
+    def load(self):
+        """The state a previous run saved in `state_dir`, or None."""
+        if not self.state or not os.path.exists(os.path.join(self.state, "state.json")):
+            return None
+        with open(os.path.join(self.state, "state.json")) as f:
+            saved = json.load(f)
+        saved["setup"] = bytes.fromhex(saved["setup"])
+        return saved
+
+    def save(self):
+        """Writes the records durably (temporary file, fsync, rename); call with the lock."""
+        if not self.state:
+            return
+        records = [{"tenant": t, "user": u, "record_id": r.record_id.hex(), "limit": r.limit,
+                    "ksf": r.ksf, "state": r.state, "guesses": r.guesses, "version": r.version,
+                    "secrets": [r.password_file.hex(), r.envelope.hex()]
+                    if r.password_file else None}
+                   for (t, u), r in self.records.items()]
+        path = os.path.join(self.state, "state.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump({"setup": self.setup_seed.hex(), "records": records,
+                       "record_ids": [i.hex() for i in self.record_ids]}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(path + ".tmp", path)
 
     def expiry(self):
         """When a session made now expires (spec §3.2 steps 2 and 4)."""
@@ -261,6 +307,7 @@ class Vault:
             self.record_ids.add(record_id)
             self.records[self.key(tenant, user)] = Record(record_id, limit, self.ksf, upload,
                                                           envelope)
+            self.save()
         return {"registered": True}
 
     def recover_start(self, tenant, user, body):
@@ -304,10 +351,17 @@ class Vault:
                 record = self.active(tenant, user)
                 used = record and record.guesses
             time.sleep(0.05)
-            return record and self.counted(record, used)
+            with self.lock:
+                return record and self.saved(self.counted(record, used))
         with self.lock:
             record = self.active(tenant, user)
-            return record and self.counted(record, record.guesses)
+            return record and self.saved(self.counted(record, record.guesses))
+
+    def saved(self, record):
+        """`record`, once its count is durable (call with the lock)."""
+        if not mutant("guess-not-saved"):
+            self.save()
+        return record
 
     @staticmethod
     def counted(record, used):
@@ -355,11 +409,13 @@ class Vault:
                 if (record is not None and record.guesses >= record.limit
                         and not mutant("no-destroy-at-failed-ke3")):
                     record.erase("destroyed")
+                    self.save()
                 raise Refusal("wrong_password", "KE3 does not verify")
             if record is None:
                 raise Refusal("locked", "the record changed since KE1")
             if not mutant("success-keeps-count"):
                 record.guesses = 0
+                self.save()
             self.verified[session_id] = dict(session, expires=self.expiry())
             release = opaque.seal_release(session["session_key"], session_id, record.record_id,
                                           record.version, record.envelope, os.urandom(12))
@@ -407,6 +463,7 @@ class Vault:
                 raise Refusal("locked", "the record changed since the recovery")
             record.password_file, record.envelope, record.ksf = upload, envelope, self.ksf
             record.version, record.guesses = record.version + 1, 0
+            self.save()
             return {"version": record.version}
 
     def session_delete(self, tenant, session_id, body):
@@ -417,6 +474,7 @@ class Vault:
             if record is None:
                 raise Refusal("locked", "the record changed since the recovery")
             record.erase("deleted")
+            self.save()
         return {"deleted": True}
 
     def admin_delete(self, tenant, user):
@@ -425,6 +483,7 @@ class Vault:
             if record is None:
                 raise Refusal("no_record", "no active record")
             record.erase("deleted")
+            self.save()
         return {"deleted": True}
 
     def status(self, tenant, user):
@@ -649,20 +708,53 @@ class Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+def restart(state_dir):
+    """SIGKILLs the model running over `state_dir` and starts it again with its arguments on
+    its port; returns once the new one listens."""
+    with open(os.path.join(state_dir, "run.json")) as f:
+        run = json.load(f)
+    os.kill(run["pid"], signal.SIGKILL)
+    new = subprocess.Popen([sys.executable, os.path.abspath(__file__), *run["argv"],
+                            "--port", str(run["port"])],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, start_new_session=True, text=True)
+    line = new.stdout.readline()
+    if not line.startswith("listening "):
+        print(f"the restarted model said {line!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv):
     global MUTANT
     if argv[:1] == ["--list"]:
         for name, step, what in MUTANTS:
             print(json.dumps({"name": name, "step": step, "what": what}))
         return 0
+    if argv[:1] == ["--restart"]:
+        return restart(argv[1])
     config = json.load(open(argv[argv.index("--config") + 1]))
     if "--mutant" in argv:
         MUTANT = argv[argv.index("--mutant") + 1]
         assert any(m[0] == MUTANT for m in MUTANTS), f"no mutant {MUTANT}"
+    port = int(argv[argv.index("--port") + 1]) if "--port" in argv else 0
     Handler.vault = Vault(config)
     Handler.timeout = None if mutant("stalled-connection-kept") else HEADER_TIMEOUT
-    server = Server(("127.0.0.1", 0), Handler)
-    print(f"listening http://127.0.0.1:{server.server_address[1]}", flush=True)
+    for attempt in range(50):  # a killed predecessor's socket may take a moment to close
+        try:
+            server = Server(("127.0.0.1", port), Handler)
+            break
+        except OSError:
+            if attempt == 49:
+                raise
+            time.sleep(0.1)
+    port = server.server_address[1]
+    if config.get("state_dir"):
+        given = [a for i, a in enumerate(argv)
+                 if a != "--port" and (i == 0 or argv[i - 1] != "--port")]
+        with open(os.path.join(config["state_dir"], "run.json"), "w") as f:
+            json.dump({"pid": os.getpid(), "port": port, "argv": given}, f)
+    print(f"listening http://127.0.0.1:{port}", flush=True)
     server.serve_forever()
     return 0
 
