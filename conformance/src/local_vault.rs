@@ -16,6 +16,21 @@ use std::path::{Path, PathBuf};
 /// vault.session.expired case waits little.
 pub const LOCAL_SESSION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// The requests per second the local vault allows one tenant (burst twice that): low, so
+/// that the vault.rate.tenant_requests case can exceed it from the other tenant.
+pub const LOCAL_TENANT_RATE: f64 = 100.0;
+
+/// The local vault's rate limits: the reference's, but [`LOCAL_TENANT_RATE`] per tenant.
+fn local_rate_limits() -> RateLimits {
+    RateLimits {
+        tenant: coffer::http::Rate {
+            per_second: LOCAL_TENANT_RATE,
+            burst: 2.0 * LOCAL_TENANT_RATE,
+        },
+        ..RateLimits::default()
+    }
+}
+
 /// The key id of the local vault's user-token key.
 pub const LOCAL_KID: &str = "conformance";
 
@@ -117,7 +132,7 @@ impl LocalVault {
         let app = router(
             open_vault(store, dir)?,
             access.tenants.clone(),
-            RateLimits::default(),
+            local_rate_limits(),
         );
         Self::serve(app, dir, access, None)
     }
@@ -129,7 +144,7 @@ impl LocalVault {
         let (tenants, files) = (access.tenants.clone(), dir.to_owned());
         let reopen: Reopen = Box::new(move || {
             let vault = open_vault(sqlite_store(&files)?, &files)?;
-            Ok(router(vault, tenants.clone(), RateLimits::default()))
+            Ok(router(vault, tenants.clone(), local_rate_limits()))
         });
         let app = reopen()?;
         Self::serve(app, dir, access, Some(reopen))

@@ -79,6 +79,11 @@ enum Command {
         /// like --client. The case then waits until the vault answers.
         #[arg(long, value_name = "CMD")]
         vault_restart_command: Option<String>,
+        /// The requests per second --vault allows one tenant (spec/vault.md §9), for the
+        /// vault.rate.tenant_requests case, which floods it from the second tenant
+        /// (--vault-other-tenant-token-file; skipped without both).
+        #[arg(long, value_name = "PER_SECOND")]
+        vault_tenant_rate: Option<f64>,
         /// The tenant of --vault-token-file (the issuer of user tokens).
         #[arg(long, value_name = "NAME", default_value = "default")]
         vault_tenant: String,
@@ -556,6 +561,7 @@ fn run() -> anyhow::Result<bool> {
             vault_tenant,
             vault_session_lifetime,
             vault_restart_command,
+            vault_tenant_rate,
             realm,
             realm_token_file,
             realm_ca,
@@ -628,6 +634,7 @@ fn run() -> anyhow::Result<bool> {
                         other,
                         lifetime: vault_session_lifetime.map(Duration::from_secs),
                         restart: vault_restart_command.map(restart_command),
+                        tenant_rate: vault_tenant_rate,
                     })
                 }
                 (None, true) => {
@@ -651,6 +658,7 @@ fn run() -> anyhow::Result<bool> {
                         restart: Some(Box::new(move || {
                             restarted.restart().map_err(|e| format!("{e:#}"))
                         })),
+                        tenant_rate: Some(local_vault::LOCAL_TENANT_RATE),
                     };
                     local_vault = Some((served, dir));
                     Some(target)
@@ -775,6 +783,7 @@ fn run() -> anyhow::Result<bool> {
                     other,
                     lifetime,
                     restart,
+                    tenant_rate,
                 }) => {
                     let shown = match &local_vault {
                         Some(_) => format!("{url} (the reference vault, served by this run)"),
@@ -797,6 +806,9 @@ fn run() -> anyhow::Result<bool> {
                     }
                     if let Some(restart) = restart {
                         ctx = ctx.with_restart(restart);
+                    }
+                    if let Some(rate) = tenant_rate {
+                        ctx = ctx.with_tenant_rate(rate);
                     }
                     if let Some(other) = other {
                         ctx = ctx.with_other_tenant(Vault::new(
@@ -988,6 +1000,7 @@ struct VaultTarget {
     other: Option<String>,
     lifetime: Option<Duration>,
     restart: Option<suites::vault_server::Restart>,
+    tenant_rate: Option<f64>,
 }
 
 /// `--vault-restart-command`: runs the command (split at spaces) and requires its success.

@@ -196,7 +196,8 @@ impl ModelVault {
         };
         let (secret, public) = coffer::http::new_signing_key().unwrap();
         std::fs::write(dir.path().join("user.key"), &secret[..]).unwrap();
-        let config = serde_json::json!({"session_lifetime": 5, "state_dir": dir.path(), "tenants": {
+        let config = serde_json::json!({"session_lifetime": 5, "tenant_rate": 100,
+            "state_dir": dir.path(), "tenants": {
             "default": {"token": token("token"), "user_keys": {"model": hex::encode(public)}},
             "other": {"token": token("other.token")},
         }});
@@ -242,6 +243,7 @@ impl ModelVault {
             .arg("--vault-user-key")
             .arg(file("user.key"))
             .args(["--vault-user-kid", "model", "--vault-session-lifetime", "5"])
+            .args(["--vault-tenant-rate", "100"])
             .arg("--vault-restart-command")
             .arg(format!(
                 "{} {} --restart {}",

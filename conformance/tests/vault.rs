@@ -82,6 +82,8 @@ fn against(vault: &LocalVault, dir: &Path) -> (Option<i32>, Value) {
         &coffer_conformance::local_vault::LOCAL_SESSION_LIFETIME
             .as_secs()
             .to_string(),
+        "--vault-tenant-rate",
+        &coffer_conformance::local_vault::LOCAL_TENANT_RATE.to_string(),
         "--expected-failures",
         expected.to_str().unwrap(),
     ])

@@ -69,6 +69,7 @@ pub struct Ctx {
     other: Option<Vault>,
     session_lifetime: Option<std::time::Duration>,
     restart: Option<Restart>,
+    tenant_rate: Option<f64>,
 }
 
 /// Restarts the vault under test (a crash, then a start over the same store), returning once
@@ -144,6 +145,7 @@ impl Ctx {
             other: None,
             session_lifetime: None,
             restart: None,
+            tenant_rate: None,
         })
     }
 
@@ -158,6 +160,13 @@ impl Ctx {
     /// (spec/vault.md §3.2 step 2), which the case waits out.
     pub fn with_session_lifetime(mut self, lifetime: std::time::Duration) -> Self {
         self.session_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Checks the per-tenant rate limit too: the vault allows one tenant `per_second`
+    /// requests a second (the case floods it from the other tenant).
+    pub fn with_tenant_rate(mut self, per_second: f64) -> Self {
+        self.tenant_rate = Some(per_second);
         self
     }
 
@@ -1194,6 +1203,75 @@ fn user_rate_limited(ctx: &Ctx) -> Outcome {
     fail("200 guesses in a row for one user without a 429", "")
 }
 
+/// spec/vault.md §9: one tenant's flood of requests meets its own bucket (429 with
+/// Retry-After) and leaves the other tenants served.
+fn tenant_rate_limited(ctx: &Ctx) -> Outcome {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (Some(other), Some(rate)) = (&ctx.other, ctx.tenant_rate) else {
+        return skip(
+            "no tenant rate and second tenant given (--vault-tenant-rate, \
+             --vault-other-tenant-token-file)",
+        );
+    };
+    // The flood comes from the other tenant, so that this tenant's other cases are not
+    // slowed; at most 20 seconds' worth of the rate, plus room for a burst.
+    let budget = (rate * 20.0) as usize + 1000;
+    let path = format!("/v1/users/{}/status", segment(&ctx.user("tenant-flood")));
+    let (sent, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let limited: Vec<Reply> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let started = std::time::Instant::now();
+                    while !stop.load(Ordering::SeqCst)
+                        && sent.fetch_add(1, Ordering::SeqCst) < budget
+                        && started.elapsed() < ctx.timeout
+                    {
+                        let reply = other.get(&path);
+                        if reply.status == 429 {
+                            stop.store(true, Ordering::SeqCst);
+                            return Some(reply);
+                        }
+                    }
+                    None
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .filter_map(|w| w.join().ok().flatten())
+            .collect()
+    });
+    let mine = ctx.vault.get(&path);
+    let sent = sent.load(Ordering::SeqCst).min(budget);
+    match limited.first() {
+        Some(reply) if reply.class() == "rate_limited" && reply.retry_after.is_some() => {
+            if mine.status == 200 {
+                pass(format!(
+                    "429 rate_limited with Retry-After within {sent} requests; the other \
+                     tenant still served"
+                ))
+            } else {
+                fail(
+                    format!(
+                        "this tenant got {} during the other's flood",
+                        mine.describe()
+                    ),
+                    "one tenant's bucket must not be another's",
+                )
+            }
+        }
+        Some(reply) => fail(
+            reply.describe(),
+            "429 needs class rate_limited and Retry-After",
+        ),
+        None => fail(
+            format!("{sent} requests of one tenant without a 429 (rate {rate}/s)"),
+            "",
+        ),
+    }
+}
+
 /// spec/vault.md §9.1 (1): HTTPS, or plain HTTP on loopback only.
 fn transport_https(ctx: &Ctx) -> Outcome {
     let base = ctx.vault.base();
@@ -1631,6 +1709,12 @@ const CASES: &[Case] = &[
         level: Level::Must,
         expected: "401 unauthorized",
         run: wrong_token,
+    },
+    Case {
+        id: "vault.rate.tenant_requests",
+        level: Level::Should,
+        expected: "the other tenant's flood: 429 rate_limited with Retry-After; this tenant still served",
+        run: tenant_rate_limited,
     },
     Case {
         id: "vault.rate.user_guesses",

@@ -9,7 +9,7 @@ Records live in memory and, with `state_dir` in the config, in a JSON file there
 (and fsynced) before each answer that depends on it; the model serves plain HTTP on loopback (which spec §9.1 allows on
 loopback only). Left out, because no case of the suite reaches them and a stub would
 pretend otherwise: the audit log (`/v1/audit` is answered as an unknown path), TLS, the
-session caps and worker fairness of §9.1, the request timeout (408), the per-tenant bucket.
+session caps and worker fairness of §9.1, the request timeout (408).
 
 Usage: vault_model.py --config FILE [--mutant NAME]   (prints `listening URL`, then serves)
        vault_model.py --restart DIR     (SIGKILLs the model whose state_dir is DIR and starts
@@ -79,6 +79,8 @@ MUTANTS = [
     ("delete-session-reused", "§3.3", "keeps the verified session after a deletion"),
     ("status-counts-used", "§3.3", "reports guesses used as guesses left"),
     ("no-rate-limit", "§9", "never limits a user's KE1s"),
+    ("no-tenant-limit", "§9", "never limits a tenant's requests"),
+    ("tenant-limit-shared", "§9", "keeps one request bucket for all tenants"),
     ("rate-limit-without-retry-after", "§9", "answers 429 without Retry-After"),
     ("session-never-expires", "§3.2 step 2", "keeps sessions past their lifetime"),
     ("guess-not-saved", "§4.3", "keeps a counted guess in memory only (lost in a crash)"),
@@ -148,6 +150,7 @@ class Vault:
         self.server_id = config.get("server_id", "coffer-vault")
         self.ksf = config.get("ksf", "argon2id:m=19456,t=2,p=1")
         self.lifetime = config.get("session_lifetime", 300)
+        self.tenant_rate = config.get("tenant_rate", 10_000)
         self.state = config.get("state_dir")
         saved = self.load()
         self.setup_seed = saved["setup"] if saved else os.urandom(256)
@@ -270,6 +273,18 @@ class Vault:
             return tenant, False, claims["sub"]
         except (ValueError, KeyError, TypeError, InvalidSignature):
             return None
+
+    def tenant_rate_limit(self, tenant):
+        """spec §9: every authenticated request takes from its tenant's bucket."""
+        if mutant("no-tenant-limit"):
+            return
+        key = ("", None) if mutant("tenant-limit-shared") else (tenant, None)
+        with self.lock:
+            bucket = self.buckets.setdefault(key, Bucket(self.tenant_rate, 2 * self.tenant_rate))
+            wait = bucket.take()
+        if wait is not None:
+            raise Refusal("rate_limited", "too many requests for this tenant",
+                          headers=[("Retry-After", str(wait))])
 
     def rate(self, tenant, user):
         if mutant("no-rate-limit"):
@@ -615,6 +630,7 @@ def strict_json(raw, required, optional):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes
     server_version = "coffer-vault-model/1"
     vault = None  # set by main
 
@@ -667,6 +683,7 @@ class Handler(BaseHTTPRequestHandler):
             raise Refusal("malformed", "the path is not UTF-8") from e
         (_, _, name, kind, required, optional), parameter = route(method, segments)
         tenant, admin, subject = vault.credential(self.headers.get("Authorization"))
+        vault.tenant_rate_limit(tenant)
         if kind == "user":
             user = parameter
             if subject is not None and subject != user and not mutant("user-token-any-user"):
