@@ -318,7 +318,8 @@ fn a_filter_that_matches_nothing_fails_and_substrings_match() {
 /// wa-crypt-tools 0.1.0 from PyPI (scripts/test.sh installs it; COFFER_WA_CRYPT_TOOLS names
 /// its bin directory; opt out with COFFER_SKIP_INTEROP=1) through its adapter: it decrypts
 /// every valid crypt15 file, and accepts the damaged ones (its wadecrypt exits 0 and writes
-/// output for a wrong key or a flipped tag), which the suite reports as failures.
+/// output for a wrong key or a flipped tag), which the suite reports as failures; likewise
+/// every valid crypt14 and crypt12 file given with its `key` file, and every damaged one.
 #[test]
 fn wa_crypt_tools_through_its_adapter() {
     if coffer_testkit::opt_out("COFFER_SKIP_INTEROP", "wa-crypt-tools") {
@@ -341,26 +342,59 @@ fn wa_crypt_tools_through_its_adapter() {
     assert_in_readme("wa-crypt-tools 0.1.0", &markdown);
     assert_eq!(code, Some(1));
     let passed = ids_with(&report, "pass");
+    let legacy = |ids: &[&str]| -> BTreeSet<String> {
+        ids.iter()
+            .map(|id| format!("client.crypt15.legacy.{id}.decrypt"))
+            .collect()
+    };
     let valid: BTreeSet<String> = ids_with(&report, "pass")
         .into_iter()
         .filter(|id| id.starts_with("client.crypt15.file."))
         .collect();
-    assert_eq!(passed, valid, "only valid files pass");
     assert_eq!(valid.len(), 7, "every valid crypt15 file decrypts");
+    let valid_legacy = legacy(&[
+        "crypt14_key_file",
+        "crypt14_stored_no_md5",
+        "crypt12_key_file",
+        "crypt12_footer_edited",
+    ]);
+    assert_eq!(
+        passed,
+        valid.union(&valid_legacy).cloned().collect(),
+        "only valid files pass"
+    );
     let failed = ids_with(&report, "fail");
     assert!(failed.contains("client.crypt15.invalid.wrong_key.decrypt"));
     assert!(failed.contains("client.crypt15.invalid.tag_flipped.decrypt"));
+    let damaged_legacy = legacy(&[
+        "crypt14_other_salts",
+        "crypt12_other_salts",
+        "crypt12_cipher_version",
+        "crypt12_cut",
+        "crypt12_appended",
+        "crypt14_tag_flipped",
+    ]);
+    assert!(
+        failed.is_superset(&damaged_legacy),
+        "it accepts every damaged crypt14 and crypt12 file: {failed:?}"
+    );
+    let key_files: BTreeSet<String> = [
+        "legacy_key_file",
+        "legacy_key_file_cut",
+        "legacy_key_file_header_cut",
+    ]
+    .iter()
+    .map(|id| format!("client.crypt15.invalid.{id}.decrypt"))
+    .collect();
+    let bare_aes_keys = legacy(&[
+        "crypt14_aes_key",
+        "crypt12_aes_key",
+        "crypt12_wrong_aes_key",
+    ]);
     assert_eq!(
         ids_with(&report, "unimplemented"),
-        [
-            "legacy_key_file",
-            "legacy_key_file_cut",
-            "legacy_key_file_header_cut"
-        ]
-        .iter()
-        .map(|id| format!("client.crypt15.invalid.{id}.decrypt"))
-        .collect::<BTreeSet<_>>(),
-        "its adapter takes no key files"
+        key_files.union(&bare_aes_keys).cloned().collect(),
+        "its adapter takes no key file for crypt15 and no bare AES key for crypt14 and crypt12"
     );
 }
 
