@@ -1730,14 +1730,16 @@ pub fn case_ids() -> Vec<(&'static str, Level)> {
 }
 
 /// Runs every case that `keep` selects against the vault of `ctx`, `jobs` cases at a time
-/// (cases never share a user, so they may overlap), except those that restart the vault,
-/// which run last and alone.
+/// (cases never share a user, so they may overlap), except those that disturb every other:
+/// a restart of the vault, and a flood that empties the second tenant's bucket (which the
+/// tenancy case uses). They run last, one at a time.
 pub fn run(ctx: &Ctx, keep: impl Fn(&str) -> bool, jobs: usize) -> anyhow::Result<Vec<CaseResult>> {
-    let restarts = |c: &&Case| c.id.starts_with("vault.durability.");
+    let disturbs =
+        |c: &&Case| c.id.starts_with("vault.durability.") || c.id == "vault.rate.tenant_requests";
     let (cases, alone): (Vec<&Case>, Vec<&Case>) = CASES
         .iter()
         .filter(|c| keep(c.id))
-        .partition(|c| !restarts(c));
+        .partition(|c| !disturbs(c));
     let run_case = |_: &mut (), c: &&Case| {
         let outcome = (c.run)(ctx);
         CaseResult {
