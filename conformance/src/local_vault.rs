@@ -55,7 +55,7 @@ pub struct LocalVault {
     /// Builds the server anew over the same files (None: the store was given, not opened
     /// here), for [`LocalVault::restart`].
     reopen: Option<Reopen>,
-    runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
+    runtime: std::sync::Mutex<RuntimeGuard>,
 }
 
 type Reopen = Box<dyn Fn() -> anyhow::Result<axum::Router> + Send + Sync>;
@@ -170,7 +170,7 @@ impl LocalVault {
             addr,
             pki: (pki.cert, pki.key),
             reopen,
-            runtime: std::sync::Mutex::new(Some(runtime)),
+            runtime: std::sync::Mutex::new(RuntimeGuard(Some(runtime))),
         })
     }
 
@@ -184,13 +184,11 @@ impl LocalVault {
             .as_ref()
             .context("this local vault was given its store: it cannot reopen it")?;
         let mut running = self.runtime.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(runtime) = running.take() {
-            runtime.shutdown_background();
-        }
+        *running = RuntimeGuard(None); // the old server stops here
         let app = reopen()?;
         let (runtime, listener) = listen(self.addr)?;
         serve_tls(&runtime, listener, app, &self.pki.0, &self.pki.1)?;
-        *running = Some(runtime);
+        *running = RuntimeGuard(Some(runtime));
         Ok(())
     }
 }
@@ -326,13 +324,4 @@ pub fn reference_vault(dir: &Path) -> anyhow::Result<VaultServer<SqliteStore, So
         hsm,
         ServerConfig::default(),
     )?)
-}
-
-impl Drop for LocalVault {
-    fn drop(&mut self) {
-        let running = self.runtime.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let Some(runtime) = running.take() {
-            runtime.shutdown_background();
-        }
-    }
 }

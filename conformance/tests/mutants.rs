@@ -41,26 +41,84 @@ fn failures(client: &str) -> Vec<String> {
 /// Runs the cases whose ids start with `prefix` (at least `least` of them) with `client` and
 /// returns the ids (without `prefix`) of the cases that did not pass.
 fn failures_in(client: &str, prefix: &str, least: usize) -> Vec<String> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_coffer-conformance"));
+    command.args(["run", "--filter", prefix, "--client", client]);
+    let (ran, failed) = non_passing(command, prefix);
+    assert!(ran >= least, "only {ran} cases ran");
+    failed
+}
+
+/// Runs `command` (a `coffer-conformance run`) with a JSON report: how many cases ran, and
+/// the ids (without `prefix`) of those that did not pass.
+fn non_passing(mut command: Command, prefix: &str) -> (usize, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_coffer-conformance"))
-        .args(["run", "--filter", prefix, "--client", client])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
+    let out = command.arg("--json").arg(&json).output().unwrap();
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap_or_default())
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     let cases = report["cases"].as_array().expect("cases");
-    assert!(cases.len() >= least, "only {} cases ran", cases.len());
-    cases
+    let failed = cases
         .iter()
         .filter(|c| c["status"] != "pass")
         .map(|c| {
             let id = c["id"].as_str().unwrap();
             id.trim_start_matches(prefix).to_string()
         })
+        .collect();
+    (cases.len(), failed)
+}
+
+/// The mutants a double lists with `--list`: one JSON object each (`name`, `step`, `what`).
+fn listed(python: &str, double: &Path) -> Vec<Value> {
+    let list = Command::new(python)
+        .arg(double)
+        .arg("--list")
+        .output()
+        .unwrap();
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    String::from_utf8(list.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
         .collect()
+}
+
+/// A table: `heading`, then one row per mutant with the cases `killers` finds for it (at
+/// least `least` mutants, `jobs` at a time); a mutant no case kills goes to `survivors`.
+fn table(
+    heading: &str,
+    mutants: &[Value],
+    least: usize,
+    jobs: usize,
+    killers: impl Fn(&str) -> Vec<String> + Sync,
+    survivors: &mut Vec<String>,
+) -> String {
+    assert!(
+        mutants.len() >= least,
+        "only {} mutants listed",
+        mutants.len()
+    );
+    let found = coffer_conformance::jobs::map(
+        mutants,
+        jobs,
+        || Ok(()),
+        |_, mutant| killers(mutant["name"].as_str().unwrap()),
+    )
+    .unwrap();
+    let mut table =
+        format!("{heading}\n\n| mutant | step | what it does | killed by |\n|---|---|---|---|\n");
+    for (mutant, killers) in mutants.iter().zip(found) {
+        if killers.is_empty() {
+            survivors.push(mutant["name"].as_str().unwrap().to_string());
+        }
+        let killers: Vec<_> = killers.iter().map(|id| format!("`{id}`")).collect();
+        table += &row(mutant, &killers);
+    }
+    table
 }
 
 fn script(relative: &str) -> PathBuf {
@@ -92,42 +150,24 @@ fn row(mutant: &Value, killers: &[String]) -> String {
 
 /// The mutants of the model adapter, run through the client-format suite: one table row each.
 fn format_mutants(python: &str, survivors: &mut Vec<String>) -> String {
-    let mutants = script("tests/doubles/format_mutants.py");
-    let list = Command::new(python)
-        .arg(&mutants)
-        .arg("--list")
-        .output()
-        .unwrap();
-    assert!(
-        list.status.success(),
-        "{}",
-        String::from_utf8_lossy(&list.stderr)
-    );
-    let mut table = String::from(
+    let double = script("tests/doubles/format_mutants.py");
+    table(
         "## The model adapter (spec/format.md)\n\n\
          Each mutant is `conformance/adapters/coffer_python.py` with one checking step of\n\
          spec/format.md broken (`conformance/tests/doubles/format_mutants.py`), run through the\n\
          `client-format` suite; each case named kills it (the mutant's result differs from the\n\
-         vector's). Case ids omit `client.format.` and the `.decrypt` of decryption cases.\n\n\
-         | mutant | step | what it does | killed by |\n|---|---|---|---|\n",
-    );
-    let mut count = 0;
-    for line in String::from_utf8(list.stdout).unwrap().lines() {
-        let mutant: Value = serde_json::from_str(line).unwrap();
-        let name = mutant["name"].as_str().unwrap();
-        let killers = failures(&format!("{python} {} {name}", mutants.display()));
-        if killers.is_empty() {
-            survivors.push(name.to_string());
-        }
-        let killers: Vec<_> = killers
-            .iter()
-            .map(|id| format!("`{}`", id.trim_end_matches(".decrypt")))
-            .collect();
-        table += &row(&mutant, &killers);
-        count += 1;
-    }
-    assert!(count >= 20, "only {count} format mutants listed");
-    table
+         vector's). Case ids omit `client.format.` and the `.decrypt` of decryption cases.",
+        &listed(python, &double),
+        20,
+        1,
+        |name| {
+            failures(&format!("{python} {} {name}", double.display()))
+                .iter()
+                .map(|id| id.trim_end_matches(".decrypt").to_string())
+                .collect()
+        },
+        survivors,
+    )
 }
 
 /// The mutants of the independent crypt15 reader, checked against crypt15.yaml (headers,
@@ -233,8 +273,8 @@ impl ModelVault {
     /// The ids (without `vault.`) of the vault-server cases that did not pass.
     fn failures(&self) -> Vec<String> {
         let file = |name: &str| self.dir.path().join(name);
-        let json = file("report.json");
-        let out = Command::new(env!("CARGO_BIN_EXE_coffer-conformance"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_coffer-conformance"));
+        command
             .args(["run", "--filter", "vault.", "--vault", &self.url])
             .arg("--vault-token-file")
             .arg(file("token"))
@@ -250,29 +290,13 @@ impl ModelVault {
                 self.python,
                 script("tests/doubles/vault_model.py").display(),
                 self.dir.path().display()
-            ))
-            .arg("--json")
-            .arg(&json)
-            .output()
-            .unwrap();
-        let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap_or_default())
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-        let cases = report["cases"].as_array().expect("cases");
+            ));
+        let (ran, failed) = non_passing(command, "vault.");
         assert_eq!(
-            cases.len(),
+            ran,
             coffer_conformance::suites::vault_server::case_ids().len()
         );
-        cases
-            .iter()
-            .filter(|c| c["status"] != "pass")
-            .map(|c| {
-                c["id"]
-                    .as_str()
-                    .unwrap()
-                    .trim_start_matches("vault.")
-                    .to_string()
-            })
-            .collect()
+        failed
     }
 }
 
@@ -300,65 +324,19 @@ fn the_model_vault_passes_every_vault_server_case() {
 /// The mutants of the model vault server, each run through the vault-server suite: one
 /// table row each.
 fn vault_mutants(python: &str, survivors: &mut Vec<String>) -> String {
-    let list = Command::new(python)
-        .arg(script("tests/doubles/vault_model.py"))
-        .arg("--list")
-        .output()
-        .unwrap();
-    assert!(
-        list.status.success(),
-        "{}",
-        String::from_utf8_lossy(&list.stderr)
-    );
-    let mut table = String::from(
+    table(
         "## The model vault server (spec/vault.md)\n\n\
          Each mutant is `conformance/tests/doubles/vault_model.py` (a vault server written from\n\
          spec/vault.md and spec/openapi.yaml, in Python) with one checking step of the spec\n\
          skipped or inverted, run through the `vault-server` suite on loopback; each case named\n\
-         kills it. Case ids omit `vault.`.\n\n\
-         | mutant | step | what it does | killed by |\n|---|---|---|---|\n",
-    );
-    let mutants: Vec<Value> = String::from_utf8(list.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
-    assert!(
-        mutants.len() >= 30,
-        "only {} vault mutants listed",
-        mutants.len()
-    );
-    // A run mostly waits (a session's lifetime, a stalled connection's timeout): four at once.
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let killers: Vec<Vec<(usize, Vec<String>)>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..4)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let Some(mutant) = mutants.get(i) else {
-                            return done;
-                        };
-                        let name = mutant["name"].as_str().unwrap();
-                        done.push((i, ModelVault::start(python, Some(name)).failures()));
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).collect()
-    });
-    let mut killers: Vec<(usize, Vec<String>)> = killers.into_iter().flatten().collect();
-    killers.sort();
-    for (i, killers) in killers {
-        let name = mutants[i]["name"].as_str().unwrap();
-        if killers.is_empty() {
-            survivors.push(name.to_string());
-        }
-        let killers: Vec<_> = killers.iter().map(|id| format!("`{id}`")).collect();
-        table += &row(&mutants[i], &killers);
-    }
-    table
+         kills it. Case ids omit `vault.`.",
+        &listed(python, &script("tests/doubles/vault_model.py")),
+        30,
+        // A run mostly waits (a session's lifetime, a stalled connection's timeout).
+        4,
+        |name| ModelVault::start(python, Some(name)).failures(),
+        survivors,
+    )
 }
 
 #[test]
@@ -376,39 +354,21 @@ fn the_model_vault_client_passes_every_client_vault_case() {
 /// row each.
 fn vault_client_mutants(python: &str, survivors: &mut Vec<String>) -> String {
     let model = script("tests/doubles/vault_client_model.py");
-    let list = Command::new(python)
-        .arg(&model)
-        .arg("--list")
-        .output()
-        .unwrap();
-    assert!(
-        list.status.success(),
-        "{}",
-        String::from_utf8_lossy(&list.stderr)
-    );
-    let mut table = String::from(
+    table(
         "## The model vault client (spec/vault.md)\n\n\
          Each mutant is `conformance/tests/doubles/vault_client_model.py` (a vault client\n\
          written from spec/vault.md, in Python, serving the shim protocol) with one step of the\n\
          client's procedure skipped or inverted, run through the `client-vault` suite; each case\n\
-         named kills it. Case ids omit `client.vault.`.\n\n\
-         | mutant | step | what it does | killed by |\n|---|---|---|---|\n",
-    );
-    let mut count = 0;
-    for line in String::from_utf8(list.stdout).unwrap().lines() {
-        let mutant: Value = serde_json::from_str(line).unwrap();
-        let name = mutant["name"].as_str().unwrap();
-        let client = format!("{python} {} --mutant {name}", model.display());
-        let killers = failures_in(&client, "client.vault.", 20);
-        if killers.is_empty() {
-            survivors.push(name.to_string());
-        }
-        let killers: Vec<_> = killers.iter().map(|id| format!("`{id}`")).collect();
-        table += &row(&mutant, &killers);
-        count += 1;
-    }
-    assert!(count >= 12, "only {count} vault client mutants listed");
-    table
+         named kills it. Case ids omit `client.vault.`.",
+        &listed(python, &model),
+        12,
+        1,
+        |name| {
+            let client = format!("{python} {} --mutant {name}", model.display());
+            failures_in(&client, "client.vault.", 20)
+        },
+        survivors,
+    )
 }
 
 #[test]

@@ -392,23 +392,25 @@ class Vault:
         record.guesses = used + 1
         return record
 
-    def take_session(self, table, session_id, tenant):
-        """A session of `tenant` out of `table` (it stays for any other tenant)."""
+    def session_in(self, table, session_id, tenant, consume=True):
+        """A live session of `tenant` in `table`, taken out if `consume` (it stays for any
+        other tenant)."""
         with self.lock:
             session = table.get(session_id)
             if session is None or session["expires"] < time.monotonic():
                 table.pop(session_id, None)
                 return None
-            if mutant("other-tenant-ends-session"):
+            if consume and mutant("other-tenant-ends-session"):
                 table.pop(session_id)
             if session["tenant"] != tenant and not mutant("sessions-unbound-to-tenant"):
                 return None
-            table.pop(session_id, None)
+            if consume:
+                table.pop(session_id, None)
             return session
 
     def finish(self, tenant, session_id, body):
         ke3 = field(body, "ke3", 64)
-        session = self.take_session(self.sessions, session_id, tenant)
+        session = self.session_in(self.sessions, session_id, tenant)
         if session is None:
             raise Refusal("wrong_password", "unknown, used or expired session")
         if session["fake"]:
@@ -436,35 +438,32 @@ class Vault:
                                           record.version, record.envelope, os.urandom(12))
         return {"release": b64(release)}
 
-    def verified_session(self, tenant, session_id, consume):
-        if consume:
-            session = self.take_session(self.verified, session_id, tenant)
-        else:
+    def verified_session(self, tenant, session_id, consume, unverified_ok=False):
+        """The verified session (spec §3.3), or `unauthorized`; `unverified_ok` is a mutant's
+        leave to take a session whose KE3 was never sent."""
+        session = self.session_in(self.verified, session_id, tenant, consume)
+        if session is None and unverified_ok:
             with self.lock:
-                session = self.verified.get(session_id)
-            if session is not None and (session["tenant"] != tenant
-                                        or session["expires"] < time.monotonic()):
-                session = None
-        if session is None and (mutant("change-unverified") or mutant("delete-unverified")):
-            with self.lock:
-                session = self.sessions.get(session_id)
-                if session is not None and session["tenant"] == tenant and not session["fake"]:
-                    if consume and mutant("delete-unverified"):
-                        return session
-                    if not consume and mutant("change-unverified"):
-                        return session
-                session = None
+                pending = self.sessions.get(session_id)
+            if pending is not None and pending["tenant"] == tenant and not pending["fake"]:
+                return pending
         if session is None:
             raise forbidden("no verified session")
         return session
 
-    def password_start(self, tenant, session_id, body):
-        request = field(body, "request", 32)
-        session = self.verified_session(tenant, session_id, consume=False)
-        with self.lock:
-            record = self.current(session)
+    def current_or_locked(self, session):
+        """The session's record unchanged since its recovery, or `locked` (with the lock)."""
+        record = self.current(session)
         if record is None:
             raise Refusal("locked", "the record changed since the recovery")
+        return record
+
+    def password_start(self, tenant, session_id, body):
+        request = field(body, "request", 32)
+        session = self.verified_session(tenant, session_id, consume=False,
+                                        unverified_ok=mutant("change-unverified"))
+        with self.lock:
+            record = self.current_or_locked(session)
         response = evaluate(self.setup, request, credential_id(tenant, session["user"]))
         return {"record_id": b64(record.record_id), "response": b64(response), "ksf": self.ksf}
 
@@ -473,9 +472,7 @@ class Vault:
         check_upload(upload, envelope)
         session = self.verified_session(tenant, session_id, consume=True)
         with self.lock:
-            record = self.current(session)
-            if record is None:
-                raise Refusal("locked", "the record changed since the recovery")
+            record = self.current_or_locked(session)
             record.password_file, record.envelope, record.ksf = upload, envelope, self.ksf
             record.version, record.guesses = record.version + 1, 0
             self.save()
@@ -483,12 +480,10 @@ class Vault:
 
     def session_delete(self, tenant, session_id, body):
         session = self.verified_session(tenant, session_id,
-                                        consume=not mutant("delete-session-reused"))
+                                        consume=not mutant("delete-session-reused"),
+                                        unverified_ok=mutant("delete-unverified"))
         with self.lock:
-            record = self.current(session)
-            if record is None:
-                raise Refusal("locked", "the record changed since the recovery")
-            record.erase("deleted")
+            self.current_or_locked(session).erase("deleted")
             self.save()
         return {"deleted": True}
 
