@@ -50,7 +50,7 @@ pub struct Adapter {
 /// One line of at most [`MAX_LINE`] bytes of UTF-8, without its newline; `None` at the end of
 /// the output; an error for a longer line or one that is not UTF-8 (after which the adapter's
 /// output is no longer read).
-fn read_line(reader: &mut impl BufRead) -> Result<Option<String>, String> {
+pub fn read_line(reader: &mut impl BufRead) -> Result<Option<String>, String> {
     let mut line = Vec::new();
     match reader
         .take(MAX_LINE as u64 + 1)
@@ -68,6 +68,11 @@ fn read_line(reader: &mut impl BufRead) -> Result<Option<String>, String> {
     String::from_utf8(line)
         .map(Some)
         .map_err(|_| "a line that is not UTF-8".to_owned())
+}
+
+/// One line of the adapter's output as the JSON value it must be.
+pub fn parse_answer(line: &str) -> Result<Value, ShimError> {
+    serde_json::from_str(line).map_err(|e| ShimError::Protocol(format!("{e}: {line}")))
 }
 
 impl Adapter {
@@ -131,7 +136,7 @@ impl Adapter {
             Err(RecvTimeoutError::Timeout) => return Err(ShimError::Timeout(timeout)),
             Err(RecvTimeoutError::Disconnected) => return Err(ShimError::Crashed),
         };
-        serde_json::from_str(&line).map_err(|e| ShimError::Protocol(format!("{e}: {line}")))
+        parse_answer(&line)
     }
 
     /// Sends one request (an object with `op` and its fields) and returns the response.

@@ -17,9 +17,12 @@ struct Planned {
     op: &'static str,
     format: &'static str,
     request: Value,
-    /// `Ok(field, hex)`: the answer must carry this; `Err(class)`: it must fail so.
-    expect: Result<(&'static str, String), String>,
+    expect: Expect,
 }
+
+/// What a case expects: `Ok(field, hex)`, an answer carrying this; `Err(class)`, a refusal
+/// of this class with no output.
+pub type Expect = Result<(&'static str, String), String>;
 
 /// The request field a case's key goes in: `key_file` for a key file's bytes, else `key`.
 fn key_field(flags: &[String]) -> &'static str {
@@ -194,10 +197,18 @@ fn run_one(adapter: &mut Adapter, p: &Planned, timeout: Duration) -> CaseResult 
         Ok(a) => a,
         Err(e) => return result(Status::Fail, "no answer".into(), e.to_string()),
     };
-    let status_actual = if answer["unimplemented"] == true {
+    let (status, actual) = judge(&p.expect, &answer);
+    let detail = answer["detail"].as_str().unwrap_or_default().to_owned();
+    result(status, actual, detail)
+}
+
+/// The verdict on an adapter's `answer` (any JSON it sent, however hostile) and what it said,
+/// in words for the report.
+pub fn judge(expect: &Expect, answer: &Value) -> (Status, String) {
+    if answer["unimplemented"] == true {
         (Status::Unimplemented, "unimplemented".to_owned())
     } else {
-        match (&p.expect, answer["ok"] == true) {
+        match (expect, answer["ok"] == true) {
             (Ok((field, want)), true) => {
                 let got = answer[*field].as_str().unwrap_or_default();
                 if got == want {
@@ -231,7 +242,5 @@ fn run_one(adapter: &mut Adapter, p: &Planned, timeout: Duration) -> CaseResult 
                 }
             }
         }
-    };
-    let detail = answer["detail"].as_str().unwrap_or_default().to_owned();
-    result(status_actual.0, status_actual.1, detail)
+    }
 }

@@ -47,11 +47,18 @@ fn fuzz_regressions_are_rejected_cleanly() {
 fn every_fuzz_target_replays_its_regression_inputs() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
     type Body = fn(&[u8]);
-    let bodies: [(&str, Body); 4] = [
+    let bodies: [(&str, Body); 11] = [
         ("header", targets::header),
         ("decrypt", targets::decrypt),
         ("format", targets::format),
         ("vault", targets::vault),
+        ("payload", targets::payload),
+        ("legacy", targets::legacy),
+        ("key_file", targets::key_file),
+        ("vault_client", targets::vault_client),
+        ("hsm_uri", targets::hsm_uri),
+        ("etcd_config", targets::etcd_config),
+        ("range", targets::range),
     ];
     for (name, body) in bodies {
         let mut count = 0;

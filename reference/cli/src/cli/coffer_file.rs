@@ -6,11 +6,12 @@ use super::failure::{CliResult, Failure};
 use super::output::{self, flush, name, progress_bar, AtomicOutput};
 use super::{CompressArg, DecryptArgs, EncryptArgs, Report};
 use coffer::format::{
-    self, Compression, Content, FileSummary, Header, MetaValue, RandomAccess, WriteOptions,
+    self, ByteRange, Compression, Content, FileSummary, Header, MetaValue, RandomAccess,
+    WriteOptions,
 };
 use coffer::format::{
-    check_footer, decrypt_parallel_at, inspect, tag, Discard, FooterState, Parallelism, WriteAt,
-    FOOTER_LEN,
+    check_footer, decrypt_parallel_at, inspect, tag, Discard, FooterState, Parallelism, RangeError,
+    WriteAt, FOOTER_LEN,
 };
 use coffer::key::RootKey;
 use coffer::ErrorClass;
@@ -239,28 +240,6 @@ pub(super) fn decrypt_path(
     Ok(done)
 }
 
-/// Parses `START:END` (END exclusive; either side may be empty: `:100`, `100:`).
-fn parse_range(text: &str) -> CliResult<(u64, Option<u64>)> {
-    let bad = || Failure::usage(format!("--range {text:?}: expected START:END byte offsets"));
-    let (start, end) = text.split_once(':').ok_or_else(bad)?;
-    let start = if start.is_empty() {
-        0
-    } else {
-        start.trim().parse().map_err(|_| bad())?
-    };
-    let end = if end.is_empty() {
-        None
-    } else {
-        Some(end.trim().parse().map_err(|_| bad())?)
-    };
-    if end.is_some_and(|e| e < start) {
-        return Err(Failure::usage(format!(
-            "--range {text}: END is before START"
-        )));
-    }
-    Ok((start, end))
-}
-
 /// `coffer decrypt` of a Coffer file: whole (parallel when uncompressed) or a byte range.
 pub(super) fn decrypt(args: &DecryptArgs, root: &RootKey) -> CliResult<Report> {
     if let Some(range) = &args.range {
@@ -354,19 +333,12 @@ pub(super) fn extract(args: &DecryptArgs, dir: &Path) -> CliResult<Report> {
 }
 
 fn decrypt_range(args: &DecryptArgs, root: &RootKey, range: &str) -> CliResult<Report> {
-    let (start, end) = parse_range(range)?;
+    let bad = |e: RangeError| Failure::usage(format!("--range {range:?}: {e}"));
+    let wanted: ByteRange = range.parse().map_err(bad)?;
     let (input, _) = open_input(&args.input)?;
     let mut access = RandomAccess::open(input, root).map_err(lib_err("open", &args.input))?;
+    let (start, end) = wanted.resolve(access.len()).map_err(bad)?;
     let total = access.len();
-    // Like an HTTP range, an END past the plaintext is cut to its length; a START at or
-    // past it selects nothing and is refused (HTTP's 416).
-    if start >= total && total > 0 {
-        return Err(Failure::usage(format!(
-            "--range {range}: the plaintext has {total} bytes, so the range starts past its end"
-        )));
-    }
-    let end = end.unwrap_or(total).min(total);
-    let start = start.min(end);
     let target = AtomicOutput::create_for(&args.input, &args.output, args.force)?;
     let mut out = target.writer();
     let mut buf = vec![0u8; 1 << 20];

@@ -5,7 +5,8 @@
 //! - [`encrypt`], [`decrypt`], [`open`]: Coffer files as streaming [`Writer`] / [`Reader`],
 //!   with optional zstd.
 //! - [`Header`], [`inspect`]: the header, its metadata ([`tag`]), read without the key.
-//! - [`RandomAccess`]: `read_at` that authenticates only the chunks it touches.
+//! - [`RandomAccess`]: `read_at` that authenticates only the chunks it touches; [`ByteRange`]:
+//!   the `START:END` a reader asks it for.
 //! - [`decrypt_parallel`], [`decrypt_parallel_at`]: multi-threaded decryption with output
 //!   identical to the streaming reader.
 //!
@@ -16,6 +17,7 @@
 //! file keeps failing. A valid prefix may have been released before a later chunk fails,
 //! so callers that need all-or-nothing (the CLI does) write to a temporary file.
 
+mod byte_range;
 pub(crate) mod cobblestone;
 mod file;
 pub(crate) mod header;
@@ -24,6 +26,7 @@ mod random_access;
 pub(crate) mod stream;
 mod wiped;
 
+pub use byte_range::{ByteRange, RangeError};
 pub use file::{
     decrypt, encrypt, open, FileSummary, Reader, WriteOptions, Writer, READ_BUFFER,
     ZSTD_WINDOW_LOG_MAX,

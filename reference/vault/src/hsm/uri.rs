@@ -68,13 +68,30 @@ pub fn pkcs11_uri(module: &std::path::Path, token: &str) -> String {
     )
 }
 
-/// Reads a PIN from the first line of `path`; every copy is zeroized when dropped.
+/// The longest first line a PIN file may have. PKCS#11 PINs are short (SoftHSM2 takes at
+/// most 255 bytes); the bound keeps a URI naming `/dev/zero` or a huge file from taking
+/// the process's memory.
+pub const MAX_PIN_LINE: usize = 4096;
+
+/// Reads a PIN from the first line of `path` (at most [`MAX_PIN_LINE`] bytes); every copy is
+/// zeroized when dropped.
 pub fn read_pin_file(path: &std::path::Path) -> Result<Zeroizing<String>, HsmError> {
-    let bytes = Zeroizing::new(
-        std::fs::read(path)
-            .map_err(|e| HsmError::Backend(format!("PIN file {}: {e}", path.display())))?,
-    );
-    let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+    use std::io::Read;
+    let failed = |e: std::io::Error| HsmError::Backend(format!("PIN file {}: {e}", path.display()));
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_PIN_LINE + 1));
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_PIN_LINE as u64 + 1).read_to_end(&mut bytes))
+        .map_err(failed)?;
+    let line = match bytes.iter().position(|b| *b == b'\n') {
+        Some(end) => &bytes[..end],
+        None if bytes.len() > MAX_PIN_LINE => {
+            return Err(HsmError::Malformed(format!(
+                "PIN file {}: the first line is longer than {MAX_PIN_LINE} bytes",
+                path.display()
+            )))
+        }
+        None => &bytes[..],
+    };
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     std::str::from_utf8(line)
         .map(|pin| Zeroizing::new(pin.to_owned()))
@@ -163,6 +180,19 @@ fn parse_inner(text: &str, require_pin: bool) -> Result<HsmLocation, HsmError> {
 mod tests {
     use super::*;
     use crate::error::Classify;
+
+    #[test]
+    fn a_pin_file_without_an_end_is_refused_in_bounded_memory() {
+        let err = read_pin_file(std::path::Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(err.class(), crate::error::ErrorClass::Malformed, "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let long = dir.path().join("pin");
+        std::fs::write(&long, [b'1'; MAX_PIN_LINE + 1]).unwrap();
+        let err = read_pin_file(&long).unwrap_err();
+        assert_eq!(err.class(), crate::error::ErrorClass::Malformed, "{err}");
+        std::fs::write(&long, [&[b'1'; MAX_PIN_LINE][..], b"\nrest"].concat()).unwrap();
+        assert_eq!(read_pin_file(&long).unwrap().len(), MAX_PIN_LINE);
+    }
 
     #[test]
     fn parses_rfc7512_uris() {
