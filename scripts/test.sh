@@ -12,7 +12,9 @@
 # COFFER_SKIP_ETCD=1 (no etcd store tests), COFFER_SKIP_MSRV=1 (no build with the oldest
 # supported Rust), COFFER_SKIP_PYTHON_PACKAGE=1 (no build and pytest of
 # the Python package), COFFER_SKIP_PROMETHEUS=1 (no parse of the vault's /metrics by the
-# Prometheus project's Python parser).
+# Prometheus project's Python parser), COFFER_SKIP_FUZZ=1 (no coverage-guided fuzzing;
+# COFFER_FUZZ_SECONDS=N sets each target's time, 60 by default), COFFER_SKIP_DISK_FAULTS=1 (no
+# full-disk test of the vault: it mounts a tmpfs, which needs root).
 # Anything else missing is a failure, not a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +33,7 @@ scripts/fresh-machine.sh
 
 step "Debian packages"
 packages=(pkg-config libssl-dev zlib1g-dev time softhsm2 libclang-dev opensc openssl libxml2-utils
-  etcd-server etcd-client python3 python3-venv)
+  etcd-server etcd-client python3 python3-venv iproute2 nftables)
 if [[ "${COFFER_SKIP_CHROMIUM:-}" != 1 ]]; then packages+=(chromium); fi
 missing=()
 for p in "${packages[@]}"; do
@@ -108,10 +110,6 @@ done
 step "the suite's own lint: no error assertion without its class, no test without an assertion"
 python3 scripts/lint-tests.py
 
-step "the fuzz crate builds (its own workspace; the tests replay its targets' bodies)"
-cargo check --manifest-path reference/fuzz/Cargo.toml --locked --bins --target-dir target/fuzz-check
-rm -rf target/fuzz-check # a check build is not used again
-
 step "tests"
 test_log=$(mktemp)
 # Every opted-out test writes its name and reason here (coffer_testkit::opt_out): it is
@@ -123,6 +121,18 @@ cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$test_log"
 read -r passed failed < <(awk '/^test result:/ {p += $4; f += $6} END {print p + 0, f + 0}' "$test_log")
 skipped=$(cut -f1 "$COFFER_SKIPPED_TESTS" | sort -u | grep -c . || true)
 passed=$((passed - skipped))
+
+fuzz_seconds=${COFFER_FUZZ_SECONDS:-60}
+if [[ "${COFFER_SKIP_FUZZ:-}" != 1 ]]; then
+  step "coverage-guided fuzzing: every target of reference/fuzz for $fuzz_seconds s, two at a time"
+  scripts/fuzz.sh --seconds "$fuzz_seconds" --jobs 2
+  passed=$((passed + $(scripts/fuzz.sh --list | wc -l)))
+else
+  for t in $(scripts/fuzz.sh --list); do
+    printf 'fuzz:%s\tCOFFER_SKIP_FUZZ=1\n' "$t" >>"$COFFER_SKIPPED_TESTS"
+  done
+  skipped=$(cut -f1 "$COFFER_SKIPPED_TESTS" | sort -u | grep -c . || true)
+fi
 
 step "benches in quick mode (each bench runs once on small inputs, so none can rot)"
 bench_log=$(mktemp)
