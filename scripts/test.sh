@@ -14,7 +14,8 @@
 # the Python package), COFFER_SKIP_PROMETHEUS=1 (no parse of the vault's /metrics by the
 # Prometheus project's Python parser), COFFER_SKIP_FUZZ=1 (no coverage-guided fuzzing;
 # COFFER_FUZZ_SECONDS=N sets each target's time, 60 by default), COFFER_SKIP_DISK_FAULTS=1 (no
-# full-disk test of the vault: it mounts a tmpfs, which needs root).
+# full-disk test of the vault: it mounts a tmpfs, which needs root), COFFER_SKIP_PARTITIONS=1 (no
+# network partitions between vault sites: network namespaces and nftables, as root).
 # Anything else missing is a failure, not a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."

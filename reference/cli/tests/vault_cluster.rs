@@ -8,21 +8,16 @@
 //! - A node cut off from the quorum refuses guesses instead of answering from stale state;
 //!   when the members come back, the counts are exact.
 //!
-//! History check (a small checker for counters, not a general linearizability checker such
-//! as porcupine): every KE1 is recorded with its outcome, and for each record the audit log's
-//! `guess` events must count 1, 2, ..., c with no value missing or repeated (two nodes that
-//! read the same count and both wrote it back would repeat one), with acknowledged <= c <=
-//! acknowledged + unknown (an operation cut by the fault may or may not have committed).
-//! That is exactly when some sequential order of the operations explains every answer.
+//! Each run's history is checked by `coffer_testkit::history` (every count 1..=c once, in
+//! order, between the acknowledged guesses and those plus the unknown ones).
 
 use coffer::Classify;
 use coffer_testkit::etcd;
+use coffer_testkit::history::{self, Outcome};
 
 use coffer::http::VaultClient;
 use coffer::key::RootKey;
 use coffer::store::{EtcdConfig, EtcdStore, Store};
-use coffer::vault::Parties;
-use coffer::vault::RecoveryClient;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -112,98 +107,19 @@ fn client(node: &Node) -> VaultClient {
     VaultClient::new(&node.url, TOKEN, "coffer-vault").ksf_floor(coffer::vault::KsfFloor::NONE)
 }
 
-/// What one KE1 got back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    /// 200 with a KE2: the guess was committed before the answer.
-    Acknowledged,
-    /// A refusal that says nothing was done (4xx).
-    Refused,
-    /// No answer or a server error: it may or may not have been counted.
-    Unknown,
-}
-
-/// Sends one KE1 for `user` to `url` with a wrong password; returns what came back, and the
-/// KE2 verified with `password` if asked (a real evaluation verifies, a fake one never).
+/// One KE1 to the node at `url` (see [`history::guess`]).
 fn guess(url: &str, user: &str, password: &[u8]) -> (Outcome, bool) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let (state, ke1) = RecoveryClient::start(password).unwrap();
-    let state = state.ksf_floor(coffer::vault::KsfFloor::NONE);
-    let b64 = |b: &[u8]| {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-    };
-    let sent = agent
-        .post(format!("{url}/v1/users/{user}/recover/start"))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .send(format!(r#"{{"ke1":"{}"}}"#, b64(&ke1)).as_bytes());
-    let Ok(mut response) = sent else {
-        return (Outcome::Unknown, false);
-    };
-    let status = response.status().as_u16();
-    let body: serde_json::Value =
-        serde_json::from_slice(&response.body_mut().read_to_vec().unwrap_or_default())
-            .unwrap_or_default();
-    match status {
-        200 => {
-            let decode = |f: &str| {
-                use base64::Engine;
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(body[f].as_str().unwrap_or_default())
-                    .unwrap_or_default()
-            };
-            let parties = Parties {
-                user: user.into(),
-                server_id: "coffer-vault".into(),
-            };
-            let real = state
-                .finish(
-                    &parties,
-                    &decode("ke2"),
-                    body["ksf"].as_str().unwrap_or_default(),
-                )
-                .is_ok();
-            (Outcome::Acknowledged, real)
-        }
-        400..=499 => (Outcome::Refused, false),
-        _ => (Outcome::Unknown, false),
-    }
+    history::guess(url, TOKEN, user, password, Duration::from_secs(10))
 }
 
-/// The history check: the audit log's guess counts for `user` are 1..=c, each once, and c
-/// lies between the acknowledged guesses and those plus the unknown ones. Returns c.
+/// The history check on the store's audit log (see [`history::check_counter`]).
 fn check_counter(store: &EtcdStore, user: &str, acknowledged: usize, unknown: usize) -> usize {
-    let mut counts: Vec<u32> = store
-        .audit(0, 1_000_000)
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.user == user && e.event == "guess")
-        .map(|e| {
-            let n = e.detail.trim_start_matches("guesses=");
-            n.split('/').next().unwrap().parse().unwrap()
-        })
-        .collect();
-    let in_log_order = counts.clone();
-    counts.sort_unstable();
-    let c = counts.len();
-    assert_eq!(
-        counts,
-        (1..=c as u32).collect::<Vec<_>>(),
-        "{user}: the counts in the audit log must be 1..={c} with none lost or repeated"
-    );
-    assert_eq!(
-        in_log_order, counts,
-        "{user}: the log's order is the counts' order (one sequential history)"
-    );
-    assert!(
-        acknowledged <= c && c <= acknowledged + unknown,
-        "{user}: {c} guesses counted for {acknowledged} acknowledged and {unknown} unknown"
-    );
-    c
+    history::check_counter(
+        &store.audit(0, 1_000_000).unwrap(),
+        user,
+        acknowledged,
+        unknown,
+    )
 }
 
 #[test]

@@ -1,10 +1,13 @@
 //! What Coffer's tests, benches and conformance runs share: real PKCS#11 tokens
-//! ([`tokens`]: SoftHSM2 and kryoptic), a real etcd cluster ([`etcd`]), whole vault flows
+//! ([`tokens`]: SoftHSM2 and kryoptic), a real etcd cluster ([`etcd`]), hosts of their own in network namespaces with faults
+//! between them ([`netns`]), guess histories and their check ([`history`]), whole vault flows
 //! in process ([`flows`]), a private CA for TLS on loopback ([`tls`]), and the one way a prerequisite may be skipped ([`opt_out`]). Not published; a
 //! dev-dependency, and the conformance runner's source of a private CA for its own HTTPS.
 
 pub mod etcd;
 pub mod flows;
+pub mod history;
+pub mod netns;
 pub mod tls;
 pub mod tokens;
 

@@ -88,14 +88,27 @@ impl VaultClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, VaultError> {
-        self.transport
-            .send(method, path, body)
-            .map_err(|e| match e {
-                CallError::BadAnswer(message) => {
-                    VaultError::Malformed(format!("the vault's answer: {message}"))
-                }
-                CallError::Remote(class, message) => VaultError::Remote { class, message },
-            })
+        self.send_bounded(method, path, body, None)
+    }
+
+    /// [`VaultClient::send`], with a larger bound on the answer than the default.
+    fn send_bounded<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+        limit: Option<u64>,
+    ) -> Result<T, VaultError> {
+        let sent = match limit {
+            Some(limit) => self.transport.send_bounded(method, path, body, limit),
+            None => self.transport.send(method, path, body),
+        };
+        sent.map_err(|e| match e {
+            CallError::BadAnswer(message) => {
+                VaultError::Malformed(format!("the vault's answer: {message}"))
+            }
+            CallError::Remote(class, message) => VaultError::Remote { class, message },
+        })
     }
 
     /// Registers `root` for `user` behind `password`.
@@ -219,10 +232,11 @@ impl VaultClient {
     /// only). Every event's chain hash is checked before it is returned: a page with an event
     /// that does not chain is `corrupt`.
     pub fn audit(&self, after: u64, limit: usize) -> Result<AuditPage, VaultError> {
-        let page: AuditPage = self.send::<(), _>(
+        let page: AuditPage = self.send_bounded::<(), _>(
             "GET",
             &format!("/v1/audit?after={after}&limit={limit}"),
             None,
+            Some(super::transport::MAX_AUDIT_ANSWER),
         )?;
         if let Some(bad) = page.events.iter().find(|e| !e.chains()) {
             return Err(VaultError::Store(crate::store::StoreError::Tampered(

@@ -8,8 +8,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
 
-/// Largest answer read.
+/// Largest answer read, but for audit pages.
 const MAX_ANSWER: u64 = 64 * 1024;
+/// Largest audit page read: up to 1000 events (`spec/vault.md` §9) of at most a few KiB
+/// each (ids, names, hashes). 64 KiB held about 250, so a full page failed as `io`.
+pub(crate) const MAX_AUDIT_ANSWER: u64 = 4 << 20;
 
 /// Why a call failed.
 #[derive(Debug)]
@@ -53,12 +56,13 @@ impl Transport {
 
     fn answer<T: DeserializeOwned>(
         mut response: ureq::http::Response<ureq::Body>,
+        limit: u64,
     ) -> Result<T, CallError> {
         let status = response.status();
         let body = response
             .body_mut()
             .with_config()
-            .limit(MAX_ANSWER)
+            .limit(limit)
             .read_to_vec()
             .map_err(|e| CallError::Remote(ErrorClass::Io, format!("reading the answer: {e}")))?;
         if status.is_success() {
@@ -85,6 +89,17 @@ impl Transport {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, CallError> {
+        self.send_bounded(method, path, body, MAX_ANSWER)
+    }
+
+    /// [`Transport::send`], reading an answer of at most `limit` bytes.
+    pub(crate) fn send_bounded<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+        limit: u64,
+    ) -> Result<T, CallError> {
         let agent = self
             .agent
             .as_ref()
@@ -96,7 +111,7 @@ impl Transport {
             ("DELETE", _) => self.authorized(agent.delete(&url)).call().map_err(io)?,
             _ => self.authorized(agent.get(&url)).call().map_err(io)?,
         };
-        Self::answer(response)
+        Self::answer(response, limit)
     }
 
     /// The request with the bearer token; without one (a tenant known by its client
