@@ -14,6 +14,7 @@ use opaque_ke::{
     CredentialFinalization, CredentialRequest, Identifiers, RegistrationRequest,
     RegistrationUpload, ServerLogin, ServerLoginParameters, ServerRegistration, ServerSetup,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
@@ -164,6 +165,11 @@ pub struct VaultServer<S: Store, H: Hsm> {
     pending: Mutex<OpenTable<Pending>>,
     verified: Mutex<OpenTable<Verified>>,
     randomness: Randomness,
+    /// The sealed server setup, which the HSM opens to show it answers.
+    sealed_setup: Vec<u8>,
+    /// Set when the HSM failed to open a record, cleared when it next answers: while set, a
+    /// KE1 checks the HSM before it counts a guess (`spec/vault.md` §3.2 step 2).
+    hsm_failing: AtomicBool,
 }
 
 fn record_aad(record_id: &RecordId, version: u32) -> Vec<u8> {
@@ -228,6 +234,8 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             pending: Mutex::new(OpenTable::new(total, per_tenant)),
             verified: Mutex::new(OpenTable::new(total, per_tenant)),
             randomness,
+            sealed_setup: sealed,
+            hsm_failing: AtomicBool::new(false),
         })
     }
 
@@ -378,6 +386,13 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             .map_err(|_| VaultError::Internal("session lock".into()))?
             .room_for(tenant, Instant::now())
             .map_err(busy)?;
+        // An HSM known to fail is checked first: while it is down, a KE1 is refused as `io`
+        // without costing a guess, so that clients retrying through an outage do not use up
+        // (and destroy) the records they are trying to open.
+        if self.hsm_failing.load(Ordering::Acquire) {
+            self.hsm.unseal(AAD_SETUP, &self.sealed_setup)?;
+            self.hsm_failing.store(false, Ordering::Release);
+        }
         let record = match self.store.count_guess(tenant, user)? {
             GuessOutcome::Counted(r) => Some(r),
             GuessOutcome::Destroyed | GuessOutcome::Absent => None,
@@ -399,7 +414,8 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             .ok_or_else(|| VaultError::Internal("active record without secrets".into()))?;
         let secret = self
             .hsm
-            .unseal(&record_aad(&record.record_id, record.version), sealed)?;
+            .unseal(&record_aad(&record.record_id, record.version), sealed)
+            .inspect_err(|_| self.hsm_failing.store(true, Ordering::Release))?;
         if secret.len() != PASSWORD_FILE_LEN + ENVELOPE_LEN {
             return Err(VaultError::Internal(
                 "sealed record of the wrong size".into(),
