@@ -13,11 +13,11 @@ use coffer::http::VaultClient;
 use coffer::key::RootKey;
 use coffer::vault::KsfFloor;
 use coffer::{Classify, ErrorClass};
-use serde_json::Value;
+use coffer_testkit::Served;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -55,15 +55,8 @@ impl Drop for Tmpfs {
 }
 
 struct Vault {
-    child: Child,
+    served: Served,
     client: VaultClient,
-}
-
-impl Drop for Vault {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn serve(data: &Path) -> Vault {
@@ -71,25 +64,18 @@ fn serve(data: &Path) -> Vault {
 }
 
 fn serve_with(data: &Path, extra: &[&str]) -> Vault {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .args(["vault", "serve", "--listen", "127.0.0.1:0"])
-        .args(["--ksf", "argon2id:m=256,t=1,p=1", "--data"])
-        .arg(data)
-        .args(extra)
-        .env_remove("COFFER_VAULT_FAULT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start coffer vault serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let first: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-    let token = std::fs::read_to_string(first["token_file"].as_str().unwrap()).unwrap();
-    let url = first["listening"].as_str().unwrap();
-    let client = VaultClient::new(url, token.trim(), "coffer-vault").ksf_floor(KsfFloor::NONE);
-    Vault { child, client }
+    let served = Served::start(
+        Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .args(["vault", "serve", "--listen", "127.0.0.1:0"])
+            .args(["--ksf", "argon2id:m=256,t=1,p=1", "--data"])
+            .arg(data)
+            .args(extra)
+            .env_remove("COFFER_VAULT_FAULT")
+            .stderr(Stdio::null()),
+    );
+    let client =
+        VaultClient::new(served.url(), &served.token(), "coffer-vault").ksf_floor(KsfFloor::NONE);
+    Vault { served, client }
 }
 
 fn key(i: u8) -> RootKey {
@@ -422,7 +408,7 @@ fn a_soak_under_mixed_load_and_disk_faults_keeps_memory_and_files_bounded() {
     )
     .unwrap();
     let vault = serve_with(&data, &["--config", config.to_str().unwrap()]);
-    let pid = vault.child.id();
+    let pid = vault.served.child.id();
     let stop = AtomicBool::new(false);
     let samples: Mutex<Vec<(Duration, u64, usize)>> = Mutex::new(Vec::new());
     let started = Instant::now();

@@ -9,57 +9,44 @@ use coffer::key::RootKey;
 use coffer::vault::KsfFloor;
 use coffer::{Classify, ErrorClass};
 use coffer_testkit::tokens::{self, Module};
-use serde_json::Value;
-use std::io::{BufRead, BufReader};
+use coffer_testkit::Served;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 struct Vault {
-    child: Child,
+    _served: Served,
     /// The admin endpoints (`/readyz`).
     admin: String,
     client: VaultClient,
 }
 
-impl Drop for Vault {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(data: &Path, token: &tokens::TestToken) -> Vault {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"));
     token.apply(&mut command);
-    let mut child = command
-        .args(["vault", "serve", "--listen", "127.0.0.1:0"])
-        .args(["--admin-listen", "127.0.0.1:0"])
-        .args([
-            "--ksf",
-            "argon2id:m=256,t=1,p=1",
-            "--hsm",
-            &token.uri,
-            "--data",
-        ])
-        .arg(data)
-        .env_remove("COFFER_VAULT_FAULT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start coffer vault serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let first: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-    let token_text = std::fs::read_to_string(first["token_file"].as_str().unwrap()).unwrap();
-    let url = first["listening"].as_str().unwrap().to_owned();
+    let served = Served::start(
+        command
+            .args(["vault", "serve", "--listen", "127.0.0.1:0"])
+            .args(["--admin-listen", "127.0.0.1:0"])
+            .args([
+                "--ksf",
+                "argon2id:m=256,t=1,p=1",
+                "--hsm",
+                &token.uri,
+                "--data",
+            ])
+            .arg(data)
+            .env_remove("COFFER_VAULT_FAULT")
+            .stderr(Stdio::null()),
+    );
     let client =
-        VaultClient::new(&url, token_text.trim(), "coffer-vault").ksf_floor(KsfFloor::NONE);
-    let admin = first["admin"].as_str().expect("--admin-listen").to_owned();
+        VaultClient::new(served.url(), &served.token(), "coffer-vault").ksf_floor(KsfFloor::NONE);
+    let admin = served.first["admin"]
+        .as_str()
+        .expect("--admin-listen")
+        .to_owned();
     Vault {
-        child,
+        _served: served,
         admin,
         client,
     }

@@ -28,9 +28,9 @@ use coffer::store::AuditEvent;
 use coffer::Classify;
 use coffer_testkit::history::{self, Outcome};
 use coffer_testkit::netns::{DelayProxy, Net};
-use std::io::{BufRead, BufReader};
+use coffer_testkit::Served;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -74,17 +74,7 @@ const LAN: Timing = Timing {
     etcd_timeout_s: 2,
 };
 
-struct Node {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Node = Served;
 
 /// Three sites: the hosts, the members, the nodes.
 struct Sites {
@@ -242,41 +232,33 @@ impl Sites {
             std::fs::copy(self.dir.join("node0/master.key"), data.join("master.key")).unwrap();
         }
         let store = format!("etcd://{}:2379/coffer-partitions", self.member_ip(i));
-        let mut child = self
-            .net
-            .command(V[i], env!("CARGO_BIN_EXE_coffer"))
-            .args(["vault", "serve", "--listen", "127.0.0.1:0"])
-            .args(["--ksf", "argon2id:m=256,t=1,p=1"])
-            .args([
-                "--user-per-minute",
-                "1000000",
-                "--tenant-per-second",
-                "1000000",
-            ])
-            .args(["--etcd-timeout", &self.timing.etcd_timeout_s.to_string()])
-            .args(["--store", &store, "--config"])
-            .arg(self.dir.join("vault.json"))
-            .arg("--data")
-            .arg(&data)
-            .env_remove("COFFER_VAULT_FAULT")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("coffer vault serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let first: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("node {i}: {e}: {line}"));
-        Node {
-            child,
-            url: first["listening"].as_str().unwrap().to_owned(),
-        }
+        Served::start(
+            self.net
+                .command(V[i], env!("CARGO_BIN_EXE_coffer"))
+                .args(["vault", "serve", "--listen", "127.0.0.1:0"])
+                .args(["--ksf", "argon2id:m=256,t=1,p=1"])
+                .args([
+                    "--user-per-minute",
+                    "1000000",
+                    "--tenant-per-second",
+                    "1000000",
+                ])
+                .args(["--etcd-timeout", &self.timing.etcd_timeout_s.to_string()])
+                .args(["--store", &store, "--config"])
+                .arg(self.dir.join("vault.json"))
+                .arg("--data")
+                .arg(&data)
+                .env_remove("COFFER_VAULT_FAULT")
+                .stderr(Stdio::null()),
+        )
     }
 
     fn url(&self, node: usize) -> String {
-        self.nodes[node].as_ref().expect("node running").url.clone()
+        self.nodes[node]
+            .as_ref()
+            .expect("node running")
+            .url()
+            .to_owned()
     }
 
     /// Runs `f` on a thread inside node `node`'s host (its sockets are that host's).

@@ -133,3 +133,50 @@ mod tests {
         assert!(!super::opted_out("COFFER_TESTKIT_PROBE_UNSET"));
     }
 }
+
+/// A server process of the tests (`coffer vault serve`, a realm), killed when dropped, and the
+/// JSON line it printed first (`listening`, `token_file`, `admin`, `hsm`, `store`, ...).
+pub struct Served {
+    /// The process.
+    pub child: std::process::Child,
+    /// Its first line of output.
+    pub first: serde_json::Value,
+}
+
+impl Served {
+    /// Spawns `command` with its output piped and reads the first line it prints.
+    pub fn start(command: &mut std::process::Command) -> Served {
+        use std::io::BufRead;
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the server");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("the server's first line");
+        let first = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        Served { child, first }
+    }
+
+    /// Where it listens (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> &str {
+        self.first["listening"].as_str().expect("listening")
+    }
+
+    /// The tenant token it wrote (`token_file`).
+    pub fn token(&self) -> String {
+        let path = self.first["token_file"].as_str().expect("token_file");
+        std::fs::read_to_string(path)
+            .expect("the token file")
+            .trim()
+            .to_owned()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

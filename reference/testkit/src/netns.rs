@@ -208,7 +208,10 @@ impl Drop for Net {
             // Whatever still runs there (a member, a node) goes with its network.
             if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
                 for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
+                    let _ = Command::new("kill")
+                        .args(["-9", pid])
+                        .stderr(std::process::Stdio::null())
+                        .status();
                 }
             }
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
