@@ -7,7 +7,8 @@
 //! wrong passwords, changes passwords and deletes from six clients while the disk is full one
 //! second in three; the vault's memory and open files must stop growing once its sessions
 //! start expiring, and every record the clients know of must open after a restart. Needs
-//! root (to mount the tmpfs): opt out with COFFER_SKIP_DISK_FAULTS=1.
+//! root (to mount the tmpfs): opt out with COFFER_SKIP_DISK_FAULTS=1. Last, an fsync that
+//! fails (an LD_PRELOAD shim built with the machine's C compiler).
 
 use coffer::http::VaultClient;
 use coffer::key::RootKey;
@@ -64,8 +65,13 @@ fn serve(data: &Path) -> Vault {
 }
 
 fn serve_with(data: &Path, extra: &[&str]) -> Vault {
+    serve_env(data, extra, &[])
+}
+
+fn serve_env(data: &Path, extra: &[&str], env: &[(String, PathBuf)]) -> Vault {
     let served = Served::start(
         Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["vault", "serve", "--listen", "127.0.0.1:0"])
             .args(["--ksf", "argon2id:m=256,t=1,p=1", "--data"])
             .arg(data)
@@ -144,7 +150,7 @@ fn fill(path: &Path, leave: u64) -> u64 {
 fn a_full_disk_refuses_with_io_loses_nothing_and_serves_again() {
     if coffer_testkit::opt_out(
         "COFFER_SKIP_DISK_FAULTS",
-        "disk faults (a tmpfs mount, root)",
+        "disk faults (a tmpfs mount as root; an LD_PRELOAD fsync shim)",
     ) {
         return;
     }
@@ -388,7 +394,7 @@ fn resync(client: &VaultClient, user: &str, known: &mut Known) -> bool {
 fn a_soak_under_mixed_load_and_disk_faults_keeps_memory_and_files_bounded() {
     if coffer_testkit::opt_out(
         "COFFER_SKIP_DISK_FAULTS",
-        "disk faults (a tmpfs mount, root)",
+        "disk faults (a tmpfs mount as root; an LD_PRELOAD fsync shim)",
     ) {
         return;
     }
@@ -511,4 +517,89 @@ fn a_soak_under_mixed_load_and_disk_faults_keeps_memory_and_files_bounded() {
         }
     }
     eprintln!("soak: after a restart, all {checked} registered records open with their passwords");
+}
+
+/// The vault's fsync fails (an LD_PRELOAD shim, `coffer_testkit::fail_fsync`: this kernel has
+/// no device-mapper to fail a disk): every write it cannot make durable is refused as `io`;
+/// what it acknowledged before stays, exactly; a refused write may or may not survive (its
+/// bytes reached the file, only the sync failed), and it serves again once fsync works.
+#[test]
+fn a_failing_fsync_refuses_with_io_and_loses_nothing() {
+    if coffer_testkit::opt_out(
+        "COFFER_SKIP_DISK_FAULTS",
+        "disk faults (a tmpfs mount as root; an LD_PRELOAD fsync shim)",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let env = coffer_testkit::fail_fsync(dir.path());
+    let flag = env[1].1.clone();
+    let data = dir.path().join("data");
+    let vault = serve_env(&data, &[], &env);
+    let mut ledger = Ledger::default();
+    for i in 0..3u8 {
+        let user = format!("early{i}");
+        vault
+            .client
+            .register(&user, b"right", &key(i), None)
+            .unwrap();
+        ledger.keys.insert(user, i);
+    }
+    let e = vault.client.recover("early0", b"wrong").err().unwrap();
+    assert_eq!(e.class(), ErrorClass::WrongPassword, "{e}");
+    ledger.wrong.insert("early0".into(), 1);
+
+    std::fs::write(&flag, "").unwrap();
+    let failing = Instant::now();
+    let mut refused = 0;
+    for i in 0..5u8 {
+        let e = vault
+            .client
+            .register(&format!("late{i}"), b"right", &key(100 + i), None)
+            .expect_err("a registration acknowledged without fsync");
+        assert_eq!(e.class(), ErrorClass::Io, "{e}");
+        let e = vault.client.recover("early1", b"wrong").err().unwrap();
+        assert_eq!(e.class(), ErrorClass::Io, "a guess without fsync: {e}");
+        refused += 2;
+    }
+    std::fs::remove_file(&flag).unwrap();
+    let again = Instant::now();
+    vault
+        .client
+        .register("after", b"right", &key(250), None)
+        .unwrap();
+    ledger.keys.insert("after".into(), 250);
+    let served_again = again.elapsed();
+
+    // early1's five refused guesses may each have reached the file: between 0 and 5 counted.
+    let check = |vault: &Vault, when: &str| {
+        for user in ["early0", "early2", "after"] {
+            let status = vault.client.status(user).unwrap();
+            let counted = ledger.wrong.get(user).copied().unwrap_or(0);
+            assert_eq!(
+                status.limit - status.guesses_left,
+                counted,
+                "{when}: {user}"
+            );
+        }
+        let status = vault.client.status("early1").unwrap();
+        assert!(
+            status.registered && status.guesses_left >= 5,
+            "{when}: early1 {status:?}"
+        );
+        status.limit - status.guesses_left
+    };
+    let live = check(&vault, "with fsync back");
+    drop(vault);
+    let vault = serve(&data);
+    let restarted = check(&vault, "after a restart");
+    assert_eq!(live, restarted, "early1's count changed with the restart");
+    ledger.check_keys(&vault, "after a restart");
+    eprintln!(
+        "fsync fails: injected once for {} ms; 4 operations acknowledged before, 0 lost, \
+         {refused} refused as io (of which {live} guesses reached the file and count), 0 limit \
+         violations; served again {} ms after fsync came back",
+        (again - failing).as_millis(),
+        served_again.as_millis()
+    );
 }

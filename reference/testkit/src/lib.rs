@@ -180,3 +180,29 @@ impl Drop for Served {
         let _ = self.child.wait();
     }
 }
+
+/// A failing `fsync` for fault tests: builds the LD_PRELOAD shim `fail_fsync.c` (with the
+/// machine's C compiler) into `dir` and returns the environment a child process needs:
+/// `LD_PRELOAD` and `COFFER_FAIL_FSYNC`, the flag file whose presence makes every
+/// `fsync`/`fdatasync` of that process fail with EIO.
+pub fn fail_fsync(dir: &std::path::Path) -> [(String, std::path::PathBuf); 2] {
+    let source = dir.join("fail_fsync.c");
+    let library = dir.join("libfailfsync.so");
+    std::fs::write(&source, include_str!("fail_fsync.c")).expect("write the shim's source");
+    let out = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .arg("-ldl")
+        .output()
+        .expect("cc (the C compiler every Rust toolchain here has)");
+    assert!(
+        out.status.success(),
+        "building the fsync shim: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    [
+        ("LD_PRELOAD".to_owned(), library),
+        ("COFFER_FAIL_FSYNC".to_owned(), dir.join("fsync-fails")),
+    ]
+}
