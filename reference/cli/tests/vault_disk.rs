@@ -519,7 +519,7 @@ fn a_soak_under_mixed_load_and_disk_faults_keeps_memory_and_files_bounded() {
     eprintln!("soak: after a restart, all {checked} registered records open with their passwords");
 }
 
-/// The vault's fsync fails (an LD_PRELOAD shim, `coffer_testkit::fail_fsync`: this kernel has
+/// The vault's fsync fails (an LD_PRELOAD shim, `coffer_testkit::FaultShim`: this kernel has
 /// no device-mapper to fail a disk): every write it cannot make durable is refused as `io`;
 /// what it acknowledged before stays, exactly; a refused write may or may not survive (its
 /// bytes reached the file, only the sync failed), and it serves again once fsync works.
@@ -532,10 +532,10 @@ fn a_failing_fsync_refuses_with_io_and_loses_nothing() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let env = coffer_testkit::fail_fsync(dir.path());
-    let flag = env[1].1.clone();
     let data = dir.path().join("data");
-    let vault = serve_env(&data, &[], &env);
+    let shim = coffer_testkit::FaultShim::build(dir.path(), &dir.path().join("none"));
+    let flag = shim.fsync_fails.clone();
+    let vault = serve_env(&data, &[], &shim.env);
     let mut ledger = Ledger::default();
     for i in 0..3u8 {
         let user = format!("early{i}");

@@ -2,7 +2,9 @@
 //! token whose directory is taken away while the vault runs. Every request that needs the
 //! master key fails as `io` within its bound, `/readyz` says not ready, no guess is counted
 //! for a request refused that way, and once the token is back the vault serves again with
-//! every count exact. Opt out with COFFER_SKIP_SOFTHSM=1.
+//! every count exact. And an HSM that hangs (an LD_PRELOAD shim holds SoftHSM2's token files
+//! shut): once a call has been stuck for 5 s the vault stops waiting for it and refuses at
+//! once, without counting. Opt out with COFFER_SKIP_SOFTHSM=1.
 
 use coffer::http::VaultClient;
 use coffer::key::RootKey;
@@ -22,8 +24,18 @@ struct Vault {
 }
 
 fn serve(data: &Path, token: &tokens::TestToken) -> Vault {
+    serve_with(data, token, &[], &[])
+}
+
+fn serve_with(
+    data: &Path,
+    token: &tokens::TestToken,
+    extra: &[&str],
+    env: &[(String, std::path::PathBuf)],
+) -> Vault {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"));
     token.apply(&mut command);
+    command.envs(env.iter().map(|(k, v)| (k, v)));
     let served = Served::start(
         command
             .args(["vault", "serve", "--listen", "127.0.0.1:0"])
@@ -36,6 +48,7 @@ fn serve(data: &Path, token: &tokens::TestToken) -> Vault {
                 "--data",
             ])
             .arg(data)
+            .args(extra)
             .env_remove("COFFER_VAULT_FAULT")
             .stderr(Stdio::null()),
     );
@@ -147,5 +160,93 @@ fn an_hsm_that_stops_answering_fails_requests_as_io_and_counts_stay_exact() {
          200; served again {} ms after the restart began",
         (back - gone).as_millis(),
         back.elapsed().as_millis()
+    );
+}
+
+#[test]
+fn an_hsm_that_hangs_is_not_waited_for_and_costs_few_guesses() {
+    if coffer_testkit::opt_out("COFFER_SKIP_SOFTHSM", "SoftHSM2") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token = tokens::create(Module::SoftHsm2, &dir.path().join("hsm"), "vault")
+        .expect("SoftHSM2 was not opted out");
+    let init = token.coffer(&["hsm", "init", "--hsm", &token.uri]);
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let shim = coffer_testkit::FaultShim::build(dir.path(), &dir.path().join("hsm/softhsm-tokens"));
+    let data = dir.path().join("data");
+    let vault = serve_with(&data, &token, &["--request-timeout", "2"], &shim.env);
+    let root = RootKey::from_bytes([4; 32]);
+    vault.client.register("ada", b"right", &root, None).unwrap();
+    assert_eq!(ready(&vault), 200);
+
+    // The HSM hangs; a client retries every half second for 9 s.
+    std::fs::write(&shim.opens_hang, "").unwrap();
+    let hung = Instant::now();
+    let mut answers = Vec::new();
+    while hung.elapsed() < Duration::from_secs(9) {
+        let started = Instant::now();
+        let e = vault
+            .client
+            .recover("ada", b"right")
+            .err()
+            .expect("a KE2 from a hung HSM");
+        assert_eq!(e.class(), ErrorClass::Io, "{e}");
+        answers.push((started - hung, started.elapsed()));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Every answer came within the request timeout (2 s) and a margin; those sent after the
+    // first call had been stuck for 5 s came at once.
+    for (sent, took) in &answers {
+        assert!(*took < Duration::from_secs(4), "sent at {sent:?}: {took:?}");
+        if *sent > Duration::from_secs(6) {
+            assert!(
+                *took < Duration::from_secs(1),
+                "sent at {sent:?}, past the stall: {took:?}"
+            );
+        }
+    }
+    assert_eq!(ready(&vault), 503, "/readyz while the HSM hangs");
+    let counted = 10 - vault.client.status("ada").unwrap().guesses_left;
+    let before_stall = answers
+        .iter()
+        .filter(|(sent, _)| *sent < Duration::from_secs(5))
+        .count();
+    assert!(
+        counted as usize <= before_stall + 1 && counted as usize <= 4,
+        "{counted} guesses counted for {} KE1s, {before_stall} of them before the stall showed",
+        answers.len()
+    );
+
+    // The HSM answers again: the stuck calls return, and the vault serves.
+    std::fs::remove_file(&shim.opens_hang).unwrap();
+    let back = Instant::now();
+    while ready(&vault) != 200 {
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "not ready 10 s after the HSM answered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let served_again = back.elapsed();
+    assert_eq!(
+        10 - vault.client.status("ada").unwrap().guesses_left,
+        counted
+    );
+    let recovered = vault.client.recover("ada", b"right").map(|r| r.root);
+    let recovered = recovered.unwrap_or_else(|e| panic!("once the HSM answers: {e}"));
+    assert_eq!(recovered.as_bytes(), root.as_bytes());
+    eprintln!(
+        "HSM hangs: injected once for {} ms; {} KE1s refused as io, the last {} at once, {counted} \
+         guesses counted (those sent before a call had been stuck 5 s), 0 lost; /readyz 503 then \
+         200; served again {} ms after the HSM answered",
+        (back - hung).as_millis(),
+        answers.len(),
+        answers.iter().filter(|(s, _)| *s > Duration::from_secs(6)).count(),
+        served_again.as_millis()
     );
 }

@@ -181,28 +181,45 @@ impl Drop for Served {
     }
 }
 
-/// A failing `fsync` for fault tests: builds the LD_PRELOAD shim `fail_fsync.c` (with the
-/// machine's C compiler) into `dir` and returns the environment a child process needs:
-/// `LD_PRELOAD` and `COFFER_FAIL_FSYNC`, the flag file whose presence makes every
-/// `fsync`/`fdatasync` of that process fail with EIO.
-pub fn fail_fsync(dir: &std::path::Path) -> [(String, std::path::PathBuf); 2] {
-    let source = dir.join("fail_fsync.c");
-    let library = dir.join("libfailfsync.so");
-    std::fs::write(&source, include_str!("fail_fsync.c")).expect("write the shim's source");
-    let out = std::process::Command::new("cc")
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&library)
-        .arg(&source)
-        .arg("-ldl")
-        .output()
-        .expect("cc (the C compiler every Rust toolchain here has)");
-    assert!(
-        out.status.success(),
-        "building the fsync shim: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    [
-        ("LD_PRELOAD".to_owned(), library),
-        ("COFFER_FAIL_FSYNC".to_owned(), dir.join("fsync-fails")),
-    ]
+/// Faults injected into a child process by an LD_PRELOAD shim (`fault_shim.c`, built with
+/// the machine's C compiler): each is on while its flag file exists.
+pub struct FaultShim {
+    /// `LD_PRELOAD` and the shim's variables, for the child's environment.
+    pub env: Vec<(String, std::path::PathBuf)>,
+    /// While this exists, every `fsync`/`fdatasync` fails with EIO.
+    pub fsync_fails: std::path::PathBuf,
+    /// While this exists, opening a file under the `hang_under` directory waits.
+    pub opens_hang: std::path::PathBuf,
+}
+
+impl FaultShim {
+    /// Builds the shim into `dir`; its open hangs apply to paths under `hang_under`.
+    pub fn build(dir: &std::path::Path, hang_under: &std::path::Path) -> FaultShim {
+        let source = dir.join("fault_shim.c");
+        let library = dir.join("libcofferfaults.so");
+        std::fs::write(&source, include_str!("fault_shim.c")).expect("write the shim's source");
+        let out = std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(&library)
+            .arg(&source)
+            .arg("-ldl")
+            .output()
+            .expect("cc (the C compiler every Rust toolchain here has)");
+        assert!(
+            out.status.success(),
+            "building the fault shim: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (fsync_fails, opens_hang) = (dir.join("fsync-fails"), dir.join("opens-hang"));
+        FaultShim {
+            env: vec![
+                ("LD_PRELOAD".to_owned(), library),
+                ("COFFER_FAIL_FSYNC".to_owned(), fsync_fails.clone()),
+                ("COFFER_HANG_OPEN".to_owned(), opens_hang.clone()),
+                ("COFFER_HANG_UNDER".to_owned(), hang_under.to_owned()),
+            ],
+            fsync_fails,
+            opens_hang,
+        }
+    }
 }

@@ -5,6 +5,7 @@
 
 mod client;
 pub(crate) mod envelope;
+mod hsm_watch;
 pub(crate) mod randomness;
 pub(crate) mod server;
 pub(crate) mod suite;

@@ -2,6 +2,7 @@
 //! Guesses are counted in the store, durably, before a KE2 is returned.
 
 use super::envelope::{seal_transport, ENVELOPE_LEN};
+use super::hsm_watch::{Health, HsmWatch};
 use super::randomness::{Randomness, VaultRng};
 use super::suite::{credential_id, KsfParams, Suite, CONTEXT};
 use super::VaultError;
@@ -14,7 +15,6 @@ use opaque_ke::{
     CredentialFinalization, CredentialRequest, Identifiers, RegistrationRequest,
     RegistrationUpload, ServerLogin, ServerLoginParameters, ServerRegistration, ServerSetup,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
@@ -167,9 +167,18 @@ pub struct VaultServer<S: Store, H: Hsm> {
     randomness: Randomness,
     /// The sealed server setup, which the HSM opens to show it answers.
     sealed_setup: Vec<u8>,
-    /// Set when the HSM failed to open a record, cleared when it next answers: while set, a
-    /// KE1 checks the HSM before it counts a guess (`spec/vault.md` §3.2 step 2).
-    hsm_failing: AtomicBool,
+    /// Whether the HSM answers: failed or stuck calls make a KE1 check it, or refuse, before
+    /// it counts a guess (`spec/vault.md` §3.2 step 2).
+    hsm_watch: HsmWatch,
+}
+
+/// The refusal while an HSM call is stuck: `io`, like any HSM failure.
+fn stalled(stuck: Duration) -> VaultError {
+    crate::hsm::HsmError::Backend(format!(
+        "the HSM has not answered a call for {} s",
+        stuck.as_secs()
+    ))
+    .into()
 }
 
 fn record_aad(record_id: &RecordId, version: u32) -> Vec<u8> {
@@ -235,19 +244,37 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             verified: Mutex::new(OpenTable::new(total, per_tenant)),
             randomness,
             sealed_setup: sealed,
-            hsm_failing: AtomicBool::new(false),
+            hsm_watch: HsmWatch::default(),
         })
     }
 
     /// Whether the store and the HSM answer: the sealed server setup is read from the store
     /// and opened by the HSM (`/readyz`, spec/vault.md §9.2).
     pub fn ready(&self) -> Result<(), VaultError> {
+        if let Health::Stalled(stuck) = self.hsm_watch.health() {
+            return Err(stalled(stuck));
+        }
         let sealed = self
             .store
             .server_setup()?
             .ok_or_else(|| VaultError::Malformed("the store holds no server setup".into()))?;
-        self.hsm.unseal(AAD_SETUP, &sealed)?;
+        self.hsm_watch
+            .call(|| self.hsm.unseal(AAD_SETUP, &sealed))?;
         Ok(())
+    }
+
+    /// Ok when the HSM answers, as far as the watch knows: after a failure it is asked again
+    /// (it opens the sealed server setup); while a call is stuck it is not.
+    fn hsm_answers(&self) -> Result<(), VaultError> {
+        match self.hsm_watch.health() {
+            Health::Answering => Ok(()),
+            Health::Stalled(stuck) => Err(stalled(stuck)),
+            Health::Failed => {
+                self.hsm_watch
+                    .call(|| self.hsm.unseal(AAD_SETUP, &self.sealed_setup))?;
+                Ok(())
+            }
+        }
     }
 
     /// The vault's OPAQUE public key: clients pin it (`spec/vault.md` §9.1). Not secret.
@@ -386,13 +413,10 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             .map_err(|_| VaultError::Internal("session lock".into()))?
             .room_for(tenant, Instant::now())
             .map_err(busy)?;
-        // An HSM known to fail is checked first: while it is down, a KE1 is refused as `io`
-        // without costing a guess, so that clients retrying through an outage do not use up
-        // (and destroy) the records they are trying to open.
-        if self.hsm_failing.load(Ordering::Acquire) {
-            self.hsm.unseal(AAD_SETUP, &self.sealed_setup)?;
-            self.hsm_failing.store(false, Ordering::Release);
-        }
+        // An HSM known to fail is checked first, one stuck is not waited for: while it is down
+        // a KE1 is refused as `io` without costing a guess, so that clients retrying through
+        // an outage do not use up (and destroy) the records they are trying to open.
+        self.hsm_answers()?;
         let record = match self.store.count_guess(tenant, user)? {
             GuessOutcome::Counted(r) => Some(r),
             GuessOutcome::Destroyed | GuessOutcome::Absent => None,
@@ -412,10 +436,10 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
             .sealed
             .as_deref()
             .ok_or_else(|| VaultError::Internal("active record without secrets".into()))?;
-        let secret = self
-            .hsm
-            .unseal(&record_aad(&record.record_id, record.version), sealed)
-            .inspect_err(|_| self.hsm_failing.store(true, Ordering::Release))?;
+        let secret = self.hsm_watch.call(|| {
+            self.hsm
+                .unseal(&record_aad(&record.record_id, record.version), sealed)
+        })?;
         if secret.len() != PASSWORD_FILE_LEN + ENVELOPE_LEN {
             return Err(VaultError::Internal(
                 "sealed record of the wrong size".into(),
