@@ -117,7 +117,11 @@ test_log=$(mktemp)
 # counted as skipped, not passed, and named in the summary.
 export COFFER_SKIPPED_TESTS
 COFFER_SKIPPED_TESTS=$(mktemp)
-trap 'rm -f "$test_log" "$COFFER_SKIPPED_TESTS"' EXIT
+# The fault tests (disk, HSM, partitions, soak) write their verdicts here (coffer_testkit::report):
+# cargo test shows nothing of a test that passed, and these lines are what the runs measured.
+export COFFER_FAULT_REPORT
+COFFER_FAULT_REPORT=$(mktemp)
+trap 'rm -f "$test_log" "$COFFER_SKIPPED_TESTS" "$COFFER_FAULT_REPORT"' EXIT
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$test_log"
 read -r passed failed < <(awk '/^test result:/ {p += $4; f += $6} END {print p + 0, f + 0}' "$test_log")
 skipped=$(cut -f1 "$COFFER_SKIPPED_TESTS" | sort -u | grep -c . || true)
@@ -183,6 +187,10 @@ if [[ "${COFFER_SKIP_BIGFILE:-}" != 1 ]]; then
 fi
 
 step "all tests passed"
+if [[ -s "$COFFER_FAULT_REPORT" ]]; then
+  echo "fault runs (each verdict as its test printed it):"
+  sed 's/^/  /' "$COFFER_FAULT_REPORT"
+fi
 echo "disk: target/ holds $(du -sh target | cut -f1), $(disk) free"
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 if ((skipped)); then

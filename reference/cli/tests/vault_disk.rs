@@ -234,11 +234,11 @@ fn a_full_disk_refuses_with_io_loses_nothing_and_serves_again() {
     ledger.check_counts(&vault, "after a restart");
     ledger.check_keys(&vault, "after a restart");
     ledger.check_counts(&vault, "after every record recovered");
-    eprintln!(
+    coffer_testkit::report(&format!(
         "disk full: injected once ({filled} filler bytes); {acknowledged} operations acknowledged, \
          0 lost, {refused} refused as io, 0 limit violations; served again {} ms after space came back",
         again.as_millis()
-    );
+    ));
 }
 
 /// What a client knows of one of its users, from the answers it got.
@@ -473,12 +473,12 @@ fn a_soak_under_mixed_load_and_disk_faults_keeps_memory_and_files_bounded() {
     let (first, second) = (peak(false), peak(true));
     let acknowledged: u64 = tallies.iter().map(|t| t.acknowledged).sum();
     let io: u64 = tallies.iter().map(|t| t.io).sum();
-    eprintln!(
+    coffer_testkit::report(&format!(
         "soak {seconds} s: {acknowledged} operations acknowledged, {io} refused as io, {faults} \
          disk-full faults; peak memory {} KiB in the first half, {} KiB in the second; peak open \
          files {} then {}",
         first.0, second.0, first.1, second.1
-    );
+    ));
     assert!(io > 0 && faults > 0, "no fault was met");
     assert!(
         acknowledged > 100,
@@ -516,7 +516,9 @@ fn a_soak_under_mixed_load_and_disk_faults_keeps_memory_and_files_bounded() {
             checked += 1;
         }
     }
-    eprintln!("soak: after a restart, all {checked} registered records open with their passwords");
+    coffer_testkit::report(&format!(
+        "soak: after a restart, all {checked} registered records open with their passwords"
+    ));
 }
 
 /// The vault's fsync fails (an LD_PRELOAD shim, `coffer_testkit::FaultShim`: this kernel has
@@ -595,11 +597,11 @@ fn a_failing_fsync_refuses_with_io_and_loses_nothing() {
     let restarted = check(&vault, "after a restart");
     assert_eq!(live, restarted, "early1's count changed with the restart");
     ledger.check_keys(&vault, "after a restart");
-    eprintln!(
+    coffer_testkit::report(&format!(
         "fsync fails: injected once for {} ms; 4 operations acknowledged before, 0 lost, \
          {refused} refused as io (of which {live} guesses reached the file and count), 0 limit \
          violations; served again {} ms after fsync came back",
         (again - failing).as_millis(),
         served_again.as_millis()
-    );
+    ));
 }

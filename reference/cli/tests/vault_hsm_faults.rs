@@ -154,13 +154,13 @@ fn an_hsm_that_stops_answering_fails_requests_as_io_and_counts_stay_exact() {
     let recovered = recovered.unwrap_or_else(|e| panic!("after the restart: {e}"));
     assert_eq!(recovered.as_bytes(), root.as_bytes());
     assert_eq!(vault.client.status("ada").unwrap().guesses_left, 10);
-    eprintln!(
+    coffer_testkit::report(&format!(
         "HSM gone: injected once for {} ms; 6 requests refused as io (each within 5 s), 1 guess \
          counted (the first, which met the failure), 0 lost; /readyz 503 until a restart, then \
          200; served again {} ms after the restart began",
         (back - gone).as_millis(),
         back.elapsed().as_millis()
-    );
+    ));
 }
 
 #[test]
@@ -240,7 +240,7 @@ fn an_hsm_that_hangs_is_not_waited_for_and_costs_few_guesses() {
     let recovered = vault.client.recover("ada", b"right").map(|r| r.root);
     let recovered = recovered.unwrap_or_else(|e| panic!("once the HSM answers: {e}"));
     assert_eq!(recovered.as_bytes(), root.as_bytes());
-    eprintln!(
+    coffer_testkit::report(&format!(
         "HSM hangs: injected once for {} ms; {} KE1s refused as io, the last {} at once, {counted} \
          guesses counted (those sent before a call had been stuck 5 s), 0 lost; /readyz 503 then \
          200; served again {} ms after the HSM answered",
@@ -248,5 +248,5 @@ fn an_hsm_that_hangs_is_not_waited_for_and_costs_few_guesses() {
         answers.len(),
         answers.iter().filter(|(s, _)| *s > Duration::from_secs(6)).count(),
         served_again.as_millis()
-    );
+    ));
 }

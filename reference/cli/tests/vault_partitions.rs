@@ -554,7 +554,7 @@ fn scenario(
         "{name}: only {} guesses acknowledged: the run did not run",
         verdict.acknowledged
     );
-    eprintln!(
+    coffer_testkit::report(&format!(
         "{name}: {} KE1s: {} acknowledged, {} unknown, {} refused; {} counted, 0 lost, \
          0 over a limit; {} faults, the cut-off node acknowledged 0 of the {cut_off} guesses \
          it was sent; every node served again {} ms after the heal; history check: ok",
@@ -565,7 +565,7 @@ fn scenario(
         verdict.counted,
         windows.len(),
         serving_again.as_millis()
-    );
+    ));
     log
 }
 
@@ -760,7 +760,7 @@ fn partitions_and_heals_for_a_minute_keep_every_count() {
             windows
         },
     );
-    eprintln!("nemesis: {injected} faults injected");
+    coffer_testkit::report(&format!("nemesis: {injected} faults injected"));
     assert!(injected >= 3);
 }
 
@@ -806,11 +806,11 @@ fn latency_and_loss_between_sites_slow_guesses_but_lose_none() {
     latencies.sort_unstable();
     let p = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     let span = log.last().unwrap().answered - log.first().unwrap().sent;
-    eprintln!(
+    coffer_testkit::report(&format!(
         "under 100 ms ± 20 ms and 1% loss: {:.1} acknowledged guesses/s from 6 clients; \
          p50 {} ms, p99 {} ms",
         latencies.len() as f64 / span.as_secs_f64(),
         p(0.5).as_millis(),
         p(0.99).as_millis()
-    );
+    ));
 }

@@ -74,6 +74,24 @@ fn opted_out(var: &str) -> bool {
     std::env::var(var).as_deref() == Ok("1")
 }
 
+/// Prints a fault run's verdict (what was injected, acknowledged, lost, refused, and when the
+/// service came back), and appends it to the file COFFER_FAULT_REPORT names: scripts/test.sh
+/// prints that file at the end, since cargo test shows no output of a test that passed.
+pub fn report(line: &str) {
+    use std::io::Write;
+    eprintln!("{line}");
+    if let Ok(path) = std::env::var("COFFER_FAULT_REPORT") {
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            // One write per line, whole under O_APPEND however many tests report at once.
+            let _ = file.write_all(format!("{line}\n").as_bytes());
+        }
+    }
+}
+
 /// Appends `test name<TAB>why` to the file COFFER_SKIPPED_TESTS names (scripts/test.sh sets it, and
 /// counts the lines apart from the passes). The test's name is its thread's, as libtest
 /// names it; a test's name appears once however many times it skips.
