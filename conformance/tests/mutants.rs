@@ -121,6 +121,26 @@ fn table(
     table
 }
 
+/// Whether `row` is the table row `written` with a non-empty subset of its killers: the same
+/// mutant, step and text, killed this time by some of the cases listed.
+fn killed_by_fewer(row: &str, written: &str) -> bool {
+    let split = |line: &str| -> Option<(String, Vec<String>)> {
+        let (head, killers) = line.trim_end_matches('|').rsplit_once('|')?;
+        let killers = killers
+            .split(',')
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .collect();
+        Some((head.to_owned(), killers))
+    };
+    match (split(row), split(written)) {
+        (Some((head, now)), Some((was_head, was))) => {
+            head == was_head && !now.is_empty() && now.iter().all(|k| was.contains(k))
+        }
+        _ => false,
+    }
+}
+
 fn script(relative: &str) -> PathBuf {
     here().join(relative)
 }
@@ -395,20 +415,44 @@ fn no_mutant_survives() {
         std::fs::write(&path, &table).unwrap();
     }
     let written = std::fs::read_to_string(&path).unwrap_or_default();
-    // The rows that differ, each side's (the tables are too long to show whole).
+    // The rows that differ, each side's (the tables are too long to show whole). A row whose
+    // killers this run are some of those written is current: a case that kills a mutant only
+    // when a race goes one way (twelve guesses at once against a Python model on a loaded
+    // machine, not all of which arrive in time) does not make the table stale.
     let old: Vec<&str> = written.lines().collect();
     let new: Vec<&str> = table.lines().collect();
-    let changed: Vec<String> = (old.iter().filter(|l| !new.contains(l)))
+    let current = |line: &&str, other: &[&str]| {
+        other.contains(line) || other.iter().any(|o| killed_by_fewer(line, o))
+    };
+    let changed: Vec<String> = (old.iter().filter(|l| !new.iter().any(|n| current(n, &[l]))))
         .map(|l| format!("- {l}"))
         .chain(
             new.iter()
-                .filter(|l| !old.contains(l))
+                .filter(|l| !current(l, &old))
                 .map(|l| format!("+ {l}")),
         )
         .collect();
     assert!(
-        written == table,
+        old.len() == new.len() && changed.is_empty(),
         "conformance/MUTANTS.md is not current: rerun with COFFER_WRITE_MUTANTS=1 and review:\n{}",
         changed.join("\n")
+    );
+}
+
+#[test]
+fn a_row_killed_by_fewer_of_its_cases_is_still_current() {
+    let written = "| `m` | §1 | skips x | `a`, `b` |";
+    assert!(killed_by_fewer("| `m` | §1 | skips x | `a` |", written));
+    assert!(
+        !killed_by_fewer("| `m` | §1 | skips x | `c` |", written),
+        "a new killer"
+    );
+    assert!(
+        !killed_by_fewer("| `m` | §1 | skips x |  |", written),
+        "a survivor"
+    );
+    assert!(
+        !killed_by_fewer("| `n` | §1 | skips x | `a` |", written),
+        "another mutant"
     );
 }
