@@ -23,6 +23,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// True (and recorded) when the disk faults were opted out by name.
+fn skipped() -> bool {
+    coffer_testkit::opt_out(
+        "COFFER_SKIP_DISK_FAULTS",
+        "disk faults (a tmpfs mount as root; an LD_PRELOAD fsync shim)",
+    )
+}
+
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Tmpfs(PathBuf);
 
@@ -148,10 +156,7 @@ fn fill(path: &Path, leave: u64) -> u64 {
 
 #[test]
 fn a_full_disk_refuses_with_io_loses_nothing_and_serves_again() {
-    if coffer_testkit::opt_out(
-        "COFFER_SKIP_DISK_FAULTS",
-        "disk faults (a tmpfs mount as root; an LD_PRELOAD fsync shim)",
-    ) {
+    if skipped() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -392,10 +397,7 @@ fn resync(client: &VaultClient, user: &str, known: &mut Known) -> bool {
 
 #[test]
 fn a_soak_under_mixed_load_and_disk_faults_keeps_memory_and_files_bounded() {
-    if coffer_testkit::opt_out(
-        "COFFER_SKIP_DISK_FAULTS",
-        "disk faults (a tmpfs mount as root; an LD_PRELOAD fsync shim)",
-    ) {
+    if skipped() {
         return;
     }
     let seconds: u64 = std::env::var("COFFER_SOAK_SECONDS")
@@ -527,10 +529,7 @@ fn a_soak_under_mixed_load_and_disk_faults_keeps_memory_and_files_bounded() {
 /// bytes reached the file, only the sync failed), and it serves again once fsync works.
 #[test]
 fn a_failing_fsync_refuses_with_io_and_loses_nothing() {
-    if coffer_testkit::opt_out(
-        "COFFER_SKIP_DISK_FAULTS",
-        "disk faults (a tmpfs mount as root; an LD_PRELOAD fsync shim)",
-    ) {
+    if skipped() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -79,13 +79,13 @@ fn ready(vault: &Vault) -> u16 {
         .unwrap_or(0)
 }
 
-#[test]
-fn an_hsm_that_stops_answering_fails_requests_as_io_and_counts_stay_exact() {
+/// A SoftHSM2 token under `dir/hsm` holding the vault's master key (`coffer hsm init`); None
+/// when SoftHSM2 was opted out.
+fn token_with_master_key(dir: &Path) -> Option<tokens::TestToken> {
     if coffer_testkit::opt_out("COFFER_SKIP_SOFTHSM", "SoftHSM2") {
-        return;
+        return None;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let token = tokens::create(Module::SoftHsm2, &dir.path().join("hsm"), "vault")
+    let token = tokens::create(Module::SoftHsm2, &dir.join("hsm"), "vault")
         .expect("SoftHSM2 was not opted out");
     let init = token.coffer(&["hsm", "init", "--hsm", &token.uri]);
     assert!(
@@ -93,6 +93,15 @@ fn an_hsm_that_stops_answering_fails_requests_as_io_and_counts_stay_exact() {
         "{}",
         String::from_utf8_lossy(&init.stderr)
     );
+    Some(token)
+}
+
+#[test]
+fn an_hsm_that_stops_answering_fails_requests_as_io_and_counts_stay_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(token) = token_with_master_key(dir.path()) else {
+        return;
+    };
     let data = dir.path().join("data");
     let vault = serve(&data, &token);
     let root = RootKey::from_bytes([3; 32]);
@@ -165,18 +174,10 @@ fn an_hsm_that_stops_answering_fails_requests_as_io_and_counts_stay_exact() {
 
 #[test]
 fn an_hsm_that_hangs_is_not_waited_for_and_costs_few_guesses() {
-    if coffer_testkit::opt_out("COFFER_SKIP_SOFTHSM", "SoftHSM2") {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let token = tokens::create(Module::SoftHsm2, &dir.path().join("hsm"), "vault")
-        .expect("SoftHSM2 was not opted out");
-    let init = token.coffer(&["hsm", "init", "--hsm", &token.uri]);
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    let Some(token) = token_with_master_key(dir.path()) else {
+        return;
+    };
     let shim = coffer_testkit::FaultShim::build(dir.path(), &dir.path().join("hsm/softhsm-tokens"));
     let data = dir.path().join("data");
     let vault = serve_with(&data, &token, &["--request-timeout", "2"], &shim.env);
