@@ -1,6 +1,7 @@
 //! Streaming decryption with bounded memory: the last trailer-length bytes are held back
 //! until the input ends, then the trailer layout is decided and the file is classified.
 
+use super::auth_stage::{Auth, AuthStage};
 use super::header::{read_header, BackupFormat, BackupHeader};
 use super::payload::{InnerKind, PayloadKind, PayloadReport, PayloadSink, ZlibState};
 use super::{Crypt15Error, DEFAULT_BLOCK_SIZE};
@@ -110,6 +111,23 @@ pub fn decrypt<R: Read, W: Write>(
     decrypt_at_most(key, input, output, options, progress, GCM_MAX_CIPHERTEXT)
 }
 
+/// Writes the next block that came back from `stage` (waiting for it if `wait`); returns
+/// whether there was one.
+fn write_block<W: Write>(
+    stage: &mut AuthStage,
+    sink: &mut PayloadSink<W>,
+    wait: bool,
+) -> Result<bool, Crypt15Error> {
+    let Some(done) = stage.take(wait) else {
+        return Ok(false);
+    };
+    let block = done?;
+    sink.write(&block.plain[..block.count])
+        .map_err(Crypt15Error::io("writing the output"))?;
+    stage.recycle(block);
+    Ok(true)
+}
+
 /// The most ciphertext one AES-GCM (key, IV) can have produced: 2^39 − 256 bits,
 /// 2^36 − 32 bytes (`spec/crypt15.md` §17.4).
 const GCM_MAX_CIPHERTEXT: u64 = (1 << 36) - 32;
@@ -136,7 +154,7 @@ fn decrypt_at_most<R: Read, W: Write>(
     let aes_key = file_key(key, &header)?;
     let mut md5 = Hasher::new(MessageDigest::md5())?;
     md5.update(&header.raw)?;
-    let mut gcm = Crypter::new(
+    let gcm = Crypter::new(
         Cipher::aes_256_gcm(),
         Mode::Decrypt,
         aes_key.as_slice(),
@@ -144,14 +162,17 @@ fn decrypt_at_most<R: Read, W: Write>(
     )?;
     let mut sink = PayloadSink::new(output, options.decompress);
 
+    // Reading, inflating and writing stay on this thread; MD5 and AES-GCM run on the stage's
+    // own thread for files of more than one block (`auth_stage`).
     let trailer = header.format.trailer_len();
     let block = options.block_size.max(1);
-    let mut buf = vec![0u8; trailer + block];
-    let mut plain = vec![0u8; block + 32];
+    let mut stage = AuthStage::new(Auth { md5, gcm }, trailer + block);
+    let mut buf = stage.buffer();
+    buf.cipher.resize(trailer + block, 0);
     let mut held = 0usize;
     let mut released = 0u64;
     loop {
-        let n = read_full(&mut input, &mut buf[held..])
+        let n = read_full(&mut input, &mut buf.cipher[held..])
             .map_err(Crypt15Error::io("reading the backup"))?;
         if n == 0 {
             break;
@@ -162,19 +183,27 @@ fn decrypt_at_most<R: Read, W: Write>(
             if released + release as u64 > max_ciphertext {
                 return Err(too_long(max_ciphertext));
             }
-            md5.update(&buf[..release])?;
-            let count = gcm.update(&buf[..release], &mut plain)?;
-            sink.write(&plain[..count])
-                .map_err(Crypt15Error::io("writing the output"))?;
+            while stage.full() {
+                write_block(&mut stage, &mut sink, true)?;
+            }
+            // The held-back bytes start the next buffer; this one goes to the stage.
+            let mut next = stage.buffer();
+            next.cipher.resize(trailer + block, 0);
+            next.cipher[..trailer].copy_from_slice(&buf.cipher[release..total]);
+            buf.cipher.truncate(release);
+            stage.submit(std::mem::replace(&mut buf, next))?;
             released += release as u64;
-            buf.copy_within(release..total, 0);
             held = trailer;
         } else {
             held = total;
         }
+        while write_block(&mut stage, &mut sink, false)? {}
         progress(header.len() as u64 + released + held as u64);
     }
-    let tail = &buf[..held];
+    while write_block(&mut stage, &mut sink, true)? {}
+    let Auth { md5, mut gcm } = stage.finish()?;
+    let tail = &buf.cipher[..held];
+    let mut plain = vec![0u8; trailer + 32];
     let body_len = released + held as u64;
     let input_bytes = header.len() as u64 + body_len;
 

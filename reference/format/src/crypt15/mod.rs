@@ -28,6 +28,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod auth_stage;
 mod decrypt;
 mod encrypt;
 pub(crate) mod header;
