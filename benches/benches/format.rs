@@ -35,6 +35,14 @@ fn encrypt(root: &RootKey, plain: &[u8], compression: Compression) -> Vec<u8> {
     out
 }
 
+/// Default options on `threads` threads (0 = one per core).
+fn threads_option(threads: usize) -> WriteOptions {
+    WriteOptions {
+        threads,
+        ..WriteOptions::default()
+    }
+}
+
 fn configure<'a>(
     c: &'a mut Criterion,
     name: &str,
@@ -176,6 +184,35 @@ fn aead_crates(c: &mut Criterion) {
             }
         })
     });
+    // Opening, as the readers do: each sealed chunk into a small reused buffer. aws-lc-rs
+    // opens out of place; ring only in place, so it copies each chunk first.
+    let (sealed, tags) = sealed_chunks(&ceiling_key(), &plain);
+    let mut out = vec![0u8; 8 * 16400];
+    group.bench_function("open_chunks_aws_lc_rs_out_of_place", |b| {
+        let key = ceiling_key();
+        b.iter(|| {
+            for (i, (chunk, tag)) in sealed.chunks(16384).zip(&tags).enumerate() {
+                let nonce = aws::Nonce::assume_unique_for_key(nonce_of(i));
+                let dst = &mut out[(i % 8) * 16384..(i % 8) * 16384 + chunk.len()];
+                key.open_separate_gather(nonce, aws::Aad::empty(), chunk, tag.as_ref(), dst)
+                    .unwrap();
+            }
+        })
+    });
+    group.bench_function("open_chunks_ring_copy_then_in_place", |b| {
+        use ring::aead as r;
+        let key = r::LessSafeKey::new(r::UnboundKey::new(&r::AES_256_GCM, &[3u8; 32]).unwrap());
+        b.iter(|| {
+            for (i, (chunk, tag)) in sealed.chunks(16384).zip(&tags).enumerate() {
+                let nonce = r::Nonce::assume_unique_for_key(nonce_of(i));
+                let at = (i % 8) * 16400;
+                let dst = &mut out[at..at + chunk.len() + 16];
+                dst[..chunk.len()].copy_from_slice(chunk);
+                dst[chunk.len()..].copy_from_slice(tag.as_ref());
+                key.open_in_place(nonce, r::Aad::empty(), dst).unwrap();
+            }
+        })
+    });
     group.bench_function("one_shot_openssl_new_buffer", |b| {
         let mut tag = [0u8; 16];
         b.iter(|| {
@@ -200,21 +237,23 @@ fn in_memory(c: &mut Criterion, size: usize, label: &str) {
     let zstd = encrypt(&root, &plain, Compression::Zstd);
     let mut group = configure(c, &format!("format_{label}"), size);
     aes_baseline(&mut group, &plain);
-    group.bench_function("encrypt_sequential", |b| {
-        let mut out = Vec::with_capacity(file.len());
-        b.iter(|| {
-            out.clear();
-            format::encrypt(
-                &root,
-                header(Compression::None),
-                &mut &plain[..],
-                &mut out,
-                &WriteOptions::default(),
-            )
-            .unwrap();
-            black_box(out.len())
-        })
-    });
+    for (name, threads) in [("encrypt_sequential", 1), ("encrypt_parallel", 0)] {
+        group.bench_function(name, |b| {
+            let mut out = Vec::with_capacity(file.len());
+            b.iter(|| {
+                out.clear();
+                format::encrypt(
+                    &root,
+                    header(Compression::None),
+                    &mut &plain[..],
+                    &mut out,
+                    &threads_option(threads),
+                )
+                .unwrap();
+                black_box(out.len())
+            })
+        });
+    }
     group.bench_function("decrypt_sequential", |b| {
         b.iter(|| format::decrypt(&file[..], &root, &mut io::sink()).unwrap())
     });
@@ -236,21 +275,23 @@ fn in_memory(c: &mut Criterion, size: usize, label: &str) {
                 .unwrap()
         })
     });
-    group.bench_function("encrypt_zstd3", |b| {
-        let mut out = Vec::with_capacity(file.len());
-        b.iter(|| {
-            out.clear();
-            format::encrypt(
-                &root,
-                header(Compression::Zstd),
-                &mut &plain[..],
-                &mut out,
-                &WriteOptions::default(),
-            )
-            .unwrap();
-            black_box(out.len())
-        })
-    });
+    for (name, threads) in [("encrypt_zstd3", 1), ("encrypt_zstd3_parallel", 0)] {
+        group.bench_function(name, |b| {
+            let mut out = Vec::with_capacity(file.len());
+            b.iter(|| {
+                out.clear();
+                format::encrypt(
+                    &root,
+                    header(Compression::Zstd),
+                    &mut &plain[..],
+                    &mut out,
+                    &threads_option(threads),
+                )
+                .unwrap();
+                black_box(out.len())
+            })
+        });
+    }
     group.bench_function("decrypt_zstd3", |b| {
         b.iter(|| format::decrypt(&zstd[..], &root, &mut io::sink()).unwrap())
     });
@@ -375,18 +416,39 @@ fn one_gib(c: &mut Criterion) {
             decrypt_parallel_at(input, &root, &Discard, Parallelism::threads(0), &|_| {}).unwrap()
         })
     });
-    group.bench_function("encrypt_sequential_to_sink", |b| {
-        b.iter(|| {
-            format::encrypt(
-                &root,
-                header(Compression::None),
-                &mut &plain[..],
-                io::sink(),
-                &WriteOptions::default(),
-            )
-            .unwrap()
-        })
-    });
+    // Encryption reads the plaintext from a file in the page cache, as the CLI does.
+    let plain_path = dir.path().join("1gib.plain");
+    std::fs::write(&plain_path, &plain).unwrap();
+    drop(plain);
+    let cases = [
+        ("encrypt_sequential_from_file_to_sink", Compression::None, 1),
+        ("encrypt_parallel_from_file_to_sink", Compression::None, 0),
+        (
+            "encrypt_zstd3_sequential_from_file_to_sink",
+            Compression::Zstd,
+            1,
+        ),
+        (
+            "encrypt_zstd3_parallel_from_file_to_sink",
+            Compression::Zstd,
+            0,
+        ),
+    ];
+    for (name, compression, threads) in cases {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut input = std::fs::File::open(&plain_path).unwrap();
+                format::encrypt(
+                    &root,
+                    header(compression),
+                    &mut input,
+                    io::sink(),
+                    &threads_option(threads),
+                )
+                .unwrap()
+            })
+        });
+    }
     group.finish();
 }
 

@@ -9,7 +9,7 @@ use coffer::internal::cobblestone::{derive, CHUNK_SIZE, PREFIX_LEN, SALT_LEN, SE
 use coffer::internal::format_header::{
     self as header, encode_footer, header_check, key_id, tag, INFO_FILE_KEY,
 };
-use coffer::internal::stream::ChunkedWriter;
+use coffer::internal::stream::{ChunkedWriter, ParallelChunkedWriter};
 use coffer::key::RootKey;
 use coffer::{Classify, ErrorClass};
 use proptest::prelude::*;
@@ -709,6 +709,128 @@ fn an_encryptor_that_failed_once_refuses_to_go_on() {
     let finished = writer.finish().map(drop).unwrap_err();
     assert_eq!(finished.class(), ErrorClass::Io);
     assert!(finished.to_string().contains(REFUSED), "{finished}");
+}
+
+/// `plain` written in pieces of `piece` bytes into a Coffer file with a fixed salt, on
+/// `threads` threads.
+fn encrypt_threads(
+    plain: &[u8],
+    compression: Compression,
+    threads: usize,
+    piece: usize,
+) -> Vec<u8> {
+    let options = WriteOptions {
+        salt: Some([9u8; SALT_LEN]),
+        threads,
+        ..WriteOptions::default()
+    };
+    let header = Header::new(compression, vec![]);
+    let mut writer = format::Writer::new(Vec::new(), &root(), header, &options).unwrap();
+    for part in plain.chunks(piece.max(1)) {
+        writer.write_all(part).unwrap();
+    }
+    let (file, summary) = writer.finish().unwrap();
+    assert_eq!(summary.file_len, file.len() as u64);
+    file
+}
+
+#[test]
+fn parallel_encryption_writes_the_bytes_of_one_thread() {
+    const BATCH: usize = 64 * CHUNK_SIZE;
+    // Empty, under a chunk, at chunk and batch edges, and several windows of batches (the
+    // writer keeps 2 x threads + 2 batches in flight).
+    for len in [
+        0,
+        1,
+        CHUNK_SIZE,
+        BATCH - 1,
+        BATCH,
+        BATCH + 1,
+        2 * BATCH,
+        3 * BATCH + CHUNK_SIZE,
+        21 * BATCH + 77,
+    ] {
+        let plain = plaintext(len);
+        let one = encrypt_threads(&plain, Compression::None, 1, 1 << 20);
+        for (threads, piece) in [(2, 1 << 20), (3, 7777), (8, BATCH + 3)] {
+            let many = encrypt_threads(&plain, Compression::None, threads, piece);
+            assert!(one == many, "{len} bytes on {threads} threads differ");
+        }
+        let (out, result) = sequential(&one, &root());
+        result.unwrap();
+        assert!(out == plain, "{len} bytes do not round-trip");
+    }
+}
+
+#[test]
+fn parallel_zstd_writes_the_bytes_of_one_thread() {
+    // Chat-like text that zstd splits into several jobs, and random bytes it stores.
+    let mut text = Vec::new();
+    let mut i = 0u64;
+    while text.len() < 24 << 20 {
+        text.extend_from_slice(format!("msg {i}: see you at {} o'clock?\n", i % 24).as_bytes());
+        i += 1;
+    }
+    let mut noise = vec![0u8; 3 << 20];
+    getrandom::fill(&mut noise).unwrap();
+    for plain in [text, noise, plaintext(100)] {
+        let one = encrypt_threads(&plain, Compression::Zstd, 1, 1 << 20);
+        for threads in [2, 4] {
+            let many = encrypt_threads(&plain, Compression::Zstd, threads, 65536);
+            assert!(one == many, "zstd on {threads} threads differs");
+        }
+        let (out, result) = sequential(&one, &root());
+        result.unwrap();
+        assert!(out == plain);
+    }
+}
+
+/// A sink that fails at its `fail_at`-th write, then accepts everything.
+struct FailingSink {
+    calls: usize,
+    fail_at: usize,
+}
+
+impl Write for FailingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.calls += 1;
+        if self.calls == self.fail_at {
+            return Err(std::io::Error::other("disk full"));
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_parallel_encryptor_that_failed_once_refuses_to_go_on() {
+    const REFUSED: &str = "an earlier write to this encryptor failed";
+    // Salt and commitment are writes 1 and 2; each sealed batch is one write.
+    for fail_at in [3, 5, 9] {
+        let sink = FailingSink { calls: 0, fail_at };
+        let mut writer =
+            ParallelChunkedWriter::new(sink, &[1u8; 32], &[2u8; SALT_LEN], b"", 2).unwrap();
+        let batch = vec![7u8; 64 * CHUNK_SIZE];
+        let failure = (0..40)
+            .find_map(|_| writer.write_all(&batch).err())
+            .expect("the sink's failure reaches the caller");
+        assert_eq!(failure.to_string(), "disk full");
+        assert_eq!(writer.write(b"x").unwrap_err().to_string(), REFUSED);
+        let finished = writer.finish().map(drop).unwrap_err();
+        assert_eq!(finished.class(), ErrorClass::Io);
+        assert!(finished.to_string().contains(REFUSED), "{finished}");
+    }
+    // Dropped unfinished with batches in flight: the workers end, nothing hangs.
+    let sink = FailingSink {
+        calls: 0,
+        fail_at: 0,
+    };
+    let mut writer =
+        ParallelChunkedWriter::new(sink, &[1u8; 32], &[2u8; SALT_LEN], b"", 4).unwrap();
+    writer.write_all(&vec![1u8; 10 << 20]).unwrap();
+    drop(writer);
 }
 
 #[test]

@@ -48,6 +48,7 @@ pub mod internal {
     }
     /// C2SP as `Write` / `Read` adapters.
     pub mod stream {
+        pub use crate::format::parallel_seal::ParallelChunkedWriter;
         pub use crate::format::stream::*;
     }
     /// The Coffer header's encoding: magic, key id, header check, footer.

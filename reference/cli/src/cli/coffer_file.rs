@@ -80,7 +80,11 @@ pub(super) fn encrypt(args: &EncryptArgs, root: &RootKey) -> CliResult<Report> {
         &args.output,
         target,
         compression,
-        args.zstd_level.unwrap_or(3),
+        WriteOptions {
+            zstd_level: args.zstd_level.unwrap_or(3),
+            threads: args.threads.unwrap_or(0),
+            ..WriteOptions::default()
+        },
         root,
     )
 }
@@ -118,7 +122,7 @@ pub(super) fn encrypt_path(
     output: &Path,
     target: AtomicOutput,
     compression: Compression,
-    zstd_level: i32,
+    options: WriteOptions,
     root: &RootKey,
 ) -> CliResult<Report> {
     let is_dir = input.is_dir();
@@ -134,10 +138,6 @@ pub(super) fn encrypt_path(
             (tag::CONTENT, MetaValue::U64(u64::from(is_dir))),
         ],
     );
-    let options = WriteOptions {
-        zstd_level,
-        ..WriteOptions::default()
-    };
     let mut out = target.writer();
     let mut writer =
         format::Writer::new(&mut out, root, header, &options).map_err(lib_err("encrypt", input))?;

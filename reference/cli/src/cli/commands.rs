@@ -308,6 +308,7 @@ pub(super) fn encrypt(args: &EncryptArgs) -> CliResult<Report> {
         &[
             (args.compress.is_some(), "--compress"),
             (args.zstd_level.is_some(), "--zstd-level"),
+            (args.threads.is_some(), "--threads"),
         ],
         "applies to --format coffer only (crypt15 is zlib: --level)",
     )?;

@@ -831,6 +831,10 @@ struct EncryptArgs {
     /// Coffer: zstd level 1-19 (default 3).
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=19))]
     zstd_level: Option<i32>,
+    /// Coffer: threads that seal chunks, or compress with zstd (0 = one per core, the
+    /// default). The file is the same byte for byte whatever the number.
+    #[arg(long)]
+    threads: Option<usize>,
     /// Copy the header (app version, phone digits, feature flags...) from this backup.
     #[arg(long, value_name = "FILE")]
     like: Option<PathBuf>,

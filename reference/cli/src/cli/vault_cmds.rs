@@ -8,7 +8,7 @@ use super::{
     coffer_file, key_arg, BackupClientArgs, BackupCommand, CompressArg, Report, ServeNetworkArgs,
     StoreArgs, VaultClientArgs, VaultCommand, VaultConnectionArgs,
 };
-use coffer::format::Compression;
+use coffer::format::{Compression, WriteOptions};
 use coffer::hsm::uri::{self, HsmLocation};
 use coffer::hsm::{Hsm, Pkcs11Hsm, SoftHsm};
 use coffer::http::{
@@ -351,7 +351,14 @@ pub(super) fn backup(command: &BackupCommand) -> CliResult<Report> {
                 CompressArg::None => Compression::None,
                 CompressArg::Zstd => Compression::Zstd,
             };
-            let report = coffer_file::encrypt_path(input, &output, target, compression, 3, &root)?;
+            let report = coffer_file::encrypt_path(
+                input,
+                &output,
+                target,
+                compression,
+                WriteOptions::default(),
+                &root,
+            )?;
             Ok(Report {
                 text: format!(
                     "{}\nthe key is {} behind your password (user {})",

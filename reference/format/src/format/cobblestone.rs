@@ -4,8 +4,8 @@
 //! This module is the whole C2SP layer (it passes the Wycheproof Cobblestone-256 vectors);
 //! the Coffer header, footer and compression live in the modules around it.
 
+use super::aead::{aead_choice, Key};
 use super::FormatError;
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use hmac::{Hmac, Mac};
 use sha2::Sha512;
 use subtle::ConstantTimeEq;
@@ -100,11 +100,12 @@ pub fn commitment_matches(keys: &MessageKeys, stored: &[u8]) -> bool {
     stored.len() == COMMITMENT_LEN && bool::from(keys.commitment.ct_eq(stored))
 }
 
-/// AES-256-GCM keyed once for the chunks of one message (aws-lc-rs: the fastest AES-GCM
-/// measured on this path, see `benches/README.md`; it also decrypts out of place, which
-/// keeps a failed chunk's ciphertext for the trailing-data search at no extra copy).
+/// AES-256-GCM keyed once for the chunks of one message, in the crate measured fastest on
+/// this CPU for each direction (`super::aead`).
 pub struct ChunkCipher {
-    key: LessSafeKey,
+    seal_key: Key,
+    /// `None`: the sealing key opens too (the same crate was chosen for both).
+    open_key: Option<Key>,
     key_bytes: Zeroizing<[u8; KEY_LEN]>,
     base_nonce: [u8; NONCE_LEN],
 }
@@ -120,10 +121,15 @@ impl ChunkCipher {
         aead_key: &[u8; KEY_LEN],
         base_nonce: &[u8; NONCE_LEN],
     ) -> Result<Self, FormatError> {
-        let unbound = UnboundKey::new(&AES_256_GCM, aead_key)
-            .map_err(|_| FormatError::Crypto("AES-256-GCM key setup failed".into()))?;
+        let choice = aead_choice();
+        let open_key = if choice.open == choice.seal {
+            None
+        } else {
+            Some(Key::new(choice.open, aead_key)?)
+        };
         Ok(ChunkCipher {
-            key: LessSafeKey::new(unbound),
+            seal_key: Key::new(choice.seal, aead_key)?,
+            open_key,
             key_bytes: Zeroizing::new(*aead_key),
             base_nonce: *base_nonce,
         })
@@ -148,14 +154,11 @@ impl ChunkCipher {
         if index >= MAX_CHUNKS {
             return Err(FormatError::TooLong);
         }
-        let nonce = Nonce::assume_unique_for_key(self.nonce(index));
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(nonce, Aad::empty(), data)
-            .map_err(|_| FormatError::Crypto("AES-256-GCM seal failed".into()))?;
-        let mut out = [0u8; TAG_LEN];
-        out.copy_from_slice(tag.as_ref());
-        Ok(out)
+        self.seal_key.seal(&self.nonce(index), data)
+    }
+
+    fn open_key(&self) -> &Key {
+        self.open_key.as_ref().unwrap_or(&self.seal_key)
     }
 
     /// Decrypts an encrypted chunk (`ciphertext || tag`) in place as chunk `index` and
@@ -165,11 +168,7 @@ impl ChunkCipher {
         if index >= MAX_CHUNKS || sealed.len() < TAG_LEN {
             return None;
         }
-        let nonce = Nonce::assume_unique_for_key(self.nonce(index));
-        self.key
-            .open_in_place(nonce, Aad::empty(), sealed)
-            .ok()
-            .map(|plain| plain.len())
+        self.open_key().open(&self.nonce(index), sealed)
     }
 
     /// Decrypts `sealed` (`ciphertext || tag`) as chunk `index` into `out`, leaving `sealed`
@@ -179,14 +178,7 @@ impl ChunkCipher {
         if index >= MAX_CHUNKS || sealed.len() < TAG_LEN {
             return None;
         }
-        let len = sealed.len() - TAG_LEN;
-        let out = out.get_mut(..len)?;
-        let nonce = Nonce::assume_unique_for_key(self.nonce(index));
-        let (ciphertext, tag) = sealed.split_at(len);
-        self.key
-            .open_separate_gather(nonce, Aad::empty(), ciphertext, tag, out)
-            .ok()?;
-        Some(len)
+        self.open_key().open_into(&self.nonce(index), sealed, out)
     }
 
     /// After chunk `index` failed, looks for a valid *final* chunk at the start of `sealed`:

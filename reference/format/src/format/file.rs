@@ -9,6 +9,8 @@ use super::header::{
     validate_fixed, Compression, Header, CHECK_LEN, FIXED_LEN, FOOTER_LEN, INFO_FILE_KEY,
     KEY_ID_LEN, MAGIC,
 };
+use super::parallel::Parallelism;
+use super::parallel_seal::ParallelChunkedWriter;
 use super::stream::{ChunkedReader, ChunkedWriter, Ending};
 use super::FormatError;
 use crate::key::RootKey;
@@ -27,6 +29,9 @@ pub struct WriteOptions {
     pub zstd_level: i32,
     /// Fixed salt, for test vectors only; `None` draws 24 bytes from the OS.
     pub salt: Option<[u8; SALT_LEN]>,
+    /// Threads that seal chunks (uncompressed) or compress (zstd); 0 = one per core. The
+    /// file's bytes are the same whatever the number.
+    pub threads: usize,
 }
 
 impl Default for WriteOptions {
@@ -34,6 +39,7 @@ impl Default for WriteOptions {
         WriteOptions {
             zstd_level: 3,
             salt: None,
+            threads: 0,
         }
     }
 }
@@ -63,9 +69,39 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
+/// The C2SP layer: on this thread, or on worker threads for uncompressed files.
+enum SealBody<W: Write> {
+    One(ChunkedWriter<W>),
+    Many(ParallelChunkedWriter<W>),
+}
+
+impl<W: Write> SealBody<W> {
+    fn finish(self) -> Result<(W, u64), FormatError> {
+        match self {
+            SealBody::One(w) => w.finish(),
+            SealBody::Many(w) => w.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for SealBody<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            SealBody::One(w) => w.write(buf),
+            SealBody::Many(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            SealBody::One(w) => w.flush(),
+            SealBody::Many(w) => w.flush(),
+        }
+    }
+}
+
 enum Sink<W: Write> {
-    Plain(ChunkedWriter<Counting<W>>),
-    Zstd(zstd::stream::write::Encoder<'static, ChunkedWriter<Counting<W>>>),
+    Plain(SealBody<Counting<W>>),
+    Zstd(zstd::stream::write::Encoder<'static, SealBody<Counting<W>>>),
 }
 
 /// Encrypts what is written to it into a Coffer file. [`Writer::finish`] must be called;
@@ -108,13 +144,23 @@ impl<W: Write> Writer<W> {
         let mut out = Counting { inner, count: 0 };
         out.write_all(&context).map_err(FormatError::Io)?;
         out.write_all(&check).map_err(FormatError::Io)?;
-        let body = ChunkedWriter::new(out, &file_key, &salt, &context)?;
+        let workers = Parallelism::threads(options.threads).workers();
         let sink = match header.compression {
-            Compression::None => Sink::Plain(body),
+            Compression::None if workers > 1 => Sink::Plain(SealBody::Many(
+                ParallelChunkedWriter::new(out, &file_key, &salt, &context, workers)?,
+            )),
+            Compression::None => Sink::Plain(SealBody::One(ChunkedWriter::new(
+                out, &file_key, &salt, &context,
+            )?)),
             Compression::Zstd => {
+                // The compressed stream is a fifth of the input: sealing it is cheap, so the
+                // threads compress. zstd's multi-threaded mode writes the same frame for any
+                // number of workers from one up (never zero, which would differ).
+                let body = SealBody::One(ChunkedWriter::new(out, &file_key, &salt, &context)?);
                 let mut enc =
                     zstd::stream::write::Encoder::new(body, level).map_err(FormatError::Io)?;
                 enc.include_checksum(false).map_err(FormatError::Io)?;
+                enc.multithread(workers as u32).map_err(FormatError::Io)?;
                 Sink::Zstd(enc)
             }
         };

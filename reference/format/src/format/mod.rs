@@ -17,15 +17,18 @@
 //! file keeps failing. A valid prefix may have been released before a later chunk fails,
 //! so callers that need all-or-nothing (the CLI does) write to a temporary file.
 
+mod aead;
 mod byte_range;
 pub(crate) mod cobblestone;
 mod file;
 pub(crate) mod header;
 mod parallel;
+pub(crate) mod parallel_seal;
 mod random_access;
 pub(crate) mod stream;
 mod wiped;
 
+pub use aead::{aead_choice, AeadChoice, Backend};
 pub use byte_range::{ByteRange, RangeError};
 pub use file::{
     decrypt, encrypt, open, FileSummary, Reader, WriteOptions, Writer, READ_BUFFER,

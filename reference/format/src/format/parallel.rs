@@ -37,7 +37,7 @@ impl Parallelism {
         }
     }
 
-    fn workers(&self) -> usize {
+    pub(crate) fn workers(&self) -> usize {
         if self.threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
