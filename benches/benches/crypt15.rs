@@ -23,7 +23,11 @@ struct Workload {
 }
 
 fn workload() -> Workload {
-    let plain = coffer_bench::chat_sqlite(size());
+    workload_of(size())
+}
+
+fn workload_of(size: usize) -> Workload {
+    let plain = coffer_bench::chat_sqlite(size);
     let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(1));
     encoder.write_all(&plain).unwrap();
     let zlib = encoder.finish().unwrap();
@@ -206,5 +210,52 @@ fn encrypt_path(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decrypt_path, encrypt_path);
+/// The 1 GiB chat database: Coffer's crypt15 decryption (MD5 and AES-GCM on one thread,
+/// inflate on another) against inflate alone on the same stream, as the reader inflates
+/// (zlib-rs, 256 KiB at a time, output discarded): the inflate bound.
+fn decrypt_1gib(c: &mut Criterion) {
+    let size = coffer_bench::size(1 << 30);
+    let w = workload_of(size);
+    let key = BackupKey::Root(w.key.clone());
+    drop(w.plain);
+    let mut group = c.benchmark_group("crypt15_decrypt_1GiB");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(100))
+        .measurement_time(Duration::from_secs(8));
+    group.throughput(Throughput::Bytes(size as u64));
+    group.bench_function("ceiling_inflate_zlib_rs_streaming", |b| {
+        let mut out = vec![0u8; 256 * 1024];
+        b.iter(|| {
+            let mut inflate = zlib_rs::Inflate::new(true, 15);
+            let mut input = &w.zlib[..];
+            loop {
+                let before = inflate.total_in();
+                let status = inflate
+                    .decompress(input, &mut out, zlib_rs::InflateFlush::NoFlush)
+                    .unwrap();
+                input = &input[(inflate.total_in() - before) as usize..];
+                if status == zlib_rs::Status::StreamEnd {
+                    break;
+                }
+            }
+            black_box(inflate.total_out())
+        })
+    });
+    group.bench_function("coffer_decrypt_to_sink", |b| {
+        b.iter(|| {
+            crypt15::decrypt(
+                &key,
+                &w.file[..],
+                std::io::sink(),
+                &DecryptOptions::default(),
+                &mut |_| {},
+            )
+            .unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decrypt_path, encrypt_path, decrypt_1gib);
 criterion_main!(benches);

@@ -7,7 +7,9 @@
 
 use aws_lc_rs::aead as aws;
 use coffer::format::{self, Compression, Header, MetaValue, WriteOptions};
-use coffer::format::{decrypt_parallel, decrypt_parallel_at, Discard, Parallelism};
+use coffer::format::{
+    decrypt_parallel, decrypt_parallel_at, encrypt_parallel_at, Discard, Parallelism,
+};
 use coffer::internal::format_header::tag;
 use coffer::key::RootKey;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
@@ -434,6 +436,34 @@ fn one_gib(c: &mut Criterion) {
             0,
         ),
     ];
+    group.bench_function("encrypt_parallel_positional_from_file_discard", |b| {
+        b.iter(|| {
+            let input = std::fs::File::open(&plain_path).unwrap();
+            encrypt_parallel_at(
+                &root,
+                header(Compression::None),
+                &input,
+                &Discard,
+                &threads_option(0),
+                &|_| {},
+            )
+            .unwrap()
+        })
+    });
+    group.bench_function("encrypt_positional_one_thread_from_file_discard", |b| {
+        b.iter(|| {
+            let input = std::fs::File::open(&plain_path).unwrap();
+            encrypt_parallel_at(
+                &root,
+                header(Compression::None),
+                &input,
+                &Discard,
+                &threads_option(1),
+                &|_| {},
+            )
+            .unwrap()
+        })
+    });
     for (name, compression, threads) in cases {
         group.bench_function(name, |b| {
             b.iter(|| {

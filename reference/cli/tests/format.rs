@@ -4,7 +4,9 @@
 use coffer::format::{
     self, Compression, FormatError, Header, MetaValue, RandomAccess, ReadAt, WriteOptions,
 };
-use coffer::format::{decrypt_parallel, decrypt_parallel_at, Parallelism, WriteAt};
+use coffer::format::{
+    decrypt_parallel, decrypt_parallel_at, encrypt_parallel_at, Parallelism, WriteAt,
+};
 use coffer::internal::cobblestone::{derive, CHUNK_SIZE, PREFIX_LEN, SALT_LEN, SEALED_CHUNK_SIZE};
 use coffer::internal::format_header::{
     self as header, encode_footer, header_check, key_id, tag, INFO_FILE_KEY,
@@ -783,6 +785,91 @@ fn parallel_zstd_writes_the_bytes_of_one_thread() {
         result.unwrap();
         assert!(out == plain);
     }
+}
+
+#[test]
+fn positional_encryption_writes_the_bytes_of_the_streaming_writer() {
+    const BATCH: usize = 64 * CHUNK_SIZE;
+    for len in [0, 5, CHUNK_SIZE, BATCH - 1, BATCH, BATCH + 1, 7 * BATCH + 3] {
+        let plain = plaintext(len);
+        let streamed = encrypt_threads(&plain, Compression::None, 1, 1 << 20);
+        for threads in [1, 2, 5] {
+            let out = MemOut(Mutex::new(Vec::new()));
+            let options = WriteOptions {
+                salt: Some([9u8; SALT_LEN]),
+                threads,
+                ..WriteOptions::default()
+            };
+            let header = Header::new(Compression::None, vec![]);
+            let reported = std::sync::atomic::AtomicU64::new(0);
+            let summary =
+                encrypt_parallel_at(&root(), header, &Positional(&plain), &out, &options, &|n| {
+                    reported.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+                })
+                .unwrap();
+            let file = out.0.into_inner().unwrap();
+            assert!(file == streamed, "{len} bytes on {threads} threads differ");
+            assert_eq!(summary.file_len, file.len() as u64);
+            assert_eq!(summary.plaintext_len, len as u64);
+            assert_eq!(reported.into_inner(), len as u64);
+        }
+    }
+}
+
+/// An input whose length changes after it was first asked.
+struct Shrinking<'a> {
+    data: &'a [u8],
+    asked: Mutex<u32>,
+}
+
+impl ReadAt for Shrinking<'_> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        let visible = &self.data[..self.data.len() / 2];
+        visible.read_at(buf, offset)
+    }
+    fn size(&self) -> std::io::Result<u64> {
+        let mut asked = self.asked.lock().unwrap();
+        *asked += 1;
+        Ok(if *asked == 1 {
+            self.data.len() as u64
+        } else {
+            self.data.len() as u64 / 2
+        })
+    }
+}
+
+#[test]
+fn positional_encryption_refuses_zstd_and_an_input_that_changes() {
+    let plain = plaintext(3 << 20);
+    let out = MemOut(Mutex::new(Vec::new()));
+    let run = |input: &dyn Fn() -> Result<(), FormatError>| input();
+    let zstd = run(&|| {
+        encrypt_parallel_at(
+            &root(),
+            Header::new(Compression::Zstd, vec![]),
+            &Positional(&plain),
+            &out,
+            &WriteOptions::default(),
+            &|_| {},
+        )
+        .map(drop)
+    });
+    assert_eq!(zstd.unwrap_err().class(), ErrorClass::Unsupported);
+    let shrinking = Shrinking {
+        data: &plain,
+        asked: Mutex::new(0),
+    };
+    let changed = encrypt_parallel_at(
+        &root(),
+        Header::new(Compression::None, vec![]),
+        &shrinking,
+        &out,
+        &WriteOptions::default(),
+        &|_| {},
+    )
+    .unwrap_err();
+    assert_eq!(changed.class(), ErrorClass::Io);
+    assert!(changed.to_string().contains("changed length"), "{changed}");
 }
 
 /// A sink that fails at its `fail_at`-th write, then accepts everything.

@@ -138,6 +138,21 @@ pub(super) fn encrypt_path(
             (tag::CONTENT, MetaValue::U64(u64::from(is_dir))),
         ],
     );
+    if !is_dir && compression == Compression::None {
+        let (file, size) = open_input(input)?;
+        if file.metadata().is_ok_and(|m| m.is_file()) {
+            // A regular file: workers read, seal and write their own batches.
+            let bar = progress_bar(size, "encrypting");
+            let summary =
+                format::encrypt_parallel_at(root, header, &file, target.file(), &options, &|n| {
+                    bar.set_position(n)
+                })
+                .map_err(lib_err("encrypt", input))?;
+            bar.finish_and_clear();
+            target.commit()?;
+            return Ok(encrypt_report(input, output, summary, compression, content));
+        }
+    }
     let mut out = target.writer();
     let mut writer =
         format::Writer::new(&mut out, root, header, &options).map_err(lib_err("encrypt", input))?;
@@ -159,14 +174,27 @@ pub(super) fn encrypt_path(
             inner: file,
             bar: bar.clone(),
         };
-        io::copy(&mut reader, &mut writer)
+        writer
+            .copy_from(&mut reader)
             .map_err(|e| Failure::from_io_lib(&format!("cannot encrypt {}", input.display()), e))?;
         bar.finish_and_clear();
     }
     let (_, summary) = writer.finish().map_err(lib_err("encrypt", input))?;
     flush(out, output)?;
     target.commit()?;
-    Ok(Report {
+    Ok(encrypt_report(input, output, summary, compression, content))
+}
+
+/// What `encrypt --format coffer` reports.
+fn encrypt_report(
+    input: &Path,
+    output: &Path,
+    summary: FileSummary,
+    compression: Compression,
+    content: Content,
+) -> Report {
+    let is_dir = content == Content::Tar;
+    Report {
         text: format!(
             "{}: {} bytes{} -> Coffer file of {} bytes in {} ({}, {})",
             input.display(),
@@ -191,7 +219,7 @@ pub(super) fn encrypt_path(
             "plaintext_bytes": summary.plaintext_len,
             "output_bytes": summary.file_len,
         }),
-    })
+    }
 }
 
 /// The progress bar of decrypting `input` (of `size` bytes), which counts plaintext bytes: its

@@ -12,11 +12,13 @@ use super::header::{
 use super::parallel::Parallelism;
 use super::parallel_seal::ParallelChunkedWriter;
 use super::stream::{ChunkedReader, ChunkedWriter, Ending};
+use super::wiped::WipedBuf;
 use super::FormatError;
 use crate::key::RootKey;
 use crate::read_full::read_full;
 use std::io::{self, BufRead, Read, Write};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 /// zstd windows above 2^24 bytes are refused, so decompression memory stays bounded
 /// (levels 1..=19 without long mode never exceed 2^23).
@@ -104,6 +106,53 @@ enum Sink<W: Write> {
     Zstd(zstd::stream::write::Encoder<'static, SealBody<Counting<W>>>),
 }
 
+/// What every writer needs before the body: the header's bytes and the body's key.
+pub(crate) struct Preamble {
+    /// The header without its check.
+    pub context: Vec<u8>,
+    pub check: [u8; CHECK_LEN],
+    pub salt: [u8; SALT_LEN],
+    pub file_key: Zeroizing<[u8; 32]>,
+    pub compression: Compression,
+}
+
+/// Draws the salt (unless fixed), computes the key id, and checks the header and options
+/// as a reader would: a writer never writes a file its reader refuses.
+pub(crate) fn preamble(
+    root: &RootKey,
+    mut header: Header,
+    options: &WriteOptions,
+) -> Result<Preamble, FormatError> {
+    let salt = match options.salt {
+        Some(s) => s,
+        None => {
+            let mut s = [0u8; SALT_LEN];
+            getrandom::fill(&mut s).map_err(|e| FormatError::Crypto(format!("OS random: {e}")))?;
+            s
+        }
+    };
+    let level = options.zstd_level;
+    if header.compression == Compression::Zstd && !(1..=19).contains(&level) {
+        return Err(FormatError::Unsupported(format!(
+            "zstd level {level} (use 1..=19)"
+        )));
+    }
+    header.key_id = key_id(root, &salt);
+    let context = header.encode_context()?;
+    // Never write a header this reader would refuse (wrong types, unknown critical tags).
+    parse_context(&context, header.compression)?;
+    let file_key = root.derive(INFO_FILE_KEY);
+    let keys = derive(&file_key, &salt, &context);
+    let check = header_check(&context, &salt, &keys.commitment);
+    Ok(Preamble {
+        context,
+        check,
+        salt,
+        file_key,
+        compression: header.compression,
+    })
+}
+
 /// Encrypts what is written to it into a Coffer file. [`Writer::finish`] must be called;
 /// a file without its final chunk and footer reads as truncated.
 pub struct Writer<W: Write> {
@@ -116,36 +165,22 @@ impl<W: Write> Writer<W> {
     pub fn new(
         inner: W,
         root: &RootKey,
-        mut header: Header,
+        header: Header,
         options: &WriteOptions,
     ) -> Result<Self, FormatError> {
-        let salt = match options.salt {
-            Some(s) => s,
-            None => {
-                let mut s = [0u8; SALT_LEN];
-                getrandom::fill(&mut s)
-                    .map_err(|e| FormatError::Crypto(format!("OS random: {e}")))?;
-                s
-            }
-        };
+        let Preamble {
+            context,
+            check,
+            salt,
+            file_key,
+            compression,
+        } = preamble(root, header, options)?;
         let level = options.zstd_level;
-        if header.compression == Compression::Zstd && !(1..=19).contains(&level) {
-            return Err(FormatError::Unsupported(format!(
-                "zstd level {level} (use 1..=19)"
-            )));
-        }
-        header.key_id = key_id(root, &salt);
-        let context = header.encode_context()?;
-        // Never write a header this reader would refuse (wrong types, unknown critical tags).
-        parse_context(&context, header.compression)?;
-        let file_key = root.derive(INFO_FILE_KEY);
-        let keys = derive(&file_key, &salt, &context);
-        let check = header_check(&context, &salt, &keys.commitment);
         let mut out = Counting { inner, count: 0 };
         out.write_all(&context).map_err(FormatError::Io)?;
         out.write_all(&check).map_err(FormatError::Io)?;
         let workers = Parallelism::threads(options.threads).workers();
-        let sink = match header.compression {
+        let sink = match compression {
             Compression::None if workers > 1 => Sink::Plain(SealBody::Many(
                 ParallelChunkedWriter::new(out, &file_key, &salt, &context, workers)?,
             )),
@@ -191,6 +226,36 @@ impl<W: Write> Writer<W> {
     }
 }
 
+impl<W: Write> Writer<W> {
+    /// Encrypts everything `input` gives until its end, reading in large blocks (straight
+    /// into the sealing batches when they run on worker threads); returns the bytes read.
+    /// Faster than `io::copy`, whose 8 KiB reads cost a system call each.
+    pub fn copy_from<R: Read>(&mut self, input: &mut R) -> io::Result<u64> {
+        let mut total = 0u64;
+        if let Sink::Plain(SealBody::Many(w)) = &mut self.sink {
+            loop {
+                let n = w.fill_from(input)?;
+                if n == 0 {
+                    return Ok(total);
+                }
+                total += n as u64;
+                self.plaintext_len += n as u64;
+            }
+        }
+        let mut buf = WipedBuf::zeroed(COPY_BUFFER);
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.write_all(&buf[..n])?;
+            total += n as u64;
+        }
+    }
+}
+
 impl<W: Write> Write for Writer<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = match &mut self.sink {
@@ -217,7 +282,7 @@ pub fn encrypt<R: Read, W: Write>(
     options: &WriteOptions,
 ) -> Result<(W, FileSummary), FormatError> {
     let mut writer = Writer::new(output, root, header, options)?;
-    io::copy(input, &mut writer).map_err(FormatError::from_io)?;
+    writer.copy_from(input).map_err(FormatError::from_io)?;
     writer.finish()
 }
 
@@ -495,8 +560,9 @@ pub(crate) fn drain_into<R: BufRead, W: Write>(
 /// A good `BufReader` capacity for a Coffer input: 16 chunks.
 pub const READ_BUFFER: usize = 16 * super::cobblestone::SEALED_CHUNK_SIZE;
 
-/// Size of the buffer plaintext is decrypted into when copying: 4 chunks, below the
-/// allocator's mmap threshold, so small files do not pay for fresh pages.
+/// Size of the buffer plaintext is decrypted into, or read into for encryption on one
+/// thread: 4 chunks, below the allocator's mmap threshold, so small files do not pay for
+/// fresh pages.
 const COPY_BUFFER: usize = 4 * super::cobblestone::CHUNK_SIZE;
 
 /// Decrypts a whole Coffer file from `input` to `output`, streaming. The output holds only

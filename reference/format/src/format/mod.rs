@@ -39,6 +39,7 @@ pub use header::{
     FOOTER_LEN, MAX_HEADER_LEN,
 };
 pub use parallel::{decrypt_parallel, decrypt_parallel_at, Discard, Parallelism, WriteAt};
+pub use parallel_seal::encrypt_parallel_at;
 pub use random_access::{RandomAccess, ReadAt};
 
 use crate::error::{Classify, ErrorClass};
