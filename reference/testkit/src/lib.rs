@@ -10,6 +10,7 @@ pub mod history;
 pub mod netns;
 pub mod tls;
 pub mod tokens;
+pub mod workloads;
 
 /// The `coffer` binary of this build, beside the running test (as cargo lays them out:
 /// `target/<profile>/deps/<test>` and `target/<profile>/coffer`). Cargo builds it for the

@@ -149,7 +149,7 @@ impl<W: Write> PayloadSink<W> {
         self.kind = Some(kind);
         if kind == PayloadKind::Zlib {
             self.inflate = Some(Box::new(Inflate::new(true, 15)));
-            self.inflate_buf = vec![0u8; 256 * 1024];
+            self.inflate_buf = vec![0u8; 64 * 1024];
         }
         let head = std::mem::take(&mut self.head);
         self.route(&head)
