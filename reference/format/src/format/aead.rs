@@ -124,7 +124,8 @@ fn nonce(i: usize) -> [u8; NONCE_LEN] {
 
 /// An AES-256-GCM key in one crate.
 pub(crate) enum Key {
-    Ring(rg::LessSafeKey),
+    /// Boxed: ring keeps its key schedule inline (over 500 bytes).
+    Ring(Box<rg::LessSafeKey>),
     AwsLcRs(aws::LessSafeKey),
 }
 
@@ -135,9 +136,9 @@ fn setup_failed() -> FormatError {
 impl Key {
     pub(crate) fn new(backend: Backend, key: &[u8; 32]) -> Result<Self, FormatError> {
         Ok(match backend {
-            Backend::Ring => Key::Ring(rg::LessSafeKey::new(
+            Backend::Ring => Key::Ring(Box::new(rg::LessSafeKey::new(
                 rg::UnboundKey::new(&rg::AES_256_GCM, key).map_err(|_| setup_failed())?,
-            )),
+            ))),
             Backend::AwsLcRs => Key::AwsLcRs(aws::LessSafeKey::new(
                 aws::UnboundKey::new(&aws::AES_256_GCM, key).map_err(|_| setup_failed())?,
             )),
