@@ -1,10 +1,10 @@
 //! AES-256-GCM for the chunks, from whichever of two crates is faster on the CPU at hand.
 //!
 //! ring and aws-lc-rs lead on different CPUs, by a lot (`benches/README.md`, group
-//! `aead_crates`): sealing 16 KiB chunks, ring was 2.2x faster on an AMD EPYC with VAES but
+//! `aead_crates`): sealing 16 KiB chunks, ring was 2.4x faster on an AMD EPYC with VAES but
 //! no AVX-512 and 1.17x on an Intel Xeon with AVX-512, while aws-lc-rs was 1.16x faster on a
 //! Zen 4; opening, aws-lc-rs decrypts out of place, which ring cannot (it copies first), and
-//! was 1.4x faster on the Xeon. So the first cipher made in a process times both crates on a
+//! was 1.38x faster on the Xeon. So the first cipher made in a process times both crates on a
 //! few chunks (under a millisecond) and keeps the faster one for each direction. Both give
 //! the same bytes; only the speed depends on the choice. `COFFER_AEAD=ring` or
 //! `COFFER_AEAD=aws-lc-rs` fixes both directions (for benches and bug reports).
