@@ -516,8 +516,23 @@ fn zstd_chat_database(c: &mut Criterion) {
             })
         });
     }
+    // The price of jobs in size: zstd alone (no workers) against the Coffer file.
+    let plain = std::fs::read(&path).unwrap();
+    let single = zstd::bulk::compress(&plain, 3).unwrap().len();
+    let (coffer, _) = format::encrypt(
+        &root,
+        header(Compression::Zstd),
+        &mut &plain[..],
+        Vec::new(),
+        &threads_option(0),
+    )
+    .unwrap();
+    eprintln!(
+        "format_zstd_chat_database: {len} bytes; zstd -3 without workers {single}, Coffer file {} ({:+.2}%)",
+        coffer.len(),
+        (coffer.len() as f64 / single as f64 - 1.0) * 100.0
+    );
     group.bench_function("ceiling_zstd3_compress_one_thread", |b| {
-        let plain = std::fs::read(&path).unwrap();
         b.iter(|| black_box(zstd::bulk::compress(&plain, 3).unwrap().len()))
     });
     group.finish();
