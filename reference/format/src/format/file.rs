@@ -1,6 +1,7 @@
 //! Coffer files as streaming `Write` / `Read` adapters: header, C2SP body, footer, and
 //! optional zstd compression of the plaintext before encryption.
 
+use super::batching::Parallelism;
 use super::cobblestone::{
     commitment_matches, derive, ChunkCipher, COMMITMENT_LEN, PREFIX_LEN, SALT_LEN,
 };
@@ -9,7 +10,6 @@ use super::header::{
     validate_fixed, Compression, Header, CHECK_LEN, FIXED_LEN, FOOTER_LEN, INFO_FILE_KEY,
     KEY_ID_LEN, MAGIC,
 };
-use super::parallel::Parallelism;
 use super::parallel_seal::ParallelChunkedWriter;
 use super::stream::{ChunkedReader, ChunkedWriter, Ending};
 use super::wiped::WipedBuf;

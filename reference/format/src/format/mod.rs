@@ -18,8 +18,10 @@
 //! so callers that need all-or-nothing (the CLI does) write to a temporary file.
 
 mod aead;
+mod batching;
 mod byte_range;
 pub(crate) mod cobblestone;
+mod encrypt_at;
 mod file;
 pub(crate) mod header;
 mod parallel;
@@ -29,7 +31,9 @@ pub(crate) mod stream;
 mod wiped;
 
 pub use aead::{aead_choice, AeadChoice, Backend};
+pub use batching::Parallelism;
 pub use byte_range::{ByteRange, RangeError};
+pub use encrypt_at::encrypt_parallel_at;
 pub use file::{
     decrypt, encrypt, open, FileSummary, Reader, WriteOptions, Writer, READ_BUFFER,
     ZSTD_WINDOW_LOG_MAX,
@@ -38,8 +42,7 @@ pub use header::{
     check_footer, inspect, tag, Compression, Content, FooterState, Header, HeaderInfo, MetaValue,
     FOOTER_LEN, MAX_HEADER_LEN,
 };
-pub use parallel::{decrypt_parallel, decrypt_parallel_at, Discard, Parallelism, WriteAt};
-pub use parallel_seal::encrypt_parallel_at;
+pub use parallel::{decrypt_parallel, decrypt_parallel_at, Discard, WriteAt};
 pub use random_access::{RandomAccess, ReadAt};
 
 use crate::error::{Classify, ErrorClass};

@@ -3,6 +3,7 @@
 //! calling thread writes the plaintext in order. The output, and the error on a bad file,
 //! are identical to the streaming [`super::Reader`]; memory is a fixed pool of batches.
 
+use super::batching::{Parallelism, BATCH_CHUNKS};
 use super::cobblestone::{ChunkCipher, CHUNK_SIZE, SEALED_CHUNK_SIZE, TAG_LEN};
 use super::file::{drain_into, read_preamble, resume, FileSummary, Opened};
 use super::header::{check_footer, Compression, FooterState, Header, FOOTER_LEN};
@@ -14,41 +15,6 @@ use std::io::{BufReader, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
-
-/// Files of fewer chunks (4 MiB) are decrypted on one thread: starting workers would cost
-/// more than it saves.
-pub(crate) const PARALLEL_MIN_CHUNKS: u64 = 256;
-
-/// How to run a parallel decryption.
-#[derive(Debug, Clone, Copy)]
-pub struct Parallelism {
-    /// Worker threads; 0 = one per core.
-    pub threads: usize,
-    /// Smaller files take the streaming path.
-    pub min_chunks: u64,
-}
-
-impl Parallelism {
-    /// `threads` workers (0 = one per core) for files of at least 256 chunks (4 MiB); smaller files run on one thread.
-    pub fn threads(threads: usize) -> Self {
-        Parallelism {
-            threads,
-            min_chunks: PARALLEL_MIN_CHUNKS,
-        }
-    }
-
-    pub(crate) fn workers(&self) -> usize {
-        if self.threads == 0 {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
-        } else {
-            self.threads
-        }
-    }
-}
-
-/// Chunks per batch (1 MiB of plaintext): large enough that handing a batch between
-/// threads costs little, small enough to stay in a core's L2 cache.
-pub(crate) const BATCH_CHUNKS: u64 = 64;
 
 /// Buffers a worker needs for one batch: ciphertext (unused for slices) and plaintext.
 type Buffers = (Vec<u8>, Vec<u8>);
