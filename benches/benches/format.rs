@@ -436,34 +436,26 @@ fn one_gib(c: &mut Criterion) {
             0,
         ),
     ];
-    group.bench_function("encrypt_parallel_positional_from_file_discard", |b| {
-        b.iter(|| {
-            let input = std::fs::File::open(&plain_path).unwrap();
-            encrypt_parallel_at(
-                &root,
-                header(Compression::None),
-                &input,
-                &Discard,
-                &threads_option(0),
-                &|_| {},
-            )
-            .unwrap()
-        })
-    });
-    group.bench_function("encrypt_positional_one_thread_from_file_discard", |b| {
-        b.iter(|| {
-            let input = std::fs::File::open(&plain_path).unwrap();
-            encrypt_parallel_at(
-                &root,
-                header(Compression::None),
-                &input,
-                &Discard,
-                &threads_option(1),
-                &|_| {},
-            )
-            .unwrap()
-        })
-    });
+    let positional = [
+        ("encrypt_parallel_positional_from_file_discard", 0),
+        ("encrypt_positional_one_thread_from_file_discard", 1),
+    ];
+    for (name, threads) in positional {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let input = std::fs::File::open(&plain_path).unwrap();
+                encrypt_parallel_at(
+                    &root,
+                    header(Compression::None),
+                    &input,
+                    &Discard,
+                    &threads_option(threads),
+                    &|_| {},
+                )
+                .unwrap()
+            })
+        });
+    }
     for (name, compression, threads) in cases {
         group.bench_function(name, |b| {
             b.iter(|| {
