@@ -156,7 +156,7 @@ fn file_op(request: &Value, format: &str) -> Result<Result<Value, String>, Strin
         ("encrypt_file", "coffer") => {
             let compression = match request["compression"].as_str() {
                 Some("none") => Compression::None,
-                _ => Compression::Zstd,
+                _ => Compression::ZstdSeekable,
             };
             let mut out = std::io::BufWriter::with_capacity(1 << 20, target);
             let encrypted = coffer::format::encrypt(

@@ -58,12 +58,13 @@ pub struct CofferFileCase {
     /// The header: `context ‖ header_check`, `header_len` bytes (hex). The C2SP context is
     /// the header without its last 8 bytes.
     pub header: String,
-    /// `none` or `zstd`.
+    /// `none`, `zstd` (one frame) or `zstd_seekable`.
     pub compression: String,
     /// Metadata as read: `created` (u64), `generator` (text), `content` (`file`/`tar`), and
     /// unknown non-critical tags as `tag_XX` (hex of the value).
     pub metadata: BTreeMap<String, String>,
-    /// The C2SP message's plaintext: the plaintext itself, or its zstd frame.
+    /// The C2SP message's plaintext: the plaintext itself, its zstd frame, or its frames
+    /// and seek table.
     pub payload: Data,
     /// What a reader outputs.
     pub plaintext: Data,
@@ -113,8 +114,13 @@ pub struct InvalidCofferFileCase {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub edits: Vec<Edit>,
     /// The most plaintext a streaming reader may release before failing: the first
-    /// `released` bytes of the base case's plaintext (0 for a written-out file).
+    /// `released` bytes of the base case's plaintext, or of `plaintext` for a written-out
+    /// file (absent: none).
     pub released: u64,
+    /// For a written-out file whose authenticated payload decodes in part (seekable frames
+    /// before a bad table): what those frames hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext: Option<Data>,
     /// The error class.
     pub error: String,
 }
@@ -215,6 +221,8 @@ fn valid_file(
     let header = Header::new(compression, metadata);
     let options = WriteOptions {
         salt: Some(salt),
+        // Frames of one chunk, so that a few kilobytes make several frames.
+        zstd_frame_len: VECTOR_FRAME_LEN,
         ..WriteOptions::default()
     };
     let (file, _) =
@@ -244,6 +252,7 @@ fn valid_file(
             compression: match compression {
                 Compression::None => "none".into(),
                 Compression::Zstd => "zstd".into(),
+                Compression::ZstdSeekable => "zstd_seekable".into(),
             },
             metadata: expected,
             payload: if compression == Compression::None {
@@ -262,6 +271,36 @@ const FIXED_OK: [u8; 4] = [1, 1, 0, 0];
 
 /// A Zstandard frame of empty content: magic, a single-segment header with content size 0,
 /// one empty raw block marked last.
+/// Plaintext bytes per frame in the seekable vectors: one chunk (the smallest S allowed).
+const VECTOR_FRAME_LEN: usize = 16384;
+
+/// A seekable payload (spec/format.md §8.2) of `frames`, each compressed at level 3, with a
+/// seek table listing `(compressed, plaintext)` lengths as `entries` rewrites them and
+/// `count` frames (the honest values when both are identity).
+fn seekable_payload(
+    frames: &[&[u8]],
+    entries: impl Fn(usize, (u32, u32)) -> (u32, u32),
+    count: u32,
+    descriptor: u8,
+) -> anyhow::Result<Vec<u8>> {
+    let mut payload = Vec::new();
+    let mut table = Vec::new();
+    for (i, plain) in frames.iter().enumerate() {
+        let packed = zstd::bulk::compress(plain, 3)?;
+        let (c, d) = entries(i, (packed.len() as u32, plain.len() as u32));
+        table.extend_from_slice(&c.to_le_bytes());
+        table.extend_from_slice(&d.to_le_bytes());
+        payload.extend_from_slice(&packed);
+    }
+    payload.extend_from_slice(&0x184D_2A5Eu32.to_le_bytes());
+    payload.extend_from_slice(&(table.len() as u32 + 9).to_le_bytes());
+    payload.extend_from_slice(&table);
+    payload.extend_from_slice(&count.to_le_bytes());
+    payload.push(descriptor);
+    payload.extend_from_slice(&0x8F92_EAB1u32.to_le_bytes());
+    Ok(payload)
+}
+
 const EMPTY_FRAME: [u8; 9] = [0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x00, 0x01, 0x00, 0x00];
 
 /// A single-segment Zstandard frame of `size` zero bytes (RFC 8878 §3.1.1.1): magic, a
@@ -396,6 +435,46 @@ pub fn generate() -> anyhow::Result<FormatFile> {
         )?,
         valid_file(
             &root,
+            "zstd_seekable_empty",
+            "no plaintext, seekable: one empty frame and its table",
+            &["ZstdSeekable"],
+            Data::hex(&[]),
+            Compression::ZstdSeekable,
+            vec![],
+            &[],
+        )?,
+        valid_file(
+            &root,
+            "zstd_seekable_text",
+            "a short text, seekable: one frame",
+            &["ZstdSeekable"],
+            Data::hex(&text),
+            Compression::ZstdSeekable,
+            vec![],
+            &[],
+        )?,
+        valid_file(
+            &root,
+            "zstd_seekable_frames",
+            "40000 bytes of the counting pattern in frames of 16384: two whole frames and one of 7232 bytes",
+            &["ZstdSeekable"],
+            Data::counting(40000),
+            Compression::ZstdSeekable,
+            vec![],
+            &[],
+        )?,
+        valid_file(
+            &root,
+            "zstd_seekable_whole_frames",
+            "32768 bytes in frames of 16384: the last frame is whole (no empty frame follows)",
+            &["ZstdSeekable", "ChunkBoundary"],
+            Data::counting(32768),
+            Compression::ZstdSeekable,
+            vec![],
+            &[],
+        )?,
+        valid_file(
+            &root,
             "metadata",
             "created, generator and content = tar",
             &["Metadata"],
@@ -465,6 +544,7 @@ pub fn generate() -> anyhow::Result<FormatFile> {
         base: Some(on.case.id.clone()),
         edits,
         released,
+        plaintext: None,
         error: error.into(),
     };
     let written = |id: &str, comment: &str, flags: &[&str], file: Vec<u8>, error: &str| {
@@ -478,6 +558,7 @@ pub fn generate() -> anyhow::Result<FormatFile> {
             base: None,
             edits: vec![],
             released: 0,
+            plaintext: None,
             error: error.into(),
         }
     };
@@ -532,6 +613,31 @@ pub fn generate() -> anyhow::Result<FormatFile> {
                 "corrupt",
             ))
         };
+    // Authenticated files whose seekable payload is broken: `corrupt` (spec/format.md §8.2).
+    // The frames that decode before the fault may be released: `released` bytes of them.
+    let seekable_case = |id: &str,
+                         comment: &str,
+                         payload: Vec<u8>,
+                         released: &[u8]|
+     -> anyhow::Result<InvalidCofferFileCase> {
+        let full_id = format!("format.invalid.{id}");
+        let file = crafted_payload(&root, &full_id, [1, 1, 2, 0], &[], &payload)?;
+        let mut case = written(
+            id,
+            comment,
+            &["ZstdSeekable", "PayloadBroken"],
+            file,
+            "corrupt",
+        );
+        if !released.is_empty() {
+            case.released = released.len() as u64;
+            case.plaintext = Some(Data::hex(released));
+        }
+        Ok(case)
+    };
+    let same = |_: usize, e: (u32, u32)| e;
+    let whole = vec![b'a'; VECTOR_FRAME_LEN];
+    let one_frame = zstd::bulk::compress(b"tail", 3)?;
     // A forger can rewrite any header byte and recompute the unkeyed header check (§3.4):
     // then only the keyed checks of §7 steps 6 and 7 stand in the way.
     let forged = |at: usize| -> anyhow::Result<Vec<u8>> {
@@ -875,6 +981,75 @@ pub fn generate() -> anyhow::Result<FormatFile> {
             "a frame whose window is 2^25 bytes, above the 2^24 limit",
             &[0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x78, 0x09, 0x00, 0x00, b'x'],
         )?,
+        seekable_case(
+            "seekable_empty_payload",
+            "seekable with an empty payload: no frame and no table",
+            vec![],
+            &[],
+        )?,
+        seekable_case(
+            "seekable_no_table",
+            "one frame and no seek table",
+            one_frame.clone(),
+            b"tail",
+        )?,
+        seekable_case(
+            "seekable_table_only",
+            "a seek table of no frames",
+            seekable_payload(&[], same, 0, 0)?,
+            &[],
+        )?,
+        seekable_case(
+            "seekable_count_differs",
+            "the table's frame count says 2, one frame and one entry follow",
+            seekable_payload(&[b"tail"], same, 2, 0)?,
+            b"tail",
+        )?,
+        seekable_case(
+            "seekable_plaintext_length_differs",
+            "the entry says the frame holds 5 bytes, it holds 4",
+            seekable_payload(&[b"tail"], |_, (c, _)| (c, 5), 1, 0)?,
+            b"tail",
+        )?,
+        seekable_case(
+            "seekable_compressed_lengths_differ",
+            "two frames whose entries move one byte from the first to the second",
+            seekable_payload(
+                &[&whole, b"tail"],
+                |i, (c, d)| (if i == 0 { c + 1 } else { c - 1 }, d),
+                2,
+                0,
+            )?,
+            &[&whole[..], b"tail"].concat(),
+        )?,
+        seekable_case(
+            "seekable_checksum_flag",
+            "the table's descriptor announces checksums (0x80), which this format forbids",
+            seekable_payload(&[b"tail"], same, 1, 0x80)?,
+            b"tail",
+        )?,
+        seekable_case(
+            "seekable_short_frame_first",
+            "a 4-byte frame before a 16384-byte one: frames before the last must hold S bytes",
+            seekable_payload(&[b"tail", &whole], same, 2, 0)?,
+            b"tail",
+        )?,
+        seekable_case(
+            "seekable_bytes_after_table",
+            "one more byte after the seek table",
+            [seekable_payload(&[b"tail"], same, 1, 0)?, vec![0]].concat(),
+            b"tail",
+        )?,
+        seekable_case(
+            "seekable_skippable_frame_first",
+            "a skippable frame of one byte before the frames",
+            [
+                vec![0x50, 0x2a, 0x4d, 0x18, 0x01, 0x00, 0x00, 0x00, 0x00],
+                seekable_payload(&[b"tail"], same, 1, 0)?,
+            ]
+            .concat(),
+            &[],
+        )?,
         zstd_case(
             "zstd_single_segment_over_2_24",
             "a single-segment frame (no window descriptor: its window is its content size) \
@@ -929,10 +1104,11 @@ pub fn generate() -> anyhow::Result<FormatFile> {
             ("Metadata".into(), "Metadata entries (§3.2).".into()),
             ("TrailingData".into(), "Bytes after a complete file.".into()),
             ("Truncated".into(), "The input ends early.".into()),
-            ("PayloadBroken".into(), "The chunks authenticate, but the payload is not one valid Zstandard frame (§8).".into()),
+            ("PayloadBroken".into(), "The chunks authenticate, but the payload breaks §8 (one frame) or §8.2 (frames and table).".into()),
             ("UnknownTag".into(), "A metadata tag this version does not define.".into()),
             ("WrongKey".into(), "Another K.".into()),
             ("Zstd".into(), "A zstd-compressed payload (the payload is the frame; the plaintext its content).".into()),
+            ("ZstdSeekable".into(), "A seekable zstd payload (§8.2): frames of 16384 bytes and a seek table.".into()),
         ]),
         number_of_cases,
         groups,
@@ -1042,6 +1218,7 @@ pub fn verify(file: &FormatFile) -> Failures {
                             let compression = match h.compression {
                                 Compression::None => "none",
                                 Compression::Zstd => "zstd",
+                                Compression::ZstdSeekable => "zstd_seekable",
                             };
                             failures.expect_eq(
                                 &case.id,
@@ -1087,8 +1264,11 @@ pub fn verify(file: &FormatFile) -> Failures {
                         continue;
                     };
                     let (input, plaintext) = match (&case.file, &case.base) {
-                        (Some(data), None) => match data.bytes() {
-                            Ok(b) => (b, Vec::new()),
+                        (Some(data), None) => match data.bytes().and_then(|b| {
+                            let plain = case.plaintext.as_ref().map(Data::bytes).transpose()?;
+                            Ok((b, plain.unwrap_or_default()))
+                        }) {
+                            Ok(pair) => pair,
                             Err(e) => {
                                 failures.add(&case.id, e);
                                 continue;

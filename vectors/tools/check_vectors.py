@@ -248,10 +248,14 @@ class Checker:
                 if case["compression"] == "none":
                     if payload != data_bytes(case["plaintext"]):
                         self.fail(case, "plaintext differs")
-                else:
+                elif case["compression"] == "zstd":
                     if zstd_frame_problem(payload):
                         self.fail(case, "the payload is not one valid Zstandard frame")
                     self.not_checked.append(f"{case['id']}: zstd plaintext (the payload frame was checked)")
+                else:
+                    if seekable_problem(payload, len(data_bytes(case["plaintext"]))):
+                        self.fail(case, "the payload is not valid seekable frames")
+                    self.not_checked.append(f"{case['id']}: zstd plaintext (the frames and table were checked)")
                 self.expect(case, "compression", info["compression"])
                 self.expect(case, "metadata", info["metadata"])
             header = bytes.fromhex(case["header"])
@@ -269,12 +273,14 @@ class Checker:
                 base, plaintext = self.valid_coffer[case["base"]]
                 data = apply_edits(base, case.get("edits", []))
             else:
-                data, plaintext = data_bytes(case["file"]), b""
+                data, plaintext = data_bytes(case["file"]), data_bytes(case.get("plaintext", ""))
             try:
                 payload, info = coffer_read(data, bytes.fromhex(case["key"]))
                 error, released = None, None
                 if info["compression"] == "zstd":
                     error = zstd_frame_problem(payload)
+                elif info["compression"] == "zstd_seekable":
+                    error = seekable_problem(payload)
             except Refused as e:
                 error, released = e.error_class, e.released
             self.outcome(case, error)
@@ -785,7 +791,7 @@ def coffer_read(data, k):
     salt, commitment = data[header_len:header_len + 24], data[header_len + 24:header_len + 56]
     if hashlib.sha256(b"coffer/v1 header check" + context + salt + commitment).digest()[:8] != check:
         raise refuse("corrupt")
-    if data[9] != 1 or data[10] not in (0, 1) or data[11] != 0:
+    if data[9] != 1 or data[10] not in (0, 1, 2) or data[11] != 0:
         raise refuse("unsupported")
     metadata = parse_metadata(context[32:])
     id_key = hkdf_sha256(k, bytes(32), b"coffer/v1 key id", 32)
@@ -797,7 +803,7 @@ def coffer_read(data, k):
     gcm = AESGCM(aead_key)
     footer = FOOTER_MAGIC + len(data).to_bytes(8, "big")
     pos, index = header_len + 56, 0
-    info = {"compression": "none" if data[10] == 0 else "zstd", "metadata": metadata}
+    info = {"compression": ["none", "zstd", "zstd_seekable"][data[10]], "metadata": metadata}
     while True:
         block = data[pos:pos + SEALED]
         if len(block) == SEALED:
@@ -833,41 +839,82 @@ def coffer_read(data, k):
 
 
 def zstd_frame_problem(payload):
-    """§8 without decompressing: the payload must be exactly one ordinary Zstandard frame
+    """§8.1 without decompressing: the payload must be exactly one ordinary Zstandard frame
     (RFC 8878 §3.1.1) with a window of at most 2^24 bytes. Returns "corrupt" or None. The
     block structure is walked by its headers; a compressed block's content is not decoded."""
-    p = payload
-    if len(p) < 6 or p[:4] != b"\x28\xb5\x2f\xfd":
+    end, _ = zstd_frame_end(payload, 0)
+    return None if end == len(payload) else "corrupt"
+
+
+def seekable_problem(payload, plaintext_len=None):
+    """§8.2 without decompressing: frames walked by their headers, then the seek table,
+    which must list exactly their lengths; plaintext lengths are checked against each
+    frame's content size (the reference writer always records it) and the size rule.
+    Returns "corrupt" or None."""
+    p, pos, seen = payload, 0, []
+    while pos + 4 <= len(p) and p[pos:pos + 4] == b"\x28\xb5\x2f\xfd":
+        end, content = zstd_frame_end(p, pos)
+        if end is None or content is None:
+            return "corrupt"
+        seen.append((end - pos, content))
+        pos = end
+    n = len(seen)
+    table = p[pos:]
+    if n == 0 or len(table) != 8 * n + 17 or table[:4] != b"\x5e\x2a\x4d\x18":
         return "corrupt"
+    if int.from_bytes(table[4:8], "little") != 8 * n + 9 or table[-9:] != n.to_bytes(4, "little") + b"\x00\xb1\xea\x92\x8f":
+        return "corrupt"
+    listed = [(int.from_bytes(table[8 + 8 * i:12 + 8 * i], "little"), int.from_bytes(table[12 + 8 * i:16 + 8 * i], "little")) for i in range(n)]
+    if listed != seen:
+        return "corrupt"
+    sizes = [d for _, d in seen]
+    s = sizes[0]
+    if n > 1 and (s == 0 or s % CHUNK or s > 1 << 24 or any(d != s for d in sizes[:-1]) or not 1 <= sizes[-1] <= s):
+        return "corrupt"
+    if n == 1 and s > 1 << 24:
+        return "corrupt"
+    if plaintext_len is not None and sum(sizes) != plaintext_len:
+        return "corrupt"
+    return None
+
+
+def zstd_frame_end(payload, start):
+    """Walks one ordinary frame from `start`: returns (end, content size or None), or
+    (None, None) if it is not a frame within the payload or breaks the window limit."""
+    p = payload
+    if len(p) < start + 6 or p[start:start + 4] != b"\x28\xb5\x2f\xfd":
+        return None, None
+    p = p[start:]
     fhd, pos = p[4], 5
     single_segment, checksum, dict_flag, fcs_flag = (fhd >> 5) & 1, (fhd >> 2) & 1, fhd & 3, fhd >> 6
     if not single_segment:
         exponent, mantissa = p[pos] >> 3, p[pos] & 7
         base = 1 << (10 + exponent)
         if base + (base >> 3) * mantissa > 1 << 24:
-            return "corrupt"
+            return None, None
         pos += 1
     pos += [0, 1, 2, 4][dict_flag]
     fcs_size = [1 if single_segment else 0, 2, 4, 8][fcs_flag]
-    if single_segment:  # no window descriptor: the window is the content size
-        content_size = int.from_bytes(p[pos:pos + fcs_size], "little") + (256 if fcs_flag == 1 else 0)
-        if content_size > 1 << 24:
-            return "corrupt"
+    content_size = None
+    if fcs_size:
+        content_size = int.from_bytes(p[pos:pos + fcs_size], "little") + (256 if fcs_size == 2 else 0)
+    if single_segment and content_size > 1 << 24:  # no window descriptor: the window is the content size
+        return None, None
     pos += fcs_size
     while True:
         if pos + 3 > len(p):
-            return "corrupt"
+            return None, None
         header = int.from_bytes(p[pos:pos + 3], "little")
         last, kind, size = header & 1, (header >> 1) & 3, header >> 3
         if kind == 3:
-            return "corrupt"
+            return None, None
         pos += 3 + (1 if kind == 1 else size)
         if pos > len(p):
-            return "corrupt"
+            return None, None
         if last:
             break
     pos += 4 if checksum else 0
-    return None if pos == len(p) else "corrupt"
+    return start + pos, content_size
 
 
 def coffer_assemble(k, salt, context, payload):

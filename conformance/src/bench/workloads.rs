@@ -76,7 +76,7 @@ fn encrypt_both(plain: &Path, crypt15_path: &Path, coffer_path: &Path) -> anyhow
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(coffer_path)?);
     coffer::format::encrypt(
         &root,
-        Header::new(Compression::Zstd, Vec::new()),
+        Header::new(Compression::ZstdSeekable, Vec::new()),
         &mut BufReader::with_capacity(1 << 20, std::fs::File::open(plain)?),
         &mut out,
         &WriteOptions::default(),

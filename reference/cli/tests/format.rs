@@ -958,3 +958,264 @@ fn writers_refuse_headers_their_readers_would_refuse() {
         "nothing written before the options are checked"
     );
 }
+
+// ---- Seekable zstd (compression 02, spec/format.md §8.2) ----
+
+/// Frames of two chunks, so that small plaintexts have many frames.
+const SMALL_FRAME: usize = 2 * CHUNK_SIZE;
+
+fn seekable(plain: &[u8], frame_len: usize, threads: usize) -> Vec<u8> {
+    let options = WriteOptions {
+        salt: Some([9u8; SALT_LEN]),
+        zstd_frame_len: frame_len,
+        threads,
+        ..WriteOptions::default()
+    };
+    let header = Header::new(Compression::ZstdSeekable, vec![]);
+    let (file, summary) =
+        format::encrypt(&root(), header, &mut &plain[..], Vec::new(), &options).unwrap();
+    assert_eq!(summary.plaintext_len, plain.len() as u64);
+    file
+}
+
+/// A compressible plaintext: text-like lines with a counter.
+fn text(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 64);
+    let mut i = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(
+            format!("message {i} from +4915{:07} ok\n", i * 7919 % 9_999_999).as_bytes(),
+        );
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// The payload's frames and table, as a seekable writer lays them out, for hand-made files.
+fn frames_payload(frames: &[&[u8]]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    let mut entries = Vec::new();
+    for plain in frames {
+        let packed = zstd::bulk::compress(plain, 3).unwrap();
+        entries.extend_from_slice(&(packed.len() as u32).to_le_bytes());
+        entries.extend_from_slice(&(plain.len() as u32).to_le_bytes());
+        payload.extend_from_slice(&packed);
+    }
+    payload.extend_from_slice(&seek_table(&entries, frames.len() as u32));
+    payload
+}
+
+fn seek_table(entries: &[u8], count: u32) -> Vec<u8> {
+    let mut t = vec![0x5e, 0x2a, 0x4d, 0x18];
+    t.extend_from_slice(&(entries.len() as u32 + 9).to_le_bytes());
+    t.extend_from_slice(entries);
+    t.extend_from_slice(&count.to_le_bytes());
+    t.push(0);
+    t.extend_from_slice(&0x8F92_EAB1u32.to_le_bytes());
+    t
+}
+
+#[test]
+fn seekable_files_round_trip_and_do_not_depend_on_threads() {
+    for len in [
+        0,
+        1,
+        SMALL_FRAME - 1,
+        SMALL_FRAME,
+        SMALL_FRAME + 1,
+        5 * SMALL_FRAME + 7,
+        70 * CHUNK_SIZE + 3,
+    ] {
+        let plain = text(len);
+        let file = seekable(&plain, SMALL_FRAME, 1);
+        for threads in [2, 3, 8] {
+            assert_eq!(
+                seekable(&plain, SMALL_FRAME, threads),
+                file,
+                "{len} bytes, {threads} threads"
+            );
+        }
+        let (out, result) = sequential(&file, &root());
+        result.unwrap();
+        assert_eq!(out, plain, "{len} bytes, streamed");
+        let (out, result) = parallel(&file, &root(), 3);
+        result.unwrap();
+        assert_eq!(out, plain, "{len} bytes, in parallel");
+        let mut access = RandomAccess::open(&file[..], &root()).unwrap();
+        assert_eq!(access.len(), len as u64);
+        for (start, want) in [
+            (0, 10),
+            (SMALL_FRAME - 3, 7),
+            (len / 2, SMALL_FRAME + 5),
+            (len, 1),
+        ] {
+            let mut buf = vec![0u8; want];
+            let n = access.read_at(start as u64, &mut buf).unwrap();
+            let end = (start + want).min(len);
+            let expected = if start >= len {
+                &[][..]
+            } else {
+                &plain[start..end]
+            };
+            assert_eq!(&buf[..n], expected, "{len} bytes, read at {start}");
+        }
+    }
+}
+
+#[test]
+fn a_range_in_the_middle_decompresses_at_most_two_frames() {
+    let plain = text(48 << 20);
+    let file = seekable(&plain, format::DEFAULT_FRAME_LEN, 0);
+    let mut access = RandomAccess::open(&file[..], &root()).unwrap();
+    let mid = plain.len() / 2 - 300_000;
+    let mut buf = vec![0u8; 1 << 20];
+    assert_eq!(access.read_at(mid as u64, &mut buf).unwrap(), buf.len());
+    assert_eq!(buf, plain[mid..mid + (1 << 20)]);
+    assert_eq!(access.frames_decoded(), 2, "1 MiB across a frame boundary");
+    // Reading inside the kept frame decompresses nothing more.
+    let mut small = [0u8; 100];
+    access.read_at(mid as u64 + 1_000_000, &mut small).unwrap();
+    assert_eq!(access.frames_decoded(), 2);
+}
+
+#[test]
+fn a_damaged_chunk_in_a_seekable_file_releases_the_same_prefix_everywhere() {
+    let plain = text(40 * SMALL_FRAME);
+    let file = seekable(&plain, SMALL_FRAME, 2);
+    let header_len = u32::from_be_bytes(file[12..16].try_into().unwrap()) as usize;
+    for chunk in [0, 3, 9] {
+        let mut bad = file.clone();
+        bad[header_len + PREFIX_LEN + chunk * SEALED_CHUNK_SIZE + 100] ^= 1;
+        assert_eq!(class_of(&bad, &plain), ErrorClass::Corrupt, "chunk {chunk}");
+    }
+    // The table's chunk (the last): random access refuses at open, the readers agree.
+    let mut bad = file.clone();
+    let at = bad.len() - header::FOOTER_LEN - 30;
+    bad[at] ^= 1;
+    assert_eq!(class_of(&bad, &plain), ErrorClass::Corrupt);
+    assert!(RandomAccess::open(&bad[..], &root()).is_err());
+    let cut = &file[..file.len() - 40];
+    assert_eq!(class_of(cut, &plain), ErrorClass::Truncated);
+}
+
+#[test]
+fn broken_seekable_payloads_are_corrupt_for_every_reader() {
+    let s = vec![b'a'; CHUNK_SIZE];
+    let good_frames: [&[u8]; 2] = [&s, b"tail"];
+    let good = craft(context(1, 2, 0, &[]), &frames_payload(&good_frames));
+    let mut expected = s.clone();
+    expected.extend_from_slice(b"tail");
+    assert_eq!(open_class(&good), Ok(expected.clone()));
+    let packed_s = zstd::bulk::compress(&s, 3).unwrap();
+    let packed_tail = zstd::bulk::compress(b"tail", 3).unwrap();
+    let entry = |c: usize, d: usize| [(c as u32).to_le_bytes(), (d as u32).to_le_bytes()].concat();
+    let frames = [packed_s.clone(), packed_tail.clone()].concat();
+    let entries = [entry(packed_s.len(), s.len()), entry(packed_tail.len(), 4)].concat();
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty payload", vec![]),
+        ("no table", frames.clone()),
+        (
+            "a table listing one frame too few",
+            [
+                frames.clone(),
+                seek_table(&entry(packed_s.len(), s.len()), 1),
+            ]
+            .concat(),
+        ),
+        (
+            "a count that is not the entries'",
+            [frames.clone(), seek_table(&entries, 3)].concat(),
+        ),
+        (
+            "a wrong decompressed size",
+            [
+                frames.clone(),
+                seek_table(
+                    &[entry(packed_s.len(), s.len()), entry(packed_tail.len(), 5)].concat(),
+                    2,
+                ),
+            ]
+            .concat(),
+        ),
+        (
+            "a wrong compressed size",
+            [
+                frames.clone(),
+                seek_table(
+                    &[
+                        entry(packed_s.len() + 1, s.len()),
+                        entry(packed_tail.len() - 1, 4),
+                    ]
+                    .concat(),
+                    2,
+                ),
+            ]
+            .concat(),
+        ),
+        (
+            "bytes after the table",
+            [frames.clone(), seek_table(&entries, 2), b"x".to_vec()].concat(),
+        ),
+        (
+            "a table first",
+            [seek_table(&[], 0), frames.clone()].concat(),
+        ),
+        (
+            "junk between frames",
+            [
+                packed_s.clone(),
+                b"junk".to_vec(),
+                packed_tail.clone(),
+                seek_table(&entries, 2),
+            ]
+            .concat(),
+        ),
+        ("only a table of no frames", seek_table(&[], 0)),
+    ];
+    let mut descriptor = [frames.clone(), seek_table(&entries, 2)].concat();
+    let n = descriptor.len();
+    descriptor[n - 5] = 0x80;
+    cases.push(("checksums announced", descriptor));
+    let mut cases: Vec<_> = cases
+        .into_iter()
+        .map(|(w, p)| (w, p, expected.clone()))
+        .collect();
+    // Frames that decode, in sizes the rule of §8.2 forbids.
+    cases.push((
+        "a short frame before the last",
+        frames_payload(&[b"tail", &s]),
+        [&b"tail"[..], &s].concat(),
+    ));
+    cases.push((
+        "a frame size that is not a multiple of the chunk",
+        frames_payload(&[&s[..100], &s[..100]]),
+        s[..200].to_vec(),
+    ));
+    for (what, payload, plain) in cases {
+        let file = craft(context(1, 2, 0, &[]), &payload);
+        assert_eq!(class_of(&file, &plain), ErrorClass::Corrupt, "{what}");
+        if let Ok(mut access) = RandomAccess::open(&file[..], &root()) {
+            // Opening may pass when only a frame is wrong; reading all of it must not.
+            let mut buf = vec![0u8; access.len() as usize];
+            assert_eq!(
+                access.read_at(0, &mut buf).map_err(|e| e.class()).err(),
+                Some(ErrorClass::Corrupt),
+                "{what}: random access"
+            );
+        }
+    }
+}
+
+#[test]
+fn one_frame_zstd_files_still_read_and_refuse_random_access() {
+    let plain = text(3 * CHUNK_SIZE);
+    let file = encrypt(&plain, Compression::Zstd);
+    assert_eq!(sequential(&file, &root()).0, plain);
+    assert_eq!(
+        RandomAccess::open(&file[..], &root())
+            .err()
+            .map(|e| e.class()),
+        Some(ErrorClass::Unsupported)
+    );
+}

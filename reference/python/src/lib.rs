@@ -353,7 +353,7 @@ impl EncryptRequest {
             )));
         }
         let compression = match self.compress.as_deref().unwrap_or("zstd") {
-            "zstd" => Compression::Zstd,
+            "zstd" => Compression::ZstdSeekable,
             "none" => Compression::None,
             other => {
                 return Err(value_error(format!(

@@ -66,7 +66,7 @@ fn today_unix() -> u64 {
 pub(super) fn encrypt(args: &EncryptArgs, root: &RootKey) -> CliResult<Report> {
     let compression = match args.compress.unwrap_or(CompressArg::Zstd) {
         CompressArg::None => Compression::None,
-        CompressArg::Zstd => Compression::Zstd,
+        CompressArg::Zstd => Compression::ZstdSeekable,
     };
     if compression == Compression::None && args.zstd_level.is_some() {
         return Err(Failure::usage(
@@ -515,7 +515,7 @@ pub(super) fn info(path: &Path) -> CliResult<Report> {
         lines.push(format!("chunks          {chunks}"));
         lines.push(format!(
             "payload         {plain} bytes{}",
-            if info.header.compression == Compression::Zstd {
+            if info.header.compression != Compression::None {
                 " (compressed)"
             } else {
                 ""

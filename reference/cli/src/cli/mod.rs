@@ -733,9 +733,10 @@ pub(crate) enum FormatArg {
 /// Compression before encryption in the Coffer format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum CompressArg {
-    /// Store as is: needed for --range and parallel decryption.
+    /// Store as is: the file reveals only the plaintext's length.
     None,
-    /// Zstandard (see --zstd-level).
+    /// Zstandard in independent 2 MiB frames with a seek table (see --zstd-level): --range
+    /// decompresses only the frames it needs, and decryption runs on every core.
     Zstd,
 }
 

@@ -349,7 +349,7 @@ pub(super) fn backup(command: &BackupCommand) -> CliResult<Report> {
             }
             let compression = match compress {
                 CompressArg::None => Compression::None,
-                CompressArg::Zstd => Compression::Zstd,
+                CompressArg::Zstd => Compression::ZstdSeekable,
             };
             let report = coffer_file::encrypt_path(
                 input,

@@ -5,6 +5,8 @@ use super::batching::Parallelism;
 use super::cobblestone::{
     commitment_matches, derive, ChunkCipher, COMMITMENT_LEN, PREFIX_LEN, SALT_LEN,
 };
+use super::frame_reader::{FrameReader, ZSTD_FRAME_MAGIC};
+use super::frame_writer::{FrameWriter, DEFAULT_FRAME_LEN};
 use super::header::{
     encode_footer, header_check, key_id, key_id_matches, parse_context, parse_fixed,
     validate_fixed, Compression, Header, CHECK_LEN, FIXED_LEN, FOOTER_LEN, INFO_FILE_KEY,
@@ -37,6 +39,9 @@ pub struct WriteOptions {
     /// Threads that seal chunks (uncompressed) or compress (zstd); 0 = one per core. The
     /// file's bytes are the same whatever the number.
     pub threads: usize,
+    /// Plaintext bytes per frame of a seekable zstd file (a multiple of 16 KiB up to
+    /// 2^24; default 2 MiB).
+    pub zstd_frame_len: usize,
 }
 
 impl Default for WriteOptions {
@@ -45,6 +50,7 @@ impl Default for WriteOptions {
             zstd_level: 3,
             salt: None,
             threads: 0,
+            zstd_frame_len: DEFAULT_FRAME_LEN,
         }
     }
 }
@@ -107,6 +113,7 @@ impl<W: Write> Write for SealBody<W> {
 enum Sink<W: Write> {
     Plain(SealBody<Counting<W>>),
     Zstd(zstd::stream::write::Encoder<'static, SealBody<Counting<W>>>),
+    Frames(FrameWriter<SealBody<Counting<W>>>),
 }
 
 /// What every writer needs before the body: the header's bytes and the body's key.
@@ -135,7 +142,11 @@ pub(crate) fn preamble(
         }
     };
     let level = options.zstd_level;
-    if header.compression == Compression::Zstd && !(1..=19).contains(&level) {
+    let zstd = matches!(
+        header.compression,
+        Compression::Zstd | Compression::ZstdSeekable
+    );
+    if zstd && !(1..=19).contains(&level) {
         return Err(FormatError::Unsupported(format!(
             "zstd level {level} (use 1..=19)"
         )));
@@ -206,6 +217,17 @@ impl<W: Write> Writer<W> {
                     .map_err(FormatError::Io)?;
                 Sink::Zstd(enc)
             }
+            Compression::ZstdSeekable => {
+                // Frames are compressed on the workers; sealing a fifth of the volume stays
+                // on this thread with the reading.
+                let body = SealBody::One(ChunkedWriter::new(out, &file_key, &salt, &context)?);
+                Sink::Frames(FrameWriter::new(
+                    body,
+                    level,
+                    options.zstd_frame_len,
+                    workers,
+                )?)
+            }
         };
         Ok(Writer {
             sink,
@@ -218,6 +240,7 @@ impl<W: Write> Writer<W> {
         let body = match self.sink {
             Sink::Plain(body) => body,
             Sink::Zstd(enc) => enc.finish().map_err(FormatError::from_io)?,
+            Sink::Frames(frames) => frames.finish()?,
         };
         let (mut out, _) = body.finish()?;
         let file_len = out.count + FOOTER_LEN as u64;
@@ -269,6 +292,7 @@ impl<W: Write> Write for Writer<W> {
         let n = match &mut self.sink {
             Sink::Plain(w) => w.write(buf)?,
             Sink::Zstd(w) => w.write(buf)?,
+            Sink::Frames(w) => w.write(buf)?,
         };
         self.plaintext_len += n as u64;
         Ok(n)
@@ -277,6 +301,7 @@ impl<W: Write> Write for Writer<W> {
         match &mut self.sink {
             Sink::Plain(w) => w.flush(),
             Sink::Zstd(w) => w.flush(),
+            Sink::Frames(w) => w.flush(),
         }
     }
 }
@@ -365,6 +390,7 @@ type Body<R> = ChunkedReader<R>;
 enum Source<R: BufRead> {
     Plain(Body<R>),
     Zstd(Box<zstd::stream::read::Decoder<'static, io::BufReader<Body<R>>>>),
+    Frames(Box<FrameReader<io::BufReader<Body<R>>>>),
 }
 
 impl<R: BufRead> Source<R> {
@@ -372,12 +398,14 @@ impl<R: BufRead> Source<R> {
         match self {
             Source::Plain(b) => b,
             Source::Zstd(d) => d.get_ref().get_ref(),
+            Source::Frames(f) => f.get_ref().get_ref(),
         }
     }
     fn body_mut(&mut self) -> &mut Body<R> {
         match self {
             Source::Plain(b) => b,
             Source::Zstd(d) => d.get_mut().get_mut(),
+            Source::Frames(f) => f.get_mut().get_mut(),
         }
     }
 }
@@ -395,9 +423,6 @@ pub struct Reader<R: BufRead> {
     /// Whether the zstd payload's first bytes were checked to be a frame's magic.
     frame_checked: bool,
 }
-
-/// The magic of an ordinary Zstandard frame (RFC 8878 §3.1.1); skippable frames differ.
-const ZSTD_FRAME_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// Opens a Coffer file for streaming decryption, checking everything before the body.
 /// Give a slice or a `BufReader` (of at least 64 KiB for speed): whole chunks are decrypted
@@ -425,6 +450,9 @@ pub(crate) fn resume<R: BufRead>(input: R, opened: Opened) -> Result<Reader<R>, 
                 .map_err(FormatError::Io)?;
             Source::Zstd(Box::new(dec.single_frame()))
         }
+        Compression::ZstdSeekable => Source::Frames(Box::new(FrameReader::new(
+            io::BufReader::with_capacity(2 * super::cobblestone::CHUNK_SIZE, body),
+        )?)),
     };
     Ok(Reader {
         header: opened.header,
@@ -461,7 +489,7 @@ impl<R: BufRead> Reader<R> {
         match (err, body.fault()) {
             (_, Some(fault)) => FormatError::from(fault.clone()),
             (FormatError::Io(e), None)
-                if self.header.compression == Compression::Zstd && !body.saw_io_error() =>
+                if self.header.compression != Compression::None && !body.saw_io_error() =>
             {
                 FormatError::Decompress(e.to_string())
             }
@@ -524,6 +552,7 @@ impl<R: BufRead> Read for Reader<R> {
                 Err(e) => Err(e),
             },
             Source::Zstd(d) => d.read(out),
+            Source::Frames(f) => f.read(out),
         };
         let err = match result {
             Ok(0) if !out.is_empty() => match self.finish_checks() {

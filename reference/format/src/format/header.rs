@@ -47,8 +47,11 @@ const CHECK_LABEL: &[u8] = b"coffer/v1 header check";
 pub enum Compression {
     /// Stored as is; random access works.
     None,
-    /// One Zstandard frame.
+    /// One Zstandard frame (`01`): read from start to end on one core.
     Zstd,
+    /// Independent Zstandard frames and a seek table (`02`, spec/format.md §8.2): random
+    /// access and parallel decryption work.
+    ZstdSeekable,
 }
 
 impl Compression {
@@ -56,6 +59,7 @@ impl Compression {
         match self {
             Compression::None => 0,
             Compression::Zstd => 1,
+            Compression::ZstdSeekable => 2,
         }
     }
 
@@ -63,6 +67,7 @@ impl Compression {
         match id {
             0 => Some(Compression::None),
             1 => Some(Compression::Zstd),
+            2 => Some(Compression::ZstdSeekable),
             _ => None,
         }
     }

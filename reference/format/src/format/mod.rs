@@ -23,10 +23,14 @@ mod byte_range;
 pub(crate) mod cobblestone;
 mod encrypt_at;
 mod file;
+mod frame_reader;
+mod frame_writer;
 pub(crate) mod header;
 mod parallel;
+mod parallel_frames;
 pub(crate) mod parallel_seal;
 mod random_access;
+mod seek_table;
 pub(crate) mod stream;
 mod wiped;
 
@@ -38,12 +42,14 @@ pub use file::{
     decrypt, encrypt, open, FileSummary, Reader, WriteOptions, Writer, READ_BUFFER,
     ZSTD_WINDOW_LOG_MAX,
 };
+pub use frame_writer::DEFAULT_FRAME_LEN;
 pub use header::{
     check_footer, inspect, tag, Compression, Content, FooterState, Header, HeaderInfo, MetaValue,
     FOOTER_LEN, MAX_HEADER_LEN,
 };
 pub use parallel::{decrypt_parallel, decrypt_parallel_at, Discard, WriteAt};
 pub use random_access::{RandomAccess, ReadAt};
+pub use seek_table::MAX_FRAME_LEN;
 
 use crate::error::{Classify, ErrorClass};
 use std::io;

@@ -7,6 +7,7 @@ use super::batching::{Parallelism, BATCH_CHUNKS};
 use super::cobblestone::{ChunkCipher, CHUNK_SIZE, SEALED_CHUNK_SIZE, TAG_LEN};
 use super::file::{drain_into, read_preamble, resume, FileSummary, Opened};
 use super::header::{check_footer, Compression, FooterState, Header, FOOTER_LEN};
+use super::parallel_frames::decrypt_frames_at;
 use super::random_access::{read_exact_at, Cursor, ReadAt};
 use super::FormatError;
 use crate::key::RootKey;
@@ -84,7 +85,7 @@ fn plan<F: ReadAt + ?Sized>(
     let opened = read_preamble(&mut Cursor::new(input, 0), root)?;
     let layout = match opened.header.compression {
         Compression::None => layout(input, opened.body_offset)?,
-        Compression::Zstd => None,
+        Compression::Zstd | Compression::ZstdSeekable => None,
     };
     // The worker count is asked last: std reads the cgroup's CPU quota from /sys for it,
     // which costs more than decrypting a small file.
@@ -371,8 +372,9 @@ impl<O: WriteAt + ?Sized> Write for WriteCursor<'_, O> {
 /// Decrypts a Coffer file on worker threads, each reading its
 /// own batches and writing the plaintext at its offset in `output` (a file, or [`Discard`]
 /// to verify). On failure `output` is cut to the valid prefix the streaming reader would
-/// have released, and the streaming reader names the class. Compressed files, files without
-/// a valid footer and small files take the streaming path.
+/// have released, and the streaming reader names the class. Seekable zstd files are
+/// decrypted a frame per worker; one-frame zstd files, files without a valid footer and
+/// small files take the streaming path.
 pub fn decrypt_parallel_at<F: ReadAt + Sync, O: WriteAt + Sync>(
     input: F,
     root: &RootKey,
@@ -381,6 +383,12 @@ pub fn decrypt_parallel_at<F: ReadAt + Sync, O: WriteAt + Sync>(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(Header, FileSummary), FormatError> {
     let (opened, plan) = plan(&input, root, parallelism)?;
+    if opened.header.compression == Compression::ZstdSeekable && parallelism.workers() > 1 {
+        let threads = parallelism.workers();
+        if let Some(result) = decrypt_frames_at(&input, root, output, threads, progress) {
+            return result;
+        }
+    }
     let Some(layout) = plan else {
         let mut cursor = WriteCursor {
             output,

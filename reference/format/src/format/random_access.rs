@@ -1,17 +1,23 @@
-//! Random access into an uncompressed Coffer file: `read_at` authenticates only the chunks
-//! it touches, after the length check C2SP requires (the final chunk is authenticated when
-//! the file is opened, so the plaintext length is known to be the written one).
+//! Random access into an uncompressed or seekable-zstd Coffer file: `read_at` authenticates
+//! only the chunks it touches (and decompresses only the frames it needs), after the length
+//! check C2SP requires (the final chunk is authenticated when the file is opened, so the
+//! payload length is known to be the written one, and with it where the seek table is).
 
 use super::cobblestone::{
     commitment_matches, derive, ChunkCipher, CHUNK_SIZE, KEY_LEN, MAX_CHUNKS, PREFIX_LEN, SALT_LEN,
     SEALED_CHUNK_SIZE, TAG_LEN,
 };
 use super::file::read_preamble;
+use super::frame_reader::FrameDecoder;
 use super::header::{check_footer, Compression, FooterState, Header, FOOTER_LEN};
+use super::seek_table::{
+    check_head, parse_foot, table_len, FrameIndex, TABLE_FOOT_LEN, TABLE_HEAD_LEN,
+};
 use super::wiped::WipedBuf;
 use super::FormatError;
 use crate::key::RootKey;
 use std::io::{self, Read};
+use std::sync::Arc;
 
 /// Positional reads, as files and byte slices offer them.
 pub trait ReadAt {
@@ -114,6 +120,31 @@ pub struct RandomAccess<F: ReadAt> {
     plaintext_len: u64,
     scratch: WipedBuf,
     cached: Option<u64>,
+    /// The frames of a seekable payload; `None` for an uncompressed file.
+    frames: Option<Frames>,
+}
+
+/// A seekable payload's index and the one frame kept decompressed.
+struct Frames {
+    index: Arc<FrameIndex>,
+    decoder: FrameDecoder,
+    packed: WipedBuf,
+    plain: WipedBuf,
+    cached: Option<u64>,
+    decoded: u64,
+}
+
+impl Frames {
+    fn new(index: Arc<FrameIndex>) -> Result<Self, FormatError> {
+        Ok(Frames {
+            index,
+            decoder: FrameDecoder::new()?,
+            packed: WipedBuf::default(),
+            plain: WipedBuf::default(),
+            cached: None,
+            decoded: 0,
+        })
+    }
 }
 
 impl<F: ReadAt> RandomAccess<F> {
@@ -126,9 +157,9 @@ impl<F: ReadAt> RandomAccess<F> {
             },
             root,
         )?;
-        if opened.header.compression != Compression::None {
+        if opened.header.compression == Compression::Zstd {
             return Err(FormatError::Unsupported(
-                "random access needs an uncompressed file (this one is zstd-compressed); decrypt it whole".into(),
+                "random access needs an uncompressed or seekable file (this one is one zstd frame, compression 01); decrypt it whole".into(),
             ));
         }
         let size = input.size().map_err(FormatError::Io)?;
@@ -154,7 +185,105 @@ impl<F: ReadAt> RandomAccess<F> {
                 ))
             }
         }
-        Self::from_body(input, opened.header, body_offset, size - min, opened.cipher)
+        let seekable = opened.header.compression == Compression::ZstdSeekable;
+        let mut access =
+            Self::from_body(input, opened.header, body_offset, size - min, opened.cipher)?;
+        if seekable {
+            let index = access.read_index()?;
+            access.frames = Some(Frames::new(Arc::new(index))?);
+        }
+        Ok(access)
+    }
+
+    /// Reads and checks the seek table at the end of the payload (spec/format.md §9).
+    fn read_index(&mut self) -> Result<FrameIndex, FormatError> {
+        let payload_len = self.plaintext_len;
+        let short =
+            || FormatError::Decompress("the payload is too short for its seek table".into());
+        let mut foot = [0u8; TABLE_FOOT_LEN];
+        let foot_at = payload_len
+            .checked_sub(TABLE_FOOT_LEN as u64)
+            .ok_or_else(short)?;
+        self.read_payload_exact(foot_at, &mut foot)?;
+        let frames = parse_foot(&foot)?;
+        let table_at = payload_len
+            .checked_sub(table_len(frames))
+            .ok_or_else(short)?;
+        let mut table = WipedBuf::zeroed(table_len(frames) as usize);
+        self.read_payload_exact(table_at, &mut table)?;
+        check_head(&table[..TABLE_HEAD_LEN], frames)?;
+        FrameIndex::parse(
+            &table[TABLE_HEAD_LEN..table.len() - TABLE_FOOT_LEN],
+            payload_len,
+        )
+    }
+
+    /// Fills `buf` with payload bytes from `offset`.
+    fn read_payload_exact(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), FormatError> {
+        if self.read_payload_at(offset, buf)? < buf.len() {
+            return Err(FormatError::Decompress(
+                "the seek table points past the payload".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Another reader of the same file for another thread: its own cipher and buffers, the
+    /// same index.
+    pub(crate) fn fork(&self) -> Result<RandomAccess<&F>, FormatError> {
+        Ok(RandomAccess {
+            input: &self.input,
+            header: self.header.clone(),
+            body_offset: self.body_offset,
+            cipher: self.cipher.try_clone()?,
+            full_chunks: self.full_chunks,
+            final_sealed_len: self.final_sealed_len,
+            plaintext_len: self.plaintext_len,
+            scratch: WipedBuf::zeroed(SEALED_CHUNK_SIZE),
+            cached: None,
+            frames: match &self.frames {
+                Some(f) => Some(Frames::new(Arc::clone(&f.index))?),
+                None => None,
+            },
+        })
+    }
+
+    /// Number of frames of a seekable file (1 for an uncompressed one).
+    pub(crate) fn frame_count(&self) -> u64 {
+        self.frames.as_ref().map_or(1, |f| f.index.frames())
+    }
+
+    /// Frames decompressed so far (each at most once in a row: the last is kept).
+    pub fn frames_decoded(&self) -> u64 {
+        self.frames.as_ref().map_or(0, |f| f.decoded)
+    }
+
+    /// Decompresses frame `i` of a seekable file; returns its plaintext offset and bytes.
+    pub(crate) fn frame(&mut self, i: u64) -> Result<(u64, &[u8]), FormatError> {
+        let mut frames = self
+            .frames
+            .take()
+            .ok_or_else(|| FormatError::Crypto("not a seekable file".into()))?;
+        let result = self.load_frame(&mut frames, i);
+        self.frames = Some(frames);
+        let at = result?;
+        let f = self.frames.as_ref().expect("just put back");
+        Ok((at, &f.plain))
+    }
+
+    fn load_frame(&mut self, frames: &mut Frames, i: u64) -> Result<u64, FormatError> {
+        let span = frames.index.span(i);
+        if frames.cached == Some(i) {
+            return Ok(span.plain_at);
+        }
+        frames.cached = None;
+        frames.packed.resize(span.payload_len as usize, 0);
+        self.read_payload_exact(span.payload_at, &mut frames.packed)?;
+        frames.plain.resize(span.plain_len as usize, 0);
+        frames.decoder.decode(&frames.packed, &mut frames.plain)?;
+        frames.decoded += 1;
+        frames.cached = Some(i);
+        Ok(span.plain_at)
     }
 
     /// Random access to a bare C2SP message (`salt || commitment || chunks`, no Coffer
@@ -217,6 +346,7 @@ impl<F: ReadAt> RandomAccess<F> {
             plaintext_len: full_chunks * CHUNK_SIZE as u64 + (final_sealed_len - TAG_LEN) as u64,
             scratch: WipedBuf::zeroed(SEALED_CHUNK_SIZE),
             cached: None,
+            frames: None,
         };
         access.load(full_chunks)?;
         Ok(access)
@@ -229,12 +359,15 @@ impl<F: ReadAt> RandomAccess<F> {
 
     /// The authenticated plaintext length.
     pub fn len(&self) -> u64 {
-        self.plaintext_len
+        match &self.frames {
+            Some(f) => f.index.plaintext_len(),
+            None => self.plaintext_len,
+        }
     }
 
     /// True for an empty plaintext.
     pub fn is_empty(&self) -> bool {
-        self.plaintext_len == 0
+        self.len() == 0
     }
 
     /// Decrypts chunk `index` into the scratch buffer; returns its plaintext length.
@@ -263,8 +396,33 @@ impl<F: ReadAt> RandomAccess<F> {
     }
 
     /// Reads plaintext at `offset` into `buf`; returns the bytes read (fewer only at the
-    /// end, 0 at or past the end). Every byte returned comes from an authenticated chunk.
+    /// end, 0 at or past the end). Every byte returned comes from an authenticated chunk;
+    /// of a seekable file only the frames that hold the range are decompressed.
     pub fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, FormatError> {
+        if self.frames.is_none() {
+            return self.read_payload_at(offset, buf);
+        }
+        let len = self.len();
+        if offset >= len {
+            return Ok(0);
+        }
+        let end = len.min(offset.saturating_add(buf.len() as u64));
+        let mut at = offset;
+        while at < end {
+            let i = self.frames.as_ref().expect("seekable").index.frame_at(at);
+            let (frame_at, plain) = self.frame(i)?;
+            let within = (at - frame_at) as usize;
+            let take = (plain.len() - within).min((end - at) as usize);
+            let dst = (at - offset) as usize;
+            buf[dst..dst + take].copy_from_slice(&plain[within..within + take]);
+            at += take as u64;
+        }
+        Ok((end - offset) as usize)
+    }
+
+    /// Reads payload (decrypted body) bytes at `offset`: the plaintext of an uncompressed
+    /// file, the frames and table of a seekable one.
+    fn read_payload_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, FormatError> {
         if offset >= self.plaintext_len {
             return Ok(0);
         }
