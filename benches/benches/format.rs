@@ -476,7 +476,10 @@ fn one_gib(c: &mut Criterion) {
 
 /// zstd level 3 on a generated chat database (`coffer_testkit::workloads`, the peer bench's
 /// generator: no long repeats, unlike the cycled sample the other groups use, which zstd
-/// compresses at memcpy-like speed), read from a file: one thread against all cores.
+/// compresses at memcpy-like speed), read from a file: seekable frames (compression 02, what
+/// the CLI writes) encrypted and decrypted on one thread and on all cores, one frame (01)
+/// for comparison, and zstd alone. Prints the size each costs and what a 1 MiB `--range`
+/// in the middle decompresses.
 fn zstd_chat_database(c: &mut Criterion) {
     let size = coffer_bench::size(256 * MIB);
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -484,22 +487,50 @@ fn zstd_chat_database(c: &mut Criterion) {
     coffer_testkit::workloads::chat_database(&path, size as u64).unwrap();
     let len = std::fs::metadata(&path).unwrap().len();
     let root = RootKey::from_bytes([5u8; 32]);
+    let plain = std::fs::read(&path).unwrap();
+    let write = |name: &str, compression: Compression| {
+        let (file, _) = format::encrypt(
+            &root,
+            header(compression),
+            &mut &plain[..],
+            Vec::new(),
+            &threads_option(0),
+        )
+        .unwrap();
+        let at = dir.path().join(name);
+        std::fs::write(&at, &file).unwrap();
+        (at, file.len())
+    };
+    let (seekable, seekable_len) = write("chat.seekable.coffer", Compression::ZstdSeekable);
+    let (one_frame, one_frame_len) = write("chat.one-frame.coffer", Compression::Zstd);
+    let single = zstd::bulk::compress(&plain, 3).unwrap();
+    let price = |n: usize| (n as f64 / single.len() as f64 - 1.0) * 100.0;
+    eprintln!(
+        "format_zstd_chat_database: {len} bytes; zstd -3 in one frame without workers {}, \
+         Coffer seekable {seekable_len} ({:+.2}%), Coffer one frame {one_frame_len} ({:+.2}%)",
+        single.len(),
+        price(seekable_len),
+        price(one_frame_len)
+    );
+    range_in_the_middle(&root, &seekable, len);
+
     let mut group = c.benchmark_group("format_zstd_chat_database");
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(100))
         .measurement_time(Duration::from_secs(8))
         .throughput(Throughput::Bytes(len));
-    for (name, threads) in [
-        ("encrypt_zstd3_one_thread", 1),
-        ("encrypt_zstd3_all_cores", 0),
+    for (name, compression, threads) in [
+        ("encrypt_zstd3_one_thread", Compression::ZstdSeekable, 1),
+        ("encrypt_zstd3_all_cores", Compression::ZstdSeekable, 0),
+        ("encrypt_zstd3_one_frame_all_cores", Compression::Zstd, 0),
     ] {
         group.bench_function(name, |b| {
             b.iter(|| {
                 let mut input = std::fs::File::open(&path).unwrap();
                 format::encrypt(
                     &root,
-                    header(Compression::Zstd),
+                    header(compression),
                     &mut input,
                     io::sink(),
                     &threads_option(threads),
@@ -508,26 +539,55 @@ fn zstd_chat_database(c: &mut Criterion) {
             })
         });
     }
-    // The price of jobs in size: zstd alone (no workers) against the Coffer file.
-    let plain = std::fs::read(&path).unwrap();
-    let single = zstd::bulk::compress(&plain, 3).unwrap().len();
-    let (coffer, _) = format::encrypt(
-        &root,
-        header(Compression::Zstd),
-        &mut &plain[..],
-        Vec::new(),
-        &threads_option(0),
-    )
-    .unwrap();
-    eprintln!(
-        "format_zstd_chat_database: {len} bytes; zstd -3 without workers {single}, Coffer file {} ({:+.2}%)",
-        coffer.len(),
-        (coffer.len() as f64 / single as f64 - 1.0) * 100.0
-    );
+    for (name, file, threads) in [
+        ("decrypt_zstd3_one_thread", &seekable, 1),
+        ("decrypt_zstd3_all_cores", &seekable, 0),
+        ("decrypt_zstd3_one_frame", &one_frame, 0),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let input = std::fs::File::open(file).unwrap();
+                let how = Parallelism::threads(threads);
+                decrypt_parallel_at(&input, &root, &Discard, how, &|_| {}).unwrap()
+            })
+        });
+    }
     group.bench_function("ceiling_zstd3_compress_one_thread", |b| {
         b.iter(|| black_box(zstd::bulk::compress(&plain, 3).unwrap().len()))
     });
+    group.bench_function("ceiling_zstd_decompress_one_thread", |b| {
+        let mut out = Vec::with_capacity(plain.len());
+        b.iter(|| {
+            out.clear();
+            zstd::bulk::Decompressor::new()
+                .unwrap()
+                .decompress_to_buffer(&single, &mut out)
+                .unwrap()
+        })
+    });
     group.finish();
+}
+
+/// A 1 MiB `--range` across the middle of a seekable file, opened each time as the CLI
+/// does: its median time over 20 reads and the frames it decompressed.
+fn range_in_the_middle(root: &RootKey, file: &std::path::Path, len: u64) {
+    let mid = len / 2 - 300_000;
+    let mut buf = vec![0u8; MIB];
+    let mut times = Vec::new();
+    let mut frames = 0;
+    for _ in 0..20 {
+        let start = std::time::Instant::now();
+        let input = std::fs::File::open(file).unwrap();
+        let mut access = format::RandomAccess::open(input, root).unwrap();
+        access.read_at(mid, &mut buf).unwrap();
+        frames = access.frames_decoded();
+        times.push(start.elapsed());
+    }
+    times.sort();
+    eprintln!(
+        "format_zstd_chat_database: 1 MiB range at {mid}: {frames} frame(s) decompressed, median {:?}",
+        times[times.len() / 2]
+    );
 }
 
 criterion_group!(

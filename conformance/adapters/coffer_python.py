@@ -113,7 +113,7 @@ def step4_header_check(context, check, salt, commitment):
 
 def step5_fixed_fields(context):
     suite, compression, flags = context[9], context[10], context[11]
-    if suite != 1 or compression not in (0, 1) or flags != 0:
+    if suite != 1 or compression not in (0, 1, 2) or flags != 0:
         raise Refused("unsupported")
 
 
@@ -263,6 +263,50 @@ def zstd_frame(payload):
     return zstd_one_frame(payload)
 
 
+def zstd_seekable_frames(payload):
+    """§8.2: ordinary frames, each decoded on its own under §8.1's window rule, up to the
+    first byte that does not start one. Returns [(compressed, plaintext)], the plaintext
+    and where the frames end."""
+    pos, frames, out = 0, [], bytearray()
+    while payload[pos:pos + 4] == b"\x28\xb5\x2f\xfd":
+        zstd_window(payload[pos:])
+        inflater = zstandard.ZstdDecompressor().decompressobj()
+        try:
+            plain = inflater.decompress(payload[pos:])
+        except zstandard.ZstdError as e:
+            raise Refused("corrupt") from e
+        if not inflater.eof:
+            raise Refused("corrupt")
+        end = len(payload) - len(inflater.unused_data)
+        frames.append((end - pos, len(plain)))
+        out += plain
+        pos = end
+    return frames, bytes(out), pos
+
+
+def zstd_seek_table(frames, table):
+    """§8.2: the table lists exactly the frames, nothing follows it, and the frames keep
+    the size rule (S, a multiple of 16384 up to 2^24, for all but the last)."""
+    n = len(frames)
+    entries = b"".join(c.to_bytes(4, "little") + d.to_bytes(4, "little") for c, d in frames)
+    expected = (b"\x5e\x2a\x4d\x18" + (8 * n + 9).to_bytes(4, "little") + entries
+                + n.to_bytes(4, "little") + b"\x00\xb1\xea\x92\x8f")
+    if n == 0 or table != expected:
+        raise Refused("corrupt")
+    sizes = [d for _, d in frames]
+    s = sizes[0]
+    if s > MAX_WINDOW or (n > 1 and (s == 0 or s % CHUNK or any(d != s for d in sizes[:-1])
+                                     or not 1 <= sizes[-1] <= s)):
+        raise Refused("corrupt")
+
+
+def zstd_seekable(payload):
+    """§8.2: frames, then the seek table."""
+    frames, plaintext, end = zstd_seekable_frames(payload)
+    zstd_seek_table(frames, payload[end:])
+    return plaintext
+
+
 def read(data, k):
     """format.md §7 in order; the plaintext, or Refused with the first failure's class."""
     step1_fixed_part(data)
@@ -275,6 +319,8 @@ def read(data, k):
     aead_key, base_nonce, derived = chunk_keys(k, salt, context)
     step7_commitment(derived, commitment)
     payload = read_body(AESGCM(aead_key), base_nonce, data, header_len + 56)
+    if context[10] == 2:
+        return zstd_seekable(payload)
     return zstd_frame(payload) if context[10] == 1 else payload
 
 

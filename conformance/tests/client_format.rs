@@ -518,7 +518,7 @@ fn the_default_run_checks_the_reference_its_own_vault_and_softhsm2() {
     assert!(console.contains(&format!("\nclient-format: coffer (reference) {version}\n")));
     assert!(console.contains(&format!("\nvault-server: coffer/{version}\n")));
     assert!(console.contains(&format!("\nrealm-server: coffer/{version}\n")));
-    assert!(console.contains("client-format    108"), "{console}");
+    assert!(console.contains("client-format    126"), "{console}");
     assert!(console.contains("client-vault      22"), "{console}");
     assert!(console.contains("vault-server      43"), "{console}");
     if std::env::var("COFFER_SKIP_SOFTHSM").as_deref() != Ok("1") {

@@ -37,7 +37,7 @@ def swapped(function, a, b):
 def fixed_fields_without(field):
     """Step 5's fixed-field checks with one of them left out."""
     def mutant(context):
-        checks = {"suite": context[9] != 1, "compression": context[10] not in (0, 1),
+        checks = {"suite": context[9] != 1, "compression": context[10] not in (0, 1, 2),
                   "flags": context[11] != 0}
         if any(failed for name, failed in checks.items() if name != field):
             raise Refused("unsupported")
@@ -107,6 +107,15 @@ def any_header_length(data):
 ORIGINAL = {name: getattr(model, name) for name in ("step1_fixed_part", "step9_1_whole_tail")}
 
 # name -> (the spec's step, what the mutant does, the model attribute, its replacement)
+def seek_table_without_size_rule(frames, table):
+    """§8.2's table check with the frame-size rule left out (frames of any lengths)."""
+    n = len(frames)
+    entries = b"".join(c.to_bytes(4, "little") + d.to_bytes(4, "little") for c, d in frames)
+    if n == 0 or table != (b"\x5e\x2a\x4d\x18" + (8 * n + 9).to_bytes(4, "little") + entries
+                           + n.to_bytes(4, "little") + b"\x00\xb1\xea\x92\x8f"):
+        raise Refused("corrupt")
+
+
 MUTANTS = {
     "magic-unchecked": ("§7 step 1", "accepts any first 8 bytes as the magic",
                         "step1_fixed_part", unchecked_magic),
@@ -158,6 +167,10 @@ MUTANTS = {
     "zstd-window-unbounded": ("§8", "accepts any window", "zstd_window", skip),
     "zstd-trailing-ignored": ("§8", "ignores bytes after the frame", "zstd_one_frame",
                               zstd_ignoring_trailing),
+    "seek-table-unchecked": ("§8.2", "decodes the frames and never reads the seek table",
+                             "zstd_seek_table", skip),
+    "seek-table-sizes-unchecked": ("§8.2", "checks the table's entries but not the size rule",
+                                   "zstd_seek_table", seek_table_without_size_rule),
 }
 
 

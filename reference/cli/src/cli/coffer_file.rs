@@ -387,13 +387,12 @@ fn decrypt_range(args: &DecryptArgs, root: &RootKey, range: &str) -> CliResult<R
         plaintext_len: total,
         file_len: 0,
     };
-    Ok(report(
-        "decrypt",
-        args,
-        &header,
-        &summary,
-        Some((start, end)),
-    ))
+    let mut done = report("decrypt", args, &header, &summary, Some((start, end)));
+    if header.compression == Compression::ZstdSeekable {
+        // What the range cost: the frames it had to decompress (spec/format.md §9).
+        done.json["range"]["frames_decompressed"] = json!(access.frames_decoded());
+    }
+    Ok(done)
 }
 
 fn report(

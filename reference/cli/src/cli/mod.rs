@@ -76,7 +76,7 @@ enum Command {
     #[command(
         after_help = "Examples:\n  coffer decrypt --key encrypted_backup.key msgstore.db.crypt15 -o msgstore.db\n  \
         coffer decrypt --key KEY backup.coffer -o msgstore.db             # all cores when uncompressed\n  \
-        coffer decrypt --key KEY backup.coffer --range 4096:8192 -o page  # random access (uncompressed files)"
+        coffer decrypt --key KEY backup.coffer --range 4096:8192 -o page  # random access"
     )]
     Decrypt(DecryptArgs),
     /// Encrypt a file (or, as a Coffer file, a whole directory) as a backup.
@@ -790,7 +790,8 @@ struct DecryptArgs {
     #[arg(long)]
     raw: bool,
     /// Coffer: only plaintext bytes START..END (END exclusive, either may be omitted), read by
-    /// random access; only the chunks in the range are decrypted. Uncompressed files only.
+    /// random access: only the chunks in the range are decrypted, and of a zstd file only the
+    /// 2 MiB frames that hold it are decompressed. Not for one-frame zstd files (format 0.3).
     #[arg(long, value_name = "START:END")]
     range: Option<String>,
     /// Coffer: decryption threads (0 = one per core, the default; 1 = streaming on this

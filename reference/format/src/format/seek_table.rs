@@ -233,6 +233,13 @@ impl FrameIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{Classify, ErrorClass};
+
+    fn class<T>(r: Result<T, FormatError>) -> Option<ErrorClass> {
+        r.err().map(|e| e.class())
+    }
+
+    const CORRUPT: Option<ErrorClass> = Some(ErrorClass::Corrupt);
 
     fn table(entries: &[(u32, u32)]) -> Vec<u8> {
         entries
@@ -277,21 +284,24 @@ mod tests {
                 plain_len: 3
             }
         );
-        assert!(FrameIndex::parse(&entries, payload_len + 1).is_err());
-        assert!(FrameIndex::parse(&table(&[(0, 5)]), table_len(1)).is_err());
+        assert_eq!(class(FrameIndex::parse(&entries, payload_len + 1)), CORRUPT);
+        assert_eq!(
+            class(FrameIndex::parse(&table(&[(0, 5)]), table_len(1))),
+            CORRUPT
+        );
     }
 
     #[test]
     fn the_foot_is_checked() {
         assert_eq!(parse_foot(&encode_foot(3)).unwrap(), 3);
-        assert!(parse_foot(&encode_foot(0)).is_err());
+        assert_eq!(class(parse_foot(&encode_foot(0))), CORRUPT);
         let mut descriptor = encode_foot(3);
         descriptor[4] = 0x80;
-        assert!(parse_foot(&descriptor).is_err());
+        assert_eq!(class(parse_foot(&descriptor)), CORRUPT);
         let mut magic = encode_foot(3);
         magic[8] ^= 1;
-        assert!(parse_foot(&magic).is_err());
+        assert_eq!(class(parse_foot(&magic)), CORRUPT);
         assert!(check_head(&encode_head(3), 3).is_ok());
-        assert!(check_head(&encode_head(3), 4).is_err());
+        assert_eq!(class(check_head(&encode_head(3), 4)), CORRUPT);
     }
 }
