@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Streams >= 1 GiB through coffer under /usr/bin/time -v and fails if any step's peak resident
 # set exceeds the limit (default 64 MiB): crypt15 decrypt, and a Coffer-format round trip
-# (encrypt, parallel decrypt, zstd encrypt and decrypt).
+# (encrypt, parallel and streaming decrypt, zstd encrypt, parallel and streaming decrypt).
 # Usage: benches/peak-memory.sh [COFFER_BINARY] [LIMIT_MIB]
 set -euo pipefail
 coffer=${1:-target/release/coffer}
@@ -67,7 +67,11 @@ rm -f "$work/out" "$work/big.coffer"
 measure "coffer encrypt (zstd) of 1.5 GiB" \
   "$coffer" encrypt --format coffer --compress zstd --key "$work/key" "$work/plain" -o "$work/big.coffer"
 need_gib "$work/big.coffer"
-measure "coffer decrypt (zstd) of $(stat -c %s "$work/big.coffer") bytes" \
+measure "coffer decrypt (zstd, seekable frames on all cores) of $(stat -c %s "$work/big.coffer") bytes" \
   "$coffer" decrypt --key "$work/key" "$work/big.coffer" -o "$work/out"
+cmp "$work/plain" "$work/out"
+rm -f "$work/out"
+measure "coffer decrypt (zstd, streaming, --threads 1)" \
+  "$coffer" decrypt --threads 1 --key "$work/key" "$work/big.coffer" -o "$work/out"
 cmp "$work/plain" "$work/out"
 exit $failed
