@@ -21,7 +21,8 @@
 //! from the etcd quorum fails with `io` instead of answering from stale state.
 
 use super::etcd_rpc::{
-    CompactionRequest, Compare, Connection, EtcdClient, RangeRequest, RequestOp, TxnRequest,
+    CompactionRequest, Compare, Connection, EtcdClient, RangeRequest, RequestOp, Response,
+    TxnRequest,
 };
 use super::integrity::{
     shard_of, EventFields, Head, Integrity, RowSeal, StoreCheck, StoreSummary, ETCD_SHARDS,
@@ -362,43 +363,94 @@ impl EtcdStore {
     }
 
     fn read(&self, key: &str, until: Instant) -> Result<Read, StoreError> {
-        match self.get(key, until)? {
-            None => Ok(Read {
-                record: None,
-                seal: None,
-                revision: 0,
-            }),
-            Some((value, revision)) => {
-                let stored: Stored = serde_json::from_slice(&value).map_err(|e| {
-                    db(format!(
-                        "a record that does not parse (written before vault spec 0.4, or \
-                         changed outside the vault): {e}"
-                    ))
-                })?;
-                let (record, seal) = stored.record()?;
-                Ok(Read {
-                    record: Some(record),
-                    seal: Some(seal),
-                    revision,
-                })
-            }
-        }
+        parse_read(self.get(key, until)?)
     }
 
-    /// The record `id`, through its id key, with the user key it lives at.
-    fn read_id(&self, id: &RecordId) -> Result<Option<(String, Read)>, StoreError> {
-        let until = self.until();
-        let Some((user_key, _)) = self.get(&self.id_key(id), until)? else {
-            return Ok(None);
+    /// The record at `key` and shard `shard`'s head with its revision, both at one store
+    /// revision, in one round trip: a read-only transaction of two ranges, which etcd
+    /// serves as a linearizable read.
+    fn read_with_head(
+        &self,
+        key: &str,
+        shard: u32,
+        until: Instant,
+    ) -> Result<(Read, Head, i64), StoreError> {
+        let head_key = self.head_key(shard);
+        let txn = TxnRequest {
+            compare: vec![],
+            success: vec![RequestOp::range(key), RequestOp::range(&head_key)],
+            failure: vec![],
         };
-        let user_key = String::from_utf8(user_key).map_err(db)?;
-        let read = self.read(&user_key, until)?;
-        match &read.record {
-            Some(r) if r.record_id == *id => Ok(Some((user_key, read))),
-            _ => Ok(None),
-        }
+        let client = self.client.clone();
+        let mut answers = self.run(until, async move {
+            loop {
+                match client.txn(txn.clone()).await {
+                    Ok(response) => return Ok(response.responses),
+                    Err(e) if e.transient() => tokio::time::sleep(RETRY_PAUSE).await,
+                    Err(e) => return Err(db(e)),
+                }
+            }
+        })?;
+        let mut first = |what: &str| -> Result<Option<(Vec<u8>, i64)>, StoreError> {
+            if answers.is_empty() {
+                return Err(db(format!(
+                    "a read transaction answered without the {what}"
+                )));
+            }
+            match answers.remove(0).response {
+                Some(Response::Range(r)) => Ok(r
+                    .kvs
+                    .into_iter()
+                    .next()
+                    .map(|kv| (kv.value, kv.mod_revision))),
+                None => Err(db(format!(
+                    "a read transaction answered without the {what}"
+                ))),
+            }
+        };
+        let read = parse_read(first("record")?)?;
+        let (value, revision) = first("head")?.ok_or_else(|| {
+            StoreError::Tampered(format!("the store has no head {shard} (it was removed)"))
+        })?;
+        Ok((read, parse_head(&value, shard)?, revision))
     }
 
+    /// The shard of the record a user key names (the key holds the tenant and user in hex),
+    /// or `None` for a key of another form.
+    fn shard_of_key(&self, key: &str) -> Option<u32> {
+        let rest = key.strip_prefix(&self.key("user/"))?;
+        let (tenant, user) = rest.split_once('/')?;
+        let text = |h: &str| String::from_utf8(hex::decode(h).ok()?).ok();
+        Some(shard_of(&text(tenant)?, &text(user)?, ETCD_SHARDS))
+    }
+}
+
+/// A record as stored, or absent.
+fn parse_read(stored: Option<(Vec<u8>, i64)>) -> Result<Read, StoreError> {
+    match stored {
+        None => Ok(Read {
+            record: None,
+            seal: None,
+            revision: 0,
+        }),
+        Some((value, revision)) => {
+            let stored: Stored = serde_json::from_slice(&value).map_err(|e| {
+                db(format!(
+                    "a record that does not parse (written before vault spec 0.4, or \
+                         changed outside the vault): {e}"
+                ))
+            })?;
+            let (record, seal) = stored.record()?;
+            Ok(Read {
+                record: Some(record),
+                seal: Some(seal),
+                revision,
+            })
+        }
+    }
+}
+
+impl EtcdStore {
     /// The audit key of event `n` of operation `op` (unique: a time and random bytes).
     fn audit_key(&self, op: &str, n: usize) -> String {
         self.key(&format!("audit/{op}-{n}"))
@@ -581,11 +633,9 @@ impl EtcdStore {
                         .ok_or_else(|| db("a committed attempt this node never made"));
                 }
             }
-            // The record first, then the head: a record is never newer than a head read
-            // after it.
+            // The record and the head at one revision, in one round trip.
             let mark = integrity.mark()?;
-            let read = self.read(key, until)?;
-            let (head, head_revision) = self.read_head(shard, until)?;
+            let (read, head, head_revision) = self.read_with_head(key, shard, until)?;
             integrity.check_head(&head, mark)?;
             if let (Some(r), Some(seal)) = (&read.record, &read.seal) {
                 integrity.check_row(&head, r, seal, mark)?;
@@ -674,19 +724,24 @@ impl EtcdStore {
 }
 
 impl EtcdStore {
-    /// An update of the record `id` (found through its id key) by `change`.
+    /// An update of the record `id` (found through its id key) by `change`: the id key
+    /// names the user key, which names the shard, so the record is read only once, with
+    /// its head (three round trips: the id key, the record and head, the swap). `change`
+    /// sees whatever record the key holds and leaves any other than `id` alone.
     fn update_by_id(
         &self,
         id: &RecordId,
         change: impl Fn(Option<&Record>) -> Change<bool>,
     ) -> Result<bool, StoreError> {
-        let Some((key, read)) = self.read_id(id)? else {
+        let Some((key, _)) = self.get(&self.id_key(id), self.until())? else {
             return Ok(false);
         };
-        let shard = read
-            .record
-            .as_ref()
-            .map_or(0, |r| shard_of(&r.tenant, &r.user, ETCD_SHARDS));
+        let key = String::from_utf8(key).map_err(db)?;
+        let Some(shard) = self.shard_of_key(&key) else {
+            return Err(StoreError::Tampered(format!(
+                "the id key of record {id} names {key:?}, not a user key"
+            )));
+        };
         self.update(&key, shard, |read| Ok(change(read.record.as_ref())))
     }
 

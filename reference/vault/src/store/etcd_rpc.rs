@@ -159,21 +159,45 @@ pub(super) struct PutRequest {
     pub value: Vec<u8>,
 }
 
-/// `etcdserverpb.RequestOp`, of which Coffer only puts.
+/// `etcdserverpb.RequestOp`, of which Coffer reads and puts.
 #[derive(Clone, PartialEq, prost::Message)]
 pub(super) struct RequestOp {
-    #[prost(oneof = "Operation", tags = "2")]
+    #[prost(oneof = "Operation", tags = "1, 2")]
     pub request: Option<Operation>,
 }
 
 /// `RequestOp.request`.
 #[derive(Clone, PartialEq, prost::Oneof)]
 pub(super) enum Operation {
+    #[prost(message, tag = "1")]
+    Range(RangeRequest),
     #[prost(message, tag = "2")]
     Put(PutRequest),
 }
 
+/// `etcdserverpb.ResponseOp`: only the answer to a range (a put's answer, field 2, is
+/// skipped and leaves `response` empty).
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct ResponseOp {
+    #[prost(oneof = "Response", tags = "1")]
+    pub response: Option<Response>,
+}
+
+/// `ResponseOp.response`.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub(super) enum Response {
+    #[prost(message, tag = "1")]
+    Range(RangeResponse),
+}
+
 impl RequestOp {
+    /// Reads `key` (in a transaction: at the transaction's revision).
+    pub(super) fn range(key: &str) -> Self {
+        RequestOp {
+            request: Some(Operation::Range(RangeRequest::key(key))),
+        }
+    }
+
     /// Sets `key` to `value`.
     pub(super) fn put(key: impl Into<Vec<u8>>, value: Vec<u8>) -> Self {
         RequestOp {
@@ -262,12 +286,14 @@ pub(super) struct TxnRequest {
     pub failure: Vec<RequestOp>,
 }
 
-/// `etcdserverpb.TxnResponse`: only `succeeded` (the `header` and per-operation
-/// `responses` are not read).
+/// `etcdserverpb.TxnResponse`: `succeeded` and the operations' `responses` (the `header`
+/// is not read).
 #[derive(Clone, PartialEq, prost::Message)]
 pub(super) struct TxnResponse {
     #[prost(bool, tag = "2")]
     pub succeeded: bool,
+    #[prost(message, repeated, tag = "3")]
+    pub responses: Vec<ResponseOp>,
 }
 
 /// `etcdserverpb.AuthenticateRequest`.
@@ -589,6 +615,37 @@ mod tests {
             ),
             (&b"k"[..], 7, 9, &b"v"[..])
         );
+    }
+
+    #[test]
+    fn a_read_transaction_answers_its_ranges_and_skips_puts() {
+        // responses (3): a put's answer (ResponseOp field 2, empty), then a range's (field
+        // 1) with one key; succeeded (2) = true.
+        let range = RangeResponse {
+            header: None,
+            kvs: vec![KeyValue {
+                key: b"k".to_vec(),
+                create_revision: 1,
+                mod_revision: 4,
+                version: 1,
+                value: b"v".to_vec(),
+            }],
+        }
+        .encode_to_vec();
+        let mut op = vec![0x0a, range.len() as u8];
+        op.extend_from_slice(&range);
+        let mut txn = vec![0x10, 0x01, 0x1a, 0x02, 0x12, 0x00, 0x1a, op.len() as u8];
+        txn.extend_from_slice(&op);
+        let answer = TxnResponse::decode(&txn[..]).unwrap();
+        assert!(answer.succeeded);
+        assert_eq!(answer.responses.len(), 2);
+        assert_eq!(answer.responses[0].response, None);
+        match &answer.responses[1].response {
+            Some(Response::Range(r)) => {
+                assert_eq!((&r.kvs[0].value[..], r.kvs[0].mod_revision), (&b"v"[..], 4))
+            }
+            other => panic!("expected a range answer, got {other:?}"),
+        }
     }
 
     #[test]
