@@ -1,4 +1,8 @@
-//! How work is split between threads: batches of 64 chunks, and how many workers.
+//! How work is split between threads: batches of 64 chunks, how many workers, and the
+//! loop every parallel path runs them in.
+
+use super::FormatError;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Files of fewer chunks (4 MiB) are decrypted on one thread: starting workers would cost
 /// more than it saves.
@@ -34,3 +38,40 @@ impl Parallelism {
 /// Chunks per batch (1 MiB of plaintext): large enough that handing a batch between
 /// threads costs little, small enough to stay in a core's L2 cache.
 pub(crate) const BATCH_CHUNKS: u64 = 64;
+
+/// Runs one scoped worker thread per element of `states`. The workers take items `0..items`
+/// in order from a shared counter and call `work(state, item)` until the items run out, an
+/// item is `past` the point where results are no longer needed, or a call fails: then the
+/// others stop taking items. Returns the first failure (a panicking worker is one).
+pub(crate) fn for_each_item<S: Send>(
+    states: Vec<S>,
+    items: u64,
+    past: impl Fn(u64) -> bool + Sync,
+    work: impl Fn(&mut S, u64) -> Result<(), FormatError> + Sync,
+) -> Result<(), FormatError> {
+    let next = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let results: Vec<Result<(), FormatError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = states
+            .into_iter()
+            .map(|mut state| {
+                let (next, stop, past, work) = (&next, &stop, &past, &work);
+                scope.spawn(move || loop {
+                    let item = next.fetch_add(1, Ordering::Relaxed);
+                    if item >= items || stop.load(Ordering::Relaxed) || past(item) {
+                        return Ok(());
+                    }
+                    work(&mut state, item).inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(FormatError::Crypto("a worker thread panicked".into())))
+            })
+            .collect()
+    });
+    results.into_iter().collect()
+}

@@ -1,7 +1,7 @@
 //! Positional parallel encryption of an uncompressed Coffer file: workers read, seal and
 //! write their own batches, so no thread waits for another.
 
-use super::batching::{Parallelism, BATCH_CHUNKS};
+use super::batching::{for_each_item, Parallelism, BATCH_CHUNKS};
 use super::cobblestone::{derive, ChunkCipher, CHUNK_SIZE, MAX_CHUNKS, SEALED_CHUNK_SIZE, TAG_LEN};
 use super::file::{preamble, FileSummary, WriteOptions};
 use super::header::{encode_footer, Compression, Header, FOOTER_LEN};
@@ -12,7 +12,7 @@ use super::wiped::WipedBuf;
 use super::FormatError;
 use crate::key::RootKey;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Encrypts an uncompressed Coffer file from a positional input (a file) to a positional
 /// output, with the bytes [`super::encrypt`] writes: `threads` workers (0 = one per core)
@@ -54,46 +54,26 @@ pub fn encrypt_parallel_at<F: ReadAt + Sync, O: WriteAt + Sync>(
     for _ in 0..workers {
         ciphers.push(cipher.try_clone()?);
     }
-    let next = AtomicU64::new(0);
     let done = AtomicU64::new(0);
-    let stop = AtomicBool::new(false);
-    let results: Vec<Result<(), FormatError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = ciphers
-            .into_iter()
-            .map(|mut cipher| {
-                let (next, done, stop) = (&next, &done, &stop);
-                scope.spawn(move || -> Result<(), FormatError> {
-                    let mut buf = WipedBuf::with_capacity(SEALED_BATCH_BYTES);
-                    loop {
-                        let seq = next.fetch_add(1, Ordering::Relaxed);
-                        if seq >= batches || stop.load(Ordering::Relaxed) {
-                            return Ok(());
-                        }
-                        let sealed = seal_at(&mut cipher, input, seq, batches, plain_len, buf);
-                        let (sealed, plain) =
-                            sealed.inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
-                        let at = body + seq * BATCH_CHUNKS * SEALED_CHUNK_SIZE as u64;
-                        if let Err(e) = output.write_all_at(&sealed, at) {
-                            stop.store(true, Ordering::Relaxed);
-                            return Err(FormatError::Io(e));
-                        }
-                        progress(done.fetch_add(plain, Ordering::Relaxed) + plain);
-                        buf = sealed;
-                        buf.clear();
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(FormatError::Crypto("an encryption thread panicked".into()))
-                })
-            })
-            .collect()
-    });
-    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    let states = ciphers
+        .into_iter()
+        .map(|c| (c, WipedBuf::with_capacity(SEALED_BATCH_BYTES)))
+        .collect();
+    for_each_item(
+        states,
+        batches,
+        |_| false,
+        |(cipher, buf), seq| {
+            let (sealed, plain) =
+                seal_at(cipher, input, seq, batches, plain_len, std::mem::take(buf))?;
+            let at = body + seq * BATCH_CHUNKS * SEALED_CHUNK_SIZE as u64;
+            output.write_all_at(&sealed, at).map_err(FormatError::Io)?;
+            progress(done.fetch_add(plain, Ordering::Relaxed) + plain);
+            *buf = sealed;
+            buf.clear();
+            Ok(())
+        },
+    )?;
     if input.size().map_err(FormatError::Io)? != plain_len {
         return Err(changed());
     }

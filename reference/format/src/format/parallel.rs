@@ -3,7 +3,7 @@
 //! calling thread writes the plaintext in order. The output, and the error on a bad file,
 //! are identical to the streaming [`super::Reader`]; memory is a fixed pool of batches.
 
-use super::batching::{Parallelism, BATCH_CHUNKS};
+use super::batching::{for_each_item, Parallelism, BATCH_CHUNKS};
 use super::cobblestone::{ChunkCipher, CHUNK_SIZE, SEALED_CHUNK_SIZE, TAG_LEN};
 use super::file::{drain_into, read_preamble, resume, FileSummary, Opened};
 use super::header::{check_footer, Compression, FooterState, Header, FOOTER_LEN};
@@ -406,55 +406,30 @@ pub fn decrypt_parallel_at<F: ReadAt + Sync, O: WriteAt + Sync>(
     // systems.
     output.set_len(plaintext_len).map_err(FormatError::Io)?;
     let batches = layout.chunks().div_ceil(BATCH_CHUNKS);
-    let next = AtomicU64::new(0);
     let first_failure = AtomicU64::new(u64::MAX);
     let done = AtomicU64::new(0);
-    let mut ciphers = Vec::with_capacity(threads);
+    let mut states = Vec::with_capacity(threads);
     for _ in 0..threads {
-        ciphers.push(opened.cipher.try_clone()?);
+        let buffers = (Vec::new(), vec![0u8; BATCH_CHUNKS as usize * CHUNK_SIZE]);
+        states.push((opened.cipher.try_clone()?, buffers));
     }
-    let results: Vec<Result<(), FormatError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = ciphers
-            .into_iter()
-            .map(|cipher| {
-                let (input, next, first_failure, done) = (&input, &next, &first_failure, &done);
-                scope.spawn(move || -> Result<(), FormatError> {
-                    let mut buffers = (Vec::new(), vec![0u8; BATCH_CHUNKS as usize * CHUNK_SIZE]);
-                    loop {
-                        let seq = next.fetch_add(1, Ordering::Relaxed);
-                        // Batches after a failure are not needed: the output stops before it.
-                        if seq >= batches
-                            || seq * BATCH_CHUNKS > first_failure.load(Ordering::Relaxed)
-                        {
-                            return Ok(());
-                        }
-                        let batch = decrypt_batch(input, &cipher, layout, seq, buffers)?;
-                        let offset = seq * BATCH_CHUNKS * CHUNK_SIZE as u64;
-                        output
-                            .write_all_at(&batch.buffers.1[..batch.plain_len], offset)
-                            .map_err(FormatError::Io)?;
-                        if let Some(index) = batch.failed_at {
-                            first_failure.fetch_min(index, Ordering::Relaxed);
-                        }
-                        progress(
-                            done.fetch_add(batch.plain_len as u64, Ordering::Relaxed)
-                                + batch.plain_len as u64,
-                        );
-                        buffers = batch.buffers;
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(FormatError::Crypto("a decryption thread panicked".into()))
-                })
-            })
-            .collect()
+    // Batches after a failure are not needed: the output stops before it.
+    let past = |seq: u64| seq * BATCH_CHUNKS > first_failure.load(Ordering::Relaxed);
+    let run = for_each_item(states, batches, past, |(cipher, buffers), seq| {
+        let batch = decrypt_batch(&input, cipher, layout, seq, std::mem::take(buffers))?;
+        let offset = seq * BATCH_CHUNKS * CHUNK_SIZE as u64;
+        output
+            .write_all_at(&batch.buffers.1[..batch.plain_len], offset)
+            .map_err(FormatError::Io)?;
+        if let Some(index) = batch.failed_at {
+            first_failure.fetch_min(index, Ordering::Relaxed);
+        }
+        let n = batch.plain_len as u64;
+        progress(done.fetch_add(n, Ordering::Relaxed) + n);
+        *buffers = batch.buffers;
+        Ok(())
     });
-    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+    if let Err(e) = run {
         // Reading or writing failed: what the workers wrote is not a prefix; keep nothing.
         let _ = output.set_len(0);
         return Err(e);

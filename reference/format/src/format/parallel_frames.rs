@@ -3,6 +3,7 @@
 //! decompress it and write its plaintext at its offset. On any failure the work is thrown
 //! away and the streaming reader runs instead, so the output and the class are its own.
 
+use super::batching::for_each_item;
 use super::header::Header;
 use super::parallel::WriteAt;
 use super::random_access::{RandomAccess, ReadAt};
@@ -30,7 +31,6 @@ pub(crate) fn decrypt_frames_at<F: ReadAt + Sync, O: WriteAt + Sync + ?Sized>(
     if let Err(e) = output.set_len(plaintext_len) {
         return Some(Err(FormatError::Io(e)));
     }
-    let next = AtomicU64::new(0);
     let first_failure = AtomicU64::new(u64::MAX);
     let done = AtomicU64::new(0);
     let mut readers = Vec::with_capacity(threads);
@@ -40,42 +40,23 @@ pub(crate) fn decrypt_frames_at<F: ReadAt + Sync, O: WriteAt + Sync + ?Sized>(
             Err(e) => return Some(Err(e)),
         }
     }
-    let results: Vec<Result<(), FormatError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = readers
-            .into_iter()
-            .map(|mut reader| {
-                let (next, first_failure, done) = (&next, &first_failure, &done);
-                scope.spawn(move || -> Result<(), FormatError> {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= frames || i > first_failure.load(Ordering::Relaxed) {
-                            return Ok(());
-                        }
-                        match reader.frame(i) {
-                            Ok((at, plain)) => {
-                                output.write_all_at(plain, at).map_err(FormatError::Io)?;
-                                let n = plain.len() as u64;
-                                progress(done.fetch_add(n, Ordering::Relaxed) + n);
-                            }
-                            Err(FormatError::Io(e)) => return Err(FormatError::Io(e)),
-                            Err(_) => {
-                                first_failure.fetch_min(i, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(FormatError::Crypto("a decryption thread panicked".into()))
-                })
-            })
-            .collect()
+    let past = |i: u64| i > first_failure.load(Ordering::Relaxed);
+    let run = for_each_item(readers, frames, past, |reader, i| {
+        match reader.frame(i) {
+            Ok((at, plain)) => {
+                output.write_all_at(plain, at).map_err(FormatError::Io)?;
+                let n = plain.len() as u64;
+                progress(done.fetch_add(n, Ordering::Relaxed) + n);
+            }
+            Err(FormatError::Io(e)) => return Err(FormatError::Io(e)),
+            // The streaming reader will name the class.
+            Err(_) => {
+                first_failure.fetch_min(i, Ordering::Relaxed);
+            }
+        }
+        Ok(())
     });
-    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+    if let Err(e) = run {
         let _ = output.set_len(0);
         return Some(Err(e));
     }
