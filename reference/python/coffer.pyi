@@ -92,7 +92,8 @@ def encrypt(
     crypt15: the header comes from ``like`` (new random IV unless ``keep_iv``, which
     reproduces ``like`` byte for byte from its own plaintext: never for other plaintext) or
     from ``app_version``/``jid_suffix``/``backup_version``; zlib at ``level`` (default 1)
-    or ``stored``. Coffer: ``compress`` "zstd" (default) or "none", ``zstd_level`` 1-19.
+    or ``stored``. Coffer: ``compress`` "zstd" (default: seekable frames, read back as
+    "zstd_seekable") or "none", ``zstd_level`` 1-19.
     """
 
 def inspect(src: Source) -> Dict[str, Any]:
@@ -109,7 +110,7 @@ class CofferReader:
     """The plaintext of a Coffer file; a context manager."""
 
     @property
-    def compression(self) -> Literal["zstd", "none"]: ...
+    def compression(self) -> Literal["zstd_seekable", "zstd", "none"]: ...
     @property
     def closed(self) -> bool: ...
     def read(self, size: int = -1) -> bytes:

@@ -89,7 +89,7 @@ impl CofferReader {
         true
     }
 
-    /// The header's compression: "zstd" or "none".
+    /// The header's compression: "zstd_seekable", "zstd" (one frame, format 0.3) or "none".
     #[getter]
     fn compression(&self) -> &str {
         &self.compression
