@@ -8,7 +8,10 @@
 
 use coffer::format::{self, decrypt_parallel, Parallelism, RandomAccess};
 use coffer::internal::cobblestone::{derive, SALT_LEN};
-use coffer::internal::format_header::{header_check, inspect, key_id, INFO_FILE_KEY, MAGIC};
+use coffer::internal::format_header::{
+    encode_footer, header_check, inspect, key_id, INFO_FILE_KEY, MAGIC,
+};
+use coffer::internal::stream::ChunkedWriter;
 use coffer::key::{BackupKey, RootKey};
 use std::sync::OnceLock;
 
@@ -57,22 +60,42 @@ fn preamble(root: &RootKey, compression: u8, meta: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A whole file whose payload is `payload`, sealed under `root`: it authenticates, so the
+/// payload's parser is what gets fuzzed.
+fn sealed(root: &RootKey, compression: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = preamble(root, compression, &[]);
+    let header_len = out.len() - 56;
+    let context = out[..header_len - 8].to_vec();
+    out.truncate(header_len);
+    let salt = [3u8; SALT_LEN];
+    let file_key = root.derive(INFO_FILE_KEY);
+    let mut writer = ChunkedWriter::new(&mut out, &file_key, &salt, &context).expect("in memory");
+    std::io::Write::write_all(&mut writer, payload).expect("in memory");
+    writer.finish().expect("in memory");
+    let len = out.len() as u64 + 16;
+    out.extend_from_slice(&encode_footer(len));
+    out
+}
+
 /// `format`: the Coffer-format readers on hostile input; the sequential and parallel readers
-/// agree. The first byte picks what is fuzzed, so the fuzzer gets past the header check and
-/// the commitment (which random bytes never satisfy): 0: the whole file; 1/2: the body and
-/// footer after a valid header (uncompressed / zstd); 3: the metadata of a valid header.
+/// agree, and random access reads what the sequential reader released. The first byte picks
+/// what is fuzzed, so the fuzzer gets past the header check, the commitment and the chunk
+/// tags (which random bytes never satisfy): 0: the whole file; 1/2: the body and footer
+/// after a valid header (uncompressed / zstd); 3: the metadata of a valid header; 4/5: an
+/// authenticated payload, zstd in one frame / seekable frames and their table.
 pub(crate) fn format(data: &[u8]) {
     let root = RootKey::from_bytes([7u8; 32]);
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let file = match mode % 4 {
+    let file = match mode % 6 {
         0 => rest.to_vec(),
-        1 | 2 => [preamble(&root, mode % 4 - 1, &[]), rest.to_vec()].concat(),
-        _ => {
+        1 | 2 => [preamble(&root, mode % 6 - 1, &[]), rest.to_vec()].concat(),
+        3 => {
             let split = rest.len().min(rest.first().copied().unwrap_or(0) as usize);
             [preamble(&root, 0, &rest[..split]), rest[split..].to_vec()].concat()
         }
+        m => sealed(&root, m - 3, rest),
     };
     let mut out = Vec::new();
     let sequential = format::decrypt(&file[..], &root, &mut out);
@@ -92,6 +115,13 @@ pub(crate) fn format(data: &[u8]) {
     if let Ok(mut access) = RandomAccess::open(&file[..], &root) {
         let mut buf = [0u8; 64];
         let _ = access.read_at(0, &mut buf);
+        // A file that decrypts whole reads the same at any offset (plaintexts here are
+        // small: a fuzz input decompresses to at most a few frames).
+        if sequential.is_ok() && access.len() < (1 << 26) {
+            let mut all = vec![0u8; access.len() as usize];
+            assert_eq!(access.read_at(0, &mut all).ok(), Some(all.len()));
+            assert_eq!(all, out);
+        }
     }
     let _ = inspect(&mut &file[..], file.len() as u64);
 }
