@@ -5,7 +5,7 @@ use super::batching::Parallelism;
 use super::cobblestone::{
     commitment_matches, derive, ChunkCipher, COMMITMENT_LEN, PREFIX_LEN, SALT_LEN,
 };
-use super::frame_reader::{FrameReader, ZSTD_FRAME_MAGIC};
+use super::frame_reader::{FrameReader, ZSTD_FRAME_MAGIC, ZSTD_WINDOW_LOG_MAX};
 use super::frame_writer::{FrameWriter, DEFAULT_FRAME_LEN};
 use super::header::{
     encode_footer, header_check, key_id, key_id_matches, parse_context, parse_fixed,
@@ -21,10 +21,6 @@ use crate::read_full::read_full;
 use std::io::{self, BufRead, Read, Write};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
-
-/// zstd windows above 2^24 bytes are refused, so decompression memory stays bounded
-/// (levels 1..=19 without long mode never exceed 2^23).
-pub const ZSTD_WINDOW_LOG_MAX: u32 = 24;
 
 /// Bytes of input per zstd job when compressing on several threads.
 const ZSTD_JOB_SIZE: u32 = 2 << 20;

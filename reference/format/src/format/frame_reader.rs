@@ -11,6 +11,10 @@ use sha2::{Digest, Sha256};
 use std::io::{self, BufRead, Read};
 use zstd::zstd_safe::{DCtx, DParameter, InBuffer, OutBuffer};
 
+/// zstd windows above 2^24 bytes are refused, so decompression memory stays bounded
+/// (levels 1..=19 without long mode never exceed 2^23).
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 24;
+
 /// The magic of an ordinary Zstandard frame (RFC 8878 §3.1.1).
 pub(crate) const ZSTD_FRAME_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
@@ -28,7 +32,7 @@ fn zstd_error(code: usize) -> FormatError {
 /// A decompression context that refuses windows above 2^24 bytes.
 fn dctx() -> Result<DCtx<'static>, FormatError> {
     let mut d = DCtx::create();
-    d.set_parameter(DParameter::WindowLogMax(super::file::ZSTD_WINDOW_LOG_MAX))
+    d.set_parameter(DParameter::WindowLogMax(ZSTD_WINDOW_LOG_MAX))
         .map_err(|c| FormatError::Crypto(zstd::zstd_safe::get_error_name(c).into()))?;
     Ok(d)
 }

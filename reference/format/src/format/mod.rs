@@ -33,23 +33,23 @@ mod random_access;
 mod seek_table;
 pub(crate) mod stream;
 mod wiped;
+mod write_at;
 
 pub use aead::{aead_choice, AeadChoice, Backend};
 pub use batching::Parallelism;
 pub use byte_range::{ByteRange, RangeError};
 pub use encrypt_at::encrypt_parallel_at;
-pub use file::{
-    decrypt, encrypt, open, FileSummary, Reader, WriteOptions, Writer, READ_BUFFER,
-    ZSTD_WINDOW_LOG_MAX,
-};
+pub use file::{decrypt, encrypt, open, FileSummary, Reader, WriteOptions, Writer, READ_BUFFER};
+pub use frame_reader::ZSTD_WINDOW_LOG_MAX;
 pub use frame_writer::DEFAULT_FRAME_LEN;
 pub use header::{
     check_footer, inspect, tag, Compression, Content, FooterState, Header, HeaderInfo, MetaValue,
     FOOTER_LEN, MAX_HEADER_LEN,
 };
-pub use parallel::{decrypt_parallel, decrypt_parallel_at, Discard, WriteAt};
+pub use parallel::{decrypt_parallel, decrypt_parallel_at};
 pub use random_access::{RandomAccess, ReadAt};
 pub use seek_table::MAX_FRAME_LEN;
+pub use write_at::{Discard, WriteAt};
 
 use crate::error::{Classify, ErrorClass};
 use std::io;

@@ -9,6 +9,7 @@ use super::file::{drain_into, read_preamble, resume, FileSummary, Opened};
 use super::header::{check_footer, Compression, FooterState, Header, FOOTER_LEN};
 use super::parallel_frames::decrypt_frames_at;
 use super::random_access::{read_exact_at, Cursor, ReadAt};
+use super::write_at::WriteAt;
 use super::FormatError;
 use crate::key::RootKey;
 use std::collections::BTreeMap;
@@ -320,36 +321,6 @@ fn streaming<F: ReadAt + ?Sized, W: Write>(
     drain_into(resume(body, opened)?, output)
 }
 
-/// Positional writes, as files offer them; the parallel decryptor writes each batch at its
-/// own offset, so no thread waits for another.
-pub trait WriteAt {
-    /// Writes all of `buf` at `offset`.
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()>;
-    /// Cuts or extends the output to `len` bytes.
-    fn set_len(&self, len: u64) -> std::io::Result<()>;
-}
-
-impl WriteAt for std::fs::File {
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        std::os::unix::fs::FileExt::write_all_at(self, buf, offset)
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        std::fs::File::set_len(self, len)
-    }
-}
-
-/// An output that keeps nothing: authenticate a file without writing plaintext.
-pub struct Discard;
-
-impl WriteAt for Discard {
-    fn write_all_at(&self, _: &[u8], _: u64) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn set_len(&self, _: u64) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A sequential `Write` over a `WriteAt` (for the streaming fallback), reporting progress.
 struct WriteCursor<'a, O: ?Sized> {
     output: &'a O,
@@ -370,7 +341,7 @@ impl<O: WriteAt + ?Sized> Write for WriteCursor<'_, O> {
 }
 
 /// Decrypts a Coffer file on worker threads, each reading its
-/// own batches and writing the plaintext at its offset in `output` (a file, or [`Discard`]
+/// own batches and writing the plaintext at its offset in `output` (a file, or [`Discard`](super::Discard)
 /// to verify). On failure `output` is cut to the valid prefix the streaming reader would
 /// have released, and the streaming reader names the class. Seekable zstd files are
 /// decrypted a frame per worker; one-frame zstd files, files without a valid footer and

@@ -5,8 +5,8 @@
 
 use super::batching::for_each_item;
 use super::header::Header;
-use super::parallel::WriteAt;
 use super::random_access::{RandomAccess, ReadAt};
+use super::write_at::WriteAt;
 use super::{FileSummary, FormatError};
 use crate::key::RootKey;
 use std::sync::atomic::{AtomicU64, Ordering};
