@@ -4,6 +4,7 @@
 //! plaintext and the level, so the payload is the same whatever the number of threads.
 //! Memory is a fixed window of frames in flight, whatever the input's size.
 
+use super::pool::Pool;
 use super::seek_table::{
     encode_entry, encode_foot, encode_head, ENTRY_LEN, MAX_FRAMES, MAX_FRAME_LEN,
 };
@@ -11,9 +12,6 @@ use super::wiped::WipedBuf;
 use super::FormatError;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use zstd::zstd_safe::CParameter;
 
 /// Plaintext bytes per frame that writers use unless told otherwise: 128 chunks. Measured
@@ -44,59 +42,18 @@ fn compress_frame(
     Ok(())
 }
 
+/// A worker's task: compress the job's frame.
+fn compress_job(c: &mut zstd::bulk::Compressor<'static>, mut job: Job) -> Job {
+    job.result = compress_frame(c, &job.plain, &mut job.packed);
+    job
+}
+
 /// A frame on its way through a worker: its plaintext, then its compressed bytes.
 struct Job {
     seq: u64,
     plain: WipedBuf,
     packed: WipedBuf,
     result: Result<(), FormatError>,
-}
-
-struct Pool {
-    jobs: Option<SyncSender<Job>>,
-    done: Receiver<Job>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Pool {
-    fn start(level: i32, workers: usize) -> Result<Self, FormatError> {
-        let (jobs_tx, jobs_rx) = sync_channel::<Job>(workers);
-        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
-        let (done_tx, done) = channel::<Job>();
-        let mut threads = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let mut c = compressor(level)?;
-            let (jobs_rx, done_tx) = (Arc::clone(&jobs_rx), done_tx.clone());
-            let spawned = std::thread::Builder::new()
-                .name("coffer-zstd".into())
-                .spawn(move || loop {
-                    let mut job = match jobs_rx.lock().map(|rx| rx.recv()) {
-                        Ok(Ok(job)) => job,
-                        _ => return,
-                    };
-                    job.result = compress_frame(&mut c, &job.plain, &mut job.packed);
-                    if done_tx.send(job).is_err() {
-                        return;
-                    }
-                })
-                .map_err(|e| FormatError::Io(io::Error::other(format!("no thread: {e}"))))?;
-            threads.push(spawned);
-        }
-        Ok(Pool {
-            jobs: Some(jobs_tx),
-            done,
-            threads,
-        })
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        self.jobs = None;
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-    }
 }
 
 /// Writes a seekable payload into `inner` (the sealing layer). Call [`FrameWriter::finish`]
@@ -108,7 +65,7 @@ pub(crate) struct FrameWriter<W: Write> {
     workers: usize,
     /// Compressor of the calling thread (one worker), or the pool (several).
     here: Option<zstd::bulk::Compressor<'static>>,
-    pool: Option<Pool>,
+    pool: Option<Pool<Job, Job>>,
     filling: WipedBuf,
     spare: Vec<(WipedBuf, WipedBuf)>,
     arrived: BTreeMap<u64, Job>,
@@ -191,13 +148,20 @@ impl<W: Write> FrameWriter<W> {
             return self.emit(job);
         }
         if self.pool.is_none() {
-            self.pool = Some(Pool::start(self.level, self.workers)?);
+            let compressors = (0..self.workers)
+                .map(|_| compressor(self.level))
+                .collect::<Result<_, _>>()?;
+            self.pool = Some(Pool::start(
+                "coffer-zstd",
+                self.workers,
+                compressors,
+                compress_job,
+            )?);
         }
         while self.sent - 1 - self.out >= self.window {
             self.write_next(true)?;
         }
-        let jobs = self.pool.as_ref().and_then(|p| p.jobs.as_ref());
-        if jobs.is_none_or(|jobs| jobs.send(job).is_err()) {
+        if !self.pool.as_ref().is_some_and(|p| p.send(job)) {
             return Err(FormatError::Crypto(
                 "the compression threads stopped".into(),
             ));
@@ -226,17 +190,9 @@ impl<W: Write> FrameWriter<W> {
             return Ok(false);
         };
         while !self.arrived.contains_key(&self.out) {
-            let job = if wait {
-                pool.done.recv().ok()
-            } else {
-                match pool.done.try_recv() {
-                    Ok(job) => Some(job),
-                    Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(false),
-                    Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
-                }
+            let Some(job) = pool.next(wait)? else {
+                return Ok(false);
             };
-            let job =
-                job.ok_or_else(|| FormatError::Crypto("a compression thread stopped".into()))?;
             self.arrived.insert(job.seq, job);
         }
         match self.arrived.remove(&self.out) {

@@ -29,6 +29,7 @@ pub(crate) mod header;
 mod parallel;
 mod parallel_frames;
 pub(crate) mod parallel_seal;
+mod pool;
 mod random_access;
 mod seek_table;
 pub(crate) mod stream;

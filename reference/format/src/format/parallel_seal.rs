@@ -11,13 +11,11 @@ use super::cobblestone::{
     derive, ChunkCipher, CHUNK_SIZE, KEY_LEN, MAX_CHUNKS, PREFIX_LEN, SALT_LEN, SEALED_CHUNK_SIZE,
     TAG_LEN,
 };
+use super::pool::Pool;
 use super::wiped::WipedBuf;
 use super::FormatError;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 /// Plaintext bytes of a full batch.
 pub(crate) const BATCH_BYTES: usize = BATCH_CHUNKS as usize * CHUNK_SIZE;
@@ -39,56 +37,11 @@ struct Sealed {
     result: Result<WipedBuf, FormatError>,
 }
 
-/// The worker threads and the channels to and from them.
-struct Pool {
-    jobs: Option<SyncSender<Job>>,
-    done: Receiver<Sealed>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Pool {
-    fn start(cipher: &ChunkCipher, workers: usize) -> Result<Self, FormatError> {
-        // Enough queued work that no worker idles while the caller writes one batch.
-        let (jobs_tx, jobs_rx) = sync_channel::<Job>(workers + 1);
-        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
-        let (done_tx, done) = channel::<Sealed>();
-        let mut threads = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let mut cipher = cipher.try_clone()?;
-            let (jobs_rx, done_tx): (_, Sender<Sealed>) = (Arc::clone(&jobs_rx), done_tx.clone());
-            let spawned = std::thread::Builder::new()
-                .name("coffer-seal".into())
-                .spawn(move || loop {
-                    let job = match jobs_rx.lock().map(|rx| rx.recv()) {
-                        Ok(Ok(job)) => job,
-                        _ => return,
-                    };
-                    let sealed = Sealed {
-                        seq: job.seq,
-                        result: seal_batch(&mut cipher, job.first, job.buf, job.last),
-                    };
-                    if done_tx.send(sealed).is_err() {
-                        return;
-                    }
-                })
-                .map_err(|e| FormatError::Io(io::Error::other(format!("no thread: {e}"))))?;
-            threads.push(spawned);
-        }
-        Ok(Pool {
-            jobs: Some(jobs_tx),
-            done,
-            threads,
-        })
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        // Closing the job channel ends every worker once the jobs in it are done.
-        self.jobs = None;
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
+/// A worker's task: seal the job's batch.
+fn seal_job(cipher: &mut ChunkCipher, job: Job) -> Sealed {
+    Sealed {
+        seq: job.seq,
+        result: seal_batch(cipher, job.first, job.buf, job.last),
     }
 }
 
@@ -130,7 +83,7 @@ pub struct ParallelChunkedWriter<W: Write> {
     inner: W,
     cipher: ChunkCipher,
     workers: usize,
-    pool: Option<Pool>,
+    pool: Option<Pool<Job, Sealed>>,
     /// The batch being filled.
     filling: WipedBuf,
     /// Emptied buffers for the next batches.
@@ -190,7 +143,16 @@ impl<W: Write> ParallelChunkedWriter<W> {
     fn dispatch(&mut self, last: bool) -> Result<(), FormatError> {
         self.failed = true;
         if self.pool.is_none() {
-            self.pool = Some(Pool::start(&self.cipher, self.workers)?);
+            let ciphers = (0..self.workers)
+                .map(|_| self.cipher.try_clone())
+                .collect::<Result<_, _>>()?;
+            // Enough queued work that no worker idles while the caller writes one batch.
+            self.pool = Some(Pool::start(
+                "coffer-seal",
+                self.workers + 1,
+                ciphers,
+                seal_job,
+            )?);
         }
         while self.sent - self.out >= self.window {
             self.write_next(true)?;
@@ -206,8 +168,7 @@ impl<W: Write> ParallelChunkedWriter<W> {
             buf,
             last,
         };
-        let jobs = self.pool.as_ref().and_then(|p| p.jobs.as_ref());
-        if jobs.is_none_or(|jobs| jobs.send(job).is_err()) {
+        if !self.pool.as_ref().is_some_and(|p| p.send(job)) {
             return Err(FormatError::Crypto("the sealing threads stopped".into()));
         }
         self.sent += 1;
@@ -224,17 +185,8 @@ impl<W: Write> ParallelChunkedWriter<W> {
             return Ok(false);
         };
         while !self.arrived.contains_key(&self.out) {
-            let sealed = if wait {
-                pool.done.recv().ok()
-            } else {
-                match pool.done.try_recv() {
-                    Ok(sealed) => Some(sealed),
-                    Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(false),
-                    Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
-                }
-            };
-            let Some(sealed) = sealed else {
-                return Err(FormatError::Crypto("a sealing thread stopped".into()));
+            let Some(sealed) = pool.next(wait)? else {
+                return Ok(false);
             };
             self.arrived.insert(sealed.seq, sealed.result?);
         }
