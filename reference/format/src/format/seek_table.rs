@@ -251,19 +251,32 @@ mod tests {
     #[test]
     fn sizes_follow_the_rule() {
         let s = CHUNK_SIZE as u64 * 4;
-        let ok = |lens: &[u64]| {
+        // The class each sequence of frame lengths gets (None: accepted).
+        let judge = |lens: &[u64]| {
             let mut sizes = FrameSizes::default();
-            lens.iter().try_for_each(|&l| sizes.push(l)).is_ok()
+            class(lens.iter().try_for_each(|&l| sizes.push(l)))
         };
-        assert!(ok(&[0]));
-        assert!(ok(&[5]));
-        assert!(ok(&[s, s, 1]));
-        assert!(ok(&[s, s]));
-        assert!(!ok(&[s, s + 1]), "the last frame is larger than S");
-        assert!(!ok(&[s, 0]), "an empty frame after others");
-        assert!(!ok(&[s + 1, 1]), "S not a multiple of the chunk size");
-        assert!(!ok(&[s, s / 2, 1]), "a short frame in the middle");
-        assert!(!ok(&[MAX_FRAME_LEN as u64 + 1]));
+        assert_eq!(judge(&[0]), None);
+        assert_eq!(judge(&[5]), None);
+        assert_eq!(judge(&[s, s, 1]), None);
+        assert_eq!(judge(&[s, s]), None);
+        assert_eq!(
+            judge(&[s, s + 1]),
+            CORRUPT,
+            "the last frame is larger than S"
+        );
+        assert_eq!(judge(&[s, 0]), CORRUPT, "an empty frame after others");
+        assert_eq!(
+            judge(&[s + 1, 1]),
+            CORRUPT,
+            "S not a multiple of the chunk size"
+        );
+        assert_eq!(
+            judge(&[s, s / 2, 1]),
+            CORRUPT,
+            "a short frame in the middle"
+        );
+        assert_eq!(judge(&[MAX_FRAME_LEN as u64 + 1]), CORRUPT);
     }
 
     #[test]
