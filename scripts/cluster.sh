@@ -57,7 +57,8 @@ for tool in etcd etcdctl softhsm2-util; do
   }
 done
 # COFFER_BIN, else the newer of the release and debug builds.
-coffer=${COFFER_BIN:-$(ls -t target/release/coffer target/debug/coffer 2>/dev/null | head -1)}
+# The newer of the two builds; ls fails when one is missing, which is not an error here.
+coffer=${COFFER_BIN:-$( (ls -t target/release/coffer target/debug/coffer 2>/dev/null || true) | head -1)}
 [[ -n "$coffer" && -x "$coffer" ]] || {
   echo "no coffer binary: cargo build --release -p coffer" >&2
   exit 1

@@ -10,10 +10,9 @@ use coffer::store::{
 };
 use coffer_conformance::local_vault::{sqlite_store, LocalVault};
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Mutex;
 
 fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_coffer-conformance")
@@ -164,7 +163,6 @@ enum Mutation {
 struct BrokenStore {
     inner: SqliteStore,
     mutation: Mutation,
-    owners: Mutex<HashMap<coffer::vault::RecordId, (String, String)>>,
 }
 
 impl BrokenStore {
@@ -172,7 +170,6 @@ impl BrokenStore {
         BrokenStore {
             inner: sqlite_store(dir).unwrap(),
             mutation,
-            owners: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -201,41 +198,39 @@ impl Store for BrokenStore {
             return self.inner.count_guess(tenant, user);
         }
         match self.inner.latest(tenant, user)? {
-            Some(r) if r.state == RecordState::Active => {
-                self.owners
-                    .lock()
-                    .unwrap()
-                    .insert(r.record_id, (tenant.into(), user.into()));
-                Ok(GuessOutcome::Counted(r))
-            }
+            Some(r) if r.state == RecordState::Active => Ok(GuessOutcome::Counted(r)),
             _ => Ok(GuessOutcome::Absent),
         }
     }
     fn recovered(
         &self,
+        tenant: &str,
+        user: &str,
         record_id: &coffer::vault::RecordId,
         version: u32,
     ) -> Result<bool, StoreError> {
         if self.mutation == Mutation::ResetsAnyVersion {
             for later in version..version + 3 {
-                if self.inner.recovered(record_id, later)? {
+                if self.inner.recovered(tenant, user, record_id, later)? {
                     return Ok(true);
                 }
             }
         }
-        self.inner.recovered(record_id, version)
+        self.inner.recovered(tenant, user, record_id, version)
     }
-    fn failed_at_limit(&self, record_id: &coffer::vault::RecordId) -> Result<bool, StoreError> {
+    fn failed_at_limit(
+        &self,
+        tenant: &str,
+        user: &str,
+        record_id: &coffer::vault::RecordId,
+    ) -> Result<bool, StoreError> {
         match self.mutation {
             Mutation::NeverDestroysAtFailedKe3 => Ok(false),
             Mutation::CountsOnlyFailedKe3 => {
-                let owner = self.owners.lock().unwrap().get(record_id).cloned();
-                if let Some((tenant, user)) = owner {
-                    self.inner.count_guess(&tenant, &user)?;
-                }
-                self.inner.failed_at_limit(record_id)
+                self.inner.count_guess(tenant, user)?;
+                self.inner.failed_at_limit(tenant, user, record_id)
             }
-            Mutation::ResetsAnyVersion => self.inner.failed_at_limit(record_id),
+            Mutation::ResetsAnyVersion => self.inner.failed_at_limit(tenant, user, record_id),
         }
     }
     fn replace(
@@ -251,6 +246,9 @@ impl Store for BrokenStore {
     }
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
         self.inner.audit(after, limit)
+    }
+    fn calls_waiting_on_network(&self) -> usize {
+        self.inner.calls_waiting_on_network()
     }
 }
 

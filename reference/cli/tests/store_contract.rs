@@ -60,9 +60,13 @@ fn contract(store: &dyn Store) {
     // destroys.
     assert_eq!(counted(store.count_guess("t", "ann").unwrap()), 1);
     assert_eq!(counted(store.count_guess("t", "ann").unwrap()), 2);
-    assert!(store.recovered(&RecordId::from_bytes([1; 16]), 1).unwrap());
+    assert!(store
+        .recovered("t", "ann", &RecordId::from_bytes([1; 16]), 1)
+        .unwrap());
     assert!(
-        !store.recovered(&RecordId::from_bytes([1; 16]), 2).unwrap(),
+        !store
+            .recovered("t", "ann", &RecordId::from_bytes([1; 16]), 2)
+            .unwrap(),
         "another version"
     );
     assert_eq!(store.latest("t", "ann").unwrap().unwrap().guesses, 0);
@@ -76,22 +80,26 @@ fn contract(store: &dyn Store) {
     let gone = store.latest("t", "ann").unwrap().unwrap();
     assert_eq!((gone.state, gone.sealed), (RecordState::Destroyed, None));
     assert_eq!(store.count_guess("t", "ann").unwrap(), GuessOutcome::Absent);
-    assert!(!store.recovered(&RecordId::from_bytes([1; 16]), 1).unwrap());
+    assert!(!store
+        .recovered("t", "ann", &RecordId::from_bytes([1; 16]), 1)
+        .unwrap());
     // A destroyed user may register again, with a new record.
     store.insert(&record(3, "ann", 5)).unwrap();
     assert!(
-        !store.recovered(&RecordId::from_bytes([1; 16]), 1).unwrap(),
+        !store
+            .recovered("t", "ann", &RecordId::from_bytes([1; 16]), 1)
+            .unwrap(),
         "the old id is gone"
     );
     // A failed KE3 destroys only at the limit.
     store.insert(&record(4, "bob", 2)).unwrap();
     store.count_guess("t", "bob").unwrap();
     assert!(!store
-        .failed_at_limit(&RecordId::from_bytes([4; 16]))
+        .failed_at_limit("t", "bob", &RecordId::from_bytes([4; 16]))
         .unwrap());
     store.count_guess("t", "bob").unwrap();
     assert!(store
-        .failed_at_limit(&RecordId::from_bytes([4; 16]))
+        .failed_at_limit("t", "bob", &RecordId::from_bytes([4; 16]))
         .unwrap());
     assert_eq!(
         store.latest("t", "bob").unwrap().unwrap().state,
@@ -316,7 +324,9 @@ fn etcd_never_applies_an_operation_twice_when_its_answer_is_lost() {
         .unwrap());
     assert_eq!(store.latest("t", "dee").unwrap().unwrap().version, 2);
     store.lose_next_answers(1);
-    assert!(store.recovered(&RecordId::from_bytes([7; 16]), 2).unwrap());
+    assert!(store
+        .recovered("t", "dee", &RecordId::from_bytes([7; 16]), 2)
+        .unwrap());
     let events = store.audit(0, 1000).unwrap();
     assert_eq!(events.iter().filter(|e| e.event == "guess").count(), 3);
     assert_eq!(events.iter().filter(|e| e.event == "registered").count(), 1);
@@ -391,4 +401,112 @@ fn etcd_serves_no_revision_that_held_erased_secrets() {
             "{end}: revision {held_at} is still served: {then}"
         );
     }
+}
+
+/// Users of one etcd shard, `n` of them (the shard whose changes take turns on one head).
+fn users_of_one_shard(n: usize) -> Vec<String> {
+    use coffer::store::integrity::{shard_of, ETCD_SHARDS};
+    (0..)
+        .map(|i| format!("u{i}"))
+        .filter(|u| shard_of("t", u, ETCD_SHARDS) == 3)
+        .take(n)
+        .collect()
+}
+
+/// Eight guesses at once on each of twelve users of one shard (limit 5), half through each
+/// of `nodes`: every user's guesses are counted 1 to 5 exactly once each, the sixth destroys
+/// the record, the rest find nothing, and the audit log says the same.
+fn concurrent_guesses_keep_the_limit(nodes: [&dyn Store; 2]) {
+    const LIMIT: u32 = 5;
+    const GUESSES: usize = 8;
+    let users = users_of_one_shard(12);
+    for (i, user) in users.iter().enumerate() {
+        nodes[0]
+            .insert(&record(100 + i as u8, user, LIMIT))
+            .unwrap();
+    }
+    let start = std::sync::Barrier::new(users.len() * GUESSES);
+    let outcomes: Vec<(String, GuessOutcome)> = std::thread::scope(|s| {
+        let threads: Vec<_> = users
+            .iter()
+            .flat_map(|user| (0..GUESSES).map(move |n| (user, n)))
+            .map(|(user, n)| {
+                let (node, start) = (nodes[n % 2], &start);
+                s.spawn(move || {
+                    start.wait();
+                    (user.clone(), node.count_guess("t", user).unwrap())
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let events = nodes[1].audit(0, 10_000).unwrap();
+    for user in &users {
+        let mut counted: Vec<u32> = Vec::new();
+        let (mut destroyed, mut absent) = (0, 0);
+        for (_, outcome) in outcomes.iter().filter(|(u, _)| u == user) {
+            match outcome {
+                GuessOutcome::Counted(r) => counted.push(r.guesses),
+                GuessOutcome::Destroyed => destroyed += 1,
+                GuessOutcome::Absent => absent += 1,
+            }
+        }
+        counted.sort_unstable();
+        assert_eq!(counted, (1..=LIMIT).collect::<Vec<_>>(), "{user}");
+        assert_eq!((destroyed, absent), (1, GUESSES - 6), "{user}");
+        let logged = |kind: &str| {
+            events
+                .iter()
+                .filter(|e| e.user == *user && e.event == kind)
+                .count()
+        };
+        assert_eq!(
+            (logged("guess"), logged("locked"), logged("destroyed")),
+            (LIMIT as usize, 1, 1),
+            "{user}"
+        );
+        let gone = nodes[0].latest("t", user).unwrap().unwrap();
+        assert_eq!((gone.state, gone.sealed), (RecordState::Destroyed, None));
+    }
+}
+
+#[test]
+fn sqlite_keeps_the_limit_under_concurrent_guesses() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("vault.db")).unwrap();
+    store.bind(integrity()).unwrap();
+    concurrent_guesses_keep_the_limit([&store, &store]);
+    // The whole store still checks under its key.
+    let again = SqliteStore::open(&dir.path().join("vault.db")).unwrap();
+    again.bind(integrity()).unwrap();
+}
+
+/// Group commit on etcd (spec/vault.md §6.1): guesses of one shard that arrive together on
+/// one node share a transaction, two nodes racing on the shard's head still count every
+/// guess once, and the store the batches left checks whole (record sums, audit chains).
+#[test]
+fn etcd_group_commits_keep_the_limit_across_two_nodes() {
+    if etcd::skipped() {
+        return;
+    }
+    let (one, two) = (bound_etcd_store("group"), bound_etcd_store("group"));
+    concurrent_guesses_keep_the_limit([&one, &two]);
+    let summary = etcd_store("group").bind(integrity()).unwrap();
+    assert_eq!(summary.records, 12, "{summary:?}");
+    // Events of one commit share its revision (seq / 256): some commit carried the guesses
+    // of more than one user.
+    let events = one.audit(0, 10_000).unwrap();
+    let mut users_per_commit: std::collections::HashMap<u64, std::collections::HashSet<&str>> =
+        Default::default();
+    for e in events.iter().filter(|e| e.event == "guess") {
+        users_per_commit
+            .entry(e.seq / 256)
+            .or_default()
+            .insert(e.user.as_str());
+    }
+    let largest = users_per_commit.values().map(|u| u.len()).max().unwrap();
+    assert!(
+        largest > 1,
+        "no commit carried two users' guesses: {users_per_commit:?}"
+    );
 }

@@ -272,9 +272,15 @@ impl<S: Store> Store for MeteredStore<S> {
         out
     }
 
-    fn recovered(&self, record_id: &RecordId, version: u32) -> Result<bool, StoreError> {
+    fn recovered(
+        &self,
+        tenant: &str,
+        user: &str,
+        record_id: &RecordId,
+        version: u32,
+    ) -> Result<bool, StoreError> {
         let out = Metrics::time(&self.metrics.store, "recovered", || {
-            self.inner.recovered(record_id, version)
+            self.inner.recovered(tenant, user, record_id, version)
         });
         if matches!(out, Ok(true)) {
             self.metrics.event("recovered");
@@ -282,9 +288,14 @@ impl<S: Store> Store for MeteredStore<S> {
         out
     }
 
-    fn failed_at_limit(&self, record_id: &RecordId) -> Result<bool, StoreError> {
+    fn failed_at_limit(
+        &self,
+        tenant: &str,
+        user: &str,
+        record_id: &RecordId,
+    ) -> Result<bool, StoreError> {
         let out = Metrics::time(&self.metrics.store, "failed_at_limit", || {
-            self.inner.failed_at_limit(record_id)
+            self.inner.failed_at_limit(tenant, user, record_id)
         });
         if matches!(out, Ok(true)) {
             self.metrics.event("destroyed");
@@ -321,6 +332,10 @@ impl<S: Store> Store for MeteredStore<S> {
         Metrics::time(&self.metrics.store, "audit", || {
             self.inner.audit(after, limit)
         })
+    }
+
+    fn calls_waiting_on_network(&self) -> usize {
+        self.inner.calls_waiting_on_network()
     }
 }
 

@@ -309,10 +309,14 @@ pub(super) fn limited(wait: std::time::Duration, what: &str) -> ApiError {
 }
 
 impl<V> App<V> {
-    /// `service` behind `tenants` and `limits`, with two workers per core.
+    /// `service` behind `tenants` and `limits`, with [`App::cpu_workers`] workers.
     pub(super) fn new(service: V, tenants: Tenants, limits: RateLimits) -> Arc<Self> {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self::with_workers(service, tenants, limits, cores * 2)
+        Self::with_workers(service, tenants, limits, Self::cpu_workers())
+    }
+
+    /// Two workers per core: enough to keep the cores busy while some wait on a disk.
+    pub(super) fn cpu_workers() -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
     }
 
     /// `service` with `workers` workers.
@@ -724,7 +728,9 @@ pub fn router_with_readiness<S: Store + 'static, H: Hsm + 'static>(
     tenants: Tenants,
     limits: RateLimits,
 ) -> (Router, super::Readiness) {
-    let app = App::new(vault, tenants, limits);
+    // Calls that wait on a remote store hold a worker without using a core.
+    let workers = App::<()>::cpu_workers() + vault.store().calls_waiting_on_network();
+    let app = App::with_workers(vault, tenants, limits, workers);
     let ready = {
         let app = app.clone();
         Arc::new(move || app.service.ready().map_err(|e| e.to_string())) as super::Readiness

@@ -21,7 +21,7 @@ use integrity::{Integrity, StoreSummary};
 use std::sync::Arc;
 
 /// Errors of a store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The database failed (I/O, corruption, lock timeout).
@@ -135,11 +135,24 @@ pub trait Store: Send + Sync {
     fn latest(&self, tenant: &str, user: &str) -> Result<Option<Record>, StoreError>;
     /// Counts one guess against the user's active record, or destroys it at the limit.
     fn count_guess(&self, tenant: &str, user: &str) -> Result<GuessOutcome, StoreError>;
-    /// A verified recovery: guesses back to 0 (only for this record id and version, if still
-    /// active). Returns whether it applied.
-    fn recovered(&self, record_id: &RecordId, version: u32) -> Result<bool, StoreError>;
-    /// A failed KE3: destroys the record if it has used all its guesses. Returns whether it did.
-    fn failed_at_limit(&self, record_id: &RecordId) -> Result<bool, StoreError>;
+    /// A verified recovery: guesses back to 0 (only if the user's active record is still
+    /// this record id at this version). Returns whether it applied. The caller names the
+    /// user it read at KE1, so a store finds the record without looking up its id.
+    fn recovered(
+        &self,
+        tenant: &str,
+        user: &str,
+        record_id: &RecordId,
+        version: u32,
+    ) -> Result<bool, StoreError>;
+    /// A failed KE3: destroys the user's active record if it is still `record_id` and has
+    /// used all its guesses. Returns whether it did.
+    fn failed_at_limit(
+        &self,
+        tenant: &str,
+        user: &str,
+        record_id: &RecordId,
+    ) -> Result<bool, StoreError>;
     /// Replaces the sealed secrets after a password change (version must match; becomes +1).
     fn replace(
         &self,
@@ -151,6 +164,10 @@ pub trait Store: Send + Sync {
     fn delete(&self, tenant: &str, user: &str) -> Result<bool, StoreError>;
     /// The audit log from `after` (exclusive), oldest first.
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
+    /// How many calls beyond the vault's CPU workers this store serves well at once. A
+    /// store whose calls wait on the network (etcd) gains from many in flight: their waits
+    /// overlap, and its group commits grow. An embedded store (SQLite) gains nothing: 0.
+    fn calls_waiting_on_network(&self) -> usize;
 }
 
 /// One audit log entry, as the store keeps it and `GET /v1/audit` shows it. It never holds
@@ -302,13 +319,13 @@ pub(crate) mod contract {
         }
         // The limit is used up; a KE3 that fails now destroys the record.
         let id = RecordId::from_bytes([3; 16]);
-        assert!(store.failed_at_limit(&id).unwrap());
+        assert!(store.failed_at_limit("t", "bob", &id).unwrap());
         let gone = store.latest("t", "bob").unwrap().unwrap();
         assert_eq!(gone.state, RecordState::Destroyed);
         assert_eq!(gone.sealed, None, "destroyed records keep no secrets");
         assert_eq!(store.count_guess("t", "bob").unwrap(), GuessOutcome::Absent);
         assert!(
-            !store.recovered(&id, 1).unwrap(),
+            !store.recovered("t", "bob", &id, 1).unwrap(),
             "nothing revives a destroyed record"
         );
 
@@ -334,14 +351,18 @@ pub(crate) mod contract {
         store.count_guess("t", "carol").unwrap();
         let id = RecordId::from_bytes([5; 16]);
         assert!(
-            !store.recovered(&id, 2).unwrap(),
+            !store.recovered("t", "carol", &id, 2).unwrap(),
             "a stale version resets nothing"
         );
         assert_eq!(store.latest("t", "carol").unwrap().unwrap().guesses, 2);
-        assert!(store.recovered(&id, 1).unwrap());
+        assert!(
+            !store.recovered("t", "bob", &id, 1).unwrap(),
+            "another user's record is not reset"
+        );
+        assert!(store.recovered("t", "carol", &id, 1).unwrap());
         assert_eq!(store.latest("t", "carol").unwrap().unwrap().guesses, 0);
         assert!(
-            !store.failed_at_limit(&id).unwrap(),
+            !store.failed_at_limit("t", "carol", &id).unwrap(),
             "below the limit nothing is destroyed"
         );
     }

@@ -600,10 +600,16 @@ impl Store for SqliteStore {
         outcome.unwrap_or_else(|| Err(StoreError::Database("a queued guess was lost".into())))
     }
 
-    fn recovered(&self, record_id: &RecordId, version: u32) -> Result<bool, StoreError> {
+    fn recovered(
+        &self,
+        tenant: &str,
+        user: &str,
+        record_id: &RecordId,
+        version: u32,
+    ) -> Result<bool, StoreError> {
         self.guarded(
             |g| {
-                let read = g.by_id(record_id)?;
+                let read = g.active(tenant, user)?;
                 let change =
                     transitions::recovered(read.as_ref().map(|(r, _)| r), record_id, version);
                 g.apply(read.as_ref(), change)
@@ -612,10 +618,15 @@ impl Store for SqliteStore {
         )
     }
 
-    fn failed_at_limit(&self, record_id: &RecordId) -> Result<bool, StoreError> {
+    fn failed_at_limit(
+        &self,
+        tenant: &str,
+        user: &str,
+        record_id: &RecordId,
+    ) -> Result<bool, StoreError> {
         self.guarded(
             |g| {
-                let read = g.by_id(record_id)?;
+                let read = g.active(tenant, user)?;
                 let change = transitions::failed_at_limit(read.as_ref().map(|(r, _)| r), record_id);
                 g.apply(read.as_ref(), change)
             },
@@ -674,6 +685,11 @@ impl Store for SqliteStore {
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })
+    }
+
+    /// Its calls wait on a local disk, which more of them would not make faster.
+    fn calls_waiting_on_network(&self) -> usize {
+        0
     }
 }
 

@@ -16,6 +16,24 @@ pub(crate) enum Change<T> {
     },
 }
 
+impl<T> Change<T> {
+    /// The same change, answering `f(out)` instead of `out`.
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Change<U> {
+        match self {
+            Change::Done(out) => Change::Done(f(out)),
+            Change::Write {
+                record,
+                events,
+                out,
+            } => Change::Write {
+                record,
+                events,
+                out: f(out),
+            },
+        }
+    }
+}
+
 fn write<T>(record: Record, event: &'static str, detail: String, out: T) -> Change<T> {
     Change::Write {
         record,

@@ -506,11 +506,15 @@ impl<S: Store, H: Hsm> VaultServer<S, H> {
         let finished = match p.login.finish(ke3, self.login_params(&p.user)) {
             Ok(f) => f,
             Err(_) => {
-                self.store.failed_at_limit(&p.record_id)?;
+                self.store
+                    .failed_at_limit(&p.tenant, &p.user, &p.record_id)?;
                 return Err(VaultError::WrongPassword);
             }
         };
-        if !self.store.recovered(&p.record_id, p.version)? {
+        if !self
+            .store
+            .recovered(&p.tenant, &p.user, &p.record_id, p.version)?
+        {
             // Destroyed or changed since KE1.
             return Err(VaultError::Locked);
         }

@@ -20,6 +20,8 @@
 //! gRPC client on a small runtime of its own, and every call has a deadline: a node cut off
 //! from the etcd quorum fails with `io` instead of answering from stale state.
 
+mod group;
+
 use super::etcd_rpc::{
     CompactionRequest, Compare, Connection, EtcdClient, RangeRequest, RequestOp, Response,
     TxnRequest,
@@ -224,6 +226,8 @@ pub struct EtcdStore {
     #[cfg(debug_assertions)]
     lose_answers: std::sync::atomic::AtomicUsize,
     integrity: OnceLock<Arc<Integrity>>,
+    /// Each shard's queue of guesses and KE3 outcomes waiting for a group commit.
+    groups: group::Groups,
 }
 
 impl Drop for EtcdStore {
@@ -292,6 +296,7 @@ impl EtcdStore {
             #[cfg(debug_assertions)]
             lose_answers: std::sync::atomic::AtomicUsize::new(0),
             integrity: OnceLock::new(),
+            groups: group::Groups::default(),
         };
         // A linearizable read: proves a quorum is reachable before the vault starts.
         store.get(&store.key("setup"), store.until())?;
@@ -366,23 +371,25 @@ impl EtcdStore {
         parse_read(self.get(key, until)?)
     }
 
-    /// The record at `key` and shard `shard`'s head with its revision, both at one store
-    /// revision, in one round trip: a read-only transaction of two ranges, which etcd
-    /// serves as a linearizable read.
-    fn read_with_head(
+    /// The records at `keys` and shard `shard`'s head with its revision, all at one store
+    /// revision, in one round trip: a read-only transaction of ranges, which etcd serves as
+    /// a linearizable read.
+    fn read_many_with_head(
         &self,
-        key: &str,
+        keys: &[&str],
         shard: u32,
         until: Instant,
-    ) -> Result<(Read, Head, i64), StoreError> {
+    ) -> Result<(Vec<Read>, Head, i64), StoreError> {
         let head_key = self.head_key(shard);
+        let mut success: Vec<RequestOp> = keys.iter().map(|key| RequestOp::range(key)).collect();
+        success.push(RequestOp::range(&head_key));
         let txn = TxnRequest {
             compare: vec![],
-            success: vec![RequestOp::range(key), RequestOp::range(&head_key)],
+            success,
             failure: vec![],
         };
         let client = self.client.clone();
-        let mut answers = self.run(until, async move {
+        let answers = self.run(until, async move {
             loop {
                 match client.txn(txn.clone()).await {
                     Ok(response) => return Ok(response.responses),
@@ -391,28 +398,29 @@ impl EtcdStore {
                 }
             }
         })?;
-        let mut first = |what: &str| -> Result<Option<(Vec<u8>, i64)>, StoreError> {
-            if answers.is_empty() {
-                return Err(db(format!(
-                    "a read transaction answered without the {what}"
-                )));
-            }
-            match answers.remove(0).response {
-                Some(Response::Range(r)) => Ok(r
-                    .kvs
-                    .into_iter()
-                    .next()
-                    .map(|kv| (kv.value, kv.mod_revision))),
-                None => Err(db(format!(
-                    "a read transaction answered without the {what}"
-                ))),
-            }
-        };
-        let read = parse_read(first("record")?)?;
-        let (value, revision) = first("head")?.ok_or_else(|| {
+        if answers.len() != keys.len() + 1 {
+            return Err(db(format!(
+                "a read transaction of {} ranges answered {}",
+                keys.len() + 1,
+                answers.len()
+            )));
+        }
+        let mut found = answers.into_iter().map(|answer| match answer.response {
+            Some(Response::Range(r)) => Ok(r
+                .kvs
+                .into_iter()
+                .next()
+                .map(|kv| (kv.value, kv.mod_revision))),
+            None => Err(db("a read transaction answered without a range")),
+        });
+        let mut reads = Vec::with_capacity(keys.len());
+        for _ in keys {
+            reads.push(parse_read(found.next().transpose()?.flatten())?);
+        }
+        let (value, revision) = found.next().transpose()?.flatten().ok_or_else(|| {
             StoreError::Tampered(format!("the store has no head {shard} (it was removed)"))
         })?;
-        Ok((read, parse_head(&value, shard)?, revision))
+        Ok((reads, parse_head(&value, shard)?, revision))
     }
 
     /// The shard of the record a user key names (the key holds the tenant and user in hex),
@@ -635,7 +643,9 @@ impl EtcdStore {
             }
             // The record and the head at one revision, in one round trip.
             let mark = integrity.mark()?;
-            let (read, head, head_revision) = self.read_with_head(key, shard, until)?;
+            let (mut reads, head, head_revision) =
+                self.read_many_with_head(&[key], shard, until)?;
+            let read = reads.pop().ok_or_else(|| db("a read without its record"))?;
             integrity.check_head(&head, mark)?;
             if let (Some(r), Some(seal)) = (&read.record, &read.seal) {
                 integrity.check_row(&head, r, seal, mark)?;
@@ -743,6 +753,20 @@ impl EtcdStore {
             )));
         };
         self.update(&key, shard, |read| Ok(change(read.record.as_ref())))
+    }
+
+    /// `job` (a KE3 outcome) on the user's record in its shard's next group commit.
+    fn submit_applied(
+        &self,
+        tenant: &str,
+        user: &str,
+        job: group::Job,
+    ) -> Result<bool, StoreError> {
+        let shard = shard_of(tenant, user, ETCD_SHARDS);
+        match self.submit(shard, self.user_key(tenant, user), job)? {
+            group::Outcome::Applied(applied) => Ok(applied),
+            group::Outcome::Guess(_) => Err(db("a KE3 outcome answered as a guess")),
+        }
     }
 
     /// Checks the whole store at one revision (`spec/vault.md` §6.2): every record, the sum
@@ -1048,19 +1072,39 @@ impl Store for EtcdStore {
         Ok(read.record)
     }
 
+    /// Committed with the other guesses and KE3 outcomes of its shard that arrive with it
+    /// (group commit, [`group`]).
     fn count_guess(&self, tenant: &str, user: &str) -> Result<GuessOutcome, StoreError> {
         let shard = shard_of(tenant, user, ETCD_SHARDS);
-        self.update(&self.user_key(tenant, user), shard, |read| {
-            Ok(transitions::count_guess(read.record.as_ref()))
-        })
+        match self.submit(shard, self.user_key(tenant, user), group::Job::Guess)? {
+            group::Outcome::Guess(outcome) => Ok(outcome),
+            group::Outcome::Applied(_) => Err(db("a guess answered as a KE3")),
+        }
     }
 
-    fn recovered(&self, record_id: &RecordId, version: u32) -> Result<bool, StoreError> {
-        self.update_by_id(record_id, |r| transitions::recovered(r, record_id, version))
+    /// Group-committed, as a guess is; the user key comes from the user, so no id lookup.
+    fn recovered(
+        &self,
+        tenant: &str,
+        user: &str,
+        record_id: &RecordId,
+        version: u32,
+    ) -> Result<bool, StoreError> {
+        let job = group::Job::Recovered {
+            id: *record_id,
+            version,
+        };
+        self.submit_applied(tenant, user, job)
     }
 
-    fn failed_at_limit(&self, record_id: &RecordId) -> Result<bool, StoreError> {
-        self.update_by_id(record_id, |r| transitions::failed_at_limit(r, record_id))
+    /// Group-committed, as a guess is.
+    fn failed_at_limit(
+        &self,
+        tenant: &str,
+        user: &str,
+        record_id: &RecordId,
+    ) -> Result<bool, StoreError> {
+        self.submit_applied(tenant, user, group::Job::FailedAtLimit { id: *record_id })
     }
 
     fn replace(
@@ -1084,7 +1128,16 @@ impl Store for EtcdStore {
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
         self.audit_at(after, limit, 0)
     }
+
+    /// Enough for a batch of every shard to be filling while another commits.
+    fn calls_waiting_on_network(&self) -> usize {
+        CALLS_IN_FLIGHT
+    }
 }
+
+/// How many calls a vault node has in flight on this store at most, beyond its CPU workers
+/// (`Store::calls_waiting_on_network`).
+const CALLS_IN_FLIGHT: usize = 64;
 
 impl EtcdStore {
     /// Positions are `create revision × 256 + n` (an operation's events share its commit's

@@ -1,0 +1,303 @@
+//! Group commit (`spec/vault.md` §6.1): the guesses and KE3 outcomes for one shard that
+//! arrive together are committed in one etcd transaction. Each shard has a queue; a caller
+//! joins its shard's queue and waits for the shard's turn, and whoever takes the turn
+//! commits every change queued by then (at most [`MOST_IN_A_BATCH`]) and hands each caller
+//! its own outcome. No outcome leaves before the transaction that carries it committed, so a
+//! guess is still counted before its KE2 is sent.
+//!
+//! One transaction compares every record it read and the shard's head, and writes each
+//! changed record once (its final value), the head once, and every change's audit events in
+//! order: the batch is one step of the shard's chain, as if its changes had been made one
+//! after the other. Changes in one shard took turns before (each compared the head); now the
+//! ones that arrive during a commit wait for the next instead of racing it and retrying.
+
+use super::{db, now, EtcdStore, Read, Stored, StoredHead, RETRY_PAUSE};
+use crate::ids::RecordId;
+use crate::store::etcd_rpc::{Compare, RequestOp, TxnRequest};
+use crate::store::integrity::{EventFields, RowSeal, ETCD_SHARDS};
+use crate::store::transitions::{self, Change};
+use crate::store::{bound, GuessOutcome, Record, StoreError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// The most changes one transaction carries: etcd refuses a transaction of more than 128
+/// operations in a branch (`--max-txn-ops`), and a change writes its record and up to two
+/// events (32 × 3 + the head = 97).
+pub(super) const MOST_IN_A_BATCH: usize = 32;
+
+/// A change that can join a batch: those of the guess path.
+#[derive(Debug, Clone)]
+pub(super) enum Job {
+    /// One guess (`transitions::count_guess`).
+    Guess,
+    /// A verified KE3 of `id` at `version` (`transitions::recovered`).
+    Recovered { id: RecordId, version: u32 },
+    /// A failed KE3 of `id` (`transitions::failed_at_limit`).
+    FailedAtLimit { id: RecordId },
+}
+
+/// A job's answer.
+#[derive(Debug, Clone)]
+pub(super) enum Outcome {
+    Guess(GuessOutcome),
+    Applied(bool),
+}
+
+impl Job {
+    fn decide(&self, current: Option<&Record>) -> Change<Outcome> {
+        match self {
+            Job::Guess => transitions::count_guess(current).map(Outcome::Guess),
+            Job::Recovered { id, version } => {
+                transitions::recovered(current, id, *version).map(Outcome::Applied)
+            }
+            Job::FailedAtLimit { id } => {
+                transitions::failed_at_limit(current, id).map(Outcome::Applied)
+            }
+        }
+    }
+}
+
+/// One caller's change, waiting in its shard's queue, and its outcome once committed.
+struct Waiting {
+    key: String,
+    job: Job,
+    /// When the caller's own deadline runs out.
+    until: Instant,
+    outcome: Mutex<Option<Result<Outcome, StoreError>>>,
+}
+
+/// One shard's queue and turn.
+#[derive(Default)]
+struct Queue {
+    waiting: Mutex<Vec<Arc<Waiting>>>,
+    turn: Mutex<()>,
+}
+
+/// The queues of every shard.
+pub(super) struct Groups {
+    queues: Vec<Queue>,
+}
+
+impl Default for Groups {
+    fn default() -> Self {
+        Groups {
+            queues: (0..ETCD_SHARDS).map(|_| Queue::default()).collect(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
+    m.lock()
+        .map_err(|_| StoreError::Database("a group commit lock was poisoned".into()))
+}
+
+/// A record's row in a batch: as read, then as the batch's changes left it.
+struct Row<'k> {
+    key: &'k str,
+    read: Read,
+    /// Its check failed: every change to it fails with this.
+    refused: Option<StoreError>,
+    current: Option<Record>,
+    seal: Option<RowSeal>,
+    changed: bool,
+}
+
+impl EtcdStore {
+    /// Applies `job` to the record at `key` (in `shard`) in the next group commit of that
+    /// shard, and returns its outcome once that commit is durable.
+    pub(super) fn submit(&self, shard: u32, key: String, job: Job) -> Result<Outcome, StoreError> {
+        let queue = self
+            .groups
+            .queues
+            .get(shard as usize)
+            .ok_or_else(|| StoreError::Database(format!("no shard {shard}")))?;
+        let me = Arc::new(Waiting {
+            key,
+            job,
+            until: self.until(),
+            outcome: Mutex::new(None),
+        });
+        lock(&queue.waiting)?.push(Arc::clone(&me));
+        let _turn = lock(&queue.turn)?;
+        loop {
+            if let Some(done) = lock(&me.outcome)?.take() {
+                return done;
+            }
+            let batch: Vec<Arc<Waiting>> = {
+                let mut waiting = lock(&queue.waiting)?;
+                let n = waiting.len().min(MOST_IN_A_BATCH);
+                waiting.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                return Err(StoreError::Database("a queued change was lost".into()));
+            }
+            let outcomes = match self.commit_batch(shard, &batch) {
+                Ok(outcomes) => outcomes,
+                Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+            };
+            for (waiting, outcome) in batch.iter().zip(outcomes) {
+                *lock(&waiting.outcome)? = Some(outcome);
+            }
+        }
+    }
+
+    /// Reads every record `batch` names and the shard's head, applies the changes in order
+    /// and commits them in one transaction, retried like [`EtcdStore::update`] (the batch is
+    /// one operation: its marker is its first audit event).
+    fn commit_batch(
+        &self,
+        shard: u32,
+        batch: &[Arc<Waiting>],
+    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+        let integrity = bound(&self.integrity)?;
+        let until = batch
+            .iter()
+            .map(|w| w.until)
+            .min()
+            .unwrap_or_else(|| self.until());
+        let op = Self::op_id()?;
+        let marker = self.audit_key(&op, 0);
+        let mut keys: Vec<&str> = Vec::new();
+        for w in batch {
+            if !keys.contains(&w.key.as_str()) {
+                keys.push(&w.key);
+            }
+        }
+        let mut attempts: Vec<Vec<Result<Outcome, StoreError>>> = Vec::new();
+        // Whether an attempt's answer was lost: only then may an attempt have committed
+        // unseen (an answer that says "compare failed" is definite).
+        let mut lost = false;
+        loop {
+            if Instant::now() > until {
+                return Err(StoreError::Database(
+                    "etcd: no commit within the deadline (contention or no quorum)".into(),
+                ));
+            }
+            if lost {
+                if let Some(attempt) = self.committed_attempt(&op, until)? {
+                    self.erase_history();
+                    return attempts.get(attempt).cloned().ok_or_else(|| {
+                        StoreError::Database("a committed attempt this node never made".into())
+                    });
+                }
+            }
+            let mark = integrity.mark()?;
+            let (reads, head, head_revision) = self.read_many_with_head(&keys, shard, until)?;
+            integrity.check_head(&head, mark)?;
+            let mut rows: Vec<Row<'_>> = keys
+                .iter()
+                .zip(reads)
+                .map(|(key, read)| {
+                    let refused = match (&read.record, &read.seal) {
+                        (Some(r), Some(seal)) => integrity.check_row(&head, r, seal, mark).err(),
+                        _ => None,
+                    };
+                    Row {
+                        key,
+                        current: read.record.clone(),
+                        seal: read.seal,
+                        read,
+                        refused,
+                        changed: false,
+                    }
+                })
+                .collect();
+
+            let attempt = attempts.len();
+            let at = now();
+            let mut new_head = head.clone();
+            let mut events = Vec::new();
+            let mut written: Vec<(RecordId, u64)> = Vec::new();
+            let mut drops = false;
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for w in batch {
+                let Some(row) = rows.iter_mut().find(|r| r.key == w.key) else {
+                    outcomes.push(Err(StoreError::Database("a change without its row".into())));
+                    continue;
+                };
+                if let Some(refused) = &row.refused {
+                    outcomes.push(Err(refused.clone()));
+                    continue;
+                }
+                match w.job.decide(row.current.as_ref()) {
+                    Change::Done(out) => outcomes.push(Ok(out)),
+                    Change::Write {
+                        record,
+                        events: logged,
+                        out,
+                    } => {
+                        if row.current.as_ref().map(|r| r.record_id) != Some(record.record_id) {
+                            // The batched changes never make a new record.
+                            outcomes.push(Err(StoreError::Database(
+                                "a batched change made a new record".into(),
+                            )));
+                            continue;
+                        }
+                        let record_hex = record.record_id.to_hex();
+                        let fields = EventFields::of_write(&record, &record_hex, at, &logged);
+                        let (seal, chained) =
+                            integrity.write(&mut new_head, row.seal.as_ref(), &record, &fields);
+                        for (e, c) in fields.iter().zip(&chained) {
+                            let key = self.audit_key(&op, events.len());
+                            events.push(self.audit_op(key, e, (shard, c), attempt)?);
+                        }
+                        drops |= row
+                            .current
+                            .as_ref()
+                            .is_some_and(|r| r.sealed.is_some() && r.sealed != record.sealed);
+                        written.push((record.record_id, seal.epoch));
+                        row.current = Some(record);
+                        row.seal = Some(seal);
+                        row.changed = true;
+                        outcomes.push(Ok(out));
+                    }
+                }
+            }
+            if events.is_empty() {
+                // Nothing to write: every outcome stands on the linearizable read.
+                return Ok(outcomes);
+            }
+
+            let mut compare = vec![
+                Compare::modified_at(&self.head_key(shard), head_revision),
+                Compare::created_at(&marker, 0),
+            ];
+            let mut success = Vec::new();
+            for row in &rows {
+                if row.refused.is_some() {
+                    continue;
+                }
+                compare.push(Compare::modified_at(row.key, row.read.revision));
+                if let (true, Some(record), Some(seal)) = (row.changed, &row.current, &row.seal) {
+                    let value = serde_json::to_vec(&Stored::of(record, seal)).map_err(db)?;
+                    success.push(RequestOp::put(row.key, value));
+                }
+            }
+            let head_value = serde_json::to_vec(&StoredHead::of(&new_head)).map_err(db)?;
+            success.push(RequestOp::put(self.head_key(shard), head_value));
+            success.extend(events);
+            attempts.push(outcomes.clone());
+            let txn = TxnRequest {
+                compare,
+                success,
+                failure: vec![],
+            };
+            match self.commit(txn, until)? {
+                Some(true) => {
+                    integrity.committed(&new_head, &written);
+                    if drops {
+                        self.erase_history();
+                    }
+                    return Ok(outcomes);
+                }
+                // Changed by another node, or by this batch's own late commit (the marker
+                // check above finds it): read again at once.
+                Some(false) => {}
+                None => {
+                    lost = true;
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+            }
+        }
+    }
+}
