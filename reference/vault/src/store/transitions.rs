@@ -18,6 +18,7 @@ pub(crate) enum Change<T> {
 
 impl<T> Change<T> {
     /// The same change, answering `f(out)` instead of `out`.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Change<U> {
         match self {
             Change::Done(out) => Change::Done(f(out)),

@@ -1073,7 +1073,7 @@ impl Store for EtcdStore {
     }
 
     /// Committed with the other guesses and KE3 outcomes of its shard that arrive with it
-    /// (group commit, [`group`]).
+    /// (group commit, `store/etcd/group.rs`).
     fn count_guess(&self, tenant: &str, user: &str) -> Result<GuessOutcome, StoreError> {
         let shard = shard_of(tenant, user, ETCD_SHARDS);
         match self.submit(shard, self.user_key(tenant, user), group::Job::Guess)? {
