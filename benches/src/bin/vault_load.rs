@@ -5,7 +5,10 @@
 //! release opened; the vault runs with cheap KSF parameters so the server is what is
 //! measured). Reports operations per second and latency percentiles (HDR histogram) per
 //! backend, with ratios to the first backend of the same run, and the ceiling: opaque-ke's
-//! `ServerLogin::start` rate on one core, in process.
+//! `ServerLogin::start` rate on one core, in process. The clients share the machine's cores
+//! with the server, so it also reports the server's own CPU time per operation
+//! (`/proc/PID/stat`) and the ceiling's cost over it: how close the server itself comes to
+//! the ceiling, whatever share of the cores the clients took.
 //!
 //! `--mode realms` measures threshold recovery (spec/realms.md): whole single-vault
 //! recoveries on the first backend and store, then whole 2-of-3 recoveries against three
@@ -333,6 +336,8 @@ fn load(
     let stop = AtomicBool::new(false);
     let histogram =
         Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram"));
+    let server = served.child.id();
+    let cpu_before = cpu_seconds(server);
     let started = Instant::now();
     let total: u64 = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..clients)
@@ -351,6 +356,9 @@ fn load(
         handles.into_iter().map(|h| h.join().expect("client")).sum()
     });
     let elapsed = started.elapsed().as_secs_f64();
+    let server_cpu = cpu_before
+        .zip(cpu_seconds(server))
+        .map(|(before, after)| after - before);
     let _ = served.child.kill();
     let _ = served.child.wait();
     let h = histogram.lock().expect("histogram");
@@ -366,7 +374,32 @@ fn load(
         "p50_ms": h.value_at_quantile(0.50) as f64 / 1000.0,
         "p99_ms": h.value_at_quantile(0.99) as f64 / 1000.0,
         "max_ms": h.max() as f64 / 1000.0,
+        "server_cpu_seconds": server_cpu,
+        "server_cpu_us_per_operation": server_cpu.map(|cpu| cpu * 1e6 / total.max(1) as f64),
     })
+}
+
+/// The CPU time (user and system) process `pid` has used so far, in seconds, its ended
+/// threads included (`/proc/PID/stat`), or `None` where there is no such file.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name (in parentheses, which may hold spaces) come the fields from
+    // the third, the state; utime and stime are the 14th and 15th.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / clock_ticks_per_second())
+}
+
+/// `getconf CLK_TCK`: the unit of `/proc/PID/stat`'s times (100 on Linux, where it is asked).
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse::<f64>().ok())
+        .filter(|ticks| *ticks > 0.0)
+        .unwrap_or(100.0)
 }
 
 /// Whole 2-of-3 recoveries against three realms for `seconds`, `clients` at once.
@@ -544,6 +577,11 @@ fn main() {
         let rate = run["per_second"].as_f64().unwrap_or(0.0);
         run["ratio_to_first_backend"] = serde_json::json!(rate / first);
         run["ratio_to_ceiling"] = serde_json::json!(rate / ceiling);
+        // The server's own efficiency, whatever share of the cores the clients took: what
+        // one ServerLogin::start costs, over what the server spent per operation.
+        if let Some(per_op) = run["server_cpu_us_per_operation"].as_f64() {
+            run["ratio_to_ceiling_per_server_core"] = serde_json::json!(1e6 / ceiling / per_op);
+        }
     }
     let report = serde_json::json!({
         "runs": runs,
@@ -560,12 +598,12 @@ fn main() {
         "durable guesses"
     };
     println!(
-        "| backend | store | transport | mode | {unit}/s | p50 | p99 | max | ratio to the first row | ratio to ceiling |"
+        "| backend | store | transport | mode | {unit}/s | p50 | p99 | max | ratio to the first row | ratio to ceiling | server CPU per op | ratio to ceiling per server core |"
     );
-    println!("|---|---|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for run in &runs {
         println!(
-            "| {} | {} | {} | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} | {:.2} |",
+            "| {} | {} | {} | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} | {:.2} | {} | {} |",
             run["backend"].as_str().unwrap_or("?"),
             run["store"].as_str().unwrap_or("?"),
             run["transport"].as_str().unwrap_or("http"),
@@ -576,10 +614,17 @@ fn main() {
             run["max_ms"].as_f64().unwrap_or(0.0),
             run["ratio_to_first_backend"].as_f64().unwrap_or(0.0),
             run["ratio_to_ceiling"].as_f64().unwrap_or(0.0),
+            run["server_cpu_us_per_operation"]
+                .as_f64()
+                .map_or("-".into(), |us| format!("{us:.0} µs")),
+            run["ratio_to_ceiling_per_server_core"]
+                .as_f64()
+                .map_or("-".into(), |r| format!("{r:.2}")),
         );
     }
     println!(
-        "{clients} clients, {seconds} s per run; ceiling: ServerLogin::start {ceiling:.0}/s on one core, in process"
+        "{clients} clients, {seconds} s per run; ceiling: ServerLogin::start {ceiling:.0}/s on one core, in process ({:.0} µs each); the clients share the cores with the server",
+        1e6 / ceiling
     );
     floor_holds(&runs, realms_floor);
 }
