@@ -166,11 +166,8 @@ impl<'t> Guarded<'t> {
     ) -> Result<Option<(Record, RowSeal)>, StoreError> {
         let found = self
             .tx
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM records {sql}"),
-                args,
-                row_to_record,
-            )
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM records {sql}"))?
+            .query_row(args, row_to_record)
             .optional()?;
         if let Some((r, seal)) = &found {
             self.integrity.check_row(&self.head, r, seal, self.mark)?;
@@ -210,12 +207,13 @@ impl<'t> Guarded<'t> {
             .filter(|(r, _)| r.record_id == record.record_id)
             .map(|(_, s)| s);
         let (seal, chained) = self.integrity.write(&mut self.head, old, &record, &fields);
-        self.tx.execute(
+        self.tx.prepare_cached(
             "INSERT INTO records (record_id, tenant, user_id, version, state, guesses, guess_limit, ksf, sealed, updated, epoch, tag)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT (record_id) DO UPDATE SET version = excluded.version, state = excluded.state,
                guesses = excluded.guesses, guess_limit = excluded.guess_limit, ksf = excluded.ksf,
                sealed = excluded.sealed, updated = excluded.updated, epoch = excluded.epoch, tag = excluded.tag",
+        )?.execute(
             params![
                 record.record_id.as_bytes().as_slice(), record.tenant, record.user, record.version,
                 record.state.as_str(), record.guesses, record.limit, record.ksf, record.sealed, at,
@@ -223,8 +221,9 @@ impl<'t> Guarded<'t> {
             ],
         )?;
         for (e, c) in fields.iter().zip(&chained) {
-            self.tx.execute(
+            self.tx.prepare_cached(
                 "INSERT INTO audit (at, tenant, user_id, record_id, event, detail, epoch, previous, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?.execute(
                 params![at, e.tenant, e.user, record.record_id.as_bytes().as_slice(), e.event, e.detail, c.epoch as i64, c.previous.as_slice(), c.hash.as_slice()],
             )?;
         }
@@ -243,34 +242,31 @@ impl<'t> Guarded<'t> {
 
 fn read_head(tx: &rusqlite::Transaction<'_>) -> Result<Option<Head>, StoreError> {
     Ok(tx
-        .query_row(
-            "SELECT epoch, records_sum, audit_hash, tag FROM head WHERE id = 1",
-            [],
-            |r| {
-                Ok(Head {
-                    shard: 0,
-                    epoch: r.get::<_, i64>(0)? as u64,
-                    records_sum: blob32(r, 1)?,
-                    audit_hash: blob32(r, 2)?,
-                    tag: blob32(r, 3)?,
-                })
-            },
-        )
+        .prepare_cached("SELECT epoch, records_sum, audit_hash, tag FROM head WHERE id = 1")?
+        .query_row([], |r| {
+            Ok(Head {
+                shard: 0,
+                epoch: r.get::<_, i64>(0)? as u64,
+                records_sum: blob32(r, 1)?,
+                audit_hash: blob32(r, 2)?,
+                tag: blob32(r, 3)?,
+            })
+        })
         .optional()?)
 }
 
 fn write_head(tx: &rusqlite::Transaction<'_>, head: &Head) -> Result<(), StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO head (id, epoch, records_sum, audit_hash, tag) VALUES (1, ?1, ?2, ?3, ?4)
          ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, records_sum = excluded.records_sum,
            audit_hash = excluded.audit_hash, tag = excluded.tag",
-        params![
-            head.epoch as i64,
-            head.records_sum.as_slice(),
-            head.audit_hash.as_slice(),
-            head.tag.as_slice()
-        ],
-    )?;
+    )?
+    .execute(params![
+        head.epoch as i64,
+        head.records_sum.as_slice(),
+        head.audit_hash.as_slice(),
+        head.tag.as_slice()
+    ])?;
     Ok(())
 }
 
