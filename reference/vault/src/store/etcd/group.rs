@@ -96,9 +96,6 @@ struct Queue {
 /// them all and reads again.
 const MOST_KNOWN: usize = 4096;
 
-/// The records a batch names, the shard's head and the head's revision: what it decides from.
-type Taken = (Vec<Read>, Head, i64);
-
 /// What this node last read or committed in a shard: the head and records, each with the
 /// revision a compare must find. A batch whose records are all known decides from them
 /// and commits in one round trip, without a read; if another node (or another kind of
@@ -113,7 +110,7 @@ struct Known {
 
 impl Known {
     /// The head and the records at `keys`, if all are known.
-    fn all(&self, keys: &[&str]) -> Option<Taken> {
+    fn all(&self, keys: &[&str]) -> Option<(Vec<Read>, Head, i64)> {
         let (head, revision) = self.head.clone()?;
         let reads = keys
             .iter()
@@ -280,7 +277,7 @@ impl EtcdStore {
         // unseen (an answer that says "compare failed" is definite).
         let mut lost = false;
         // The current values a failed compare answered with, read at `mark`.
-        let mut answered: Option<(Taken, Mark)> = None;
+        let mut answered: Option<((Vec<Read>, Head, i64), Mark)> = None;
         loop {
             if Instant::now() > until {
                 return Err(StoreError::Database(
