@@ -286,12 +286,10 @@ pub(super) struct TxnRequest {
     pub failure: Vec<RequestOp>,
 }
 
-/// `etcdserverpb.TxnResponse`: the `header` (the revision it committed at, or was served
-/// at), `succeeded` and the operations' `responses`.
+/// `etcdserverpb.TxnResponse`: `succeeded` and the operations' `responses` (the `header`
+/// is not read).
 #[derive(Clone, PartialEq, prost::Message)]
 pub(super) struct TxnResponse {
-    #[prost(message, optional, tag = "1")]
-    pub header: Option<ResponseHeader>,
     #[prost(bool, tag = "2")]
     pub succeeded: bool,
     #[prost(message, repeated, tag = "3")]

@@ -24,7 +24,7 @@ mod group;
 
 use super::etcd_rpc::{
     CompactionRequest, Compare, Connection, EtcdClient, RangeRequest, RequestOp, Response,
-    ResponseOp, TxnRequest, TxnResponse,
+    TxnRequest,
 };
 use super::integrity::{
     shard_of, EventFields, Head, Integrity, RowSeal, StoreCheck, StoreSummary, ETCD_SHARDS,
@@ -250,7 +250,6 @@ fn now() -> u64 {
 
 /// A record read with its seal and the revision a compare-and-swap must find unchanged
 /// (0: absent).
-#[derive(Clone)]
 struct Read {
     record: Option<Record>,
     seal: Option<RowSeal>,
@@ -381,9 +380,12 @@ impl EtcdStore {
         shard: u32,
         until: Instant,
     ) -> Result<(Vec<Read>, Head, i64), StoreError> {
+        let head_key = self.head_key(shard);
+        let mut success: Vec<RequestOp> = keys.iter().map(|key| RequestOp::range(key)).collect();
+        success.push(RequestOp::range(&head_key));
         let txn = TxnRequest {
             compare: vec![],
-            success: self.ranges_with_head(keys, shard),
+            success,
             failure: vec![],
         };
         let client = self.client.clone();
@@ -396,14 +398,29 @@ impl EtcdStore {
                 }
             }
         })?;
-        parse_ranges_with_head(answers, keys.len(), shard)
-    }
-
-    /// A range of each of `keys`, then of shard `shard`'s head.
-    fn ranges_with_head(&self, keys: &[&str], shard: u32) -> Vec<RequestOp> {
-        let mut ranges: Vec<RequestOp> = keys.iter().map(|key| RequestOp::range(key)).collect();
-        ranges.push(RequestOp::range(&self.head_key(shard)));
-        ranges
+        if answers.len() != keys.len() + 1 {
+            return Err(db(format!(
+                "a read transaction of {} ranges answered {}",
+                keys.len() + 1,
+                answers.len()
+            )));
+        }
+        let mut found = answers.into_iter().map(|answer| match answer.response {
+            Some(Response::Range(r)) => Ok(r
+                .kvs
+                .into_iter()
+                .next()
+                .map(|kv| (kv.value, kv.mod_revision))),
+            None => Err(db("a read transaction answered without a range")),
+        });
+        let mut reads = Vec::with_capacity(keys.len());
+        for _ in keys {
+            reads.push(parse_read(found.next().transpose()?.flatten())?);
+        }
+        let (value, revision) = found.next().transpose()?.flatten().ok_or_else(|| {
+            StoreError::Tampered(format!("the store has no head {shard} (it was removed)"))
+        })?;
+        Ok((reads, parse_head(&value, shard)?, revision))
     }
 
     /// The shard of the record a user key names (the key holds the tenant and user in hex),
@@ -414,38 +431,6 @@ impl EtcdStore {
         let text = |h: &str| String::from_utf8(hex::decode(h).ok()?).ok();
         Some(shard_of(&text(tenant)?, &text(user)?, ETCD_SHARDS))
     }
-}
-
-/// The answers to [`EtcdStore::ranges_with_head`] of `keys` keys in `shard`: the records,
-/// the head and the head's revision.
-fn parse_ranges_with_head(
-    answers: Vec<ResponseOp>,
-    keys: usize,
-    shard: u32,
-) -> Result<(Vec<Read>, Head, i64), StoreError> {
-    if answers.len() != keys + 1 {
-        return Err(db(format!(
-            "a transaction of {} ranges answered {}",
-            keys + 1,
-            answers.len()
-        )));
-    }
-    let mut found = answers.into_iter().map(|answer| match answer.response {
-        Some(Response::Range(r)) => Ok(r
-            .kvs
-            .into_iter()
-            .next()
-            .map(|kv| (kv.value, kv.mod_revision))),
-        None => Err(db("a transaction answered without a range")),
-    });
-    let mut reads = Vec::with_capacity(keys);
-    for _ in 0..keys {
-        reads.push(parse_read(found.next().transpose()?.flatten())?);
-    }
-    let (value, revision) = found.next().transpose()?.flatten().ok_or_else(|| {
-        StoreError::Tampered(format!("the store has no head {shard} (it was removed)"))
-    })?;
-    Ok((reads, parse_head(&value, shard)?, revision))
 }
 
 /// A record as stored, or absent.
@@ -583,17 +568,6 @@ impl EtcdStore {
     /// Sends `txn`. Returns whether its compares held (and it committed), or `None` when the
     /// answer was lost (it may have committed).
     fn commit(&self, txn: TxnRequest, until: Instant) -> Result<Option<bool>, StoreError> {
-        Ok(self
-            .commit_answer(txn, until)?
-            .map(|answer| answer.succeeded))
-    }
-
-    /// [`EtcdStore::commit`], with the whole answer.
-    fn commit_answer(
-        &self,
-        txn: TxnRequest,
-        until: Instant,
-    ) -> Result<Option<TxnResponse>, StoreError> {
         let client = self.client.clone();
         #[cfg(debug_assertions)]
         let lose = self
@@ -610,7 +584,7 @@ impl EtcdStore {
             match client.txn(txn).await {
                 // Test builds only: the commit happened, its answer is dropped.
                 Ok(_) if lose => Ok(None),
-                Ok(r) => Ok(Some(r)),
+                Ok(r) => Ok(Some(r.succeeded)),
                 Err(e) if e.transient() => Ok(None),
                 Err(e) => Err(db(e)),
             }
