@@ -11,10 +11,10 @@
 //! after the other. Changes in one shard took turns before (each compared the head); now the
 //! ones that arrive during a commit wait for the next instead of racing it and retrying.
 
-use super::{db, now, EtcdStore, Read, Stored, StoredHead, RETRY_PAUSE};
+use super::{db, drops_secrets, EtcdStore, Stored, StoredHead, RETRY_PAUSE};
 use crate::ids::RecordId;
 use crate::store::etcd_rpc::{Compare, RequestOp, TxnRequest};
-use crate::store::integrity::{EventFields, RowSeal, ETCD_SHARDS};
+use crate::store::integrity::{RowSeal, ETCD_SHARDS};
 use crate::store::transitions::{self, Change};
 use crate::store::{bound, GuessOutcome, Record, StoreError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -94,7 +94,8 @@ fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
 /// A record's row in a batch: as read, then as the batch's changes left it.
 struct Row<'k> {
     key: &'k str,
-    read: Read,
+    /// The revision a compare must find.
+    revision: i64,
     /// Its check failed: every change to it fails with this.
     refused: Option<StoreError>,
     current: Option<Record>,
@@ -194,17 +195,15 @@ impl EtcdStore {
                     };
                     Row {
                         key,
-                        current: read.record.clone(),
+                        revision: read.revision,
+                        current: read.record,
                         seal: read.seal,
-                        read,
                         refused,
                         changed: false,
                     }
                 })
                 .collect();
 
-            let attempt = attempts.len();
-            let at = now();
             let mut new_head = head.clone();
             let mut events = Vec::new();
             let mut written: Vec<(RecordId, u64)> = Vec::new();
@@ -233,18 +232,16 @@ impl EtcdStore {
                             )));
                             continue;
                         }
-                        let record_hex = record.record_id.to_hex();
-                        let fields = EventFields::of_write(&record, &record_hex, at, &logged);
-                        let (seal, chained) =
-                            integrity.write(&mut new_head, row.seal.as_ref(), &record, &fields);
-                        for (e, c) in fields.iter().zip(&chained) {
-                            let key = self.audit_key(&op, events.len());
-                            events.push(self.audit_op(key, e, (shard, c), attempt)?);
-                        }
-                        drops |= row
-                            .current
-                            .as_ref()
-                            .is_some_and(|r| r.sealed.is_some() && r.sealed != record.sealed);
+                        let (seal, ops) = self.logged_write(
+                            integrity,
+                            &mut new_head,
+                            row.seal.as_ref(),
+                            &record,
+                            &logged,
+                            (&op, events.len(), attempts.len()),
+                        )?;
+                        events.extend(ops);
+                        drops |= drops_secrets(row.current.as_ref(), &record);
                         written.push((record.record_id, seal.epoch));
                         row.current = Some(record);
                         row.seal = Some(seal);
@@ -267,7 +264,7 @@ impl EtcdStore {
                 if row.refused.is_some() {
                     continue;
                 }
-                compare.push(Compare::modified_at(row.key, row.read.revision));
+                compare.push(Compare::modified_at(row.key, row.revision));
                 if let (true, Some(record), Some(seal)) = (row.changed, &row.current, &row.seal) {
                     let value = serde_json::to_vec(&Stored::of(record, seal)).map_err(db)?;
                     success.push(RequestOp::put(row.key, value));

@@ -433,6 +433,12 @@ impl EtcdStore {
     }
 }
 
+/// Whether writing `new` over `old` drops secrets (destroyed, deleted, replaced): they stay
+/// in the key's history until it is compacted.
+fn drops_secrets(old: Option<&Record>, new: &Record) -> bool {
+    old.is_some_and(|r| r.sealed.is_some() && r.sealed != new.sealed)
+}
+
 /// A record as stored, or absent.
 fn parse_read(stored: Option<(Vec<u8>, i64)>) -> Result<Read, StoreError> {
     match stored {
@@ -496,6 +502,31 @@ impl EtcdStore {
         })
         .map_err(db)?;
         Ok(RequestOp::put(key, value))
+    }
+
+    /// One record's write in a transaction of operation `op`: seals `record` in place of
+    /// `old` (advancing `head`) and returns its seal and the puts of its audit events,
+    /// numbered from `first`, each marked with the operation's `attempt`.
+    fn logged_write(
+        &self,
+        integrity: &Integrity,
+        head: &mut Head,
+        old: Option<&RowSeal>,
+        record: &Record,
+        events: &[(&'static str, String)],
+        (op, first, attempt): (&str, usize, usize),
+    ) -> Result<(RowSeal, Vec<RequestOp>), StoreError> {
+        let record_hex = record.record_id.to_hex();
+        let fields = EventFields::of_write(record, &record_hex, now(), events);
+        let (seal, chained) = integrity.write(head, old, record, &fields);
+        let shard = head.shard;
+        let ops = fields
+            .iter()
+            .zip(&chained)
+            .enumerate()
+            .map(|(n, (e, c))| self.audit_op(self.audit_key(op, first + n), e, (shard, c), attempt))
+            .collect::<Result<_, _>>()?;
+        Ok((seal, ops))
     }
 
     /// The key of shard `shard`'s head.
@@ -673,19 +704,17 @@ impl EtcdStore {
                     events,
                     out,
                 } => {
-                    let attempt = outs.len();
-                    let at = now();
-                    let record_hex = record.record_id.to_hex();
-                    let fields = EventFields::of_write(&record, &record_hex, at, &events);
                     // The user key's value is the row: a new registration replaces the
                     // ended record it held, so that record's tag leaves the sum too.
-                    let old = read.seal.as_ref();
                     let mut new_head = head.clone();
-                    let (seal, chained) = integrity.write(&mut new_head, old, &record, &fields);
-                    let mut ops = Vec::new();
-                    for (n, (e, c)) in fields.iter().zip(&chained).enumerate() {
-                        ops.push(self.audit_op(self.audit_key(&op, n), e, (shard, c), attempt)?);
-                    }
+                    let (seal, mut ops) = self.logged_write(
+                        integrity,
+                        &mut new_head,
+                        read.seal.as_ref(),
+                        &record,
+                        &events,
+                        (&op, 0, outs.len()),
+                    )?;
                     // A new record (registration) is also found by its id, which no other
                     // record may have had: the id key must not exist when it commits.
                     let mut absent = None;
@@ -695,12 +724,7 @@ impl EtcdStore {
                         absent = Some(id_key);
                     }
                     outs.push(out.clone());
-                    // Secrets this write drops (destroyed, deleted, replaced) stay in the
-                    // key's history until it is compacted.
-                    let drops = read
-                        .record
-                        .as_ref()
-                        .is_some_and(|r| r.sealed.is_some() && r.sealed != record.sealed);
+                    let drops = drops_secrets(read.record.as_ref(), &record);
                     let swapped = self.swap(
                         (key, read.revision),
                         (&new_head, head_revision),
