@@ -6,13 +6,15 @@
 //! forbid it.
 
 use coffer::store::{
-    AuditEvent, GuessOutcome, Record, RecordState, SqliteStore, Store, StoreError,
+    AuditEvent, GroupCommitObserver, GuessOutcome, Record, RecordState, SqliteStore, Store,
+    StoreError,
 };
 use coffer_conformance::local_vault::{sqlite_store, LocalVault};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 
 fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_coffer-conformance")
@@ -249,6 +251,9 @@ impl Store for BrokenStore {
     }
     fn calls_waiting_on_network(&self) -> usize {
         self.inner.calls_waiting_on_network()
+    }
+    fn observe_group_commits(&self, observer: Arc<dyn GroupCommitObserver>) {
+        self.inner.observe_group_commits(observer);
     }
 }
 

@@ -598,6 +598,13 @@ print(json.dumps(samples))
         ) >= 2.0
     );
     assert!(value("coffer_hsm_duration_seconds_count", &[("op", "unseal")]) >= 1.0);
+    // Each counted guess was answered by a group commit; SQLite never tries one again.
+    assert_eq!(
+        value("coffer_store_group_commit_changes_sum", &[]),
+        value("coffer_vault_events_total", &[("event", "guess_counted")])
+    );
+    assert!(value("coffer_store_group_commit_changes_count", &[]) >= 1.0);
+    assert_eq!(value("coffer_store_group_commit_retries_total", &[]), 0.0);
 
     // During a load run: four clients recover for two seconds while /metrics is scraped
     // every 100 ms; every scrape parses, and the guess counter never goes down.
@@ -660,6 +667,26 @@ print(json.dumps(counts))
         counts.last().unwrap() > counts.first().unwrap(),
         "no load seen: {counts:?}"
     );
+
+    // After the load, every guess counted is one change in the group commits, and four
+    // clients at once made some batches of more than one.
+    let (_, text) = get("/metrics");
+    let out = python_reads(&python, parse, text.as_bytes());
+    assert!(out.status.success());
+    let after: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        after
+            .iter()
+            .filter(|s| s["name"] == name)
+            .filter(|s| labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+            .map(|s| s["value"].as_f64().unwrap())
+            .sum()
+    };
+    let guesses = value("coffer_vault_events_total", &[("event", "guess_counted")]);
+    let batches = value("coffer_store_group_commit_changes_count", &[]);
+    assert_eq!(value("coffer_store_group_commit_changes_sum", &[]), guesses);
+    assert!(batches > 0.0 && batches <= guesses, "{batches} {guesses}");
+    assert_eq!(value("coffer_store_group_commit_retries_total", &[]), 0.0);
 }
 
 /// `vault serve --config FILE.toml`: tenants, limits and rates from TOML (rates that are not

@@ -7,7 +7,7 @@
 use crate::error::ErrorClass;
 use crate::hsm::{Hsm, HsmError};
 use crate::ids::RecordId;
-use crate::store::{AuditEvent, GuessOutcome, Record, Store, StoreError};
+use crate::store::{AuditEvent, GroupCommitObserver, GuessOutcome, Record, Store, StoreError};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -59,6 +59,8 @@ pub struct Metrics {
     store: Timings<OpLabels>,
     hsm: Timings<OpLabels>,
     events: Family<EventLabels, Counter>,
+    group_commit_changes: Histogram,
+    group_commit_retries: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -76,6 +78,9 @@ impl Metrics {
         let store = Timings::<OpLabels>::new_with_constructor(latency_buckets);
         let hsm = Timings::<OpLabels>::new_with_constructor(latency_buckets);
         let events = Family::<EventLabels, Counter>::default();
+        // 1, 2, 4, ..., 32: a batch carries at most 32 changes (`spec/vault.md` §6.1).
+        let group_commit_changes = Histogram::new(exponential_buckets(1.0, 2.0, 6));
+        let group_commit_retries = Counter::default();
         registry.register(
             "http_requests",
             "Requests answered, by route template, HTTP status and error class (ok when none)",
@@ -101,6 +106,16 @@ impl Metrics {
             "Guesses counted, recoveries, registrations, destructions and deletions",
             events.clone(),
         );
+        registry.register(
+            "store_group_commit_changes",
+            "Changes (guesses; on etcd also KE3 outcomes) answered by each group commit",
+            group_commit_changes.clone(),
+        );
+        registry.register(
+            "store_group_commit_retries",
+            "Group-commit attempts that did not commit: the shard changed first, or the answer was lost",
+            group_commit_retries.clone(),
+        );
         Arc::new(Metrics {
             registry,
             requests,
@@ -108,6 +123,8 @@ impl Metrics {
             store,
             hsm,
             events,
+            group_commit_changes,
+            group_commit_retries,
         })
     }
 
@@ -134,6 +151,13 @@ impl Metrics {
             .get_or_create(&OpLabels { op: op.to_owned() })
             .observe(start.elapsed().as_secs_f64());
         out
+    }
+}
+
+impl GroupCommitObserver for Metrics {
+    fn group_committed(&self, changes: usize, retries: usize) {
+        self.group_commit_changes.observe(changes as f64);
+        self.group_commit_retries.inc_by(retries as u64);
     }
 }
 
@@ -219,9 +243,10 @@ pub struct MeteredStore<S> {
     metrics: Arc<Metrics>,
 }
 
-impl<S> MeteredStore<S> {
-    /// `inner`, measured into `metrics`.
+impl<S: Store> MeteredStore<S> {
+    /// `inner`, measured into `metrics` (its group commits included).
     pub fn new(inner: S, metrics: Arc<Metrics>) -> Self {
+        inner.observe_group_commits(metrics.clone());
         MeteredStore { inner, metrics }
     }
 }
@@ -336,6 +361,10 @@ impl<S: Store> Store for MeteredStore<S> {
 
     fn calls_waiting_on_network(&self) -> usize {
         self.inner.calls_waiting_on_network()
+    }
+
+    fn observe_group_commits(&self, observer: Arc<dyn GroupCommitObserver>) {
+        self.inner.observe_group_commits(observer);
     }
 }
 

@@ -168,6 +168,32 @@ pub trait Store: Send + Sync {
     /// store whose calls wait on the network (etcd) gains from many in flight: their waits
     /// overlap, and its group commits grow. An embedded store (SQLite) gains nothing: 0.
     fn calls_waiting_on_network(&self) -> usize;
+    /// From now on, tells `observer` of every group commit (`spec/vault.md` §6.1). A store
+    /// that replaces an earlier observer keeps the first.
+    fn observe_group_commits(&self, observer: Arc<dyn GroupCommitObserver>);
+}
+
+/// Told of every group commit (`spec/vault.md` §6.1), for the operator's metrics (§9.2).
+pub trait GroupCommitObserver: Send + Sync {
+    /// One group commit answered `changes` queued changes, after `retries` attempts that
+    /// did not commit (another node changed the shard first, or an answer was lost).
+    fn group_committed(&self, changes: usize, retries: usize);
+}
+
+/// A store's observer of its group commits, once one is set.
+#[derive(Default)]
+pub(crate) struct GroupCommitReports(std::sync::OnceLock<Arc<dyn GroupCommitObserver>>);
+
+impl GroupCommitReports {
+    pub(crate) fn set(&self, observer: Arc<dyn GroupCommitObserver>) {
+        let _ = self.0.set(observer);
+    }
+
+    pub(crate) fn report(&self, changes: usize, retries: usize) {
+        if let Some(observer) = self.0.get() {
+            observer.group_committed(changes, retries);
+        }
+    }
 }
 
 /// One audit log entry, as the store keeps it and `GET /v1/audit` shows it. It never holds

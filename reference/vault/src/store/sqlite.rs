@@ -6,7 +6,10 @@
 
 use super::integrity::{EventFields, Head, Integrity, Mark, RowSeal, StoreSummary};
 use super::transitions::{self, Change};
-use super::{bound, AuditEvent, GuessOutcome, Record, RecordState, Store, StoreError};
+use super::{
+    bound, AuditEvent, GroupCommitObserver, GroupCommitReports, GuessOutcome, Record, RecordState,
+    Store, StoreError,
+};
 use crate::ids::RecordId;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
@@ -65,6 +68,7 @@ pub struct SqliteStore {
     /// Guesses waiting for the next group commit.
     queue: Mutex<Vec<Arc<GuessJob>>>,
     integrity: OnceLock<Arc<Integrity>>,
+    reports: GroupCommitReports,
 }
 
 /// One guess waiting to be committed, and its outcome once it is.
@@ -376,6 +380,7 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             queue: Mutex::new(Vec::new()),
             integrity: OnceLock::new(),
+            reports: GroupCommitReports::default(),
         })
     }
 
@@ -565,6 +570,8 @@ impl Store for SqliteStore {
         })();
         if let Ok((_, head, written)) = &result {
             integrity.committed(head, written);
+            // SQLite's lock serialises writers: a batch never has to try again.
+            self.reports.report(batch.len(), 0);
         }
         let destroyed = matches!(&result, Ok((outcomes, _, _))
             if outcomes.iter().any(|o| matches!(o, Ok(GuessOutcome::Destroyed))));
@@ -686,6 +693,10 @@ impl Store for SqliteStore {
     /// Its calls wait on a local disk, which more of them would not make faster.
     fn calls_waiting_on_network(&self) -> usize {
         0
+    }
+
+    fn observe_group_commits(&self, observer: Arc<dyn GroupCommitObserver>) {
+        self.reports.set(observer);
     }
 }
 

@@ -16,7 +16,7 @@ use crate::ids::RecordId;
 use crate::store::etcd_rpc::{Compare, RequestOp, TxnRequest};
 use crate::store::integrity::{RowSeal, ETCD_SHARDS};
 use crate::store::transitions::{self, Change};
-use crate::store::{bound, GuessOutcome, Record, StoreError};
+use crate::store::{bound, GroupCommitReports, GuessOutcome, Record, StoreError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -76,12 +76,15 @@ struct Queue {
 /// The queues of every shard.
 pub(super) struct Groups {
     queues: Vec<Queue>,
+    /// Told of every batch answered.
+    pub(super) reports: GroupCommitReports,
 }
 
 impl Default for Groups {
     fn default() -> Self {
         Groups {
             queues: (0..ETCD_SHARDS).map(|_| Queue::default()).collect(),
+            reports: GroupCommitReports::default(),
         }
     }
 }
@@ -177,6 +180,7 @@ impl EtcdStore {
             if lost {
                 if let Some(attempt) = self.committed_attempt(&op, until)? {
                     self.erase_history();
+                    self.groups.reports.report(batch.len(), attempt);
                     return attempts.get(attempt).cloned().ok_or_else(|| {
                         StoreError::Database("a committed attempt this node never made".into())
                     });
@@ -250,8 +254,10 @@ impl EtcdStore {
                     }
                 }
             }
+            let retries = attempts.len();
             if events.is_empty() {
                 // Nothing to write: every outcome stands on the linearizable read.
+                self.groups.reports.report(batch.len(), retries);
                 return Ok(outcomes);
             }
 
@@ -282,6 +288,7 @@ impl EtcdStore {
             match self.commit(txn, until)? {
                 Some(true) => {
                     integrity.committed(&new_head, &written);
+                    self.groups.reports.report(batch.len(), retries);
                     if drops {
                         self.erase_history();
                     }

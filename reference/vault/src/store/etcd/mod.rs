@@ -30,7 +30,9 @@ use super::integrity::{
     shard_of, EventFields, Head, Integrity, RowSeal, StoreCheck, StoreSummary, ETCD_SHARDS,
 };
 use super::transitions::{self, Change};
-use super::{bound, AuditEvent, GuessOutcome, Record, RecordState, Store, StoreError};
+use super::{
+    bound, AuditEvent, GroupCommitObserver, GuessOutcome, Record, RecordState, Store, StoreError,
+};
 use crate::ids::RecordId;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -1156,6 +1158,10 @@ impl Store for EtcdStore {
     /// Enough for a batch of every shard to be filling while another commits.
     fn calls_waiting_on_network(&self) -> usize {
         CALLS_IN_FLIGHT
+    }
+
+    fn observe_group_commits(&self, observer: Arc<dyn GroupCommitObserver>) {
+        self.groups.reports.set(observer);
     }
 }
 
