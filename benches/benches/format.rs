@@ -346,6 +346,30 @@ fn in_memory(c: &mut Criterion, size: usize, label: &str) {
             }
         })
     });
+    group.bench_function("ceiling_aws_lc_rs_open_chunks_file_layout", |b| {
+        // The same primitive over the bytes as a file lays them out: each chunk's tag right
+        // after it (a 16400-byte stride) and the body after the header, so most chunks do not
+        // start on a cache line. The readers open from there; this separates the layout's
+        // cost from the reader's own.
+        let key = ceiling_key();
+        let (sealed, tags) = sealed_chunks(&key, &plain);
+        let body = file.len() - sealed.len() - tags.len() * 16 - format::FOOTER_LEN;
+        let mut laid = vec![0u8; body];
+        for (chunk, tag) in sealed.chunks(16384).zip(&tags) {
+            laid.extend_from_slice(chunk);
+            laid.extend_from_slice(tag.as_ref());
+        }
+        let mut out = vec![0u8; 8 * 16384];
+        b.iter(|| {
+            for (i, sealed) in laid[body..].chunks(16400).enumerate() {
+                let nonce = aws::Nonce::assume_unique_for_key(nonce_of(i));
+                let (chunk, tag) = sealed.split_at(sealed.len() - 16);
+                let dst = &mut out[(i % 8) * 16384..(i % 8) * 16384 + chunk.len()];
+                key.open_separate_gather(nonce, aws::Aad::empty(), chunk, tag, dst)
+                    .unwrap();
+            }
+        })
+    });
     group.bench_function("alternative_open_chunks_copy_then_in_place", |b| {
         // The design not taken: each chunk copied into a small reused buffer and opened
         // there in place (slower than opening out of place from where it lies).
