@@ -415,9 +415,19 @@ fn users_of_one_shard(n: usize) -> Vec<String> {
         .collect()
 }
 
-/// Eight guesses at once on each of twelve users of one shard (limit 5), half through each
-/// of `nodes`: every user's guesses are counted 1 to 5 exactly once each, the sixth destroys
-/// the record, the rest find nothing, and the audit log says the same.
+/// Twelve users in shards 0 to 11 (etcd's shards; SQLite has one).
+fn users_of_twelve_shards() -> Vec<String> {
+    use coffer::store::integrity::{shard_of, ETCD_SHARDS};
+    (0..12)
+        .map(|shard| {
+            (0..)
+                .map(|i| format!("s{shard}u{i}"))
+                .find(|u| shard_of("t", u, ETCD_SHARDS) == shard)
+                .unwrap()
+        })
+        .collect()
+}
+
 /// What the stores told of their group commits.
 #[derive(Default)]
 struct Tally {
@@ -434,12 +444,13 @@ impl GroupCommitObserver for Tally {
     }
 }
 
-/// Runs the guesses and returns what the stores reported of their group commits: every
-/// guess was answered by one of them.
-fn concurrent_guesses_keep_the_limit(nodes: [&dyn Store; 2]) -> Arc<Tally> {
+/// Eight guesses at once on each of twelve `users` (limit 5), half through each of `nodes`:
+/// every user's guesses are counted 1 to 5 exactly once each, the sixth destroys the record,
+/// the rest find nothing, and the audit log says the same. Returns what the stores reported
+/// of their group commits: every guess was answered by one of them.
+fn concurrent_guesses_keep_the_limit(nodes: [&dyn Store; 2], users: &[String]) -> Arc<Tally> {
     const LIMIT: u32 = 5;
     const GUESSES: usize = 8;
-    let users = users_of_one_shard(12);
     let tally = Arc::new(Tally::default());
     for node in nodes {
         node.observe_group_commits(tally.clone());
@@ -465,7 +476,7 @@ fn concurrent_guesses_keep_the_limit(nodes: [&dyn Store; 2]) -> Arc<Tally> {
         threads.into_iter().map(|t| t.join().unwrap()).collect()
     });
     let events = nodes[1].audit(0, 10_000).unwrap();
-    for user in &users {
+    for user in users {
         let mut counted: Vec<u32> = Vec::new();
         let (mut destroyed, mut absent) = (0, 0);
         for (_, outcome) in outcomes.iter().filter(|(u, _)| u == user) {
@@ -506,42 +517,48 @@ fn sqlite_keeps_the_limit_under_concurrent_guesses() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("vault.db")).unwrap();
     store.bind(integrity()).unwrap();
-    let tally = concurrent_guesses_keep_the_limit([&store, &store]);
+    let tally = concurrent_guesses_keep_the_limit([&store, &store], &users_of_one_shard(12));
     assert_eq!(tally.retries.load(Ordering::Relaxed), 0);
     // The whole store still checks under its key.
     let again = SqliteStore::open(&dir.path().join("vault.db")).unwrap();
     again.bind(integrity()).unwrap();
 }
 
-/// Group commit on etcd (spec/vault.md §6.1): guesses of one shard that arrive together on
-/// one node share a transaction, two nodes racing on the shard's head still count every
-/// guess once, and the store the batches left checks whole (record sums, audit chains).
+/// Group commit on etcd (spec/vault.md §6.1): guesses that arrive together on one node
+/// share a transaction, those of one shard and those of different shards alike; two nodes
+/// racing on the shards' heads still count every guess once; and the store the batches left
+/// checks whole (record sums, audit chains).
 #[test]
 fn etcd_group_commits_keep_the_limit_across_two_nodes() {
     if etcd::skipped() {
         return;
     }
-    let (one, two) = (bound_etcd_store("group"), bound_etcd_store("group"));
-    let tally = concurrent_guesses_keep_the_limit([&one, &two]);
-    // Fewer commits than guesses (the metrics say so too, spec/vault.md §9.2).
-    let batches = tally.batches.load(Ordering::Relaxed);
-    assert!(batches < 96, "{batches} commits for 96 guesses");
-    let summary = etcd_store("group").bind(integrity()).unwrap();
-    assert_eq!(summary.records, 12, "{summary:?}");
-    // Events of one commit share its revision (seq / 256): some commit carried the guesses
-    // of more than one user.
-    let events = one.audit(0, 10_000).unwrap();
-    let mut users_per_commit: std::collections::HashMap<u64, std::collections::HashSet<&str>> =
-        Default::default();
-    for e in events.iter().filter(|e| e.event == "guess") {
-        users_per_commit
-            .entry(e.seq / 256)
-            .or_default()
-            .insert(e.user.as_str());
+    for (prefix, users) in [
+        ("group-one-shard", users_of_one_shard(12)),
+        ("group-twelve-shards", users_of_twelve_shards()),
+    ] {
+        let (one, two) = (bound_etcd_store(prefix), bound_etcd_store(prefix));
+        let tally = concurrent_guesses_keep_the_limit([&one, &two], &users);
+        // Fewer commits than guesses (the metrics say so too, spec/vault.md §9.2).
+        let batches = tally.batches.load(Ordering::Relaxed);
+        assert!(batches < 96, "{prefix}: {batches} commits for 96 guesses");
+        let summary = etcd_store(prefix).bind(integrity()).unwrap();
+        assert_eq!(summary.records, 12, "{prefix}: {summary:?}");
+        // Events of one commit share its revision (seq / 256): some commit carried the
+        // guesses of more than one user (with twelve shards: of more than one shard).
+        let events = one.audit(0, 10_000).unwrap();
+        let mut users_per_commit: std::collections::HashMap<u64, std::collections::HashSet<&str>> =
+            Default::default();
+        for e in events.iter().filter(|e| e.event == "guess") {
+            users_per_commit
+                .entry(e.seq / 256)
+                .or_default()
+                .insert(e.user.as_str());
+        }
+        let largest = users_per_commit.values().map(|u| u.len()).max().unwrap();
+        assert!(
+            largest > 1,
+            "{prefix}: no commit carried two users' guesses: {users_per_commit:?}"
+        );
     }
-    let largest = users_per_commit.values().map(|u| u.len()).max().unwrap();
-    assert!(
-        largest > 1,
-        "no commit carried two users' guesses: {users_per_commit:?}"
-    );
 }

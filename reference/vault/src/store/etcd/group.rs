@@ -1,20 +1,22 @@
-//! Group commit (`spec/vault.md` §6.1): the guesses and KE3 outcomes for one shard that
-//! arrive together are committed in one etcd transaction. Each shard has a queue; a caller
-//! joins its shard's queue and waits for the shard's turn, and whoever takes the turn
-//! commits every change queued by then (at most [`MOST_IN_A_BATCH`]) and hands each caller
-//! its own outcome. No outcome leaves before the transaction that carries it committed, so a
-//! guess is still counted before its KE2 is sent.
+//! Group commit (`spec/vault.md` §6.1): the guesses and KE3 outcomes that arrive together
+//! on one node, whatever their shards, are committed in one etcd transaction. A caller
+//! joins the node's queue and waits for the turn, and whoever takes the turn commits every
+//! change queued by then (at most [`MOST_IN_A_BATCH`]) and hands each caller its own
+//! outcome. No outcome leaves before the transaction that carries it committed, so a guess
+//! is still counted before its KE2 is sent.
 //!
-//! One transaction compares every record it read and the shard's head, and writes each
-//! changed record once (its final value), the head once, and every change's audit events in
-//! order: the batch is one step of the shard's chain, as if its changes had been made one
-//! after the other. Changes in one shard took turns before (each compared the head); now the
-//! ones that arrive during a commit wait for the next instead of racing it and retrying.
+//! One transaction compares every record it read and the head of every shard it writes,
+//! and writes each changed record once (its final value), each such head once, and every
+//! change's audit events in order: for each shard, the batch is one step of its chain, as if
+//! its changes had been made one after the other. Changes that arrive during a commit wait
+//! for the next instead of racing it and retrying. One queue for all shards, not one each:
+//! with a queue per shard, requests spread over the shards rarely met, and each paid a read
+//! and a commit of its own (`benches/README.md`, "Group commit across shards").
 
 use super::{db, drops_secrets, EtcdStore, Stored, StoredHead, RETRY_PAUSE};
 use crate::ids::RecordId;
 use crate::store::etcd_rpc::{Compare, RequestOp, TxnRequest};
-use crate::store::integrity::{RowSeal, ETCD_SHARDS};
+use crate::store::integrity::{Head, RowSeal, ETCD_SHARDS};
 use crate::store::transitions::{self, Change};
 use crate::store::{bound, GroupCommitReports, GuessOutcome, Record, StoreError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,7 +24,7 @@ use std::time::Instant;
 
 /// The most changes one transaction carries: etcd refuses a transaction of more than 128
 /// operations in a branch (`--max-txn-ops`), and a change writes its record and up to two
-/// events (32 × 3 + the head = 97).
+/// events (32 × 3 + at most 16 heads = 112 puts; 1 + 16 + 32 = 49 compares).
 pub(super) const MOST_IN_A_BATCH: usize = 32;
 
 /// A change that can join a batch: those of the guess path.
@@ -57,8 +59,9 @@ impl Job {
     }
 }
 
-/// One caller's change, waiting in its shard's queue, and its outcome once committed.
+/// One caller's change, waiting in the node's queue, and its outcome once committed.
 struct Waiting {
+    shard: u32,
     key: String,
     job: Job,
     /// When the caller's own deadline runs out.
@@ -66,27 +69,13 @@ struct Waiting {
     outcome: Mutex<Option<Result<Outcome, StoreError>>>,
 }
 
-/// One shard's queue and turn.
+/// The node's queue of changes and its turn to commit.
 #[derive(Default)]
-struct Queue {
+pub(super) struct Groups {
     waiting: Mutex<Vec<Arc<Waiting>>>,
     turn: Mutex<()>,
-}
-
-/// The queues of every shard.
-pub(super) struct Groups {
-    queues: Vec<Queue>,
     /// Told of every batch answered.
     pub(super) reports: GroupCommitReports,
-}
-
-impl Default for Groups {
-    fn default() -> Self {
-        Groups {
-            queues: (0..ETCD_SHARDS).map(|_| Queue::default()).collect(),
-            reports: GroupCommitReports::default(),
-        }
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
@@ -97,6 +86,8 @@ fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
 /// A record's row in a batch: as read, then as the batch's changes left it.
 struct Row<'k> {
     key: &'k str,
+    /// Its shard's place in the batch's heads.
+    head: usize,
     /// The revision a compare must find.
     revision: i64,
     /// Its check failed: every change to it fails with this.
@@ -107,15 +98,15 @@ struct Row<'k> {
 }
 
 impl EtcdStore {
-    /// Applies `job` to the record at `key` (in `shard`) in the next group commit of that
-    /// shard, and returns its outcome once that commit is durable.
+    /// Applies `job` to the record at `key` (in `shard`) in the node's next group commit,
+    /// and returns its outcome once that commit is durable.
     pub(super) fn submit(&self, shard: u32, key: String, job: Job) -> Result<Outcome, StoreError> {
-        let queue = self
-            .groups
-            .queues
-            .get(shard as usize)
-            .ok_or_else(|| StoreError::Database(format!("no shard {shard}")))?;
+        if shard >= ETCD_SHARDS {
+            return Err(StoreError::Database(format!("no shard {shard}")));
+        }
+        let queue = &self.groups;
         let me = Arc::new(Waiting {
+            shard,
             key,
             job,
             until: self.until(),
@@ -135,7 +126,7 @@ impl EtcdStore {
             if batch.is_empty() {
                 return Err(StoreError::Database("a queued change was lost".into()));
             }
-            let outcomes = match self.commit_batch(shard, &batch) {
+            let outcomes = match self.commit_batch(&batch) {
                 Ok(outcomes) => outcomes,
                 Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
             };
@@ -145,12 +136,11 @@ impl EtcdStore {
         }
     }
 
-    /// Reads every record `batch` names and the shard's head, applies the changes in order
-    /// and commits them in one transaction, retried like [`EtcdStore::update`] (the batch is
-    /// one operation: its marker is its first audit event).
+    /// Reads every record `batch` names and the heads of their shards, applies the changes
+    /// in order and commits them in one transaction, retried like [`EtcdStore::update`] (the
+    /// batch is one operation: its marker is its first audit event).
     fn commit_batch(
         &self,
-        shard: u32,
         batch: &[Arc<Waiting>],
     ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
         let integrity = bound(&self.integrity)?;
@@ -162,10 +152,22 @@ impl EtcdStore {
         let op = Self::op_id()?;
         let marker = self.audit_key(&op, 0);
         let mut keys: Vec<&str> = Vec::new();
+        let mut shards: Vec<u32> = Vec::new();
+        // Each key's shard, as a place in `shards`.
+        let mut key_heads: Vec<usize> = Vec::new();
         for w in batch {
-            if !keys.contains(&w.key.as_str()) {
-                keys.push(&w.key);
+            if keys.contains(&w.key.as_str()) {
+                continue;
             }
+            keys.push(&w.key);
+            let at = match shards.iter().position(|s| *s == w.shard) {
+                Some(at) => at,
+                None => {
+                    shards.push(w.shard);
+                    shards.len() - 1
+                }
+            };
+            key_heads.push(at);
         }
         let mut attempts: Vec<Vec<Result<Outcome, StoreError>>> = Vec::new();
         // Whether an attempt's answer was lost: only then may an attempt have committed
@@ -187,18 +189,24 @@ impl EtcdStore {
                 }
             }
             let mark = integrity.mark()?;
-            let (reads, head, head_revision) = self.read_many_with_head(&keys, shard, until)?;
-            integrity.check_head(&head, mark)?;
+            let (reads, heads) = self.read_many_with_heads(&keys, &shards, until)?;
+            for (head, _) in &heads {
+                integrity.check_head(head, mark)?;
+            }
             let mut rows: Vec<Row<'_>> = keys
                 .iter()
+                .zip(&key_heads)
                 .zip(reads)
-                .map(|(key, read)| {
+                .map(|((key, &at), read)| {
                     let refused = match (&read.record, &read.seal) {
-                        (Some(r), Some(seal)) => integrity.check_row(&head, r, seal, mark).err(),
+                        (Some(r), Some(seal)) => {
+                            integrity.check_row(&heads[at].0, r, seal, mark).err()
+                        }
                         _ => None,
                     };
                     Row {
                         key,
+                        head: at,
                         revision: read.revision,
                         current: read.record,
                         seal: read.seal,
@@ -208,9 +216,10 @@ impl EtcdStore {
                 })
                 .collect();
 
-            let mut new_head = head.clone();
+            let mut new_heads: Vec<Head> = heads.iter().map(|(h, _)| h.clone()).collect();
             let mut events = Vec::new();
-            let mut written: Vec<(RecordId, u64)> = Vec::new();
+            // Per shard of the batch: the rows written, with their epochs.
+            let mut written: Vec<Vec<(RecordId, u64)>> = vec![Vec::new(); shards.len()];
             let mut drops = false;
             let mut outcomes = Vec::with_capacity(batch.len());
             for w in batch {
@@ -238,7 +247,7 @@ impl EtcdStore {
                         }
                         let (seal, ops) = self.logged_write(
                             integrity,
-                            &mut new_head,
+                            &mut new_heads[row.head],
                             row.seal.as_ref(),
                             &record,
                             &logged,
@@ -246,7 +255,7 @@ impl EtcdStore {
                         )?;
                         events.extend(ops);
                         drops |= drops_secrets(row.current.as_ref(), &record);
-                        written.push((record.record_id, seal.epoch));
+                        written[row.head].push((record.record_id, seal.epoch));
                         row.current = Some(record);
                         row.seal = Some(seal);
                         row.changed = true;
@@ -261,11 +270,17 @@ impl EtcdStore {
                 return Ok(outcomes);
             }
 
-            let mut compare = vec![
-                Compare::modified_at(&self.head_key(shard), head_revision),
-                Compare::created_at(&marker, 0),
-            ];
+            // The heads of the shards this batch writes: each takes one step of its chain.
+            let mut compare = vec![Compare::created_at(&marker, 0)];
             let mut success = Vec::new();
+            for (at, shard) in shards.iter().enumerate() {
+                if written[at].is_empty() {
+                    continue;
+                }
+                compare.push(Compare::modified_at(&self.head_key(*shard), heads[at].1));
+                let value = serde_json::to_vec(&StoredHead::of(&new_heads[at])).map_err(db)?;
+                success.push(RequestOp::put(self.head_key(*shard), value));
+            }
             for row in &rows {
                 if row.refused.is_some() {
                     continue;
@@ -276,8 +291,6 @@ impl EtcdStore {
                     success.push(RequestOp::put(row.key, value));
                 }
             }
-            let head_value = serde_json::to_vec(&StoredHead::of(&new_head)).map_err(db)?;
-            success.push(RequestOp::put(self.head_key(shard), head_value));
             success.extend(events);
             attempts.push(outcomes.clone());
             let txn = TxnRequest {
@@ -287,7 +300,11 @@ impl EtcdStore {
             };
             match self.commit(txn, until)? {
                 Some(true) => {
-                    integrity.committed(&new_head, &written);
+                    for (head, rows) in new_heads.iter().zip(&written) {
+                        if !rows.is_empty() {
+                            integrity.committed(head, rows);
+                        }
+                    }
                     self.groups.reports.report(batch.len(), retries);
                     if drops {
                         self.erase_history();

@@ -228,7 +228,7 @@ pub struct EtcdStore {
     #[cfg(debug_assertions)]
     lose_answers: std::sync::atomic::AtomicUsize,
     integrity: OnceLock<Arc<Integrity>>,
-    /// Each shard's queue of guesses and KE3 outcomes waiting for a group commit.
+    /// The node's queue of guesses and KE3 outcomes waiting for a group commit.
     groups: group::Groups,
 }
 
@@ -374,17 +374,29 @@ impl EtcdStore {
     }
 
     /// The records at `keys` and shard `shard`'s head with its revision, all at one store
-    /// revision, in one round trip: a read-only transaction of ranges, which etcd serves as
-    /// a linearizable read.
+    /// revision, in one round trip (see [`EtcdStore::read_many_with_heads`]).
     fn read_many_with_head(
         &self,
         keys: &[&str],
         shard: u32,
         until: Instant,
     ) -> Result<(Vec<Read>, Head, i64), StoreError> {
-        let head_key = self.head_key(shard);
+        let (reads, mut heads) = self.read_many_with_heads(keys, &[shard], until)?;
+        let (head, revision) = heads.pop().ok_or_else(|| db("a read without its head"))?;
+        Ok((reads, head, revision))
+    }
+
+    /// The records at `keys` and the heads of `shards`, all at one
+    /// store revision, in one round trip: a read-only transaction of ranges, which etcd
+    /// serves as a linearizable read.
+    fn read_many_with_heads(
+        &self,
+        keys: &[&str],
+        shards: &[u32],
+        until: Instant,
+    ) -> Result<(Vec<Read>, Vec<HeadAt>), StoreError> {
         let mut success: Vec<RequestOp> = keys.iter().map(|key| RequestOp::range(key)).collect();
-        success.push(RequestOp::range(&head_key));
+        success.extend(shards.iter().map(|s| RequestOp::range(&self.head_key(*s))));
         let txn = TxnRequest {
             compare: vec![],
             success,
@@ -400,10 +412,10 @@ impl EtcdStore {
                 }
             }
         })?;
-        if answers.len() != keys.len() + 1 {
+        let asked = keys.len() + shards.len();
+        if answers.len() != asked {
             return Err(db(format!(
-                "a read transaction of {} ranges answered {}",
-                keys.len() + 1,
+                "a read transaction of {asked} ranges answered {}",
                 answers.len()
             )));
         }
@@ -419,10 +431,14 @@ impl EtcdStore {
         for _ in keys {
             reads.push(parse_read(found.next().transpose()?.flatten())?);
         }
-        let (value, revision) = found.next().transpose()?.flatten().ok_or_else(|| {
-            StoreError::Tampered(format!("the store has no head {shard} (it was removed)"))
-        })?;
-        Ok((reads, parse_head(&value, shard)?, revision))
+        let mut heads = Vec::with_capacity(shards.len());
+        for shard in shards {
+            let (value, revision) = found.next().transpose()?.flatten().ok_or_else(|| {
+                StoreError::Tampered(format!("the store has no head {shard} (it was removed)"))
+            })?;
+            heads.push((parse_head(&value, *shard)?, revision));
+        }
+        Ok((reads, heads))
     }
 
     /// The shard of the record a user key names (the key holds the tenant and user in hex),
@@ -434,6 +450,9 @@ impl EtcdStore {
         Some(shard_of(&text(tenant)?, &text(user)?, ETCD_SHARDS))
     }
 }
+
+/// A shard's head and the revision it was read at.
+type HeadAt = (Head, i64);
 
 /// Whether writing `new` over `old` drops secrets (destroyed, deleted, replaced): they stay
 /// in the key's history until it is compacted.
