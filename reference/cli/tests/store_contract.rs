@@ -305,6 +305,57 @@ fn etcd_refuses_a_record_changed_or_rolled_back_behind_the_vault() {
     tampered(etcd_store("tamper").bind(integrity()), "no head 3");
 }
 
+/// A shard whose head was changed behind the vault fails its own users' guesses, and only
+/// theirs: guesses of another shard that share its group commits are still counted, each
+/// exactly once (spec/vault.md §6.1, §6.2).
+#[test]
+fn etcd_a_tampered_head_fails_only_its_own_shard() {
+    use coffer::store::integrity::{shard_of, ETCD_SHARDS};
+    if etcd::skipped() {
+        return;
+    }
+    let store = bound_etcd_store("tampered-head");
+    let prefix = format!("/contract-tampered-head-{}/", std::process::id());
+    let users = users_of_twelve_shards();
+    let (bad, good) = (&users[0], &users[1]);
+    store.insert(&record(20, bad, 100)).unwrap();
+    store.insert(&record(21, good, 100)).unwrap();
+    let head = format!("{prefix}head/{:02}", shard_of("t", bad, ETCD_SHARDS));
+    let (_, text) = etcdctl_get(shared_member(), &head, None, false);
+    let value = text.lines().nth(1).unwrap().to_owned();
+    let at = value.find("\"tag\":\"").unwrap() + 7;
+    let flipped = if &value[at..=at] == "0" { "1" } else { "0" };
+    etcdctl_put(
+        &head,
+        &format!("{}{flipped}{}", &value[..at], &value[at + 1..]),
+    );
+
+    const EACH: usize = 8;
+    let start = std::sync::Barrier::new(2 * EACH);
+    let outcomes: Vec<(bool, Result<GuessOutcome, StoreError>)> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..2 * EACH)
+            .map(|n| {
+                let (store, start, user) = (&store, &start, if n % 2 == 0 { bad } else { good });
+                s.spawn(move || {
+                    start.wait();
+                    (user == good, store.count_guess("t", user))
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let mut counts = Vec::new();
+    for (is_good, outcome) in outcomes {
+        if is_good {
+            counts.push(counted(outcome.unwrap()));
+        } else {
+            tampered(outcome, "head's tag does not verify");
+        }
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=EACH as u32).collect::<Vec<_>>());
+}
+
 /// Commits whose answers are lost are found again by their operation's marker: a guess is
 /// counted once, a registration is not refused as existing, a password change reports done.
 #[test]

@@ -190,16 +190,20 @@ impl EtcdStore {
             }
             let mark = integrity.mark()?;
             let (reads, heads) = self.read_many_with_heads(&keys, &shards, until)?;
-            for (head, _) in &heads {
-                integrity.check_head(head, mark)?;
-            }
+            // A shard whose head fails its check fails its own changes only, as a record
+            // does: the batch's other shards are not held hostage to it.
+            let head_refused: Vec<Option<StoreError>> = heads
+                .iter()
+                .map(|(head, _)| integrity.check_head(head, mark).err())
+                .collect();
             let mut rows: Vec<Row<'_>> = keys
                 .iter()
                 .zip(&key_heads)
                 .zip(reads)
                 .map(|((key, &at), read)| {
-                    let refused = match (&read.record, &read.seal) {
-                        (Some(r), Some(seal)) => {
+                    let refused = match (&head_refused[at], &read.record, &read.seal) {
+                        (Some(refused), _, _) => Some(refused.clone()),
+                        (None, Some(r), Some(seal)) => {
                             integrity.check_row(&heads[at].0, r, seal, mark).err()
                         }
                         _ => None,
