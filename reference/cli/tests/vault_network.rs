@@ -485,6 +485,16 @@ fn python_reads(python: &str, script: &str, input: &[u8]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// The sum of the parsed samples named `name` whose labels include `labels`.
+fn metric(samples: &[Value], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s["name"] == name)
+        .filter(|s| labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+        .map(|s| s["value"].as_f64().unwrap())
+        .sum()
+}
+
 #[test]
 fn health_readiness_and_metrics_a_prometheus_parser_reads() {
     if coffer_testkit::opt_out("COFFER_SKIP_PROMETHEUS", "the Prometheus parser") {
@@ -557,14 +567,7 @@ print(json.dumps(samples))
         String::from_utf8_lossy(&out.stderr)
     );
     let samples: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
-        samples
-            .iter()
-            .filter(|s| s["name"] == name)
-            .filter(|s| labels.iter().all(|(k, v)| s["labels"][*k] == *v))
-            .map(|s| s["value"].as_f64().unwrap())
-            .sum()
-    };
+    let value = |name: &str, labels: &[(&str, &str)]| metric(&samples, name, labels);
     assert_eq!(
         value("coffer_vault_events_total", &[("event", "registered")]),
         1.0
@@ -674,14 +677,7 @@ print(json.dumps(counts))
     let out = python_reads(&python, parse, text.as_bytes());
     assert!(out.status.success());
     let after: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
-        after
-            .iter()
-            .filter(|s| s["name"] == name)
-            .filter(|s| labels.iter().all(|(k, v)| s["labels"][*k] == *v))
-            .map(|s| s["value"].as_f64().unwrap())
-            .sum()
-    };
+    let value = |name: &str, labels: &[(&str, &str)]| metric(&after, name, labels);
     let guesses = value("coffer_vault_events_total", &[("event", "guess_counted")]);
     let batches = value("coffer_store_group_commit_changes_count", &[]);
     assert_eq!(value("coffer_store_group_commit_changes_sum", &[]), guesses);
