@@ -203,8 +203,13 @@ fn etcd_store(prefix: &str) -> EtcdStore {
     etcd_store_on(shared_member(), prefix)
 }
 
-fn etcd_store_on(member: &str, prefix: &str) -> EtcdStore {
-    let url = format!("etcd://{member}/contract-{prefix}-{}", std::process::id());
+/// Where the stores named `name` keep their keys in etcd.
+fn key_prefix(name: &str) -> String {
+    format!("/contract-{name}-{}/", std::process::id())
+}
+
+fn etcd_store_on(member: &str, name: &str) -> EtcdStore {
+    let url = format!("etcd://{member}{}", key_prefix(name).trim_end_matches('/'));
     EtcdStore::connect(&EtcdConfig::parse(&url).unwrap()).unwrap()
 }
 
@@ -261,7 +266,7 @@ fn etcd_refuses_a_record_changed_or_rolled_back_behind_the_vault() {
         return;
     }
     let store = bound_etcd_store("tamper");
-    let prefix = format!("/contract-tamper-{}/", std::process::id());
+    let prefix = key_prefix("tamper");
     let key = format!("{prefix}user/{}/{}", hex::encode("t"), hex::encode("gil"));
     store.insert(&record(10, "gil", 2)).unwrap();
     let (_, fresh) = etcdctl_get(shared_member(), &key, None, false);
@@ -315,7 +320,7 @@ fn etcd_a_tampered_head_fails_only_its_own_shard() {
         return;
     }
     let store = bound_etcd_store("tampered-head");
-    let prefix = format!("/contract-tampered-head-{}/", std::process::id());
+    let prefix = key_prefix("tampered-head");
     let users = users_of_twelve_shards();
     let (bad, good) = (&users[0], &users[1]);
     store.insert(&record(20, bad, 100)).unwrap();
@@ -418,7 +423,7 @@ fn etcd_serves_no_revision_that_held_erased_secrets() {
     let member = own.members[0].client.as_str();
     let store = etcd_store_on(member, "erasure");
     store.bind(integrity()).unwrap();
-    let prefix = format!("/contract-erasure-{}/", std::process::id());
+    let prefix = key_prefix("erasure");
     for (user, id, end) in [("eve", 8u8, "destroy"), ("fay", 9u8, "delete")] {
         let secret = format!("secret of {user}: only in the sealed field").into_bytes();
         let encoded = base64::engine::general_purpose::STANDARD.encode(&secret);

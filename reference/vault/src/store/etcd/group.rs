@@ -16,7 +16,7 @@
 use super::{db, drops_secrets, EtcdStore, Stored, StoredHead, RETRY_PAUSE};
 use crate::ids::RecordId;
 use crate::store::etcd_rpc::{Compare, RequestOp, TxnRequest};
-use crate::store::integrity::{Head, RowSeal, ETCD_SHARDS};
+use crate::store::integrity::{Head, RowSeal};
 use crate::store::transitions::{self, Change};
 use crate::store::{bound, GroupCommitReports, GuessOutcome, Record, StoreError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -101,9 +101,6 @@ impl EtcdStore {
     /// Applies `job` to the record at `key` (in `shard`) in the node's next group commit,
     /// and returns its outcome once that commit is durable.
     pub(super) fn submit(&self, shard: u32, key: String, job: Job) -> Result<Outcome, StoreError> {
-        if shard >= ETCD_SHARDS {
-            return Err(StoreError::Database(format!("no shard {shard}")));
-        }
         let queue = &self.groups;
         let me = Arc::new(Waiting {
             shard,
